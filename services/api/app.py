@@ -1,0 +1,236 @@
+"""The api: readiness and liveness, a small runs API over MLflow and Postgres, JSON logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from services.api.config import Settings
+from services.api.health import HEALTH_MEDIA_TYPE, Check, CheckResult, HealthService
+from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
+from services.api.store import RunRow, Store, StoreUnavailable
+from services.common import jsonlog
+from services.common.redact import dsn_password
+
+logger = logging.getLogger("api")
+Key = Annotated[str, StringConstraints(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_.\-/ ]+$")]
+
+
+class RunIn(BaseModel):
+    experiment: Key = Field(description="MLflow experiment name; created when absent")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=250)] | None = None
+    params: dict[Key, Annotated[str, StringConstraints(max_length=6000)]] = Field(default_factory=dict,
+                                                                                  max_length=100)
+    metrics: dict[Key, float] = Field(default_factory=dict, max_length=100)
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if not math.isfinite(x):
+                raise ValueError(f"metric {k!r} must be a finite number")
+        return v
+
+
+class RunOut(BaseModel):
+    id: uuid.UUID
+    experiment: str
+    experiment_id: str
+    mlflow_run_id: str
+    name: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    created_at: str | None = None
+    mlflow_status: str | None = None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.probes = Counter("api_health_probes", "dependency probes run by /health",
+                              ["component", "status"], registry=self.registry)
+        self.evaluations = Counter("api_health_evaluations", "uncached /health evaluations",
+                                   registry=self.registry)
+        self.latency = Histogram("api_request_seconds", "request latency", ["route", "status"],
+                                 registry=self.registry)
+
+    def record(self, result: CheckResult) -> None:
+        self.probes.labels(result.component, result.status.value).inc()
+
+
+def unavailable(reason: str) -> JSONResponse:
+    return JSONResponse({"error": "dependency unavailable", "detail": reason}, status_code=503,
+                        headers={"Retry-After": "1"})
+
+
+def create_app(settings: Settings, *, store: Store | None = None, mlflow: MlflowClient | None = None) -> FastAPI:
+    secrets = tuple(s for s in (dsn_password(settings.database_url),) if s)
+    store = store or Store(settings.database_url, timeout=settings.db_timeout, pool_size=settings.db_pool_size)
+    mlflow = mlflow or MlflowClient(settings.mlflow_url, timeout=settings.mlflow_timeout,
+                                    retries=settings.mlflow_retries, backoff=settings.mlflow_backoff)
+    metrics = Metrics()
+
+    def on_result(r: CheckResult) -> None:
+        metrics.record(r)
+
+    health = HealthService(
+        checks=(
+            Check("postgres", "datastore", store.probe, settings.db_timeout, settings.is_required("postgres")),
+            Check("mlflow", "component", mlflow.probe, settings.mlflow_budget, settings.is_required("mlflow")),
+        ),
+        ttl=settings.health_cache_ttl, secrets=secrets, on_result=on_result,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await store.open()
+        try:
+            yield
+        finally:
+            await store.close()
+            await mlflow.aclose()
+
+    app = FastAPI(title="ML platform api", version="1.0.0", lifespan=lifespan,
+                  description="Readiness over Postgres and MLflow, and a small runs API through both.")
+    app.state.settings = settings
+    app.state.health = health
+    app.state.metrics = metrics
+    app.state.store = store
+    app.state.mlflow = mlflow
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = rid[:128]
+        token = jsonlog.request_id.set(rid)
+        started = time.perf_counter()
+        request.state.log_fields = {}
+        try:
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+                response: Response = JSONResponse(
+                    {"error": "request body too large", "limit_bytes": settings.max_body_bytes}, status_code=413)
+            else:
+                response = await call_next(request)
+        except Exception:
+            logger.exception("unhandled error", extra={"fields": {"path": request.url.path}})
+            response = JSONResponse({"error": "internal error", "request_id": rid}, status_code=500)
+        elapsed = time.perf_counter() - started
+        response.headers["X-Request-ID"] = rid
+        route = request.scope.get("route")
+        route_path = getattr(route, "path", "unmatched")
+        metrics.latency.labels(route_path, str(response.status_code)).observe(elapsed)
+        jsonlog.log(logger, "request", method=request.method, path=request.url.path,
+                    status=response.status_code, duration_ms=round(elapsed * 1000, 2),
+                    **request.state.log_fields)
+        jsonlog.request_id.reset(token)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
+                    for e in exc.errors()]
+        reason = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
+        return JSONResponse({"error": "invalid request", "detail": reason, "problems": problems},
+                            status_code=422)
+
+    @app.get("/health/live", summary="Liveness: the process serves; touches no dependency")
+    async def live() -> Response:
+        return JSONResponse({"status": "pass", "serviceId": "api"}, media_type=HEALTH_MEDIA_TYPE)
+
+    @app.get("/health", summary="Readiness in application/health+json; 200 pass/warn, 503 fail",
+             responses={503: {"description": "a required dependency failed, or the api is draining"}})
+    async def ready(request: Request) -> Response:
+        report = await health.report()
+        if not report.cached and report.checks:
+            metrics.evaluations.inc()
+        request.state.log_fields.update({
+            "health": report.status.value, "cached": report.cached,
+            "checks": {c.component: {"status": c.status.value, "latency_ms": round(c.latency_ms, 1),
+                                     **({"output": c.output} if c.output else {})} for c in report.checks},
+            **({"output": report.output} if report.output else {}),
+        })
+        return JSONResponse(report.as_json(), status_code=report.http_status, media_type=HEALTH_MEDIA_TYPE,
+                            headers={"Cache-Control": "no-store"})
+
+    @app.get("/metrics", summary="Prometheus metrics: health probes per dependency, request latency")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/runs", status_code=201, response_model=RunOut,
+              summary="Log a run to MLflow and record it in Postgres; 2xx only when both hold it",
+              responses={503: {"description": "MLflow or Postgres unavailable; nothing was recorded"}})
+    async def create_run(body: RunIn, request: Request) -> Response:
+        run_name = body.name or f"run-{uuid.uuid4().hex[:8]}"
+        try:
+            async with asyncio.timeout(settings.request_timeout):
+                exp_id = await mlflow.experiment_id(body.experiment)
+                run_id = await mlflow.log_run(exp_id, run_name, body.params, body.metrics,
+                                              int(time.time() * 1000))
+        except (MlflowUnavailable, TimeoutError) as exc:
+            return unavailable(f"mlflow: {exc or 'request deadline exceeded'}")
+        except MlflowRejected as exc:
+            return JSONResponse({"error": "mlflow rejected the run", "detail": str(exc)}, status_code=502)
+        row = RunRow(uuid.uuid4(), body.experiment, exp_id, run_id, run_name, dict(body.params),
+                     dict(body.metrics), "")
+        try:
+            async with asyncio.timeout(settings.request_timeout):
+                await store.insert(row)
+        except (StoreUnavailable, TimeoutError) as exc:
+            await _forget(mlflow, run_id)
+            return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
+        request.state.log_fields.update({"run_id": str(row.id), "mlflow_run_id": run_id})
+        out = RunOut(id=row.id, experiment=row.experiment, experiment_id=exp_id, mlflow_run_id=run_id,
+                     name=run_name, params=row.params, metrics=row.metrics, mlflow_status="FINISHED")
+        return JSONResponse(out.model_dump(mode="json"), status_code=201)
+
+    @app.get("/runs/{run_id}", response_model=RunOut, summary="Read a run back from Postgres and MLflow",
+             responses={404: {"description": "no such run"}, 503: {"description": "a store is unavailable"}})
+    async def read_run(run_id: uuid.UUID) -> Response:
+        try:
+            async with asyncio.timeout(settings.request_timeout):
+                row = await store.get(run_id)
+        except (StoreUnavailable, TimeoutError) as exc:
+            return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
+        if row is None:
+            return JSONResponse({"error": "not found", "detail": f"no run {run_id}"}, status_code=404)
+        try:
+            async with asyncio.timeout(settings.request_timeout):
+                run = await mlflow.get_run(row.mlflow_run_id)
+        except (MlflowUnavailable, TimeoutError) as exc:
+            return unavailable(f"mlflow: {exc or 'request deadline exceeded'}")
+        except MlflowRejected as exc:
+            return JSONResponse({"error": "run missing in mlflow", "detail": str(exc)}, status_code=502)
+        data = run.get("data", {})
+        out = RunOut(
+            id=row.id, experiment=row.experiment, experiment_id=row.experiment_id,
+            mlflow_run_id=row.mlflow_run_id, name=row.run_name, created_at=row.created_at,
+            params={p["key"]: p["value"] for p in data.get("params", [])},
+            metrics={m["key"]: m["value"] for m in data.get("metrics", [])},
+            mlflow_status=run.get("info", {}).get("status"),
+        )
+        return JSONResponse(out.model_dump(mode="json"))
+
+    return app
+
+
+async def _forget(mlflow: MlflowClient, run_id: str) -> None:
+    """Best effort: a run whose Postgres row failed is deleted in MLflow so no one trusts it."""
+    try:
+        async with asyncio.timeout(mlflow.timeout * 2):
+            await mlflow.delete_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - the caller already answers 503
+        jsonlog.log(logger, "could not delete orphan mlflow run", logging.WARNING,
+                    mlflow_run_id=run_id, error=type(exc).__name__)

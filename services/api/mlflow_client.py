@@ -1,0 +1,157 @@
+"""A small MLflow REST client with explicit timeouts and a bounded retry.
+
+MLflow's own Python client retries 503s for about four minutes by default; the api
+must answer its callers within seconds, so it talks to the REST API itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import httpx
+
+from services.api.health import CheckFailed
+
+RETRYABLE_STATUS = {502, 503, 504}
+
+
+class MlflowUnavailable(Exception):
+    """MLflow could not complete the call (unreachable, timing out, or answering 5xx)."""
+
+
+class MlflowRejected(Exception):
+    """MLflow answered a definite 4xx: retrying will not help."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(f"MLflow answered {status} {error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+
+
+class MlflowClient:
+    def __init__(self, base_url: str, *, timeout: float, retries: int, backoff: float,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _once(self, method: str, path: str, **kw: object) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._http.request(method, path, **kw)  # type: ignore[arg-type]
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise MlflowUnavailable(f"{method} {path}: no answer within {self.timeout:.2f}s") from exc
+        except httpx.TransportError as exc:
+            raise MlflowUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def call(self, method: str, path: str, *, retry: bool = True, **kw: object) -> dict:
+        """One REST call; retries unavailability up to ``retries`` times with doubling backoff."""
+        attempts = self.retries + 1 if retry else 1
+        last: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = await self._once(method, path, **kw)
+            except MlflowUnavailable as exc:
+                last = exc
+                continue
+            if response.status_code in RETRYABLE_STATUS:
+                last = MlflowUnavailable(f"{method} {path}: HTTP {response.status_code} {_error_code(response)}")
+                continue
+            if response.status_code >= 400:
+                body = _json(response)
+                raise MlflowRejected(response.status_code, str(body.get("error_code", "")),
+                                     str(body.get("message", response.text[:200])))
+            body = _json(response)
+            if not isinstance(body, dict):
+                raise MlflowUnavailable(f"{method} {path}: expected a JSON object, got {response.text[:80]!r}")
+            return body
+        assert last is not None
+        raise last
+
+    # -- health ----------------------------------------------------------------
+    async def probe(self) -> None:
+        """/health is shallow (it stays 200 when MLflow's database is gone), so also search."""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._probe_once()
+                return
+            except TimeoutError:
+                error: Exception = CheckFailed(f"no answer within {self.timeout:.2f}s")
+            except (CheckFailed, httpx.HTTPError) as exc:
+                error = exc
+        raise error
+
+    async def _probe_once(self) -> None:
+        r = await self._http.get("/health")
+        if r.status_code != 200:
+            raise CheckFailed(f"GET /health answered HTTP {r.status_code}")
+        r = await self._http.get("/api/2.0/mlflow/experiments/search", params={"max_results": 1})
+        if r.status_code != 200:
+            raise CheckFailed(f"experiments search answered HTTP {r.status_code} {_error_code(r)}")
+        if not isinstance(_json(r), dict):
+            raise CheckFailed(f"experiments search answered non-JSON {r.text[:60]!r}")
+
+    # -- tracking ----------------------------------------------------------------
+    async def experiment_id(self, name: str) -> str:
+        """Find the experiment by name, creating it when absent (safe against a concurrent create)."""
+        try:
+            body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name",
+                                   params={"experiment_name": name})
+            return str(body["experiment"]["experiment_id"])
+        except MlflowRejected as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        try:
+            body = await self.call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name},
+                                   retry=False)
+            return str(body["experiment_id"])
+        except MlflowRejected as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name",
+                               params={"experiment_name": name})
+        return str(body["experiment"]["experiment_id"])
+
+    async def log_run(self, experiment_id: str, run_name: str, params: Mapping[str, str],
+                      metrics: Mapping[str, float], timestamp_ms: int) -> str:
+        body = await self.call("POST", "/api/2.0/mlflow/runs/create", retry=False, json={
+            "experiment_id": experiment_id, "run_name": run_name, "start_time": timestamp_ms})
+        run_id = str(body["run"]["info"]["run_id"])
+        await self.call("POST", "/api/2.0/mlflow/runs/log-batch", json={
+            "run_id": run_id,
+            "params": [{"key": k, "value": v} for k, v in params.items()],
+            "metrics": [{"key": k, "value": v, "timestamp": timestamp_ms, "step": 0} for k, v in metrics.items()],
+        })
+        await self.call("POST", "/api/2.0/mlflow/runs/update", json={
+            "run_id": run_id, "status": "FINISHED", "end_time": timestamp_ms})
+        return run_id
+
+    async def delete_run(self, run_id: str) -> None:
+        await self.call("POST", "/api/2.0/mlflow/runs/delete", json={"run_id": run_id})
+
+    async def get_run(self, run_id: str) -> dict:
+        body = await self.call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
+        return body["run"]
+
+
+def _json(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return {}
+
+
+def _error_code(response: httpx.Response) -> str:
+    body = _json(response)
+    return str(body.get("error_code", "")) if isinstance(body, dict) else ""

@@ -1,0 +1,96 @@
+"""The api's own Postgres table of runs, and the Postgres health probe."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_runs (
+    id            uuid PRIMARY KEY,
+    experiment    text NOT NULL,
+    experiment_id text NOT NULL,
+    mlflow_run_id text NOT NULL UNIQUE,
+    run_name      text NOT NULL,
+    params        jsonb NOT NULL,
+    metrics       jsonb NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class StoreUnavailable(Exception):
+    """Postgres could not complete the operation in time."""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: uuid.UUID
+    experiment: str
+    experiment_id: str
+    mlflow_run_id: str
+    run_name: str
+    params: dict
+    metrics: dict
+    created_at: str
+
+
+class Store:
+    def __init__(self, dsn: str, *, timeout: float, pool_size: int) -> None:
+        self.dsn = dsn
+        self.timeout = timeout
+        self.pool = AsyncConnectionPool(
+            dsn, min_size=0, max_size=pool_size, open=False, timeout=timeout,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close(timeout=1.0)
+
+    async def probe(self) -> None:
+        """A real round trip on a fresh connection: the pool might hide a dead server."""
+        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        try:
+            cur = await conn.execute("SELECT 1 FROM pg_catalog.pg_class LIMIT 1")
+            await cur.fetchone()
+        finally:
+            await conn.close()
+
+    async def insert(self, row: RunRow) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO api_runs (id, experiment, experiment_id, mlflow_run_id, run_name, params, metrics)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (row.id, row.experiment, row.experiment_id, row.mlflow_run_id, row.run_name,
+                     json.dumps(row.params), json.dumps(row.metrics)),
+                )
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled, TimeoutError) as exc:
+            raise StoreUnavailable(f"insert failed: {type(exc).__name__}") from exc
+
+    async def get(self, run_id: uuid.UUID) -> RunRow | None:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute("SELECT * FROM api_runs WHERE id = %s", (run_id,))
+                rec = await cur.fetchone()
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
+        if rec is None:
+            return None
+        return RunRow(rec["id"], rec["experiment"], rec["experiment_id"], rec["mlflow_run_id"],
+                      rec["run_name"], rec["params"], rec["metrics"], rec["created_at"].isoformat())
+
+
+def migrate(dsn: str, connect_timeout: int = 5) -> None:
+    """Create the table; used by the entrypoint once Postgres answers."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
+        conn.execute(SCHEMA)

@@ -1,0 +1,33 @@
+"""Scrub secrets from text before it reaches a response or a log line."""
+
+from __future__ import annotations
+
+import re
+
+# scheme://user:password@host -> scheme://user:***@host
+_DSN_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)")
+# libpq keyword form: password=secret
+_KW_PASSWORD = re.compile(r"(?i)(password\s*=\s*)('[^']*'|\S+)")
+
+MASK = "***"
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Return ``text`` with DSN passwords and every literal in ``secrets`` masked."""
+    text = _DSN_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    text = _KW_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def dsn_password(dsn: str) -> str:
+    """The password embedded in a URL-form DSN, or '' when there is none."""
+    m = _DSN_PASSWORD.search(dsn)
+    return m.group("pw") if m else ""
+
+
+def safe_dsn(dsn: str) -> str:
+    """A DSN fit for logs: password masked, query string dropped."""
+    return redact(dsn.split("?", 1)[0])
