@@ -1,0 +1,126 @@
+"""MLflow entrypoint: validate configuration, wait for Postgres (bounded), exec ``mlflow server``.
+
+Run as ``python -m services.mlflow.entrypoint``. Configuration (environment):
+  MLFLOW_BACKEND_STORE_URI       required; postgresql:// (psycopg 3) or postgresql+psycopg2://
+  MLFLOW_HOST / MLFLOW_PORT      bind address (0.0.0.0 / 5000)
+  MLFLOW_STATIC_PREFIX           URL prefix (/mlflow); /mlflow/health is the health check
+  MLFLOW_WORKERS                 uvicorn workers (1: 0.4 GB; 4 with jobs: ~3 GB, see DESIGN.md)
+  MLFLOW_ARTIFACTS_DESTINATION   artifact root (./mlartifacts)
+  MLFLOW_ALLOWED_HOSTS           Host-header allow-list; must admit the api's name for MLflow
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION  false unless asked for (job runner: 7 extra processes)
+  MLFLOW_STARTUP_TIMEOUT         seconds to wait for Postgres (60)
+  MLFLOW_SLOW_START_SECONDS      fault injection: hold the start back this long (0)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from services.common.redact import safe_dsn
+from services.common.startup import DependencyTimeout, retry_until_ready
+
+DEFAULT_ALLOWED_HOSTS = "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
+DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "postgresql+psycopg": "psycopg",
+           "postgresql+psycopg2": "psycopg2"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def log(msg: str, fields: dict | None = None) -> None:
+    line = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "level": "info",
+            "service": "mlflow-entrypoint", "msg": msg, **(fields or {})}
+    print(json.dumps(line, default=str), flush=True)
+
+
+def _number(env: dict[str, str], name: str, default: str, kind: type, low: float, high: float) -> float:
+    raw = env.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: expected a value between {low} and {high}, got {raw!r}")
+    return value
+
+
+def build_command(env: dict[str, str]) -> list[str]:
+    """The ``mlflow server`` argv for this environment; raises ConfigError naming the variable."""
+    uri = env.get("MLFLOW_BACKEND_STORE_URI", "")
+    if not uri:
+        raise ConfigError("MLFLOW_BACKEND_STORE_URI: required but not set (postgresql://user:pass@host:5432/db)")
+    scheme = urlsplit(uri).scheme
+    if scheme not in DRIVERS:
+        raise ConfigError(f"MLFLOW_BACKEND_STORE_URI: expected one of {sorted(DRIVERS)}:// URLs, got {scheme!r}")
+    module = DRIVERS[scheme]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"MLFLOW_BACKEND_STORE_URI: scheme {scheme!r} needs the {module} driver, "
+                          "which is not installed (SQLAlchemy 2.1 maps postgresql:// to psycopg 3)")
+    prefix = env.get("MLFLOW_STATIC_PREFIX", "/mlflow")
+    if not prefix.startswith("/") or prefix.endswith("/") or "{" in prefix:
+        raise ConfigError(f"MLFLOW_STATIC_PREFIX: expected a path like /mlflow (leading /, no trailing /), "
+                          f"got {prefix!r}")
+    port = int(_number(env, "MLFLOW_PORT", "5000", int, 1, 65535))
+    workers = int(_number(env, "MLFLOW_WORKERS", "1", int, 1, 16))
+    jobs = env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false").lower()
+    if jobs not in ("true", "false"):
+        raise ConfigError(f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION: expected true or false, got {jobs!r}")
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", uri,
+        "--artifacts-destination", env.get("MLFLOW_ARTIFACTS_DESTINATION", "./mlartifacts"),
+        "--host", env.get("MLFLOW_HOST", "0.0.0.0"),
+        "--port", str(port),
+        "--static-prefix", prefix,
+        "--workers", str(workers),
+        "--allowed-hosts", env.get("MLFLOW_ALLOWED_HOSTS", DEFAULT_ALLOWED_HOSTS),
+    ]
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    out = dict(env)
+    out.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    out.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    return out
+
+
+def wait_for_postgres(uri: str, timeout: float) -> None:
+    import psycopg
+
+    plain = uri.replace("+psycopg2", "").replace("+psycopg", "")
+    retry_until_ready(lambda: psycopg.connect(plain, connect_timeout=3).close(), what="postgres",
+                      timeout=timeout, log=log)
+
+
+def main() -> int:
+    env = dict(os.environ)
+    try:
+        argv = build_command(env)
+        startup = _number(env, "MLFLOW_STARTUP_TIMEOUT", "60", float, 0, 3600)
+        slow = _number(env, "MLFLOW_SLOW_START_SECONDS", "0", float, 0, 3600)
+    except ConfigError as exc:
+        print(f"invalid mlflow configuration: {exc}", file=sys.stderr)
+        return 2
+    log("starting", {"backend": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:5] + argv[6:]})
+    try:
+        wait_for_postgres(env["MLFLOW_BACKEND_STORE_URI"], startup)
+    except DependencyTimeout as exc:
+        log("giving up", {"error": str(exc)})
+        return 1
+    if slow:
+        log("slow start injected", {"seconds": slow})
+        time.sleep(slow)  # the fault itself: a server that takes this long to start
+    sys.stdout.flush()
+    os.execve(argv[0], argv, child_env(env))
+    return 0  # pragma: no cover - exec does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main())
