@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 
 from services.common.redact import redact
@@ -105,7 +105,7 @@ def aggregate(results: tuple[CheckResult, ...], required: Mapping[str, bool]) ->
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def run_check(check: Check, secrets: tuple[str, ...] = ()) -> CheckResult:

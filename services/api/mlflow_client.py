@@ -67,6 +67,7 @@ class MlflowClient:
                 continue
             if response.status_code >= 400:
                 body = _json(response)
+                body = body if isinstance(body, dict) else {}
                 raise MlflowRejected(response.status_code, str(body.get("error_code", "")),
                                      str(body.get("message", response.text[:200])))
             body = _json(response)
@@ -149,7 +150,7 @@ def _json(response: httpx.Response) -> object:
     try:
         return response.json()
     except ValueError:
-        return {}
+        return None
 
 
 def _error_code(response: httpx.Response) -> str:

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from services.common.redact import safe_dsn
@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 
 
 def log(msg: str, fields: dict | None = None) -> None:
-    line = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "level": "info",
+    line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "info",
             "service": "mlflow-entrypoint", "msg": msg, **(fields or {})}
     print(json.dumps(line, default=str), flush=True)
 

@@ -1,0 +1,268 @@
+"""The api over fake dependencies (httpx MockTransport for MLflow, an in-memory store):
+HTTP mapping, correlation ids, JSON logs, redaction, validation, body limits, write atomicity."""
+
+import asyncio
+import io
+import json
+import socket
+import time
+import uuid
+
+import httpx
+import pytest
+
+from services.api.app import create_app
+from services.api.config import load_settings
+from services.api.mlflow_client import MlflowClient
+from services.api.store import Store, StoreUnavailable
+from services.common import jsonlog
+
+pytestmark = pytest.mark.unit
+PASSWORD = "hunter22-secret"
+
+
+class FakeStore:
+    def __init__(self):
+        self.rows = {}
+        self.down = False
+        self.probes = 0
+
+    async def open(self): ...
+    async def close(self): ...
+
+    async def probe(self):
+        self.probes += 1
+        if self.down:
+            raise ConnectionRefusedError(f"connection to postgresql://app:{PASSWORD}@db/api refused")
+
+    async def insert(self, row):
+        if self.down:
+            raise StoreUnavailable("insert failed: OperationalError")
+        self.rows[row.id] = row
+
+    async def get(self, run_id):
+        return self.rows.get(run_id)
+
+
+class FakeMlflow:
+    """Enough of MLflow's REST API for the runs endpoints."""
+
+    def __init__(self):
+        self.runs = {}
+        self.deleted = []
+        self.status = 200
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/mlflow")
+        if self.status != 200:
+            return httpx.Response(self.status, json={"error_code": "TEMPORARILY_UNAVAILABLE"})
+        if path == "/health":
+            return httpx.Response(200, text="OK")
+        if path.endswith("/experiments/search"):
+            return httpx.Response(200, json={"experiments": []})
+        if path.endswith("/experiments/get-by-name"):
+            return httpx.Response(200, json={"experiment": {"experiment_id": "1"}})
+        body = json.loads(request.content or b"{}")
+        if path.endswith("/runs/create"):
+            rid = uuid.uuid4().hex
+            self.runs[rid] = {"info": {"run_id": rid, "status": "RUNNING"}, "data": {"params": [], "metrics": []}}
+            return httpx.Response(200, json={"run": self.runs[rid]})
+        if path.endswith("/runs/log-batch"):
+            self.runs[body["run_id"]]["data"] = {"params": body["params"], "metrics": body["metrics"]}
+            return httpx.Response(200, json={})
+        if path.endswith("/runs/update"):
+            self.runs[body["run_id"]]["info"]["status"] = body["status"]
+            return httpx.Response(200, json={})
+        if path.endswith("/runs/delete"):
+            self.deleted.append(body["run_id"])
+            return httpx.Response(200, json={})
+        if path.endswith("/runs/get"):
+            return httpx.Response(200, json={"run": self.runs[request.url.params["run_id"]]})
+        return httpx.Response(404, json={"error_code": "ENDPOINT_NOT_FOUND"})
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    monkeypatch.setenv("API_DATABASE_URL", f"postgresql://app:{PASSWORD}@db:5432/api")
+    monkeypatch.setenv("API_MLFLOW_URL", "http://mlflow:5000/mlflow")
+    monkeypatch.setenv("API_HEALTH_CACHE_TTL", "0")
+    monkeypatch.setenv("API_MLFLOW_RETRIES", "0")
+    monkeypatch.setenv("API_MLFLOW_TIMEOUT", "0.5")
+    monkeypatch.setenv("API_DB_TIMEOUT", "0.3")
+    return load_settings()
+
+
+@pytest.fixture
+def logs(settings):
+    stream = io.StringIO()
+    jsonlog.configure("api", "INFO", (PASSWORD,), stream=stream)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    jsonlog.configure("api", "INFO")
+
+
+@pytest.fixture
+def deps():
+    return FakeStore(), FakeMlflow()
+
+
+@pytest.fixture
+def call(settings, deps, logs):
+    store, fake = deps
+    mlflow = MlflowClient(settings.mlflow_url, timeout=settings.mlflow_timeout, retries=0, backoff=0,
+                          transport=httpx.MockTransport(fake.handle))
+    app = create_app(settings, store=store, mlflow=mlflow)
+
+    def do(method, path, **kw):
+        async def go():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
+                return await c.request(method, path, **kw)
+        return asyncio.run(go())
+
+    return do
+
+
+def test_health_pass_is_200_health_json(call):
+    r = call("GET", "/health")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/health+json")
+    assert r.json()["status"] == "pass"
+
+
+def test_required_dependency_down_is_503_and_secret_free(call, deps, logs):
+    deps[0].down = True
+    r = call("GET", "/health")
+    assert r.status_code == 503
+    assert r.json()["checks"]["postgres:responseTime"][0]["status"] == "fail"
+    assert PASSWORD not in r.text
+    line = [entry for entry in logs() if entry.get("path") == "/health"][-1]
+    assert line["checks"]["postgres"]["status"] == "fail" and "refused" in line["checks"]["postgres"]["output"]
+    assert PASSWORD not in json.dumps(logs())
+
+
+def test_optional_mlflow_is_warn(monkeypatch, settings, logs):
+    monkeypatch.setenv("API_REQUIRED", "postgres")
+    s = load_settings()
+    fake = FakeMlflow()
+    fake.status = 503
+    app = create_app(s, store=FakeStore(), mlflow=MlflowClient(s.mlflow_url, timeout=0.5, retries=0, backoff=0,
+                                                                transport=httpx.MockTransport(fake.handle)))
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
+            return await c.get("/health")
+    r = asyncio.run(go())
+    assert r.status_code == 200 and r.json()["status"] == "warn"
+
+
+def test_liveness_touches_no_dependency(call, deps):
+    deps[0].down = True
+    r = call("GET", "/health/live")
+    assert r.status_code == 200 and deps[0].probes == 0
+
+
+def test_correlation_id_echoed_and_logged(call, logs):
+    r = call("GET", "/health/live", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    assert any(e.get("request_id") == "abc-123" and e["msg"] == "request" for e in logs())
+
+
+def test_correlation_id_generated_when_absent(call, logs):
+    r = call("GET", "/health/live")
+    rid = r.headers["x-request-id"]
+    assert len(rid) == 32
+    line = [e for e in logs() if e.get("request_id") == rid][0]
+    assert {"ts", "level", "method", "path", "status", "duration_ms"} <= set(line)
+
+
+def test_write_goes_to_both_stores_and_reads_back(call, deps):
+    r = call("POST", "/runs", json={"experiment": "exp", "params": {"lr": "0.1"}, "metrics": {"acc": 0.9}})
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert uuid.UUID(run["id"]) in deps[0].rows and run["mlflow_run_id"] in deps[1].runs
+    back = call("GET", f"/runs/{run['id']}").json()
+    assert back["params"] == {"lr": "0.1"} and back["metrics"] == {"acc": 0.9}
+    assert back["mlflow_status"] == "FINISHED"
+
+
+def test_write_with_postgres_down_is_503_and_mlflow_run_deleted(call, deps):
+    deps[0].down = True
+    r = call("POST", "/runs", json={"experiment": "exp", "params": {"a": "b"}})
+    assert r.status_code == 503 and "postgres" in r.json()["detail"]
+    assert deps[0].rows == {}
+    assert deps[1].deleted == list(deps[1].runs)
+
+
+def test_write_with_mlflow_down_is_503_and_no_row(call, deps):
+    deps[1].status = 503
+    r = call("POST", "/runs", json={"experiment": "exp"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert deps[0].rows == {}
+
+
+@pytest.mark.parametrize("body,field", [
+    ({}, "experiment"),
+    ({"experiment": ""}, "experiment"),
+    ({"experiment": "e", "metrics": {"m": "not-a-number"}}, "metrics.m"),
+    ({"experiment": "e", "params": {"bad key!": "v"}}, "params"),
+])
+def test_invalid_input_is_422_with_reason(call, body, field):
+    r = call("POST", "/runs", json=body)
+    assert r.status_code == 422
+    assert any(p["field"].startswith(field) for p in r.json()["problems"]), r.text
+
+
+def test_non_finite_metric_rejected(call):
+    r = call("POST", "/runs", content=b'{"experiment": "e", "metrics": {"m": NaN}}',
+             headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_oversized_body_is_413(call, deps):
+    r = call("POST", "/runs", json={"experiment": "e", "params": {"p": "x" * 70000}})
+    assert r.status_code == 413 and deps[0].rows == {}
+
+
+def test_unknown_run_is_404(call):
+    assert call("GET", f"/runs/{uuid.uuid4()}").status_code == 404
+
+
+def test_openapi_describes_every_endpoint(call):
+    paths = call("GET", "/openapi.json").json()["paths"]
+    assert {"/health", "/health/live", "/runs", "/runs/{run_id}", "/metrics"} <= set(paths)
+
+
+def test_metrics_count_probes(call):
+    call("GET", "/health")
+    call("GET", "/health")
+    text = call("GET", "/metrics").text
+    assert 'api_health_probes_total{component="postgres",status="pass"} 2.0' in text
+
+
+@pytest.fixture
+def blackhole():
+    """A TCP listener that accepts and never answers: a frozen Postgres as a client sees it."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+def test_real_postgres_probe_against_a_blackhole_is_bounded(monkeypatch, blackhole, logs):
+    monkeypatch.setenv("API_DATABASE_URL", f"postgresql://app:{PASSWORD}@127.0.0.1:{blackhole}/api")
+    monkeypatch.setenv("API_MLFLOW_URL", "http://mlflow:5000/mlflow")
+    monkeypatch.setenv("API_DB_TIMEOUT", "0.4")
+    s = load_settings()
+    fake = FakeMlflow()
+    app = create_app(s, store=Store(s.database_url, timeout=0.4, pool_size=1),
+                     mlflow=MlflowClient(s.mlflow_url, timeout=0.5, retries=0, backoff=0,
+                                         transport=httpx.MockTransport(fake.handle)))
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
+            return await c.get("/health")
+    started = time.monotonic()
+    r = asyncio.run(go())
+    assert time.monotonic() - started < 0.4 + 0.5
+    assert r.status_code == 503
+    assert r.json()["checks"]["postgres:responseTime"][0]["output"] == "timed out after 0.40s"

@@ -1,0 +1,71 @@
+"""Configuration: every bad or missing variable is named, with what was expected."""
+
+import pytest
+
+from services.api.config import ConfigError, load_settings
+
+pytestmark = pytest.mark.unit
+
+GOOD = {"API_DATABASE_URL": "postgresql://app:hunter22@db:5432/api", "API_MLFLOW_URL": "http://mlflow:5000/mlflow"}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for k in list(__import__("os").environ):
+        if k.startswith("API_"):
+            monkeypatch.delenv(k)
+    for k, v in GOOD.items():
+        monkeypatch.setenv(k, v)
+    return monkeypatch
+
+
+def error_of(env) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.code == 2
+    return info.value.message
+
+
+def test_defaults_load(env):
+    s = load_settings()
+    assert s.port == 8000 and s.required == ("postgres", "mlflow")
+    assert s.mlflow_budget == pytest.approx(3 * 1.0 + 0.1 + 0.2)
+
+
+def test_missing_variable_is_named(env):
+    env.delenv("API_DATABASE_URL")
+    assert "API_DATABASE_URL: required but not set" in error_of(env)
+
+
+@pytest.mark.parametrize("var,value,expected", [
+    ("API_PORT", "abc", "API_PORT: Input should be a valid integer"),
+    ("API_PORT", "70000", "API_PORT: Input should be less than or equal to 65535"),
+    ("API_DB_TIMEOUT", "0", "API_DB_TIMEOUT: Input should be greater than 0"),
+    ("API_MLFLOW_URL", "http://mlflow:5000", "API_MLFLOW_URL: expected the MLflow prefix"),
+    ("API_MLFLOW_URL", "http://mlflow:5000/mlflow/", "API_MLFLOW_URL: expected the MLflow prefix"),
+    ("API_MLFLOW_URL", "mlflow:5000/mlflow", "API_MLFLOW_URL: expected an http(s):// URL"),
+    ("API_DATABASE_URL", "mysql://u:p@h/db", "API_DATABASE_URL: expected a postgresql:// URL"),
+    ("API_REQUIRED", "postgres,redis", "API_REQUIRED: Input should be 'postgres' or 'mlflow'"),
+    ("API_LOG_LEVEL", "LOUD", "API_LOG_LEVEL: Input should be"),
+])
+def test_malformed_variable_is_named(env, var, value, expected):
+    env.setenv(var, value)
+    assert expected in error_of(env)
+
+
+def test_health_budget_must_fit_request_timeout(env):
+    env.setenv("API_MLFLOW_TIMEOUT", "5")
+    env.setenv("API_REQUEST_TIMEOUT", "6")
+    assert "must be below API_REQUEST_TIMEOUT" in error_of(env)
+
+
+def test_database_url_is_never_echoed(env):
+    env.setenv("API_DATABASE_URL", "mysql://u:topsecretpw@h/db")
+    message = error_of(env)
+    assert "topsecretpw" not in message and "API_DATABASE_URL" in message
+
+
+def test_required_comma_list(env):
+    env.setenv("API_REQUIRED", "postgres")
+    s = load_settings()
+    assert s.is_required("postgres") and not s.is_required("mlflow")

@@ -1,0 +1,114 @@
+"""MLflow calls: explicit timeouts, bounded retries with backoff, garbage answers rejected."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from services.api.health import CheckFailed
+from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
+
+pytestmark = pytest.mark.unit
+
+SEARCH = {"experiments": []}
+
+
+class Script:
+    """A transport answering from a list of (path-prefix -> responses); counts calls."""
+
+    def __init__(self, *answers, cycle=False):
+        self.answers = list(answers)
+        self.cycle = cycle
+        self.calls: list[str] = []
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request.url.path)
+        if self.cycle:
+            answer = self.answers[(len(self.calls) - 1) % len(self.answers)]
+        else:
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if answer == "hang":
+            await asyncio.Event().wait()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def client(self, retries=2, timeout=0.3, backoff=0.01) -> MlflowClient:
+        return MlflowClient("http://mlflow:5000/mlflow", timeout=timeout, retries=retries, backoff=backoff,
+                            transport=httpx.MockTransport(self.handler))
+
+
+def ok_health():
+    return httpx.Response(200, text="OK")
+
+
+def test_probe_calls_health_then_a_real_tracking_call():
+    script = Script(ok_health(), httpx.Response(200, json=SEARCH))
+    asyncio.run(script.client().probe())
+    assert script.calls == ["/mlflow/health", "/mlflow/api/2.0/mlflow/experiments/search"]
+
+
+def test_one_transient_failure_is_absorbed_by_the_retry():
+    script = Script(httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE"}),
+                    ok_health(), httpx.Response(200, json=SEARCH))
+    asyncio.run(script.client(retries=1).probe())
+    assert len(script.calls) == 3
+
+
+def test_database_gone_behind_a_healthy_health_endpoint_fails():
+    script = Script(ok_health(), httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE"}), cycle=True)
+    with pytest.raises(CheckFailed, match="experiments search answered HTTP 503 TEMPORARILY_UNAVAILABLE"):
+        asyncio.run(script.client(retries=2).probe())
+    assert len(script.calls) == 6  # 3 attempts x (health + search)
+
+
+def test_retries_are_bounded_with_doubling_backoff():
+    script = Script(httpx.ConnectError("refused"))
+    started = time.monotonic()
+    with pytest.raises(httpx.ConnectError):
+        asyncio.run(script.client(retries=3, backoff=0.05).probe())
+    elapsed = time.monotonic() - started
+    assert len(script.calls) == 4
+    assert 0.05 + 0.1 + 0.2 <= elapsed < 0.35 + 0.3
+
+
+def test_hanging_mlflow_times_out_per_attempt():
+    script = Script("hang")
+    started = time.monotonic()
+    with pytest.raises(CheckFailed, match="no answer within 0.20s"):
+        asyncio.run(script.client(retries=1, timeout=0.2).probe())
+    assert time.monotonic() - started < 2 * 0.2 + 0.01 + 0.3
+
+
+def test_garbage_answer_fails_the_probe():
+    script = Script(ok_health(), httpx.Response(200, text="<html>proxy error</html>"))
+    with pytest.raises(CheckFailed, match="non-JSON"):
+        asyncio.run(script.client(retries=0).probe())
+
+
+def test_root_404_means_wrong_prefix():
+    script = Script(httpx.Response(404, text="Not Found"))
+    with pytest.raises(CheckFailed, match="GET /health answered HTTP 404"):
+        asyncio.run(script.client(retries=0).probe())
+
+
+def test_call_raises_unavailable_after_503s_and_rejected_on_4xx():
+    script = Script(httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE"}))
+    with pytest.raises(MlflowUnavailable, match="HTTP 503"):
+        asyncio.run(script.client(retries=1).call("GET", "/api/2.0/mlflow/runs/get"))
+    assert len(script.calls) == 2
+    script = Script(httpx.Response(400, json={"error_code": "INVALID_PARAMETER_VALUE", "message": "bad"}))
+    with pytest.raises(MlflowRejected, match="INVALID_PARAMETER_VALUE"):
+        asyncio.run(script.client(retries=3).call("GET", "/api/2.0/mlflow/runs/get"))
+    assert len(script.calls) == 1
+
+
+def test_experiment_created_when_absent_and_found_after_a_race():
+    script = Script(
+        httpx.Response(404, json={"error_code": "RESOURCE_DOES_NOT_EXIST"}),
+        httpx.Response(400, json={"error_code": "RESOURCE_ALREADY_EXISTS"}),
+        httpx.Response(200, json={"experiment": {"experiment_id": "7"}}),
+    )
+    assert asyncio.run(script.client().experiment_id("e")) == "7"
+    assert [c.rsplit("/", 1)[1] for c in script.calls] == ["get-by-name", "create", "get-by-name"]

@@ -1,0 +1,120 @@
+"""Redaction, the entrypoints' bounded dependency wait, MLflow's configuration, the drain."""
+
+import signal
+
+import pytest
+import uvicorn
+
+from services.api.health import HealthService
+from services.api.server import DrainingServer
+from services.common.redact import dsn_password, redact, safe_dsn
+from services.common.startup import DependencyTimeout, retry_until_ready
+from services.mlflow.entrypoint import ConfigError, build_command, child_env
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("postgresql://app:pw123@db:5432/api", "postgresql://app:***@db:5432/api"),
+    ("postgresql+psycopg://u:p%40ss@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("host=db password=pw123 user=app", "host=db password=*** user=app"),
+    ("no secret here", "no secret here"),
+])
+def test_redact(text, expected):
+    assert redact(text) == expected
+
+
+def test_redact_literal_secrets_and_helpers():
+    assert redact("error: pw123 rejected", ("pw123",)) == "error: *** rejected"
+    assert dsn_password("postgresql://app:pw123@db/api") == "pw123"
+    assert safe_dsn("postgresql://app:pw123@db/api?sslmode=require") == "postgresql://app:***@db/api"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def pause(self, s):
+        self.now += s
+
+
+def test_retry_until_ready_backs_off_and_logs():
+    clock, seen = FakeClock(), []
+    attempts = iter([ConnectionRefusedError("refused")] * 3 + ["up"])
+
+    def probe():
+        value = next(attempts)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert retry_until_ready(probe, what="postgres", timeout=10, log=lambda m, f: seen.append((m, f)),
+                             clock=clock, pause=clock.pause) == "up"
+    assert [f["next_retry_s"] for m, f in seen if m == "waiting for dependency"] == [0.2, 0.4, 0.8]
+    assert seen[-1][0] == "dependency ready"
+
+
+def test_retry_until_ready_gives_up_within_budget_with_last_error():
+    clock = FakeClock()
+
+    def probe():
+        raise ConnectionRefusedError("connection refused")
+
+    with pytest.raises(DependencyTimeout, match="postgres: not reachable after .* last error: "
+                                                "ConnectionRefusedError: connection refused"):
+        retry_until_ready(probe, what="postgres", timeout=5, log=lambda m, f: None, clock=clock,
+                          pause=clock.pause)
+    assert clock.now <= 5
+
+
+ENV = {"MLFLOW_BACKEND_STORE_URI": "postgresql://app:pw@postgres:5432/mlflow"}
+
+
+def test_mlflow_command_has_prefix_workers_and_allowed_hosts():
+    argv = build_command(ENV)
+    assert argv[argv.index("--static-prefix") + 1] == "/mlflow"
+    assert argv[argv.index("--workers") + 1] == "1"
+    hosts = argv[argv.index("--allowed-hosts") + 1].split(",")
+    assert {"mlflow", "mlflow:*", "127.0.0.1:*"} <= set(hosts)
+    assert child_env(ENV)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+@pytest.mark.parametrize("env,message", [
+    ({}, "MLFLOW_BACKEND_STORE_URI: required but not set"),
+    ({"MLFLOW_BACKEND_STORE_URI": "mysql://u:p@h/db"}, "MLFLOW_BACKEND_STORE_URI: expected one of"),
+    ({**ENV, "MLFLOW_STATIC_PREFIX": "/mlflow/"}, "MLFLOW_STATIC_PREFIX: expected a path"),
+    ({**ENV, "MLFLOW_PORT": "x"}, "MLFLOW_PORT: expected an integer"),
+    ({**ENV, "MLFLOW_WORKERS": "0"}, "MLFLOW_WORKERS: expected a value between 1 and 16"),
+    ({**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "maybe"}, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"),
+])
+def test_mlflow_bad_configuration_is_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        build_command(env)
+
+
+def test_mlflow_driver_must_be_installed(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "psycopg2" else real(name))
+    with pytest.raises(ConfigError, match="needs the psycopg2 driver"):
+        build_command({"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://u:p@h/db"})
+
+
+def test_first_signal_drains_then_second_exits():
+    health = HealthService((), ttl=1)
+    server = DrainingServer(uvicorn.Config(app=None), health, drain_seconds=30)
+    server.handle_exit(signal.SIGTERM, None)
+    assert health.draining and not server.should_exit
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.should_exit
+
+
+def test_drain_ends_at_its_deadline():
+    import asyncio
+    health = HealthService((), ttl=1)
+    server = DrainingServer(uvicorn.Config(app=None), health, drain_seconds=0)
+    server.handle_exit(signal.SIGTERM, None)
+    assert asyncio.run(server.on_tick(1)) is True
