@@ -1,0 +1,187 @@
+"""Run ids, the run registry, and the reaper.
+
+Everything a run starts carries its id: child processes have ``HARNESS_RUN_ID`` in their
+environment (inherited by grandchildren such as Postgres backends and MLflow workers), temp
+dirs are named ``harness-<id>-*``, containers, networks and volumes carry the label
+``harness.run-id``. A run registers itself in ``<tmp>/harness-runs/<id>.json`` with its owner
+pid; the reaper removes whatever belongs to runs whose owner is gone (or to all runs, forced).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_VAR = "HARNESS_RUN_ID"
+LABEL = "harness.run-id"
+TMP = Path(tempfile.gettempdir())
+REGISTRY = TMP / "harness-runs"
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass
+class Run:
+    """This process's run: an id, its temp dirs, and its registry entry."""
+
+    run_id: str = field(default_factory=lambda: "h" + secrets.token_hex(4))
+    dirs: list[Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        REGISTRY.mkdir(mode=0o755, exist_ok=True)
+        self._write()
+
+    @property
+    def registry_file(self) -> Path:
+        return REGISTRY / f"{self.run_id}.json"
+
+    def _write(self) -> None:
+        data = {"run_id": self.run_id, "owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
+                "created": time.time(), "dirs": [str(d) for d in self.dirs]}
+        tmp = self.registry_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.registry_file)
+
+    def mkdtemp(self, purpose: str) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"harness-{self.run_id}-{purpose}-"))
+        self.dirs.append(path)
+        self._write()
+        return path
+
+    def remove_dir(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        if path in self.dirs:
+            self.dirs.remove(path)
+            self._write()
+
+    def close(self) -> None:
+        for d in list(self.dirs):
+            self.remove_dir(d)
+        self.registry_file.unlink(missing_ok=True)
+
+
+@dataclass
+class ReapReport:
+    runs: list[str] = field(default_factory=list)
+    processes: list[int] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _owner_alive(entry: dict) -> bool:
+    pid = entry.get("owner_pid")
+    return isinstance(pid, int) and _start_time(pid) is not None and _start_time(pid) == entry.get("owner_start")
+
+
+def processes_of(run_ids: set[str] | None) -> list[int]:
+    """Pids whose environment carries HARNESS_RUN_ID in ``run_ids`` (any run id when None)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(ENV_VAR.encode() + b"="):
+                rid = item.split(b"=", 1)[1].decode(errors="replace")
+                if run_ids is None or rid in run_ids:
+                    found.append(int(proc.name))
+                break
+    return found
+
+
+def stale_runs(force: bool = False, exclude: set[str] = frozenset()) -> list[str]:
+    if not REGISTRY.exists():
+        return []
+    out = []
+    for f in REGISTRY.glob("*.json"):
+        try:
+            entry = json.loads(f.read_text())
+        except (OSError, ValueError):
+            out.append(f.stem)
+            continue
+        if entry.get("run_id") in exclude:
+            continue
+        if force or not _owner_alive(entry):
+            out.append(entry.get("run_id", f.stem))
+    return out
+
+
+def reap(force: bool = False, exclude: set[str] = frozenset(), docker_client: object | None = None) -> ReapReport:
+    """Remove what belongs to dead runs (all runs but ``exclude`` when ``force``)."""
+    report = ReapReport()
+    runs = set(stale_runs(force, exclude))
+    # processes of runs whose registry vanished (e.g. the owner was SIGKILLed mid-write)
+    live_ids = {f.stem for f in REGISTRY.glob("*.json")} if REGISTRY.exists() else set()
+    orphans: set[str] = set()
+    for pid in processes_of(None):
+        rid = _run_id_of(pid)
+        if rid and rid not in exclude and (rid in runs or rid not in live_ids):
+            orphans.add(rid)
+            try:
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+                report.processes.append(pid)
+            except ProcessLookupError:
+                pass
+    runs |= orphans
+    for rid in sorted(runs):
+        for d in TMP.glob(f"harness-{rid}-*"):
+            shutil.rmtree(d, ignore_errors=True)
+            report.dirs.append(str(d))
+        (REGISTRY / f"{rid}.json").unlink(missing_ok=True)
+    report.runs = sorted(runs)
+    if docker_client is not None:
+        _reap_docker(docker_client, runs if not force else None, exclude, report)
+    return report
+
+
+def _run_id_of(pid: int) -> str | None:
+    try:
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if item.startswith(ENV_VAR.encode() + b"="):
+                return item.split(b"=", 1)[1].decode(errors="replace")
+    except OSError:
+        return None
+    return None
+
+
+def _reap_docker(client, runs: set[str] | None, exclude: set[str], report: ReapReport) -> None:
+    """Containers, networks, volumes labelled with a reaped run id (any run id when forced)."""
+
+    def wanted(labels: dict | None) -> bool:
+        rid = (labels or {}).get(LABEL)
+        return rid is not None and rid not in exclude and (runs is None or rid in runs or
+                                                            not (REGISTRY / f"{rid}.json").exists())
+
+    for c in client.containers.list(all=True, filters={"label": LABEL}):
+        if wanted(c.labels):
+            c.remove(force=True, v=True)
+            report.containers.append(c.name)
+    for n in client.networks.list(filters={"label": LABEL}):
+        if wanted(n.attrs.get("Labels")):
+            n.remove()
+            report.networks.append(n.name)
+    for v in client.volumes.list(filters={"label": LABEL}):
+        if wanted(v.attrs.get("Labels")):
+            v.remove(force=True)
+            report.volumes.append(v.name)

@@ -1,0 +1,128 @@
+"""A stack: postgres, then mlflow, then api, each awaited on its real readiness, torn down in
+reverse. Records each service's time to ready."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.budgets import Budgets
+from harness.probes import api_health, ensure_databases, mlflow_ready, postgres_ready
+from harness.runtime.base import Runtime, Service, StackConfig
+from harness.wait import wait_until
+
+ORDER = ("postgres", "mlflow", "api")
+Progress = Callable[[str, float, float], None]
+
+
+@dataclass
+class Stack:
+    runtime: Runtime
+    config: StackConfig = field(default_factory=StackConfig)
+    budgets: Budgets = field(default_factory=Budgets)
+    progress: Progress | None = None
+    services: dict[str, Service] = field(default_factory=dict)
+    ready_s: dict[str, float] = field(default_factory=dict)
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        started = time.monotonic()
+        pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres)
+        ensure_databases(self.dsn("postgres"), self.config.databases)
+        ml = self._up("mlflow", lambda: self.runtime.start_mlflow(self.config, pg), self.wait_mlflow)
+        self._up("api", lambda: self.runtime.start_api(self.config, pg, ml), self.wait_api)
+        self.ready_s["stack"] = round(time.monotonic() - started, 2)
+
+    def _up(self, name: str, launch: Callable[[], Service], wait: Callable[[], object]) -> Service:
+        t0 = time.monotonic()
+        svc = launch()
+        self.services[name] = svc  # registered before waiting: close() stops it if the wait fails
+        wait()
+        self.ready_s[name] = round(time.monotonic() - t0, 2)
+        return svc
+
+    def close(self) -> None:
+        for name in reversed(ORDER):
+            svc = self.services.pop(name, None)
+            if svc is None:
+                continue
+            closer = getattr(svc, "close", None)
+            if closer is not None:
+                closer(self.budgets.stop)
+            else:
+                svc.stop(self.budgets.stop)
+        self.runtime.close()
+
+    # -- readiness ---------------------------------------------------------------
+    def _alive(self, name: str) -> None:
+        check = getattr(self.services[name], "ensure_running", None)
+        if check is not None:
+            check()
+
+    def wait_postgres(self) -> str:
+        def probe() -> str:
+            self._alive("postgres")
+            return postgres_ready(self.dsn("postgres"))
+        return wait_until(probe, timeout=self.budgets.postgres_ready, interval=0.1,
+                          what="postgres to accept a query", progress=self.progress)
+
+    def wait_mlflow(self, timeout: float | None = None) -> int:
+        def probe() -> int:
+            self._alive("mlflow")
+            return mlflow_ready(self.url("mlflow"))
+        return wait_until(probe, until=lambda s: s == 200, timeout=timeout or self.budgets.mlflow_ready,
+                          interval=0.2, what="mlflow tracking API (experiments search) to answer 200",
+                          progress=self.progress)
+
+    def wait_api(self, timeout: float | None = None, status: str = "pass") -> dict:
+        def probe() -> dict:
+            self._alive("api")
+            return api_health(self.url("api"))
+        return wait_until(probe, until=lambda h: h["status"] == status, timeout=timeout or self.budgets.api_ready,
+                          interval=0.1, what=f"api /health to report {status}", progress=self.progress)
+
+    # -- access ----------------------------------------------------------------
+    def url(self, name: str) -> str:
+        return self.services[name].url
+
+    def dsn(self, database: str) -> str:
+        return self.runtime.dsn(self.services["postgres"], self.config, database)
+
+    def logs(self, name: str, tail: int = 200) -> str:
+        return self.services[name].logs(tail)
+
+    def describe(self) -> list[dict]:
+        return [{**self.services[n].describe(), "runtime": self.runtime.name, "ready_s": self.ready_s.get(n)}
+                for n in ORDER if n in self.services]
+
+
+def record_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
+    """Merge this run's times to ready into ``timings.json``, keyed by runtime."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    entry = data.setdefault(runtime, {})
+    for name, seconds in ready_s.items():
+        prev = entry.get(name, {})
+        samples = (prev.get("samples", []) + [seconds])[-20:]
+        entry[name] = {"ready_s": seconds, "max_s": max(samples), "samples": samples,
+                       "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)
