@@ -155,6 +155,23 @@ def reap(force: bool = False, exclude: set[str] = frozenset(), docker_client: ob
     return report
 
 
+def reap_run(run_id: str) -> ReapReport:
+    """Remove one run's processes and dirs, whatever state its owner is in."""
+    report = ReapReport(runs=[run_id])
+    for pid in processes_of({run_id}):
+        try:
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+            report.processes.append(pid)
+        except ProcessLookupError:
+            pass
+    for d in TMP.glob(f"harness-{run_id}-*"):
+        shutil.rmtree(d, ignore_errors=True)
+        report.dirs.append(str(d))
+    (REGISTRY / f"{run_id}.json").unlink(missing_ok=True)
+    return report
+
+
 def _run_id_of(pid: int) -> str | None:
     try:
         for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):

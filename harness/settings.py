@@ -82,7 +82,8 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("runtime", "auto", parse_runtime, "where the stack runs: auto (docker when an engine answers), docker, local"),
+    Option("runtime", "auto", parse_runtime,
+           "where the stack runs: auto (docker when an engine answers), docker, local"),
     Option("target_url", None, parse_url, "run e2e and load suites against this deployed api instead of a local stack"),
     Option("keep_on_failure", False, parse_bool, "leave the stack running when a test fails, for inspection"),
     Option("timeout_multiplier", 1.0, parse_multiplier, "scale every named budget (slow machines: 2-3)"),

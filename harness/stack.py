@@ -3,6 +3,7 @@ reverse. Records each service's time to ready."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from harness.budgets import Budgets
 from harness.probes import api_health, ensure_databases, mlflow_ready, postgres_ready
 from harness.runtime.base import Runtime, Service, StackConfig
 from harness.wait import wait_until
+from services.common.redact import redact
 
 ORDER = ("postgres", "mlflow", "api")
 Progress = Callable[[str, float, float], None]
@@ -106,13 +108,20 @@ class Stack:
         return self.services[name].logs(tail)
 
     def describe(self) -> list[dict]:
-        return [{**self.services[n].describe(), "runtime": self.runtime.name, "ready_s": self.ready_s.get(n)}
+        return [{**self.services[n].describe(), "url": redact(self.services[n].url),
+                 "runtime": self.runtime.name, "ready_s": self.ready_s.get(n)}
                 for n in ORDER if n in self.services]
 
 
 def record_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
     """Merge this run's times to ready into ``timings.json``, keyed by runtime."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers write at the same time
+        _merge_timings(path, runtime, ready_s)
+
+
+def _merge_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

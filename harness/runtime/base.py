@@ -102,3 +102,4 @@ class Runtime(ABC):
 
     def close(self) -> None:
         """Release runtime-wide resources (networks); services are stopped by the stack."""
+        return None
