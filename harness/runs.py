@@ -90,23 +90,60 @@ def _owner_alive(entry: dict) -> bool:
     return isinstance(pid, int) and _start_time(pid) is not None and _start_time(pid) == entry.get("owner_start")
 
 
-def processes_of(run_ids: set[str] | None) -> list[int]:
-    """Pids whose environment carries HARNESS_RUN_ID in ``run_ids`` (any run id when None)."""
-    found = []
+def _stat(pid: str) -> tuple[int, int] | None:
+    """(ppid, pgrp) of a process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    table = {}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+        if proc.name.isdigit():
+            st = _stat(proc.name)
+            if st is not None:
+                table[int(proc.name)] = st
+    return table
+
+
+def tree(roots: set[int], table: dict[int, tuple[int, int]] | None = None) -> set[int]:
+    """``roots``, their descendants, and the members of process groups they lead. Postgres's
+    children call setsid() and overwrite their environment with process titles, so only the
+    parent links find them."""
+    table = table if table is not None else process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, pgrp) in table.items():
+        children.setdefault(ppid, []).append(pid)
+        if pgrp != pid:
+            children.setdefault(pgrp, []).append(pid)
+    found, todo = set(), [r for r in roots if r in table]
+    while todo:
+        pid = todo.pop()
+        if pid in found:
             continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for item in environ:
-            if item.startswith(ENV_VAR.encode() + b"="):
-                rid = item.split(b"=", 1)[1].decode(errors="replace")
-                if run_ids is None or rid in run_ids:
-                    found.append(int(proc.name))
-                break
+        found.add(pid)
+        todo.extend(children.get(pid, ()))
     return found
+
+
+def processes_of(run_ids: set[str] | None) -> list[int]:
+    """Pids whose environment carries HARNESS_RUN_ID in ``run_ids`` (any run id when None),
+    with their descendants and process-group members."""
+    me = os.getpid()
+    table = process_table()
+    marked = set()
+    for pid in table:
+        if pid == me:
+            continue
+        rid = _run_id_of(pid)
+        if rid is not None and (run_ids is None or rid in run_ids):
+            marked.add(pid)
+    found = tree(marked, table)
+    found.discard(me)
+    return sorted(found)
 
 
 def stale_runs(force: bool = False, exclude: set[str] = frozenset()) -> list[str]:
@@ -137,13 +174,14 @@ def reap(force: bool = False, exclude: set[str] = frozenset(), docker_client: ob
         rid = _run_id_of(pid)
         if rid and rid not in exclude and (rid in runs or rid not in live_ids):
             orphans.add(rid)
-            try:
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGKILL)
-                report.processes.append(pid)
-            except ProcessLookupError:
-                pass
     runs |= orphans
+    for pid in processes_of(runs) if runs else []:
+        try:
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+            report.processes.append(pid)
+        except ProcessLookupError:
+            pass
     for rid in sorted(runs):
         for d in TMP.glob(f"harness-{rid}-*"):
             shutil.rmtree(d, ignore_errors=True)

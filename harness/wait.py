@@ -50,7 +50,6 @@ def wait_until(
             last_error = exc
         else:
             last_value = value
-            last_error = None
             if until(value):
                 return value
         now = clock()

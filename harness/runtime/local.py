@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.errors import DependencyMissing, HarnessError, ServiceFailed
 from harness.ports import free_port, release
-from harness.runs import ENV_VAR, Run
+from harness.runs import ENV_VAR, Run, tree
 from harness.runtime.base import Runtime, Service, StackConfig
 from harness.wait import wait_until
 
@@ -126,12 +126,15 @@ class LocalProcess(Service):
                                 f"its log ends with:\n{self.logs(30)}")
 
     def _group(self, signum: int) -> None:
+        """Signal the whole tree: the leader first (so it forks no new child), then the rest."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+        members = tree({self.proc.pid})
+        for pid in [self.proc.pid] + sorted(members - {self.proc.pid}):
+            try:
+                os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -155,6 +158,7 @@ class LocalProcess(Service):
     def stop(self, grace: float) -> int | None:
         if self.proc is None:
             return None
+        members = tree({self.proc.pid})
         if self.proc.poll() is None:
             if self.paused:
                 self.resume()
@@ -164,7 +168,12 @@ class LocalProcess(Service):
                            what=f"{self.name} to exit after {signal.Signals(self.stop_signal).name}")
             except HarnessError:
                 pass
-        self._group(signal.SIGKILL)  # stragglers: workers, backends
+        self._group(signal.SIGKILL)
+        for pid in members - {self.proc.pid}:  # stragglers reparented away from a dead leader
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.proc.wait()
         return self.proc.returncode
 

@@ -1,0 +1,87 @@
+"""A background HTTP prober: samples endpoints during a disruption; tests judge the series after.
+
+Bounded: it stops by itself after ``max_duration`` seconds or ``max_samples`` samples, and it
+always stops when its ``with`` block ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Sample:
+    endpoint: str
+    t: float            # seconds since the prober started
+    status: int | None  # HTTP status, None when no answer
+    latency: float      # seconds
+    health: str | None = None
+    error: str | None = None
+
+    def __str__(self) -> str:
+        what = self.status if self.status is not None else f"no answer ({self.error})"
+        return f"t={self.t:7.3f}s {self.endpoint} -> {what} {self.health or ''} in {self.latency * 1000:.0f} ms"
+
+
+class Prober:
+    def __init__(self, base_url: str, endpoints: tuple[str, ...] = ("/health",), *, interval: float = 0.1,
+                 timeout: float = 10.0, max_duration: float = 300.0, max_samples: int = 20000) -> None:
+        self.base_url, self.endpoints, self.interval, self.timeout = base_url, endpoints, interval, timeout
+        self.max_duration, self.max_samples = max_duration, max_samples
+        self.samples: deque[Sample] = deque(maxlen=max_samples)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.started = 0.0
+
+    def __enter__(self) -> Prober:
+        self.started = time.monotonic()
+        for ep in self.endpoints:
+            t = threading.Thread(target=self._loop, args=(ep,), name=f"prober {ep}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 1)
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def _loop(self, endpoint: str) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=self.timeout) as client:
+            while not self._stop.is_set() and self.now() < self.max_duration:
+                t0 = time.monotonic()
+                try:
+                    r = client.get(endpoint)
+                    health = None
+                    if r.headers.get("content-type", "").startswith("application/health+json"):
+                        health = r.json().get("status")
+                    sample = Sample(endpoint, t0 - self.started, r.status_code, time.monotonic() - t0, health)
+                except httpx.HTTPError as exc:
+                    sample = Sample(endpoint, t0 - self.started, None, time.monotonic() - t0,
+                                    error=type(exc).__name__)
+                self.samples.append(sample)
+                if len(self.samples) >= self.max_samples:
+                    return
+                self._stop.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+
+    # -- judging the recorded series -------------------------------------------
+    def series(self, endpoint: str = "/health") -> list[Sample]:
+        return [s for s in list(self.samples) if s.endpoint == endpoint]
+
+    def first(self, endpoint: str, after: float, status: int) -> Sample | None:
+        """The first sample sent at or after ``after`` that answered ``status``."""
+        return next((s for s in self.series(endpoint) if s.t >= after and s.status == status), None)
+
+    def slowest(self, endpoint: str, start: float = 0.0, end: float = float("inf")) -> Sample | None:
+        window = [s for s in self.series(endpoint) if start <= s.t <= end]
+        return max(window, key=lambda s: s.latency, default=None)

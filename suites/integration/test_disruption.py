@@ -1,0 +1,84 @@
+"""The api's protections against a frozen database and during shutdown, on the real stack."""
+
+import threading
+
+import httpx
+import pytest
+
+from harness.apiconfig import api_settings
+from harness.prober import Prober
+from harness.wait import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.disruptive]
+MARGIN = 0.5  # issue 2: "503 within the DB timeout plus 0.5 s"
+
+
+def test_frozen_postgres_fails_health_fast_and_recovers(restored, budgets):
+    stack = restored
+    cfg = api_settings(dict(stack.config.api_env))
+    pg = stack.services["postgres"]
+    with Prober(stack.url("api"), ("/health", "/health/live"), interval=0.05,
+                timeout=cfg.health_budget + 5) as prober:
+        wait_until(lambda: prober.first("/health", 0, 200), timeout=budgets.http, what="a first 200 sample")
+        frozen_at = prober.now()
+        pg.pause()
+        try:
+            wait_until(lambda: prober.first("/health", frozen_at, 503),
+                       timeout=budgets.scaled(cfg.health_cache_ttl + cfg.db_timeout + MARGIN) + budgets.detect,
+                       what="/health to answer 503 with postgres frozen")
+            resumed_at = prober.now()
+        finally:
+            pg.resume()
+        wait_until(lambda: prober.first("/health", resumed_at + 0.01, 200),
+                   timeout=budgets.scaled(cfg.health_cache_ttl + 1.0) + 1.0,
+                   what="/health to answer 200 after postgres resumed")
+        recovered_at = prober.now()
+    detected = prober.first("/health", frozen_at, 503)
+    recovered = prober.first("/health", resumed_at + 0.01, 200)
+    slowest = prober.slowest("/health", frozen_at, resumed_at)
+    # the answer itself is bounded by the DB timeout, whatever Postgres does
+    assert slowest.latency <= cfg.db_timeout + MARGIN, str(slowest)
+    assert detected.t - frozen_at <= cfg.health_cache_ttl + cfg.db_timeout + MARGIN, str(detected)
+    assert recovered.t + recovered.latency - resumed_at <= cfg.health_cache_ttl + 1.0, str(recovered)
+    assert recovered_at > resumed_at
+    live = [s for s in prober.series("/health/live") if frozen_at <= s.t <= resumed_at]
+    assert live and all(s.status == 200 for s in live), [str(s) for s in live if s.status != 200]
+
+
+def test_sigterm_drains_then_exits_and_in_flight_requests_finish(restored, budgets):
+    stack = restored
+    cfg = api_settings(dict(stack.config.api_env))
+    api = stack.services["api"]
+    url = stack.url("api")
+    results: list[int] = []
+
+    def in_flight():
+        # a write takes tens of ms; several overlap the signal
+        with httpx.Client(timeout=10) as c:
+            for i in range(20):
+                try:
+                    results.append(c.post(f"{url}/runs", json={"experiment": "drain", "params": {"i": str(i)}})
+                                   .status_code)
+                except httpx.HTTPError:
+                    results.append(0)
+                    return
+    writer = threading.Thread(target=in_flight)
+    with Prober(url, ("/health",), interval=0.05, timeout=5) as prober:
+        writer.start()
+        wait_until(lambda: len(results), until=lambda n: n >= 2, timeout=budgets.http, what="writes under way")
+        signalled_at = prober.now()
+        api.signal(15)
+        wait_until(lambda: prober.first("/health", signalled_at, 503), timeout=budgets.http,
+                   what="/health to report fail while draining")
+        code = wait_until(api.proc.poll, until=lambda c: c is not None,
+                          timeout=cfg.drain_seconds + cfg.shutdown_grace + budgets.detect,
+                          what="the api to exit after SIGTERM")
+        exited_at = prober.now()
+    writer.join(15)
+    assert code == 0, api.logs(30)
+    assert exited_at - signalled_at <= cfg.drain_seconds + cfg.shutdown_grace + 1.0
+    draining = prober.first("/health", signalled_at, 503)
+    assert draining.t - signalled_at <= 0.5, str(draining)
+    answered = [s for s in results if s]
+    assert answered and all(s == 201 for s in answered), results
+    assert '"msg":"draining"' in api.logs(200)

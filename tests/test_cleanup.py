@@ -1,0 +1,89 @@
+"""Nothing leaks: after SIGINT or SIGTERM to a pytest that holds a stack, and from a crashed run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.ports import is_listening
+from harness.runs import REGISTRY, TMP, Run, processes_of, reap
+from harness.wait import wait_until
+
+pytestmark = [pytest.mark.harness, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_pytest_leaves_nothing(tmp_path, signum, budgets):
+    marker = tmp_path / "marker"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "tests/cases/case_stack_blocks.py", "-p", "no:html", "-q",
+         "--runtime", "local", f"--junitxml={tmp_path / 'j.xml'}", "-o", "timeout=180"],
+        cwd=REPO, env={**os.environ, "CASE_MARKER": str(marker)}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: marker.exists() and marker.read_text().count("\n") == 2, timeout=budgets.mlflow_ready,
+                   what="the child pytest's stack to be up",
+                   fatal=())
+        run_id, pids = marker.read_text().splitlines()
+        assert processes_of({run_id}), "the stack's processes carry the run id"
+        child.send_signal(signum)
+        out, _ = child.communicate(timeout=budgets.stop * 3)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert processes_of({run_id}) == [], out
+    assert list(TMP.glob(f"harness-{run_id}-*")) == [], out
+    assert not (REGISTRY / f"{run_id}.json").exists()
+    for pid in pids.split():
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_reaper_removes_what_a_crashed_run_left(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    rid = "hdeadbeef"
+    REGISTRY.mkdir(exist_ok=True)
+    (REGISTRY / f"{rid}.json").write_text(json.dumps({"run_id": rid, "owner_pid": int(dead),
+                                                       "owner_start": "0", "dirs": []}))
+    leftover_dir = Path(TMP, f"harness-{rid}-postgres-x")
+    leftover_dir.mkdir()
+    orphan = subprocess.Popen(["sleep", "600"], env={**os.environ, "HARNESS_RUN_ID": rid}, start_new_session=True)
+    alive = Run()  # a live run in this process: the reaper must not touch it
+    own_dir = alive.mkdtemp("keep")
+    try:
+        report = reap()
+        assert rid in report.runs and orphan.pid in report.processes
+        assert orphan.wait(timeout=5) == -9
+        assert not leftover_dir.exists() and not (REGISTRY / f"{rid}.json").exists()
+        assert own_dir.exists() and alive.registry_file.exists()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+        alive.close()
+
+
+def test_a_stopped_stack_frees_its_ports(stack_ports_probe):
+    for port in stack_ports_probe:
+        assert not is_listening(port)
+
+
+@pytest.fixture
+def stack_ports_probe():
+    """Start and stop a Postgres; return the port it held."""
+    from harness.probes import postgres_ready
+    from harness.runtime.base import StackConfig
+    from harness.runtime.local import LocalRuntime
+    run = Run()
+    svc = LocalRuntime(run).start_postgres(StackConfig())
+    try:
+        wait_until(lambda: postgres_ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+        assert is_listening(svc.port)
+    finally:
+        svc.close(10)
+        run.close()
+    return [svc.port]

@@ -1,0 +1,75 @@
+"""The local runtime's operations on a real Postgres: start, freeze, resume, kill, restart, stop."""
+
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from harness.budgets import Budgets
+from harness.errors import WaitTimeout
+from harness.probes import postgres_ready
+from harness.runs import Run, processes_of
+from harness.runtime.base import StackConfig
+from harness.runtime.local import LocalRuntime
+from harness.wait import wait_until
+
+pytestmark = [pytest.mark.harness, pytest.mark.disruptive]
+
+
+@pytest.fixture
+def pg():
+    run = Run()
+    config = StackConfig()
+    runtime = LocalRuntime(run)
+    svc = runtime.start_postgres(config)
+    try:
+        wait_until(lambda: postgres_ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+        yield svc, run
+    finally:
+        svc.close(10)
+        run.close()
+
+
+def query(svc, timeout=1):
+    with psycopg.connect(f"{svc.url}/postgres", connect_timeout=timeout) as conn:
+        return conn.execute("SELECT 1").fetchone()[0]
+
+
+def test_children_carry_the_run_id_and_run_unprivileged(pg):
+    svc, run = pg
+    pids = processes_of({run.run_id})
+    assert svc.pid in pids and len(pids) > 1  # postmaster and its backends/auxiliaries
+    if os.geteuid() == 0:
+        assert Path(f"/proc/{svc.pid}").stat().st_uid != 0
+
+
+def test_pause_freezes_and_resume_thaws(pg):
+    svc, _ = pg
+    svc.pause()
+    assert svc.status() == "paused"
+    with pytest.raises(WaitTimeout):
+        wait_until(lambda: query(svc), timeout=1.5, interval=0.5, what="a frozen postgres to answer")
+    svc.resume()
+    assert wait_until(lambda: query(svc), timeout=10, what="postgres after resume") == 1
+
+
+def test_kill_then_start_keeps_data_and_port(pg):
+    svc, _ = pg
+    with psycopg.connect(f"{svc.url}/postgres", autocommit=True) as conn:
+        conn.execute("CREATE TABLE keep(x int)")
+        conn.execute("INSERT INTO keep VALUES (42)")
+    port = svc.port
+    svc.kill()
+    assert svc.status() == "exited(-9)"
+    svc.start()
+    wait_until(lambda: query(svc), timeout=30, what="postgres after restart")
+    assert svc.port == port
+    with psycopg.connect(f"{svc.url}/postgres") as conn:
+        assert conn.execute("SELECT x FROM keep").fetchone()[0] == 42
+
+
+def test_stop_is_graceful_and_leaves_no_process(pg):
+    svc, run = pg
+    assert svc.stop(Budgets().stop) == 0
+    assert processes_of({run.run_id}) == []
