@@ -224,19 +224,25 @@ def _reap_docker(client, runs: set[str] | None, exclude: set[str], report: ReapR
     """Containers, networks, volumes labelled with a reaped run id (any run id when forced)."""
 
     def wanted(labels: dict | None) -> bool:
-        rid = (labels or {}).get(LABEL)
+        labels = labels or {}
+        rid = labels.get(LABEL)
+        project = labels.get("com.docker.compose.project", "")
+        if rid is None and project.startswith("harness-h"):
+            rid = project.removeprefix("harness-")  # the compose project of a run
         return rid is not None and rid not in exclude and (runs is None or rid in runs or
                                                             not (REGISTRY / f"{rid}.json").exists())
 
-    for c in client.containers.list(all=True, filters={"label": LABEL}):
-        if wanted(c.labels):
-            c.remove(force=True, v=True)
-            report.containers.append(c.name)
-    for n in client.networks.list(filters={"label": LABEL}):
-        if wanted(n.attrs.get("Labels")):
-            n.remove()
-            report.networks.append(n.name)
-    for v in client.volumes.list(filters={"label": LABEL}):
-        if wanted(v.attrs.get("Labels")):
-            v.remove(force=True)
-            report.volumes.append(v.name)
+    for key in (LABEL, "com.docker.compose.project"):
+        for c in client.containers.list(all=True, filters={"label": key}):
+            if wanted(c.labels):
+                c.remove(force=True, v=True)
+                report.containers.append(c.name)
+    for key in (LABEL, "com.docker.compose.project"):
+        for n in client.networks.list(filters={"label": key}):
+            if wanted(n.attrs.get("Labels")):
+                n.remove()
+                report.networks.append(n.name)
+        for v in client.volumes.list(filters={"label": key}):
+            if wanted(v.attrs.get("Labels")):
+                v.remove(force=True)
+                report.volumes.append(v.name)

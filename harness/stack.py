@@ -28,6 +28,7 @@ class Stack:
     progress: Progress | None = None
     services: dict[str, Service] = field(default_factory=dict)
     ready_s: dict[str, float] = field(default_factory=dict)
+    _starting: bool = field(default=False, init=False)
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> Stack:
@@ -42,20 +43,38 @@ class Stack:
         self.close()
 
     def start(self) -> None:
+        self._starting = True
         started = time.monotonic()
-        pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres)
+        pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres,
+                      self.budgets.postgres_ready)
         ensure_databases(self.dsn("postgres"), self.config.databases)
-        ml = self._up("mlflow", lambda: self.runtime.start_mlflow(self.config, pg), self.wait_mlflow)
-        self._up("api", lambda: self.runtime.start_api(self.config, pg, ml), self.wait_api)
+        ml = self._up("mlflow", lambda: self.runtime.start_mlflow(self.config, pg), self.wait_mlflow,
+                      self.budgets.mlflow_ready)
+        self._up("api", lambda: self.runtime.start_api(self.config, pg, ml), self.wait_api, self.budgets.api_ready)
         self.ready_s["stack"] = round(time.monotonic() - started, 2)
+        self._starting = False
 
-    def _up(self, name: str, launch: Callable[[], Service], wait: Callable[[], object]) -> Service:
+    def _up(self, name: str, launch: Callable[[], Service], wait: Callable[[], object], budget: float) -> Service:
         t0 = time.monotonic()
         svc = launch()
         self.services[name] = svc  # registered before waiting: close() stops it if the wait fails
         wait()
+        self.wait_healthy(name, budget)
         self.ready_s[name] = round(time.monotonic() - t0, 2)
         return svc
+
+    def wait_healthy(self, name: str, timeout: float) -> str | None:
+        """Where the runtime has container health checks, also wait for ``healthy``."""
+        svc = self.services[name]
+        health = getattr(svc, "health", None)
+        if health is None:
+            return None
+
+        def probe() -> str | None:
+            self._alive(name)
+            return health()
+        return wait_until(probe, until=lambda h: h == "healthy", timeout=timeout, interval=0.25,
+                          what=f"{name} container HEALTHCHECK to report healthy", progress=self.progress)
 
     def close(self) -> None:
         for name in reversed(ORDER):
@@ -73,7 +92,7 @@ class Stack:
     def _alive(self, name: str) -> None:
         check = getattr(self.services[name], "ensure_running", None)
         if check is not None:
-            check()
+            check(allow_unhealthy=not self._starting)
 
     def wait_postgres(self) -> str:
         def probe() -> str:

@@ -56,6 +56,10 @@ class Service(ABC):
     def is_running(self) -> bool: ...
 
     @abstractmethod
+    def exit_code(self) -> int | None:
+        """None while it runs (or was never started); the exit status once it ended."""
+
+    @abstractmethod
     def kill(self) -> None: ...
 
     @abstractmethod

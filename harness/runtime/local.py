@@ -119,7 +119,10 @@ class LocalProcess(Service):
             return f"exited({code})"
         return "paused" if self.paused else "running"
 
-    def ensure_running(self) -> None:
+    def exit_code(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def ensure_running(self, allow_unhealthy: bool = False) -> None:
         """Fatal to waits: a child that exited will not become ready."""
         if self.proc is not None and self.proc.poll() is not None:
             raise ServiceFailed(f"{self.name} running", f"it exited with code {self.proc.returncode}",

@@ -70,7 +70,7 @@ def test_sigterm_drains_then_exits_and_in_flight_requests_finish(restored, budge
         api.signal(15)
         wait_until(lambda: prober.first("/health", signalled_at, 503), timeout=budgets.http,
                    what="/health to report fail while draining")
-        code = wait_until(api.proc.poll, until=lambda c: c is not None,
+        code = wait_until(api.exit_code, until=lambda c: c is not None,
                           timeout=cfg.drain_seconds + cfg.shutdown_grace + budgets.detect,
                           what="the api to exit after SIGTERM")
         exited_at = prober.now()

@@ -1,0 +1,129 @@
+"""Service images: built once per content, shared by every test and xdist worker.
+
+The tag carries a hash of what goes into the image (Dockerfile, service code, requirements,
+base image, offline flag), so an image is rebuilt only when one of those changed. A file lock
+makes concurrent workers wait for one build instead of running several. Without a reachable
+registry the offline base image and the wheelhouse are made on demand (services/base/build.sh)
+and reused afterwards."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import DependencyMissing, HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_BASE = "python:3.11-slim-bookworm"
+OFFLINE_BASE = "mlplatform-base:bookworm"
+SERVICES = ("postgres", "mlflow", "api")
+LOCK = Path(tempfile.gettempdir()) / "harness-image-build.lock"
+
+
+@dataclass(frozen=True)
+class BaseChoice:
+    image: str
+    offline: bool
+    why: str
+
+
+def _inputs(service: str) -> list[Path]:
+    files = [REPO / "services" / service / "Dockerfile", REPO / "services" / "__init__.py", REPO / ".dockerignore"]
+    for folder in (REPO / "services" / service, REPO / "services" / "common"):
+        files += [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return sorted(set(files))
+
+
+def content_tag(service: str, base: BaseChoice) -> str:
+    h = hashlib.sha256(f"{base.image}|{base.offline}".encode())
+    for path in _inputs(service):
+        h.update(str(path.relative_to(REPO)).encode())
+        h.update(path.read_bytes())
+    return f"mlplatform-{service}:{h.hexdigest()[:12]}"
+
+
+def choose_base(client) -> BaseChoice:
+    """BASE_IMAGE when the user sets it; else the usual base when present or pullable; else offline."""
+    import docker
+
+    if os.environ.get("BASE_IMAGE"):
+        return BaseChoice(os.environ["BASE_IMAGE"], os.environ.get("PIP_OFFLINE") == "1", "BASE_IMAGE is set")
+    try:
+        client.images.get(DEFAULT_BASE)
+        return BaseChoice(DEFAULT_BASE, False, "default base image present")
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(DEFAULT_BASE)
+        return BaseChoice(DEFAULT_BASE, False, "default base image pulled")
+    except docker.errors.APIError as exc:
+        return BaseChoice(OFFLINE_BASE, True, f"no registry reachable ({str(exc)[:80]}): offline base")
+
+
+def ensure_offline_base(client) -> float:
+    """Make the offline base image and wheelhouse if missing; returns seconds spent."""
+    import docker
+
+    wheels = list((REPO / "services" / "base" / "wheelhouse").glob("*.whl"))
+    try:
+        client.images.get(OFFLINE_BASE)
+        if wheels:
+            return 0.0
+    except docker.errors.ImageNotFound:
+        pass
+    t0 = time.monotonic()
+    result = subprocess.run(["sh", str(REPO / "services" / "base" / "build.sh")], capture_output=True, text=True,
+                            env={**os.environ, "PYTHON": sys.executable}, timeout=1800)
+    if result.returncode != 0:
+        raise DependencyMissing("the offline base image (services/base/build.sh)",
+                                f"exit {result.returncode}: {result.stderr.strip()[-400:]}",
+                                "install debootstrap (apt-get install -y debootstrap) or set BASE_IMAGE")
+    return time.monotonic() - t0
+
+
+def ensure_images(client) -> tuple[dict[str, str], dict[str, float], BaseChoice]:
+    """Tags of the three service images, built where missing; and the build seconds spent."""
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        base = choose_base(client)
+        spent: dict[str, float] = {}
+        if base.offline and base.image == OFFLINE_BASE:
+            spent["base"] = round(ensure_offline_base(client), 1)
+        tags = {}
+        for service in SERVICES:
+            tag = content_tag(service, base)
+            tags[service] = tag
+            if _exists(client, tag):
+                continue
+            t0 = time.monotonic()
+            _build(client, service, tag, base)
+            spent[service] = round(time.monotonic() - t0, 1)
+        return tags, spent, base
+
+
+def _exists(client, tag: str) -> bool:
+    import docker
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _build(client, service: str, tag: str, base: BaseChoice) -> None:
+    from testcontainers.core.image import DockerImage
+    try:
+        DockerImage(path=REPO, tag=tag, clean_up=False, dockerfile_path=f"services/{service}/Dockerfile",
+                    buildargs={"BASE_IMAGE": base.image, "PIP_OFFLINE": "1" if base.offline else "0"},
+                    rm=True, labels={"harness.image": service}).build()
+    except Exception as exc:  # noqa: BLE001 - docker's BuildError carries the log
+        log = "".join(str(c.get("stream", c.get("error", ""))) for c in getattr(exc, "build_log", []))[-1500:]
+        raise HarnessError(f"image {tag} to build from services/{service}/Dockerfile", f"{exc}\n{log}",
+                           f"base image {base.image} ({base.why})") from exc

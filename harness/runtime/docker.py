@@ -1,0 +1,189 @@
+"""The docker runtime: the real images on a network of their own per run.
+
+testcontainers (Ryuk disabled: its image cannot be pulled here; the harness's reaper removes
+what carries the run label) starts each container; the api and MLflow reach their
+dependencies by service name, exactly as in services/docker-compose.yml. Host clients use
+127.0.0.1 and ports fixed at creation, so a restarted container keeps its URL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from harness.errors import ServiceFailed
+from harness.images import ensure_images
+from harness.ports import free_port, release
+from harness.runs import LABEL, Run
+from harness.runtime.base import Runtime, Service, StackConfig
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TC_HOST", "127.0.0.1")
+
+PORTS = {"postgres": 5432, "mlflow": 5000, "api": 8000}
+
+
+class DockerService(Service):
+    def __init__(self, name: str, container, host_port: int, url: str, run: Run) -> None:
+        self.name, self.container, self.host_port, self.url, self.run = name, container, host_port, url, run
+        self.started_at = time.monotonic()
+        self.healthy_after: float | None = None
+
+    @property
+    def raw(self):
+        return self.container.get_wrapped_container()
+
+    @property
+    def ident(self) -> str:  # type: ignore[override]
+        return self.raw.short_id
+
+    def _state(self) -> dict:
+        self.raw.reload()
+        return self.raw.attrs.get("State", {})
+
+    def health(self) -> str | None:
+        """The HEALTHCHECK status: starting, healthy, unhealthy (None without a check)."""
+        status = (self._state().get("Health") or {}).get("Status")
+        if status == "healthy" and self.healthy_after is None:
+            self.healthy_after = round(time.monotonic() - self.started_at, 2)
+        return status
+
+    def health_log(self, last: int = 3) -> str:
+        entries = (self._state().get("Health") or {}).get("Log") or []
+        return "\n".join(f"exit {e.get('ExitCode')}: {e.get('Output', '').strip()[:300]}" for e in entries[-last:])
+
+    def logs(self, tail: int = 200) -> str:
+        try:
+            return self.raw.logs(tail=tail).decode(errors="replace")
+        except Exception as exc:  # noqa: BLE001 - a removed container has no logs
+            return f"(no logs: {exc})"
+
+    def status(self) -> str:
+        state = self._state()
+        if state.get("Status") == "exited":
+            return f"exited({state.get('ExitCode')})"
+        health = (state.get("Health") or {}).get("Status")
+        return f"{state.get('Status')}" + (f" ({health})" if health else "")
+
+    def is_running(self) -> bool:
+        return self._state().get("Status") in ("running", "paused")
+
+    def ensure_running(self, allow_unhealthy: bool = False) -> None:
+        """Fatal to waits: an exited container, or one unhealthy while starting, will not become
+        ready by waiting. After a disruption ``unhealthy`` is expected until the next check passes."""
+        state = self._state()
+        health = (state.get("Health") or {}).get("Status")
+        if state.get("Status") == "exited" or (health == "unhealthy" and not allow_unhealthy):
+            raise ServiceFailed(f"{self.name} container running and healthy",
+                                f"status {state.get('Status')}, exit code {state.get('ExitCode')}, health {health}",
+                                f"health log:\n{self.health_log()}\ncontainer log ends with:\n{self.logs(30)}")
+
+    def exit_code(self) -> int | None:
+        state = self._state()
+        return state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None
+
+    def kill(self) -> None:
+        if self._state().get("Status") == "paused":
+            self.raw.unpause()
+        self.raw.kill()
+        self.raw.wait()
+
+    def pause(self) -> None:
+        self.raw.pause()
+
+    def resume(self) -> None:
+        self.raw.unpause()
+
+    def signal(self, signum: int) -> None:
+        self.raw.kill(signal=signal.Signals(signum).name)
+
+    def stop(self, grace: float) -> int | None:
+        state = self._state()
+        if state.get("Status") == "paused":
+            self.raw.unpause()
+        if state.get("Status") in ("running", "paused", "restarting"):
+            self.raw.stop(timeout=max(1, int(grace)))
+        return self._state().get("ExitCode")
+
+    def start(self) -> None:
+        self.raw.start()
+        self.started_at = time.monotonic()
+        self.healthy_after = None
+
+    def restart(self, grace: float) -> None:
+        self.stop(grace)
+        self.start()
+
+    def close(self, grace: float) -> None:
+        try:
+            self.stop(grace)
+        finally:
+            self.container.stop(force=True, delete_volume=True)
+            release(self.host_port)
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, run: Run) -> None:
+        import docker
+        from testcontainers.core.network import Network
+
+        self.run = run
+        self.client = docker.from_env()
+        self.tags, self.build_s, self.base = ensure_images(self.client)
+        self.network = Network(docker_network_kw={"labels": {LABEL: run.run_id}}).create()
+
+    def _container(self, name: str, env: dict[str, str], healthcheck: dict | None = None, instance: str = ""):
+        from testcontainers.core.container import DockerContainer
+
+        port = free_port()
+        kwargs: dict = {"labels": {LABEL: self.run.run_id, "harness.service": name}}
+        if healthcheck is not None:
+            kwargs["healthcheck"] = healthcheck
+        c = (DockerContainer(self.tags[name])
+             .with_name(f"harness-{self.run.run_id}-{name}{'-' + instance if instance else ''}")
+             .with_envs(**env)
+             .with_network(self.network).with_network_aliases(*([] if instance else [name]))
+             .with_kwargs(**kwargs))
+        # loopback only, and a fixed host port so a restarted container keeps its URL
+        c.ports[f"{PORTS[name]}/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
+        return c, port
+
+    def _start(self, name: str, env: dict[str, str], url: str, healthcheck: dict | None = None,
+               instance: str = "") -> DockerService:
+        c, port = self._container(name, env, healthcheck, instance)
+        c.start()
+        return DockerService(name, c, port, url.format(port=port), self.run)
+
+    def start_postgres(self, config: StackConfig) -> DockerService:
+        env = {"POSTGRES_USER": config.user, "POSTGRES_PASSWORD": config.password,
+               "POSTGRES_DBS": ",".join(config.databases)}
+        return self._start("postgres", env, f"postgresql://{config.user}:{config.password}@127.0.0.1:{{port}}")
+
+    def dsn(self, postgres: Service, config: StackConfig, database: str) -> str:
+        return f"{postgres.url}/{database}"
+
+    def internal_dsn(self, config: StackConfig, database: str) -> str:
+        return f"postgresql://{config.user}:{config.password}@postgres:5432/{database}"
+
+    def start_mlflow(self, config: StackConfig, postgres: Service, healthcheck: dict | None = None,
+                     instance: str = "") -> DockerService:
+        """``healthcheck`` overrides the image's check; ``instance`` starts an extra MLflow beside the
+        stack's (not reachable by the service name)."""
+        env = {"MLFLOW_BACKEND_STORE_URI": self.internal_dsn(config, "mlflow"),
+               "MLFLOW_WORKERS": str(config.mlflow_workers), **dict(config.mlflow_env)}
+        return self._start("mlflow", env, "http://127.0.0.1:{port}/mlflow", healthcheck, instance)
+
+    def start_api(self, config: StackConfig, postgres: Service, mlflow: Service) -> DockerService:
+        env = {"API_DATABASE_URL": self.internal_dsn(config, "api"), "API_MLFLOW_URL": "http://mlflow:5000/mlflow",
+               **dict(config.api_env)}
+        return self._start("api", env, "http://127.0.0.1:{port}")
+
+    def close(self) -> None:
+        try:
+            self.network.remove()
+        except Exception:  # noqa: BLE001 - already gone; the reaper removes what remains
+            pass
+        self.client.close()
