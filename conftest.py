@@ -1,3 +1,3 @@
 """The one place plugins are listed (suites -> fixtures -> harness)."""
 
-pytest_plugins = ["fixtures.settings", "fixtures.stack", "fixtures.docker", "fixtures.evidence"]
+pytest_plugins = ["fixtures.settings", "fixtures.stack", "fixtures.docker", "fixtures.faults", "fixtures.evidence"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.budgets import Budgets
 from harness.probes import api_health, ensure_databases, mlflow_ready, postgres_ready
+from harness.proxy import FaultProxy
 from harness.runtime.base import Runtime, Service, StackConfig
 from harness.wait import wait_until
 from services.common.redact import redact
@@ -28,6 +29,7 @@ class Stack:
     progress: Progress | None = None
     services: dict[str, Service] = field(default_factory=dict)
     ready_s: dict[str, float] = field(default_factory=dict)
+    proxies: dict[str, FaultProxy] = field(default_factory=dict)
     _starting: bool = field(default=False, init=False)
 
     # -- lifecycle -------------------------------------------------------------
@@ -48,11 +50,45 @@ class Stack:
         pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres,
                       self.budgets.postgres_ready)
         ensure_databases(self.dsn("postgres"), self.config.databases)
-        ml = self._up("mlflow", lambda: self.runtime.start_mlflow(self.config, pg), self.wait_mlflow,
+        mlflow_db = self._link("mlflow->postgres", pg)
+        ml = self._up("mlflow", lambda: self.runtime.start_mlflow(self.config, mlflow_db), self.wait_mlflow,
                       self.budgets.mlflow_ready)
-        self._up("api", lambda: self.runtime.start_api(self.config, pg, ml), self.wait_api, self.budgets.api_ready)
+        api_db, api_mlflow = self._link("api->postgres", pg), self._link("api->mlflow", ml)
+        self._up("api", lambda: self.runtime.start_api(self.config, api_db, api_mlflow), self.wait_api,
+                 self.budgets.api_ready)
         self.ready_s["stack"] = round(time.monotonic() - started, 2)
         self._starting = False
+
+    def _link(self, link: str, target: Service) -> tuple[str, int]:
+        """The address a service uses for ``target``: direct, or a fault proxy when enabled."""
+        if not self.config.proxies:
+            return self.runtime.address(target)
+        host = self.runtime.proxy_host()
+        proxy = FaultProxy(("127.0.0.1", target.host_port), name=link, listen_host=host).start()
+        self.proxies[link] = proxy
+        return (host, proxy.port)
+
+    def replace_api(self, config: StackConfig) -> Service:
+        """Restart the api with another configuration (same links), and wait until it reports pass
+        or warn. Used by scenarios that need, say, MLflow optional."""
+        old = self.services.pop("api")
+        getattr(old, "close", old.stop)(self.budgets.stop)
+        self.config = config
+        api_db = self._addr("api->postgres", "postgres")
+        api_mlflow = self._addr("api->mlflow", "mlflow")
+        svc = self.runtime.start_api(config, api_db, api_mlflow)
+        self.services["api"] = svc
+        wait_until(lambda: (self._alive("api"), api_health(self.url("api")))[1],
+                   until=lambda h: h["status"] in ("pass", "warn"), timeout=self.budgets.api_ready,
+                   what="the reconfigured api to report pass or warn")
+        self.wait_healthy("api", self.budgets.api_ready)
+        return svc
+
+    def _addr(self, link: str, target: str) -> tuple[str, int]:
+        proxy = self.proxies.get(link)
+        if proxy is not None:
+            return (self.runtime.proxy_host(), proxy.port)
+        return self.runtime.address(self.services[target])
 
     def _up(self, name: str, launch: Callable[[], Service], wait: Callable[[], object], budget: float) -> Service:
         t0 = time.monotonic()
@@ -86,6 +122,9 @@ class Stack:
                 closer(self.budgets.stop)
             else:
                 svc.stop(self.budgets.stop)
+        for proxy in self.proxies.values():
+            proxy.close()
+        self.proxies.clear()
         self.runtime.close()
 
     # -- readiness ---------------------------------------------------------------

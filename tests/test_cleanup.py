@@ -82,8 +82,8 @@ def stack_ports_probe():
     svc = LocalRuntime(run).start_postgres(StackConfig())
     try:
         wait_until(lambda: postgres_ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
-        assert is_listening(svc.port)
+        assert is_listening(svc.host_port)
     finally:
         svc.close(10)
         run.close()
-    return [svc.port]
+    return [svc.host_port]

@@ -59,12 +59,12 @@ def test_kill_then_start_keeps_data_and_port(pg):
     with psycopg.connect(f"{svc.url}/postgres", autocommit=True) as conn:
         conn.execute("CREATE TABLE keep(x int)")
         conn.execute("INSERT INTO keep VALUES (42)")
-    port = svc.port
+    port = svc.host_port
     svc.kill()
     assert svc.status() == "exited(-9)"
     svc.start()
     wait_until(lambda: query(svc), timeout=30, what="postgres after restart")
-    assert svc.port == port
+    assert svc.host_port == port
     with psycopg.connect(f"{svc.url}/postgres") as conn:
         assert conn.execute("SELECT x FROM keep").fetchone()[0] == 42
 

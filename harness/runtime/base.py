@@ -7,6 +7,7 @@ operations: kill, pause (freeze), resume, restart, stop with a grace period.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ class StackConfig:
     databases: tuple[str, ...] = ("mlflow", "api")
     mlflow_workers: int = 1
     mlflow_env: tuple[tuple[str, str], ...] = ()
+    proxies: bool = False  # put a FaultProxy on every link (api->postgres, api->mlflow, mlflow->postgres)
+    # fault "slow start": the service's command begins only after this many seconds
+    start_delay: tuple[tuple[str, float], ...] = ()
     api_env: tuple[tuple[str, str], ...] = (
         ("API_DRAIN_SECONDS", "1"),
         ("API_SHUTDOWN_GRACE", "5"),
@@ -28,14 +32,16 @@ class StackConfig:
     )
 
     def with_api_env(self, **env: str) -> StackConfig:
-        merged = dict(self.api_env) | env
-        return StackConfig(self.password, self.user, self.databases, self.mlflow_workers, self.mlflow_env,
-                           tuple(merged.items()))
+        return dataclasses.replace(self, api_env=tuple((dict(self.api_env) | env).items()))
 
     def with_mlflow_env(self, **env: str) -> StackConfig:
-        merged = dict(self.mlflow_env) | env
-        return StackConfig(self.password, self.user, self.databases, self.mlflow_workers,
-                           tuple(merged.items()), self.api_env)
+        return dataclasses.replace(self, mlflow_env=tuple((dict(self.mlflow_env) | env).items()))
+
+    def delay_of(self, service: str) -> float:
+        return dict(self.start_delay).get(service, 0.0)
+
+    def dsn(self, address: tuple[str, int], database: str) -> str:
+        return f"postgresql://{self.user}:{self.password}@{address[0]}:{address[1]}/{database}"
 
 
 class Service(ABC):
@@ -44,6 +50,7 @@ class Service(ABC):
     name: str
     url: str          # base URL from the host: http://127.0.0.1:P (api), .../mlflow, postgresql://...
     ident: str        # pid or container id
+    host_port: int    # where host-side clients (and the fault proxies) reach it on 127.0.0.1
 
     @abstractmethod
     def logs(self, tail: int = 200) -> str: ...
@@ -95,10 +102,20 @@ class Runtime(ABC):
     def start_postgres(self, config: StackConfig) -> Service: ...
 
     @abstractmethod
-    def start_mlflow(self, config: StackConfig, postgres: Service) -> Service: ...
+    def start_mlflow(self, config: StackConfig, db: tuple[str, int]) -> Service:
+        """``db``: the address MLflow uses for Postgres (direct, or a fault proxy)."""
 
     @abstractmethod
-    def start_api(self, config: StackConfig, postgres: Service, mlflow: Service) -> Service: ...
+    def start_api(self, config: StackConfig, db: tuple[str, int], mlflow: tuple[str, int]) -> Service:
+        """``db`` and ``mlflow``: the addresses the api uses (direct, or fault proxies)."""
+
+    @abstractmethod
+    def address(self, service: Service) -> tuple[str, int]:
+        """How the other services reach ``service`` directly."""
+
+    @abstractmethod
+    def proxy_host(self) -> str:
+        """The host address fault proxies listen on so that the services can reach them."""
 
     @abstractmethod
     def dsn(self, postgres: Service, config: StackConfig, database: str) -> str:

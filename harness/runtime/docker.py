@@ -152,8 +152,12 @@ class DockerRuntime(Runtime):
         return c, port
 
     def _start(self, name: str, env: dict[str, str], url: str, healthcheck: dict | None = None,
-               instance: str = "") -> DockerService:
+               instance: str = "", delay: float = 0.0) -> DockerService:
         c, port = self._container(name, env, healthcheck, instance)
+        if delay:
+            # fault "slow start": the image's own command, begun only after ``delay`` seconds
+            cmd = self.client.images.get(self.tags[name]).attrs["Config"]["Cmd"]
+            c.with_command(["sh", "-c", f'sleep {delay:g}; exec "$@"', "slow-start", *cmd])
         c.start()
         return DockerService(name, c, port, url.format(port=port), self.run)
 
@@ -165,21 +169,32 @@ class DockerRuntime(Runtime):
     def dsn(self, postgres: Service, config: StackConfig, database: str) -> str:
         return f"{postgres.url}/{database}"
 
-    def internal_dsn(self, config: StackConfig, database: str) -> str:
-        return f"postgresql://{config.user}:{config.password}@postgres:5432/{database}"
+    def address(self, service: Service) -> tuple[str, int]:
+        return (service.name, PORTS[service.name])
 
-    def start_mlflow(self, config: StackConfig, postgres: Service, healthcheck: dict | None = None,
-                     instance: str = "") -> DockerService:
+    def proxy_host(self) -> str:
+        """The per-run network's gateway: the host as the containers see it."""
+        net = self.client.networks.get(self.network.id)
+        return net.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def start_mlflow(self, config: StackConfig, db: tuple[str, int] = ("postgres", 5432),
+                     healthcheck: dict | None = None, instance: str = "") -> DockerService:
         """``healthcheck`` overrides the image's check; ``instance`` starts an extra MLflow beside the
         stack's (not reachable by the service name)."""
-        env = {"MLFLOW_BACKEND_STORE_URI": self.internal_dsn(config, "mlflow"),
-               "MLFLOW_WORKERS": str(config.mlflow_workers), **dict(config.mlflow_env)}
-        return self._start("mlflow", env, "http://127.0.0.1:{port}/mlflow", healthcheck, instance)
+        gateway = self.proxy_host()
+        env = {"MLFLOW_BACKEND_STORE_URI": config.dsn(db, "mlflow"),
+               "MLFLOW_WORKERS": str(config.mlflow_workers),
+               # the api reaches MLflow by name, or through a fault proxy on the gateway
+               "MLFLOW_ALLOWED_HOSTS": f"mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,"
+                                       f"{gateway},{gateway}:*",
+               **dict(config.mlflow_env)}
+        return self._start("mlflow", env, "http://127.0.0.1:{port}/mlflow", healthcheck, instance,
+                           config.delay_of("mlflow"))
 
-    def start_api(self, config: StackConfig, postgres: Service, mlflow: Service) -> DockerService:
-        env = {"API_DATABASE_URL": self.internal_dsn(config, "api"), "API_MLFLOW_URL": "http://mlflow:5000/mlflow",
+    def start_api(self, config: StackConfig, db: tuple[str, int], mlflow: tuple[str, int]) -> DockerService:
+        env = {"API_DATABASE_URL": config.dsn(db, "api"), "API_MLFLOW_URL": f"http://{mlflow[0]}:{mlflow[1]}/mlflow",
                **dict(config.api_env)}
-        return self._start("api", env, "http://127.0.0.1:{port}")
+        return self._start("api", env, "http://127.0.0.1:{port}", delay=config.delay_of("api"))
 
     def close(self) -> None:
         try:

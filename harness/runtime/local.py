@@ -67,6 +67,13 @@ def unprivileged_user() -> str | None:
                             "create one: useradd --system postgres")
 
 
+def delayed(argv: list[str], seconds: float) -> list[str]:
+    """Fault "slow start": the command starts only after ``seconds`` (the process exists meanwhile)."""
+    if not seconds:
+        return argv
+    return ["sh", "-c", f'sleep {seconds:g}; exec "$@"', "slow-start", *argv]
+
+
 class LocalProcess(Service):
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path, url: str,
                  run: Run, user: str | None = None, stop_signal: int = signal.SIGTERM,
@@ -75,6 +82,7 @@ class LocalProcess(Service):
         self.run, self.user, self.stop_signal, self.ports = run, user, stop_signal, ports
         self.log_path = cwd / f"{name}.log"
         self.proc: subprocess.Popen | None = None
+        self.host_port = ports[0] if ports else 0
         self.paused = False
         self.starts = 0
 
@@ -223,7 +231,7 @@ class LocalRuntime(Runtime):
         svc = LocalProcess("postgres", argv, env=env, cwd=workdir, run=self.run, user=self.pg_user,
                            stop_signal=signal.SIGINT, ports=(port,),
                            url=f"postgresql://{config.user}:{config.password}@127.0.0.1:{port}")
-        svc.port = port  # type: ignore[attr-defined]
+        svc.host_port = port
         if self.pg_user:
             pw = pwd.getpwnam(self.pg_user)
             svc.log_path.touch()
@@ -234,34 +242,42 @@ class LocalRuntime(Runtime):
     def dsn(self, postgres: Service, config: StackConfig, database: str) -> str:
         return f"{postgres.url}/{database}"
 
-    def start_mlflow(self, config: StackConfig, postgres: Service) -> LocalProcess:
+    def address(self, service: Service) -> tuple[str, int]:
+        return ("127.0.0.1", service.host_port)
+
+    def proxy_host(self) -> str:
+        return "127.0.0.1"
+
+    def start_mlflow(self, config: StackConfig, db: tuple[str, int]) -> LocalProcess:
         workdir = self.run.mkdtemp("mlflow")
         port = free_port()
         env = {
             **self._python_env(workdir),
-            "MLFLOW_BACKEND_STORE_URI": self.dsn(postgres, config, "mlflow"),
+            "MLFLOW_BACKEND_STORE_URI": config.dsn(db, "mlflow"),
             "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": str(config.mlflow_workers),
             "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "artifacts"),
             **dict(config.mlflow_env),
         }
-        svc = LocalProcess("mlflow", [sys.executable, "-m", "services.mlflow.entrypoint"], env=env, cwd=workdir,
+        svc = LocalProcess("mlflow", delayed([sys.executable, "-m", "services.mlflow.entrypoint"],
+                                             config.delay_of("mlflow")), env=env, cwd=workdir,
                            run=self.run, ports=(port,), url=f"http://127.0.0.1:{port}/mlflow")
-        svc.port = port  # type: ignore[attr-defined]
+        svc.host_port = port
         svc.start()
         return svc
 
-    def start_api(self, config: StackConfig, postgres: Service, mlflow: Service) -> LocalProcess:
+    def start_api(self, config: StackConfig, db: tuple[str, int], mlflow: tuple[str, int]) -> LocalProcess:
         workdir = self.run.mkdtemp("api")
         port = free_port()
         env = {
             **self._python_env(workdir),
-            "API_DATABASE_URL": self.dsn(postgres, config, "api"),
-            "API_MLFLOW_URL": mlflow.url,
+            "API_DATABASE_URL": config.dsn(db, "api"),
+            "API_MLFLOW_URL": f"http://{mlflow[0]}:{mlflow[1]}/mlflow",
             "API_HOST": "127.0.0.1", "API_PORT": str(port),
             **dict(config.api_env),
         }
-        svc = LocalProcess("api", [sys.executable, "-m", "services.api"], env=env, cwd=workdir, run=self.run,
+        svc = LocalProcess("api", delayed([sys.executable, "-m", "services.api"], config.delay_of("api")), env=env,
+                           cwd=workdir, run=self.run,
                            ports=(port,), url=f"http://127.0.0.1:{port}")
-        svc.port = port  # type: ignore[attr-defined]
+        svc.host_port = port
         svc.start()
         return svc

@@ -9,7 +9,6 @@ Run as ``python -m services.mlflow.entrypoint``. Configuration (environment):
   MLFLOW_ALLOWED_HOSTS           Host-header allow-list; must admit the api's name for MLflow
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  false unless asked for (job runner: 7 extra processes)
   MLFLOW_STARTUP_TIMEOUT         seconds to wait for Postgres (60)
-  MLFLOW_SLOW_START_SECONDS      fault injection: hold the start back this long (0)
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -72,9 +70,10 @@ def build_command(env: dict[str, str]) -> list[str]:
     jobs = env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false").lower()
     if jobs not in ("true", "false"):
         raise ConfigError(f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION: expected true or false, got {jobs!r}")
+    # the backend URI (with its password) reaches mlflow through MLFLOW_BACKEND_STORE_URI, not argv,
+    # so it does not show in the process list
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", uri,
         "--artifacts-destination", env.get("MLFLOW_ARTIFACTS_DESTINATION", "./mlartifacts"),
         "--host", env.get("MLFLOW_HOST", "0.0.0.0"),
         "--port", str(port),
@@ -104,19 +103,15 @@ def main() -> int:
     try:
         argv = build_command(env)
         startup = _number(env, "MLFLOW_STARTUP_TIMEOUT", "60", float, 0, 3600)
-        slow = _number(env, "MLFLOW_SLOW_START_SECONDS", "0", float, 0, 3600)
     except ConfigError as exc:
         print(f"invalid mlflow configuration: {exc}", file=sys.stderr)
         return 2
-    log("starting", {"backend": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:5] + argv[6:]})
+    log("starting", {"backend": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:]})
     try:
         wait_for_postgres(env["MLFLOW_BACKEND_STORE_URI"], startup)
     except DependencyTimeout as exc:
         log("giving up", {"error": str(exc)})
         return 1
-    if slow:
-        log("slow start injected", {"seconds": slow})
-        time.sleep(slow)  # the fault itself: a server that takes this long to start
     sys.stdout.flush()
     os.execve(argv[0], argv, child_env(env))
     return 0  # pragma: no cover - exec does not return

@@ -1,0 +1,341 @@
+"""A small TCP fault proxy, modelled on Toxiproxy's toxics, run on its own event loop thread.
+
+    with FaultProxy(upstream=("127.0.0.1", 5432)) as proxy:      # clients connect to proxy.port
+        with proxy.toxic(Latency(ms=3000, jitter_ms=200)):        # removed at the end of the block
+            ...
+
+Toxics (at most one of each kind at a time; they compose):
+  Latency(ms, jitter_ms, direction)   delay every chunk
+  Bandwidth(kbps, direction)          cap throughput
+  Blackhole()                         accept, read and drop; never answer, never close
+  ResetPeer(after_ms, limit)          close affected connections with RST (SO_LINGER 0)
+  SlowClose(ms)                       delay closing the client side after the upstream closed
+  Refuse()                            partition: new connections are refused, live ones are cut
+  Respond(payload, limit)             answer new connections with fixed bytes and close (an HTTP 503)
+``limit`` applies a toxic to the next N connections only (a transient failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from harness.errors import HarnessError
+
+UP, DOWN, BOTH = "upstream", "downstream", "both"
+CHUNK = 16384
+
+
+@dataclass
+class Toxic:
+    limit: int | None = None  # None: every connection; N: the next N new connections
+    _used: int = field(default=0, init=False, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.lower()
+
+    def claims(self) -> bool:
+        """Whether a new connection is affected (consumes one of ``limit``)."""
+        if self.limit is None:
+            return True
+        if self._used < self.limit:
+            self._used += 1
+            return True
+        return False
+
+
+@dataclass
+class Latency(Toxic):
+    ms: float = 1000.0
+    jitter_ms: float = 0.0
+    direction: str = DOWN
+
+
+@dataclass
+class Bandwidth(Toxic):
+    kbps: float = 64.0
+    direction: str = DOWN
+
+
+@dataclass
+class Blackhole(Toxic):
+    pass
+
+
+@dataclass
+class ResetPeer(Toxic):
+    after_ms: float = 0.0
+
+
+@dataclass
+class SlowClose(Toxic):
+    ms: float = 2000.0
+
+
+@dataclass
+class Refuse(Toxic):
+    pass
+
+
+@dataclass
+class Respond(Toxic):
+    payload: bytes = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 52\r\nConnection: close\r\n\r\n"
+                      b'{"error_code": "TEMPORARILY_UNAVAILABLE", "via": ""}')
+
+
+def _rst(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+class FaultProxy:
+    def __init__(self, upstream: tuple[str, int], *, name: str = "proxy", listen_host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.upstream, self.name, self.listen_host, self.requested_port = upstream, name, listen_host, port
+        self.port = 0
+        self.toxics: dict[str, Toxic] = {}
+        self.connections = 0
+        self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"proxy {name}", daemon=True)
+        self._server: asyncio.Future | None = None
+        self._sock: socket.socket | None = None
+        self._pending: set[socket.socket] = set()
+        self._tasks: set[asyncio.Future] = set()
+
+    # -- lifecycle (called from the test thread) -------------------------------------
+    def _call(self, coro, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        self._call(self._listen(self.requested_port))
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._call(self._shutdown())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+        self._loop.close()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- toxics ------------------------------------------------------------------
+    def add(self, toxic: Toxic) -> None:
+        self._call(self._add(toxic))
+
+    def remove(self, kind: str) -> None:
+        self._call(self._remove(kind))
+
+    def clear(self) -> None:
+        for kind in list(self.toxics):
+            self.remove(kind)
+
+    @contextlib.contextmanager
+    def toxic(self, toxic: Toxic) -> Iterator[Toxic]:
+        """The toxic holds for the block and is always removed, even when the block raises."""
+        self.add(toxic)
+        try:
+            yield toxic
+        finally:
+            self.remove(toxic.kind)
+
+    async def _add(self, toxic: Toxic) -> None:
+        if toxic.kind in self.toxics:
+            raise HarnessError(f"at most one {toxic.kind} toxic on {self.name}", "one already active",
+                               "remove it first or use proxy.toxic(...) as a context manager")
+        self.toxics[toxic.kind] = toxic
+        if isinstance(toxic, Refuse):
+            await self._stop_listening()
+            self._cut_all()
+        elif isinstance(toxic, (ResetPeer, Respond)) and toxic.limit is None:
+            self._cut_all()  # live keep-alive connections must see the fault too
+
+    async def _remove(self, kind: str) -> None:
+        toxic = self.toxics.pop(kind, None)
+        if isinstance(toxic, Refuse):
+            await self._listen(self.port)
+        if isinstance(toxic, Blackhole):
+            self._cut_all()  # held connections would otherwise hang forever
+
+    def _cut_all(self) -> None:
+        for client, up in list(self._conns):
+            _rst(client)
+            if up is not None:
+                up.transport.abort()
+
+    # -- serving -------------------------------------------------------------------
+    async def _listen(self, port: int) -> None:
+        for _ in range(50):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.listen_host, port))
+                sock.listen(128)
+                break
+            except OSError:
+                sock.close()
+                if port == 0:
+                    raise
+                await asyncio.sleep(0.05)  # the old listening socket is still closing
+        else:
+            raise HarnessError(f"{self.name} to listen again on {port}", "address in use", "")
+        sock.setblocking(False)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._server = asyncio.ensure_future(self._accept_loop(sock))
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        """Our own accept loop (not asyncio's Server): every accepted socket is tracked at once, so a
+        partition can cut it; asyncio's Server can hold a half-accepted socket across its close."""
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(sock)
+            self._pending.add(conn)
+            task = asyncio.ensure_future(self._adopt(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn)
+        except OSError:
+            conn.close()
+            return
+        finally:
+            self._pending.discard(conn)
+        await self._handle(reader, writer)
+
+    async def _stop_listening(self) -> None:
+        if self._server is None:
+            return
+        self._server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._server
+        self._server = None
+        # connections still in the kernel's accept queue: accept and reset them
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                break
+            self._pending.add(conn)
+        for conn in list(self._pending):
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            self._pending.discard(conn)
+        self._sock.close()
+
+    async def _shutdown(self) -> None:
+        await self._stop_listening()
+        self._cut_all()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if "refuse" in self.toxics:
+            _rst(writer)
+            return
+        respond = self.toxics.get("respond")
+        if isinstance(respond, Respond) and respond.claims():
+            writer.write(respond.payload)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        entry: tuple = (writer, None)
+        self._conns.add(entry)
+        try:
+            blackhole = self.toxics.get("blackhole")
+            if isinstance(blackhole, Blackhole) and blackhole.claims():
+                while await reader.read(CHUNK):
+                    pass
+                return
+            reset = self.toxics.get("resetpeer")
+            reset_this = isinstance(reset, ResetPeer) and reset.claims()
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            except OSError:
+                _rst(writer)
+                return
+            self._conns.discard(entry)
+            entry = (writer, up_writer)
+            self._conns.add(entry)
+            if reset_this:
+                await asyncio.sleep(reset.after_ms / 1000)
+                _rst(writer)
+                up_writer.transport.abort()
+                return
+            await asyncio.gather(self._pipe(reader, up_writer, UP, writer),
+                                 self._pipe(up_reader, writer, DOWN, writer), return_exceptions=True)
+        finally:
+            self._conns.discard(entry)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, direction: str,
+                    client: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await src.read(CHUNK)
+                if not data:
+                    break
+                if direction == UP and self._intercept(client, dst):
+                    return
+                await self._delay(direction, len(data))
+                if "blackhole" in self.toxics:
+                    continue  # swallowed: a live connection goes silent too
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if direction == DOWN:
+                slow = self.toxics.get("slowclose")
+                if isinstance(slow, SlowClose):
+                    await asyncio.sleep(slow.ms / 1000)
+            with contextlib.suppress(Exception):
+                if dst.can_write_eof():
+                    dst.write_eof()
+                else:
+                    dst.close()
+
+    def _intercept(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> bool:
+        """A limited reset or response also hits the next request on a live connection."""
+        reset = self.toxics.get("resetpeer")
+        if isinstance(reset, ResetPeer) and reset.limit is not None and reset.claims():
+            _rst(client)
+            upstream.transport.abort()
+            return True
+        respond = self.toxics.get("respond")
+        if isinstance(respond, Respond) and respond.limit is not None and respond.claims():
+            client.write(respond.payload)
+            client.close()
+            upstream.transport.abort()
+            return True
+        return False
+
+    async def _delay(self, direction: str, size: int) -> None:
+        lat = self.toxics.get("latency")
+        if isinstance(lat, Latency) and lat.direction in (direction, BOTH):
+            jitter = random.uniform(-lat.jitter_ms, lat.jitter_ms) if lat.jitter_ms else 0.0
+            await asyncio.sleep(max(0.0, lat.ms + jitter) / 1000)
+        bw = self.toxics.get("bandwidth")
+        if isinstance(bw, Bandwidth) and bw.direction in (direction, BOTH):
+            await asyncio.sleep(size / (bw.kbps * 1024))
