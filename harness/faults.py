@@ -50,15 +50,16 @@ def _toxic(kind: str, params: dict) -> Toxic:
 
 
 @contextlib.contextmanager
-def fault(stack: Stack, kind: str, target: str, grace: float = 10.0, **params: object) -> Iterator[None]:
-    """Inject a fault for the duration of the block; the service or link is restored on exit."""
+def fault(stack: Stack, kind: str, target: str, grace: float = 10.0, **params: object) -> Iterator[Toxic | None]:
+    """Inject a fault for the duration of the block; the service or link is restored on exit.
+    Yields the toxic for link faults (its ``applied`` count shows the fault took effect)."""
     if "->" in target:
         proxy = stack.proxies.get(target)
         if proxy is None:
             raise ConfigurationError(f"a fault proxy on {target}", "none (the stack runs without proxies)",
                                      "start the stack with StackConfig(proxies=True)")
-        with proxy.toxic(_toxic(kind, params)):
-            yield
+        with proxy.toxic(_toxic(kind, params)) as toxic:
+            yield toxic
         return
     svc = stack.services[target]
     if kind == "pause":
@@ -168,7 +169,7 @@ class Outcome:
     fault_end: float
     prober: Prober
     writer: Writer | None = None
-    measured: dict[str, float | None] = field(default_factory=dict)
+    applied: int | None = None  # link faults: how often the toxic took effect
 
     def series(self, endpoint: str):
         """Samples of ``endpoint`` as the scenario names it (MLflow's paths included)."""
@@ -192,7 +193,7 @@ def run(stack: Stack, scenario: Scenario, settle: float) -> Outcome:
         wait_until(lambda: prober.first(scenario.endpoints[0], 0, 200), timeout=10,
                    what="a healthy first sample before the fault")
         start = prober.now()
-        with fault(stack, scenario.kind, scenario.target, **scenario.params):
+        with fault(stack, scenario.kind, scenario.target, **scenario.params) as toxic:
             wait_until(prober.now, until=lambda t: t >= start + scenario.duration, timeout=scenario.duration + 5,
                        interval=0.05, what=f"the {scenario.duration}s fault window")
         end = prober.now()
@@ -204,4 +205,4 @@ def run(stack: Stack, scenario: Scenario, settle: float) -> Outcome:
             written = len(writer.results)
             wait_until(lambda: len(writer.results), until=lambda n: n >= written + 3, timeout=10,
                        what="a few writes after recovery")
-    return Outcome(scenario, start, end, prober, writer)
+    return Outcome(scenario, start, end, prober, writer, applied=toxic.applied if toxic is not None else None)

@@ -36,6 +36,7 @@ CHUNK = 16384
 class Toxic:
     limit: int | None = None  # None: every connection; N: the next N new connections
     _used: int = field(default=0, init=False, repr=False)
+    applied: int = field(default=0, init=False)  # how often it took effect: a fault that never bit proves nothing
 
     @property
     def kind(self) -> str:
@@ -49,6 +50,9 @@ class Toxic:
             self._used += 1
             return True
         return False
+
+    def hit(self) -> None:
+        self.applied += 1
 
 
 @dataclass
@@ -163,9 +167,9 @@ class FaultProxy:
         self.toxics[toxic.kind] = toxic
         if isinstance(toxic, Refuse):
             await self._stop_listening()
-            self._cut_all()
+            toxic.applied += self._cut_all()
         elif isinstance(toxic, (ResetPeer, Respond)) and toxic.limit is None:
-            self._cut_all()  # live keep-alive connections must see the fault too
+            toxic.applied += self._cut_all()  # live keep-alive connections must see the fault too
 
     async def _remove(self, kind: str) -> None:
         toxic = self.toxics.pop(kind, None)
@@ -174,11 +178,14 @@ class FaultProxy:
         if isinstance(toxic, Blackhole):
             self._cut_all()  # held connections would otherwise hang forever
 
-    def _cut_all(self) -> None:
+    def _cut_all(self) -> int:
+        cut = 0
         for client, up in list(self._conns):
             _rst(client)
+            cut += 1
             if up is not None:
                 up.transport.abort()
+        return cut
 
     # -- serving -------------------------------------------------------------------
     async def _listen(self, port: int) -> None:
@@ -251,11 +258,14 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        if "refuse" in self.toxics:
+        refuse = self.toxics.get("refuse")
+        if refuse is not None:
+            refuse.hit()
             _rst(writer)
             return
         respond = self.toxics.get("respond")
         if isinstance(respond, Respond) and respond.claims():
+            respond.hit()
             writer.write(respond.payload)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
@@ -266,6 +276,7 @@ class FaultProxy:
         try:
             blackhole = self.toxics.get("blackhole")
             if isinstance(blackhole, Blackhole) and blackhole.claims():
+                blackhole.hit()
                 while await reader.read(CHUNK):
                     pass
                 return
@@ -280,6 +291,7 @@ class FaultProxy:
             entry = (writer, up_writer)
             self._conns.add(entry)
             if reset_this:
+                reset.hit()
                 await asyncio.sleep(reset.after_ms / 1000)
                 _rst(writer)
                 up_writer.transport.abort()
@@ -299,7 +311,9 @@ class FaultProxy:
                 if direction == UP and self._intercept(client, dst):
                     return
                 await self._delay(direction, len(data))
-                if "blackhole" in self.toxics:
+                blackhole = self.toxics.get("blackhole")
+                if blackhole is not None:
+                    blackhole.hit()
                     continue  # swallowed: a live connection goes silent too
                 dst.write(data)
                 await dst.drain()
@@ -309,6 +323,7 @@ class FaultProxy:
             if direction == DOWN:
                 slow = self.toxics.get("slowclose")
                 if isinstance(slow, SlowClose):
+                    slow.hit()
                     await asyncio.sleep(slow.ms / 1000)
             with contextlib.suppress(Exception):
                 if dst.can_write_eof():
@@ -320,11 +335,13 @@ class FaultProxy:
         """A limited reset or response also hits the next request on a live connection."""
         reset = self.toxics.get("resetpeer")
         if isinstance(reset, ResetPeer) and reset.limit is not None and reset.claims():
+            reset.hit()
             _rst(client)
             upstream.transport.abort()
             return True
         respond = self.toxics.get("respond")
         if isinstance(respond, Respond) and respond.limit is not None and respond.claims():
+            respond.hit()
             client.write(respond.payload)
             client.close()
             upstream.transport.abort()
@@ -334,8 +351,10 @@ class FaultProxy:
     async def _delay(self, direction: str, size: int) -> None:
         lat = self.toxics.get("latency")
         if isinstance(lat, Latency) and lat.direction in (direction, BOTH):
+            lat.hit()
             jitter = random.uniform(-lat.jitter_ms, lat.jitter_ms) if lat.jitter_ms else 0.0
             await asyncio.sleep(max(0.0, lat.ms + jitter) / 1000)
         bw = self.toxics.get("bandwidth")
         if isinstance(bw, Bandwidth) and bw.direction in (direction, BOTH):
+            bw.hit()
             await asyncio.sleep(size / (bw.kbps * 1024))

@@ -33,21 +33,29 @@ def test_scenario(scenario_stack, budgets, fault_results, record_property):
     health = outcome.series("/health")
     during = scenario.expect.get("during", {})
     measured: dict = {"scenario": scenario.name, "fault": f"{scenario.kind} {scenario.target}",
-                      "duration_s": round(end - start, 2), "runtime": stack.runtime.name}
+                      "duration_s": round(end - start, 2), "runtime": stack.runtime.name,
+                      "applied": outcome.applied}
     fault_results.append(measured)  # filled in below; reported even when an assertion fails
+    if scenario.is_network:
+        assert outcome.applied, f"the {scenario.kind} toxic on {scenario.target} never took effect"
+        if scenario.params.get("limit"):
+            assert outcome.applied == scenario.params["limit"], outcome.applied
 
     detect_budget = scenario.budget("detect_within", names)
+    detected_at = start
     want = during.get("/health")
     if want and not want.get("always") and detect_budget is not None:
         hit = next((s for s in health if s.t >= start and s.status == want["status"]
                     and (want.get("health") is None or s.health == want["health"])), None)
         assert hit is not None, f"/health never answered {want} during the fault: {[str(s) for s in health[-10:]]}"
         measured["detected_s"] = round(hit.t + hit.latency - start, 2)
+        detected_at = hit.t
         measured["detect_budget_s"] = round(detect_budget, 2)
         assert measured["detected_s"] <= detect_budget, str(hit)
 
     for endpoint, want in during.items():
-        lo = start if want.get("always") else start + (detect_budget or 0)
+        # from the detection on (itself held to its budget above) to the end of the fault
+        lo = start if want.get("always") else detected_at
         hi = end + (recover or 0) if want.get("always") else end
         window = [s for s in outcome.series(endpoint) if lo <= s.t and s.t + s.latency <= hi]
         wrong = [str(s) for s in window if s.status != want["status"]
