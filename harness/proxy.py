@@ -167,7 +167,8 @@ class FaultProxy:
         self.toxics[toxic.kind] = toxic
         if isinstance(toxic, Refuse):
             await self._stop_listening()
-            toxic.applied += self._cut_all()
+            # the closed port itself refuses every attempt (the kernel answers, not us): count it once
+            toxic.applied += 1 + self._cut_all()
         elif isinstance(toxic, (ResetPeer, Respond)) and toxic.limit is None:
             toxic.applied += self._cut_all()  # live keep-alive connections must see the fault too
 

@@ -44,7 +44,11 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(self, late_postgres: float = 0.0) -> None:
+        """Start in dependency order. ``late_postgres`` > 0 (needs proxies) starts MLflow and the
+        api while Postgres is still unreachable to them for that many seconds: a startup race."""
+        if late_postgres:
+            return self._start_racing(late_postgres)
         self._starting = True
         started = time.monotonic()
         pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres,
@@ -57,6 +61,39 @@ class Stack:
         self._up("api", lambda: self.runtime.start_api(self.config, api_db, api_mlflow), self.wait_api,
                  self.budgets.api_ready)
         self.ready_s["stack"] = round(time.monotonic() - started, 2)
+        self._starting = False
+
+    def _start_racing(self, late: float) -> None:
+        from harness.proxy import Refuse
+
+        self._starting = True
+        pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres,
+                      self.budgets.postgres_ready)
+        ensure_databases(self.dsn("postgres"), self.config.databases)
+        mlflow_db, api_db = self._link("mlflow->postgres", pg), self._link("api->postgres", pg)
+        for link in ("mlflow->postgres", "api->postgres"):
+            self.proxies[link].add(Refuse())
+        t0 = time.monotonic()
+        self.services["mlflow"] = self.runtime.start_mlflow(self.config, mlflow_db)
+        ml = self.services["mlflow"]
+        api_mlflow = self._link("api->mlflow", ml)
+        self.services["api"] = self.runtime.start_api(self.config, api_db, api_mlflow)
+
+        def both_alive() -> float:
+            self._alive("mlflow")
+            self._alive("api")
+            return time.monotonic() - t0
+        wait_until(both_alive, until=lambda t: t >= late, timeout=late + 5, interval=0.2,
+                   what=f"mlflow and api to keep running while Postgres is unreachable for {late}s")
+        for link in ("mlflow->postgres", "api->postgres"):
+            self.proxies[link].remove("refuse")
+        lifted = time.monotonic()
+        self.wait_mlflow()
+        self.wait_healthy("mlflow", self.budgets.mlflow_ready)
+        self.ready_s["mlflow_after_postgres"] = round(time.monotonic() - lifted, 2)
+        self.wait_api()
+        self.wait_healthy("api", self.budgets.api_ready)
+        self.ready_s["api_after_postgres"] = round(time.monotonic() - lifted, 2)
         self._starting = False
 
     def _link(self, link: str, target: Service) -> tuple[str, int]:

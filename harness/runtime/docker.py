@@ -9,6 +9,7 @@ dependencies by service name, exactly as in services/docker-compose.yml. Host cl
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 
@@ -131,6 +132,7 @@ class DockerRuntime(Runtime):
         from testcontainers.core.network import Network
 
         self.run = run
+        self.stack_id = secrets.token_hex(2)  # several stacks of one run may coexist
         self.client = docker.from_env()
         self.tags, self.build_s, self.base = ensure_images(self.client)
         self.network = Network(docker_network_kw={"labels": {LABEL: run.run_id}}).create()
@@ -143,7 +145,7 @@ class DockerRuntime(Runtime):
         if healthcheck is not None:
             kwargs["healthcheck"] = healthcheck
         c = (DockerContainer(self.tags[name])
-             .with_name(f"harness-{self.run.run_id}-{name}{'-' + instance if instance else ''}")
+             .with_name(f"harness-{self.run.run_id}-{self.stack_id}-{name}{'-' + instance if instance else ''}")
              .with_envs(**env)
              .with_network(self.network).with_network_aliases(*([] if instance else [name]))
              .with_kwargs(**kwargs))

@@ -1,0 +1,75 @@
+"""Startup: services started before their database wait for it (bounded, logged) instead of
+crashing; and MLflow's 90 s start period is what keeps a slow MLflow alive."""
+
+import json
+
+import pytest
+
+from fixtures.settings import runtime_of
+from harness.dockerfile import service_healthcheck
+from harness.errors import DependencyMissing
+from harness.runtime import make_runtime
+from harness.runtime.base import StackConfig
+from harness.stack import Stack
+from harness.wait import wait_until
+
+pytestmark = [pytest.mark.faults, pytest.mark.disruptive, pytest.mark.slow]
+LATE = 8.0  # seconds Postgres stays unreachable after MLflow and the api started
+
+
+@pytest.fixture
+def fresh_runtime(pytestconfig, run):
+    try:
+        name, _ = runtime_of(pytestconfig)
+        return make_runtime(name, run)
+    except DependencyMissing as exc:
+        pytest.skip(f"no stack can start here: {exc}")
+
+
+def test_api_and_mlflow_wait_for_a_late_postgres(fresh_runtime, budgets):
+    config = StackConfig(proxies=True)
+    stack = Stack(fresh_runtime, config, budgets)
+    try:
+        stack.start(late_postgres=LATE)
+        # both kept running through the race (a fatal exit would have stopped the start) ...
+        for name in ("mlflow", "api"):
+            svc = stack.services[name]
+            assert svc.exit_code() is None and getattr(svc, "starts", 1) == 1, f"{name} restarted"
+        # ... and said what they were waiting for
+        api_waits = [json.loads(line) for line in stack.logs("api", 500).splitlines()
+                     if '"waiting for dependency"' in line]
+        assert api_waits and all(w["dependency"] == "postgres" and w["elapsed_s"] <= w["budget_s"]
+                                 for w in api_waits)
+        assert '"waiting for dependency"' in stack.logs("mlflow", 500)
+        # ready soon after Postgres became reachable: within the largest backoff plus a start
+        assert stack.ready_s["api_after_postgres"] <= budgets.api_ready
+        assert stack.ready_s["mlflow_after_postgres"] <= budgets.mlflow_ready
+    finally:
+        stack.close()
+
+
+@pytest.mark.docker
+def test_start_period_keeps_a_slow_mlflow_alive(docker_stack, budgets):
+    """MLflow that starts late: with the Dockerfile's start period it becomes healthy; with the same
+    check and no start period it is declared unhealthy first (Docker would restart it, ECS replace it)."""
+    hc = service_healthcheck("mlflow")
+    delay = hc.retries * (hc.interval + hc.timeout) + hc.interval  # longer than the check tolerates
+    assert delay < hc.start_period, "the scenario needs a delay inside the start period"
+    runtime = docker_stack.runtime
+    slow = StackConfig(**{**docker_stack.config.__dict__, "start_delay": (("mlflow", delay),)})
+    with_period = runtime.start_mlflow(slow, instance="slow-with-period")
+    without = runtime.start_mlflow(slow, instance="slow-no-period",
+                                   healthcheck=hc.as_docker_api(start_period=0.001))
+    try:
+        status = wait_until(without.health, until=lambda h: h == "unhealthy",
+                            timeout=delay + budgets.detect, interval=0.5,
+                            what="MLflow without a start period to be declared unhealthy while still starting")
+        assert status == "unhealthy"
+        assert with_period.health() == "starting"
+        wait_until(with_period.health, until=lambda h: h == "healthy",
+                   timeout=delay + budgets.mlflow_ready, interval=0.5,
+                   what="the slow MLflow with the Dockerfile's start period to become healthy")
+        assert with_period.healthy_after <= hc.start_period
+    finally:
+        with_period.close(5)
+        without.close(5)
