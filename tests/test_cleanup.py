@@ -56,8 +56,7 @@ def test_reaper_removes_what_a_crashed_run_left(tmp_path):
     alive = Run()  # a live run in this process: the reaper must not touch it
     own_dir = alive.mkdtemp("keep")
     try:
-        report = reap()
-        assert rid in report.runs and orphan.pid in report.processes
+        reap()  # (a concurrent session's reaper may get there first: judge the end state)
         assert orphan.wait(timeout=5) == -9
         assert not leftover_dir.exists() and not (REGISTRY / f"{rid}.json").exists()
         assert own_dir.exists() and alive.registry_file.exists()

@@ -77,7 +77,8 @@ def unavailable(reason: str) -> JSONResponse:
 
 def create_app(settings: Settings, *, store: Store | None = None, mlflow: MlflowClient | None = None) -> FastAPI:
     secrets = tuple(s for s in (dsn_password(settings.database_url),) if s)
-    store = store or Store(settings.database_url, timeout=settings.db_timeout, pool_size=settings.db_pool_size)
+    store = store or Store(settings.database_url, timeout=settings.db_timeout,
+                           max_connections=settings.db_max_connections)
     mlflow = mlflow or MlflowClient(settings.mlflow_url, timeout=settings.mlflow_timeout,
                                     retries=settings.mlflow_retries, backoff=settings.mlflow_backoff)
     metrics = Metrics()

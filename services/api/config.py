@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(5.0, ge=0, le=300, description="after SIGTERM: report fail, keep serving")
     shutdown_grace: float = Field(10.0, ge=0, le=300, description="after draining: finish in-flight requests")
     max_body_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
-    db_pool_size: int = Field(5, ge=1, le=100)
+    db_max_connections: int = Field(10, ge=1, le=100, description="concurrent Postgres connections")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")

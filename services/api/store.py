@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_runs (
@@ -41,45 +42,55 @@ class RunRow:
 
 
 class Store:
-    def __init__(self, dsn: str, *, timeout: float, pool_size: int) -> None:
+    """One short-lived connection per operation, at most ``max_connections`` at once.
+
+    Not a pool, on purpose: psycopg_pool retries failed connects with an uncapped exponential
+    backoff, so after a Postgres restart its writes kept failing (PoolTimeout) for seconds while a
+    fresh connection (and so /health) already worked. A connection per operation costs a few ms on
+    a LAN and keeps /health and the writes telling the same truth. Put PgBouncer or RDS Proxy in
+    front for high write rates."""
+
+    def __init__(self, dsn: str, *, timeout: float, max_connections: int) -> None:
         self.dsn = dsn
         self.timeout = timeout
-        self.pool = AsyncConnectionPool(
-            dsn, min_size=0, max_size=pool_size, open=False, timeout=timeout,
-            check=AsyncConnectionPool.check_connection,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-        )
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def open(self) -> None:
-        await self.pool.open(wait=False)
+        return None
 
     async def close(self) -> None:
-        await self.pool.close(timeout=1.0)
+        return None
+
+    @asynccontextmanager
+    async def _connection(self):
+        async with self._slots:
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, row_factory=dict_row)
+            try:
+                yield conn
+            finally:
+                await conn.close()
 
     async def probe(self) -> None:
-        """A real round trip on a fresh connection: the pool might hide a dead server."""
-        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-        try:
+        """A real round trip on a fresh connection."""
+        async with self._connection() as conn:
             cur = await conn.execute("SELECT 1 FROM pg_catalog.pg_class LIMIT 1")
             await cur.fetchone()
-        finally:
-            await conn.close()
 
     async def insert(self, row: RunRow) -> None:
         try:
-            async with self.pool.connection() as conn:
+            async with asyncio.timeout(self.timeout * 3), self._connection() as conn:
                 await conn.execute(
                     "INSERT INTO api_runs (id, experiment, experiment_id, mlflow_run_id, run_name, params, metrics)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     (row.id, row.experiment, row.experiment_id, row.mlflow_run_id, row.run_name,
                      json.dumps(row.params), json.dumps(row.metrics)),
                 )
-        except (psycopg.OperationalError, psycopg.errors.QueryCanceled, TimeoutError) as exc:
+        except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"insert failed: {type(exc).__name__}") from exc
 
     async def get(self, run_id: uuid.UUID) -> RunRow | None:
         try:
-            async with self.pool.connection() as conn:
+            async with asyncio.timeout(self.timeout * 3), self._connection() as conn:
                 cur = await conn.execute("SELECT * FROM api_runs WHERE id = %s", (run_id,))
                 rec = await cur.fetchone()
         except (psycopg.OperationalError, TimeoutError) as exc:

@@ -254,7 +254,7 @@ def test_real_postgres_probe_against_a_blackhole_is_bounded(monkeypatch, blackho
     monkeypatch.setenv("API_DB_TIMEOUT", "0.4")
     s = load_settings()
     fake = FakeMlflow()
-    app = create_app(s, store=Store(s.database_url, timeout=0.4, pool_size=1),
+    app = create_app(s, store=Store(s.database_url, timeout=0.4, max_connections=1),
                      mlflow=MlflowClient(s.mlflow_url, timeout=0.5, retries=0, backoff=0,
                                          transport=httpx.MockTransport(fake.handle)))
 
