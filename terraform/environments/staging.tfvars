@@ -1,0 +1,68 @@
+# staging: timings from the incident's fixes (grace 120 s, MLflow start period 90 s, ALB and
+# container checks on the same paths) and task sizes from MLflow's measured memory (DESIGN.md).
+environment        = "staging"
+log_retention_days = 30
+services = {
+  api = {
+    port                 = 8000
+    cpu                  = 512
+    memory               = 1024
+    desired_count        = 2
+    health_path          = "/health"
+    path_patterns        = ["/*"]
+    priority             = 100
+    container_interval   = 10
+    container_timeout    = 5
+    container_retries    = 3
+    container_start      = 30
+    alb_interval         = 15
+    alb_timeout          = 6
+    healthy_threshold    = 2
+    unhealthy_threshold  = 3
+    matcher              = "200"
+    grace_period         = 120
+    deregistration_delay = 30
+    stop_timeout         = 30
+    min_healthy_percent  = 100
+    max_percent          = 200
+    circuit_breaker      = true
+    rollback             = true
+    environment = {
+      API_DB_TIMEOUT       = "1.0"
+      API_MLFLOW_TIMEOUT   = "1.0"
+      API_MLFLOW_RETRIES   = "2"
+      API_HEALTH_CACHE_TTL = "2.0"
+      API_DRAIN_SECONDS    = "5"
+      API_SHUTDOWN_GRACE   = "10"
+    }
+  }
+  mlflow = {
+    port                 = 5000
+    cpu                  = 1024
+    memory               = 2048
+    desired_count        = 1
+    health_path          = "/mlflow/health"
+    path_patterns        = ["/mlflow", "/mlflow/*"]
+    priority             = 10
+    container_interval   = 10
+    container_timeout    = 5
+    container_retries    = 3
+    container_start      = 90
+    alb_interval         = 15
+    alb_timeout          = 5
+    healthy_threshold    = 2
+    unhealthy_threshold  = 3
+    matcher              = "200"
+    grace_period         = 120
+    deregistration_delay = 30
+    stop_timeout         = 30
+    min_healthy_percent  = 100
+    max_percent          = 200
+    circuit_breaker      = true
+    rollback             = true
+    environment = {
+      MLFLOW_WORKERS                     = "2"
+      MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "false"
+    }
+  }
+}

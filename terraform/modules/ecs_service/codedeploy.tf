@@ -1,0 +1,69 @@
+# Blue/green through CodeDeploy (deployment_strategy = "blue_green"): traffic moves to the
+# green target group once its tasks pass the ALB check; failed deployments roll back.
+resource "aws_iam_role" "codedeploy" {
+  count = local.blue_green ? 1 : 0
+  name  = "${local.full}-codedeploy"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Principal = { Service = "codedeploy.amazonaws.com" }, Action = "sts:AssumeRole" }]
+  })
+}
+
+resource "aws_iam_role_policy_attachment" "codedeploy" {
+  count      = local.blue_green ? 1 : 0
+  role       = aws_iam_role.codedeploy[0].name
+  policy_arn = "arn:aws:iam::aws:policy/AWSCodeDeployRoleForECS"
+}
+
+resource "aws_codedeploy_app" "this" {
+  count            = local.blue_green ? 1 : 0
+  name             = local.full
+  compute_platform = "ECS"
+}
+
+resource "aws_codedeploy_deployment_group" "this" {
+  count                  = local.blue_green ? 1 : 0
+  app_name               = aws_codedeploy_app.this[0].name
+  deployment_group_name  = local.full
+  service_role_arn       = aws_iam_role.codedeploy[0].arn
+  deployment_config_name = "CodeDeployDefault.ECSAllAtOnce"
+
+  auto_rollback_configuration {
+    enabled = true
+    events  = ["DEPLOYMENT_FAILURE"]
+  }
+
+  blue_green_deployment_config {
+    deployment_ready_option {
+      action_on_timeout = "CONTINUE_DEPLOYMENT"
+    }
+    terminate_blue_instances_on_deployment_success {
+      action                           = "TERMINATE"
+      termination_wait_time_in_minutes = 5
+    }
+  }
+
+  deployment_style {
+    deployment_option = "WITH_TRAFFIC_CONTROL"
+    deployment_type   = "BLUE_GREEN"
+  }
+
+  ecs_service {
+    cluster_name = element(split("/", var.cluster_arn), 1)
+    service_name = aws_ecs_service.this.name
+  }
+
+  load_balancer_info {
+    target_group_pair_info {
+      prod_traffic_route {
+        listener_arns = [var.listener_arn]
+      }
+      target_group {
+        name = aws_lb_target_group.this[0].name
+      }
+      target_group {
+        name = aws_lb_target_group.this[1].name
+      }
+    }
+  }
+}

@@ -1,0 +1,215 @@
+# One service of the stack: its task definition (with the container health check), target
+# group (with the ALB health check), listener rule, log group, and the ECS service with its
+# grace period, rolling limits and circuit breaker; or, for blue_green, CodeDeploy.
+variable "name" {
+  description = "Name prefix."
+  type        = string
+}
+variable "service" {
+  description = "api or mlflow."
+  type        = string
+}
+variable "image" {
+  description = "Container image."
+  type        = string
+}
+variable "settings" {
+  description = "One entry of the root variable services (see its description)."
+  type = object({
+    port                 = number
+    cpu                  = number
+    memory               = number
+    desired_count        = number
+    health_path          = string
+    path_patterns        = list(string)
+    priority             = number
+    container_interval   = number
+    container_timeout    = number
+    container_retries    = number
+    container_start      = number
+    alb_interval         = number
+    alb_timeout          = number
+    healthy_threshold    = number
+    unhealthy_threshold  = number
+    matcher              = string
+    grace_period         = number
+    deregistration_delay = number
+    stop_timeout         = number
+    min_healthy_percent  = number
+    max_percent          = number
+    circuit_breaker      = bool
+    rollback             = bool
+    environment          = map(string)
+  })
+}
+variable "cluster_arn" {
+  description = "ECS cluster."
+  type        = string
+}
+variable "vpc_id" {
+  description = "VPC of the target group."
+  type        = string
+}
+variable "subnet_ids" {
+  description = "Private subnets of the tasks."
+  type        = list(string)
+}
+variable "security_group_id" {
+  description = "The tasks' security group."
+  type        = string
+}
+variable "listener_arn" {
+  description = "ALB listener for the path rule."
+  type        = string
+}
+variable "execution_role_arn" {
+  description = "Task execution role (pulls the image, writes logs)."
+  type        = string
+}
+variable "log_retention_days" {
+  description = "CloudWatch log retention."
+  type        = number
+}
+variable "region" {
+  description = "AWS region for the awslogs driver."
+  type        = string
+}
+variable "deployment_strategy" {
+  description = "rolling or blue_green."
+  type        = string
+}
+
+locals {
+  full       = "${var.name}-${var.service}"
+  blue_green = var.deployment_strategy == "blue_green"
+  s          = var.settings
+}
+
+resource "aws_cloudwatch_log_group" "this" {
+  name              = "/ecs/${local.full}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_ecs_task_definition" "this" {
+  family                   = local.full
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = local.s.cpu
+  memory                   = local.s.memory
+  execution_role_arn       = var.execution_role_arn
+  container_definitions = jsonencode([{
+    name         = var.service
+    image        = var.image
+    essential    = true
+    portMappings = [{ containerPort = local.s.port, protocol = "tcp" }]
+    environment  = [for k, v in local.s.environment : { name = k, value = v }]
+    stopTimeout  = local.s.stop_timeout
+    healthCheck = {
+      command     = ["CMD-SHELL", "curl -fsS -o /dev/null http://localhost:${local.s.port}${local.s.health_path} || exit 1"]
+      interval    = local.s.container_interval
+      timeout     = local.s.container_timeout
+      retries     = local.s.container_retries
+      startPeriod = local.s.container_start
+    }
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.this.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = var.service
+      }
+    }
+  }])
+}
+
+resource "aws_lb_target_group" "this" {
+  count                = local.blue_green ? 2 : 1
+  name                 = "${local.full}-${count.index == 0 ? "blue" : "green"}"
+  port                 = local.s.port
+  protocol             = "HTTP"
+  target_type          = "ip"
+  vpc_id               = var.vpc_id
+  deregistration_delay = local.s.deregistration_delay
+  health_check {
+    path                = local.s.health_path
+    matcher             = local.s.matcher
+    interval            = local.s.alb_interval
+    timeout             = local.s.alb_timeout
+    healthy_threshold   = local.s.healthy_threshold
+    unhealthy_threshold = local.s.unhealthy_threshold
+  }
+}
+
+resource "aws_lb_listener_rule" "this" {
+  listener_arn = var.listener_arn
+  priority     = local.s.priority
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this[0].arn
+  }
+  condition {
+    path_pattern {
+      values = local.s.path_patterns
+    }
+  }
+  lifecycle {
+    ignore_changes = [action] # CodeDeploy swaps the target group during blue/green
+  }
+}
+
+resource "aws_ecs_service" "this" {
+  name                               = var.service
+  cluster                            = var.cluster_arn
+  task_definition                    = aws_ecs_task_definition.this.arn
+  desired_count                      = local.s.desired_count
+  launch_type                        = "FARGATE"
+  health_check_grace_period_seconds  = local.s.grace_period
+  deployment_minimum_healthy_percent = local.s.min_healthy_percent
+  deployment_maximum_percent         = local.s.max_percent
+
+  deployment_controller {
+    type = local.blue_green ? "CODE_DEPLOY" : "ECS"
+  }
+
+  dynamic "deployment_circuit_breaker" {
+    for_each = local.blue_green ? [] : [1]
+    content {
+      enable   = local.s.circuit_breaker
+      rollback = local.s.rollback
+    }
+  }
+
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = [var.security_group_id]
+    assign_public_ip = false
+  }
+
+  load_balancer {
+    target_group_arn = aws_lb_target_group.this[0].arn
+    container_name   = var.service
+    container_port   = local.s.port
+  }
+
+  depends_on = [aws_lb_listener_rule.this]
+
+  lifecycle {
+    ignore_changes = [task_definition, load_balancer] # deployments change them, not Terraform
+  }
+}
+
+output "service_name" {
+  value = aws_ecs_service.this.name
+}
+output "target_group_arns" {
+  value = aws_lb_target_group.this[*].arn
+}
+output "target_group_arn_suffixes" {
+  value = aws_lb_target_group.this[*].arn_suffix
+}
+output "log_group_name" {
+  value = aws_cloudwatch_log_group.this.name
+}
+output "task_definition_arn" {
+  value = aws_ecs_task_definition.this.arn
+}

@@ -1,0 +1,127 @@
+# Health-check failures made visible: metric filters over the services' logs, alarms on them and
+# on the ALB's unhealthy-host count per target group, and one dashboard.
+variable "name" {
+  description = "Name prefix."
+  type        = string
+}
+variable "api_log_group" {
+  description = "The api's log group (one JSON line per request)."
+  type        = string
+}
+variable "mlflow_log_group" {
+  description = "MLflow's log group (uvicorn access lines)."
+  type        = string
+}
+variable "alb_arn_suffix" {
+  description = "ALB ARN suffix for the CloudWatch dimensions."
+  type        = string
+}
+variable "target_groups" {
+  description = "Service name to target-group ARN suffix."
+  type        = map(string)
+}
+variable "region" {
+  description = "AWS region of the dashboard's metrics."
+  type        = string
+}
+variable "alarm_actions" {
+  description = "ARNs notified by the alarms."
+  type        = list(string)
+}
+
+locals {
+  namespace = "${var.name}/health"
+}
+
+resource "aws_cloudwatch_log_metric_filter" "api_health_failures" {
+  name           = "${var.name}-api-health-failures"
+  log_group_name = var.api_log_group
+  pattern        = "{ ($.path = \"/health\") && ($.status = 503) }"
+  metric_transformation {
+    name          = "ApiHealthCheckFailures"
+    namespace     = local.namespace
+    value         = "1"
+    default_value = "0"
+  }
+}
+
+resource "aws_cloudwatch_log_metric_filter" "mlflow_health_failures" {
+  name           = "${var.name}-mlflow-health-failures"
+  log_group_name = var.mlflow_log_group
+  pattern        = "\"GET /mlflow/health\" -\"200 OK\""
+  metric_transformation {
+    name          = "MlflowHealthCheckFailures"
+    namespace     = local.namespace
+    value         = "1"
+    default_value = "0"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "health_failures" {
+  for_each = {
+    api    = aws_cloudwatch_log_metric_filter.api_health_failures.metric_transformation[0].name
+    mlflow = aws_cloudwatch_log_metric_filter.mlflow_health_failures.metric_transformation[0].name
+  }
+  alarm_name          = "${var.name}-${each.key}-health-check-failures"
+  alarm_description   = "${each.key}: health checks answered a failure at least 3 times in 5 minutes"
+  namespace           = local.namespace
+  metric_name         = each.value
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 3
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {
+  for_each            = var.target_groups
+  alarm_name          = "${var.name}-${each.key}-unhealthy-hosts"
+  alarm_description   = "${each.key}: the ALB sees an unhealthy target for 2 minutes"
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "UnHealthyHostCount"
+  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = each.value }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 2
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
+
+resource "aws_cloudwatch_dashboard" "health" {
+  dashboard_name = "${var.name}-health"
+  dashboard_body = jsonencode({
+    widgets = concat(
+      [{
+        type = "metric", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title   = "Health-check failures (from the logs)"
+          region  = var.region
+          stat    = "Sum"
+          period  = 60
+          metrics = [[local.namespace, "ApiHealthCheckFailures"], [local.namespace, "MlflowHealthCheckFailures"]]
+        }
+      }],
+      [for svc, tg in var.target_groups : {
+        type = "metric", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title   = "${svc}: healthy and unhealthy targets"
+          region  = var.region
+          stat    = "Maximum"
+          period  = 60
+          metrics = [["AWS/ApplicationELB", "HealthyHostCount", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", tg], ["AWS/ApplicationELB", "UnHealthyHostCount", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", tg]]
+        }
+      }]
+    )
+  })
+}
+
+
+output "dashboard_name" {
+  value = aws_cloudwatch_dashboard.health.dashboard_name
+}

@@ -1,0 +1,185 @@
+variable "name" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "mlplatform"
+}
+
+variable "environment" {
+  description = "staging or prod; used in names and tags."
+  type        = string
+  validation {
+    condition     = contains(["staging", "prod"], var.environment)
+    error_message = "environment must be staging or prod."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "aws_endpoint" {
+  description = "Only for mocked deployments: the URL of a moto server; null in real use."
+  type        = string
+  default     = null
+}
+
+variable "offline" {
+  description = "Plan without AWS credentials (the harness's timing checks); never for a real apply."
+  type        = bool
+  default     = false
+}
+
+variable "availability_zones" {
+  description = "Two availability zones for the subnets; empty means <region>a and <region>b."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_cidr" {
+  description = "CIDR of the VPC; two public and two private /24s are cut from it."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "api_image" {
+  description = "Image of the api (services/api/Dockerfile)."
+  type        = string
+  default     = "mlplatform-api:latest"
+}
+
+variable "mlflow_image" {
+  description = "Image of MLflow (services/mlflow/Dockerfile)."
+  type        = string
+  default     = "mlplatform-mlflow:latest"
+}
+
+variable "log_retention_days" {
+  description = "CloudWatch log retention in days (a value CloudWatch accepts; never 0 = forever)."
+  type        = number
+  default     = 30
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch's values (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+variable "deployment_strategy" {
+  description = "rolling (ECS, with the circuit breaker) or blue_green (CodeDeploy, two target groups)."
+  type        = string
+  default     = "rolling"
+  validation {
+    condition     = contains(["rolling", "blue_green"], var.deployment_strategy)
+    error_message = "deployment_strategy must be rolling or blue_green."
+  }
+}
+
+variable "alarm_actions" {
+  description = "ARNs (e.g. an SNS topic) notified by the health alarms."
+  type        = list(string)
+  default     = []
+}
+
+# Every timing of both services. Ranges are AWS's; the cross-checks (ALB timeout below interval,
+# grace period against boot time) are the ones the incident needed. harness/timing.py re-checks
+# the planned values against the measured boot times.
+variable "services" {
+  description = <<-EOT
+    Per service (api, mlflow): image port, task size, health path, container health check
+    (interval 5-300, timeout 2-60, retries 1-10, start_period 0-300 s), ALB target-group check
+    (interval 5-300, timeout 2-120 and below interval, thresholds 2-10, matcher), grace period,
+    deregistration delay (0-3600 s), stop timeout (2-120 s on Fargate), rolling limits, circuit breaker.
+  EOT
+  type = map(object({
+    port                 = number
+    cpu                  = number
+    memory               = number
+    desired_count        = number
+    health_path          = string
+    path_patterns        = list(string)
+    priority             = number
+    container_interval   = number
+    container_timeout    = number
+    container_retries    = number
+    container_start      = number
+    alb_interval         = number
+    alb_timeout          = number
+    healthy_threshold    = number
+    unhealthy_threshold  = number
+    matcher              = string
+    grace_period         = number
+    deregistration_delay = number
+    stop_timeout         = number
+    min_healthy_percent  = number
+    max_percent          = number
+    circuit_breaker      = bool
+    rollback             = bool
+    environment          = map(string)
+  }))
+
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.container_interval >= 5 && s.container_interval <= 300])
+    error_message = "services.*.container_interval must be 5-300 s (ECS healthCheck.interval)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.container_timeout >= 2 && s.container_timeout <= 60])
+    error_message = "services.*.container_timeout must be 2-60 s (ECS healthCheck.timeout)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.container_retries >= 1 && s.container_retries <= 10])
+    error_message = "services.*.container_retries must be 1-10 (ECS healthCheck.retries)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.container_start >= 0 && s.container_start <= 300])
+    error_message = "services.*.container_start must be 0-300 s (ECS healthCheck.startPeriod)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.alb_interval >= 5 && s.alb_interval <= 300])
+    error_message = "services.*.alb_interval must be 5-300 s."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.alb_timeout >= 2 && s.alb_timeout <= 120])
+    error_message = "services.*.alb_timeout must be 2-120 s."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.alb_timeout < s.alb_interval])
+    error_message = "services.*.alb_timeout must be below alb_interval (AWS rejects it at apply; Terraform validate and plan do not check it)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.healthy_threshold >= 2 && s.healthy_threshold <= 10 && s.unhealthy_threshold >= 2 && s.unhealthy_threshold <= 10])
+    error_message = "services.*.healthy_threshold and unhealthy_threshold must be 2-10."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.deregistration_delay >= 0 && s.deregistration_delay <= 3600])
+    error_message = "services.*.deregistration_delay must be 0-3600 s."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.stop_timeout >= 2 && s.stop_timeout <= 120])
+    error_message = "services.*.stop_timeout must be 2-120 s on Fargate."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.grace_period >= 0 && s.grace_period <= 2147483647])
+    error_message = "services.*.grace_period must be 0-2147483647 s."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.min_healthy_percent >= 0 && s.min_healthy_percent <= 100 && s.max_percent >= 100 && s.max_percent <= 200])
+    error_message = "services.*.min_healthy_percent must be 0-100 and max_percent 100-200."
+  }
+  validation {
+    condition = alltrue([for s in values(var.services) : contains([
+      "256/512", "256/1024", "256/2048", "512/1024", "512/2048", "512/3072", "512/4096",
+      "1024/2048", "1024/3072", "1024/4096", "1024/5120", "1024/6144", "1024/7168", "1024/8192",
+      "2048/4096", "2048/5120", "2048/6144", "2048/7168", "2048/8192", "2048/16384",
+    "4096/8192", "4096/16384", "4096/30720"], "${s.cpu}/${s.memory}")])
+    error_message = "services.*.cpu/memory must be a Fargate combination (e.g. 512/1024, 1024/2048, 2048/4096)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : startswith(s.health_path, "/")])
+    error_message = "services.*.health_path must start with /."
+  }
+  validation {
+    condition     = toset(keys(var.services)) == toset(["api", "mlflow"])
+    error_message = "services must define exactly api and mlflow."
+  }
+}
