@@ -1,3 +1,6 @@
 """The one place plugins are listed (suites -> fixtures -> harness)."""
 
-pytest_plugins = ["fixtures.settings", "fixtures.stack", "fixtures.docker", "fixtures.faults", "fixtures.evidence"]
+pytest_plugins = [
+    "fixtures.settings", "fixtures.stack", "fixtures.docker", "fixtures.faults", "fixtures.terraform",
+    "fixtures.evidence",
+]

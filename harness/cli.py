@@ -63,6 +63,41 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timings(args: argparse.Namespace) -> int:
+    """Plan an environment offline and print every timing rule with pass or fail."""
+    from pathlib import Path
+
+    from harness.terraform import TERRAFORM_DIR, Terraform
+    from harness.timing import boot_times, check, from_plan
+
+    run = Run()
+    try:
+        tf = Terraform(run.mkdtemp("terraform"))
+        var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
+        boots, boot_source = boot_times(Path(args.timings), args.fargate_factor)
+        model = from_plan(tf.plan(str(var_file), offline=True), str(var_file.relative_to(Path.cwd()))
+                          if var_file.is_absolute() and var_file.is_relative_to(Path.cwd()) else str(var_file),
+                          boots, boot_source)
+    finally:
+        run.close()
+    print(f"timings of {model.source}; boot times: {model.boot_source}\n")
+    print(f"{'service':8} {'container I/T/R/S':18} {'ALB i/t/H/U':12} {'grace':>6} {'dereg':>6} {'stop':>5} "
+          f"{'boot':>6}  health path")
+    for s in model.services.values():
+        c, a = s.container, s.alb
+        print(f"{s.name:8} {f'{c.interval}/{c.timeout}/{c.retries}/{c.start_period}':18} "
+              f"{f'{a.interval}/{a.timeout}/{a.healthy_threshold}/{a.unhealthy_threshold}':12} {s.grace_period:>6} "
+              f"{s.deregistration_delay:>6.0f} {s.stop_timeout:>5} {s.boot:>6}  {a.path}")
+    print()
+    failed = 0
+    for rule, violations in check(model).items():
+        print(f"{'FAIL' if violations else 'pass'}  {rule}")
+        for v in violations:
+            failed += 1
+            print(f"      {v}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="remove what crashed runs left behind (processes, dirs, containers)")
     down.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
     down.set_defaults(func=cmd_down)
+    timings = sub.add_parser("timings", help="plan terraform/ offline and check every timing rule")
+    timings.add_argument("--env", default="staging", choices=["staging", "prod"])
+    timings.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
+    timings.add_argument("--timings", default="reports/timings.json", help="measured boot times")
+    timings.add_argument("--fargate-factor", type=float, default=3.0,
+                         help="scale measured boot times for Fargate's slower vCPU and image pull")
+    timings.set_defaults(func=cmd_timings)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

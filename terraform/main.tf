@@ -51,11 +51,12 @@ module "service" {
   name     = local.name
   service  = each.key
   image    = local.images[each.key]
-  # the URLs the services need follow from the ALB; the rest of the environment is in the tfvars
+  # the URLs follow from the public host name (known at plan time, so the plan shows the whole
+  # container definition); the rest of the environment is in the tfvars
   settings = merge(each.value, { environment = merge(each.value.environment, each.key == "api" ? {
-    API_MLFLOW_URL = "http://${module.alb.dns_name}/mlflow"
+    API_MLFLOW_URL = "http://${var.domain_name}/mlflow"
     } : {
-    MLFLOW_ALLOWED_HOSTS = "${module.alb.dns_name},${module.alb.dns_name}:*,localhost,localhost:*,127.0.0.1:*"
+    MLFLOW_ALLOWED_HOSTS = "${var.domain_name},${var.domain_name}:*,localhost,localhost:*,127.0.0.1:*"
   }) })
   cluster_arn         = aws_ecs_cluster.this.arn
   vpc_id              = module.network.vpc_id

@@ -37,6 +37,12 @@ variable "availability_zones" {
   default     = []
 }
 
+variable "domain_name" {
+  description = "Host name clients use for the ALB (a DNS record points it at alb_dns_name); the api calls MLflow through it."
+  type        = string
+  default     = "mlplatform.example.internal"
+}
+
 variable "vpc_cidr" {
   description = "CIDR of the VPC; two public and two private /24s are cut from it."
   type        = string

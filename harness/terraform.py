@@ -1,0 +1,104 @@
+"""A thin Terraform wrapper (python-terraform fails with Terraform 1.x): init from the provider
+mirror named by TF_PLUGIN_DIR, plan to a file, show it as JSON, apply and destroy.
+
+Each Terraform instance works in a copy of terraform/ in the run's temp dir, so parallel runs
+and xdist workers never share .terraform/, state or lock files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from harness.errors import DependencyMissing, HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
+TERRAFORM_DIR = REPO / "terraform"
+PLUGIN_ENV = "TF_PLUGIN_DIR"
+
+
+def terraform_binary() -> str:
+    found = shutil.which("terraform")
+    if not found:
+        raise DependencyMissing("the terraform binary (1.6+) on PATH", "none",
+                                "install Terraform; the terraform and deployment suites skip without it")
+    return found
+
+
+def plugin_dir() -> str | None:
+    """The provider mirror: TF_PLUGIN_DIR when set (never a hard-coded path); None uses the registry."""
+    value = os.environ.get(PLUGIN_ENV)
+    if value and not Path(value).is_dir():
+        raise DependencyMissing(f"{PLUGIN_ENV} to name a provider mirror directory", repr(value),
+                                "point it at the folder holding registry.terraform.io/hashicorp/aws")
+    return value
+
+
+class Terraform:
+    def __init__(self, workdir: Path, source: Path = TERRAFORM_DIR) -> None:
+        self.binary = terraform_binary()
+        self.workdir = workdir / "terraform"
+        if not self.workdir.exists():
+            shutil.copytree(source, self.workdir, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*",
+                                                                               ".terraform.lock.hcl"))
+        self.env = {k: v for k, v in os.environ.items()
+                    if not (k == "TF_CLI_CONFIG_FILE" and not Path(v).exists())}
+        self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
+        self._initialised = False
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.binary, *args, "-no-color"], cwd=self.workdir, env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise HarnessError(f"terraform {args[0]} to succeed", f"exit {result.returncode}:\n"
+                               f"{(result.stderr or result.stdout).strip()[-2000:]}",
+                               f"run it by hand in {self.workdir}")
+        return result
+
+    def init(self) -> None:
+        if self._initialised:
+            return
+        args = ["init", "-backend=false", "-input=false"]
+        mirror = plugin_dir()
+        if mirror:
+            args.append(f"-plugin-dir={mirror}")
+        self.run(*args)
+        self._initialised = True
+
+    def validate(self) -> dict:
+        self.init()
+        return json.loads(self.run("validate", "-json", check=False).stdout.replace("-no-color", "") or "{}")
+
+    @staticmethod
+    def _var_args(var_file: str | None, variables: dict[str, object]) -> list[str]:
+        args = [f"-var-file={Path(var_file).resolve()}"] if var_file else []
+        for key, value in variables.items():
+            args.append(f"-var={key}={json.dumps(value) if not isinstance(value, str) else value}")
+        return args
+
+    def plan(self, var_file: str | None = None, **variables: object) -> dict:
+        """``terraform plan`` to a file, then ``show -json`` of it."""
+        self.init()
+        out = self.workdir / "tfplan"
+        self.run("plan", "-input=false", "-refresh=false", f"-out={out}", *self._var_args(var_file, variables))
+        return json.loads(self.run("show", "-json", str(out)).stdout)
+
+    def plan_error(self, var_file: str | None = None, **variables: object) -> str | None:
+        """The error text when the plan is rejected (a failing validation block), else None."""
+        self.init()
+        result = self.run("plan", "-input=false", "-refresh=false", *self._var_args(var_file, variables),
+                          check=False)
+        return None if result.returncode == 0 else (result.stderr or result.stdout)
+
+    def apply(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
+        self.init()
+        self.run("apply", "-auto-approve", "-input=false", *self._var_args(var_file, variables), timeout=timeout)
+
+    def destroy(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
+        self.run("destroy", "-auto-approve", "-input=false", *self._var_args(var_file, variables), timeout=timeout,
+                 check=False)
+
+    def output(self) -> dict:
+        return {k: v["value"] for k, v in json.loads(self.run("output", "-json").stdout).items()}

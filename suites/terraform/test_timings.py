@@ -1,0 +1,90 @@
+"""The planned timings: valid for AWS, mutually consistent, and fitting the measured boot times.
+Each rule is a test per environment; putting back any of the incident's values fails a named rule."""
+
+import dataclasses
+import subprocess
+
+import pytest
+
+from fixtures.terraform import ENVIRONMENTS
+from harness.terraform import TERRAFORM_DIR
+from harness.timing import RULES, check
+
+pytestmark = pytest.mark.terraform
+
+
+def test_fmt_is_clean(terraform):
+    result = subprocess.run([terraform.binary, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM_DIR)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_validate_is_clean(terraform):
+    report = terraform.validate()
+    assert report.get("valid") is True, report.get("diagnostics")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("rule", list(RULES))
+def test_rule_holds(make_model, env, rule):
+    violations = RULES[rule](make_model(env))
+    assert not violations, "\n".join(str(v) for v in violations)
+
+
+REVERTS = [
+    pytest.param("mlflow", ((r"grace_period\s+= \d+", "grace_period = 60"),), "grace-covers-boot", id="grace-60s"),
+    pytest.param("mlflow", ((r'health_path\s+= "/mlflow/health"', 'health_path = "/"'),), "same-health-path",
+                 id="mlflow-check-on-root"),
+    pytest.param("mlflow", ((r"container_start\s+= \d+", "container_start = 0"),),
+                 "container-check-tolerates-boot", id="start-period-below-boot"),
+    pytest.param("mlflow", ((r"circuit_breaker\s+= true", "circuit_breaker = false"),),
+                 "circuit-breaker-with-rollback", id="circuit-breaker-off"),
+    pytest.param("api", ((r"stop_timeout\s+= \d+", "stop_timeout = 10"),), "stop-timeout-covers-drain",
+                 id="stop-timeout-below-drain"),
+    pytest.param("api", ((r"alb_timeout\s+= \d+", "alb_timeout = 3"),), "check-timeout-above-health-budget",
+                 id="alb-timeout-below-health-budget"),
+    pytest.param("mlflow", ((r'MLFLOW_WORKERS\s+= "\d+"', 'MLFLOW_WORKERS = "4"'),
+                            (r'MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "false"', 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "true"')),
+                 "mlflow-memory-fits", id="default-mlflow-in-2gb"),
+]
+
+
+@pytest.mark.parametrize("service,edits,rule", REVERTS)
+def test_incident_value_fails_its_rule(make_model, service, edits, rule):
+    model = make_model("staging", service, edits)
+    violations = check(model)[rule]
+    assert violations, f"{rule} did not catch {edits}"
+    text = str(violations[0])
+    assert "terraform/environments/staging.tfvars: services." in text and "would pass:" in text
+
+
+def test_alb_timeout_not_below_interval_is_rejected_by_plan_and_rule(make_model, terraform):
+    from fixtures.terraform import edited
+    var_file = edited(TERRAFORM_DIR / "environments" / "staging.tfvars", "api",
+                      ((r"alb_timeout\s+= \d+", "alb_timeout = 15"),), terraform.workdir.parent)
+    error = terraform.plan_error(str(var_file), offline=True)
+    assert error and "alb_timeout must be below alb_interval" in error
+    model = make_model("staging")
+    api = model.services["api"]
+    bad = dataclasses.replace(model, services={**model.services, "api": dataclasses.replace(
+        api, alb=dataclasses.replace(api.alb, timeout=api.alb.interval))})
+    violations = RULES["alb-timeout-below-interval"](bad)
+    assert violations and violations[0].passing == api.alb.interval - 1
+
+
+def test_no_log_retention_is_rejected_by_plan_and_rule(make_model, terraform):
+    error = terraform.plan_error(str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True,
+                                 log_retention_days=0)
+    assert error and "log_retention_days must be one of" in error
+    model = make_model("staging")
+    bad = dataclasses.replace(model, log_retention={g: None for g in model.log_retention})
+    assert RULES["log-retention-set"](bad)
+
+
+def test_model_reads_every_timing_from_the_plan(make_model):
+    m = make_model("prod")
+    mlflow = m.services["mlflow"]
+    assert (mlflow.container.start_period, mlflow.grace_period, mlflow.alb.path) == (90, 120, "/mlflow/health")
+    assert mlflow.deregistration_delay == 30.0 and isinstance(mlflow.deregistration_delay, float)
+    assert set(m.log_retention.values()) == {90}
+    assert m.dockerfile["mlflow"].start_period == 90
