@@ -17,7 +17,8 @@ def cell(r: dict, key: str, budget: str) -> str:
 def main() -> None:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/faults.json")
     rows = json.loads(path.read_text())
-    print("| scenario | runtime | fault | detected s / budget | recovered s / budget | slowest /health s / budget | writes ok / clear 503 / unclear / missing |")
+    print("| scenario | runtime | fault | detected s / budget | recovered s / budget | slowest /health s / budget "
+          "| writes ok / clear 503 / unclear / missing |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         writes = (f"{r['acknowledged']} / {r['clear_503']} / {r['unclear']} / {r.get('missing', '-')}"

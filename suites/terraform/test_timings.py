@@ -44,7 +44,7 @@ REVERTS = [
     pytest.param("api", ((r"alb_timeout\s+= \d+", "alb_timeout = 3"),), "check-timeout-above-health-budget",
                  id="alb-timeout-below-health-budget"),
     pytest.param("mlflow", ((r'MLFLOW_WORKERS\s+= "\d+"', 'MLFLOW_WORKERS = "4"'),
-                            (r'MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "false"', 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "true"')),
+                            (r'JOB_EXECUTION = "false"', 'JOB_EXECUTION = "true"')),
                  "mlflow-memory-fits", id="default-mlflow-in-2gb"),
 ]
 
