@@ -5,6 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 REQS := requirements.txt services/api/requirements.txt services/mlflow/requirements.txt
+# Terraform's AWS provider from a filesystem mirror when one is on disk (no registry needed);
+# set TF_PLUGIN_DIR yourself to choose another.
+TF_PLUGIN_DIR ?= $(patsubst %/registry.terraform.io,%,$(firstword $(shell find /opt /usr/local/share /usr/share \
+	$(HOME)/.terraform.d -maxdepth 4 -type d -name registry.terraform.io 2>/dev/null)))
+export TF_PLUGIN_DIR
 
 .PHONY: test report up down lint bench clean
 
