@@ -63,23 +63,44 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_timings(args: argparse.Namespace) -> int:
-    """Plan an environment offline and print every timing rule with pass or fail."""
+def _model(args: argparse.Namespace):
     from pathlib import Path
 
     from harness.terraform import TERRAFORM_DIR, Terraform
-    from harness.timing import boot_times, check, from_plan
+    from harness.timing import boot_times, from_plan
 
     run = Run()
     try:
         tf = Terraform(run.mkdtemp("terraform"))
         var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
         boots, boot_source = boot_times(Path(args.timings), args.fargate_factor)
-        model = from_plan(tf.plan(str(var_file), offline=True), str(var_file.relative_to(Path.cwd()))
-                          if var_file.is_absolute() and var_file.is_relative_to(Path.cwd()) else str(var_file),
-                          boots, boot_source)
+        shown = var_file.resolve()
+        shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
+        return from_plan(tf.plan(str(var_file), offline=True), str(shown), boots, boot_source)
     finally:
         run.close()
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate a rolling deployment of one service with the planned timings."""
+    from harness.dockerfile import service_healthcheck
+    from harness.simulator import SimConfig, simulate
+
+    model = _model(args)
+    svc = model.services[args.service]
+    cfg = SimConfig.from_timing(svc, service_healthcheck(args.service).path, conservative=args.conservative,
+                                **({"desired": args.desired} if args.desired else {}))
+    result = simulate(cfg, boot=svc.boot)
+    print(f"{args.service} from {model.source}, boot {svc.boot}s ({model.boot_source})")
+    print(result.describe(args.events))
+    return 0 if result.outcome == "completed" else 1
+
+
+def cmd_timings(args: argparse.Namespace) -> int:
+    """Plan an environment offline and print every timing rule with pass or fail."""
+    from harness.timing import check
+
+    model = _model(args)
     print(f"timings of {model.source}; boot times: {model.boot_source}\n")
     print(f"{'service':8} {'container I/T/R/S':18} {'ALB i/t/H/U':12} {'grace':>6} {'dereg':>6} {'stop':>5} "
           f"{'boot':>6}  health path")
@@ -116,6 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     timings.add_argument("--fargate-factor", type=float, default=3.0,
                          help="scale measured boot times for Fargate's slower vCPU and image pull")
     timings.set_defaults(func=cmd_timings)
+    sim = sub.add_parser("simulate", help="simulate a rolling deployment with the planned timings")
+    sim.add_argument("--service", default="mlflow", choices=["api", "mlflow"])
+    sim.add_argument("--desired", type=int, help="override the desired count")
+    sim.add_argument("--conservative", action="store_true", help="first healthy verdict after H ALB checks")
+    sim.add_argument("--events", type=int, default=40, help="timeline lines to print")
+    sim.add_argument("--env", default="staging", choices=["staging", "prod"])
+    sim.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
+    sim.add_argument("--timings", default="reports/timings.json", help="measured boot times")
+    sim.add_argument("--fargate-factor", type=float, default=3.0, help="scale measured boot times")
+    sim.set_defaults(func=cmd_simulate)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

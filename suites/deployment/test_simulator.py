@@ -1,0 +1,83 @@
+"""The deployment simulator pinned on hand-computed cases, and its verdict on the incident."""
+
+import time
+
+import pytest
+
+from harness.simulator import SimConfig, breaker_threshold, measured_boot, simulate
+
+pytestmark = pytest.mark.deployment
+
+# the fixed MLflow timings: container 10/5/3/90, ALB 15/5/2/3, grace 120, deregistration 30
+FIXED = dict(desired=1, container_interval=10, container_timeout=5, container_retries=3, container_start=90,
+             alb_interval=15, alb_timeout=5, healthy_threshold=2, unhealthy_threshold=3, grace=120,
+             deregistration_delay=30)
+
+
+def test_one_task_optimistic():
+    # app at 10 s; container check at 10 s passes; first ALB check at 15 s passes (one check
+    # suffices); the old task drains 30 s: steady at 45 s
+    r = simulate(SimConfig(**FIXED), boot=10)
+    assert (r.outcome, r.time, r.replaced) == ("completed", 45.0, 0)
+    assert (15.0, "task 1 healthy in service") in r.timeline
+
+
+def test_one_task_conservative():
+    # H=2 passing ALB checks: 15 s and 30 s; + 30 s drain = 60 s
+    assert simulate(SimConfig(**FIXED, conservative=True), boot=10).time == 60.0
+
+
+def test_the_incident_rolls_back():
+    # health checks on "/" (never pass), no start period, grace 60: each task is unhealthy by
+    # 45 s (3 ALB checks) and replaced at 60 s; the third replacement trips the breaker (min 3)
+    incident = {**FIXED, "grace": 60, "container_start": 0}
+    r = simulate(SimConfig(**incident, alb_path_ok=False, container_path_ok=False), boot=10)
+    assert (r.outcome, r.time, r.replaced, r.threshold) == ("rolled_back", 180.0, 3, 3)
+    assert [t for t, what in r.timeline if "stopped as unhealthy" in what] == [60.0, 120.0, 180.0]
+
+
+def test_slow_boot_needs_the_longer_grace():
+    # app answers at 100 s. Grace 60: replaced at 60, 120, 180 -> rolled back at 180 s.
+    assert simulate(SimConfig(**{**FIXED, "grace": 60}), boot=100).outcome == "rolled_back"
+    # grace 120: the target, unhealthy since 45 s, needs H=2 passes (105 s, 120 s): healthy at
+    # 120 s, exactly when the grace ends (checks count first); + 30 s drain = 150 s
+    r = simulate(SimConfig(**FIXED), boot=100)
+    assert (r.outcome, r.time) == ("completed", 150.0)
+
+
+def test_without_circuit_breaker_a_broken_deployment_is_stuck():
+    r = simulate(SimConfig(**{**FIXED, "circuit_breaker": False, "horizon": 1200}, alb_path_ok=False), boot=10)
+    assert r.outcome == "stuck" and r.replaced >= 10
+
+
+def test_rolling_limits_one_new_task_at_a_time_with_max_100():
+    # max 100%: an old task must stop before a new one starts (min healthy 50% allows it)
+    r = simulate(SimConfig(**{**FIXED, "desired": 2, "max_percent": 100, "min_healthy_percent": 50}), boot=10)
+    assert r.outcome == "completed"
+    launches = [t for t, what in r.timeline if "launched" in what]
+    assert len(launches) == 2 and launches[1] > launches[0]
+
+
+@pytest.mark.parametrize("desired,minimum,expected", [(1, 3, 3), (6, 3, 3), (25, 3, 13), (400, 3, 200),
+                                                      (800, 3, 200), (1, 10, 10)])
+def test_breaker_threshold(desired, minimum, expected):
+    assert breaker_threshold(desired, minimum) == expected
+
+
+def test_a_hundred_tasks_in_well_under_a_second():
+    t0 = time.perf_counter()
+    r = simulate(SimConfig(**{**FIXED, "desired": 100}), boot=measured_boot([9.4, 11.6, 13.4], 3.0), seed=7)
+    elapsed = time.perf_counter() - t0
+    assert r.outcome == "completed" and elapsed < 0.5, elapsed
+
+
+@pytest.mark.terraform
+def test_planned_mlflow_timings_complete_and_the_incidents_roll_back(make_model):
+    fixed = make_model("staging").services["mlflow"]
+    served = "/mlflow/health"
+    assert simulate(SimConfig.from_timing(fixed, served), boot=fixed.boot).outcome == "completed"
+    incident = make_model("staging", "mlflow", ((r'health_path\s+= "/mlflow/health"', 'health_path = "/"'),
+                                                (r"container_start\s+= \d+", "container_start = 0"),
+                                                (r"grace_period\s+= \d+", "grace_period = 60"))).services["mlflow"]
+    r = simulate(SimConfig.from_timing(incident, served), boot=incident.boot)
+    assert r.outcome == "rolled_back", r.describe()
