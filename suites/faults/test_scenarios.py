@@ -2,6 +2,7 @@
 against the scenario's budgets. A new scenario file needs no new code."""
 
 import pytest
+import pytest_html
 
 from fixtures.faults import budget_names
 from harness import faults
@@ -24,7 +25,7 @@ def scenario_stack(request, fault_stack):
 
 
 @pytest.mark.parametrize("scenario_stack", [pytest.param(s, id=s.id) for s in SCENARIOS], indirect=True)
-def test_scenario(scenario_stack, budgets, fault_results, record_property):
+def test_scenario(scenario_stack, budgets, fault_results, record_property, extras):
     stack, scenario = scenario_stack
     names = budget_names(stack, budgets)
     recover = scenario.budget("recover_within", names)
@@ -36,6 +37,7 @@ def test_scenario(scenario_stack, budgets, fault_results, record_property):
                       "duration_s": round(end - start, 2), "runtime": stack.runtime.name,
                       "applied": outcome.applied}
     fault_results.append(measured)  # filled in below; reported even when an assertion fails
+    extras.append(pytest_html.extras.json(measured, name="measured vs budget"))  # same dict, filled below
     if scenario.is_network:
         assert outcome.applied, f"the {scenario.kind} toxic on {scenario.target} never took effect"
         if scenario.params.get("limit"):
