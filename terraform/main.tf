@@ -18,10 +18,11 @@ module "network" {
 }
 
 module "alb" {
-  source            = "./modules/alb"
-  name              = local.name
-  subnet_ids        = module.network.public_subnet_ids
-  security_group_id = module.network.alb_security_group_id
+  source              = "./modules/alb"
+  name                = local.name
+  subnet_ids          = module.network.public_subnet_ids
+  security_group_id   = module.network.alb_security_group_id
+  deletion_protection = var.deletion_protection
 }
 
 resource "aws_ecs_cluster" "this" {

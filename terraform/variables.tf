@@ -25,6 +25,12 @@ variable "aws_endpoint" {
   default     = null
 }
 
+variable "deletion_protection" {
+  description = "Refuse to delete the ALB; false only for throwaway or mocked environments."
+  type        = bool
+  default     = true
+}
+
 variable "offline" {
   description = "Plan without AWS credentials (the harness's timing checks); never for a real apply."
   type        = bool
