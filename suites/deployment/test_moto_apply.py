@@ -1,0 +1,95 @@
+"""terraform apply of the root module against a moto server, then boto3 reads back what AWS would
+hold. moto drops the grace period and the deployment configuration on create: a second apply
+stores the grace period, update_service the deployment configuration (see README)."""
+
+import pytest
+
+from harness.deploy import deploy
+from harness.dockerfile import service_healthcheck
+from harness.errors import DependencyMissing
+from harness.moto import MotoServer
+from harness.terraform import TERRAFORM_DIR, Terraform
+
+pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
+VAR_FILE = str(TERRAFORM_DIR / "environments" / "staging.tfvars")
+
+
+@pytest.fixture(scope="module")
+def applied(run, terraform, make_model):
+    model = make_model("staging")
+    try:
+        server = MotoServer(run, running_tasks=3)
+    except DependencyMissing as exc:
+        pytest.skip(str(exc))
+    with server as moto:
+        tf = Terraform(run.mkdtemp("tf-moto"))
+        variables = {"aws_endpoint": moto.url, "deletion_protection": False}
+        tf.init()
+        try:
+            tf.apply(VAR_FILE, **variables)
+            tf.apply(VAR_FILE, **variables)  # moto dropped the grace period on create
+            ecs = moto.client("ecs")
+            cluster = tf.output()["cluster_name"]
+            for name, svc in model.services.items():  # and the deployment configuration
+                ecs.update_service(cluster=cluster, service=name, deploymentConfiguration={
+                    "deploymentCircuitBreaker": {"enable": svc.circuit_breaker, "rollback": svc.rollback},
+                    "minimumHealthyPercent": svc.min_healthy_percent, "maximumPercent": svc.max_percent})
+            yield moto, tf, model, cluster
+        finally:
+            tf.destroy(VAR_FILE, **variables)
+
+
+def test_services_hold_the_planned_timings(applied):
+    moto, _, model, cluster = applied
+    services = moto.client("ecs").describe_services(cluster=cluster, services=["api", "mlflow"])["services"]
+    for svc in services:
+        planned = model.services[svc["serviceName"]]
+        assert svc["healthCheckGracePeriodSeconds"] == planned.grace_period
+        config = svc["deploymentConfiguration"]
+        assert config["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+        assert (config["minimumHealthyPercent"], config["maximumPercent"]) == (100, 200)
+        assert svc["launchType"] == "FARGATE" and svc["desiredCount"] == planned.desired_count
+
+
+def test_task_definitions_carry_the_dockerfiles_checks(applied):
+    moto, _, _, cluster = applied
+    ecs = moto.client("ecs")
+    for name in ("api", "mlflow"):
+        arn = ecs.describe_services(cluster=cluster, services=[name])["services"][0]["taskDefinition"]
+        container = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"][0]
+        hc, docker = container["healthCheck"], service_healthcheck(name)
+        assert (hc["interval"], hc["timeout"], hc["retries"], hc["startPeriod"]) == (
+            docker.interval, docker.timeout, docker.retries, docker.start_period)
+        assert docker.path in " ".join(hc["command"])
+
+
+def test_target_groups_and_log_groups(applied):
+    moto, _, model, _ = applied
+    elb = moto.client("elbv2")
+    groups = {tg["TargetGroupName"]: tg for tg in elb.describe_target_groups()["TargetGroups"]}
+    for name, planned in model.services.items():
+        tg = groups[f"mlplatform-staging-{name}-blue"]
+        assert (tg["HealthCheckPath"], tg["HealthCheckIntervalSeconds"], tg["HealthCheckTimeoutSeconds"],
+                tg["HealthyThresholdCount"], tg["UnhealthyThresholdCount"]) == (
+            planned.alb.path, planned.alb.interval, planned.alb.timeout, planned.alb.healthy_threshold,
+            planned.alb.unhealthy_threshold)
+        attrs = {a["Key"]: a["Value"] for a in
+                 elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+        assert attrs["deregistration_delay.timeout_seconds"] == str(int(planned.deregistration_delay))
+    logs = moto.client("logs").describe_log_groups(logGroupNamePrefix="/ecs/mlplatform-staging")["logGroups"]
+    assert {g["logGroupName"]: g["retentionInDays"] for g in logs} == model.log_retention
+
+
+def test_aws_rejects_an_alb_timeout_not_below_the_interval(applied):
+    moto, _, _, _ = applied
+    elb = moto.client("elbv2")
+    vpc = moto.client("ec2").describe_vpcs(Filters=[{"Name": "tag:project", "Values": ["mlplatform"]}])["Vpcs"][0]
+    with pytest.raises(elb.exceptions.ClientError, match="must be smaller than the interval"):
+        elb.create_target_group(Name="bad", Protocol="HTTP", Port=80, VpcId=vpc["VpcId"], TargetType="ip",
+                                HealthCheckIntervalSeconds=15, HealthCheckTimeoutSeconds=15)
+
+
+def test_deploy_driver_rolls_out_a_new_revision_on_the_applied_service(applied):
+    moto, _, _, cluster = applied
+    rollout = deploy(moto.client("ecs"), cluster, "api", budget=30, image="mlplatform-api:2", interval=0.1)
+    assert rollout.outcome == "completed", rollout.reason
