@@ -88,3 +88,12 @@ def test_model_reads_every_timing_from_the_plan(make_model):
     assert mlflow.deregistration_delay == 30.0 and isinstance(mlflow.deregistration_delay, float)
     assert set(m.log_retention.values()) == {90}
     assert m.dockerfile["mlflow"].start_period == 90
+
+
+def test_blue_green_option_plans_codedeploy_with_two_target_groups_per_service(terraform):
+    plan = terraform.plan(str(TERRAFORM_DIR / "environments" / "prod.tfvars"), offline=True,
+                          deployment_strategy="blue_green")
+    types = [r["type"] for r in plan["resource_changes"]]
+    assert types.count("aws_lb_target_group") == 4 and types.count("aws_codedeploy_deployment_group") == 2
+    services = [r for r in plan["resource_changes"] if r["type"] == "aws_ecs_service"]
+    assert {s["change"]["after"]["deployment_controller"][0]["type"] for s in services} == {"CODE_DEPLOY"}
