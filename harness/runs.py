@@ -175,13 +175,8 @@ def reap(force: bool = False, exclude: set[str] = frozenset(), docker_client: ob
         if rid and rid not in exclude and (rid in runs or rid not in live_ids):
             orphans.add(rid)
     runs |= orphans
-    for pid in processes_of(runs) if runs else []:
-        try:
-            os.kill(pid, signal.SIGCONT)
-            os.kill(pid, signal.SIGKILL)
-            report.processes.append(pid)
-        except ProcessLookupError:
-            pass
+    if runs:
+        report.processes += _kill(processes_of(runs))
     for rid in sorted(runs):
         for d in TMP.glob(f"harness-{rid}-*"):
             shutil.rmtree(d, ignore_errors=True)
@@ -193,16 +188,22 @@ def reap(force: bool = False, exclude: set[str] = frozenset(), docker_client: ob
     return report
 
 
-def reap_run(run_id: str) -> ReapReport:
-    """Remove one run's processes and dirs, whatever state its owner is in."""
-    report = ReapReport(runs=[run_id])
-    for pid in processes_of({run_id}):
+def _kill(pids: list[int]) -> list[int]:
+    """SIGKILL (after SIGCONT, so frozen ones die too); returns the pids that were there."""
+    killed = []
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGCONT)
             os.kill(pid, signal.SIGKILL)
-            report.processes.append(pid)
+            killed.append(pid)
         except ProcessLookupError:
             pass
+    return killed
+
+
+def reap_run(run_id: str) -> ReapReport:
+    """Remove one run's processes and dirs, whatever state its owner is in."""
+    report = ReapReport(runs=[run_id], processes=_kill(processes_of({run_id})))
     for d in TMP.glob(f"harness-{run_id}-*"):
         shutil.rmtree(d, ignore_errors=True)
         report.dirs.append(str(d))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import ServiceFailed
 from harness.ports import is_listening
 from harness.runs import REGISTRY, TMP, Run, processes_of, reap
 from harness.wait import wait_until
@@ -26,9 +27,13 @@ def test_interrupted_pytest_leaves_nothing(tmp_path, signum, budgets):
         cwd=REPO, env={**os.environ, "CASE_MARKER": str(marker)}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until(lambda: marker.exists() and marker.read_text().count("\n") == 2, timeout=budgets.mlflow_ready,
-                   what="the child pytest's stack to be up",
-                   fatal=())
+        def stack_up() -> bool:
+            if child.poll() is not None:
+                raise ServiceFailed("the child pytest to hold its stack", f"it exited with {child.returncode}",
+                                    child.stdout.read()[-2000:])
+            return marker.exists() and marker.read_text().count("\n") == 2
+
+        wait_until(stack_up, timeout=budgets.mlflow_ready, what="the child pytest's stack to be up")
         run_id, pids = marker.read_text().splitlines()
         assert processes_of({run_id}), "the stack's processes carry the run id"
         child.send_signal(signum)

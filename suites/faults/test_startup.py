@@ -5,25 +5,13 @@ import json
 
 import pytest
 
-from fixtures.settings import runtime_of
 from harness.dockerfile import service_healthcheck
-from harness.errors import DependencyMissing
-from harness.runtime import make_runtime
 from harness.runtime.base import StackConfig
 from harness.stack import Stack
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive, pytest.mark.slow]
 LATE = 8.0  # seconds Postgres stays unreachable after MLflow and the api started
-
-
-@pytest.fixture
-def fresh_runtime(pytestconfig, run):
-    try:
-        name, _ = runtime_of(pytestconfig)
-        return make_runtime(name, run)
-    except DependencyMissing as exc:
-        pytest.skip(f"no stack can start here: {exc}")
 
 
 def test_api_and_mlflow_wait_for_a_late_postgres(fresh_runtime, budgets):

@@ -4,6 +4,10 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.harness
+
 
 def test_block(stack, run):
     marker = Path(os.environ["CASE_MARKER"])
