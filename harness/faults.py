@@ -173,9 +173,9 @@ class Outcome:
 
     def series(self, endpoint: str):
         """Samples of ``endpoint`` as the scenario names it (MLflow's paths included)."""
-        return [s for s in self.prober.samples if s.endpoint == endpoint or s.endpoint.endswith("//" + endpoint)
-                or (endpoint.startswith("/mlflow/") and s.endpoint.startswith("http")
-                    and s.endpoint.endswith(endpoint))]
+        mlflow = endpoint.startswith("/mlflow/")
+        return [s for s in self.prober.samples
+                if s.endpoint == endpoint or (mlflow and s.endpoint.endswith(endpoint))]
 
 
 def run(stack: Stack, scenario: Scenario, settle: float) -> Outcome:

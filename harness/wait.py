@@ -17,6 +17,19 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+class ManualClock:
+    """A clock for tests of code that takes ``clock``/``pause``: pausing advances it, nothing sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def wait_until(
     probe: Callable[[], T],
     *,

@@ -3,20 +3,10 @@
 import pytest
 
 from harness.errors import ServiceFailed, WaitTimeout
+from harness.wait import ManualClock as Clock
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def pause(self, s):
-        self.now += s
 
 
 def test_returns_the_first_accepted_value():

@@ -162,7 +162,6 @@ class HealthService:
     draining: bool = False
     _cached: HealthReport | None = field(default=None, init=False)
     _inflight: asyncio.Task | None = field(default=None, init=False)
-    evaluations: int = field(default=0, init=False)
 
     async def report(self) -> HealthReport:
         if self.draining:
@@ -184,7 +183,6 @@ class HealthService:
         """Run the checks concurrently; once a required check fails the verdict is fail, so the
         others are abandoned rather than awaited (a frozen database must not also wait out
         MLflow's retries, which hang on the same database)."""
-        self.evaluations += 1
         started = time.perf_counter()
         tasks = {asyncio.ensure_future(run_check(c, self.secrets)): c for c in self.checks}
         by_check: dict[Check, CheckResult] = {}

@@ -5,6 +5,7 @@ import signal
 import pytest
 import uvicorn
 
+from harness.wait import ManualClock
 from services.api.health import HealthService
 from services.api.server import DrainingServer
 from services.common.redact import dsn_password, redact, safe_dsn
@@ -30,19 +31,8 @@ def test_redact_literal_secrets_and_helpers():
     assert safe_dsn("postgresql://app:pw123@db/api?sslmode=require") == "postgresql://app:***@db/api"
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def pause(self, s):
-        self.now += s
-
-
 def test_retry_until_ready_backs_off_and_logs():
-    clock, seen = FakeClock(), []
+    clock, seen = ManualClock(), []
     attempts = iter([ConnectionRefusedError("refused")] * 3 + ["up"])
 
     def probe():
@@ -58,7 +48,7 @@ def test_retry_until_ready_backs_off_and_logs():
 
 
 def test_retry_until_ready_gives_up_within_budget_with_last_error():
-    clock = FakeClock()
+    clock = ManualClock()
 
     def probe():
         raise ConnectionRefusedError("connection refused")
