@@ -66,19 +66,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 def _model(args: argparse.Namespace):
     from pathlib import Path
 
-    from harness.terraform import TERRAFORM_DIR, Terraform
-    from harness.timing import boot_times, from_plan
+    from harness.terraform import TERRAFORM_DIR
+    from harness.timing import planned
 
-    run = Run()
-    try:
-        tf = Terraform(run.mkdtemp("terraform"))
-        var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
-        boots, boot_source = boot_times(Path(args.timings), args.fargate_factor)
-        shown = var_file.resolve()
-        shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
-        return from_plan(tf.plan(str(var_file), offline=True), str(shown), boots, boot_source)
-    finally:
-        run.close()
+    var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
+    return planned(var_file, Path(args.timings), args.fargate_factor)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -119,6 +111,28 @@ def cmd_timings(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    """Run one load profile with Locust; reports under reports/load/."""
+    from pathlib import Path
+
+    from harness.load import LoadRun, main
+    settings = resolve({"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier,
+                        "mlflow_workers": args.mlflow_workers, "target_url": args.target_url,
+                        "reports_dir": args.reports_dir}, os.environ, {})
+    _terminate_as_interrupt()
+    reap()
+    try:
+        return main(LoadRun(
+            profile=args.profile, target_url=settings.target_url, workers=args.workers, time_scale=args.time_scale,
+            slo_file=Path(args.slo), reports_dir=settings.reports_path, env=args.env, lb_timeout=args.lb_timeout,
+            lb_matcher=args.lb_matcher, max_requests=args.max_requests, request_log=args.request_log,
+            runtime=settings.runtime, mlflow_workers=settings.mlflow_workers,
+            timeout_multiplier=settings.timeout_multiplier))
+    except KeyboardInterrupt:
+        print("load: interrupted; everything it started was stopped", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +161,24 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--timings", default="reports/timings.json", help="measured boot times")
     sim.add_argument("--fargate-factor", type=float, default=3.0, help="scale measured boot times")
     sim.set_defaults(func=cmd_simulate)
+    load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")
+    from harness.slo import SLO_FILE
+    from loadtests.profile import names as profile_names
+    load.add_argument("--profile", required=True, choices=profile_names(), help="loadtests/profiles/<name>.py")
+    load.add_argument("--workers", type=int, default=0,
+                      help="Locust distributed mode: one master and N local workers (0: one process)")
+    load.add_argument("--time-scale", type=float, default=1.0, help="multiply every stage's end (0.5: half as long)")
+    load.add_argument("--slo", default=str(SLO_FILE), help="the SLO file the gate judges by")
+    load.add_argument("--env", default="staging", choices=["staging", "prod"],
+                      help="whose planned ALB health check (timeout, matcher) the poller and the SLOs use")
+    load.add_argument("--lb-timeout", type=float, help="the ALB health-check timeout, s (skips the Terraform plan)")
+    load.add_argument("--lb-matcher", help="the ALB matcher, e.g. 200 or 200-299")
+    load.add_argument("--max-requests", type=int, help="stop after this many requests (default: the profile's cap)")
+    load.add_argument("--request-log", action="store_true", help="also write requests.jsonl, one line per request")
+    for opt in OPTIONS:
+        if opt.name in ("runtime", "timeout_multiplier", "mlflow_workers", "target_url", "reports_dir"):
+            load.add_argument(opt.flag, dest=opt.name, default=None, help=opt.help)
+    load.set_defaults(func=cmd_load)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

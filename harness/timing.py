@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from harness import slo
 from harness.apiconfig import api_settings
 from harness.dockerfile import HealthCheck, service_healthcheck
 
@@ -81,6 +82,7 @@ class TimingModel:
     compose_checks: dict[str, dict]
     boot_source: str
     fields: dict[str, str] = field(default_factory=dict)  # "api.alb.timeout" -> where it is set
+    slo_file: Path = slo.SLO_FILE
 
 
 def _resources(module: dict) -> list[dict]:
@@ -316,6 +318,23 @@ def r_mlflow_memory(m: TimingModel) -> list[Violation]:
     return []
 
 
+def r_slo_health(m: TimingModel) -> list[Violation]:
+    """The load SLO for the load balancer's /health checks must hold a p99 below the planned ALB
+    timeout, in every profile: a gate that accepts slower checks accepts targets taken out of service."""
+    s = m.services["api"]
+    data = yaml.safe_load(m.slo_file.read_text()) or {}
+    out = []
+    for profile in [None, *sorted(data.get("profiles") or {})]:
+        objectives = slo.load(m.slo_file, profile=profile, names={"alb_timeout": s.alb.timeout}).objectives
+        limit = objectives.get(slo.HEALTH_ENDPOINT, {}).get("p99_ms")
+        if limit is None or limit >= s.alb.timeout * 1000:
+            where = f"{m.slo_file.name}: {'profiles.' + profile + '.' if profile else 'objectives.'}"
+            out.append(Violation("slo-health-p99-below-alb-timeout", f"{where}{slo.HEALTH_ENDPOINT}.p99_ms",
+                                 limit, f"below the api's planned ALB timeout {s.alb.timeout:g}s "
+                                        f"({_tf(m, 'api', 'alb_timeout')})", "alb_timeout_ms / 2"))
+    return out
+
+
 RULES = {
     "aws-ranges": r_ranges,
     "alb-timeout-below-interval": r_alb_timeout,
@@ -328,8 +347,25 @@ RULES = {
     "circuit-breaker-with-rollback": r_circuit_breaker,
     "log-retention-set": r_log_retention,
     "mlflow-memory-fits": r_mlflow_memory,
+    "slo-health-p99-below-alb-timeout": r_slo_health,
 }
 
 
 def check(model: TimingModel) -> dict[str, list[Violation]]:
     return {rule_id: fn(model) for rule_id, fn in RULES.items()}
+
+
+def planned(var_file: Path, timings: Path, factor: float = DEFAULT_FARGATE_FACTOR) -> TimingModel:
+    """Plan ``var_file`` offline in a temp copy of terraform/ and build the model (about 10 s)."""
+    from harness.runs import Run
+    from harness.terraform import Terraform
+
+    run = Run()
+    try:
+        tf = Terraform(run.mkdtemp("terraform"))
+        boots, boot_source = boot_times(timings, factor)
+        shown = var_file.resolve()
+        shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
+        return from_plan(tf.plan(str(var_file), offline=True), str(shown), boots, boot_source)
+    finally:
+        run.close()

@@ -1,0 +1,280 @@
+"""``python -m harness load``: run one load profile with Locust and publish what it measured.
+
+    python -m harness load --profile smoke                       # brings the stack up itself
+    python -m harness load --profile steady --target-url URL     # a deployed api
+    python -m harness load --profile smoke --workers 2           # one master, two workers
+
+Locust runs headless as a subprocess (it monkey-patches gevent into whatever imports it), with
+``loadtests/locustfile.py`` and the profile's shape file. The run writes
+``reports/load/<profile>-<UTC timestamp>/``: Locust's ``report.html``, ``stats_*.csv`` and
+``stats.json``, the gate's ``summary.json`` (figures, SLO verdicts) and ``summary.md``, and the
+Locust logs; then appends to ``reports/load/history.jsonl`` and rewrites ``reports/load/index.html``.
+Exit code: 0 every SLO met, 1 an SLO broke, 2 the run itself failed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from harness import loadreport, slo
+from harness.budgets import Budgets
+from harness.errors import ConfigurationError, HarnessError, WaitTimeout
+from harness.ports import free_port, release
+from harness.runs import Run
+from harness.runtime.local import LocalProcess
+from harness.wait import wait_until
+from loadtests import profile as profiles
+from loadtests.checks import parse_matcher
+
+REPO = Path(__file__).resolve().parents[1]
+LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
+STARTUP = 60.0      # seconds for Locust (and its workers) to start and for the last reports to be written
+STOP_GRACE = 20.0   # after SIGTERM, for Locust to write its reports
+
+
+@dataclass
+class LoadRun:
+    """What one run needs. ``lb_timeout``/``lb_matcher`` None: read them from the Terraform plan."""
+    profile: str
+    target_url: str | None = None
+    workers: int = 0
+    time_scale: float = 1.0
+    slo_file: Path = slo.SLO_FILE
+    reports_dir: Path = Path("reports")
+    env: str = "staging"
+    lb_timeout: float | None = None
+    lb_matcher: str | None = None
+    max_requests: int | None = None
+    request_log: bool = False
+    runtime: str = "auto"
+    mlflow_workers: int = 1
+    timeout_multiplier: float = 1.0
+    out: TextIO = field(default=sys.stderr, repr=False)
+
+    def validate(self) -> dict:
+        """Check everything before anything starts; returns the profile's data."""
+        data = profiles.read(self.profile)
+        if not 0 <= self.workers <= 16:
+            raise ConfigurationError("--workers between 0 (one process) and 16", repr(self.workers), "")
+        if not 0.01 <= self.time_scale <= 10:
+            raise ConfigurationError("--time-scale between 0.01 and 10", repr(self.time_scale),
+                                     "it multiplies the end of every stage of the profile")
+        if self.lb_timeout is not None and not 2 <= self.lb_timeout <= 120:
+            raise ConfigurationError("--lb-timeout between 2 and 120 s (AWS's range)", repr(self.lb_timeout), "")
+        if self.lb_matcher is not None:
+            try:
+                parse_matcher(self.lb_matcher)
+            except ValueError as exc:
+                raise ConfigurationError("--lb-matcher", str(exc), "") from None
+        if self.max_requests is not None and self.max_requests < 1:
+            raise ConfigurationError("--max-requests of at least 1", repr(self.max_requests), "")
+        slo.load(self.slo_file, profile=self.profile)  # a wrong SLO file fails now, not after the load
+        return data
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    run_dir: Path
+    summary: dict = field(default_factory=dict)
+    history_line: dict = field(default_factory=dict)
+    previous: dict | None = None
+
+
+def load_balancer(run: LoadRun) -> tuple[float, str, str]:
+    """The api target group's health-check timeout and matcher: given, else from the Terraform plan
+    of ``run.env``, else the SLO file's fallback (and "200"), saying which."""
+    if run.lb_timeout is not None:
+        return run.lb_timeout, run.lb_matcher or "200", "the command line"
+    from harness.terraform import TERRAFORM_DIR
+    from harness.timing import planned
+    var_file = TERRAFORM_DIR / "environments" / f"{run.env}.tfvars"
+    try:
+        api = planned(var_file, run.reports_dir / "timings.json").services["api"]
+        return float(api.alb.timeout), run.lb_matcher or api.alb.matcher, f"terraform plan of {var_file.name}"
+    except (HarnessError, OSError, subprocess.SubprocessError) as exc:
+        fallback = slo.load(run.slo_file).names.get("alb_timeout", 5.0)
+        first = str(exc).splitlines()[0][:160]
+        return fallback, run.lb_matcher or "200", f"{run.slo_file.name} names (no plan: {first})"
+
+
+def probes(api: str) -> float | None:
+    """Postgres probes the api's /health has run so far (its Prometheus counter); None if unreadable."""
+    try:
+        text = httpx.get(f"{api}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    found = re.findall(r'^api_health_probes_total\{component="postgres",[^}]*\} ([0-9.e+]+)$', text, re.M)
+    return sum(float(v) for v in found) if found else None
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@contextlib.contextmanager
+def _target(run: LoadRun, harness_run: Run) -> Iterator[tuple[str, str, float | None]]:
+    """(api url, runtime name, health cache TTL): the given target, or a stack started for this run."""
+    if run.target_url:
+        yield run.target_url, "target", None
+        return
+    from harness.apiconfig import api_settings
+    from harness.progress import Progress
+    from harness.runtime import make_runtime, resolve_runtime
+    from harness.runtime.base import StackConfig
+    from harness.stack import Stack, record_timings
+    name, why = resolve_runtime(run.runtime)
+    print(f"load: starting the stack on {name} ({why})", file=run.out, flush=True)
+    config = StackConfig(mlflow_workers=run.mlflow_workers)
+    with Stack(make_runtime(name, harness_run), config, Budgets(run.timeout_multiplier), progress=Progress()) as stack:
+        record_timings(run.reports_dir / "timings.json", name, stack.ready_s)
+        yield stack.url("api"), name, api_settings(dict(stack.config.api_env)).health_cache_ttl
+
+
+def locust_argv(run: LoadRun, run_dir: Path, host: str, lb: tuple[float, str, str], role: str = "",
+                master_port: int = 0) -> list[str]:
+    files = f"{LOCUSTFILE},{profiles.path_of(run.profile)}"
+    argv = [sys.executable, "-m", "locust", "-f", files, "--headless", "--loglevel", "WARNING"]
+    if role == "worker":
+        return argv + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+    timeout, matcher, source = lb
+    argv += ["--host", host, "--only-summary", "--html", str(run_dir / "report.html"),
+             "--csv", str(run_dir / "stats"), "--csv-full-history", "--json-file", str(run_dir / "stats"),
+             "--slo-file", str(run.slo_file), "--profile-name", run.profile,
+             "--summary-file", str(run_dir / "summary.json"), "--lb-timeout", str(timeout), "--lb-matcher", matcher,
+             "--lb-source", source, "--time-scale", str(run.time_scale)]
+    if run.max_requests:
+        argv += ["--max-requests", str(run.max_requests)]
+    if run.request_log:
+        argv += ["--request-log", str(run_dir / "requests.jsonl")]
+    if role == "master":
+        argv += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                 "--expect-workers", str(run.workers), "--expect-workers-max-wait", str(int(STARTUP))]
+    return argv
+
+
+def _drive(run: LoadRun, harness_run: Run, run_dir: Path, host: str, lb: tuple[float, str, str],
+           bound: float) -> int:
+    """Start Locust (one process, or a master and its workers), wait for it within ``bound`` seconds,
+    and stop everything it started, whatever happens."""
+    env = {k: v for k, v in os.environ.items()
+           if k in ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE", "TMPDIR")}
+    env.update({"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    port = free_port() if run.workers else 0
+    procs: list[LocalProcess] = []
+    try:
+        role = "master" if run.workers else ""
+        main = LocalProcess(f"locust-{role or 'standalone'}", locust_argv(run, run_dir, host, lb, role, port),
+                            env=env, cwd=run_dir, url=host, run=harness_run)
+        procs.append(main)
+        main.start()
+        for i in range(run.workers):
+            worker = LocalProcess(f"locust-worker-{i + 1}", locust_argv(run, run_dir, host, lb, "worker", port),
+                                  env=env, cwd=run_dir, url=host, run=harness_run)
+            procs.append(worker)
+            worker.start()
+        try:
+            code = wait_until(main.exit_code, until=lambda c: c is not None, timeout=bound, interval=0.5,
+                              what=f"Locust to finish profile {run.profile}")
+        except WaitTimeout:
+            print(f"load: Locust ran past {bound:.0f} s; stopping it (reports are still written)", file=run.out)
+            main.stop(STOP_GRACE)
+            code = 2
+        for worker in procs[1:]:  # workers quit when their master does; any left are stopped
+            with contextlib.suppress(WaitTimeout):
+                wait_until(worker.exit_code, until=lambda c: c is not None, timeout=10, interval=0.2,
+                           what=f"{worker.name} to exit after its master")
+        return code
+    finally:
+        for p in procs:
+            p.close(STOP_GRACE)
+        if port:
+            release(port)
+
+
+def execute(run: LoadRun) -> Outcome:
+    data = run.validate()
+    lb = load_balancer(run)
+    print(f"load: profile {run.profile}: {data['description']}", file=run.out)
+    print(f"load: load balancer check timeout {lb[0]:g} s, matcher {lb[1]} (from {lb[2]})", file=run.out, flush=True)
+    root = (run.reports_dir / "load").resolve()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = root / f"{run.profile}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{run.profile}-{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    harness_run = Run()
+    try:
+        with _target(run, harness_run) as (host, runtime, ttl):
+            before, t0 = probes(host), time.monotonic()
+            bound = profiles.duration(data, run.time_scale) + STARTUP
+            print(f"load: running Locust against {host} for up to {profiles.duration(data, run.time_scale):.0f} s"
+                  f"{f' with {run.workers} workers' if run.workers else ''}; reports in {run_dir}",
+                  file=run.out, flush=True)
+            code = _drive(run, harness_run, run_dir, host, lb, bound)
+            after, seconds = probes(host), time.monotonic() - t0
+    finally:
+        harness_run.close()
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        log = "\n".join((run_dir / f).read_text(errors="replace")[-3000:] for f in sorted(
+            p.name for p in run_dir.glob("locust-*.log")))
+        raise HarnessError(f"Locust to write {summary_path}", f"exit code {code}, no summary",
+                           f"its log:\n{log}")
+    summary = json.loads(summary_path.read_text())
+    summary.update({
+        "started_iso": datetime.fromtimestamp(summary["started"], UTC).isoformat(timespec="seconds"),
+        "runtime": runtime, "worker_count": run.workers, "commit": _commit(), "exit_code": code,
+        "passed": code == 0 and summary.get("passed", False),
+    })
+    if before is not None and after is not None:
+        summary["health_cache"] = {"probes": int(after - before), "seconds": round(seconds, 1),
+                                   "per_second": round((after - before) / seconds, 2), "ttl": ttl,
+                                   "allowed": math.ceil(seconds / ttl) + 1 if ttl else None}
+    summary_path.write_text(json.dumps(summary, indent=2, default=str))
+    line, before_run = loadreport.publish(root, summary, run_dir)
+    return Outcome(code, run_dir, summary, line, before_run)
+
+
+def main(run: LoadRun) -> int:
+    try:
+        outcome = execute(run)
+    except (HarnessError, profiles.ProfileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = outcome.summary
+    print(f"load: SLO gate ({summary['slo']['file']}):", file=run.out)
+    for v in summary.get("verdicts", []):
+        print(f"  {'pass  ' if v['ok'] else 'BREACH'}  {v['text']}", file=run.out)
+    for e in summary.get("exceptions", []):
+        print(f"  ERROR   the test itself raised {e['count']}x: {e['msg'].splitlines()[-1][:200]}", file=run.out)
+    cache = summary.get("health_cache")
+    if cache:
+        print(f"load: /health ran {cache['probes']} Postgres probes in {cache['seconds']} s "
+              f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)", file=run.out)
+    for text in loadreport.changes(outcome.history_line, outcome.previous):
+        print(f"load: against the previous run: {text}", file=run.out)
+    root = outcome.run_dir.parent
+    print(f"load: {'passed' if outcome.exit_code == 0 else 'FAILED'} (exit {outcome.exit_code}); "
+          f"report {outcome.run_dir / 'report.html'}; summary {outcome.run_dir / 'summary.md'}; "
+          f"index {root / loadreport.INDEX}", file=run.out, flush=True)
+    return outcome.exit_code

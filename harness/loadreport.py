@@ -1,0 +1,200 @@
+"""What a load run leaves for people: a Markdown summary per run, a history of every run
+(``reports/load/history.jsonl``, one JSON line each) and an index page listing the runs with a
+trend chart per profile, so a scheduled run shows a regression against the runs before it.
+
+The page is one self-contained HTML file (inline SVG, no script, no network)."""
+
+from __future__ import annotations
+
+import fcntl
+import html
+import json
+from pathlib import Path
+
+from harness.slo import HEALTH_ENDPOINT, TOTAL
+
+# the figures kept per run and charted: (key in the history line, label, unit, lower is better)
+KEY_FIGURES = (
+    ("health_p99_ms", f"{HEALTH_ENDPOINT} p99", "ms", True),
+    ("write_p95_ms", "POST /runs p95", "ms", True),
+    ("read_p95_ms", "GET /runs/{id} p95", "ms", True),
+    ("rps", "requests/s", "", False),
+    ("error_rate", "error rate", "", True),
+)
+HISTORY = "history.jsonl"
+INDEX = "index.html"
+CHART_RUNS = 30  # the newest runs per profile drawn in its chart
+
+
+def history_line(summary: dict, run_dir: str) -> dict:
+    """The figures of one run that the index lists and charts."""
+    ep = summary.get("endpoints", {})
+
+    def fig(endpoint: str, key: str) -> float | None:
+        return ep.get(endpoint, {}).get(key)
+
+    return {
+        "run": run_dir, "profile": summary.get("profile"), "started": summary.get("started_iso"),
+        "target": summary.get("target"), "runtime": summary.get("runtime"), "workers": summary.get("worker_count"),
+        "commit": summary.get("commit"), "passed": summary.get("passed"), "exit_code": summary.get("exit_code"),
+        "breaches": [v["text"] for v in summary.get("verdicts", []) if not v["ok"]],
+        "duration_s": summary.get("duration_s"), "requests": fig(TOTAL, "requests"),
+        "health_p99_ms": fig(HEALTH_ENDPOINT, "p99_ms"), "write_p95_ms": fig("POST /runs", "p95_ms"),
+        "read_p95_ms": fig("GET /runs/{id}", "p95_ms"), "rps": fig(TOTAL, "rps"),
+        "error_rate": fig(TOTAL, "error_rate"),
+    }
+
+
+def read_history(root: Path) -> list[dict]:
+    """Every run recorded under ``root``; a damaged line is skipped, not fatal."""
+    out = []
+    try:
+        lines = (root / HISTORY).read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def append_history(root: Path, line: dict) -> list[dict]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / HISTORY, "a") as f:
+        f.write(json.dumps(line) + "\n")
+    return read_history(root)
+
+
+def previous(history: list[dict], line: dict) -> dict | None:
+    """The last earlier run of the same profile, to compare with."""
+    same = [h for h in history if h.get("profile") == line.get("profile") and h.get("run") != line.get("run")]
+    return same[-1] if same else None
+
+
+def changes(line: dict, before: dict | None) -> list[str]:
+    """'health p99 12 ms -> 30 ms (+150%)' for each key figure that both runs have."""
+    if before is None:
+        return []
+    out = []
+    for key, label, unit, _ in KEY_FIGURES:
+        a, b = before.get(key), line.get(key)
+        if a is None or b is None:
+            continue
+        delta = f" ({(b - a) / a:+.0%})" if a else ""
+        out.append(f"{label}: {_num(a, unit)} -> {_num(b, unit)}{delta}")
+    return out
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value:.0f} ms"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def markdown(summary: dict, before: dict | None, line: dict) -> str:
+    lines = [f"# Load run: {summary.get('profile')} ({'passed' if summary.get('passed') else 'FAILED'})", "",
+             f"- started {summary.get('started_iso')}, {summary.get('duration_s')} s, stopped because "
+             f"{summary.get('stop_reason')}",
+             f"- target {summary.get('target')} ({summary.get('runtime')}), Locust workers: "
+             f"{summary.get('worker_count') or 'none (one process)'}, commit {summary.get('commit')}",
+             f"- load balancer check: timeout {summary['load_balancer']['timeout_s']:g} s, matcher "
+             f"{summary['load_balancer']['matcher']} (from {summary['load_balancer']['source']})", ""]
+    cache = summary.get("health_cache")
+    if cache:
+        lines += [f"- Postgres probes by /health: {cache['probes']} in {cache['seconds']} s "
+                  f"({cache['per_second']}/s; cache TTL {cache.get('ttl', 'unknown')} s)", ""]
+    lines += ["| endpoint | requests | failures | p50 ms | p95 ms | p99 ms | max ms | req/s |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, f in summary.get("endpoints", {}).items():
+        lines.append(f"| `{name}` | {f['requests']} | {f['failures']} | {f['p50_ms']:.0f} | {f['p95_ms']:.0f} | "
+                     f"{f['p99_ms']:.0f} | {f['max_ms']:.0f} | {f['rps']:.1f} |")
+    lines += ["", "## SLO verdicts", ""]
+    lines += [f"- {'pass' if v['ok'] else '**BREACH**'}: {v['text']}" for v in summary.get("verdicts", [])]
+    if summary.get("failures"):
+        lines += ["", "## Failures (most frequent first)", ""]
+        lines += [f"- {f['count']}x `{f['request']}`: {f['reason']}" for f in summary["failures"]]
+    diff = changes(line, before)
+    if diff:
+        lines += ["", f"## Against the previous {summary.get('profile')} run ({before.get('run')})", ""]
+        lines += [f"- {d}" for d in diff]
+    return "\n".join(lines) + "\n"
+
+
+def _chart(runs: list[dict], key: str, label: str, unit: str) -> str:
+    points = [(i, r.get(key)) for i, r in enumerate(runs) if r.get(key) is not None]
+    if not points:
+        return ""
+    w, h, pad = 320, 110, 28
+    top = max(v for _, v in points) or 1.0
+    step = (w - 2 * pad) / max(1, len(runs) - 1)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        return pad + i * step, h - pad - (v / top) * (h - 2 * pad)
+
+    coords = [xy(i, v) for i, v in points]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    dots = "".join(
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" class="{"ok" if runs[i].get("passed") else "bad"}">'
+        f'<title>{html.escape(str(runs[i].get("started")))}: {_num(v, unit)}</title></circle>'
+        for (i, v), (x, y) in zip(points, coords, strict=True))
+    return (f'<figure><figcaption>{html.escape(label)}</figcaption><svg width="{w}" height="{h}" '
+            f'role="img" aria-label="{html.escape(label)} per run">'
+            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" class="axis"/>'
+            f'<text x="2" y="{pad}" class="tick">{_num(top, unit)}</text>'
+            f'<text x="2" y="{h - pad}" class="tick">0</text>'
+            f'<polyline points="{path}"/>{dots}</svg></figure>')
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
+td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;font-size:.9em}
+.ok{fill:#2a7;color:#2a7}.bad{fill:#c33;color:#c33}polyline{fill:none;stroke:#357;stroke-width:1.5}
+.axis{stroke:#999}.tick{font-size:10px;fill:#666}figure{display:inline-block;margin:0 1em 1em 0}
+figcaption{font-size:.85em}"""
+
+
+def index_html(root: Path, history: list[dict]) -> str:
+    """The page: per profile, one chart per key figure over its newest runs; then every run."""
+    profiles = sorted({h.get("profile") or "?" for h in history})
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Load runs</title><style>{STYLE}</style>"
+             f"</head><body><h1>Load runs ({len(history)})</h1>"
+             "<p>Each run: Locust's HTML report, its CSV and JSON stats, and the harness's summary with the SLO "
+             "verdicts (<code>scenarios/slo.yaml</code>). Green points passed the gate, red ones broke it.</p>"]
+    for profile in profiles:
+        runs = [h for h in history if (h.get("profile") or "?") == profile][-CHART_RUNS:]
+        parts.append(f"<h2>{html.escape(profile)}: trend over the last {len(runs)} runs</h2>")
+        parts += [_chart(runs, key, label, unit) for key, label, unit, _ in KEY_FIGURES]
+    parts.append("<h2>Runs, newest first</h2><table><tr><th>started</th><th>profile</th><th>verdict</th>"
+                 "<th>runtime</th><th>workers</th><th>requests</th><th>req/s</th><th>/health p99</th>"
+                 "<th>POST /runs p95</th><th>breaches</th><th>reports</th></tr>")
+    for h in reversed(history):
+        run = html.escape(str(h.get("run")))
+        verdict = '<span class="ok">pass</span>' if h.get("passed") else '<span class="bad">FAIL</span>'
+        parts.append(
+            f"<tr><td>{html.escape(str(h.get('started')))}</td><td>{html.escape(str(h.get('profile')))}</td>"
+            f"<td>{verdict}</td><td>{html.escape(str(h.get('runtime')))}</td><td>{h.get('workers') or '-'}</td>"
+            f"<td>{h.get('requests')}</td><td>{_num(h.get('rps'), '')}</td><td>{_num(h.get('health_p99_ms'), 'ms')}"
+            f"</td><td>{_num(h.get('write_p95_ms'), 'ms')}</td>"
+            f"<td>{html.escape('; '.join(h.get('breaches') or [])) or '-'}</td>"
+            f"<td><a href='{run}/report.html'>Locust</a> <a href='{run}/summary.md'>summary</a></td></tr>")
+    parts.append("</table></body></html>\n")
+    return "".join(parts)
+
+
+def publish(root: Path, summary: dict, run_dir: Path) -> tuple[dict, dict | None]:
+    """Write the run's summary.md, append it to the history, rewrite the index.
+    Returns the run's history line and the previous run of its profile."""
+    line = history_line(summary, run_dir.name)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / (HISTORY + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs finishing together keep both lines and one index
+        before = previous(read_history(root), line)
+        (run_dir / "summary.md").write_text(markdown(summary, before, line))
+        history = append_history(root, line)
+        tmp = root / (INDEX + ".tmp")
+        tmp.write_text(index_html(root, history))
+        tmp.replace(root / INDEX)
+    return line, before
