@@ -57,8 +57,10 @@ class LoadRun:
     env: str = "staging"
     lb_timeout: float | None = None
     lb_matcher: str | None = None
+    lb_source: str = "the command line"
     max_requests: int | None = None
     request_log: bool = False
+    run_dir: Path | None = None  # default: <reports_dir>/load/<profile>-<UTC timestamp>
     runtime: str = "auto"
     mlflow_workers: int = 1
     timeout_multiplier: float = 1.0
@@ -98,7 +100,7 @@ def load_balancer(run: LoadRun) -> tuple[float, str, str]:
     """The api target group's health-check timeout and matcher: given, else from the Terraform plan
     of ``run.env``, else the SLO file's fallback (and "200"), saying which."""
     if run.lb_timeout is not None:
-        return run.lb_timeout, run.lb_matcher or "200", "the command line"
+        return run.lb_timeout, run.lb_matcher or "200", run.lb_source
     from harness.terraform import TERRAFORM_DIR
     from harness.timing import planned
     var_file = TERRAFORM_DIR / "environments" / f"{run.env}.tfvars"
@@ -209,19 +211,59 @@ def _drive(run: LoadRun, harness_run: Run, run_dir: Path, host: str, lb: tuple[f
             release(port)
 
 
+def _new_run_dir(root: Path, run: LoadRun) -> Path:
+    if run.run_dir is not None:
+        run_dir = run.run_dir.resolve()
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigurationError("run_dir to be new or empty", str(run_dir), "reports of two runs never mix")
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        run_dir, suffix = root / f"{run.profile}-{stamp}", 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = root / f"{run.profile}-{stamp}-{suffix}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+class RequestLog:
+    """Reads ``requests.jsonl`` (``--request-log``) while Locust still writes it: one dict per request
+    with t (start, epoch s), name ("GET /runs/{id}"), status (0: no answer), ms and error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict] = []
+        self._offset = 0
+
+    def read(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return self.rows
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
+        self._offset += len(complete)
+        for line in complete.splitlines():
+            with contextlib.suppress(ValueError):
+                self.rows.append(json.loads(line))
+        return self.rows
+
+    def select(self, names: set[str] | str, after: float = 0.0, before: float = float("inf"),
+               ok: bool | None = None, status: int | None = None) -> list[dict]:
+        """Requests of ``names`` that started in [after, before], optionally only (not) failed or of a status."""
+        wanted = {names} if isinstance(names, str) else names
+        return [r for r in self.read() if r["name"] in wanted and after <= r["t"] <= before
+                and (ok is None or (r["error"] is None) == ok) and (status is None or r["status"] == status)]
+
+
 def execute(run: LoadRun) -> Outcome:
     data = run.validate()
     lb = load_balancer(run)
     print(f"load: profile {run.profile}: {data['description']}", file=run.out)
     print(f"load: load balancer check timeout {lb[0]:g} s, matcher {lb[1]} (from {lb[2]})", file=run.out, flush=True)
     root = (run.reports_dir / "load").resolve()
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = root / f"{run.profile}-{stamp}"
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = root / f"{run.profile}-{stamp}-{suffix}"
-    run_dir.mkdir(parents=True)
+    run_dir = _new_run_dir(root, run)
     harness_run = Run()
     try:
         with _target(run, harness_run) as (host, runtime, ttl):

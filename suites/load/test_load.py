@@ -1,0 +1,150 @@
+"""Load profiles against the real stack: the SLO gate passes when it should and fails when it must,
+/health stays fast and cached under load, and a frozen database under load is seen and answered
+with clear 503s. Reports of every run: reports/load-suite/ (index.html lists them)."""
+
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+from fixtures.faults import budget_names
+from harness import scenarios
+from harness.apiconfig import api_settings
+from harness.faults import fault
+from harness.load import RequestLog
+from harness.slo import HEALTH_ENDPOINT, TOTAL
+from harness.wait import wait_until
+from loadtests import profile as profiles
+
+pytestmark = pytest.mark.load
+CLIENTS = {"POST /runs", "GET /runs/{id}", "GET /runs/{id} (missing)"}
+
+
+def test_smoke_profile_meets_its_slos_and_publishes_reports(run_profile, load_reports):
+    outcome = run_profile("smoke")
+    s = outcome.summary
+    assert outcome.exit_code == 0, [v["text"] for v in s["verdicts"] if not v["ok"]]
+    assert s["passed"] and all(v["ok"] for v in s["verdicts"])
+    assert {HEALTH_ENDPOINT, *CLIENTS, TOTAL} <= set(s["endpoints"]), s["endpoints"].keys()
+    assert s["stop_reason"] == "the profile's last stage ended"
+    for name in ("report.html", "stats.json", "stats_stats.csv", "stats_stats_history.csv", "summary.md"):
+        assert (outcome.run_dir / name).stat().st_size > 0, name
+    assert "Locust" in (outcome.run_dir / "report.html").read_text()
+    history = (load_reports / "load" / "history.jsonl").read_text().splitlines()
+    assert json.loads(history[-1])["run"] == outcome.run_dir.name
+    assert outcome.run_dir.name in (load_reports / "load" / "index.html").read_text()
+
+
+def test_two_workers_merge_into_one_report(run_profile):
+    outcome = run_profile("smoke", workers=2, time_scale=0.5)
+    s = outcome.summary
+    assert outcome.exit_code == 0, [v["text"] for v in s["verdicts"] if not v["ok"]]
+    per_worker = s["workers"]
+    assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
+    assert sum(per_worker.values()) == s["endpoints"][TOTAL]["requests"], (per_worker, s["endpoints"][TOTAL])
+    assert (outcome.run_dir / "locust-worker-1.log").exists() and (outcome.run_dir / "locust-worker-2.log").exists()
+
+
+def test_request_cap_stops_the_run(run_profile):
+    cap = 60
+    outcome = run_profile("smoke", max_requests=cap)
+    s = outcome.summary
+    assert s["stop_reason"] == f"the request cap ({cap}) was reached"
+    total = s["endpoints"][TOTAL]["requests"]
+    assert cap <= total <= cap + 30, total  # the checker looks twice a second
+    assert s["duration_s"] < profiles.duration(profiles.read("smoke")), s["duration_s"]
+
+
+def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile, stack, lb_check):
+    ttl = api_settings(dict(stack.config.api_env)).health_cache_ttl
+    before = _probes(stack.url("api"))
+    outcome = run_profile("steady", time_scale=0.25)
+    probes = _probes(stack.url("api")) - before
+    s = outcome.summary
+    health = s["endpoints"][HEALTH_ENDPOINT]
+    # many more /health calls than TTL windows, or the cache is not being exercised
+    windows = math.ceil(s["health_cache"]["seconds"] / ttl) + 1
+    assert health["requests"] >= 4 * windows, (health, windows)
+    assert health["failures"] == 0, s["failures"]
+    timeout_ms = lb_check[0] * 1000
+    assert health["p99_ms"] < timeout_ms, f"/health p99 {health['p99_ms']} ms >= ALB timeout {timeout_ms} ms"
+    health_verdicts = [v for v in s["verdicts"] if v["endpoint"] == HEALTH_ENDPOINT]
+    assert health_verdicts and all(v["ok"] for v in health_verdicts), health_verdicts
+    assert probes <= windows, f"{probes} Postgres probes in {s['health_cache']['seconds']} s with TTL {ttl} s"
+
+
+def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restored, run_profile, budgets,
+                                                                          load_reports):
+    stack = restored
+    cfg = api_settings(dict(stack.config.api_env))
+    scenario = scenarios.load(scenarios.FAULTS_DIR / "postgres-frozen.yaml")
+    names = budget_names(stack, budgets)
+    detect, recover = scenario.budget("detect_within", names), scenario.budget("recover_within", names)
+    run_dir = load_reports / f"frozen-postgres-{time.strftime('%Y%m%d-%H%M%S')}"
+    log = RequestLog(run_dir / "requests.jsonl")
+    result: dict = {}
+
+    def load():
+        try:
+            result["outcome"] = run_profile("steady", time_scale=0.3, request_log=True, run_dir=run_dir)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(log.select("POST /runs", status=201)), until=lambda n: n >= 20,
+                   timeout=budgets.scaled(30), what="steady load to be writing runs")
+        frozen_at = time.time()
+        with fault(stack, "pause", "postgres"):
+            wait_until(lambda: log.select(HEALTH_ENDPOINT, after=frozen_at, ok=False), timeout=detect + budgets.http,
+                       what="the load balancer's poller to see /health fail")
+            wait_until(lambda: log.select(CLIENTS, after=frozen_at, status=503), timeout=cfg.request_timeout + 5,
+                       what="an api client to get a 503")
+            resumed_at = time.time()
+    finally:
+        thread.join(timeout=profiles.duration(profiles.read("steady"), 0.3) + 120)
+    assert "error" not in result, result.get("error")
+    outcome = result["outcome"]
+    first_fail = log.select(HEALTH_ENDPOINT, after=frozen_at, ok=False)[0]
+    seen = first_fail["t"] + first_fail["ms"] / 1000 - frozen_at
+    assert seen <= detect, f"the poller saw fail {seen:.2f} s after the freeze; budget {detect:.2f} s: {first_fail}"
+    assert "status 503" in first_fail["error"], first_fail
+    during = log.select(CLIENTS, after=frozen_at, before=resumed_at)
+    assert during and not [r for r in during if r["status"] == 0], "client requests without an answer (hangs)"
+    slowest = max(during, key=lambda r: r["ms"])
+    assert slowest["ms"] <= (cfg.request_timeout + names["slack"]) * 1000, slowest
+    failed = [r for r in during if r["error"]]
+    assert failed and all(r["status"] == 503 for r in failed), {r["status"] for r in failed}
+    assert all("status 503: " in r["error"] and len(r["error"]) > len("status 503: ") for r in failed), failed[0]
+    back = log.select(HEALTH_ENDPOINT, after=resumed_at, ok=True)
+    assert back and back[0]["t"] + back[0]["ms"] / 1000 - resumed_at <= recover, back[:1]
+    # the gate noticed: the load balancer saw failures, so the health SLO broke and the run failed
+    assert outcome.exit_code == 1
+    broken = [v["text"] for v in outcome.summary["verdicts"] if not v["ok"]]
+    assert any(t.startswith(f"{HEALTH_ENDPOINT} success_ratio") for t in broken), broken
+
+
+def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_check, tmp_path):
+    slo_file = tmp_path / "impossible.yaml"
+    slo_file.write_text(yaml.safe_dump({"objectives": {HEALTH_ENDPOINT: {"p99_ms": 0.001}}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "load", "--profile", "smoke", "--time-scale", "0.2", "--slo", str(slo_file),
+         "--target-url", api_url, "--lb-timeout", str(lb_check[0]), "--reports-dir", str(tmp_path / "reports")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    line = next((x for x in result.stderr.splitlines() if "BREACH" in x), "")
+    assert f"{HEALTH_ENDPOINT} p99" in line and "> 0.00 ms (over by" in line, result.stderr[-2000:]
+    assert "FAILED (exit 1)" in result.stderr
+
+
+def _probes(api: str) -> float:
+    from harness.load import probes
+    value = probes(api)
+    assert value is not None, "the api's /metrics has no api_health_probes_total for postgres"
+    return value
