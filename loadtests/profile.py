@@ -53,8 +53,7 @@ class ProfileError(ValueError):
 def validate(data: object, where: str) -> dict:
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ProfileError("; ".join(f"{where}: PROFILE.{'.'.join(str(p) for p in e.absolute_path) or ''}"
-                                     f"{':' if e.absolute_path else ''} {e.message}".replace("PROFILE.:", "PROFILE:")
+        raise ProfileError("; ".join(f"{where}: {'.'.join(['PROFILE', *map(str, e.absolute_path)])}: {e.message}"
                                      for e in errors))
     stages = data["stages"]  # type: ignore[index]
     for i in range(1, len(stages)):

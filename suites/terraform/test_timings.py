@@ -97,3 +97,15 @@ def test_blue_green_option_plans_codedeploy_with_two_target_groups_per_service(t
     assert types.count("aws_lb_target_group") == 4 and types.count("aws_codedeploy_deployment_group") == 2
     services = [r for r in plan["resource_changes"] if r["type"] == "aws_ecs_service"]
     assert {s["change"]["after"]["deployment_controller"][0]["type"] for s in services} == {"CODE_DEPLOY"}
+
+
+def test_an_slo_that_accepts_health_checks_slower_than_the_alb_timeout_fails_its_rule(make_model, tmp_path):
+    model = make_model("staging")
+    timeout_ms = model.services["api"].alb.timeout * 1000
+    slo_file = tmp_path / "slo.yaml"
+    slo_file.write_text(f'objectives:\n  "GET /health [lb]": {{p99_ms: 500}}\n'
+                        f'profiles:\n  spike:\n    "GET /health [lb]": {{p99_ms: {timeout_ms:g}}}\n')
+    violations = RULES["slo-health-p99-below-alb-timeout"](dataclasses.replace(model, slo_file=slo_file))
+    assert len(violations) == 1, [str(v) for v in violations]
+    text = str(violations[0])
+    assert "slo.yaml: profiles.spike.GET /health [lb].p99_ms" in text and "alb_timeout" in text

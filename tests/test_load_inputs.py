@@ -1,0 +1,187 @@
+"""The load runner's inputs and outputs without a stack: profiles, the SLO file, verdicts, the
+matcher, the history and index, and the command line's errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from harness import loadreport, slo
+from harness.errors import ConfigurationError
+from harness.load import LoadRun, RequestLog
+from loadtests import profile as profiles
+from loadtests.checks import matches, parse_matcher, reason
+
+pytestmark = pytest.mark.harness
+
+
+@pytest.mark.parametrize("name", profiles.names())
+def test_every_profile_is_valid_and_bounded(name):
+    data = profiles.read(name)
+    assert profiles.duration(data) <= 3600 and data["max_requests"] <= 10_000_000
+    assert profiles.stage_at(data, profiles.duration(data)) is None  # the shape stops by itself
+    assert profiles.stage_at(data, 0) is data["stages"][0]
+
+
+def test_profiles_cover_the_five_shapes_and_soak_is_opt_in():
+    assert set(profiles.names()) == {"smoke", "steady", "step", "spike", "soak"}
+    assert profiles.read("soak").get("opt_in") is True
+    assert not any(profiles.read(n).get("opt_in") for n in ("smoke", "steady", "step", "spike"))
+
+
+def test_time_scale_compresses_the_stages():
+    data = profiles.read("steady")
+    assert profiles.duration(data, 0.25) == data["stages"][-1]["until"] * 0.25
+    assert profiles.stage_at(data, 29.9, 0.25) is not None and profiles.stage_at(data, 30.0, 0.25) is None
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"stages": []}, "PROFILE: 'description' is a required property"),
+    ({**profiles.read("smoke"), "stages": [{"until": 30, "clients": 2, "spawn_rate": 1},
+                                           {"until": 10, "clients": 2, "spawn_rate": 1}]},
+     "PROFILE.stages.1.until: 10 is not greater than the previous stage's 30"),
+    ({**profiles.read("smoke"), "poller": {"nodes": 0, "interval": 1}}, "PROFILE.poller.nodes: 0 is less than"),
+    ({**profiles.read("smoke"), "client_wait": [2, 1]}, "PROFILE.client_wait: [2, 1] must be [min, max]"),
+    ({**profiles.read("smoke"), "max_requests": "many"}, "PROFILE.max_requests: 'many' is not of type"),
+])
+def test_a_wrong_profile_names_the_field(data, message):
+    with pytest.raises(profiles.ProfileError) as err:
+        profiles.validate(data, "x.py")
+    assert message in str(err.value)
+
+
+def test_an_unknown_profile_lists_the_known_ones():
+    with pytest.raises(profiles.ProfileError, match="expected one of smoke, soak, spike, steady, step"):
+        profiles.read("nope")
+
+
+def write(tmp_path, data) -> object:
+    path = tmp_path / "slo.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"objectives": {"GET /health [lb]": {"p99_ms": "fast"}}},
+     "objectives.GET /health [lb].p99_ms: a known name (alb_timeout, alb_timeout_ms)"),
+    ({"objectives": {"GET /health [lb]": {"p99": 5}}}, "Additional properties are not allowed ('p99' was unexpected)"),
+    ({"objectives": {"/health": {"p99_ms": 5}}}, "'/health' does not match"),
+    ({"objectives": {"total": {"error_rate": [1]}}}, "objectives.total.error_rate: [1] is not of type"),
+    ({"objective": {}}, "'objectives' is a required property"),
+    ("objectives: [", "valid YAML"),
+])
+def test_a_wrong_slo_file_names_the_field(tmp_path, data, message):
+    with pytest.raises(ConfigurationError) as err:
+        slo.load(write(tmp_path, data), names={"alb_timeout": 5})
+    assert message in str(err.value)
+
+
+def test_limits_use_the_planned_alb_timeout_and_profiles_override_fields(tmp_path):
+    path = write(tmp_path, {"names": {"alb_timeout": 5}, "objectives": {
+        "GET /health [lb]": {"p99_ms": "alb_timeout_ms / 2", "p95_ms": 100}},
+        "profiles": {"spike": {"GET /health [lb]": {"p95_ms": 900}}}})
+    assert slo.load(path).objectives["GET /health [lb]"] == {"p99_ms": 2500, "p95_ms": 100}
+    planned = slo.load(path, profile="spike", names={"alb_timeout": 6}, sources={"alb_timeout": "plan"})
+    assert planned.objectives["GET /health [lb]"] == {"p99_ms": 3000, "p95_ms": 900}
+    assert planned.sources["alb_timeout"] == "plan"
+
+
+def test_verdicts_say_which_objective_broke_and_by_how_much(tmp_path):
+    path = write(tmp_path, {"objectives": {"GET /health [lb]": {"p99_ms": 1000, "success_ratio": 0.99},
+                                           "POST /runs": {"error_rate": 0.01}, "GET /x": {"p95_ms": 5}}})
+    stats = {"GET /health [lb]": slo.Figures(100, 5, p99_ms=1250),
+             "POST /runs": slo.Figures(200, 1)}
+    verdicts = {f"{v.endpoint} {v.objective}": v for v in slo.judge(slo.load(path), stats)}
+    assert str(verdicts["GET /health [lb] p99_ms"]) == "GET /health [lb] p99 1250 ms > 1000 ms (over by 250 ms, 25%)"
+    assert str(verdicts["GET /health [lb] success_ratio"]) == \
+        "GET /health [lb] success_ratio 0.95 < 0.99 (under by 0.04, 4%)"
+    assert verdicts["POST /runs error_rate"].ok and str(verdicts["POST /runs error_rate"]) == \
+        "POST /runs error_rate 0.005 <= 0.01"
+    # no data is a breach, not a pass
+    assert not verdicts["GET /x p95_ms"].ok and "no requests were recorded" in str(verdicts["GET /x p95_ms"])
+    assert len(slo.breaches(list(verdicts.values()))) == 3
+
+
+@pytest.mark.parametrize("status,matcher,ok", [
+    (200, "200", True), (503, "200", False), (202, "200,202", True), (299, "200-299", True), (300, "200-299", False),
+])
+def test_matcher_follows_the_target_group_syntax(status, matcher, ok):
+    assert matches(status, matcher) is ok
+
+
+@pytest.mark.parametrize("bad", ["", "ok", "200,", "2xx"])
+def test_a_wrong_matcher_is_rejected(bad):
+    with pytest.raises(ValueError, match="expected an HTTP code matcher"):
+        parse_matcher(bad)
+
+
+def test_failure_reasons_carry_the_apis_detail():
+    assert reason(503, {"error": "dependency unavailable", "detail": "postgres: timeout"}) == \
+        "status 503: postgres: timeout"
+    assert reason(0, None, TimeoutError("read timed out")) == "no answer: TimeoutError: read timed out"
+    assert reason(500, "<html>") == "status 500"
+
+
+def summary(profile="smoke", passed=True, p99=50.0, rps=10.0):
+    return {"profile": profile, "started_iso": "2026-11-28T10:00:00+00:00", "passed": passed, "exit_code": 0,
+            "duration_s": 30, "stop_reason": "the profile's last stage ended", "target": "http://x", "runtime": "local",
+            "worker_count": 0, "commit": "abc", "load_balancer": {"timeout_s": 5, "matcher": "200", "source": "t"},
+            "endpoints": {"GET /health [lb]": {"requests": 30, "failures": 0, "p50_ms": 5, "p95_ms": 20,
+                                               "p99_ms": p99, "max_ms": 60, "rps": 1.0},
+                          "total": {"requests": 300, "failures": 0, "p50_ms": 5, "p95_ms": 20, "p99_ms": 30,
+                                    "max_ms": 60, "rps": rps, "error_rate": 0.0}},
+            "verdicts": [{"ok": passed, "text": "GET /health [lb] p99 ..."}], "slo": {"file": "slo.yaml"}}
+
+
+def test_history_index_and_comparison_with_the_previous_run(tmp_path):
+    root = tmp_path / "load"
+    for i, (p99, passed) in enumerate([(50.0, True), (80.0, True), (2000.0, False)]):
+        run_dir = root / f"smoke-{i}"
+        run_dir.mkdir(parents=True)
+        line, before = loadreport.publish(root, summary(p99=p99, passed=passed), run_dir)
+    assert before["run"] == "smoke-1" and line["health_p99_ms"] == 2000.0
+    assert "GET /health [lb] p99: 80 ms -> 2000 ms (+2400%)" in loadreport.changes(line, before)
+    assert "Against the previous smoke run (smoke-1)" in (root / "smoke-2" / "summary.md").read_text()
+    (root / "history.jsonl").open("a").write("{not json\n")  # a damaged line is skipped
+    assert [h["run"] for h in loadreport.read_history(root)] == ["smoke-0", "smoke-1", "smoke-2"]
+    page = (root / "index.html").read_text()
+    assert page.count("<svg") == len(loadreport.KEY_FIGURES) - 2  # two figures absent from these summaries
+    assert "smoke-2/report.html" in page and 'class="bad"' in page and "<script" not in page
+
+
+def test_request_log_reads_only_complete_lines(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    row = {"t": 1.0, "name": "GET /health [lb]", "status": 503, "ms": 3.0, "error": "unhealthy"}
+    path.write_text(json.dumps(row) + "\n" + '{"t": 2.0, "na')
+    log = RequestLog(path)
+    assert log.select("GET /health [lb]", ok=False) == [row]
+    with open(path, "a") as f:
+        f.write('me": "POST /runs", "status": 201, "ms": 9.0, "error": null}\n')
+    assert [r["status"] for r in log.select({"POST /runs", "GET /health [lb]"})] == [503, 201]
+    assert log.select("POST /runs", after=2.5) == []
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("workers", 99, "--workers between 0"), ("time_scale", 0, "--time-scale between"),
+    ("lb_timeout", 1.0, "--lb-timeout between 2 and 120"), ("lb_matcher", "2xx", "--lb-matcher"),
+    ("max_requests", 0, "--max-requests of at least 1"),
+])
+def test_a_wrong_run_option_fails_before_anything_starts(field, value, message):
+    spec = LoadRun("smoke")
+    setattr(spec, field, value)
+    with pytest.raises(ConfigurationError, match=message.replace("-", r"\-")):
+        spec.validate()
+
+
+def test_the_command_line_rejects_an_unknown_profile_and_a_bad_slo_file(tmp_path):
+    bad = subprocess.run([sys.executable, "-m", "harness", "load", "--profile", "nope"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr and "smoke" in bad.stderr
+    slo_file = write(tmp_path, {"objectives": {"GET /health [lb]": {"p99_ms": "fast"}}})
+    wrong = subprocess.run([sys.executable, "-m", "harness", "load", "--profile", "smoke", "--slo", str(slo_file),
+                            "--target-url", "http://127.0.0.1:9", "--lb-timeout", "5",
+                            "--reports-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2, wrong.stderr
+    assert "objectives.GET /health [lb].p99_ms" in wrong.stderr and not (tmp_path / "r" / "load").exists()
