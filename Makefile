@@ -11,7 +11,7 @@ TF_PLUGIN_DIR ?= $(patsubst %/registry.terraform.io,%,$(firstword $(shell find /
 	$(HOME)/.terraform.d -maxdepth 4 -type d -name registry.terraform.io 2>/dev/null)))
 export TF_PLUGIN_DIR
 
-.PHONY: test report up down lint bench clean
+.PHONY: test report load up down lint bench clean
 
 $(VENV)/.installed: $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,15 +21,31 @@ $(VENV)/.installed: $(REQS)
 
 venv: $(VENV)/.installed
 
+# The load suite runs alone, after the others: it saturates both cores, which would stretch the
+# time budgets of fault tests running beside it. Its own report files; exit 5 (nothing selected) is fine.
+LOAD_SUITE := $(PY) -m pytest -m load --html=reports/load-suite.html --self-contained-html \
+	--junitxml=reports/junit-load.xml
+
 ## test: every suite that runs on this machine (docker-only tests skip with a reason)
 test: $(VENV)/.installed
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not load" $(PYTEST_ARGS); s1=$$?; \
+	$(LOAD_SUITE) $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 5 ] && s2=0; \
+	exit $$(( s1 ? s1 : s2 ))
 
-## report: the main job: every suite against a fresh stack, reports under reports/
+## report: the main job: every suite, then the smoke load profile on a fresh stack; reports under reports/
 report: $(VENV)/.installed
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS) || status=$$?; \
-	echo "reports: $$(pwd)/reports/report.html  $$(pwd)/reports/junit.xml  $$(pwd)/reports/timings.json"; \
-	exit $${status:-0}
+	$(PY) -m pytest -n 2 --dist loadfile -m "not load" $(PYTEST_ARGS); s1=$$?; \
+	$(LOAD_SUITE) $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 5 ] && s2=0; \
+	$(PY) -m harness load --profile smoke; s3=$$?; \
+	echo "reports: $$(pwd)/reports/report.html  $$(pwd)/reports/junit.xml  $$(pwd)/reports/load-suite.html"; \
+	echo "         $$(pwd)/reports/timings.json  $$(pwd)/reports/load/index.html"; \
+	exit $$(( s1 ? s1 : s2 ? s2 : s3 ))
+
+## load: one load profile (PROFILE=smoke|steady|step|spike|soak, WORKERS=N, TARGET=url)
+PROFILE ?= smoke
+WORKERS ?= 0
+load: $(VENV)/.installed
+	$(PY) -m harness load --profile $(PROFILE) --workers $(WORKERS) $(if $(TARGET),--target-url $(TARGET))
 
 up: $(VENV)/.installed
 	$(PY) -m harness up

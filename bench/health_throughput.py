@@ -1,15 +1,18 @@
-"""Benchmark: /health next to /health/live on the same api, and Postgres probes per second.
+"""Benchmark: /health and /health/live beside a bare FastAPI endpoint on the same server, and
+Postgres probes per second under N concurrent /health callers.
 
-    .venv/bin/python bench/health_throughput.py [--concurrency 50] [--seconds 10]
+    .venv/bin/python bench/health_throughput.py [--concurrency 50] [--seconds 10] [--callers 1,10,50,200]
 
-Starts a local stack (postgres, mlflow, api), drives each endpoint with N concurrent
-keep-alive clients for a fixed time (bounded), reads the api's probe counter from /metrics,
-and prints a table. Not a test: figures depend on the machine; the README records them."""
+Starts a local stack (postgres, mlflow, api) and bench/bare_app.py (the same uvicorn settings as
+the api), drives each endpoint with N concurrent keep-alive clients for a fixed time (bounded;
+wrk when installed, else an httpx client), reads the api's probe counter from /metrics, and
+prints two tables. Not a test: figures depend on the machine; the README records them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -22,9 +25,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.ports import free_port  # noqa: E402
 from harness.runs import Run  # noqa: E402
-from harness.runtime.local import LocalRuntime  # noqa: E402
+from harness.runtime.local import LocalProcess, LocalRuntime  # noqa: E402
 from harness.stack import Stack  # noqa: E402
+from harness.wait import wait_until  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 async def drive(url: str, concurrency: int, seconds: float) -> tuple[int, list[float], int]:
@@ -50,7 +57,8 @@ async def drive(url: str, concurrency: int, seconds: float) -> tuple[int, list[f
 
 def drive_wrk(url: str, concurrency: int, seconds: float) -> tuple[int, float, float, int]:
     """(requests, p50 ms, p99 ms, errors) from wrk --latency."""
-    out = subprocess.run(["wrk", "-t2", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", url],
+    argv = ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", url]
+    out = subprocess.run(argv,
                          capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
 
     def ms(label: str) -> float:
@@ -69,34 +77,64 @@ def probes(api: str) -> float:
     return sum(float(v) for v in re.findall(r'api_health_probes_total\{component="postgres",[^}]*\} ([0-9.e+]+)', text))
 
 
+def measure(url: str, concurrency: int, seconds: float) -> tuple[int, float, float, int]:
+    """(requests, p50 ms, p99 ms, errors), with wrk when installed."""
+    if shutil.which("wrk"):
+        return drive_wrk(url, concurrency, seconds)
+    n, lat, errors = asyncio.run(drive(url, concurrency, seconds))
+    lat.sort()
+    return n, statistics.median(lat) * 1000, lat[max(0, int(len(lat) * 0.99) - 1)] * 1000, errors
+
+
+def bare_server(run: Run) -> tuple[LocalProcess, str]:
+    port = free_port()
+    proc = LocalProcess("bare", [sys.executable, str(REPO / "bench" / "bare_app.py"), str(port)],
+                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, cwd=run.mkdtemp("bare"),
+                        url=f"http://127.0.0.1:{port}", run=run, ports=(port,))
+    proc.start()
+    wait_until(lambda: httpx.get(f"{proc.url}/bare", timeout=1).status_code, until=lambda c: c == 200,
+               timeout=30, what="the bare FastAPI app to answer")
+    return proc, proc.url
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--callers", default="1,10,50,200", help="concurrent /health callers, comma-separated")
     args = ap.parse_args()
+    callers = [int(c) for c in args.callers.split(",")]
     run = Run()
     try:
         with Stack(LocalRuntime(run)) as stack:
             api = stack.url("api")
             ttl = float(dict(stack.config.api_env)["API_HEALTH_CACHE_TTL"])
+            bare, bare_url = bare_server(run)
+            client = "wrk" if shutil.which("wrk") else "a Python httpx client"
             rows = []
-            client = "wrk -t2" if shutil.which("wrk") else "Python httpx client"
-            for path in ("/health/live", "/health"):
+            endpoints = (("bare FastAPI `/bare`", f"{bare_url}/bare"), ("api `/health/live`", f"{api}/health/live"),
+                         ("api `/health`", f"{api}/health"))
+            for label, url in endpoints:
+                n, p50, p99, errors = measure(url, args.concurrency, args.seconds)
+                rows.append((label, n / args.seconds, p50, p99, errors))
+            bare.close(5)
+            probe_rows = []
+            for n_callers in callers:
                 before = probes(api)
-                if shutil.which("wrk"):
-                    n, p50, p99, errors = drive_wrk(api + path, args.concurrency, args.seconds)
-                else:
-                    n, lat, errors = asyncio.run(drive(api + path, args.concurrency, args.seconds))
-                    lat.sort()
-                    p50, p99 = statistics.median(lat) * 1000, lat[int(len(lat) * 0.99) - 1] * 1000
-                probe_count = probes(api) - before
-                rows.append((path, n / args.seconds, p50, p99, errors, probe_count / args.seconds))
-            print(f"\nconcurrency {args.concurrency}, {args.seconds:.0f} s per endpoint, health cache TTL {ttl} s, "
-                  f"one uvicorn worker, {client} on the same 2-core machine\n")
-            print("| endpoint | req/s | p50 ms | p99 ms | errors | Postgres probes/s |")
-            print("|---|---|---|---|---|---|")
-            for path, rps, p50, p99, errors, pps in rows:
-                print(f"| `{path}` | {rps:.0f} | {p50:.1f} | {p99:.1f} | {errors} | {pps:.2f} |")
+                n, p50, p99, errors = measure(f"{api}/health", n_callers, args.seconds)
+                probe_rows.append((n_callers, n / args.seconds, p99, errors, (probes(api) - before) / args.seconds))
+            print(f"\n{time.strftime('%Y-%m-%d')}: {args.concurrency} concurrent keep-alive clients, "
+                  f"{args.seconds:.0f} s per endpoint, one uvicorn worker each, {client} on the same machine "
+                  f"({os.cpu_count()} cores)\n")
+            print("| endpoint | req/s | p50 ms | p99 ms | errors |")
+            print("|---|---|---|---|---|")
+            for label, rps, p50, p99, errors in rows:
+                print(f"| {label} | {rps:.0f} | {p50:.1f} | {p99:.1f} | {errors} |")
+            print(f"\nPostgres probes under concurrent /health callers (health cache TTL {ttl:g} s)\n")
+            print("| callers | /health req/s | p99 ms | errors | Postgres probes/s |")
+            print("|---|---|---|---|---|")
+            for n_callers, rps, p99, errors, pps in probe_rows:
+                print(f"| {n_callers} | {rps:.0f} | {p99:.1f} | {errors} | {pps:.2f} |")
     finally:
         run.close()
 

@@ -126,10 +126,20 @@ def cmd_load(args: argparse.Namespace) -> int:
             profile=args.profile, target_url=settings.target_url, workers=args.workers, time_scale=args.time_scale,
             slo_file=Path(args.slo), reports_dir=settings.reports_path, env=args.env, lb_timeout=args.lb_timeout,
             lb_matcher=args.lb_matcher, max_requests=args.max_requests, request_log=args.request_log,
+            remote_workers=args.remote_workers, master_bind=args.master_bind or "",
             runtime=settings.runtime, mlflow_workers=settings.mlflow_workers,
             timeout_multiplier=settings.timeout_multiplier))
     except KeyboardInterrupt:
         print("load: interrupted; everything it started was stopped", file=sys.stderr)
+        return 130
+
+
+def cmd_load_worker(args: argparse.Namespace) -> int:
+    from harness.load import worker_main
+    _terminate_as_interrupt()
+    try:
+        return worker_main(args.profile, args.master)
+    except KeyboardInterrupt:
         return 130
 
 
@@ -175,10 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--lb-matcher", help="the ALB matcher, e.g. 200 or 200-299")
     load.add_argument("--max-requests", type=int, help="stop after this many requests (default: the profile's cap)")
     load.add_argument("--request-log", action="store_true", help="also write requests.jsonl, one line per request")
+    load.add_argument("--remote-workers", type=int, default=0,
+                      help="also wait for N workers on other machines (`python -m harness load-worker`)")
+    load.add_argument("--master-bind", help="HOST:PORT the Locust master listens on (default 127.0.0.1, a free port)")
     for opt in OPTIONS:
         if opt.name in ("runtime", "timeout_multiplier", "mlflow_workers", "target_url", "reports_dir"):
             load.add_argument(opt.flag, dest=opt.name, default=None, help=opt.help)
     load.set_defaults(func=cmd_load)
+    worker = sub.add_parser("load-worker", help="a Locust worker for `load --remote-workers` on another machine")
+    worker.add_argument("--profile", required=True, choices=profile_names())
+    worker.add_argument("--master", required=True, help="HOST:PORT of the master (its --master-bind)")
+    worker.set_defaults(func=cmd_load_worker)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

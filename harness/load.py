@@ -60,6 +60,8 @@ class LoadRun:
     lb_source: str = "the command line"
     max_requests: int | None = None
     request_log: bool = False
+    remote_workers: int = 0      # workers on other machines: `python -m harness load-worker --master HOST:PORT`
+    master_bind: str = ""        # HOST:PORT the master listens on (default 127.0.0.1 and a free port)
     run_dir: Path | None = None  # default: <reports_dir>/load/<profile>-<UTC timestamp>
     runtime: str = "auto"
     mlflow_workers: int = 1
@@ -71,6 +73,10 @@ class LoadRun:
         data = profiles.read(self.profile)
         if not 0 <= self.workers <= 16:
             raise ConfigurationError("--workers between 0 (one process) and 16", repr(self.workers), "")
+        if not 0 <= self.remote_workers <= 256:
+            raise ConfigurationError("--remote-workers between 0 and 256", repr(self.remote_workers), "")
+        if self.master_bind:
+            parse_address(self.master_bind, "--master-bind")
         if not 0.01 <= self.time_scale <= 10:
             raise ConfigurationError("--time-scale between 0.01 and 10", repr(self.time_scale),
                                      "it multiplies the end of every stage of the profile")
@@ -94,6 +100,13 @@ class Outcome:
     summary: dict = field(default_factory=dict)
     history_line: dict = field(default_factory=dict)
     previous: dict | None = None
+
+
+def parse_address(raw: str, flag: str) -> tuple[str, int]:
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigurationError(f"{flag} as HOST:PORT", repr(raw), "e.g. 127.0.0.1:5557 or 0.0.0.0:5557")
+    return host, int(port)
 
 
 def load_balancer(run: LoadRun) -> tuple[float, str, str]:
@@ -150,12 +163,19 @@ def _target(run: LoadRun, harness_run: Run) -> Iterator[tuple[str, str, float | 
         yield stack.url("api"), name, api_settings(dict(stack.config.api_env)).health_cache_ttl
 
 
+def worker_argv(profile: str, master: tuple[str, int]) -> list[str]:
+    """One Locust worker of ``profile`` connected to a master: the same files, options come from the master."""
+    files = f"{LOCUSTFILE},{profiles.path_of(profile)}"
+    return [sys.executable, "-m", "locust", "-f", files, "--headless", "--loglevel", "WARNING", "--worker",
+            "--master-host", master[0], "--master-port", str(master[1])]
+
+
 def locust_argv(run: LoadRun, run_dir: Path, host: str, lb: tuple[float, str, str], role: str = "",
-                master_port: int = 0) -> list[str]:
+                master: tuple[str, int] = ("127.0.0.1", 0)) -> list[str]:
+    if role == "worker":
+        return worker_argv(run.profile, ("127.0.0.1" if master[0] in ("0.0.0.0", "") else master[0], master[1]))
     files = f"{LOCUSTFILE},{profiles.path_of(run.profile)}"
     argv = [sys.executable, "-m", "locust", "-f", files, "--headless", "--loglevel", "WARNING"]
-    if role == "worker":
-        return argv + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
     timeout, matcher, source = lb
     argv += ["--host", host, "--only-summary", "--html", str(run_dir / "report.html"),
              "--csv", str(run_dir / "stats"), "--csv-full-history", "--json-file", str(run_dir / "stats"),
@@ -167,8 +187,9 @@ def locust_argv(run: LoadRun, run_dir: Path, host: str, lb: tuple[float, str, st
     if run.request_log:
         argv += ["--request-log", str(run_dir / "requests.jsonl")]
     if role == "master":
-        argv += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
-                 "--expect-workers", str(run.workers), "--expect-workers-max-wait", str(int(STARTUP))]
+        argv += ["--master", "--master-bind-host", master[0], "--master-bind-port", str(master[1]),
+                 "--expect-workers", str(run.workers + run.remote_workers),
+                 "--expect-workers-max-wait", str(int(STARTUP))]
     return argv
 
 
@@ -179,16 +200,22 @@ def _drive(run: LoadRun, harness_run: Run, run_dir: Path, host: str, lb: tuple[f
     env = {k: v for k, v in os.environ.items()
            if k in ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE", "TMPDIR")}
     env.update({"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
-    port = free_port() if run.workers else 0
+    distributed = bool(run.workers or run.remote_workers)
+    port = free_port() if distributed and not run.master_bind else 0
+    master = parse_address(run.master_bind, "--master-bind") if run.master_bind else ("127.0.0.1", port)
     procs: list[LocalProcess] = []
     try:
-        role = "master" if run.workers else ""
-        main = LocalProcess(f"locust-{role or 'standalone'}", locust_argv(run, run_dir, host, lb, role, port),
+        role = "master" if distributed else ""
+        if run.remote_workers:
+            print(f"load: waiting up to {STARTUP:.0f} s for {run.remote_workers} remote workers: on each machine run "
+                  f"`python -m harness load-worker --profile {run.profile} --master <this host>:{master[1]}`",
+                  file=run.out, flush=True)
+        main = LocalProcess(f"locust-{role or 'standalone'}", locust_argv(run, run_dir, host, lb, role, master),
                             env=env, cwd=run_dir, url=host, run=harness_run)
         procs.append(main)
         main.start()
         for i in range(run.workers):
-            worker = LocalProcess(f"locust-worker-{i + 1}", locust_argv(run, run_dir, host, lb, "worker", port),
+            worker = LocalProcess(f"locust-worker-{i + 1}", locust_argv(run, run_dir, host, lb, "worker", master),
                                   env=env, cwd=run_dir, url=host, run=harness_run)
             procs.append(worker)
             worker.start()
@@ -295,6 +322,19 @@ def execute(run: LoadRun) -> Outcome:
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
     line, before_run = loadreport.publish(root, summary, run_dir)
     return Outcome(code, run_dir, summary, line, before_run)
+
+
+def worker_main(profile: str, master: str) -> int:
+    """``python -m harness load-worker``: one Locust worker for a master on another machine; it gets
+    every option from the master and exits when the master quits."""
+    try:
+        profiles.read(profile)
+        address = parse_address(master, "--master")
+    except (HarnessError, profiles.ProfileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(worker_argv(profile, address), env=env, cwd=REPO).returncode
 
 
 def main(run: LoadRun) -> int:

@@ -8,6 +8,7 @@ dependencies by service name, exactly as in services/docker-compose.yml. Host cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -160,7 +161,13 @@ class DockerRuntime(Runtime):
             # fault "slow start": the image's own command, begun only after ``delay`` seconds
             cmd = self.client.images.get(self.tags[name]).attrs["Config"]["Cmd"]
             c.with_command(["sh", "-c", f'sleep {delay:g}; exec "$@"', "slow-start", *cmd])
-        c.start()
+        try:
+            c.start()
+        except Exception:
+            # create succeeded but start failed: the container exists and nothing tracks it yet
+            with contextlib.suppress(Exception):
+                self.client.containers.get(c._name).remove(force=True, v=True)
+            raise
         return DockerService(name, c, port, url.format(port=port), self.run)
 
     def start_postgres(self, config: StackConfig) -> DockerService:

@@ -4,6 +4,7 @@ with clear 503s. Reports of every run: reports/load-suite/ (index.html lists the
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -17,6 +18,8 @@ from harness import scenarios
 from harness.apiconfig import api_settings
 from harness.faults import fault
 from harness.load import RequestLog
+from harness.ports import free_port, release
+from harness.runs import ENV_VAR
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 from harness.wait import wait_until
 from loadtests import profile as profiles
@@ -48,6 +51,30 @@ def test_two_workers_merge_into_one_report(run_profile):
     assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
     assert sum(per_worker.values()) == s["endpoints"][TOTAL]["requests"], (per_worker, s["endpoints"][TOTAL])
     assert (outcome.run_dir / "locust-worker-1.log").exists() and (outcome.run_dir / "locust-worker-2.log").exists()
+
+
+def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_profile, run):
+    """Across machines the master waits for --remote-workers and each machine runs load-worker;
+    here the "other machine" is a second process on loopback."""
+    port = free_port()
+    env = {**os.environ, ENV_VAR: run.run_id}
+    remote = subprocess.Popen([sys.executable, "-m", "harness", "load-worker", "--profile", "smoke",
+                               "--master", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        outcome = run_profile("smoke", workers=1, remote_workers=1, master_bind=f"127.0.0.1:{port}",
+                              time_scale=0.5)
+        remote_rc = remote.wait(timeout=30)  # it exits when its master quits
+    finally:
+        if remote.poll() is None:
+            remote.terminate()
+            remote.wait(timeout=30)
+        release(port)
+    s = outcome.summary
+    assert outcome.exit_code == 0, [v["text"] for v in s["verdicts"] if not v["ok"]]
+    assert len(s["workers"]) == 2 and all(n > 0 for n in s["workers"].values()), s["workers"]
+    assert sum(s["workers"].values()) == s["endpoints"][TOTAL]["requests"]
+    assert remote_rc == 0, remote.stderr.read()[-2000:]
 
 
 def test_request_cap_stops_the_run(run_profile):
