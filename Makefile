@@ -47,6 +47,12 @@ WORKERS ?= 0
 load: $(VENV)/.installed
 	$(PY) -m harness load --profile $(PROFILE) --workers $(WORKERS) $(if $(TARGET),--target-url $(TARGET))
 
+## bench: the benchmarks the README's figures come from (several minutes; not tests)
+bench: $(VENV)/.installed
+	$(PY) bench/health_throughput.py
+	$(PY) bench/startup.py
+	$(PY) bench/simulator_speed.py
+
 up: $(VENV)/.installed
 	$(PY) -m harness up
 

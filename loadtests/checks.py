@@ -32,6 +32,11 @@ def reason(status: int, body: object, error: object = None) -> str:
     """Why a response failed, in one line: status, the api's error and detail, or the transport error."""
     if error is not None and not status:
         return f"no answer: {type(error).__name__}: {str(error)[:160]}"
+    if isinstance(body, dict) and isinstance(body.get("checks"), dict):  # application/health+json
+        failing = [f"{name} {c.get('status')}{': ' + c['output'] if c.get('output') else ''}"
+                   for name, results in body["checks"].items() for c in results if c.get("status") != "pass"]
+        said = "; ".join(failing) or body.get("output") or body.get("status")
+        return f"status {status}: {body.get('status')}: {str(said)[:200]}"
     if isinstance(body, dict):
         said = body.get("detail") or body.get("error") or body.get("status")
         if isinstance(said, (dict, list)):

@@ -122,6 +122,9 @@ def test_failure_reasons_carry_the_apis_detail():
         "status 503: postgres: timeout"
     assert reason(0, None, TimeoutError("read timed out")) == "no answer: TimeoutError: read timed out"
     assert reason(500, "<html>") == "status 500"
+    health = {"status": "fail", "checks": {"postgres:connections": [{"status": "fail", "output": "timeout after 1.0s"}],
+                                           "mlflow:responseTime": [{"status": "pass"}]}}
+    assert reason(503, health) == "status 503: fail: postgres:connections fail: timeout after 1.0s"
 
 
 def summary(profile="smoke", passed=True, p99=50.0, rps=10.0):

@@ -112,7 +112,7 @@ def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restor
     scenario = scenarios.load(scenarios.FAULTS_DIR / "postgres-frozen.yaml")
     names = budget_names(stack, budgets)
     detect, recover = scenario.budget("detect_within", names), scenario.budget("recover_within", names)
-    run_dir = load_reports / f"frozen-postgres-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = load_reports / "load" / f"steady-frozen-postgres-{time.strftime('%Y%m%d-%H%M%S')}"
     log = RequestLog(run_dir / "requests.jsonl")
     result: dict = {}
 
