@@ -122,7 +122,7 @@ def load_balancer(run: LoadRun) -> tuple[float, str, str]:
         return float(api.alb.timeout), run.lb_matcher or api.alb.matcher, f"terraform plan of {var_file.name}"
     except (HarnessError, OSError, subprocess.SubprocessError) as exc:
         fallback = slo.load(run.slo_file).names.get("alb_timeout", 5.0)
-        first = str(exc).splitlines()[0][:160]
+        first = " ".join(line.strip() for line in str(exc).splitlines()[:3] if line.strip())[:200]
         return fallback, run.lb_matcher or "200", f"{run.slo_file.name} names (no plan: {first})"
 
 
