@@ -89,7 +89,8 @@ class LoadRun:
                 raise ConfigurationError("--lb-matcher", str(exc), "") from None
         if self.max_requests is not None and self.max_requests < 1:
             raise ConfigurationError("--max-requests of at least 1", repr(self.max_requests), "")
-        slo.load(self.slo_file, profile=self.profile)  # a wrong SLO file fails now, not after the load
+        # a wrong SLO file fails now, not after the load (alb_timeout: the plan's value comes later)
+        slo.load(self.slo_file, profile=self.profile, names={"alb_timeout": self.lb_timeout or 5.0})
         return data
 
 

@@ -91,3 +91,40 @@ def stack_ports_probe():
         svc.close(10)
         run.close()
     return [svc.host_port]
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["standalone", "two-workers"])
+def test_interrupted_load_run_leaves_no_locust_behind(tmp_path, workers, budgets):
+    """SIGTERM to `python -m harness load` mid-run: Locust, its workers and the run's dirs go."""
+    import http.server
+    import threading
+
+    from harness.ports import free_port
+    from harness.runs import process_table, tree
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()  # answers 501: load, not health
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "harness", "load", "--profile", "smoke", "--target-url", f"http://127.0.0.1:{port}",
+         "--lb-timeout", "5", "--workers", str(workers), "--reports-dir", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def locusts() -> set[int]:
+            if cli.poll() is not None:
+                raise ServiceFailed("the load run to be running", f"it exited with {cli.returncode}",
+                                    cli.stdout.read()[-2000:])
+            table = process_table()
+            return {p for p in tree({cli.pid}, table) - {cli.pid}
+                    if b"locust" in Path(f"/proc/{p}/cmdline").read_bytes()}
+
+        started = wait_until(locusts, until=lambda found: len(found) == workers + 1, timeout=budgets.http * 6,
+                             what="Locust and its workers to run")
+        cli.send_signal(signal.SIGTERM)
+        out, _ = cli.communicate(timeout=budgets.stop * 3)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        server.shutdown()
+    assert cli.returncode == 130, out
+    assert [p for p in started if Path(f"/proc/{p}").exists()] == [], out
+    assert "interrupted; everything it started was stopped" in out
