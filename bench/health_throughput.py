@@ -25,9 +25,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.load import probes  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 from harness.runs import Run  # noqa: E402
-from harness.runtime.local import LocalProcess, LocalRuntime  # noqa: E402
+from harness.runtime.local import LocalProcess, LocalRuntime, python_env  # noqa: E402
 from harness.stack import Stack  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
 
@@ -72,11 +73,6 @@ def drive_wrk(url: str, concurrency: int, seconds: float) -> tuple[int, float, f
     return total, ms("50"), ms("99"), errors
 
 
-def probes(api: str) -> float:
-    text = httpx.get(f"{api}/metrics").text
-    return sum(float(v) for v in re.findall(r'api_health_probes_total\{component="postgres",[^}]*\} ([0-9.e+]+)', text))
-
-
 def measure(url: str, concurrency: int, seconds: float) -> tuple[int, float, float, int]:
     """(requests, p50 ms, p99 ms, errors), with wrk when installed."""
     if shutil.which("wrk"):
@@ -89,7 +85,7 @@ def measure(url: str, concurrency: int, seconds: float) -> tuple[int, float, flo
 def bare_server(run: Run) -> tuple[LocalProcess, str]:
     port = free_port()
     proc = LocalProcess("bare", [sys.executable, str(REPO / "bench" / "bare_app.py"), str(port)],
-                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, cwd=run.mkdtemp("bare"),
+                        env=python_env(run.mkdtemp("bare-tmp")), cwd=run.mkdtemp("bare"),
                         url=f"http://127.0.0.1:{port}", run=run, ports=(port,))
     proc.start()
     wait_until(lambda: httpx.get(f"{proc.url}/bare", timeout=1).status_code, until=lambda c: c == 200,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import subprocess
@@ -34,7 +33,7 @@ from harness.budgets import Budgets
 from harness.errors import ConfigurationError, HarnessError, WaitTimeout
 from harness.ports import free_port, release
 from harness.runs import Run
-from harness.runtime.local import LocalProcess
+from harness.runtime.local import LocalProcess, python_env
 from harness.wait import wait_until
 from loadtests import profile as profiles
 from loadtests.checks import parse_matcher
@@ -164,21 +163,23 @@ def _target(run: LoadRun, harness_run: Run) -> Iterator[tuple[str, str, float | 
         yield stack.url("api"), name, api_settings(dict(stack.config.api_env)).health_cache_ttl
 
 
+def _locust(profile: str) -> list[str]:
+    """Locust headless over the locustfile and the profile's shape file."""
+    return [sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{profiles.path_of(profile)}", "--headless",
+            "--loglevel", "WARNING"]
+
+
 def worker_argv(profile: str, master: tuple[str, int]) -> list[str]:
     """One Locust worker of ``profile`` connected to a master: the same files, options come from the master."""
-    files = f"{LOCUSTFILE},{profiles.path_of(profile)}"
-    return [sys.executable, "-m", "locust", "-f", files, "--headless", "--loglevel", "WARNING", "--worker",
-            "--master-host", master[0], "--master-port", str(master[1])]
+    return _locust(profile) + ["--worker", "--master-host", master[0], "--master-port", str(master[1])]
 
 
 def locust_argv(run: LoadRun, run_dir: Path, host: str, lb: tuple[float, str, str], role: str = "",
                 master: tuple[str, int] = ("127.0.0.1", 0)) -> list[str]:
     if role == "worker":
         return worker_argv(run.profile, ("127.0.0.1" if master[0] in ("0.0.0.0", "") else master[0], master[1]))
-    files = f"{LOCUSTFILE},{profiles.path_of(run.profile)}"
-    argv = [sys.executable, "-m", "locust", "-f", files, "--headless", "--loglevel", "WARNING"]
     timeout, matcher, source = lb
-    argv += ["--host", host, "--only-summary", "--html", str(run_dir / "report.html"),
+    argv = _locust(run.profile) + ["--host", host, "--only-summary", "--html", str(run_dir / "report.html"),
              "--csv", str(run_dir / "stats"), "--csv-full-history", "--json-file", str(run_dir / "stats"),
              "--slo-file", str(run.slo_file), "--profile-name", run.profile,
              "--summary-file", str(run_dir / "summary.json"), "--lb-timeout", str(timeout), "--lb-matcher", matcher,
@@ -198,9 +199,7 @@ def _drive(run: LoadRun, harness_run: Run, run_dir: Path, host: str, lb: tuple[f
            bound: float) -> int:
     """Start Locust (one process, or a master and its workers), wait for it within ``bound`` seconds,
     and stop everything it started, whatever happens."""
-    env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE", "TMPDIR")}
-    env.update({"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    env = python_env(harness_run.mkdtemp("locust"))
     distributed = bool(run.workers or run.remote_workers)
     port = free_port() if distributed and not run.master_bind else 0
     master = parse_address(run.master_bind, "--master-bind") if run.master_bind else ("127.0.0.1", port)
@@ -318,8 +317,7 @@ def execute(run: LoadRun) -> Outcome:
     })
     if before is not None and after is not None:
         summary["health_cache"] = {"probes": int(after - before), "seconds": round(seconds, 1),
-                                   "per_second": round((after - before) / seconds, 2), "ttl": ttl,
-                                   "allowed": math.ceil(seconds / ttl) + 1 if ttl else None}
+                                   "per_second": round((after - before) / seconds, 2), "ttl": ttl}
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
     line, before_run = loadreport.publish(root, summary, run_dir)
     return Outcome(code, run_dir, summary, line, before_run)
@@ -346,10 +344,8 @@ def main(run: LoadRun) -> int:
         return 2
     summary = outcome.summary
     print(f"load: SLO gate ({summary['slo']['file']}):", file=run.out)
-    for v in summary.get("verdicts", []):
-        print(f"  {'pass  ' if v['ok'] else 'BREACH'}  {v['text']}", file=run.out)
-    for e in summary.get("exceptions", []):
-        print(f"  ERROR   the test itself raised {e['count']}x: {e['msg'].splitlines()[-1][:200]}", file=run.out)
+    for line in slo.gate_lines(summary.get("verdicts", []), summary.get("exceptions", [])):
+        print(line, file=run.out)
     cache = summary.get("health_cache")
     if cache:
         print(f"load: /health ran {cache['probes']} Postgres probes in {cache['seconds']} s "

@@ -156,7 +156,7 @@ td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;font-size:.
 figcaption{font-size:.85em}"""
 
 
-def index_html(root: Path, history: list[dict]) -> str:
+def index_html(history: list[dict]) -> str:
     """The page: per profile, one chart per key figure over its newest runs; then every run."""
     profiles = sorted({h.get("profile") or "?" for h in history})
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Load runs</title><style>{STYLE}</style>"
@@ -195,6 +195,6 @@ def publish(root: Path, summary: dict, run_dir: Path) -> tuple[dict, dict | None
         (run_dir / "summary.md").write_text(markdown(summary, before, line))
         history = append_history(root, line)
         tmp = root / (INDEX + ".tmp")
-        tmp.write_text(index_html(root, history))
+        tmp.write_text(index_html(history))
         tmp.replace(root / INDEX)
     return line, before

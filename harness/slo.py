@@ -170,3 +170,11 @@ def breaches(verdicts: list[Verdict]) -> list[Verdict]:
 
 def verdicts_json(verdicts: list[Verdict]) -> list[dict]:
     return [{**asdict(v), "text": str(v)} for v in verdicts]
+
+
+def gate_lines(verdicts: list[dict], exceptions: list[dict]) -> list[str]:
+    """What the gate prints, from ``verdicts_json`` and Locust's exceptions: one line per objective."""
+    lines = [f"  {'pass  ' if v['ok'] else 'BREACH'}  {v['text']}" for v in verdicts]
+    lines += [f"  ERROR   the test itself raised {e['count']}x: {e['msg'].splitlines()[-1][:200]}"
+              for e in exceptions]
+    return lines

@@ -24,7 +24,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.errors import ConfigurationError
-from harness.slo import SLO_FILE, TOTAL, Figures, breaches, judge, load, verdicts_json
+from harness.slo import SLO_FILE, TOTAL, Figures, breaches, gate_lines, judge, load, verdicts_json
 from loadtests.checks import parse_matcher
 
 STATE: dict = {"stop_reason": "the profile's last stage ended", "workers": Counter(), "log": None}
@@ -137,10 +137,8 @@ def _verdict(environment: Environment, **_: object) -> None:
     out = sys.stdout
     out.write(f"\nSLO gate ({slo.path.name}, profile {options.profile_name or '-'}; alb_timeout "
               f"{options.lb_timeout:g} s from {options.lb_source}):\n")
-    for v in verdicts:
-        out.write(f"  {'pass  ' if v.ok else 'BREACH'}  {v}\n")
-    for e in exceptions:
-        out.write(f"  ERROR   the test itself raised {e['count']}x: {e['msg'].splitlines()[-1][:200]}\n")
+    for line in gate_lines(summary["verdicts"], exceptions):
+        out.write(line + "\n")
     out.write(f"SLO gate: {len(broken)} of {len(verdicts)} objectives broken; stopped because {STATE['stop_reason']}\n")
     out.flush()
     environment.process_exit_code = 1 if broken else 2 if exceptions else 0

@@ -1,17 +1,19 @@
 """Nothing leaks: after SIGINT or SIGTERM to a pytest that holds a stack, and from a crashed run."""
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from harness.errors import ServiceFailed
-from harness.ports import is_listening
-from harness.runs import REGISTRY, TMP, Run, processes_of, reap
+from harness.ports import free_port, is_listening
+from harness.runs import REGISTRY, TMP, Run, process_table, processes_of, reap, tree
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.harness, pytest.mark.slow]
@@ -95,12 +97,7 @@ def stack_ports_probe():
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["standalone", "two-workers"])
 def test_interrupted_load_run_leaves_no_locust_behind(tmp_path, workers, budgets):
-    """SIGTERM to `python -m harness load` mid-run: Locust, its workers and the run's dirs go."""
-    import http.server
-    import threading
-
-    from harness.ports import free_port
-    from harness.runs import process_table, tree
+    """SIGTERM to `python -m harness load` mid-run: Locust and its workers go."""
     port = free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()  # answers 501: load, not health

@@ -74,6 +74,12 @@ def delayed(argv: list[str], seconds: float) -> list[str]:
     return ["sh", "-c", f'sleep {seconds:g}; exec "$@"', "slow-start", *argv]
 
 
+def python_env(workdir: Path) -> dict[str, str]:
+    """A clean environment for a Python child of the harness: this repo importable, temp files in ``workdir``."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE")}
+    return {**keep, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)}
+
+
 class LocalProcess(Service):
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path, url: str,
                  run: Run, user: str | None = None, stop_signal: int = signal.SIGTERM,
@@ -202,10 +208,6 @@ class LocalRuntime(Runtime):
         self.pg_bin = find_pg_bin()
         self.pg_user = unprivileged_user()
 
-    def _python_env(self, workdir: Path) -> dict[str, str]:
-        keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE")}
-        return {**keep, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)}
-
     def start_postgres(self, config: StackConfig) -> LocalProcess:
         workdir = self.run.mkdtemp("postgres")
         data = workdir / "data"
@@ -252,7 +254,7 @@ class LocalRuntime(Runtime):
         workdir = self.run.mkdtemp("mlflow")
         port = free_port()
         env = {
-            **self._python_env(workdir),
+            **python_env(workdir),
             "MLFLOW_BACKEND_STORE_URI": config.dsn(db, "mlflow"),
             "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": str(config.mlflow_workers),
             "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "artifacts"),
@@ -269,7 +271,7 @@ class LocalRuntime(Runtime):
         workdir = self.run.mkdtemp("api")
         port = free_port()
         env = {
-            **self._python_env(workdir),
+            **python_env(workdir),
             "API_DATABASE_URL": config.dsn(db, "api"),
             "API_MLFLOW_URL": f"http://{mlflow[0]}:{mlflow[1]}/mlflow",
             "API_HOST": "127.0.0.1", "API_PORT": str(port),

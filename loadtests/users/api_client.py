@@ -20,7 +20,7 @@ class ApiClient(FastHttpUser):
 
     def on_start(self) -> None:
         self.low, self.high = self.environment.shape_class.profile["client_wait"]
-        self.experiment = f"load-{getattr(self.environment.parsed_options, 'profile_name', '') or 'adhoc'}"
+        self.experiment = f"load-{self.environment.parsed_options.profile_name or 'adhoc'}"
         self.written: dict[str, dict[str, str]] = {}  # run id -> params it was written with
         self.seq = 0
 

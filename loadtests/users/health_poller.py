@@ -18,8 +18,8 @@ class HealthPoller(HttpUser):
         options = self.environment.parsed_options
         profile = self.environment.shape_class.profile
         self.interval = float(profile["poller"]["interval"])
-        self.timeout = float(getattr(options, "lb_timeout", None) or 5.0)
-        self.matcher = getattr(options, "lb_matcher", None) or "200"
+        self.timeout = float(options.lb_timeout)  # options of loadtests/gate.py, sent by the master
+        self.matcher = options.lb_matcher
         self._started = time.monotonic()
 
     def wait_time(self) -> float:
