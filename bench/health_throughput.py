@@ -25,14 +25,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.load import probes  # noqa: E402
+from harness.load.runner import probes  # noqa: E402
+from harness.paths import REPO  # noqa: E402
 from harness.ports import free_port  # noqa: E402
-from harness.runs import Run  # noqa: E402
-from harness.runtime.local import LocalProcess, LocalRuntime, python_env  # noqa: E402
-from harness.stack import Stack  # noqa: E402
+from harness.process import ChildProcess, python_env  # noqa: E402
+from harness.session import Session  # noqa: E402
+from harness.stack.runtime.local import LocalRuntime  # noqa: E402
+from harness.stack.stack import Stack  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 async def drive(url: str, concurrency: int, seconds: float) -> tuple[int, list[float], int]:
@@ -82,11 +82,11 @@ def measure(url: str, concurrency: int, seconds: float) -> tuple[int, float, flo
     return n, statistics.median(lat) * 1000, lat[max(0, int(len(lat) * 0.99) - 1)] * 1000, errors
 
 
-def bare_server(run: Run) -> tuple[LocalProcess, str]:
+def bare_server(session: Session) -> tuple[ChildProcess, str]:
     port = free_port()
-    proc = LocalProcess("bare", [sys.executable, str(REPO / "bench" / "bare_app.py"), str(port)],
-                        env=python_env(run.mkdtemp("bare-tmp")), cwd=run.mkdtemp("bare"),
-                        url=f"http://127.0.0.1:{port}", run=run, ports=(port,))
+    proc = ChildProcess("bare", [sys.executable, str(REPO / "bench" / "bare_app.py"), str(port)],
+                        env=python_env(session.mkdtemp("bare-tmp")), cwd=session.mkdtemp("bare"),
+                        url=f"http://127.0.0.1:{port}", session=session, ports=(port,))
     proc.start()
     wait_until(lambda: httpx.get(f"{proc.url}/bare", timeout=1).status_code, until=lambda c: c == 200,
                timeout=30, what="the bare FastAPI app to answer")
@@ -100,12 +100,12 @@ def main() -> None:
     ap.add_argument("--callers", default="1,10,50,200", help="concurrent /health callers, comma-separated")
     args = ap.parse_args()
     callers = [int(c) for c in args.callers.split(",")]
-    run = Run()
+    session = Session()
     try:
-        with Stack(LocalRuntime(run)) as stack:
+        with Stack(LocalRuntime(session)) as stack:
             api = stack.url("api")
             ttl = float(dict(stack.config.api_env)["API_HEALTH_CACHE_TTL"])
-            bare, bare_url = bare_server(run)
+            bare, bare_url = bare_server(session)
             client = "wrk" if shutil.which("wrk") else "a Python httpx client"
             rows = []
             endpoints = (("bare FastAPI `/bare`", f"{bare_url}/bare"), ("api `/health/live`", f"{api}/health/live"),
@@ -132,7 +132,7 @@ def main() -> None:
             for n_callers, rps, p99, errors, pps in probe_rows:
                 print(f"| {n_callers} | {rps:.0f} | {p99:.1f} | {errors} | {pps:.2f} |")
     finally:
-        run.close()
+        session.close()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.simulator import SimConfig, measured_boot, simulate  # noqa: E402
+from harness.deploy.simulator import SimConfig, measured_boot, simulate  # noqa: E402
 
 STAGING_MLFLOW = dict(container_interval=10, container_timeout=5, container_retries=3, container_start=90,
                       alb_interval=15, alb_timeout=5, healthy_threshold=2, unhealthy_threshold=3, grace=120,

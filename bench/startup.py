@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.errors import DependencyMissing  # noqa: E402
-from harness.runs import Run  # noqa: E402
-from harness.runtime import docker_available, make_runtime  # noqa: E402
-from harness.stack import Stack  # noqa: E402
+from harness.session import Session  # noqa: E402
+from harness.stack.runtime import docker_available, make_runtime  # noqa: E402
+from harness.stack.stack import Stack  # noqa: E402
 
 SERVICES = ("postgres", "mlflow", "api")
 
@@ -40,11 +40,11 @@ def main() -> None:
         if name == "docker" and (why := docker_available()):
             notes.append(f"docker skipped: {why}")
             continue
-        run = Run()
+        session = Session()
         try:
             samples: dict[str, list[float]] = {s: [] for s in (*SERVICES, "stack")}
             for i in range(args.repeat):
-                runtime = make_runtime(name, run)  # one stack per runtime: closing it removes its network
+                runtime = make_runtime(name, session)  # one stack per runtime: closing it removes its network
                 if i == 0 and getattr(runtime, "build_s", None):
                     notes.append(f"docker image builds (0: cached): {runtime.build_s}")
                 t0 = time.monotonic()
@@ -56,7 +56,7 @@ def main() -> None:
         except DependencyMissing as exc:
             notes.append(f"{name} skipped: {exc}")
         finally:
-            run.close()
+            session.close()
     print(f"\n{time.strftime('%Y-%m-%d')}: seconds to ready, median (min-max) of {args.repeat} fresh starts, "
           f"{os.cpu_count()} cores\n")
     print("| runtime | postgres | mlflow | api | whole stack |")

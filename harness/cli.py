@@ -12,10 +12,10 @@ import threading
 from harness.budgets import Budgets
 from harness.errors import HarnessError
 from harness.progress import Progress
-from harness.runs import Run, reap
-from harness.runtime import make_runtime, resolve_runtime
+from harness.session import Session, reap
 from harness.settings import OPTIONS, resolve
-from harness.stack import Stack, record_timings
+from harness.stack.runtime import make_runtime, resolve_runtime
+from harness.stack.stack import Stack, record_timings
 
 
 def _terminate_as_interrupt() -> None:
@@ -32,10 +32,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"runtime: {runtime_name} ({why})", file=sys.stderr, flush=True)
     _terminate_as_interrupt()
     reap()
-    run = Run()
+    session = Session()
     try:
-        from harness.runtime.base import StackConfig
-        stack = Stack(make_runtime(runtime_name, run), StackConfig(mlflow_workers=settings.mlflow_workers),
+        from harness.stack.runtime.base import StackConfig
+        stack = Stack(make_runtime(runtime_name, session), StackConfig(mlflow_workers=settings.mlflow_workers),
                       Budgets(settings.timeout_multiplier), progress=Progress())
         with stack:
             for entry in stack.describe():
@@ -46,7 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr, flush=True)
     finally:
-        run.close()
+        session.close()
     return 0
 
 
@@ -66,8 +66,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def _model(args: argparse.Namespace):
     from pathlib import Path
 
-    from harness.terraform import TERRAFORM_DIR
-    from harness.timing import planned
+    from harness.deploy.timing import planned
+    from harness.paths import TERRAFORM_DIR
 
     var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
     return planned(var_file, Path(args.timings), args.fargate_factor)
@@ -75,8 +75,8 @@ def _model(args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a rolling deployment of one service with the planned timings."""
-    from harness.dockerfile import service_healthcheck
-    from harness.simulator import SimConfig, simulate
+    from harness.deploy.dockerfile import service_healthcheck
+    from harness.deploy.simulator import SimConfig, simulate
 
     model = _model(args)
     svc = model.services[args.service]
@@ -90,7 +90,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_timings(args: argparse.Namespace) -> int:
     """Plan an environment offline and print every timing rule with pass or fail."""
-    from harness.timing import check
+    from harness.deploy.timing import check
 
     model = _model(args)
     print(f"timings of {model.source}; boot times: {model.boot_source}\n")
@@ -115,7 +115,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     """Run one load profile with Locust; reports under reports/load/."""
     from pathlib import Path
 
-    from harness.load import LoadRun, main
+    from harness.load.runner import LoadRun, main
     settings = resolve({"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier,
                         "mlflow_workers": args.mlflow_workers, "target_url": args.target_url,
                         "reports_dir": args.reports_dir}, os.environ, {})
@@ -135,7 +135,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_load_worker(args: argparse.Namespace) -> int:
-    from harness.load import worker_main
+    from harness.load.runner import worker_main
     _terminate_as_interrupt()
     try:
         return worker_main(args.profile, args.master)
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--fargate-factor", type=float, default=3.0, help="scale measured boot times")
     sim.set_defaults(func=cmd_simulate)
     load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")
+    from harness.load.profile import names as profile_names
     from harness.slo import SLO_FILE
-    from loadtests.profile import names as profile_names
     load.add_argument("--profile", required=True, choices=profile_names(), help="loadtests/profiles/<name>.py")
     load.add_argument("--workers", type=int, default=0,
                       help="Locust distributed mode: one master and N local workers (0: one process)")

@@ -19,10 +19,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from harness.budgets import evaluate
 from harness.errors import ConfigurationError
-from harness.scenarios import REPO, evaluate
+from harness.paths import SCENARIOS_DIR, shown
 
-SLO_FILE = REPO / "scenarios" / "slo.yaml"
+SLO_FILE = SCENARIOS_DIR / "slo.yaml"
 HEALTH_ENDPOINT = "GET /health [lb]"  # the load-balancer poller's requests (loadtests/users/health_poller.py)
 TOTAL = "total"
 LIMIT = {"type": ["number", "string"], "description": "a number, or an expression such as alb_timeout * 1000"}
@@ -119,7 +120,7 @@ def load(path: Path = SLO_FILE, profile: str | None = None, names: Mapping[str, 
          sources: Mapping[str, str] | None = None) -> Slo:
     """Read and validate the file; ``names`` (e.g. alb_timeout from the plan) override its fallbacks;
     a profile's section overrides the common objectives field by field."""
-    rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    rel = shown(path)
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:

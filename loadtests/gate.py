@@ -24,8 +24,8 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.errors import ConfigurationError
+from harness.load.matcher import parse_matcher
 from harness.slo import SLO_FILE, TOTAL, Figures, breaches, gate_lines, judge, load, verdicts_json
-from loadtests.checks import parse_matcher
 
 STATE: dict = {"stop_reason": "the profile's last stage ended", "workers": Counter(), "log": None}
 

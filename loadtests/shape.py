@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from locust import LoadTestShape
 
-from loadtests.profile import stage_at, validate
+from harness.load.profile import stage_at, validate
 
 
 class StagedShape(LoadTestShape):

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ServiceFailed
+from harness.paths import REPO
 from harness.ports import free_port, is_listening
-from harness.runs import REGISTRY, TMP, Run, process_table, processes_of, reap, tree
+from harness.session import ENV_VAR, REGISTRY, TMP, Session, process_table, processes_of, reap, tree
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.harness, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -55,12 +55,12 @@ def test_reaper_removes_what_a_crashed_run_left(tmp_path):
                           text=True).stdout.strip()
     rid = "hdeadbeef"
     REGISTRY.mkdir(exist_ok=True)
-    (REGISTRY / f"{rid}.json").write_text(json.dumps({"run_id": rid, "owner_pid": int(dead),
+    (REGISTRY / f"{rid}.json").write_text(json.dumps({"session_id": rid, "owner_pid": int(dead),
                                                        "owner_start": "0", "dirs": []}))
     leftover_dir = Path(TMP, f"harness-{rid}-postgres-x")
     leftover_dir.mkdir()
-    orphan = subprocess.Popen(["sleep", "600"], env={**os.environ, "HARNESS_RUN_ID": rid}, start_new_session=True)
-    alive = Run()  # a live run in this process: the reaper must not touch it
+    orphan = subprocess.Popen(["sleep", "600"], env={**os.environ, ENV_VAR: rid}, start_new_session=True)
+    alive = Session()  # a live session in this process: the reaper must not touch it
     own_dir = alive.mkdtemp("keep")
     try:
         reap()  # (a concurrent session's reaper may get there first: judge the end state)
@@ -81,17 +81,17 @@ def test_a_stopped_stack_frees_its_ports(stack_ports_probe):
 @pytest.fixture
 def stack_ports_probe():
     """Start and stop a Postgres; return the port it held."""
-    from harness.probes import postgres_ready
-    from harness.runtime.base import StackConfig
-    from harness.runtime.local import LocalRuntime
-    run = Run()
-    svc = LocalRuntime(run).start_postgres(StackConfig())
+    from harness.stack.readiness import postgres_ready
+    from harness.stack.runtime.base import StackConfig
+    from harness.stack.runtime.local import LocalRuntime
+    session = Session()
+    svc = LocalRuntime(session).start_postgres(StackConfig())
     try:
         wait_until(lambda: postgres_ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
         assert is_listening(svc.host_port)
     finally:
         svc.close(10)
-        run.close()
+        session.close()
     return [svc.host_port]
 
 

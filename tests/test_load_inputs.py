@@ -8,11 +8,12 @@ import sys
 import pytest
 import yaml
 
-from harness import loadreport, slo
+from harness import slo
 from harness.errors import ConfigurationError
-from harness.load import LoadRun, RequestLog
-from loadtests import profile as profiles
-from loadtests.checks import matches, parse_matcher, reason
+from harness.load import profile as profiles
+from harness.load import report as loadreport
+from harness.load.matcher import matches, parse_matcher, reason
+from harness.load.runner import LoadRun, RequestLog
 
 pytestmark = pytest.mark.harness
 

@@ -8,10 +8,10 @@ import pytest
 
 from harness.budgets import Budgets
 from harness.errors import WaitTimeout
-from harness.probes import postgres_ready
-from harness.runs import Run, processes_of
-from harness.runtime.base import StackConfig
-from harness.runtime.local import LocalRuntime
+from harness.session import Session, processes_of
+from harness.stack.readiness import postgres_ready
+from harness.stack.runtime.base import StackConfig
+from harness.stack.runtime.local import LocalRuntime
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.harness, pytest.mark.disruptive]
@@ -19,16 +19,16 @@ pytestmark = [pytest.mark.harness, pytest.mark.disruptive]
 
 @pytest.fixture
 def pg():
-    run = Run()
+    session = Session()
     config = StackConfig()
-    runtime = LocalRuntime(run)
+    runtime = LocalRuntime(session)
     svc = runtime.start_postgres(config)
     try:
         wait_until(lambda: postgres_ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
-        yield svc, run
+        yield svc, session
     finally:
         svc.close(10)
-        run.close()
+        session.close()
 
 
 def query(svc, timeout=1):
@@ -37,8 +37,8 @@ def query(svc, timeout=1):
 
 
 def test_children_carry_the_run_id_and_run_unprivileged(pg):
-    svc, run = pg
-    pids = processes_of({run.run_id})
+    svc, session = pg
+    pids = processes_of({session.id})
     assert svc.pid in pids and len(pids) > 1  # postmaster and its backends/auxiliaries
     if os.geteuid() == 0:
         assert Path(f"/proc/{svc.pid}").stat().st_uid != 0
@@ -70,6 +70,6 @@ def test_kill_then_start_keeps_data_and_port(pg):
 
 
 def test_stop_is_graceful_and_leaves_no_process(pg):
-    svc, run = pg
+    svc, session = pg
     assert svc.stop(Budgets().stop) == 0
-    assert processes_of({run.run_id}) == []
+    assert processes_of({session.id}) == []

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness.errors import HarnessError
-from harness.proxy import Bandwidth, Blackhole, FaultProxy, Latency, Refuse, ResetPeer, Respond, SlowClose
+from harness.stack.proxy import Bandwidth, Blackhole, FaultProxy, Latency, Refuse, ResetPeer, Respond, SlowClose
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.errors import ConfigurationError
-from harness.scenarios import evaluate, load, load_all
+from harness.faults.scenarios import evaluate, load, load_all
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 

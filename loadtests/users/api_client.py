@@ -8,7 +8,7 @@ import uuid
 
 from locust import FastHttpUser, task
 
-from loadtests.checks import reason
+from harness.load.matcher import reason
 
 KEEP = 200  # run ids a client remembers for reads
 

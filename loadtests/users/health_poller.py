@@ -7,7 +7,7 @@ import time
 
 from locust import HttpUser, task
 
-from loadtests.checks import matches, reason
+from harness.load.matcher import matches, reason
 
 
 class HealthPoller(HttpUser):

@@ -6,8 +6,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from harness.deploy import deploy, judge
-from harness.simulator import SimConfig, simulate
+from harness.deploy.driver import deploy, judge
+from harness.deploy.simulator import SimConfig, simulate
 
 pytestmark = pytest.mark.deployment
 CLUSTER, REGION = "mlplatform-staging", "eu-west-1"

@@ -4,25 +4,26 @@ stores the grace period, update_service the deployment configuration (see README
 
 import pytest
 
-from harness.deploy import deploy
-from harness.dockerfile import service_healthcheck
+from harness.deploy.dockerfile import service_healthcheck
+from harness.deploy.driver import deploy
+from harness.deploy.moto import MotoServer
+from harness.deploy.terraform import Terraform
 from harness.errors import DependencyMissing
-from harness.moto import MotoServer
-from harness.terraform import TERRAFORM_DIR, Terraform
+from harness.paths import TERRAFORM_DIR
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
 VAR_FILE = str(TERRAFORM_DIR / "environments" / "staging.tfvars")
 
 
 @pytest.fixture(scope="module")
-def applied(run, terraform, make_model):
+def applied(harness_session, terraform, make_model):
     model = make_model("staging")
     try:
-        server = MotoServer(run, running_tasks=3)
+        server = MotoServer(harness_session, running_tasks=3)
     except DependencyMissing as exc:
         pytest.skip(str(exc))
     with server as moto:
-        tf = Terraform(run.mkdtemp("tf-moto"))
+        tf = Terraform(harness_session.mkdtemp("tf-moto"))
         variables = {"aws_endpoint": moto.url, "deletion_protection": False}
         tf.init()
         try:

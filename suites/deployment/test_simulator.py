@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness.simulator import SimConfig, breaker_threshold, measured_boot, simulate
+from harness.deploy.simulator import SimConfig, breaker_threshold, measured_boot, simulate
 
 pytestmark = pytest.mark.deployment
 

@@ -4,8 +4,8 @@ the whole path api -> mlflow -> postgres behind containers, and the compose file
 import httpx
 import pytest
 
-from harness.compose import ComposeStack
-from harness.dockerfile import service_healthcheck
+from harness.deploy.dockerfile import service_healthcheck
+from harness.stack.compose import ComposeStack
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -73,9 +73,10 @@ def test_api_container_passes_through_the_whole_path(docker_stack):
 
 
 @pytest.mark.slow
-def test_compose_file_brings_the_stack_up_healthy_and_down_removes_it(docker_stack, docker_client, run, budgets):
+def test_compose_file_brings_the_stack_up_healthy_and_down_removes_it(docker_stack, docker_client, harness_session,
+                                                                       budgets):
     images = docker_stack.runtime.tags
-    with ComposeStack(run.run_id, images) as compose:
+    with ComposeStack(harness_session.id, images) as compose:
         states = compose.wait_healthy(budgets.mlflow_ready + budgets.api_ready)
         assert states == {"postgres": "healthy", "mlflow": "healthy", "api": "healthy"}
         r = httpx.get(f"http://127.0.0.1:{compose.ports['api']}/health", timeout=5)

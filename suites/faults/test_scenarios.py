@@ -5,8 +5,8 @@ import pytest
 import pytest_html
 
 from fixtures.faults import budget_names
-from harness import faults
-from harness.scenarios import load_all
+from harness.faults import inject as faults
+from harness.faults.scenarios import load_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
 SCENARIOS = load_all()  # a wrong file fails collection with the file, the field and what was expected

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from harness.dockerfile import service_healthcheck
-from harness.runtime.base import StackConfig
-from harness.stack import Stack
+from harness.deploy.dockerfile import service_healthcheck
+from harness.stack.runtime.base import StackConfig
+from harness.stack.stack import Stack
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive, pytest.mark.slow]

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from harness.apiconfig import api_settings
-from harness.prober import Prober
+from harness.faults.sampler import Prober
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive]

@@ -14,15 +14,15 @@ import pytest
 import yaml
 
 from fixtures.faults import budget_names
-from harness import scenarios
 from harness.apiconfig import api_settings
-from harness.faults import fault
-from harness.load import RequestLog
+from harness.faults import scenarios
+from harness.faults.inject import fault
+from harness.load import profile as profiles
+from harness.load.runner import RequestLog
 from harness.ports import free_port, release
-from harness.runs import ENV_VAR
+from harness.session import ENV_VAR
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 from harness.wait import wait_until
-from loadtests import profile as profiles
 
 pytestmark = pytest.mark.load
 CLIENTS = {"POST /runs", "GET /runs/{id}", "GET /runs/{id} (missing)"}
@@ -53,11 +53,11 @@ def test_two_workers_merge_into_one_report(run_profile):
     assert (outcome.run_dir / "locust-worker-1.log").exists() and (outcome.run_dir / "locust-worker-2.log").exists()
 
 
-def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_profile, run):
+def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_profile, harness_session):
     """Across machines the master waits for --remote-workers and each machine runs load-worker;
     here the "other machine" is a second process on loopback."""
     port = free_port()
-    env = {**os.environ, ENV_VAR: run.run_id}
+    env = {**os.environ, ENV_VAR: harness_session.id}
     remote = subprocess.Popen([sys.executable, "-m", "harness", "load-worker", "--profile", "smoke",
                                "--master", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
@@ -171,7 +171,7 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
 
 
 def _probes(api: str) -> float:
-    from harness.load import probes
+    from harness.load.runner import probes
     value = probes(api)
     assert value is not None, "the api's /metrics has no api_health_probes_total for postgres"
     return value

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from harness.terraform import TERRAFORM_DIR
+from harness.paths import TERRAFORM_DIR
 
 pytestmark = pytest.mark.terraform
 

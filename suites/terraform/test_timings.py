@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from fixtures.terraform import ENVIRONMENTS
-from harness.terraform import TERRAFORM_DIR
-from harness.timing import RULES, check
+from harness.deploy.timing import RULES, check
+from harness.paths import TERRAFORM_DIR
 
 pytestmark = pytest.mark.terraform
 

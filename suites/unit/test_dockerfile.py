@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.dockerfile import healthcheck, parse_duration, service_healthcheck
+from harness.deploy.dockerfile import healthcheck, parse_duration, service_healthcheck
 from harness.errors import ConfigurationError
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ import pytest
 pytestmark = pytest.mark.harness
 
 
-def test_block(stack, run):
+def test_block(stack, harness_session):
     marker = Path(os.environ["CASE_MARKER"])
     pids = " ".join(svc.ident for svc in stack.services.values())
-    marker.write_text(f"{run.run_id}\n{pids}\n")
+    marker.write_text(f"{harness_session.id}\n{pids}\n")
     threading.Event().wait(120)  # until the parent test interrupts this pytest

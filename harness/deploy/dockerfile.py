@@ -9,8 +9,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from harness.errors import ConfigurationError
+from harness.paths import SERVICES_DIR, shown
 
-REPO = Path(__file__).resolve().parents[1]
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
 # Docker's own defaults when an option is absent
@@ -71,7 +71,7 @@ def healthcheck(dockerfile: Path) -> HealthCheck:
     """The last HEALTHCHECK of ``dockerfile`` (continuation lines joined)."""
     text = dockerfile.read_text().replace("\\\n", " ")
     lines = [ln.strip() for ln in text.splitlines() if re.match(r"\s*HEALTHCHECK\s", ln, re.I)]
-    rel = str(dockerfile.relative_to(REPO)) if dockerfile.is_relative_to(REPO) else str(dockerfile)
+    rel = shown(dockerfile)
     if not lines:
         raise ConfigurationError(f"{rel}: a HEALTHCHECK instruction", "none", "add HEALTHCHECK ... CMD ...")
     body = re.sub(r"^HEALTHCHECK\s+", "", lines[-1], flags=re.I)
@@ -99,4 +99,4 @@ def healthcheck(dockerfile: Path) -> HealthCheck:
 
 
 def service_healthcheck(service: str) -> HealthCheck:
-    return healthcheck(REPO / "services" / service / "Dockerfile")
+    return healthcheck(SERVICES_DIR / service / "Dockerfile")

@@ -18,10 +18,10 @@ import httpx
 import psycopg
 
 from harness.errors import ConfigurationError
-from harness.prober import Prober
-from harness.proxy import Bandwidth, Blackhole, Latency, Refuse, ResetPeer, Respond, SlowClose, Toxic
-from harness.scenarios import Scenario
-from harness.stack import Stack
+from harness.faults.sampler import Prober
+from harness.faults.scenarios import Scenario
+from harness.stack.proxy import Bandwidth, Blackhole, Latency, Refuse, ResetPeer, Respond, SlowClose, Toxic
+from harness.stack.stack import Stack
 from harness.wait import wait_until
 
 

@@ -28,18 +28,19 @@ from typing import TextIO
 
 import httpx
 
-from harness import loadreport, slo
+from harness import slo
 from harness.budgets import Budgets
 from harness.errors import ConfigurationError, HarnessError, WaitTimeout
+from harness.load import profile as profiles
+from harness.load import report as loadreport
+from harness.load.matcher import parse_matcher
+from harness.paths import LOADTESTS_DIR, REPO
 from harness.ports import free_port, release
-from harness.runs import Run
-from harness.runtime.local import LocalProcess, python_env
+from harness.process import ChildProcess, python_env
+from harness.session import Session
 from harness.wait import wait_until
-from loadtests import profile as profiles
-from loadtests.checks import parse_matcher
 
-REPO = Path(__file__).resolve().parents[1]
-LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
+LOCUSTFILE = LOADTESTS_DIR / "locustfile.py"
 STARTUP = 60.0      # seconds for Locust (and its workers) to start and for the last reports to be written
 STOP_GRACE = 20.0   # after SIGTERM, for Locust to write its reports
 
@@ -114,8 +115,8 @@ def load_balancer(run: LoadRun) -> tuple[float, str, str]:
     of ``run.env``, else the SLO file's fallback (and "200"), saying which."""
     if run.lb_timeout is not None:
         return run.lb_timeout, run.lb_matcher or "200", run.lb_source
-    from harness.terraform import TERRAFORM_DIR
-    from harness.timing import planned
+    from harness.deploy.timing import planned
+    from harness.paths import TERRAFORM_DIR
     var_file = TERRAFORM_DIR / "environments" / f"{run.env}.tfvars"
     try:
         api = planned(var_file, run.reports_dir / "timings.json").services["api"]
@@ -145,20 +146,20 @@ def _commit() -> str:
 
 
 @contextlib.contextmanager
-def _target(run: LoadRun, harness_run: Run) -> Iterator[tuple[str, str, float | None]]:
+def _target(run: LoadRun, session: Session) -> Iterator[tuple[str, str, float | None]]:
     """(api url, runtime name, health cache TTL): the given target, or a stack started for this run."""
     if run.target_url:
         yield run.target_url, "target", None
         return
     from harness.apiconfig import api_settings
     from harness.progress import Progress
-    from harness.runtime import make_runtime, resolve_runtime
-    from harness.runtime.base import StackConfig
-    from harness.stack import Stack, record_timings
+    from harness.stack.runtime import make_runtime, resolve_runtime
+    from harness.stack.runtime.base import StackConfig
+    from harness.stack.stack import Stack, record_timings
     name, why = resolve_runtime(run.runtime)
     print(f"load: starting the stack on {name} ({why})", file=run.out, flush=True)
     config = StackConfig(mlflow_workers=run.mlflow_workers)
-    with Stack(make_runtime(name, harness_run), config, Budgets(run.timeout_multiplier), progress=Progress()) as stack:
+    with Stack(make_runtime(name, session), config, Budgets(run.timeout_multiplier), progress=Progress()) as stack:
         record_timings(run.reports_dir / "timings.json", name, stack.ready_s)
         yield stack.url("api"), name, api_settings(dict(stack.config.api_env)).health_cache_ttl
 
@@ -195,28 +196,28 @@ def locust_argv(run: LoadRun, run_dir: Path, host: str, lb: tuple[float, str, st
     return argv
 
 
-def _drive(run: LoadRun, harness_run: Run, run_dir: Path, host: str, lb: tuple[float, str, str],
+def _drive(run: LoadRun, session: Session, run_dir: Path, host: str, lb: tuple[float, str, str],
            bound: float) -> int:
     """Start Locust (one process, or a master and its workers), wait for it within ``bound`` seconds,
     and stop everything it started, whatever happens."""
-    env = python_env(harness_run.mkdtemp("locust"))
+    env = python_env(session.mkdtemp("locust"))
     distributed = bool(run.workers or run.remote_workers)
     port = free_port() if distributed and not run.master_bind else 0
     master = parse_address(run.master_bind, "--master-bind") if run.master_bind else ("127.0.0.1", port)
-    procs: list[LocalProcess] = []
+    procs: list[ChildProcess] = []
     try:
         role = "master" if distributed else ""
         if run.remote_workers:
             print(f"load: waiting up to {STARTUP:.0f} s for {run.remote_workers} remote workers: on each machine run "
                   f"`python -m harness load-worker --profile {run.profile} --master <this host>:{master[1]}`",
                   file=run.out, flush=True)
-        main = LocalProcess(f"locust-{role or 'standalone'}", locust_argv(run, run_dir, host, lb, role, master),
-                            env=env, cwd=run_dir, url=host, run=harness_run)
+        main = ChildProcess(f"locust-{role or 'standalone'}", locust_argv(run, run_dir, host, lb, role, master),
+                            env=env, cwd=run_dir, url=host, session=session)
         procs.append(main)
         main.start()
         for i in range(run.workers):
-            worker = LocalProcess(f"locust-worker-{i + 1}", locust_argv(run, run_dir, host, lb, "worker", master),
-                                  env=env, cwd=run_dir, url=host, run=harness_run)
+            worker = ChildProcess(f"locust-worker-{i + 1}", locust_argv(run, run_dir, host, lb, "worker", master),
+                                  env=env, cwd=run_dir, url=host, session=session)
             procs.append(worker)
             worker.start()
         try:
@@ -291,18 +292,18 @@ def execute(run: LoadRun) -> Outcome:
     print(f"load: load balancer check timeout {lb[0]:g} s, matcher {lb[1]} (from {lb[2]})", file=run.out, flush=True)
     root = (run.reports_dir / "load").resolve()
     run_dir = _new_run_dir(root, run)
-    harness_run = Run()
+    session = Session()
     try:
-        with _target(run, harness_run) as (host, runtime, ttl):
+        with _target(run, session) as (host, runtime, ttl):
             before, t0 = probes(host), time.monotonic()
             bound = profiles.duration(data, run.time_scale) + STARTUP
             print(f"load: running Locust against {host} for up to {profiles.duration(data, run.time_scale):.0f} s"
                   f"{f' with {run.workers} workers' if run.workers else ''}; reports in {run_dir}",
                   file=run.out, flush=True)
-            code = _drive(run, harness_run, run_dir, host, lb, bound)
+            code = _drive(run, session, run_dir, host, lb, bound)
             after, seconds = probes(host), time.monotonic() - t0
     finally:
-        harness_run.close()
+        session.close()
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
         log = "\n".join((run_dir / f).read_text(errors="replace")[-3000:] for f in sorted(

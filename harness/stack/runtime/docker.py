@@ -1,7 +1,7 @@
-"""The docker runtime: the real images on a network of their own per run.
+"""The docker runtime: the real images on a network of their own per session.
 
 testcontainers (Ryuk disabled: its image cannot be pulled here; the harness's reaper removes
-what carries the run label) starts each container; the api and MLflow reach their
+what carries the session label) starts each container; the api and MLflow reach their
 dependencies by service name, exactly as in services/docker-compose.yml. Host clients use
 127.0.0.1 and ports fixed at creation, so a restarted container keeps its URL.
 """
@@ -15,10 +15,10 @@ import signal
 import time
 
 from harness.errors import ServiceFailed
-from harness.images import ensure_images
 from harness.ports import free_port, release
-from harness.runs import LABEL, Run
-from harness.runtime.base import Runtime, Service, StackConfig
+from harness.session import LABEL, Session
+from harness.stack.images import ensure_images
+from harness.stack.runtime.base import Runtime, Service, StackConfig
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TC_HOST", "127.0.0.1")
@@ -27,8 +27,8 @@ PORTS = {"postgres": 5432, "mlflow": 5000, "api": 8000}
 
 
 class DockerService(Service):
-    def __init__(self, name: str, container, host_port: int, url: str, run: Run) -> None:
-        self.name, self.container, self.host_port, self.url, self.run = name, container, host_port, url, run
+    def __init__(self, name: str, container, host_port: int, url: str) -> None:
+        self.name, self.container, self.host_port, self.url = name, container, host_port, url
         self.started_at = time.monotonic()
         self.healthy_after: float | None = None
 
@@ -128,25 +128,25 @@ class DockerService(Service):
 class DockerRuntime(Runtime):
     name = "docker"
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, session: Session) -> None:
         import docker
         from testcontainers.core.network import Network
 
-        self.run = run
-        self.stack_id = secrets.token_hex(2)  # several stacks of one run may coexist
+        self.session = session
+        self.stack_id = secrets.token_hex(2)  # several stacks of one session may coexist
         self.client = docker.from_env()
         self.tags, self.build_s, self.base = ensure_images(self.client)
-        self.network = Network(docker_network_kw={"labels": {LABEL: run.run_id}}).create()
+        self.network = Network(docker_network_kw={"labels": {LABEL: session.id}}).create()
 
     def _container(self, name: str, env: dict[str, str], healthcheck: dict | None = None, instance: str = ""):
         from testcontainers.core.container import DockerContainer
 
         port = free_port()
-        kwargs: dict = {"labels": {LABEL: self.run.run_id, "harness.service": name}}
+        kwargs: dict = {"labels": {LABEL: self.session.id, "harness.service": name}}
         if healthcheck is not None:
             kwargs["healthcheck"] = healthcheck
         c = (DockerContainer(self.tags[name])
-             .with_name(f"harness-{self.run.run_id}-{self.stack_id}-{name}{'-' + instance if instance else ''}")
+             .with_name(f"harness-{self.session.id}-{self.stack_id}-{name}{'-' + instance if instance else ''}")
              .with_envs(**env)
              .with_network(self.network).with_network_aliases(*([] if instance else [name]))
              .with_kwargs(**kwargs))
@@ -168,7 +168,7 @@ class DockerRuntime(Runtime):
             with contextlib.suppress(Exception):
                 self.client.containers.get(c._name).remove(force=True, v=True)
             raise
-        return DockerService(name, c, port, url.format(port=port), self.run)
+        return DockerService(name, c, port, url.format(port=port))
 
     def start_postgres(self, config: StackConfig) -> DockerService:
         env = {"POSTGRES_USER": config.user, "POSTGRES_PASSWORD": config.password,
@@ -182,7 +182,7 @@ class DockerRuntime(Runtime):
         return (service.name, PORTS[service.name])
 
     def proxy_host(self) -> str:
-        """The per-run network's gateway: the host as the containers see it."""
+        """The per-session network's gateway: the host as the containers see it."""
         net = self.client.networks.get(self.network.id)
         return net.attrs["IPAM"]["Config"][0]["Gateway"]
 

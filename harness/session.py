@@ -1,10 +1,12 @@
-"""Run ids, the run registry, and the reaper.
+"""Sessions, their registry, and the reaper.
 
-Everything a run starts carries its id: child processes have ``HARNESS_RUN_ID`` in their
-environment (inherited by grandchildren such as Postgres backends and MLflow workers), temp
-dirs are named ``harness-<id>-*``, containers, networks and volumes carry the label
-``harness.run-id``. A run registers itself in ``<tmp>/harness-runs/<id>.json`` with its owner
-pid; the reaper removes whatever belongs to runs whose owner is gone (or to all runs, forced).
+A session is one harness process's ownership of what it starts (a pytest process, an xdist
+worker, ``python -m harness up``). Everything a session starts carries its id: child processes
+have ``HARNESS_SESSION_ID`` in their environment (inherited by grandchildren such as Postgres
+backends and MLflow workers), temp dirs are named ``harness-<id>-*``, containers, networks and
+volumes carry the label ``harness.session-id``. A session registers itself in
+``<tmp>/harness-sessions/<id>.json`` with its owner pid; the reaper removes whatever belongs to
+sessions whose owner is gone (or to all sessions, forced).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ENV_VAR = "HARNESS_RUN_ID"
-LABEL = "harness.run-id"
+ENV_VAR = "HARNESS_SESSION_ID"
+LABEL = "harness.session-id"
 TMP = Path(tempfile.gettempdir())
-REGISTRY = TMP / "harness-runs"
+REGISTRY = TMP / "harness-sessions"
 
 
 def _start_time(pid: int) -> str | None:
@@ -33,10 +35,10 @@ def _start_time(pid: int) -> str | None:
 
 
 @dataclass
-class Run:
-    """This process's run: an id, its temp dirs, and its registry entry."""
+class Session:
+    """This process's session: an id, its temp dirs, and its registry entry."""
 
-    run_id: str = field(default_factory=lambda: "h" + secrets.token_hex(4))
+    id: str = field(default_factory=lambda: "h" + secrets.token_hex(4))
     dirs: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -45,17 +47,17 @@ class Run:
 
     @property
     def registry_file(self) -> Path:
-        return REGISTRY / f"{self.run_id}.json"
+        return REGISTRY / f"{self.id}.json"
 
     def _write(self) -> None:
-        data = {"run_id": self.run_id, "owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
+        data = {"session_id": self.id, "owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
                 "created": time.time(), "dirs": [str(d) for d in self.dirs]}
         tmp = self.registry_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(self.registry_file)
 
     def mkdtemp(self, purpose: str) -> Path:
-        path = Path(tempfile.mkdtemp(prefix=f"harness-{self.run_id}-{purpose}-"))
+        path = Path(tempfile.mkdtemp(prefix=f"harness-{self.id}-{purpose}-"))
         self.dirs.append(path)
         self._write()
         return path
@@ -74,7 +76,7 @@ class Run:
 
 @dataclass
 class ReapReport:
-    runs: list[str] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
     processes: list[int] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
@@ -129,8 +131,8 @@ def tree(roots: set[int], table: dict[int, tuple[int, int]] | None = None) -> se
     return found
 
 
-def processes_of(run_ids: set[str] | None) -> list[int]:
-    """Pids whose environment carries HARNESS_RUN_ID in ``run_ids`` (any run id when None),
+def processes_of(session_ids: set[str] | None) -> list[int]:
+    """Pids whose environment carries HARNESS_SESSION_ID in ``session_ids`` (any session id when None),
     with their descendants and process-group members."""
     me = os.getpid()
     table = process_table()
@@ -138,15 +140,15 @@ def processes_of(run_ids: set[str] | None) -> list[int]:
     for pid in table:
         if pid == me:
             continue
-        rid = _run_id_of(pid)
-        if rid is not None and (run_ids is None or rid in run_ids):
+        rid = _session_id_of(pid)
+        if rid is not None and (session_ids is None or rid in session_ids):
             marked.add(pid)
     found = tree(marked, table)
     found.discard(me)
     return sorted(found)
 
 
-def stale_runs(force: bool = False, exclude: set[str] = frozenset()) -> list[str]:
+def stale_sessions(force: bool = False, exclude: set[str] = frozenset()) -> list[str]:
     if not REGISTRY.exists():
         return []
     out = []
@@ -156,35 +158,35 @@ def stale_runs(force: bool = False, exclude: set[str] = frozenset()) -> list[str
         except (OSError, ValueError):
             out.append(f.stem)
             continue
-        if entry.get("run_id") in exclude:
+        if entry.get("session_id") in exclude:
             continue
         if force or not _owner_alive(entry):
-            out.append(entry.get("run_id", f.stem))
+            out.append(entry.get("session_id", f.stem))
     return out
 
 
 def reap(force: bool = False, exclude: set[str] = frozenset(), docker_client: object | None = None) -> ReapReport:
-    """Remove what belongs to dead runs (all runs but ``exclude`` when ``force``)."""
+    """Remove what belongs to dead sessions (all sessions but ``exclude`` when ``force``)."""
     report = ReapReport()
-    runs = set(stale_runs(force, exclude))
-    # processes of runs whose registry vanished (e.g. the owner was SIGKILLed mid-write)
+    gone = set(stale_sessions(force, exclude))
+    # processes of sessions whose registry vanished (e.g. the owner was SIGKILLed mid-write)
     live_ids = {f.stem for f in REGISTRY.glob("*.json")} if REGISTRY.exists() else set()
     orphans: set[str] = set()
     for pid in processes_of(None):
-        rid = _run_id_of(pid)
-        if rid and rid not in exclude and (rid in runs or rid not in live_ids):
+        rid = _session_id_of(pid)
+        if rid and rid not in exclude and (rid in gone or rid not in live_ids):
             orphans.add(rid)
-    runs |= orphans
-    if runs:
-        report.processes += _kill(processes_of(runs))
-    for rid in sorted(runs):
+    gone |= orphans
+    if gone:
+        report.processes += _kill(processes_of(gone))
+    for rid in sorted(gone):
         for d in TMP.glob(f"harness-{rid}-*"):
             shutil.rmtree(d, ignore_errors=True)
             report.dirs.append(str(d))
         (REGISTRY / f"{rid}.json").unlink(missing_ok=True)
-    report.runs = sorted(runs)
+    report.sessions = sorted(gone)
     if docker_client is not None:
-        _reap_docker(docker_client, runs if not force else None, exclude, report)
+        _reap_docker(docker_client, gone if not force else None, exclude, report)
     return report
 
 
@@ -201,17 +203,17 @@ def _kill(pids: list[int]) -> list[int]:
     return killed
 
 
-def reap_run(run_id: str) -> ReapReport:
-    """Remove one run's processes and dirs, whatever state its owner is in."""
-    report = ReapReport(runs=[run_id], processes=_kill(processes_of({run_id})))
-    for d in TMP.glob(f"harness-{run_id}-*"):
+def reap_session(session_id: str) -> ReapReport:
+    """Remove one session's processes and dirs, whatever state its owner is in."""
+    report = ReapReport(sessions=[session_id], processes=_kill(processes_of({session_id})))
+    for d in TMP.glob(f"harness-{session_id}-*"):
         shutil.rmtree(d, ignore_errors=True)
         report.dirs.append(str(d))
-    (REGISTRY / f"{run_id}.json").unlink(missing_ok=True)
+    (REGISTRY / f"{session_id}.json").unlink(missing_ok=True)
     return report
 
 
-def _run_id_of(pid: int) -> str | None:
+def _session_id_of(pid: int) -> str | None:
     try:
         for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
             if item.startswith(ENV_VAR.encode() + b"="):
@@ -221,16 +223,16 @@ def _run_id_of(pid: int) -> str | None:
     return None
 
 
-def _reap_docker(client, runs: set[str] | None, exclude: set[str], report: ReapReport) -> None:
-    """Containers, networks, volumes labelled with a reaped run id (any run id when forced)."""
+def _reap_docker(client, gone: set[str] | None, exclude: set[str], report: ReapReport) -> None:
+    """Containers, networks, volumes labelled with a reaped session id (any session id when forced)."""
 
     def wanted(labels: dict | None) -> bool:
         labels = labels or {}
         rid = labels.get(LABEL)
         project = labels.get("com.docker.compose.project", "")
         if rid is None and project.startswith("harness-h"):
-            rid = project.removeprefix("harness-")  # the compose project of a run
-        return rid is not None and rid not in exclude and (runs is None or rid in runs or
+            rid = project.removeprefix("harness-")  # the compose project of a session
+        return rid is not None and rid not in exclude and (gone is None or rid in gone or
                                                             not (REGISTRY / f"{rid}.json").exists())
 
     for key in (LABEL, "com.docker.compose.project"):

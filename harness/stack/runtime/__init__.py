@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.errors import ConfigurationError, DependencyMissing
-from harness.runs import Run
-from harness.runtime.base import Runtime, Service, StackConfig
+from harness.session import Session
+from harness.stack.runtime.base import Runtime, Service, StackConfig
 
 __all__ = ["Runtime", "Service", "StackConfig", "docker_available", "resolve_runtime", "make_runtime"]
 
@@ -37,11 +37,11 @@ def resolve_runtime(requested: str) -> tuple[str, str]:
     return ("local", f"auto: {reason}") if reason else ("docker", "auto: engine answers")
 
 
-def make_runtime(name: str, run: Run) -> Runtime:
+def make_runtime(name: str, session: Session) -> Runtime:
     if name == "local":
-        from harness.runtime.local import LocalRuntime
-        return LocalRuntime(run)
+        from harness.stack.runtime.local import LocalRuntime
+        return LocalRuntime(session)
     if name == "docker":
-        from harness.runtime.docker import DockerRuntime
-        return DockerRuntime(run)
+        from harness.stack.runtime.docker import DockerRuntime
+        return DockerRuntime(session)
     raise ConfigurationError("runtime local or docker", repr(name), "use --runtime auto|docker|local")

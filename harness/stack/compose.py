@@ -7,14 +7,12 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 from harness.errors import DependencyMissing, HarnessError, ServiceFailed
+from harness.paths import COMPOSE_FILE
 from harness.ports import free_port, release
 from harness.wait import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = REPO / "services" / "docker-compose.yml"
 PROJECT_PREFIX = "harness-"
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import jsonschema
 
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+from harness.paths import LOADTESTS_DIR
+
+PROFILES_DIR = LOADTESTS_DIR / "profiles"
 
 SCHEMA = {
     "type": "object", "additionalProperties": False,

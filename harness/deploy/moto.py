@@ -1,4 +1,4 @@
-"""A moto server on loopback, as a child process the run owns (killed with it, reaped after a
+"""A moto server on loopback, as a child process the session owns (killed with it, reaped after a
 crash): the stand-in for AWS where the real thing cannot exist."""
 
 from __future__ import annotations
@@ -11,30 +11,30 @@ import httpx
 
 from harness.errors import DependencyMissing
 from harness.ports import free_port
-from harness.runs import Run
-from harness.runtime.local import LocalProcess
+from harness.process import ChildProcess
+from harness.session import Session
 from harness.wait import wait_until
 
 REGION = "eu-west-1"
 
 
 class MotoServer:
-    """``with MotoServer(run, running_tasks=3) as moto:`` -> ``moto.url``, ``moto.client("ecs")``.
+    """``with MotoServer(session, running_tasks=3) as moto:`` -> ``moto.url``, ``moto.client("ecs")``.
 
     MOTO_IAM_LOAD_MANAGED_POLICIES: AWS-managed policies (the task execution role's) exist.
     MOTO_ECS_SERVICE_RUNNING: services report that many running tasks, so rollouts complete."""
 
-    def __init__(self, run: Run, running_tasks: int = 3, failed_tasks: int = 0, timeout: float = 30) -> None:
+    def __init__(self, session: Session, running_tasks: int = 3, failed_tasks: int = 0, timeout: float = 30) -> None:
         binary = Path(sys.executable).with_name("moto_server")
         if not binary.exists() and not shutil.which("moto_server"):
             raise DependencyMissing("moto_server (moto[server])", "not installed", "pip install 'moto[server]'")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        workdir = run.mkdtemp("moto")
+        workdir = session.mkdtemp("moto")
         env = {"PATH": "/usr/bin:/bin", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
                "MOTO_ECS_SERVICE_RUNNING": str(running_tasks), "MOTO_ECS_SERVICE_FAILED_TASKS": str(failed_tasks)}
-        self.process = LocalProcess("moto", [str(binary), "-H", "127.0.0.1", "-p", str(self.port)], env=env,
-                                    cwd=workdir, url=self.url, run=run, ports=(self.port,))
+        self.process = ChildProcess("moto", [str(binary), "-H", "127.0.0.1", "-p", str(self.port)], env=env,
+                                    cwd=workdir, url=self.url, session=session, ports=(self.port,))
         self.timeout = timeout
 
     def __enter__(self) -> MotoServer:

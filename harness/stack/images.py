@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DependencyMissing, HarnessError
+from harness.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = "python:3.11-slim-bookworm"
 OFFLINE_BASE = "mlplatform-base:bookworm"
 SERVICES = ("postgres", "mlflow", "api")

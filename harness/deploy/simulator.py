@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.timing import CIRCUIT_BREAKER_MIN, ServiceTiming
+from harness.deploy.timing import CIRCUIT_BREAKER_MIN, ServiceTiming
 
 
 def breaker_threshold(desired: int, minimum: int = CIRCUIT_BREAKER_MIN) -> int:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.budgets import Budgets
-from harness.probes import api_health, ensure_databases, mlflow_ready, postgres_ready
-from harness.proxy import FaultProxy
-from harness.runtime.base import Runtime, Service, StackConfig
+from harness.stack.proxy import FaultProxy
+from harness.stack.readiness import api_health, ensure_databases, mlflow_ready, postgres_ready
+from harness.stack.runtime.base import Runtime, Service, StackConfig
 from harness.wait import wait_until
 from services.common.redact import redact
 
@@ -64,7 +64,7 @@ class Stack:
         self._starting = False
 
     def _start_racing(self, late: float) -> None:
-        from harness.proxy import Refuse
+        from harness.stack.proxy import Refuse
 
         self._starting = True
         pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres,

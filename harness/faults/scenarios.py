@@ -7,18 +7,17 @@ A wrong file fails with the file, the field and what was expected:
 
 from __future__ import annotations
 
-import ast
-import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from harness.budgets import evaluate
 from harness.errors import ConfigurationError
+from harness.paths import SCENARIOS_DIR, shown
 
-REPO = Path(__file__).resolve().parents[1]
-FAULTS_DIR = REPO / "scenarios" / "faults"
+FAULTS_DIR = SCENARIOS_DIR / "faults"
 PROCESS_KINDS = ["kill", "pause", "restart", "stop"]
 NETWORK_KINDS = ["latency", "bandwidth", "blackhole", "reset", "slow_close", "refuse", "respond"]
 SERVICES = ["postgres", "mlflow"]
@@ -79,38 +78,6 @@ SCHEMA = {
     },
 }
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-_FUNCS = {"max": max, "min": min}
-
-
-def evaluate(expr: float | str, names: dict[str, float], where: str) -> float:
-    """A number, or + - * / max() min() over known names; anything else is a ConfigurationError."""
-    if isinstance(expr, (int, float)):
-        return float(expr)
-
-    def ev(node: ast.AST) -> float:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return float(node.value)
-        if isinstance(node, ast.Name):
-            if node.id not in names:
-                raise ConfigurationError(f"{where}: a known name ({', '.join(sorted(names))})", repr(node.id),
-                                         "budgets may use only these names")
-            return float(names[node.id])
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
-            return _FUNCS[node.func.id](*(ev(a) for a in node.args))
-        raise ConfigurationError(f"{where}: numbers, names, + - * / max() min()", ast.dump(node)[:60], "")
-
-    try:
-        tree = ast.parse(str(expr), mode="eval")
-    except SyntaxError:
-        raise ConfigurationError(f"{where}: an arithmetic expression", repr(expr), "e.g. db_timeout + 0.5") from None
-    return ev(tree)
-
-
 @dataclass(frozen=True)
 class Scenario:
     path: Path
@@ -140,7 +107,7 @@ class Scenario:
 
 
 def load(path: Path) -> Scenario:
-    rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    rel = shown(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -12,8 +12,8 @@ import copy
 import time
 from dataclasses import dataclass, field
 
+from harness.deploy.simulator import breaker_threshold
 from harness.errors import WaitTimeout
-from harness.simulator import breaker_threshold
 from harness.wait import wait_until
 
 REGISTER_KEYS = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",

@@ -14,9 +14,9 @@ import yaml
 
 from harness import slo
 from harness.apiconfig import api_settings
-from harness.dockerfile import HealthCheck, service_healthcheck
+from harness.deploy.dockerfile import HealthCheck, service_healthcheck
+from harness.paths import COMPOSE_FILE
 
-REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("api", "mlflow")
 # Documented defaults when no run measured them (seconds to ready, 2-core machine; README).
 DEFAULT_BOOT = {"api": 1.5, "mlflow": 19.0}
@@ -121,7 +121,7 @@ def boot_times(timings_json: Path, factor: float) -> tuple[dict[str, float], str
 
 
 def from_plan(plan: dict, source: str, boots: dict[str, float], boot_source: str,
-              compose_file: Path = REPO / "services" / "docker-compose.yml") -> TimingModel:
+              compose_file: Path = COMPOSE_FILE) -> TimingModel:
     found: dict[str, dict] = {name: {} for name in SERVICES}
     retention: dict[str, int | None] = {}
     for res in _resources(plan.get("planned_values", {}).get("root_module", {})):
@@ -357,15 +357,15 @@ def check(model: TimingModel) -> dict[str, list[Violation]]:
 
 def planned(var_file: Path, timings: Path, factor: float = DEFAULT_FARGATE_FACTOR) -> TimingModel:
     """Plan ``var_file`` offline in a temp copy of terraform/ and build the model (about 10 s)."""
-    from harness.runs import Run
-    from harness.terraform import Terraform
+    from harness.deploy.terraform import Terraform
+    from harness.session import Session
 
-    run = Run()
+    session = Session()
     try:
-        tf = Terraform(run.mkdtemp("terraform"))
+        tf = Terraform(session.mkdtemp("terraform"))
         boots, boot_source = boot_times(timings, factor)
         shown = var_file.resolve()
         shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
         return from_plan(tf.plan(str(var_file), offline=True), str(shown), boots, boot_source)
     finally:
-        run.close()
+        session.close()

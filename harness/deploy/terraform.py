@@ -13,9 +13,8 @@ import subprocess
 from pathlib import Path
 
 from harness.errors import DependencyMissing, HarnessError
+from harness.paths import TERRAFORM_DIR
 
-REPO = Path(__file__).resolve().parents[1]
-TERRAFORM_DIR = REPO / "terraform"
 PLUGIN_ENV = "TF_PLUGIN_DIR"
 
 
