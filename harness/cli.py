@@ -34,7 +34,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     reap()
     session = Session()
     try:
-        from harness.stack.runtime.base import StackConfig
+        from harness.stack.config import StackConfig
         stack = Stack(make_runtime(runtime_name, session), StackConfig(mlflow_workers=settings.mlflow_workers),
                       Budgets(settings.timeout_multiplier), progress=Progress())
         with stack:

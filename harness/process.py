@@ -170,3 +170,10 @@ def terminate_as_interrupt() -> None:
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def delayed(argv: list[str], seconds: float) -> list[str]:
+    """Fault "slow start": the command starts only after ``seconds`` (the process exists meanwhile)."""
+    if not seconds:
+        return argv
+    return ["sh", "-c", f'sleep {seconds:g}; exec "$@"', "slow-start", *argv]

@@ -81,13 +81,13 @@ def test_a_stopped_stack_frees_its_ports(stack_ports_probe):
 @pytest.fixture
 def stack_ports_probe():
     """Start and stop a Postgres; return the port it held."""
-    from harness.stack.readiness import postgres_ready
-    from harness.stack.runtime.base import StackConfig
+    from harness.stack import postgres
+    from harness.stack.config import StackConfig
     from harness.stack.runtime.local import LocalRuntime
     session = Session()
-    svc = LocalRuntime(session).start_postgres(StackConfig())
+    svc = LocalRuntime(session).start(postgres.POSTGRES, StackConfig(), {})
     try:
-        wait_until(lambda: postgres_ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+        wait_until(lambda: postgres.ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
         assert is_listening(svc.host_port)
     finally:
         svc.close(10)

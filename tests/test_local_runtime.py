@@ -9,8 +9,8 @@ import pytest
 from harness.budgets import Budgets
 from harness.errors import WaitTimeout
 from harness.session import Session, processes_of
-from harness.stack.readiness import postgres_ready
-from harness.stack.runtime.base import StackConfig
+from harness.stack import postgres
+from harness.stack.config import StackConfig
 from harness.stack.runtime.local import LocalRuntime
 from harness.wait import wait_until
 
@@ -22,9 +22,9 @@ def pg():
     session = Session()
     config = StackConfig()
     runtime = LocalRuntime(session)
-    svc = runtime.start_postgres(config)
+    svc = runtime.start(postgres.POSTGRES, config, {})
     try:
-        wait_until(lambda: postgres_ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+        wait_until(lambda: postgres.ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
         yield svc, session
     finally:
         svc.close(10)
@@ -36,7 +36,7 @@ def query(svc, timeout=1):
         return conn.execute("SELECT 1").fetchone()[0]
 
 
-def test_children_carry_the_run_id_and_run_unprivileged(pg):
+def test_children_carry_the_session_id_and_run_unprivileged(pg):
     svc, session = pg
     pids = processes_of({session.id})
     assert svc.pid in pids and len(pids) > 1  # postmaster and its backends/auxiliaries

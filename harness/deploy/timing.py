@@ -13,9 +13,10 @@ from pathlib import Path
 import yaml
 
 from harness import slo
-from harness.apiconfig import api_settings
 from harness.deploy.dockerfile import HealthCheck, service_healthcheck
 from harness.paths import COMPOSE_FILE
+from harness.stack.api import api_config
+from harness.stack.mlflow import mlflow_config
 
 SERVICES = ("api", "mlflow")
 # Documented defaults when no run measured them (seconds to ready, 2-core machine; README).
@@ -266,7 +267,7 @@ def r_container_matches_dockerfile(m: TimingModel) -> list[Violation]:
 
 def r_drain(m: TimingModel) -> list[Violation]:
     s = m.services["api"]
-    cfg = api_settings(s.environment)
+    cfg = api_config(s.environment, f"{m.source}: api environment")
     out = []
     need_stop = cfg.drain_seconds + cfg.shutdown_grace
     if s.stop_timeout < need_stop:
@@ -283,7 +284,7 @@ def r_drain(m: TimingModel) -> list[Violation]:
 def r_health_budget(m: TimingModel) -> list[Violation]:
     """The api's worst-case /health time must fit the ALB's and the container's check timeouts."""
     s = m.services["api"]
-    budget = api_settings(s.environment).health_budget
+    budget = api_config(s.environment, f"{m.source}: api environment").health_budget
     out = []
     for where, timeout in (("alb_timeout", s.alb.timeout), ("container_timeout", s.container.timeout)):
         if timeout <= budget:
@@ -307,8 +308,8 @@ def r_log_retention(m: TimingModel) -> list[Violation]:
 
 def r_mlflow_memory(m: TimingModel) -> list[Violation]:
     s = m.services["mlflow"]
-    workers = int(s.environment.get("MLFLOW_WORKERS", "1"))
-    jobs = s.environment.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false").lower() == "true"
+    cfg = mlflow_config(s.environment, f"{m.source}: mlflow environment")
+    workers, jobs = cfg["workers"], cfg["job_execution"]
     need_gb = MLFLOW_RSS_JOBS_ON_GB if jobs else MLFLOW_RSS_GB.get(workers, 0.3 * workers + 0.2)
     need_mb = math.ceil(need_gb * 1024 * 1.5)
     if s.memory < need_mb:

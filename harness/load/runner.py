@@ -151,17 +151,17 @@ def _target(run: LoadRun, session: Session) -> Iterator[tuple[str, str, float | 
     if run.target_url:
         yield run.target_url, "target", None
         return
-    from harness.apiconfig import api_settings
     from harness.progress import Progress
+    from harness.stack.api import api_config
+    from harness.stack.config import StackConfig
     from harness.stack.runtime import make_runtime, resolve_runtime
-    from harness.stack.runtime.base import StackConfig
     from harness.stack.stack import Stack, record_timings
     name, why = resolve_runtime(run.runtime)
     print(f"load: starting the stack on {name} ({why})", file=run.out, flush=True)
     config = StackConfig(mlflow_workers=run.mlflow_workers)
     with Stack(make_runtime(name, session), config, Budgets(run.timeout_multiplier), progress=Progress()) as stack:
         record_timings(run.reports_dir / "timings.json", name, stack.ready_s)
-        yield stack.url("api"), name, api_settings(dict(stack.config.api_env)).health_cache_ttl
+        yield stack.url("api"), name, api_config(dict(stack.config.api_env)).health_cache_ttl
 
 
 def _locust(profile: str) -> list[str]:

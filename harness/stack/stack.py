@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.budgets import Budgets
-from harness.stack.proxy import FaultProxy
-from harness.stack.readiness import api_health, ensure_databases, mlflow_ready, postgres_ready
-from harness.stack.runtime.base import Runtime, Service, StackConfig
+from harness.stack.api import API
+from harness.stack.config import StackConfig
+from harness.stack.mlflow import MLFLOW
+from harness.stack.postgres import POSTGRES
+from harness.stack.proxy import FaultProxy, Refuse
+from harness.stack.runtime.base import Runtime, Service
+from harness.stack.spec import Address, Links, ServiceSpec
 from harness.wait import wait_until
-from services.common.redact import redact
 
-ORDER = ("postgres", "mlflow", "api")
+SPECS: dict[str, ServiceSpec] = {s.name: s for s in (POSTGRES, MLFLOW, API)}
+ORDER = tuple(SPECS)  # dependency order: each service's depends_on comes before it
 Progress = Callable[[str, float, float], None]
+
+
+def link_name(service: str, dependency: str) -> str:
+    return f"{service}->{dependency}"
 
 
 @dataclass
@@ -51,33 +60,25 @@ class Stack:
             return self._start_racing(late_postgres)
         self._starting = True
         started = time.monotonic()
-        pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres,
-                      self.budgets.postgres_ready)
-        ensure_databases(self.dsn("postgres"), self.config.databases)
-        mlflow_db = self._link("mlflow->postgres", pg)
-        ml = self._up("mlflow", lambda: self.runtime.start_mlflow(self.config, mlflow_db), self.wait_mlflow,
-                      self.budgets.mlflow_ready)
-        api_db, api_mlflow = self._link("api->postgres", pg), self._link("api->mlflow", ml)
-        self._up("api", lambda: self.runtime.start_api(self.config, api_db, api_mlflow), self.wait_api,
-                 self.budgets.api_ready)
+        for name in ORDER:
+            t0 = time.monotonic()
+            self._launch(name, {dep: self._link(link_name(name, dep), dep) for dep in SPECS[name].depends_on})
+            self._await(name)
+            self.ready_s[name] = round(time.monotonic() - t0, 2)
         self.ready_s["stack"] = round(time.monotonic() - started, 2)
         self._starting = False
 
     def _start_racing(self, late: float) -> None:
-        from harness.stack.proxy import Refuse
-
         self._starting = True
-        pg = self._up("postgres", lambda: self.runtime.start_postgres(self.config), self.wait_postgres,
-                      self.budgets.postgres_ready)
-        ensure_databases(self.dsn("postgres"), self.config.databases)
-        mlflow_db, api_db = self._link("mlflow->postgres", pg), self._link("api->postgres", pg)
-        for link in ("mlflow->postgres", "api->postgres"):
+        self._launch("postgres", {})
+        self._await("postgres")
+        cut = [link_name(name, "postgres") for name in ("mlflow", "api")]
+        for link in cut:
+            self._link(link, "postgres")
             self.proxies[link].add(Refuse())
+        for name in ("mlflow", "api"):
+            self._launch(name, {dep: self._link(link_name(name, dep), dep) for dep in SPECS[name].depends_on})
         t0 = time.monotonic()
-        self.services["mlflow"] = self.runtime.start_mlflow(self.config, mlflow_db)
-        ml = self.services["mlflow"]
-        api_mlflow = self._link("api->mlflow", ml)
-        self.services["api"] = self.runtime.start_api(self.config, api_db, api_mlflow)
 
         def both_alive() -> float:
             self._alive("mlflow")
@@ -85,80 +86,59 @@ class Stack:
             return time.monotonic() - t0
         wait_until(both_alive, until=lambda t: t >= late, timeout=late + 5, interval=0.2,
                    what=f"mlflow and api to keep running while Postgres is unreachable for {late}s")
-        for link in ("mlflow->postgres", "api->postgres"):
+        for link in cut:
             self.proxies[link].remove("refuse")
         lifted = time.monotonic()
-        self.wait_mlflow()
-        self.wait_healthy("mlflow", self.budgets.mlflow_ready)
-        self.ready_s["mlflow_after_postgres"] = round(time.monotonic() - lifted, 2)
-        self.wait_api()
-        self.wait_healthy("api", self.budgets.api_ready)
-        self.ready_s["api_after_postgres"] = round(time.monotonic() - lifted, 2)
+        for name in ("mlflow", "api"):
+            self._await(name)
+            self.ready_s[f"{name}_after_postgres"] = round(time.monotonic() - lifted, 2)
         self._starting = False
 
-    def _link(self, link: str, target: Service) -> tuple[str, int]:
+    def _launch(self, name: str, links: Links) -> Service:
+        svc = self.runtime.start(SPECS[name], self.config, links)
+        self.services[name] = svc  # registered before any wait: close() stops it if the wait fails
+        return svc
+
+    def _await(self, name: str) -> None:
+        """Ready by its real readiness, healthy by its container check; then its dependants may start."""
+        self.wait_ready(name)
+        self.wait_healthy(name, getattr(self.budgets, SPECS[name].budget))
+        SPECS[name].prepare(self.url(name), self.config)
+
+    def _proxy(self, link: str, target: str) -> FaultProxy:
+        return FaultProxy(("127.0.0.1", self.services[target].host_port), name=link,
+                          listen_host=self.runtime.proxy_host()).start()
+
+    def _link(self, link: str, target: str) -> Address:
         """The address a service uses for ``target``: direct, or a fault proxy when enabled."""
         if not self.config.proxies:
-            return self.runtime.address(target)
-        host = self.runtime.proxy_host()
-        proxy = FaultProxy(("127.0.0.1", target.host_port), name=link, listen_host=host).start()
-        self.proxies[link] = proxy
-        return (host, proxy.port)
+            return self.runtime.address(self.services[target])
+        if link not in self.proxies:
+            self.proxies[link] = self._proxy(link, target)
+        return (self.runtime.proxy_host(), self.proxies[link].port)
+
+    def start_extra(self, name: str, config: StackConfig | None = None, *, healthcheck: dict | None = None,
+                    instance: str) -> Service:
+        """One more ``name`` beside the stack's, wired to the same dependencies; the caller closes it."""
+        links = {dep: self._link(link_name(name, dep), dep) for dep in SPECS[name].depends_on}
+        return self.runtime.start(SPECS[name], config or self.config, links, healthcheck=healthcheck,
+                                  instance=instance)
 
     def replace_api(self, config: StackConfig) -> Service:
         """Restart the api with another configuration (same links), and wait until it reports pass
         or warn. Used by scenarios that need, say, MLflow optional."""
-        old = self.services.pop("api")
-        getattr(old, "close", old.stop)(self.budgets.stop)
+        self.services.pop("api").close(self.budgets.stop)
         self.config = config
-        api_db = self._addr("api->postgres", "postgres")
-        api_mlflow = self._addr("api->mlflow", "mlflow")
-        svc = self.runtime.start_api(config, api_db, api_mlflow)
-        self.services["api"] = svc
-        wait_until(lambda: (self._alive("api"), api_health(self.url("api")))[1],
-                   until=lambda h: h["status"] in ("pass", "warn"), timeout=self.budgets.api_ready,
-                   what="the reconfigured api to report pass or warn")
+        svc = self._launch("api", {dep: self._link(link_name("api", dep), dep) for dep in API.depends_on})
+        self.wait_ready("api", until=lambda h: h["status"] in ("pass", "warn"))
         self.wait_healthy("api", self.budgets.api_ready)
         return svc
-
-    def _addr(self, link: str, target: str) -> tuple[str, int]:
-        proxy = self.proxies.get(link)
-        if proxy is not None:
-            return (self.runtime.proxy_host(), proxy.port)
-        return self.runtime.address(self.services[target])
-
-    def _up(self, name: str, launch: Callable[[], Service], wait: Callable[[], object], budget: float) -> Service:
-        t0 = time.monotonic()
-        svc = launch()
-        self.services[name] = svc  # registered before waiting: close() stops it if the wait fails
-        wait()
-        self.wait_healthy(name, budget)
-        self.ready_s[name] = round(time.monotonic() - t0, 2)
-        return svc
-
-    def wait_healthy(self, name: str, timeout: float) -> str | None:
-        """Where the runtime has container health checks, also wait for ``healthy``."""
-        svc = self.services[name]
-        health = getattr(svc, "health", None)
-        if health is None:
-            return None
-
-        def probe() -> str | None:
-            self._alive(name)
-            return health()
-        return wait_until(probe, until=lambda h: h == "healthy", timeout=timeout, interval=0.25,
-                          what=f"{name} container HEALTHCHECK to report healthy", progress=self.progress)
 
     def close(self) -> None:
         for name in reversed(ORDER):
             svc = self.services.pop(name, None)
-            if svc is None:
-                continue
-            closer = getattr(svc, "close", None)
-            if closer is not None:
-                closer(self.budgets.stop)
-            else:
-                svc.stop(self.budgets.stop)
+            if svc is not None:
+                svc.close(self.budgets.stop)
         for proxy in self.proxies.values():
             proxy.close()
         self.proxies.clear()
@@ -166,50 +146,55 @@ class Stack:
 
     # -- readiness ---------------------------------------------------------------
     def _alive(self, name: str) -> None:
-        check = getattr(self.services[name], "ensure_running", None)
-        if check is not None:
-            check(allow_unhealthy=not self._starting)
+        self.services[name].ensure_running(allow_unhealthy=not self._starting)
 
-    def wait_postgres(self) -> str:
-        def probe() -> str:
-            self._alive("postgres")
-            return postgres_ready(self.dsn("postgres"))
-        return wait_until(probe, timeout=self.budgets.postgres_ready, interval=0.1,
-                          what="postgres to accept a query", progress=self.progress)
+    def wait_ready(self, name: str, timeout: float | None = None, until: Callable | None = None) -> object:
+        """Poll the service's own readiness (its spec says what that is) until it holds."""
+        readiness = SPECS[name].readiness(self.url(name))
 
-    def wait_mlflow(self, timeout: float | None = None) -> int:
-        def probe() -> int:
-            self._alive("mlflow")
-            return mlflow_ready(self.url("mlflow"))
-        return wait_until(probe, until=lambda s: s == 200, timeout=timeout or self.budgets.mlflow_ready,
-                          interval=0.2, what="mlflow tracking API (experiments search) to answer 200",
-                          progress=self.progress)
+        def probe() -> object:
+            self._alive(name)
+            return readiness.probe()
+        return wait_until(probe, until=until or readiness.until, interval=readiness.interval,
+                          timeout=timeout or getattr(self.budgets, SPECS[name].budget),
+                          what=readiness.what, progress=self.progress)
 
-    def wait_api(self, timeout: float | None = None, status: str = "pass") -> dict:
-        def probe() -> dict:
-            self._alive("api")
-            return api_health(self.url("api"))
-        return wait_until(probe, until=lambda h: h["status"] == status, timeout=timeout or self.budgets.api_ready,
-                          interval=0.1, what=f"api /health to report {status}", progress=self.progress)
+    def wait_healthy(self, name: str, timeout: float) -> str | None:
+        """Where the runtime has container health checks, also wait for ``healthy``."""
+        svc = self.services[name]
+        if svc.health() is None:
+            return None
+
+        def probe() -> str | None:
+            self._alive(name)
+            return svc.health()
+        return wait_until(probe, until=lambda h: h == "healthy", timeout=timeout, interval=0.25,
+                          what=f"{name} container HEALTHCHECK to report healthy", progress=self.progress)
 
     # -- access ----------------------------------------------------------------
     def url(self, name: str) -> str:
         return self.services[name].url
 
     def dsn(self, database: str) -> str:
-        return self.runtime.dsn(self.services["postgres"], self.config, database)
+        """A host-side DSN of ``database`` on the stack's Postgres."""
+        return f"{self.url('postgres')}/{database}"
 
     def logs(self, name: str, tail: int = 200) -> str:
         return self.services[name].logs(tail)
 
     def describe(self) -> list[dict]:
-        return [{**self.services[n].describe(), "url": redact(self.services[n].url),
+        return [{**self.services[n].describe(), "url": masked(self.services[n].url),
                  "runtime": self.runtime.name, "ready_s": self.ready_s.get(n)}
                 for n in ORDER if n in self.services]
 
 
+def masked(url: str) -> str:
+    """``scheme://user:***@host``: a URL's password never reaches output."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+
+
 def record_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
-    """Merge this run's times to ready into ``timings.json``, keyed by runtime."""
+    """Merge this stack's times to ready into ``timings.json``, keyed by runtime."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers write at the same time

@@ -1,29 +1,58 @@
-"""Entrypoint: validate configuration, wait for Postgres (bounded), migrate, serve."""
+"""Entrypoint: validate configuration, wait for Postgres (bounded), migrate, serve.
+
+    python -m services.api                 # serve
+    python -m services.api --check-config  # validate the environment only: print the effective
+                                           # settings as JSON and exit 0, or the problem and exit 2
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
-import uvicorn
-
-from services.api.app import create_app
-from services.api.config import ConfigError, load_settings
-from services.api.server import DrainingServer
-from services.api.store import migrate
-from services.common import jsonlog
-from services.common.redact import dsn_password, safe_dsn
-from services.common.startup import DependencyTimeout, retry_until_ready
+from services.api.config import ConfigError, Settings, load_settings
+from services.common.redact import safe_dsn
 
 logger = logging.getLogger("api.startup")
 
 
-def main() -> int:
+def effective(settings: Settings) -> dict:
+    """Every setting as the api will use it, with the worst-case budgets derived from them; the
+    database URL with its password masked."""
+    out = settings.model_dump(mode="json")
+    out["database_url"] = safe_dsn(settings.database_url)
+    out["mlflow_budget"] = round(settings.mlflow_budget, 6)
+    out["health_budget"] = round(settings.health_budget, 6)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["--check-config"]):
+        print(f"usage: python -m services.api [--check-config]; got {' '.join(args)}", file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         return 2
+    if args:
+        print(json.dumps(effective(settings)))
+        return 0
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.api.server import DrainingServer
+    from services.api.store import migrate
+    from services.common import jsonlog
+    from services.common.redact import dsn_password
+    from services.common.startup import DependencyTimeout, retry_until_ready
+
     secrets = tuple(s for s in (dsn_password(settings.database_url),) if s)
     jsonlog.configure("api", settings.log_level, secrets)
     jsonlog.log(logger, "starting", database=safe_dsn(settings.database_url), mlflow=settings.mlflow_url,

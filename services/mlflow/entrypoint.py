@@ -1,10 +1,12 @@
 """MLflow entrypoint: validate configuration, wait for Postgres (bounded), exec ``mlflow server``.
 
-Run as ``python -m services.mlflow.entrypoint``. Configuration (environment):
+Run as ``python -m services.mlflow.entrypoint``; with ``--check-config`` it only validates the
+environment: prints the effective settings as JSON and exits 0, or the problem and exits 2.
+Configuration (environment):
   MLFLOW_BACKEND_STORE_URI       required; postgresql:// (psycopg 3) or postgresql+psycopg2://
   MLFLOW_HOST / MLFLOW_PORT      bind address (0.0.0.0 / 5000)
   MLFLOW_STATIC_PREFIX           URL prefix (/mlflow); /mlflow/health is the health check
-  MLFLOW_WORKERS                 uvicorn workers (1: 0.4 GB; 4 with jobs: ~3 GB, see DESIGN.md)
+  MLFLOW_WORKERS                 uvicorn workers (1: 0.4 GB; 4 with jobs: ~3 GB; docs/mlflow.md)
   MLFLOW_ARTIFACTS_DESTINATION   artifact root (./mlartifacts)
   MLFLOW_ALLOWED_HOSTS           Host-header allow-list; must admit the api's name for MLflow
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  false unless asked for (job runner: 7 extra processes)
@@ -98,7 +100,20 @@ def wait_for_postgres(uri: str, timeout: float) -> None:
                       timeout=timeout, log=log)
 
 
-def main() -> int:
+def effective(env: dict[str, str], argv: list[str], startup: float) -> dict:
+    """The settings the server will run with (backend password masked)."""
+    served = child_env(env)
+    return {"backend_store_uri": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:],
+            "workers": int(argv[argv.index("--workers") + 1]), "static_prefix": argv[argv.index("--static-prefix") + 1],
+            "job_execution": served["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"].lower() == "true",
+            "startup_timeout": startup}
+
+
+def main(args: list[str] | None = None) -> int:
+    args = sys.argv[1:] if args is None else args
+    if args not in ([], ["--check-config"]):
+        print(f"usage: python -m services.mlflow.entrypoint [--check-config]; got {' '.join(args)}", file=sys.stderr)
+        return 2
     env = dict(os.environ)
     try:
         argv = build_command(env)
@@ -106,6 +121,9 @@ def main() -> int:
     except ConfigError as exc:
         print(f"invalid mlflow configuration: {exc}", file=sys.stderr)
         return 2
+    if args:
+        print(json.dumps(effective(env, argv, startup)))
+        return 0
     log("starting", {"backend": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:]})
     try:
         wait_for_postgres(env["MLFLOW_BACKEND_STORE_URI"], startup)

@@ -47,8 +47,7 @@ def test_mlflow_with_the_incidents_check_turns_unhealthy(docker_stack, budgets, 
     hc = service_healthcheck("mlflow")
     wrong = hc.as_docker_api(command=hc.command.replace("/mlflow/health", path), interval=1, timeout=1,
                              retries=2, start_period=0.001)  # 0 would mean "inherit the image's 90 s"
-    runtime = docker_stack.runtime
-    extra = runtime.start_mlflow(docker_stack.config, healthcheck=wrong, instance=f"wrongcheck{path.replace('/', '-')}")
+    extra = docker_stack.start_extra("mlflow", healthcheck=wrong, instance=f"wrongcheck{path.replace('/', '-')}")
     try:
         # MLflow itself comes up and serves under /mlflow ...
         wait_until(lambda: httpx.get(f"{extra.url}/health", timeout=2).status_code, until=lambda s: s == 200,

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from harness.deploy.dockerfile import service_healthcheck
-from harness.stack.runtime.base import StackConfig
+from harness.stack.config import StackConfig
 from harness.stack.stack import Stack
 from harness.wait import wait_until
 
@@ -43,11 +43,10 @@ def test_start_period_keeps_a_slow_mlflow_alive(docker_stack, budgets):
     hc = service_healthcheck("mlflow")
     delay = hc.retries * (hc.interval + hc.timeout) + hc.interval  # longer than the check tolerates
     assert delay < hc.start_period, "the scenario needs a delay inside the start period"
-    runtime = docker_stack.runtime
-    slow = StackConfig(**{**docker_stack.config.__dict__, "start_delay": (("mlflow", delay),)})
-    with_period = runtime.start_mlflow(slow, instance="slow-with-period")
-    without = runtime.start_mlflow(slow, instance="slow-no-period",
-                                   healthcheck=hc.as_docker_api(start_period=0.001))
+    slow = docker_stack.config.with_(start_delay=(("mlflow", delay),))
+    with_period = docker_stack.start_extra("mlflow", slow, instance="slow-with-period")
+    without = docker_stack.start_extra("mlflow", slow, instance="slow-no-period",
+                                       healthcheck=hc.as_docker_api(start_period=0.001))
     try:
         status = wait_until(without.health, until=lambda h: h == "unhealthy",
                             timeout=delay + budgets.detect, interval=0.5,

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from fixtures.faults import budget_names
-from harness.apiconfig import api_settings
 from harness.faults import scenarios
 from harness.faults.inject import fault
 from harness.load import profile as profiles
@@ -22,6 +21,7 @@ from harness.load.runner import RequestLog
 from harness.ports import free_port, release
 from harness.session import ENV_VAR
 from harness.slo import HEALTH_ENDPOINT, TOTAL
+from harness.stack.api import api_config
 from harness.wait import wait_until
 
 pytestmark = pytest.mark.load
@@ -88,7 +88,7 @@ def test_request_cap_stops_the_run(run_profile):
 
 
 def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile, stack, lb_check):
-    ttl = api_settings(dict(stack.config.api_env)).health_cache_ttl
+    ttl = api_config(dict(stack.config.api_env)).health_cache_ttl
     before = _probes(stack.url("api"))
     outcome = run_profile("steady", time_scale=0.25)
     probes = _probes(stack.url("api")) - before
@@ -108,7 +108,7 @@ def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile
 def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restored, run_profile, budgets,
                                                                           load_reports):
     stack = restored
-    cfg = api_settings(dict(stack.config.api_env))
+    cfg = api_config(dict(stack.config.api_env))
     scenario = scenarios.load(scenarios.FAULTS_DIR / "postgres-frozen.yaml")
     names = budget_names(stack, budgets)
     detect, recover = scenario.budget("detect_within", names), scenario.budget("recover_within", names)

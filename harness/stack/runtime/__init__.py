@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from harness.errors import ConfigurationError, DependencyMissing
 from harness.session import Session
-from harness.stack.runtime.base import Runtime, Service, StackConfig
+from harness.stack.config import StackConfig
+from harness.stack.runtime.base import Runtime, Service
 
 __all__ = ["Runtime", "Service", "StackConfig", "docker_available", "resolve_runtime", "make_runtime"]
 

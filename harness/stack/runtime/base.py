@@ -1,47 +1,17 @@
 """The runtime interface: what every runtime (local processes, docker) gives a stack.
 
-A ``Runtime`` starts services and hands back ``Service`` handles. A handle knows its base URL
-as seen from the host, its identity (pid or container id), its logs and status, and the fault
-operations: kill, pause (freeze), resume, restart, stop with a grace period.
+A ``Runtime`` runs a service from its spec (``harness.stack.spec``) and hands back a ``Service``
+handle. A handle knows its base URL as seen from the host, its identity (pid or container id),
+its logs and status, and the fault operations: kill, pause (freeze), resume, restart, stop with a
+grace period.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import secrets
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class StackConfig:
-    """What the services are told. The same for every runtime."""
-
-    password: str = field(default_factory=lambda: "pw-" + secrets.token_urlsafe(12))
-    user: str = "app"
-    databases: tuple[str, ...] = ("mlflow", "api")
-    mlflow_workers: int = 1
-    mlflow_env: tuple[tuple[str, str], ...] = ()
-    proxies: bool = False  # put a FaultProxy on every link (api->postgres, api->mlflow, mlflow->postgres)
-    # fault "slow start": the service's command begins only after this many seconds
-    start_delay: tuple[tuple[str, float], ...] = ()
-    api_env: tuple[tuple[str, str], ...] = (
-        ("API_DRAIN_SECONDS", "1"),
-        ("API_SHUTDOWN_GRACE", "5"),
-        ("API_HEALTH_CACHE_TTL", "1"),
-    )
-
-    def with_api_env(self, **env: str) -> StackConfig:
-        return dataclasses.replace(self, api_env=tuple((dict(self.api_env) | env).items()))
-
-    def with_mlflow_env(self, **env: str) -> StackConfig:
-        return dataclasses.replace(self, mlflow_env=tuple((dict(self.mlflow_env) | env).items()))
-
-    def delay_of(self, service: str) -> float:
-        return dict(self.start_delay).get(service, 0.0)
-
-    def dsn(self, address: tuple[str, int], database: str) -> str:
-        return f"postgresql://{self.user}:{self.password}@{address[0]}:{address[1]}/{database}"
+from harness.stack.config import StackConfig
+from harness.stack.spec import Address, Links, ServiceSpec
 
 
 class Service(ABC):
@@ -60,7 +30,15 @@ class Service(ABC):
         """running, paused, exited(code), or a container health status."""
 
     @abstractmethod
+    def health(self) -> str | None:
+        """The container HEALTHCHECK status (starting, healthy, unhealthy); None where there is none."""
+
+    @abstractmethod
     def is_running(self) -> bool: ...
+
+    @abstractmethod
+    def ensure_running(self, allow_unhealthy: bool = False) -> None:
+        """Raise ServiceFailed (fatal to waits) when it exited, or turned unhealthy while starting."""
 
     @abstractmethod
     def exit_code(self) -> int | None:
@@ -87,6 +65,10 @@ class Service(ABC):
     def signal(self, signum: int) -> None:
         """Deliver a signal to the service's main process (SIGTERM to test the drain)."""
 
+    @abstractmethod
+    def close(self, grace: float) -> None:
+        """Stop it for good and release what it held (ports, container)."""
+
     def restart(self, grace: float) -> None:
         self.stop(grace)
         self.start()
@@ -99,27 +81,19 @@ class Runtime(ABC):
     name: str
 
     @abstractmethod
-    def start_postgres(self, config: StackConfig) -> Service: ...
+    def start(self, spec: ServiceSpec, config: StackConfig, links: Links, *, healthcheck: dict | None = None,
+              instance: str = "") -> Service:
+        """Run ``spec`` with ``links`` (the addresses it uses for its dependencies: direct, or fault
+        proxies). ``healthcheck`` replaces the image's check (Engine API form; docker only);
+        ``instance`` runs one more copy beside the stack's, not reachable by the service's name."""
 
     @abstractmethod
-    def start_mlflow(self, config: StackConfig, db: tuple[str, int]) -> Service:
-        """``db``: the address MLflow uses for Postgres (direct, or a fault proxy)."""
-
-    @abstractmethod
-    def start_api(self, config: StackConfig, db: tuple[str, int], mlflow: tuple[str, int]) -> Service:
-        """``db`` and ``mlflow``: the addresses the api uses (direct, or fault proxies)."""
-
-    @abstractmethod
-    def address(self, service: Service) -> tuple[str, int]:
+    def address(self, service: Service) -> Address:
         """How the other services reach ``service`` directly."""
 
     @abstractmethod
     def proxy_host(self) -> str:
         """The host address fault proxies listen on so that the services can reach them."""
-
-    @abstractmethod
-    def dsn(self, postgres: Service, config: StackConfig, database: str) -> str:
-        """A host-side DSN for ``database``."""
 
     def close(self) -> None:
         """Release runtime-wide resources (networks); services are stopped by the stack."""

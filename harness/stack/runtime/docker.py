@@ -16,19 +16,21 @@ import time
 
 from harness.errors import ServiceFailed
 from harness.ports import free_port, release
+from harness.process import delayed
 from harness.session import LABEL, Session
+from harness.stack.config import StackConfig
 from harness.stack.images import ensure_images
-from harness.stack.runtime.base import Runtime, Service, StackConfig
+from harness.stack.runtime.base import Runtime, Service
+from harness.stack.spec import Address, Links, ServiceSpec
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TC_HOST", "127.0.0.1")
 
-PORTS = {"postgres": 5432, "mlflow": 5000, "api": 8000}
-
 
 class DockerService(Service):
-    def __init__(self, name: str, container, host_port: int, url: str) -> None:
+    def __init__(self, name: str, container, host_port: int, url: str, container_port: int) -> None:
         self.name, self.container, self.host_port, self.url = name, container, host_port, url
+        self.container_port = container_port
         self.started_at = time.monotonic()
         self.healthy_after: float | None = None
 
@@ -37,7 +39,7 @@ class DockerService(Service):
         return self.container.get_wrapped_container()
 
     @property
-    def ident(self) -> str:  # type: ignore[override]
+    def ident(self) -> str:
         return self.raw.short_id
 
     def _state(self) -> dict:
@@ -137,73 +139,49 @@ class DockerRuntime(Runtime):
         self.client = docker.from_env()
         self.tags, self.build_s, self.base = ensure_images(self.client)
         self.network = Network(docker_network_kw={"labels": {LABEL: session.id}}).create()
+        self._gateway: str | None = None
 
-    def _container(self, name: str, env: dict[str, str], healthcheck: dict | None = None, instance: str = ""):
+    def start(self, spec: ServiceSpec, config: StackConfig, links: Links, *, healthcheck: dict | None = None,
+              instance: str = "") -> DockerService:
         from testcontainers.core.container import DockerContainer
 
+        # the api reaches a service by name, or through a fault proxy on the network's gateway
+        env = spec.environment(config, links, reached_as=(self.proxy_host(),))
         port = free_port()
-        kwargs: dict = {"labels": {LABEL: self.session.id, "harness.service": name}}
+        kwargs: dict = {"labels": {LABEL: self.session.id, "harness.service": spec.name}}
         if healthcheck is not None:
             kwargs["healthcheck"] = healthcheck
-        c = (DockerContainer(self.tags[name])
-             .with_name(f"harness-{self.session.id}-{self.stack_id}-{name}{'-' + instance if instance else ''}")
+        c = (DockerContainer(self.tags[spec.name])
+             .with_name(f"harness-{self.session.id}-{self.stack_id}-{spec.name}{'-' + instance if instance else ''}")
              .with_envs(**env)
-             .with_network(self.network).with_network_aliases(*([] if instance else [name]))
+             .with_network(self.network).with_network_aliases(*([] if instance else [spec.name]))
              .with_kwargs(**kwargs))
         # loopback only, and a fixed host port so a restarted container keeps its URL
-        c.ports[f"{PORTS[name]}/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
-        return c, port
-
-    def _start(self, name: str, env: dict[str, str], url: str, healthcheck: dict | None = None,
-               instance: str = "", delay: float = 0.0) -> DockerService:
-        c, port = self._container(name, env, healthcheck, instance)
+        c.ports[f"{spec.port}/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
+        delay = config.delay_of(spec.name)
         if delay:
             # fault "slow start": the image's own command, begun only after ``delay`` seconds
-            cmd = self.client.images.get(self.tags[name]).attrs["Config"]["Cmd"]
-            c.with_command(["sh", "-c", f'sleep {delay:g}; exec "$@"', "slow-start", *cmd])
+            c.with_command(delayed(self.client.images.get(self.tags[spec.name]).attrs["Config"]["Cmd"], delay))
         try:
             c.start()
         except Exception:
+            release(port)
             # create succeeded but start failed: the container exists and nothing tracks it yet
             with contextlib.suppress(Exception):
                 self.client.containers.get(c._name).remove(force=True, v=True)
             raise
-        return DockerService(name, c, port, url.format(port=port))
+        return DockerService(spec.name, c, port, spec.url(config, "127.0.0.1", port), spec.port)
 
-    def start_postgres(self, config: StackConfig) -> DockerService:
-        env = {"POSTGRES_USER": config.user, "POSTGRES_PASSWORD": config.password,
-               "POSTGRES_DBS": ",".join(config.databases)}
-        return self._start("postgres", env, f"postgresql://{config.user}:{config.password}@127.0.0.1:{{port}}")
-
-    def dsn(self, postgres: Service, config: StackConfig, database: str) -> str:
-        return f"{postgres.url}/{database}"
-
-    def address(self, service: Service) -> tuple[str, int]:
-        return (service.name, PORTS[service.name])
+    def address(self, service: Service) -> Address:
+        assert isinstance(service, DockerService), service
+        return (service.name, service.container_port)
 
     def proxy_host(self) -> str:
         """The per-session network's gateway: the host as the containers see it."""
-        net = self.client.networks.get(self.network.id)
-        return net.attrs["IPAM"]["Config"][0]["Gateway"]
-
-    def start_mlflow(self, config: StackConfig, db: tuple[str, int] = ("postgres", 5432),
-                     healthcheck: dict | None = None, instance: str = "") -> DockerService:
-        """``healthcheck`` overrides the image's check; ``instance`` starts an extra MLflow beside the
-        stack's (not reachable by the service name)."""
-        gateway = self.proxy_host()
-        env = {"MLFLOW_BACKEND_STORE_URI": config.dsn(db, "mlflow"),
-               "MLFLOW_WORKERS": str(config.mlflow_workers),
-               # the api reaches MLflow by name, or through a fault proxy on the gateway
-               "MLFLOW_ALLOWED_HOSTS": f"mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,"
-                                       f"{gateway},{gateway}:*",
-               **dict(config.mlflow_env)}
-        return self._start("mlflow", env, "http://127.0.0.1:{port}/mlflow", healthcheck, instance,
-                           config.delay_of("mlflow"))
-
-    def start_api(self, config: StackConfig, db: tuple[str, int], mlflow: tuple[str, int]) -> DockerService:
-        env = {"API_DATABASE_URL": config.dsn(db, "api"), "API_MLFLOW_URL": f"http://{mlflow[0]}:{mlflow[1]}/mlflow",
-               **dict(config.api_env)}
-        return self._start("api", env, "http://127.0.0.1:{port}", delay=config.delay_of("api"))
+        if self._gateway is None:
+            net = self.client.networks.get(self.network.id)
+            self._gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+        return self._gateway
 
     def close(self) -> None:
         try:
