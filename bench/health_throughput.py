@@ -1,5 +1,5 @@
 """Benchmark: /health and /health/live beside a bare FastAPI endpoint on the same server, and
-Postgres probes per second under N concurrent /health callers.
+Postgres checks per second under N concurrent /health callers.
 
     .venv/bin/python bench/health_throughput.py [--concurrency 50] [--seconds 10] [--callers 1,10,50,200]
 
@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.load.runner import probes  # noqa: E402
+from harness.load.runner import dependency_checks  # noqa: E402
 from harness.paths import REPO  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 from harness.process import ChildProcess, python_env  # noqa: E402
@@ -114,11 +114,12 @@ def main() -> None:
                 n, p50, p99, errors = measure(url, args.concurrency, args.seconds)
                 rows.append((label, n / args.seconds, p50, p99, errors))
             bare.close(5)
-            probe_rows = []
+            check_rows = []
             for n_callers in callers:
-                before = probes(api)
+                before = dependency_checks(api)
                 n, p50, p99, errors = measure(f"{api}/health", n_callers, args.seconds)
-                probe_rows.append((n_callers, n / args.seconds, p99, errors, (probes(api) - before) / args.seconds))
+                checks_per_s = (dependency_checks(api) - before) / args.seconds
+                check_rows.append((n_callers, n / args.seconds, p99, errors, checks_per_s))
             print(f"\n{time.strftime('%Y-%m-%d')}: {args.concurrency} concurrent keep-alive clients, "
                   f"{args.seconds:.0f} s per endpoint, one uvicorn worker each, {client} on the same machine "
                   f"({os.cpu_count()} cores)\n")
@@ -126,10 +127,10 @@ def main() -> None:
             print("|---|---|---|---|---|")
             for label, rps, p50, p99, errors in rows:
                 print(f"| {label} | {rps:.0f} | {p50:.1f} | {p99:.1f} | {errors} |")
-            print(f"\nPostgres probes under concurrent /health callers (health cache TTL {ttl:g} s)\n")
-            print("| callers | /health req/s | p99 ms | errors | Postgres probes/s |")
+            print(f"\nPostgres checks under concurrent /health callers (health cache TTL {ttl:g} s)\n")
+            print("| callers | /health req/s | p99 ms | errors | Postgres checks/s |")
             print("|---|---|---|---|---|")
-            for n_callers, rps, p99, errors, pps in probe_rows:
+            for n_callers, rps, p99, errors, pps in check_rows:
                 print(f"| {n_callers} | {rps:.0f} | {p99:.1f} | {errors} | {pps:.2f} |")
     finally:
         session.close()

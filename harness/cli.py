@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 
 from harness.budgets import Budgets
 from harness.errors import HarnessError
+from harness.process import terminate_as_interrupt
 from harness.progress import Progress
 from harness.session import Session, reap
 from harness.settings import OPTIONS, resolve
@@ -18,19 +18,12 @@ from harness.stack.runtime import make_runtime, resolve_runtime
 from harness.stack.stack import Stack, record_timings
 
 
-def _terminate_as_interrupt() -> None:
-    """SIGTERM behaves like Ctrl-C, so teardown runs either way."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, handler)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     settings = resolve({"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier,
                         "mlflow_workers": args.mlflow_workers}, os.environ, {})
     runtime_name, why = resolve_runtime(settings.runtime)
     print(f"runtime: {runtime_name} ({why})", file=sys.stderr, flush=True)
-    _terminate_as_interrupt()
+    terminate_as_interrupt()
     reap()
     session = Session()
     try:
@@ -119,7 +112,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     settings = resolve({"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier,
                         "mlflow_workers": args.mlflow_workers, "target_url": args.target_url,
                         "reports_dir": args.reports_dir}, os.environ, {})
-    _terminate_as_interrupt()
+    terminate_as_interrupt()
     reap()
     try:
         return main(LoadRun(
@@ -136,7 +129,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_load_worker(args: argparse.Namespace) -> int:
     from harness.load.runner import worker_main
-    _terminate_as_interrupt()
+    terminate_as_interrupt()
     try:
         return worker_main(args.profile, args.master)
     except KeyboardInterrupt:

@@ -39,7 +39,7 @@ def test_a_good_file_loads(tmp_path):
 @pytest.mark.parametrize("change,field,expected", [
     (("kind: pause", "kind: freeze"), "fault.kind", "'freeze' is not one of"),
     (("target: postgres", "target: redis"), "fault.target", "'redis' is not one of"),
-    (("kind: pause", "kind: latency"), "fault.target", "is not one of ['api->postgres'"),
+    (("kind: pause", "kind: latency"), "fault.target", "is not one of ['mlflow->postgres', 'api->postgres'"),
     (("status: 503", "status: fivehundred"), "expect.during./health.status", "is not of type 'integer'"),
     (("duration: 2", "duration: -1"), "fault.duration", "less than the minimum"),
 ])

@@ -19,14 +19,14 @@ from harness.stack.api import api_config
 from harness.stack.mlflow import mlflow_config
 
 SERVICES = ("api", "mlflow")
-# Documented defaults when no run measured them (seconds to ready, 2-core machine; README).
+# Documented defaults when no run measured them (seconds to ready, 2-core machine; docs/timings.md).
 DEFAULT_BOOT = {"api": 1.5, "mlflow": 19.0}
 # Fargate's vCPU is slower than a dev core, and a task pulls its image first.
 DEFAULT_FARGATE_FACTOR = 3.0
-# MLflow's measured resident memory (GB) by uvicorn workers, job execution off (reference).
+# MLflow's measured resident memory (GB) by uvicorn workers, job execution off (docs/mlflow.md).
 MLFLOW_RSS_GB = {1: 0.49, 2: 0.75, 4: 1.27}
 MLFLOW_RSS_JOBS_ON_GB = 3.0
-CIRCUIT_BREAKER_MIN = 3  # current AWS docs; older docs say 10 (harness/simulator.py takes it as a parameter)
+CIRCUIT_BREAKER_MIN = 3  # current AWS docs; older docs say 10 (docs/timings.md); the simulator takes it as a parameter
 AWS_RANGES = {
     "container.interval": (5, 300), "container.timeout": (2, 60), "container.retries": (1, 10),
     "container.start_period": (0, 300), "alb.interval": (5, 300), "alb.timeout": (2, 120),

@@ -1,4 +1,4 @@
-"""A background HTTP prober: samples endpoints during a disruption; tests judge the series after.
+"""A background HTTP sampler: samples endpoints during a disruption; tests judge the series after.
 
 Bounded: it stops by itself after ``max_duration`` seconds or ``max_samples`` samples, and it
 always stops when its ``with`` block ends."""
@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 
 import httpx
+
+from harness import healthjson
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Sample:
         return f"t={self.t:7.3f}s {self.endpoint} -> {what} {self.health or ''} in {self.latency * 1000:.0f} ms"
 
 
-class Prober:
+class Sampler:
     def __init__(self, base_url: str, endpoints: tuple[str, ...] = ("/health",), *, interval: float = 0.1,
                  timeout: float = 10.0, max_duration: float = 300.0, max_samples: int = 20000) -> None:
         self.base_url, self.endpoints, self.interval, self.timeout = base_url, endpoints, interval, timeout
@@ -37,10 +39,10 @@ class Prober:
         self._threads: list[threading.Thread] = []
         self.started = 0.0
 
-    def __enter__(self) -> Prober:
+    def __enter__(self) -> Sampler:
         self.started = time.monotonic()
         for ep in self.endpoints:
-            t = threading.Thread(target=self._loop, args=(ep,), name=f"prober {ep}", daemon=True)
+            t = threading.Thread(target=self._loop, args=(ep,), name=f"sampler {ep}", daemon=True)
             t.start()
             self._threads.append(t)
         return self
@@ -62,9 +64,7 @@ class Prober:
                 t0 = time.monotonic()
                 try:
                     r = client.get(endpoint)
-                    health = None
-                    if r.headers.get("content-type", "").startswith("application/health+json"):
-                        health = r.json().get("status")
+                    health = (healthjson.body(r) or {}).get("status")
                     sample = Sample(endpoint, t0 - self.started, r.status_code, time.monotonic() - t0, health)
                 except httpx.HTTPError as exc:
                     sample = Sample(endpoint, t0 - self.started, None, time.monotonic() - t0,

@@ -15,13 +15,12 @@ import yaml
 
 from harness.budgets import evaluate
 from harness.errors import ConfigurationError
+from harness.faults.kinds import KINDS, LINKS, SERVICES
 from harness.paths import SCENARIOS_DIR, shown
 
 FAULTS_DIR = SCENARIOS_DIR / "faults"
-PROCESS_KINDS = ["kill", "pause", "restart", "stop"]
-NETWORK_KINDS = ["latency", "bandwidth", "blackhole", "reset", "slow_close", "refuse", "respond"]
-SERVICES = ["postgres", "mlflow"]
-LINKS = ["api->postgres", "api->mlflow", "mlflow->postgres"]
+PROCESS_KINDS = [k.name for k in KINDS.values() if not k.on_link]
+NETWORK_KINDS = [k.name for k in KINDS.values() if k.on_link]
 BUDGET = {"type": ["number", "string"], "description": "seconds, or an expression such as db_timeout + 0.5"}
 
 SCHEMA = {
@@ -36,16 +35,20 @@ SCHEMA = {
         "fault": {
             "type": "object", "additionalProperties": False, "required": ["kind", "target"],
             "properties": {
-                "kind": {"enum": PROCESS_KINDS + NETWORK_KINDS},
-                "target": {"enum": SERVICES + LINKS},
+                "kind": {"enum": list(KINDS)},
+                "target": {"enum": [*SERVICES, *LINKS]},
                 "duration": {"type": "number", "minimum": 0, "maximum": 120},
                 "params": {"type": "object"},
             },
             "allOf": [
                 {"if": {"properties": {"kind": {"enum": PROCESS_KINDS}}},
-                 "then": {"properties": {"target": {"enum": SERVICES}}}},
+                 "then": {"properties": {"target": {"enum": list(SERVICES)}}}},
                 {"if": {"properties": {"kind": {"enum": NETWORK_KINDS}}},
-                 "then": {"properties": {"target": {"enum": LINKS}}}},
+                 "then": {"properties": {"target": {"enum": list(LINKS)}}}},
+                # each kind takes its own parameters (harness/faults/kinds.py)
+                *({"if": {"properties": {"kind": {"const": k.name}}},
+                   "then": {"properties": {"params": {"propertyNames": {"enum": list(k.params)}}}}}
+                  for k in KINDS.values()),
             ],
         },
         "probe": {
@@ -119,8 +122,8 @@ def load(path: Path) -> Scenario:
         for e in errors:
             where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
             lines.append(f"{where}: {e.message}")
-        raise ConfigurationError(f"{rel} to match the scenario schema (harness/scenarios.py)",
-                                 "; ".join(lines), "see scenarios/faults/README.md for the fields")
+        raise ConfigurationError(f"{rel} to match the scenario schema (harness/faults/scenarios.py)",
+                                 "; ".join(lines), "docs/faults.md lists the fields")
     if data["name"] != path.stem:
         raise ConfigurationError(f"{rel}: name equal to the file name {path.stem!r}", repr(data["name"]), "")
     probe = data.get("probe", {})

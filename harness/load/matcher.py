@@ -3,6 +3,8 @@ failure reason a person can read."""
 
 from __future__ import annotations
 
+from harness import healthjson
+
 
 def matches(status: int, matcher: str) -> bool:
     """An ALB target-group matcher: "200", "200,202", "200-299" (AWS's syntax)."""
@@ -33,9 +35,7 @@ def reason(status: int, body: object, error: object = None) -> str:
     if error is not None and not status:
         return f"no answer: {type(error).__name__}: {str(error)[:160]}"
     if isinstance(body, dict) and isinstance(body.get("checks"), dict):  # application/health+json
-        failing = [f"{name} {c.get('status')}{': ' + c['output'] if c.get('output') else ''}"
-                   for name, results in body["checks"].items() for c in results if c.get("status") != "pass"]
-        said = "; ".join(failing) or body.get("output") or body.get("status")
+        said = "; ".join(healthjson.failing(body)) or body.get("output") or body.get("status")
         return f"status {status}: {body.get('status')}: {str(said)[:200]}"
     if isinstance(body, dict):
         said = body.get("detail") or body.get("error") or body.get("status")

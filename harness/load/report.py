@@ -105,7 +105,7 @@ def markdown(summary: dict, before: dict | None, line: dict) -> str:
              f"{summary['load_balancer']['matcher']} (from {summary['load_balancer']['source']})", ""]
     cache = summary.get("health_cache")
     if cache:
-        lines += [f"- Postgres probes by /health: {cache['probes']} in {cache['seconds']} s "
+        lines += [f"- Postgres checks by /health: {cache['checks']} in {cache['seconds']} s "
                   f"({cache['per_second']}/s; cache TTL {cache.get('ttl', 'unknown')} s)", ""]
     lines += ["| endpoint | requests | failures | p50 ms | p95 ms | p99 ms | max ms | req/s |",
               "|---|---|---|---|---|---|---|---|"]

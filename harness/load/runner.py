@@ -127,13 +127,13 @@ def load_balancer(run: LoadRun) -> tuple[float, str, str]:
         return fallback, run.lb_matcher or "200", f"{run.slo_file.name} names (no plan: {first})"
 
 
-def probes(api: str) -> float | None:
-    """Postgres probes the api's /health has run so far (its Prometheus counter); None if unreadable."""
+def dependency_checks(api: str) -> float | None:
+    """Postgres checks the api's /health has run so far (its Prometheus counter); None if unreadable."""
     try:
         text = httpx.get(f"{api}/metrics", timeout=5).text
     except httpx.HTTPError:
         return None
-    found = re.findall(r'^api_health_probes_total\{component="postgres",[^}]*\} ([0-9.e+]+)$', text, re.M)
+    found = re.findall(r'^api_health_checks_total\{component="postgres",[^}]*\} ([0-9.e+]+)$', text, re.M)
     return sum(float(v) for v in found) if found else None
 
 
@@ -295,13 +295,13 @@ def execute(run: LoadRun) -> Outcome:
     session = Session()
     try:
         with _target(run, session) as (host, runtime, ttl):
-            before, t0 = probes(host), time.monotonic()
+            before, t0 = dependency_checks(host), time.monotonic()
             bound = profiles.duration(data, run.time_scale) + STARTUP
             print(f"load: running Locust against {host} for up to {profiles.duration(data, run.time_scale):.0f} s"
                   f"{f' with {run.workers} workers' if run.workers else ''}; reports in {run_dir}",
                   file=run.out, flush=True)
             code = _drive(run, session, run_dir, host, lb, bound)
-            after, seconds = probes(host), time.monotonic() - t0
+            after, seconds = dependency_checks(host), time.monotonic() - t0
     finally:
         session.close()
     summary_path = run_dir / "summary.json"
@@ -317,7 +317,7 @@ def execute(run: LoadRun) -> Outcome:
         "passed": code == 0 and summary.get("passed", False),
     })
     if before is not None and after is not None:
-        summary["health_cache"] = {"probes": int(after - before), "seconds": round(seconds, 1),
+        summary["health_cache"] = {"checks": int(after - before), "seconds": round(seconds, 1),
                                    "per_second": round((after - before) / seconds, 2), "ttl": ttl}
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
     line, before_run = loadreport.publish(root, summary, run_dir)
@@ -349,7 +349,7 @@ def main(run: LoadRun) -> int:
         print(line, file=run.out)
     cache = summary.get("health_cache")
     if cache:
-        print(f"load: /health ran {cache['probes']} Postgres probes in {cache['seconds']} s "
+        print(f"load: /health ran {cache['checks']} Postgres checks in {cache['seconds']} s "
               f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)", file=run.out)
     for text in loadreport.changes(outcome.history_line, outcome.previous):
         print(f"load: against the previous run: {text}", file=run.out)

@@ -59,7 +59,7 @@ class RunOut(BaseModel):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.probes = Counter("api_health_probes", "dependency probes run by /health",
+        self.checks = Counter("api_health_checks", "dependency checks run by /health",
                               ["component", "status"], registry=self.registry)
         self.evaluations = Counter("api_health_evaluations", "uncached /health evaluations",
                                    registry=self.registry)
@@ -67,7 +67,7 @@ class Metrics:
                                  registry=self.registry)
 
     def record(self, result: CheckResult) -> None:
-        self.probes.labels(result.component, result.status.value).inc()
+        self.checks.labels(result.component, result.status.value).inc()
 
 
 def unavailable(reason: str) -> JSONResponse:
@@ -88,8 +88,8 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
 
     health = HealthService(
         checks=(
-            Check("postgres", "datastore", store.probe, settings.db_timeout, settings.is_required("postgres")),
-            Check("mlflow", "component", mlflow.probe, settings.mlflow_budget, settings.is_required("mlflow")),
+            Check("postgres", "datastore", store.ping, settings.db_timeout, settings.is_required("postgres")),
+            Check("mlflow", "component", mlflow.ping, settings.mlflow_budget, settings.is_required("mlflow")),
         ),
         ttl=settings.health_cache_ttl, secrets=secrets, on_result=on_result,
     )
@@ -166,7 +166,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
         return JSONResponse(report.as_json(), status_code=report.http_status, media_type=HEALTH_MEDIA_TYPE,
                             headers={"Cache-Control": "no-store"})
 
-    @app.get("/metrics", summary="Prometheus metrics: health probes per dependency, request latency")
+    @app.get("/metrics", summary="Prometheus metrics: health checks per dependency, request latency")
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -33,11 +33,11 @@ class CheckFailed(Exception):
 
 @dataclass(frozen=True)
 class Check:
-    """One dependency check. ``probe`` returns nothing and raises on failure."""
+    """One dependency check. ``observe`` returns nothing and raises on failure."""
 
     component: str
     component_type: str
-    probe: Callable[[], Awaitable[None]]
+    observe: Callable[[], Awaitable[None]]
     budget: float
     required: bool = True
     measurement: str = "responseTime"
@@ -112,7 +112,7 @@ async def run_check(check: Check, secrets: tuple[str, ...] = ()) -> CheckResult:
     """Run one check with a hard deadline; never raises, never outlives ``budget``."""
     started = time.perf_counter()
     stamp = _now_iso()
-    task = asyncio.ensure_future(check.probe())
+    task = asyncio.ensure_future(check.observe())
     output: str | None = None
     try:
         done, _ = await asyncio.wait({task}, timeout=check.budget + DEADLINE_SLACK)

@@ -7,17 +7,23 @@ must answer its callers within seconds, so it talks to the REST API itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import httpx
 
 from services.api.health import CheckFailed
 
 RETRYABLE_STATUS = {502, 503, 504}
+T = TypeVar("T")
 
 
 class MlflowUnavailable(Exception):
     """MLflow could not complete the call (unreachable, timing out, or answering 5xx)."""
+
+
+class _Transient(MlflowUnavailable):
+    """Unavailable in a way a retry may cure (no answer, a 5xx gateway answer)."""
 
 
 class MlflowRejected(Exception):
@@ -41,63 +47,63 @@ class MlflowClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _attempts(self, attempt: Callable[[], Awaitable[T]], retry_on: tuple[type[Exception], ...],
+                        attempts: int) -> T:
+        """The one retry loop: ``attempt`` up to ``attempts`` times, the backoff doubling between them;
+        an error of another type than ``retry_on`` ends it at once."""
+        error: Exception | None = None
+        for i in range(attempts):
+            if i:
+                await asyncio.sleep(self.backoff * 2 ** (i - 1))
+            try:
+                return await attempt()
+            except retry_on as exc:
+                error = exc
+        assert error is not None
+        raise error
+
     async def _once(self, method: str, path: str, **kw: object) -> httpx.Response:
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._http.request(method, path, **kw)  # type: ignore[arg-type]
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise MlflowUnavailable(f"{method} {path}: no answer within {self.timeout:.2f}s") from exc
+            raise _Transient(f"{method} {path}: no answer within {self.timeout:.2f}s") from exc
         except httpx.TransportError as exc:
-            raise MlflowUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise _Transient(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def _call_once(self, method: str, path: str, **kw: object) -> dict:
+        response = await self._once(method, path, **kw)
+        if response.status_code in RETRYABLE_STATUS:
+            raise _Transient(f"{method} {path}: HTTP {response.status_code} {_error_code(response)}")
+        if response.status_code >= 400:
+            body = _json(response)
+            body = body if isinstance(body, dict) else {}
+            raise MlflowRejected(response.status_code, str(body.get("error_code", "")),
+                                 str(body.get("message", response.text[:200])))
+        body = _json(response)
+        if not isinstance(body, dict):
+            raise MlflowUnavailable(f"{method} {path}: expected a JSON object, got {response.text[:80]!r}")
+        return body
 
     async def call(self, method: str, path: str, *, retry: bool = True, **kw: object) -> dict:
         """One REST call; retries unavailability up to ``retries`` times with doubling backoff."""
-        attempts = self.retries + 1 if retry else 1
-        last: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = await self._once(method, path, **kw)
-            except MlflowUnavailable as exc:
-                last = exc
-                continue
-            if response.status_code in RETRYABLE_STATUS:
-                last = MlflowUnavailable(f"{method} {path}: HTTP {response.status_code} {_error_code(response)}")
-                continue
-            if response.status_code >= 400:
-                body = _json(response)
-                body = body if isinstance(body, dict) else {}
-                raise MlflowRejected(response.status_code, str(body.get("error_code", "")),
-                                     str(body.get("message", response.text[:200])))
-            body = _json(response)
-            if not isinstance(body, dict):
-                raise MlflowUnavailable(f"{method} {path}: expected a JSON object, got {response.text[:80]!r}")
-            return body
-        assert last is not None
-        raise last
+        return await self._attempts(lambda: self._call_once(method, path, **kw), (_Transient,),
+                                    self.retries + 1 if retry else 1)
 
     # -- health ----------------------------------------------------------------
-    async def probe(self) -> None:
+    async def ping(self) -> None:
         """/health is shallow (it stays 200 when MLflow's database is gone), so also search."""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await self._probe_once()
-                return
-            except TimeoutError:
-                error: Exception = CheckFailed(f"no answer within {self.timeout:.2f}s")
-            except (CheckFailed, httpx.HTTPError) as exc:
-                error = exc
-        raise error
+        await self._attempts(self._ping_once, (CheckFailed, httpx.HTTPError), self.retries + 1)
 
-    async def _probe_once(self) -> None:
-        r = await self._http.get("/health")
-        if r.status_code != 200:
-            raise CheckFailed(f"GET /health answered HTTP {r.status_code}")
-        r = await self._http.get("/api/2.0/mlflow/experiments/search", params={"max_results": 1})
+    async def _ping_once(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                r = await self._http.get("/health")
+                if r.status_code != 200:
+                    raise CheckFailed(f"GET /health answered HTTP {r.status_code}")
+                r = await self._http.get("/api/2.0/mlflow/experiments/search", params={"max_results": 1})
+        except TimeoutError:
+            raise CheckFailed(f"no answer within {self.timeout:.2f}s") from None
         if r.status_code != 200:
             raise CheckFailed(f"experiments search answered HTTP {r.status_code} {_error_code(r)}")
         if not isinstance(_json(r), dict):

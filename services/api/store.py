@@ -1,4 +1,4 @@
-"""The api's own Postgres table of runs, and the Postgres health probe."""
+"""The api's own Postgres table of runs, and its Postgres health check."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class Store:
             finally:
                 await conn.close()
 
-    async def probe(self) -> None:
+    async def ping(self) -> None:
         """A real round trip on a fresh connection."""
         async with self._connection() as conn:
             cur = await conn.execute("SELECT 1 FROM pg_catalog.pg_class LIMIT 1")

@@ -5,7 +5,7 @@ import threading
 import httpx
 import pytest
 
-from harness.faults.sampler import Prober
+from harness.faults.sampler import Sampler
 from harness.stack.api import api_config
 from harness.wait import wait_until
 
@@ -17,31 +17,31 @@ def test_frozen_postgres_fails_health_fast_and_recovers(restored, budgets):
     stack = restored
     cfg = api_config(dict(stack.config.api_env))
     pg = stack.services["postgres"]
-    with Prober(stack.url("api"), ("/health", "/health/live"), interval=0.05,
-                timeout=cfg.health_budget + 5) as prober:
-        wait_until(lambda: prober.first("/health", 0, 200), timeout=budgets.http, what="a first 200 sample")
-        frozen_at = prober.now()
+    with Sampler(stack.url("api"), ("/health", "/health/live"), interval=0.05,
+                timeout=cfg.health_budget + 5) as sampler:
+        wait_until(lambda: sampler.first("/health", 0, 200), timeout=budgets.http, what="a first 200 sample")
+        frozen_at = sampler.now()
         pg.pause()
         try:
-            wait_until(lambda: prober.first("/health", frozen_at, 503),
+            wait_until(lambda: sampler.first("/health", frozen_at, 503),
                        timeout=budgets.scaled(cfg.health_cache_ttl + cfg.db_timeout + MARGIN) + budgets.detect,
                        what="/health to answer 503 with postgres frozen")
-            resumed_at = prober.now()
+            resumed_at = sampler.now()
         finally:
             pg.resume()
-        wait_until(lambda: prober.first("/health", resumed_at + 0.01, 200),
+        wait_until(lambda: sampler.first("/health", resumed_at + 0.01, 200),
                    timeout=budgets.scaled(cfg.health_cache_ttl + 1.0) + 1.0,
                    what="/health to answer 200 after postgres resumed")
-        recovered_at = prober.now()
-    detected = prober.first("/health", frozen_at, 503)
-    recovered = prober.first("/health", resumed_at + 0.01, 200)
-    slowest = prober.slowest("/health", frozen_at, resumed_at)
+        recovered_at = sampler.now()
+    detected = sampler.first("/health", frozen_at, 503)
+    recovered = sampler.first("/health", resumed_at + 0.01, 200)
+    slowest = sampler.slowest("/health", frozen_at, resumed_at)
     # the answer itself is bounded by the DB timeout, whatever Postgres does
     assert slowest.latency <= cfg.db_timeout + MARGIN, str(slowest)
     assert detected.t - frozen_at <= cfg.health_cache_ttl + cfg.db_timeout + MARGIN, str(detected)
     assert recovered.t + recovered.latency - resumed_at <= cfg.health_cache_ttl + 1.0, str(recovered)
     assert recovered_at > resumed_at
-    live = [s for s in prober.series("/health/live") if frozen_at <= s.t <= resumed_at]
+    live = [s for s in sampler.series("/health/live") if frozen_at <= s.t <= resumed_at]
     assert live and all(s.status == 200 for s in live), [str(s) for s in live if s.status != 200]
 
 
@@ -63,21 +63,21 @@ def test_sigterm_drains_then_exits_and_in_flight_requests_finish(restored, budge
                     results.append(0)
                     return
     writer = threading.Thread(target=in_flight)
-    with Prober(url, ("/health",), interval=0.05, timeout=5) as prober:
+    with Sampler(url, ("/health",), interval=0.05, timeout=5) as sampler:
         writer.start()
         wait_until(lambda: len(results), until=lambda n: n >= 2, timeout=budgets.http, what="writes under way")
-        signalled_at = prober.now()
+        signalled_at = sampler.now()
         api.signal(15)
-        wait_until(lambda: prober.first("/health", signalled_at, 503), timeout=budgets.http,
+        wait_until(lambda: sampler.first("/health", signalled_at, 503), timeout=budgets.http,
                    what="/health to report fail while draining")
         code = wait_until(api.exit_code, until=lambda c: c is not None,
                           timeout=cfg.drain_seconds + cfg.shutdown_grace + budgets.detect,
                           what="the api to exit after SIGTERM")
-        exited_at = prober.now()
+        exited_at = sampler.now()
     writer.join(15)
     assert code == 0, api.logs(30)
     assert exited_at - signalled_at <= cfg.drain_seconds + cfg.shutdown_grace + 1.0
-    draining = prober.first("/health", signalled_at, 503)
+    draining = sampler.first("/health", signalled_at, 503)
     assert draining.t - signalled_at <= 0.5, str(draining)
     answered = [s for s in results if s]
     assert answered and all(s == 201 for s in answered), results

@@ -15,7 +15,9 @@ import yaml
 
 from fixtures.faults import budget_names
 from harness.faults import scenarios
-from harness.faults.inject import fault
+from harness.faults.judge import detected, recovered
+from harness.faults.kinds import fault
+from harness.faults.sampler import Sample
 from harness.load import profile as profiles
 from harness.load.runner import RequestLog
 from harness.ports import free_port, release
@@ -89,9 +91,9 @@ def test_request_cap_stops_the_run(run_profile):
 
 def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile, stack, lb_check):
     ttl = api_config(dict(stack.config.api_env)).health_cache_ttl
-    before = _probes(stack.url("api"))
+    before = _checks(stack.url("api"))
     outcome = run_profile("steady", time_scale=0.25)
-    probes = _probes(stack.url("api")) - before
+    checks = _checks(stack.url("api")) - before
     s = outcome.summary
     health = s["endpoints"][HEALTH_ENDPOINT]
     # many more /health calls than TTL windows, or the cache is not being exercised
@@ -102,7 +104,7 @@ def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile
     assert health["p99_ms"] < timeout_ms, f"/health p99 {health['p99_ms']} ms >= ALB timeout {timeout_ms} ms"
     health_verdicts = [v for v in s["verdicts"] if v["endpoint"] == HEALTH_ENDPOINT]
     assert health_verdicts and all(v["ok"] for v in health_verdicts), health_verdicts
-    assert probes <= windows, f"{probes} Postgres probes in {s['health_cache']['seconds']} s with TTL {ttl} s"
+    assert checks <= windows, f"{checks} Postgres checks in {s['health_cache']['seconds']} s with TTL {ttl} s"
 
 
 def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restored, run_profile, budgets,
@@ -138,10 +140,13 @@ def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restor
         thread.join(timeout=profiles.duration(profiles.read("steady"), 0.3) + 120)
     assert "error" not in result, result.get("error")
     outcome = result["outcome"]
-    first_fail = log.select(HEALTH_ENDPOINT, after=frozen_at, ok=False)[0]
-    seen = first_fail["t"] + first_fail["ms"] / 1000 - frozen_at
-    assert seen <= detect, f"the poller saw fail {seen:.2f} s after the freeze; budget {detect:.2f} s: {first_fail}"
-    assert "status 503" in first_fail["error"], first_fail
+    # the poller's requests as samples on the fault's clock, judged as the fault scenarios are
+    polled = [Sample(HEALTH_ENDPOINT, r["t"] - frozen_at, r["status"] or None, r["ms"] / 1000, error=r["error"])
+              for r in log.select(HEALTH_ENDPOINT, after=frozen_at)]
+    seen = detected(polled, 0.0, detect, lambda s: s.error is not None, "the poller saw /health fail")
+    assert seen.ok, str(seen)
+    first_fail = next(s for s in polled if s.error is not None)
+    assert "status 503" in first_fail.error, first_fail
     during = log.select(CLIENTS, after=frozen_at, before=resumed_at)
     assert during and not [r for r in during if r["status"] == 0], "client requests without an answer (hangs)"
     slowest = max(during, key=lambda r: r["ms"])
@@ -149,8 +154,8 @@ def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restor
     failed = [r for r in during if r["error"]]
     assert failed and all(r["status"] == 503 for r in failed), {r["status"] for r in failed}
     assert all("status 503: " in r["error"] and len(r["error"]) > len("status 503: ") for r in failed), failed[0]
-    back = log.select(HEALTH_ENDPOINT, after=resumed_at, ok=True)
-    assert back and back[0]["t"] + back[0]["ms"] / 1000 - resumed_at <= recover, back[:1]
+    back = recovered(polled, resumed_at - frozen_at, recover, lambda s: s.error is None)
+    assert back.ok, str(back)
     # the gate noticed: the load balancer saw failures, so the health SLO broke and the run failed
     assert outcome.exit_code == 1
     broken = [v["text"] for v in outcome.summary["verdicts"] if not v["ok"]]
@@ -170,8 +175,8 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
     assert "FAILED (exit 1)" in result.stderr
 
 
-def _probes(api: str) -> float:
-    from harness.load.runner import probes
-    value = probes(api)
-    assert value is not None, "the api's /metrics has no api_health_probes_total for postgres"
+def _checks(api: str) -> float:
+    from harness.load.runner import dependency_checks
+    value = dependency_checks(api)
+    assert value is not None, "the api's /metrics has no api_health_checks_total for postgres"
     return value

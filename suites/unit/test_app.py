@@ -25,13 +25,13 @@ class FakeStore:
     def __init__(self):
         self.rows = {}
         self.down = False
-        self.probes = 0
+        self.pings = 0
 
     async def open(self): ...
     async def close(self): ...
 
-    async def probe(self):
-        self.probes += 1
+    async def ping(self):
+        self.pings += 1
         if self.down:
             raise ConnectionRefusedError(f"connection to postgresql://app:{PASSWORD}@db/api refused")
 
@@ -157,7 +157,7 @@ def test_optional_mlflow_is_warn(monkeypatch, settings, logs):
 def test_liveness_touches_no_dependency(call, deps):
     deps[0].down = True
     r = call("GET", "/health/live")
-    assert r.status_code == 200 and deps[0].probes == 0
+    assert r.status_code == 200 and deps[0].pings == 0
 
 
 def test_correlation_id_echoed_and_logged(call, logs):
@@ -231,11 +231,11 @@ def test_openapi_describes_every_endpoint(call):
     assert {"/health", "/health/live", "/runs", "/runs/{run_id}", "/metrics"} <= set(paths)
 
 
-def test_metrics_count_probes(call):
+def test_metrics_count_checks(call):
     call("GET", "/health")
     call("GET", "/health")
     text = call("GET", "/metrics").text
-    assert 'api_health_probes_total{component="postgres",status="pass"} 2.0' in text
+    assert 'api_health_checks_total{component="postgres",status="pass"} 2.0' in text
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ class Counting:
             raise CheckFailed("down")
 
 
-def test_single_flight_200_concurrent_callers_one_probe():
+def test_single_flight_200_concurrent_callers_one_check():
     probe = Counting()
     service = HealthService((Check("postgres", "datastore", probe, 1.0),), ttl=5.0)
 

@@ -43,23 +43,23 @@ def ok_health():
     return httpx.Response(200, text="OK")
 
 
-def test_probe_calls_health_then_a_real_tracking_call():
+def test_ping_calls_health_then_a_real_tracking_call():
     script = Script(ok_health(), httpx.Response(200, json=SEARCH))
-    asyncio.run(script.client().probe())
+    asyncio.run(script.client().ping())
     assert script.calls == ["/mlflow/health", "/mlflow/api/2.0/mlflow/experiments/search"]
 
 
 def test_one_transient_failure_is_absorbed_by_the_retry():
     script = Script(httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE"}),
                     ok_health(), httpx.Response(200, json=SEARCH))
-    asyncio.run(script.client(retries=1).probe())
+    asyncio.run(script.client(retries=1).ping())
     assert len(script.calls) == 3
 
 
 def test_database_gone_behind_a_healthy_health_endpoint_fails():
     script = Script(ok_health(), httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE"}), cycle=True)
     with pytest.raises(CheckFailed, match="experiments search answered HTTP 503 TEMPORARILY_UNAVAILABLE"):
-        asyncio.run(script.client(retries=2).probe())
+        asyncio.run(script.client(retries=2).ping())
     assert len(script.calls) == 6  # 3 attempts x (health + search)
 
 
@@ -67,7 +67,7 @@ def test_retries_are_bounded_with_doubling_backoff():
     script = Script(httpx.ConnectError("refused"))
     started = time.monotonic()
     with pytest.raises(httpx.ConnectError):
-        asyncio.run(script.client(retries=3, backoff=0.05).probe())
+        asyncio.run(script.client(retries=3, backoff=0.05).ping())
     elapsed = time.monotonic() - started
     assert len(script.calls) == 4
     assert 0.05 + 0.1 + 0.2 <= elapsed < 0.35 + 0.3
@@ -77,20 +77,20 @@ def test_hanging_mlflow_times_out_per_attempt():
     script = Script("hang")
     started = time.monotonic()
     with pytest.raises(CheckFailed, match="no answer within 0.20s"):
-        asyncio.run(script.client(retries=1, timeout=0.2).probe())
+        asyncio.run(script.client(retries=1, timeout=0.2).ping())
     assert time.monotonic() - started < 2 * 0.2 + 0.01 + 0.3
 
 
-def test_garbage_answer_fails_the_probe():
+def test_garbage_answer_fails_the_ping():
     script = Script(ok_health(), httpx.Response(200, text="<html>proxy error</html>"))
     with pytest.raises(CheckFailed, match="non-JSON"):
-        asyncio.run(script.client(retries=0).probe())
+        asyncio.run(script.client(retries=0).ping())
 
 
 def test_root_404_means_wrong_prefix():
     script = Script(httpx.Response(404, text="Not Found"))
     with pytest.raises(CheckFailed, match="GET /health answered HTTP 404"):
-        asyncio.run(script.client(retries=0).probe())
+        asyncio.run(script.client(retries=0).ping())
 
 
 def test_call_raises_unavailable_after_503s_and_rejected_on_4xx():

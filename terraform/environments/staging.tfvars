@@ -1,5 +1,5 @@
 # staging: timings from the incident's fixes (grace 120 s, MLflow start period 90 s, ALB and
-# container checks on the same paths) and task sizes from MLflow's measured memory (DESIGN.md).
+# container checks on the same paths) and task sizes from MLflow's measured memory (docs/mlflow.md).
 environment        = "staging"
 log_retention_days = 30
 services = {

@@ -1,0 +1,140 @@
+"""The judge: a recorded series against a scenario's expectations. Each verdict carries its
+measured value and its budget, as the SLO gate's do, so a report shows both sides and a test
+asserts on them. Pure functions over samples: the load suite judges its request log with the
+same ``detected``/``recovered``.
+
+    verdicts = judge(observation, names)        # names: what the scenario's budget expressions use
+    failed = [str(v) for v in verdicts if not v.ok]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from harness.faults.exercise import Observation
+from harness.faults.sampler import Sample
+
+Match = Callable[[Sample], bool]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str                       # detect, during /health, recover, max_latency, liveness, no_loss, applied
+    ok: bool
+    measured: float | int | None    # seconds, or a count
+    budget: float | int | None
+    detail: str = ""                # the deciding sample, or what was seen instead
+
+    def __str__(self) -> str:
+        figures = "" if self.measured is None else f" {self.measured:g}"
+        figures += "" if self.budget is None else f" (budget {self.budget:g})"
+        return f"{self.name}{figures}: {'ok' if self.ok else 'FAILED'}: {self.detail}"
+
+
+def answered(status: int, health: str | None = None) -> Match:
+    """A sample that answered ``status`` (and, when given, reported ``health``)."""
+    return lambda s: s.status == status and (health is None or s.health == health)
+
+
+def healthy(s: Sample) -> bool:
+    """Recovered: 200, and ``pass`` where the answer says (a health+json body)."""
+    return s.status == 200 and s.health in (None, "pass")
+
+
+def _tail(samples: Sequence[Sample], n: int = 5) -> str:
+    return "; ".join(str(s) for s in samples[-n:]) or "no samples"
+
+
+def first_after(samples: Sequence[Sample], after: float, match: Match) -> Sample | None:
+    return next((s for s in samples if s.t >= after and match(s)), None)
+
+
+def detected(samples: Sequence[Sample], start: float, budget: float, match: Match, what: str = "detect") -> Verdict:
+    """The first matching sample sent after ``start`` must have answered within ``budget`` of it."""
+    hit = first_after(samples, start, match)
+    if hit is None:
+        return Verdict(what, False, None, round(budget, 2), f"never seen after {start:.2f}s: {_tail(samples)}")
+    seconds = round(hit.t + hit.latency - start, 2)
+    return Verdict(what, seconds <= budget, seconds, round(budget, 2), str(hit))
+
+
+def recovered(samples: Sequence[Sample], end: float, budget: float, match: Match = healthy,
+              what: str = "recover") -> Verdict:
+    """After the fault ended at ``end``, the first healthy answer must come within ``budget``."""
+    return detected(samples, end, budget, match, what)
+
+
+def judge(obs: Observation, names: dict[str, float]) -> list[Verdict]:
+    """Every expectation of the scenario, judged on the observation."""
+    sc, start, end = obs.scenario, obs.fault_start, obs.fault_end
+    health = obs.series("/health")
+    during = sc.expect.get("during", {})
+    recover = sc.budget("recover_within", names)
+    out: list[Verdict] = []
+    if sc.is_network:
+        limit = sc.params.get("limit")
+        ok = bool(obs.applied) and (not limit or obs.applied == limit)
+        said = f"the {sc.kind} toxic on {sc.target} took effect {obs.applied} times"
+        out.append(Verdict("applied", ok, obs.applied, limit, said + (f" (limit {limit})" if limit else "")))
+    detect_budget, detected_at = sc.budget("detect_within", names), start
+    want = during.get("/health")
+    if want and not want.get("always") and detect_budget is not None:
+        verdict = detected(health, start, detect_budget, answered(want["status"], want.get("health")))
+        out.append(verdict)
+        hit = first_after(health, start, answered(want["status"], want.get("health")))
+        detected_at = hit.t if hit is not None else end
+    for endpoint, want in during.items():
+        # from the detection on (itself held to its budget) to the end of the fault; "always": throughout
+        lo = start if want.get("always") else detected_at
+        hi = end + (recover or 0) if want.get("always") else end
+        window = [s for s in obs.series(endpoint) if lo <= s.t and s.t + s.latency <= hi]
+        wrong = [s for s in window if not answered(want["status"], want.get("health"))(s)]
+        detail = (f"expected {want} from {lo:.2f}s to {hi:.2f}s; " +
+                  (f"got: {_tail(wrong)}" if wrong else "no samples" if not window else f"{len(window)} samples"))
+        out.append(Verdict(f"during {endpoint}", bool(window) and not wrong, len(wrong), 0, detail))
+    if recover is not None:
+        out.append(recovered(health, end, recover))
+    max_latency = sc.budget("max_latency", names)
+    if max_latency is not None:
+        unanswered = [s for s in health if s.status is None]
+        slowest = max((s for s in health if s.status is not None), key=lambda s: s.latency, default=None)
+        seconds = round(slowest.latency, 3) if slowest else None
+        ok = slowest is not None and not unanswered and slowest.latency <= max_latency
+        out.append(Verdict("max_latency", ok, seconds, round(max_latency, 2),
+                           f"no answer at all: {_tail(unanswered)}" if unanswered else str(slowest)))
+    if sc.expect.get("liveness_unaffected"):
+        live = obs.series("/health/live")
+        bad = [s for s in live if s.status != 200]
+        out.append(Verdict("liveness", bool(live) and not bad, len(bad), 0,
+                           _tail(bad) if bad else f"{len(live)} samples, all 200"))
+    if sc.expect.get("no_loss"):
+        w = obs.writer
+        acknowledged = len(w.acknowledged) if w else 0
+        unclear = w.unclear_failures if w else []
+        out.append(Verdict("writes acknowledged", acknowledged > 0, acknowledged, None,
+                           "at least one write succeeded" if acknowledged else "no write succeeded at all"))
+        out.append(Verdict("unclear write failures", not unclear, len(unclear), 0,
+                           "; ".join(str(vars(r)) for r in unclear[:5]) or "every failure was a clear 503"))
+        out.append(Verdict("no_loss", not obs.missing, len(obs.missing), 0, "; ".join(obs.missing[:5]) or
+                           f"all {acknowledged} acknowledged writes found in Postgres and MLflow"))
+    return out
+
+
+def figures(obs: Observation, verdicts: list[Verdict], runtime: str) -> dict:
+    """The figures a report keeps per scenario (reports/faults.json, the JUnit properties)."""
+    sc = obs.scenario
+    out: dict = {"scenario": sc.name, "fault": f"{sc.kind} {sc.target}", "runtime": runtime,
+                 "duration_s": round(obs.fault_end - obs.fault_start, 2), "applied": obs.applied}
+    keys = {"detect": ("detected_s", "detect_budget_s"), "recover": ("recovered_s", "recover_budget_s"),
+            "max_latency": ("slowest_s", "slowest_budget_s")}
+    for v in verdicts:
+        if v.name in keys:
+            out[keys[v.name][0]], out[keys[v.name][1]] = v.measured, v.budget
+    if obs.writer is not None and sc.expect.get("no_loss"):
+        w = obs.writer
+        out.update({"writes": len(w.results), "acknowledged": len(w.acknowledged), "clear_503": len(w.clear_failures),
+                    "unclear": len(w.unclear_failures), "missing": len(obs.missing)})
+    out["passed"] = all(v.ok for v in verdicts)
+    out["verdicts"] = [str(v) for v in verdicts]
+    return out

@@ -1,0 +1,89 @@
+"""The fault judge on synthetic series: each expectation passes on a good series and fails, with
+its measured value and budget, when the behaviour it names breaks."""
+
+import pytest
+
+from harness.errors import ConfigurationError
+from harness.faults.exercise import Observation
+from harness.faults.judge import detected, figures, judge, recovered
+from harness.faults.kinds import KINDS
+from harness.faults.sampler import Sample
+from harness.faults.scenarios import FAULTS_DIR, load
+
+pytestmark = [pytest.mark.harness, pytest.mark.unit]
+NAMES = {"ttl": 1.0, "db_timeout": 1.0, "slack": 0.75, "health_budget": 3.3, "mlflow_budget": 3.3}
+FROZEN = load(FAULTS_DIR / "postgres-frozen.yaml")  # fault 4 s; detect 2.75; recover 5.05; max latency 1.75
+
+
+def series(points, endpoint="/health"):
+    """(t, status, health, latency) -> samples."""
+    return [Sample(endpoint, t, status, latency, health) for t, status, health, latency in points]
+
+
+def frozen(health_points, live_status=200):
+    samples = series(health_points) + series([(t, live_status, None, 0.01) for t in range(0, 12)], "/health/live")
+    return Observation(FROZEN, fault_start=1.0, fault_end=5.0, samples=samples)
+
+
+GOOD = [(0.5, 200, "pass", 0.01), (1.2, 200, "pass", 0.01), (2.3, 503, "fail", 1.0), (3.5, 503, "fail", 1.0),
+        (5.2, 503, "fail", 1.0), (6.5, 200, "pass", 0.05)]
+
+
+def verdicts_by_name(obs):
+    return {v.name: v for v in judge(obs, NAMES)}
+
+
+def test_a_good_series_passes_every_expectation_with_its_figures():
+    v = verdicts_by_name(frozen(GOOD))
+    assert all(x.ok for x in v.values()), [str(x) for x in v.values()]
+    assert v["detect"].measured == 2.3 and v["detect"].budget == 2.75
+    assert v["recover"].measured == pytest.approx(1.55) and v["max_latency"].measured == 1.0
+    out = figures(frozen(GOOD), list(v.values()), "local")
+    assert out["detected_s"] == 2.3 and out["detect_budget_s"] == 2.75 and out["passed"] is True
+
+
+@pytest.mark.parametrize("points, broken", [
+    ([(0.5, 200, "pass", 0.01), (3.0, 200, "pass", 0.01), (4.0, 503, "fail", 1.0), (6.5, 200, "pass", 0.01)],
+     "detect"),
+    (GOOD[:-1] + [(11.0, 200, "pass", 0.01)], "recover"),
+    (GOOD[:-1], "recover"),
+    (GOOD[:3] + [(3.5, 200, "pass", 0.01)] + GOOD[4:], "during /health"),
+    (GOOD[:3] + [(3.5, None, None, 1.0)] + GOOD[4:], "max_latency"),
+    (GOOD[:3] + [(3.5, 503, "fail", 2.5)] + GOOD[4:], "max_latency"),
+])
+def test_each_broken_behaviour_fails_its_own_verdict(points, broken):
+    v = verdicts_by_name(frozen(points))
+    assert not v[broken].ok, str(v[broken])
+    assert broken in str(v[broken]) and "FAILED" in str(v[broken])
+
+
+def test_liveness_touched_by_the_fault_fails():
+    assert not verdicts_by_name(frozen(GOOD, live_status=503))["liveness"].ok
+
+
+def test_a_toxic_that_never_took_effect_proves_nothing():
+    sc = load(FAULTS_DIR / "mlflow-transient-503.yaml")
+    ok = [(t / 2, 200, "pass", 0.01) for t in range(12)]
+    for applied, passes in ((1, True), (0, False), (2, False)):  # limit 1: exactly one answer replaced
+        v = verdicts_by_name(Observation(sc, 1.0, 4.0, series(ok), applied=applied))
+        assert v["applied"].ok is passes, str(v["applied"])
+
+
+def test_detected_and_recovered_on_any_series():
+    s = series([(0.0, 200, None, 0.1), (1.0, 503, None, 0.2), (2.0, 200, None, 0.1)])
+    assert detected(s, 0.5, 1.0, lambda x: x.status == 503).measured == 0.7
+    assert not detected(s, 0.5, 0.5, lambda x: x.status == 503).ok
+    assert not detected(s, 0.5, 9, lambda x: x.status == 500).ok
+    assert recovered(s, 1.5, 1.0).measured == 0.6
+
+
+def test_every_kind_builds_its_fault_and_a_wrong_parameter_is_named(tmp_path):
+    for kind in KINDS.values():
+        if kind.on_link:
+            assert kind.toxic({}).applied == 0
+    bad = tmp_path / "x.yaml"
+    bad.write_text("name: x\ndescription: latency with a typo in its parameters\n"
+                   "fault: {kind: latency, target: api->postgres, params: {msec: 10}}\nexpect: {}\n")
+    with pytest.raises(ConfigurationError) as err:
+        load(bad)
+    assert "fault.params" in str(err.value) and "'msec' is not one of" in str(err.value)
