@@ -108,14 +108,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     """Run one load profile with Locust; reports under reports/load/."""
     from pathlib import Path
 
-    from harness.load.runner import LoadRun, main
+    from harness.load.runner import LoadTest, main
     settings = resolve({"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier,
                         "mlflow_workers": args.mlflow_workers, "target_url": args.target_url,
                         "reports_dir": args.reports_dir}, os.environ, {})
     terminate_as_interrupt()
     reap()
     try:
-        return main(LoadRun(
+        return main(LoadTest(
             profile=args.profile, target_url=settings.target_url, workers=args.workers, time_scale=args.time_scale,
             slo_file=Path(args.slo), reports_dir=settings.reports_path, env=args.env, lb_timeout=args.lb_timeout,
             lb_matcher=args.lb_matcher, max_requests=args.max_requests, request_log=args.request_log,

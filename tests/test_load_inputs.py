@@ -13,7 +13,7 @@ from harness.errors import ConfigurationError
 from harness.load import profile as profiles
 from harness.load import report as loadreport
 from harness.load.matcher import matches, parse_matcher, reason
-from harness.load.runner import LoadRun, RequestLog
+from harness.load.runner import LoadTest, RequestLog
 
 pytestmark = pytest.mark.harness
 
@@ -142,14 +142,14 @@ def summary(profile="smoke", passed=True, p99=50.0, rps=10.0):
 def test_history_index_and_comparison_with_the_previous_run(tmp_path):
     root = tmp_path / "load"
     for i, (p99, passed) in enumerate([(50.0, True), (80.0, True), (2000.0, False)]):
-        run_dir = root / f"smoke-{i}"
-        run_dir.mkdir(parents=True)
-        line, before = loadreport.publish(root, summary(p99=p99, passed=passed), run_dir)
-    assert before["run"] == "smoke-1" and line["health_p99_ms"] == 2000.0
+        report_dir = root / f"smoke-{i}"
+        report_dir.mkdir(parents=True)
+        line, before = loadreport.publish(root, summary(p99=p99, passed=passed), report_dir)
+    assert before["report_dir"] == "smoke-1" and line["health_p99_ms"] == 2000.0
     assert "GET /health [lb] p99: 80 ms -> 2000 ms (+2400%)" in loadreport.changes(line, before)
     assert "Against the previous smoke run (smoke-1)" in (root / "smoke-2" / "summary.md").read_text()
     (root / "history.jsonl").open("a").write("{not json\n")  # a damaged line is skipped
-    assert [h["run"] for h in loadreport.read_history(root)] == ["smoke-0", "smoke-1", "smoke-2"]
+    assert [h["report_dir"] for h in loadreport.read_history(root)] == ["smoke-0", "smoke-1", "smoke-2"]
     page = (root / "index.html").read_text()
     assert page.count("<svg") == len(loadreport.KEY_FIGURES) - 2  # two figures absent from these summaries
     assert "smoke-2/report.html" in page and 'class="bad"' in page and "<script" not in page
@@ -173,7 +173,7 @@ def test_request_log_reads_only_complete_lines(tmp_path):
     ("max_requests", 0, "--max-requests of at least 1"),
 ])
 def test_a_wrong_run_option_fails_before_anything_starts(field, value, message):
-    spec = LoadRun("smoke")
+    spec = LoadTest("smoke")
     setattr(spec, field, value)
     with pytest.raises(ConfigurationError, match=message.replace("-", r"\-")):
         spec.validate()

@@ -26,7 +26,12 @@ INDEX = "index.html"
 CHART_RUNS = 30  # the newest runs per profile drawn in its chart
 
 
-def history_line(summary: dict, run_dir: str) -> dict:
+def report_of(line: dict | None) -> str | None:
+    """The report folder a history line names (lines written before 2026-11-29 call it "run")."""
+    return None if line is None else line.get("report_dir", line.get("run"))
+
+
+def history_line(summary: dict, report_dir: str) -> dict:
     """The figures of one run that the index lists and charts."""
     ep = summary.get("endpoints", {})
 
@@ -34,7 +39,7 @@ def history_line(summary: dict, run_dir: str) -> dict:
         return ep.get(endpoint, {}).get(key)
 
     return {
-        "run": run_dir, "profile": summary.get("profile"), "started": summary.get("started_iso"),
+        "report_dir": report_dir, "profile": summary.get("profile"), "started": summary.get("started_iso"),
         "target": summary.get("target"), "runtime": summary.get("runtime"), "workers": summary.get("worker_count"),
         "commit": summary.get("commit"), "passed": summary.get("passed"), "exit_code": summary.get("exit_code"),
         "breaches": [v["text"] for v in summary.get("verdicts", []) if not v["ok"]],
@@ -69,7 +74,7 @@ def append_history(root: Path, line: dict) -> list[dict]:
 
 def previous(history: list[dict], line: dict) -> dict | None:
     """The last earlier run of the same profile, to compare with."""
-    same = [h for h in history if h.get("profile") == line.get("profile") and h.get("run") != line.get("run")]
+    same = [h for h in history if h.get("profile") == line.get("profile") and report_of(h) != report_of(line)]
     return same[-1] if same else None
 
 
@@ -119,7 +124,7 @@ def markdown(summary: dict, before: dict | None, line: dict) -> str:
         lines += [f"- {f['count']}x `{f['request']}`: {f['reason']}" for f in summary["failures"]]
     diff = changes(line, before)
     if diff:
-        lines += ["", f"## Against the previous {summary.get('profile')} run ({before.get('run')})", ""]
+        lines += ["", f"## Against the previous {summary.get('profile')} run ({report_of(before)})", ""]
         lines += [f"- {d}" for d in diff]
     return "\n".join(lines) + "\n"
 
@@ -171,7 +176,7 @@ def index_html(history: list[dict]) -> str:
                  "<th>runtime</th><th>workers</th><th>requests</th><th>req/s</th><th>/health p99</th>"
                  "<th>POST /runs p95</th><th>breaches</th><th>reports</th></tr>")
     for h in reversed(history):
-        run = html.escape(str(h.get("run")))
+        run = html.escape(str(report_of(h)))
         verdict = '<span class="ok">pass</span>' if h.get("passed") else '<span class="bad">FAIL</span>'
         parts.append(
             f"<tr><td>{html.escape(str(h.get('started')))}</td><td>{html.escape(str(h.get('profile')))}</td>"
@@ -184,15 +189,15 @@ def index_html(history: list[dict]) -> str:
     return "".join(parts)
 
 
-def publish(root: Path, summary: dict, run_dir: Path) -> tuple[dict, dict | None]:
+def publish(root: Path, summary: dict, report_dir: Path) -> tuple[dict, dict | None]:
     """Write the run's summary.md, append it to the history, rewrite the index.
     Returns the run's history line and the previous run of its profile."""
-    line = history_line(summary, run_dir.name)
+    line = history_line(summary, report_dir.name)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / (HISTORY + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs finishing together keep both lines and one index
         before = previous(read_history(root), line)
-        (run_dir / "summary.md").write_text(markdown(summary, before, line))
+        (report_dir / "summary.md").write_text(markdown(summary, before, line))
         history = append_history(root, line)
         tmp = root / (INDEX + ".tmp")
         tmp.write_text(index_html(history))

@@ -5,11 +5,11 @@
     python -m harness load --profile smoke --workers 2           # one master, two workers
 
 Locust runs headless as a subprocess (it monkey-patches gevent into whatever imports it), with
-``loadtests/locustfile.py`` and the profile's shape file. The run writes
+``loadtests/locustfile.py`` and the profile's shape file. A load test writes
 ``reports/load/<profile>-<UTC timestamp>/``: Locust's ``report.html``, ``stats_*.csv`` and
 ``stats.json``, the gate's ``summary.json`` (figures, SLO verdicts) and ``summary.md``, and the
 Locust logs; then appends to ``reports/load/history.jsonl`` and rewrites ``reports/load/index.html``.
-Exit code: 0 every SLO met, 1 an SLO broke, 2 the run itself failed."""
+Exit code: 0 every SLO met, 1 an SLO broke, 2 the load test itself failed."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ STOP_GRACE = 20.0   # after SIGTERM, for Locust to write its reports
 
 
 @dataclass
-class LoadRun:
-    """What one run needs. ``lb_timeout``/``lb_matcher`` None: read them from the Terraform plan."""
+class LoadTest:
+    """What one load test needs. ``lb_timeout``/``lb_matcher`` None: read them from the Terraform plan."""
     profile: str
     target_url: str | None = None
     workers: int = 0
@@ -62,7 +62,7 @@ class LoadRun:
     request_log: bool = False
     remote_workers: int = 0      # workers on other machines: `python -m harness load-worker --master HOST:PORT`
     master_bind: str = ""        # HOST:PORT the master listens on (default 127.0.0.1 and a free port)
-    run_dir: Path | None = None  # default: <reports_dir>/load/<profile>-<UTC timestamp>
+    report_dir: Path | None = None  # default: <reports_dir>/load/<profile>-<UTC timestamp>
     runtime: str = "auto"
     mlflow_workers: int = 1
     timeout_multiplier: float = 1.0
@@ -95,9 +95,9 @@ class LoadRun:
 
 
 @dataclass
-class Outcome:
+class LoadResult:
     exit_code: int
-    run_dir: Path
+    report_dir: Path
     summary: dict = field(default_factory=dict)
     history_line: dict = field(default_factory=dict)
     previous: dict | None = None
@@ -110,21 +110,21 @@ def parse_address(raw: str, flag: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def load_balancer(run: LoadRun) -> tuple[float, str, str]:
+def load_balancer(test: LoadTest) -> tuple[float, str, str]:
     """The api target group's health-check timeout and matcher: given, else from the Terraform plan
-    of ``run.env``, else the SLO file's fallback (and "200"), saying which."""
-    if run.lb_timeout is not None:
-        return run.lb_timeout, run.lb_matcher or "200", run.lb_source
+    of ``test.env``, else the SLO file's fallback (and "200"), saying which."""
+    if test.lb_timeout is not None:
+        return test.lb_timeout, test.lb_matcher or "200", test.lb_source
     from harness.deploy.timing import planned
     from harness.paths import TERRAFORM_DIR
-    var_file = TERRAFORM_DIR / "environments" / f"{run.env}.tfvars"
+    var_file = TERRAFORM_DIR / "environments" / f"{test.env}.tfvars"
     try:
-        api = planned(var_file, run.reports_dir / "timings.json").services["api"]
-        return float(api.alb.timeout), run.lb_matcher or api.alb.matcher, f"terraform plan of {var_file.name}"
+        api = planned(var_file, test.reports_dir / "timings.json").services["api"]
+        return float(api.alb.timeout), test.lb_matcher or api.alb.matcher, f"terraform plan of {var_file.name}"
     except (HarnessError, OSError, subprocess.SubprocessError) as exc:
-        fallback = slo.load(run.slo_file).names.get("alb_timeout", 5.0)
+        fallback = slo.load(test.slo_file).names.get("alb_timeout", 5.0)
         first = " ".join(line.strip() for line in str(exc).splitlines()[:3] if line.strip())[:200]
-        return fallback, run.lb_matcher or "200", f"{run.slo_file.name} names (no plan: {first})"
+        return fallback, test.lb_matcher or "200", f"{test.slo_file.name} names (no plan: {first})"
 
 
 def dependency_checks(api: str) -> float | None:
@@ -146,21 +146,21 @@ def _commit() -> str:
 
 
 @contextlib.contextmanager
-def _target(run: LoadRun, session: Session) -> Iterator[tuple[str, str, float | None]]:
-    """(api url, runtime name, health cache TTL): the given target, or a stack started for this run."""
-    if run.target_url:
-        yield run.target_url, "target", None
+def _target(test: LoadTest, session: Session) -> Iterator[tuple[str, str, float | None]]:
+    """(api url, runtime name, health cache TTL): the given target, or a stack started for this load test."""
+    if test.target_url:
+        yield test.target_url, "target", None
         return
     from harness.progress import Progress
     from harness.stack.api import api_config
     from harness.stack.config import StackConfig
     from harness.stack.runtime import make_runtime, resolve_runtime
     from harness.stack.stack import Stack, record_timings
-    name, why = resolve_runtime(run.runtime)
-    print(f"load: starting the stack on {name} ({why})", file=run.out, flush=True)
-    config = StackConfig(mlflow_workers=run.mlflow_workers)
-    with Stack(make_runtime(name, session), config, Budgets(run.timeout_multiplier), progress=Progress()) as stack:
-        record_timings(run.reports_dir / "timings.json", name, stack.ready_s)
+    name, why = resolve_runtime(test.runtime)
+    print(f"load: starting the stack on {name} ({why})", file=test.out, flush=True)
+    config = StackConfig(mlflow_workers=test.mlflow_workers)
+    with Stack(make_runtime(name, session), config, Budgets(test.timeout_multiplier), progress=Progress()) as stack:
+        record_timings(test.reports_dir / "timings.json", name, stack.ready_s)
         yield stack.url("api"), name, api_config(dict(stack.config.api_env)).health_cache_ttl
 
 
@@ -175,56 +175,56 @@ def worker_argv(profile: str, master: tuple[str, int]) -> list[str]:
     return _locust(profile) + ["--worker", "--master-host", master[0], "--master-port", str(master[1])]
 
 
-def locust_argv(run: LoadRun, run_dir: Path, host: str, lb: tuple[float, str, str], role: str = "",
+def locust_argv(test: LoadTest, report_dir: Path, host: str, lb: tuple[float, str, str], role: str = "",
                 master: tuple[str, int] = ("127.0.0.1", 0)) -> list[str]:
     if role == "worker":
-        return worker_argv(run.profile, ("127.0.0.1" if master[0] in ("0.0.0.0", "") else master[0], master[1]))
+        return worker_argv(test.profile, ("127.0.0.1" if master[0] in ("0.0.0.0", "") else master[0], master[1]))
     timeout, matcher, source = lb
-    argv = _locust(run.profile) + ["--host", host, "--only-summary", "--html", str(run_dir / "report.html"),
-             "--csv", str(run_dir / "stats"), "--csv-full-history", "--json-file", str(run_dir / "stats"),
-             "--slo-file", str(run.slo_file), "--profile-name", run.profile,
-             "--summary-file", str(run_dir / "summary.json"), "--lb-timeout", str(timeout), "--lb-matcher", matcher,
-             "--lb-source", source, "--time-scale", str(run.time_scale)]
-    if run.max_requests:
-        argv += ["--max-requests", str(run.max_requests)]
-    if run.request_log:
-        argv += ["--request-log", str(run_dir / "requests.jsonl")]
+    argv = _locust(test.profile) + ["--host", host, "--only-summary", "--html", str(report_dir / "report.html"),
+             "--csv", str(report_dir / "stats"), "--csv-full-history", "--json-file", str(report_dir / "stats"),
+             "--slo-file", str(test.slo_file), "--profile-name", test.profile,
+             "--summary-file", str(report_dir / "summary.json"), "--lb-timeout", str(timeout), "--lb-matcher", matcher,
+             "--lb-source", source, "--time-scale", str(test.time_scale)]
+    if test.max_requests:
+        argv += ["--max-requests", str(test.max_requests)]
+    if test.request_log:
+        argv += ["--request-log", str(report_dir / "requests.jsonl")]
     if role == "master":
         argv += ["--master", "--master-bind-host", master[0], "--master-bind-port", str(master[1]),
-                 "--expect-workers", str(run.workers + run.remote_workers),
+                 "--expect-workers", str(test.workers + test.remote_workers),
                  "--expect-workers-max-wait", str(int(STARTUP))]
     return argv
 
 
-def _drive(run: LoadRun, session: Session, run_dir: Path, host: str, lb: tuple[float, str, str],
+def _drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: tuple[float, str, str],
            bound: float) -> int:
     """Start Locust (one process, or a master and its workers), wait for it within ``bound`` seconds,
     and stop everything it started, whatever happens."""
     env = python_env(session.mkdtemp("locust"))
-    distributed = bool(run.workers or run.remote_workers)
-    port = free_port() if distributed and not run.master_bind else 0
-    master = parse_address(run.master_bind, "--master-bind") if run.master_bind else ("127.0.0.1", port)
+    distributed = bool(test.workers or test.remote_workers)
+    port = free_port() if distributed and not test.master_bind else 0
+    master = parse_address(test.master_bind, "--master-bind") if test.master_bind else ("127.0.0.1", port)
     procs: list[ChildProcess] = []
     try:
         role = "master" if distributed else ""
-        if run.remote_workers:
-            print(f"load: waiting up to {STARTUP:.0f} s for {run.remote_workers} remote workers: on each machine run "
-                  f"`python -m harness load-worker --profile {run.profile} --master <this host>:{master[1]}`",
-                  file=run.out, flush=True)
-        main = ChildProcess(f"locust-{role or 'standalone'}", locust_argv(run, run_dir, host, lb, role, master),
-                            env=env, cwd=run_dir, url=host, session=session)
+        if test.remote_workers:
+            print(f"load: waiting up to {STARTUP:.0f} s for {test.remote_workers} remote workers: on each machine run "
+                  f"`python -m harness load-worker --profile {test.profile} --master <this host>:{master[1]}`",
+                  file=test.out, flush=True)
+        main = ChildProcess(f"locust-{role or 'standalone'}", locust_argv(test, report_dir, host, lb, role, master),
+                            env=env, cwd=report_dir, url=host, session=session)
         procs.append(main)
         main.start()
-        for i in range(run.workers):
-            worker = ChildProcess(f"locust-worker-{i + 1}", locust_argv(run, run_dir, host, lb, "worker", master),
-                                  env=env, cwd=run_dir, url=host, session=session)
+        for i in range(test.workers):
+            worker = ChildProcess(f"locust-worker-{i + 1}", locust_argv(test, report_dir, host, lb, "worker", master),
+                                  env=env, cwd=report_dir, url=host, session=session)
             procs.append(worker)
             worker.start()
         try:
             code = wait_until(main.exit_code, until=lambda c: c is not None, timeout=bound, interval=0.5,
-                              what=f"Locust to finish profile {run.profile}")
+                              what=f"Locust to finish profile {test.profile}")
         except WaitTimeout:
-            print(f"load: Locust ran past {bound:.0f} s; stopping it (reports are still written)", file=run.out)
+            print(f"load: Locust ran past {bound:.0f} s; stopping it (reports are still written)", file=test.out)
             main.stop(STOP_GRACE)
             code = 2
         for worker in procs[1:]:  # workers quit when their master does; any left are stopped
@@ -239,19 +239,20 @@ def _drive(run: LoadRun, session: Session, run_dir: Path, host: str, lb: tuple[f
             release(port)
 
 
-def _new_run_dir(root: Path, run: LoadRun) -> Path:
-    if run.run_dir is not None:
-        run_dir = run.run_dir.resolve()
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigurationError("run_dir to be new or empty", str(run_dir), "reports of two runs never mix")
+def _new_report_dir(root: Path, test: LoadTest) -> Path:
+    if test.report_dir is not None:
+        report_dir = test.report_dir.resolve()
+        if report_dir.exists() and any(report_dir.iterdir()):
+            raise ConfigurationError("report_dir to be new or empty", str(report_dir),
+                                     "the reports of two load tests never mix")
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        run_dir, suffix = root / f"{run.profile}-{stamp}", 1
-        while run_dir.exists():
+        report_dir, suffix = root / f"{test.profile}-{stamp}", 1
+        while report_dir.exists():
             suffix += 1
-            run_dir = root / f"{run.profile}-{stamp}-{suffix}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+            report_dir = root / f"{test.profile}-{stamp}-{suffix}"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    return report_dir
 
 
 class RequestLog:
@@ -285,43 +286,43 @@ class RequestLog:
                 and (ok is None or (r["error"] is None) == ok) and (status is None or r["status"] == status)]
 
 
-def execute(run: LoadRun) -> Outcome:
-    data = run.validate()
-    lb = load_balancer(run)
-    print(f"load: profile {run.profile}: {data['description']}", file=run.out)
-    print(f"load: load balancer check timeout {lb[0]:g} s, matcher {lb[1]} (from {lb[2]})", file=run.out, flush=True)
-    root = (run.reports_dir / "load").resolve()
-    run_dir = _new_run_dir(root, run)
+def execute(test: LoadTest) -> LoadResult:
+    data = test.validate()
+    lb = load_balancer(test)
+    print(f"load: profile {test.profile}: {data['description']}", file=test.out)
+    print(f"load: load balancer check timeout {lb[0]:g} s, matcher {lb[1]} (from {lb[2]})", file=test.out, flush=True)
+    root = (test.reports_dir / "load").resolve()
+    report_dir = _new_report_dir(root, test)
     session = Session()
     try:
-        with _target(run, session) as (host, runtime, ttl):
+        with _target(test, session) as (host, runtime, ttl):
             before, t0 = dependency_checks(host), time.monotonic()
-            bound = profiles.duration(data, run.time_scale) + STARTUP
-            print(f"load: running Locust against {host} for up to {profiles.duration(data, run.time_scale):.0f} s"
-                  f"{f' with {run.workers} workers' if run.workers else ''}; reports in {run_dir}",
-                  file=run.out, flush=True)
-            code = _drive(run, session, run_dir, host, lb, bound)
+            bound = profiles.duration(data, test.time_scale) + STARTUP
+            print(f"load: running Locust against {host} for up to {profiles.duration(data, test.time_scale):.0f} s"
+                  f"{f' with {test.workers} workers' if test.workers else ''}; reports in {report_dir}",
+                  file=test.out, flush=True)
+            code = _drive(test, session, report_dir, host, lb, bound)
             after, seconds = dependency_checks(host), time.monotonic() - t0
     finally:
         session.close()
-    summary_path = run_dir / "summary.json"
+    summary_path = report_dir / "summary.json"
     if not summary_path.exists():
-        log = "\n".join((run_dir / f).read_text(errors="replace")[-3000:] for f in sorted(
-            p.name for p in run_dir.glob("locust-*.log")))
+        log = "\n".join((report_dir / f).read_text(errors="replace")[-3000:] for f in sorted(
+            p.name for p in report_dir.glob("locust-*.log")))
         raise HarnessError(f"Locust to write {summary_path}", f"exit code {code}, no summary",
                            f"its log:\n{log}")
     summary = json.loads(summary_path.read_text())
     summary.update({
         "started_iso": datetime.fromtimestamp(summary["started"], UTC).isoformat(timespec="seconds"),
-        "runtime": runtime, "worker_count": run.workers, "commit": _commit(), "exit_code": code,
+        "runtime": runtime, "worker_count": test.workers, "commit": _commit(), "exit_code": code,
         "passed": code == 0 and summary.get("passed", False),
     })
     if before is not None and after is not None:
         summary["health_cache"] = {"checks": int(after - before), "seconds": round(seconds, 1),
                                    "per_second": round((after - before) / seconds, 2), "ttl": ttl}
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
-    line, before_run = loadreport.publish(root, summary, run_dir)
-    return Outcome(code, run_dir, summary, line, before_run)
+    line, before_run = loadreport.publish(root, summary, report_dir)
+    return LoadResult(code, report_dir, summary, line, before_run)
 
 
 def worker_main(profile: str, master: str) -> int:
@@ -337,24 +338,24 @@ def worker_main(profile: str, master: str) -> int:
     return subprocess.run(worker_argv(profile, address), env=env, cwd=REPO).returncode
 
 
-def main(run: LoadRun) -> int:
+def main(test: LoadTest) -> int:
     try:
-        outcome = execute(run)
+        outcome = execute(test)
     except (HarnessError, profiles.ProfileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = outcome.summary
-    print(f"load: SLO gate ({summary['slo']['file']}):", file=run.out)
+    print(f"load: SLO gate ({summary['slo']['file']}):", file=test.out)
     for line in slo.gate_lines(summary.get("verdicts", []), summary.get("exceptions", [])):
-        print(line, file=run.out)
+        print(line, file=test.out)
     cache = summary.get("health_cache")
     if cache:
         print(f"load: /health ran {cache['checks']} Postgres checks in {cache['seconds']} s "
-              f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)", file=run.out)
+              f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)", file=test.out)
     for text in loadreport.changes(outcome.history_line, outcome.previous):
-        print(f"load: against the previous run: {text}", file=run.out)
-    root = outcome.run_dir.parent
+        print(f"load: against the previous load test of this profile: {text}", file=test.out)
+    root = outcome.report_dir.parent
     print(f"load: {'passed' if outcome.exit_code == 0 else 'FAILED'} (exit {outcome.exit_code}); "
-          f"report {outcome.run_dir / 'report.html'}; summary {outcome.run_dir / 'summary.md'}; "
-          f"index {root / loadreport.INDEX}", file=run.out, flush=True)
+          f"report {outcome.report_dir / 'report.html'}; summary {outcome.report_dir / 'summary.md'}; "
+          f"index {root / loadreport.INDEX}", file=test.out, flush=True)
     return outcome.exit_code

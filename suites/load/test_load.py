@@ -38,11 +38,11 @@ def test_smoke_profile_meets_its_slos_and_publishes_reports(run_profile, load_re
     assert {HEALTH_ENDPOINT, *CLIENTS, TOTAL} <= set(s["endpoints"]), s["endpoints"].keys()
     assert s["stop_reason"] == "the profile's last stage ended"
     for name in ("report.html", "stats.json", "stats_stats.csv", "stats_stats_history.csv", "summary.md"):
-        assert (outcome.run_dir / name).stat().st_size > 0, name
-    assert "Locust" in (outcome.run_dir / "report.html").read_text()
+        assert (outcome.report_dir / name).stat().st_size > 0, name
+    assert "Locust" in (outcome.report_dir / "report.html").read_text()
     history = (load_reports / "load" / "history.jsonl").read_text().splitlines()
-    assert json.loads(history[-1])["run"] == outcome.run_dir.name
-    assert outcome.run_dir.name in (load_reports / "load" / "index.html").read_text()
+    assert json.loads(history[-1])["report_dir"] == outcome.report_dir.name
+    assert outcome.report_dir.name in (load_reports / "load" / "index.html").read_text()
 
 
 def test_two_workers_merge_into_one_report(run_profile):
@@ -52,7 +52,7 @@ def test_two_workers_merge_into_one_report(run_profile):
     per_worker = s["workers"]
     assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
     assert sum(per_worker.values()) == s["endpoints"][TOTAL]["requests"], (per_worker, s["endpoints"][TOTAL])
-    assert (outcome.run_dir / "locust-worker-1.log").exists() and (outcome.run_dir / "locust-worker-2.log").exists()
+    assert all((outcome.report_dir / f"locust-worker-{i}.log").exists() for i in (1, 2))
 
 
 def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_profile, harness_session):
@@ -114,13 +114,13 @@ def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restor
     scenario = scenarios.load(scenarios.FAULTS_DIR / "postgres-frozen.yaml")
     names = budget_names(stack, budgets)
     detect, recover = scenario.budget("detect_within", names), scenario.budget("recover_within", names)
-    run_dir = load_reports / "load" / f"steady-frozen-postgres-{time.strftime('%Y%m%d-%H%M%S')}"
-    log = RequestLog(run_dir / "requests.jsonl")
+    report_dir = load_reports / "load" / f"steady-frozen-postgres-{time.strftime('%Y%m%d-%H%M%S')}"
+    log = RequestLog(report_dir / "requests.jsonl")
     result: dict = {}
 
     def load():
         try:
-            result["outcome"] = run_profile("steady", time_scale=0.3, request_log=True, run_dir=run_dir)
+            result["outcome"] = run_profile("steady", time_scale=0.3, request_log=True, report_dir=report_dir)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             result["error"] = exc
 
