@@ -5,8 +5,11 @@ import re
 import pytest
 import yaml
 
+from harness.errors import ConfigurationError
 from harness.paths import COMPOSE_FILE, REPO
+from harness.stack.api import api_config
 from harness.stack.config import StackConfig
+from harness.stack.mlflow import mlflow_config
 from harness.stack.stack import ORDER, SPECS
 
 pytestmark = pytest.mark.harness
@@ -45,3 +48,24 @@ def test_start_order_respects_dependencies():
     assert set(COMPOSE) == set(ORDER)
     for i, name in enumerate(ORDER):
         assert set(SPECS[name].depends_on) <= set(ORDER[:i]), name
+
+
+def test_the_api_is_asked_for_its_settings():
+    cfg = api_config({"API_MLFLOW_TIMEOUT": "2", "API_MLFLOW_RETRIES": "1", "API_MLFLOW_BACKOFF": "0.5",
+                      "NOT_THE_APIS": "x"})
+    assert (cfg.mlflow_timeout, cfg.mlflow_budget, cfg.health_budget) == (2.0, 4.5, 4.5)
+    assert cfg.db_timeout == 1.0 and cfg.request_timeout == 10.0  # the api's own defaults
+
+
+def test_a_refused_configuration_carries_the_services_own_message():
+    with pytest.raises(ConfigurationError) as err:
+        api_config({"API_DB_TIMEOUT": "-1"}, "staging.tfvars: api environment")
+    assert "staging.tfvars: api environment" in str(err.value)
+    assert "API_DB_TIMEOUT: Input should be greater than 0" in str(err.value)
+
+
+def test_mlflow_is_asked_for_its_settings():
+    cfg = mlflow_config({"MLFLOW_WORKERS": "4", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert cfg["workers"] == 4 and cfg["job_execution"] is True and cfg["static_prefix"] == "/mlflow"
+    with pytest.raises(ConfigurationError, match="MLFLOW_WORKERS: expected a value between 1 and 16"):
+        mlflow_config({"MLFLOW_WORKERS": "0"})
