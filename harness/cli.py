@@ -59,11 +59,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 def _model(args: argparse.Namespace):
     from pathlib import Path
 
+    from harness.deploy.boot import inputs
     from harness.deploy.timing import planned
     from harness.paths import TERRAFORM_DIR
 
     var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
-    return planned(var_file, Path(args.timings), args.fargate_factor)
+    return planned(var_file, inputs(Path(args.timings), Path(args.images), args.pull_rate, args.fargate_factor))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -76,17 +77,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = SimConfig.from_timing(svc, service_healthcheck(args.service).path, conservative=args.conservative,
                                 **({"desired": args.desired} if args.desired else {}))
     result = simulate(cfg, boot=svc.boot)
-    print(f"{args.service} from {model.source}, boot {svc.boot}s ({model.boot_source})")
+    print(f"{args.service} from {model.source}, boot {svc.boot:g}s from {svc.boot_from} "
+          f"(budget {svc.boot_budget:g}s; estimate {svc.estimate.terms()})")
     print(result.describe(args.events))
     return 0 if result.outcome == "completed" else 1
 
 
 def cmd_timings(args: argparse.Namespace) -> int:
     """Plan an environment offline and print every timing rule with pass or fail."""
-    from harness.deploy.timing import check
+    from harness.deploy.rules import check
 
     model = _model(args)
-    print(f"timings of {model.source}; boot times: {model.boot_source}\n")
+    print(f"timings of {model.source}\n")
+    print("boot (task start to the health path answering): the rules use max(declared budget, estimate)")
+    for s in model.services.values():
+        print(f"  {s.name:7} budget {s.boot_budget:g}s, estimate {s.estimate.terms()}; "
+              f"rules use {s.boot:g}s ({s.boot_from})")
+    print()
     print(f"{'service':8} {'container I/T/R/S':18} {'ALB i/t/H/U':12} {'grace':>6} {'dereg':>6} {'stop':>5} "
           f"{'boot':>6}  health path")
     for s in model.services.values():
@@ -136,6 +143,17 @@ def cmd_load_worker(args: argparse.Namespace) -> int:
         return 130
 
 
+def _boot_options(parser: argparse.ArgumentParser) -> None:
+    """What the boot estimate is made of (harness/deploy/boot.py; docs/timings.md, "Boot budgets")."""
+    from harness.deploy.boot import DEFAULT_PULL_MB_S
+    parser.add_argument("--timings", default="reports/timings.json", help="measured times to ready")
+    parser.add_argument("--images", default="reports/images.json", help="the built images (their sizes)")
+    parser.add_argument("--pull-rate", type=float, default=DEFAULT_PULL_MB_S,
+                        help=f"image pull rate on Fargate, MB/s (default {DEFAULT_PULL_MB_S:g}: a stated assumption)")
+    parser.add_argument("--fargate-factor", type=float, default=1.0,
+                        help="how much slower a Fargate vCPU starts the service than one core here (default 1)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     timings = sub.add_parser("timings", help="plan terraform/ offline and check every timing rule")
     timings.add_argument("--env", default="staging", choices=["staging", "prod"])
     timings.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
-    timings.add_argument("--timings", default="reports/timings.json", help="measured boot times")
-    timings.add_argument("--fargate-factor", type=float, default=3.0,
-                         help="scale measured boot times for Fargate's slower vCPU and image pull")
+    _boot_options(timings)
     timings.set_defaults(func=cmd_timings)
     sim = sub.add_parser("simulate", help="simulate a rolling deployment with the planned timings")
     sim.add_argument("--service", default="mlflow", choices=["api", "mlflow"])
@@ -161,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--events", type=int, default=40, help="timeline lines to print")
     sim.add_argument("--env", default="staging", choices=["staging", "prod"])
     sim.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
-    sim.add_argument("--timings", default="reports/timings.json", help="measured boot times")
-    sim.add_argument("--fargate-factor", type=float, default=3.0, help="scale measured boot times")
+    _boot_options(sim)
     sim.set_defaults(func=cmd_simulate)
     load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")
     from harness.load.profile import names as profile_names

@@ -101,7 +101,10 @@ variable "services" {
     Per service (api, mlflow): image port, task size, health path, container health check
     (interval 5-300, timeout 2-60, retries 1-10, start_period 0-300 s), ALB target-group check
     (interval 5-300, timeout 2-120 and below interval, thresholds 2-10, matcher), grace period,
-    deregistration delay (0-3600 s), stop timeout (2-120 s on Fargate), rolling limits, circuit breaker.
+    deregistration delay (0-3600 s), stop timeout (2-120 s on Fargate), rolling limits, circuit breaker,
+    and boot_budget: the seconds the service is allowed from task start to answering its health path
+    on Fargate (image pull, interpreter start, waiting for its dependencies; 1-3600). The timing rules
+    judge the plan against it and fail when a measured or estimated boot exceeds it.
   EOT
   type = map(object({
     port                 = number
@@ -128,6 +131,7 @@ variable "services" {
     circuit_breaker      = bool
     rollback             = bool
     environment          = map(string)
+    boot_budget          = number
   }))
 
   validation {
@@ -185,6 +189,10 @@ variable "services" {
       "2048/4096", "2048/5120", "2048/6144", "2048/7168", "2048/8192", "2048/16384",
     "4096/8192", "4096/16384", "4096/30720"], "${s.cpu}/${s.memory}")])
     error_message = "services.*.cpu/memory must be a Fargate combination (e.g. 512/1024, 1024/2048, 2048/4096)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.services) : s.boot_budget >= 1 && s.boot_budget <= 3600])
+    error_message = "services.*.boot_budget must be 1-3600 s (task start to the health path answering)."
   }
   validation {
     condition     = alltrue([for s in values(var.services) : startswith(s.health_path, "/")])

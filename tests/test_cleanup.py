@@ -73,13 +73,13 @@ def test_reaper_removes_what_a_crashed_run_left(tmp_path):
         alive.close()
 
 
-def test_a_stopped_stack_frees_its_ports(stack_ports_probe):
-    for port in stack_ports_probe:
+def test_a_stopped_stack_frees_its_ports(freed_ports):
+    for port in freed_ports:
         assert not is_listening(port)
 
 
 @pytest.fixture
-def stack_ports_probe():
+def freed_ports():
     """Start and stop a Postgres; return the port it held."""
     from harness.stack import postgres
     from harness.stack.config import StackConfig

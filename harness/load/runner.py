@@ -115,11 +115,13 @@ def load_balancer(test: LoadTest) -> tuple[float, str, str]:
     of ``test.env``, else the SLO file's fallback (and "200"), saying which."""
     if test.lb_timeout is not None:
         return test.lb_timeout, test.lb_matcher or "200", test.lb_source
+    from harness.deploy.boot import inputs
     from harness.deploy.timing import planned
     from harness.paths import TERRAFORM_DIR
     var_file = TERRAFORM_DIR / "environments" / f"{test.env}.tfvars"
     try:
-        api = planned(var_file, test.reports_dir / "timings.json").services["api"]
+        boot = inputs(test.reports_dir / "timings.json", test.reports_dir / "images.json")
+        api = planned(var_file, boot).services["api"]
         return float(api.alb.timeout), test.lb_matcher or api.alb.matcher, f"terraform plan of {var_file.name}"
     except (HarnessError, OSError, subprocess.SubprocessError) as exc:
         fallback = slo.load(test.slo_file).names.get("alb_timeout", 5.0)

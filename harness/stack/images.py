@@ -127,3 +127,8 @@ def _build(client, service: str, tag: str, base: BaseChoice) -> None:
         log = "".join(str(c.get("stream", c.get("error", ""))) for c in getattr(exc, "build_log", []))[-1500:]
         raise HarnessError(f"image {tag} to build from services/{service}/Dockerfile", f"{exc}\n{log}",
                            f"base image {base.image} ({base.why})") from exc
+
+
+def sizes_mb(client, tags: dict[str, str]) -> dict[str, float]:
+    """Each image's size as the engine reports it (MB): what a task pulls before it can start."""
+    return {name: round(client.images.get(tag).attrs["Size"] / 1e6, 1) for name, tag in tags.items()}

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from fixtures.terraform import ENVIRONMENTS
-from harness.deploy.timing import RULES, check
+from fixtures.terraform import ENVIRONMENTS, QUICK, SLOW, TYPICAL
+from harness.deploy.rules import RULES, check
 from harness.paths import TERRAFORM_DIR
 
 pytestmark = pytest.mark.terraform
@@ -24,11 +24,33 @@ def test_validate_is_clean(terraform):
     assert report.get("valid") is True, report.get("diagnostics")
 
 
+@pytest.mark.parametrize("boot", [QUICK, TYPICAL], ids=["quick-boots", "typical-boots"])
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 @pytest.mark.parametrize("rule", list(RULES))
-def test_rule_holds(make_model, env, rule):
-    violations = RULES[rule](make_model(env))
+def test_rule_holds(make_model, env, rule, boot):
+    violations = RULES[rule](make_model(env, boot=boot))
     assert not violations, "\n".join(str(v) for v in violations)
+
+
+def test_a_slow_boot_is_a_finding_not_a_pass(make_model):
+    """MLflow taking a minute here: the budget rule names MLflow, its estimate and its budget, and the
+    timing rules judge the plan against the estimate, not the smaller budget."""
+    model = make_model("staging", boot=SLOW)
+    mlflow = model.services["mlflow"]
+    violations = check(model)["boot-within-budget"]
+    assert [v.where for v in violations] == ["terraform/environments/staging.tfvars: services.mlflow.boot_budget"]
+    text = str(violations[0])
+    assert f"services.mlflow.boot_budget = {mlflow.boot_budget!r}: expected >= the estimated boot of mlflow" in text
+    assert f"= {mlflow.estimate.total:g}s" in text and mlflow.boot == mlflow.estimate.total > mlflow.boot_budget
+    assert check(model)["grace-covers-boot"], "the plan is judged against the slower estimate"
+
+
+def test_boot_is_the_declared_budget_unless_the_estimate_is_larger(make_model):
+    quick, typical = make_model("staging", boot=QUICK), make_model("staging", boot=TYPICAL)
+    for model in (quick, typical):
+        for s in model.services.values():
+            assert s.boot == max(s.boot_budget, s.estimate.total) and s.boot_budget in (30, 60)
+    assert quick.services["mlflow"].boot == 60 and quick.services["mlflow"].boot_from == "the declared budget"
 
 
 REVERTS = [
@@ -49,9 +71,11 @@ REVERTS = [
 ]
 
 
+@pytest.mark.parametrize("boot", [QUICK, TYPICAL, SLOW], ids=["quick-boots", "typical-boots", "slow-mlflow"])
 @pytest.mark.parametrize("service,edits,rule", REVERTS)
-def test_incident_value_fails_its_rule(make_model, service, edits, rule):
-    model = make_model("staging", service, edits)
+def test_incident_value_fails_its_rule(make_model, service, edits, rule, boot):
+    """Whatever a real machine could measure, the incident's values are caught."""
+    model = make_model("staging", service, edits, boot=boot)
     violations = check(model)[rule]
     assert violations, f"{rule} did not catch {edits}"
     text = str(violations[0])

@@ -4,7 +4,10 @@ environment        = "staging"
 log_retention_days = 30
 services = {
   api = {
-    port                 = 8000
+    port = 8000
+    # boot budget: task start to /health answering on Fargate: a ~0.55 GB image pulled, Python and
+    # uvicorn started on half a vCPU, Postgres reached (docs/timings.md, "Boot budgets")
+    boot_budget          = 30
     cpu                  = 512
     memory               = 1024
     desired_count        = 2
@@ -37,7 +40,10 @@ services = {
     }
   }
   mlflow = {
-    port                 = 5000
+    port = 5000
+    # boot budget: task start to /mlflow/health answering on Fargate: a ~1.3 GB image pulled, MLflow
+    # started on one vCPU with its schema checked in Postgres (docs/timings.md, "Boot budgets")
+    boot_budget          = 60
     cpu                  = 1024
     memory               = 2048
     desired_count        = 1

@@ -1,0 +1,213 @@
+"""The timing rules over the model (``harness.deploy.timing``). Each rule has an id; a violation
+names the file and field, the value, the rule and a value that would pass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import yaml
+
+from harness import slo
+from harness.deploy.timing import AWS_RANGES, TimingModel
+from harness.stack.api import api_config
+from harness.stack.mlflow import mlflow_config
+
+# MLflow's measured resident memory (GB) by uvicorn workers, job execution off (docs/mlflow.md).
+MLFLOW_RSS_GB = {1: 0.49, 2: 0.75, 4: 1.27}
+MLFLOW_RSS_JOBS_ON_GB = 3.0
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    where: str     # file and field
+    value: object
+    expected: str  # the rule, concretely
+    passing: object
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.where} = {self.value!r}: expected {self.expected}; would pass: {self.passing!r}"
+
+
+def _tf(model: TimingModel, svc: str, field_name: str) -> str:
+    return f"{model.source}: services.{svc}.{field_name}"
+
+
+def r_ranges(m: TimingModel) -> list[Violation]:
+    out = []
+    names = {"container.interval": "container_interval", "container.timeout": "container_timeout",
+             "container.retries": "container_retries", "container.start_period": "container_start",
+             "alb.interval": "alb_interval", "alb.timeout": "alb_timeout", "alb.healthy_threshold": "healthy_threshold",
+             "alb.unhealthy_threshold": "unhealthy_threshold", "deregistration_delay": "deregistration_delay",
+             "stop_timeout": "stop_timeout"}
+    for s in m.services.values():
+        for key, (lo, hi) in AWS_RANGES.items():
+            obj, _, attr = key.rpartition(".")
+            value = getattr(getattr(s, obj) if obj else s, attr)
+            if not lo <= value <= hi:
+                out.append(Violation("aws-ranges", _tf(m, s.name, names[key]), value, f"{lo}-{hi} (AWS)",
+                                     min(max(value, lo), hi)))
+    return out
+
+
+def r_alb_timeout(m: TimingModel) -> list[Violation]:
+    return [Violation("alb-timeout-below-interval", _tf(m, s.name, "alb_timeout"), s.alb.timeout,
+                      f"below alb_interval {s.alb.interval} (AWS rejects it at apply; plan does not check)",
+                      s.alb.interval - 1)
+            for s in m.services.values() if s.alb.timeout >= s.alb.interval]
+
+
+def r_grace(m: TimingModel) -> list[Violation]:
+    """G >= boot + H*i: ECS must not act on unhealthy signals before the ALB can call a booted task healthy."""
+    out = []
+    for s in m.services.values():
+        need = s.boot + s.alb.healthy_threshold * s.alb.interval
+        if s.grace_period < need:
+            out.append(Violation("grace-covers-boot", _tf(m, s.name, "grace_period"), s.grace_period,
+                                 f">= boot {s.boot:g}s ({s.boot_from}) + healthy_threshold "
+                                 f"{s.alb.healthy_threshold} x alb_interval {s.alb.interval}s = {need:.0f}s",
+                                 math.ceil(need)))
+    return out
+
+
+def r_container_start(m: TimingModel) -> list[Violation]:
+    """The container check must not declare a normally booting container UNHEALTHY: S + R*I >= boot."""
+    out = []
+    for s in m.services.values():
+        c = s.container
+        if c.start_period + c.retries * c.interval < s.boot:
+            out.append(Violation("container-check-tolerates-boot", _tf(m, s.name, "container_start"),
+                                 c.start_period,
+                                 f"start_period + retries x interval >= boot {s.boot:g}s ({s.boot_from})",
+                                 math.ceil(s.boot)))
+    return out
+
+
+def r_paths(m: TimingModel) -> list[Violation]:
+    """ALB, task definition, Dockerfile and compose check the same path, per service."""
+    out = []
+    for s in m.services.values():
+        docker_path = m.dockerfile[s.name].path
+        for where, path in ((_tf(m, s.name, "health_path (ALB)"), s.alb.path),
+                            (_tf(m, s.name, "health_path (task definition)"), s.container.path)):
+            if path != docker_path:
+                out.append(Violation("same-health-path", where, path,
+                                     f"the path of {m.dockerfile[s.name].source}'s HEALTHCHECK", docker_path))
+        compose = m.compose_checks.get(s.name) or {}
+        test = " ".join(compose.get("test", [])) if isinstance(compose.get("test"), list) else compose.get("test", "")
+        if test and docker_path not in test:
+            out.append(Violation("same-health-path", f"services/docker-compose.yml: services.{s.name}.healthcheck",
+                                 test, "the Dockerfile's path", docker_path))
+    return out
+
+
+def r_container_matches_dockerfile(m: TimingModel) -> list[Violation]:
+    """ECS ignores the Dockerfile's HEALTHCHECK: the task definition must carry the same timings."""
+    out = []
+    for s in m.services.values():
+        d = m.dockerfile[s.name]
+        for attr, tf_name in (("interval", "container_interval"), ("timeout", "container_timeout"),
+                              ("retries", "container_retries"), ("start_period", "container_start")):
+            if getattr(s.container, attr) != getattr(d, attr):
+                out.append(Violation("container-check-matches-dockerfile", _tf(m, s.name, tf_name),
+                                     getattr(s.container, attr), f"equal to {d.source} HEALTHCHECK --{attr}",
+                                     getattr(d, attr)))
+    return out
+
+
+def r_drain(m: TimingModel) -> list[Violation]:
+    s = m.services["api"]
+    cfg = api_config(s.environment, f"{m.source}: api environment")
+    out = []
+    need_stop = cfg.drain_seconds + cfg.shutdown_grace
+    if s.stop_timeout < need_stop:
+        out.append(Violation("stop-timeout-covers-drain", _tf(m, "api", "stop_timeout"), s.stop_timeout,
+                             f">= API_DRAIN_SECONDS {cfg.drain_seconds} + API_SHUTDOWN_GRACE {cfg.shutdown_grace}",
+                             math.ceil(need_stop)))
+    if s.deregistration_delay < cfg.request_timeout:
+        out.append(Violation("deregistration-covers-requests", _tf(m, "api", "deregistration_delay"),
+                             s.deregistration_delay, f">= API_REQUEST_TIMEOUT {cfg.request_timeout}s so in-flight "
+                             "requests finish before the target is cut", math.ceil(cfg.request_timeout)))
+    return out
+
+
+def r_health_budget(m: TimingModel) -> list[Violation]:
+    """The api's worst-case /health time must fit the ALB's and the container's check timeouts."""
+    s = m.services["api"]
+    budget = api_config(s.environment, f"{m.source}: api environment").health_budget
+    out = []
+    for where, timeout in (("alb_timeout", s.alb.timeout), ("container_timeout", s.container.timeout)):
+        if timeout <= budget:
+            out.append(Violation("check-timeout-above-health-budget", _tf(m, "api", where), timeout,
+                                 f"above the api's worst-case /health time {budget:.1f}s", math.ceil(budget + 1)))
+    return out
+
+
+def r_circuit_breaker(m: TimingModel) -> list[Violation]:
+    return [Violation("circuit-breaker-with-rollback", _tf(m, s.name, "circuit_breaker / rollback"),
+                      (s.circuit_breaker, s.rollback), "both true for rolling deployments", (True, True))
+            for s in m.services.values()
+            if s.deployment_controller == "ECS" and not (s.circuit_breaker and s.rollback)]
+
+
+def r_log_retention(m: TimingModel) -> list[Violation]:
+    return [Violation("log-retention-set", f"{m.source}: log_retention_days ({group})", days,
+                      "a retention in days (never kept forever)", 30)
+            for group, days in m.log_retention.items() if not days]
+
+
+def r_mlflow_memory(m: TimingModel) -> list[Violation]:
+    s = m.services["mlflow"]
+    cfg = mlflow_config(s.environment, f"{m.source}: mlflow environment")
+    workers, jobs = cfg["workers"], cfg["job_execution"]
+    need_gb = MLFLOW_RSS_JOBS_ON_GB if jobs else MLFLOW_RSS_GB.get(workers, 0.3 * workers + 0.2)
+    need_mb = math.ceil(need_gb * 1024 * 1.5)
+    if s.memory < need_mb:
+        return [Violation("mlflow-memory-fits", _tf(m, "mlflow", "memory"), s.memory,
+                          f">= 1.5 x measured {need_gb} GB for {workers} workers (jobs {'on' if jobs else 'off'})",
+                          need_mb)]
+    return []
+
+
+def r_slo_health(m: TimingModel) -> list[Violation]:
+    """The load SLO for the load balancer's /health checks must hold a p99 below the planned ALB
+    timeout, in every profile: a gate that accepts slower checks accepts targets taken out of service."""
+    s = m.services["api"]
+    data = yaml.safe_load(m.slo_file.read_text()) or {}
+    out = []
+    for profile in [None, *sorted(data.get("profiles") or {})]:
+        objectives = slo.load(m.slo_file, profile=profile, names={"alb_timeout": s.alb.timeout}).objectives
+        limit = objectives.get(slo.HEALTH_ENDPOINT, {}).get("p99_ms")
+        if limit is None or limit >= s.alb.timeout * 1000:
+            where = f"{m.slo_file.name}: {'profiles.' + profile + '.' if profile else 'objectives.'}"
+            out.append(Violation("slo-health-p99-below-alb-timeout", f"{where}{slo.HEALTH_ENDPOINT}.p99_ms",
+                                 limit, f"below the api's planned ALB timeout {s.alb.timeout:g}s "
+                                        f"({_tf(m, 'api', 'alb_timeout')})", "alb_timeout_ms / 2"))
+    return out
+
+
+def r_boot_budget(m: TimingModel) -> list[Violation]:
+    """The declared boot budget is a promise the measurement must keep: a slow boot is a finding."""
+    return [Violation("boot-within-budget", _tf(m, s.name, "boot_budget"), s.boot_budget,
+                      f">= the estimated boot of {s.name}: {s.estimate.terms()}", math.ceil(s.estimate.total))
+            for s in m.services.values() if s.estimate.total > s.boot_budget]
+
+
+RULES = {
+    "boot-within-budget": r_boot_budget,
+    "aws-ranges": r_ranges,
+    "alb-timeout-below-interval": r_alb_timeout,
+    "grace-covers-boot": r_grace,
+    "container-check-tolerates-boot": r_container_start,
+    "same-health-path": r_paths,
+    "container-check-matches-dockerfile": r_container_matches_dockerfile,
+    "stop-timeout-covers-drain": r_drain,
+    "check-timeout-above-health-budget": r_health_budget,
+    "circuit-breaker-with-rollback": r_circuit_breaker,
+    "log-retention-set": r_log_retention,
+    "mlflow-memory-fits": r_mlflow_memory,
+    "slo-health-p99-below-alb-timeout": r_slo_health,
+}
+
+
+def check(model: TimingModel) -> dict[str, list[Violation]]:
+    return {rule_id: fn(model) for rule_id, fn in RULES.items()}
