@@ -164,8 +164,11 @@ class ChildProcess:
 
 
 def terminate_as_interrupt() -> None:
-    """SIGTERM behaves like Ctrl-C from now on, so teardown runs either way."""
+    """SIGTERM behaves like Ctrl-C from now on, so teardown runs either way; and Ctrl-C works even
+    where a shell started us with SIGINT ignored (any background job of a script: `make test &`)."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

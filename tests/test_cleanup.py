@@ -20,14 +20,22 @@ from harness.wait import wait_until
 pytestmark = [pytest.mark.harness, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_pytest_leaves_nothing(tmp_path, signum, budgets):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("signum, background", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                                (signal.SIGINT, True)],
+                         ids=["SIGINT", "SIGTERM", "SIGINT-to-a-background-job"])
+def test_interrupted_pytest_leaves_nothing(tmp_path, signum, background, budgets):
+    """A background job of a script starts with SIGINT ignored (POSIX shells do that); the harness
+    must stop on it all the same."""
     marker = tmp_path / "marker"
     child = subprocess.Popen(
         [sys.executable, "-m", "pytest", "tests/cases/case_stack_blocks.py", "-p", "no:html", "-q",
          "--runtime", "local", f"--junitxml={tmp_path / 'j.xml'}", "-o", "timeout=180"],
         cwd=REPO, env={**os.environ, "CASE_MARKER": str(marker)}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+        stderr=subprocess.STDOUT, text=True, preexec_fn=_ignore_sigint if background else None)
     try:
         def stack_up() -> bool:
             if child.poll() is not None:
