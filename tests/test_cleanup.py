@@ -14,7 +14,7 @@ import pytest
 from harness.errors import ServiceFailed
 from harness.paths import REPO
 from harness.ports import free_port, is_listening
-from harness.session import ENV_VAR, REGISTRY, TMP, Session, process_table, processes_of, reap, tree
+from harness.session import ENV_VAR, REGISTRY, TMP, Session, process_table, processes_of, reap, reap_session, tree
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.harness, pytest.mark.slow]
@@ -50,7 +50,9 @@ def test_interrupted_pytest_leaves_nothing(tmp_path, signum, background, budgets
         out, _ = child.communicate(timeout=budgets.stop * 3)
     finally:
         if child.poll() is None:
-            child.kill()
+            child.kill()  # the test failed: leave nothing of the child's session behind either
+            if marker.exists():
+                reap_session(marker.read_text().split("\n", 1)[0])
     assert processes_of({run_id}) == [], out
     assert list(TMP.glob(f"harness-{run_id}-*")) == [], out
     assert not (REGISTRY / f"{run_id}.json").exists()
