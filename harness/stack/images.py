@@ -67,14 +67,23 @@ def choose_base(client) -> BaseChoice:
         return BaseChoice(OFFLINE_BASE, True, f"no registry reachable ({str(exc)[:80]}): offline base")
 
 
+def wheelhouse_current() -> bool:
+    """Whether services/base/wheelhouse was made for today's requirements (build.sh's stamp)."""
+    base = REPO / "services"
+    want = hashlib.sha256(b"".join((base / s / "requirements.txt").read_bytes() for s in ("api", "mlflow")))
+    try:
+        return (base / "base" / "wheelhouse" / ".requirements.sha256").read_text().strip() == want.hexdigest()
+    except OSError:
+        return False
+
+
 def ensure_offline_base(client) -> float:
     """Make the offline base image and wheelhouse if missing; returns seconds spent."""
     import docker
 
-    wheels = list((REPO / "services" / "base" / "wheelhouse").glob("*.whl"))
     try:
         client.images.get(OFFLINE_BASE)
-        if wheels:
+        if wheelhouse_current():
             return 0.0
     except docker.errors.ImageNotFound:
         pass

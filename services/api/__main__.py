@@ -50,10 +50,10 @@ def serve(settings: Settings) -> int:
     from services.api.server import DrainingServer
     from services.api.store import migrate
     from services.common import jsonlog
-    from services.common.redact import dsn_password
+    from services.common.redact import dsn_secrets
     from services.common.startup import DependencyTimeout, retry_until_ready
 
-    secrets = tuple(s for s in (dsn_password(settings.database_url),) if s)
+    secrets = dsn_secrets(settings.database_url)
     jsonlog.configure("api", settings.log_level, secrets)
     jsonlog.log(logger, "starting", database=safe_dsn(settings.database_url), mlflow=settings.mlflow_url,
                 port=settings.port, health_budget_s=round(settings.health_budget, 2),

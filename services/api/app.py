@@ -22,7 +22,7 @@ from services.api.health import HEALTH_MEDIA_TYPE, Check, CheckResult, HealthSer
 from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
 from services.api.store import RunRow, Store, StoreUnavailable
 from services.common import jsonlog
-from services.common.redact import dsn_password
+from services.common.redact import dsn_secrets
 
 logger = logging.getLogger("api")
 Key = Annotated[str, StringConstraints(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_.\-/ ]+$")]
@@ -76,7 +76,7 @@ def unavailable(reason: str) -> JSONResponse:
 
 
 def create_app(settings: Settings, *, store: Store | None = None, mlflow: MlflowClient | None = None) -> FastAPI:
-    secrets = tuple(s for s in (dsn_password(settings.database_url),) if s)
+    secrets = dsn_secrets(settings.database_url)
     store = store or Store(settings.database_url, timeout=settings.db_timeout,
                            max_connections=settings.db_max_connections)
     mlflow = mlflow or MlflowClient(settings.mlflow_url, timeout=settings.mlflow_timeout,

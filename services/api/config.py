@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.common.dsn import DsnError, from_pieces
 from services.common.redact import redact
 
 Component = Literal["postgres", "mlflow"]
@@ -101,9 +103,17 @@ class ConfigError(SystemExit):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the environment once; on any problem raise ConfigError naming the variable."""
+    """Read the environment once; on any problem raise ConfigError naming the variable. The
+    database is ``API_DATABASE_URL``, or its pieces (``API_DATABASE_HOST``, ``_PORT``, ``_NAME``,
+    ``_USER``, ``_PASSWORD``) when a secret store injects the password alone."""
     try:
+        if "database_url" not in overrides:
+            url = from_pieces(os.environ, "API_DATABASE_", "API_DATABASE_URL")
+            if url is not None:
+                overrides["database_url"] = url
         return Settings(**overrides)  # type: ignore[arg-type]
+    except DsnError as exc:
+        raise ConfigError(f"invalid api configuration: {exc}") from None
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
 
@@ -115,7 +125,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         var = f"API_{field.upper()}" if field else "configuration"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
-            lines.append(f"{var}: required but not set")
+            hint = " (or its pieces: API_DATABASE_HOST, _NAME, _USER, _PASSWORD)" if field == "database_url" else ""
+            lines.append(f"{var}: required but not set{hint}")
             continue
         shown = "" if field in _SECRET_FIELDS else f" (got {redact(repr(err.get('input')))[:80]})"
         lines.append(f"{var}: {msg}{shown}")

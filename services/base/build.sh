@@ -1,6 +1,7 @@
 #!/bin/sh
 # Make the offline base image and the wheelhouse, for machines where no image registry is
-# reachable. Idempotent: each step is skipped when its output already exists.
+# reachable. Idempotent: each step is skipped when its output already exists (and, for the wheels,
+# was made for the same requirements).
 #   services/base/build.sh            -> image mlplatform-base:bookworm, services/base/wheelhouse/*.whl
 # Needs: debootstrap and a running Docker engine (root). Takes about 40 s + 10 s here.
 # Users with a registry skip this and build with their usual BASE_IMAGE.
@@ -10,12 +11,16 @@ root=$(cd "$here/../.." && pwd)
 image=${BASE_IMAGE_NAME:-mlplatform-base:bookworm}
 python=${PYTHON:-python3}
 
-if ! ls "$here"/wheelhouse/*.whl >/dev/null 2>&1 || [ "${REBUILD_WHEELS:-0}" = 1 ]; then
+# The wheelhouse is stamped with the requirements it was made for: a changed pin downloads again.
+stamp="$here/wheelhouse/.requirements.sha256"
+want=$(cat "$root/services/api/requirements.txt" "$root/services/mlflow/requirements.txt" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ "${REBUILD_WHEELS:-0}" = 1 ]; then
     echo "wheelhouse: downloading wheels for the service images"
     "$python" -m pip download --quiet --only-binary=:all: --python-version 3.11 \
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
         --platform manylinux_2_34_x86_64 --platform linux_x86_64 --platform any \
         -d "$here/wheelhouse" -r "$root/services/api/requirements.txt" -r "$root/services/mlflow/requirements.txt"
+    echo "$want" > "$stamp"
 fi
 
 if docker image inspect "$image" >/dev/null 2>&1; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 # scheme://user:password@host -> scheme://user:***@host
 _DSN_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)")
@@ -26,6 +27,13 @@ def dsn_password(dsn: str) -> str:
     """The password embedded in a URL-form DSN, or '' when there is none."""
     m = _DSN_PASSWORD.search(dsn)
     return m.group("pw") if m else ""
+
+
+def dsn_secrets(dsn: str) -> tuple[str, ...]:
+    """The DSN's password as it stands in the URL and decoded (a password given in pieces is quoted
+    into the URL, and an error message may show either form)."""
+    raw = dsn_password(dsn)
+    return tuple(dict.fromkeys(s for s in (raw, unquote(raw)) if s))
 
 
 def safe_dsn(dsn: str) -> str:

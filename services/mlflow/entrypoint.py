@@ -3,11 +3,13 @@
 Run as ``python -m services.mlflow.entrypoint``; with ``--check-config`` it only validates the
 environment: prints the effective settings as JSON and exits 0, or the problem and exits 2.
 Configuration (environment):
-  MLFLOW_BACKEND_STORE_URI       required; postgresql:// (psycopg 3) or postgresql+psycopg2://
+  MLFLOW_BACKEND_STORE_URI       postgresql:// (psycopg 3) or postgresql+psycopg2://; required, unless
+                                 given in pieces: MLFLOW_DATABASE_HOST, _PORT (5432), _NAME, _USER,
+                                 _PASSWORD (a platform's secret store may inject the password alone)
   MLFLOW_HOST / MLFLOW_PORT      bind address (0.0.0.0 / 5000)
   MLFLOW_STATIC_PREFIX           URL prefix (/mlflow); /mlflow/health is the health check
   MLFLOW_WORKERS                 uvicorn workers (1: 0.4 GB; 4 with jobs: ~3 GB; docs/mlflow.md)
-  MLFLOW_ARTIFACTS_DESTINATION   artifact root (./mlartifacts)
+  MLFLOW_ARTIFACTS_DESTINATION   artifact root (./mlartifacts: the task's disk; s3://bucket/prefix to keep them)
   MLFLOW_ALLOWED_HOSTS           Host-header allow-list; must admit the api's name for MLflow
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  false unless asked for (job runner: 7 extra processes)
   MLFLOW_STARTUP_TIMEOUT         seconds to wait for Postgres (60)
@@ -22,6 +24,7 @@ import sys
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from services.common.dsn import DsnError, from_pieces
 from services.common.redact import safe_dsn
 from services.common.startup import DependencyTimeout, retry_until_ready
 
@@ -51,11 +54,21 @@ def _number(env: dict[str, str], name: str, default: str, kind: type, low: float
     return value
 
 
+def resolved(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with MLFLOW_BACKEND_STORE_URI built from its pieces when they are given instead."""
+    try:
+        uri = from_pieces(env, "MLFLOW_DATABASE_", "MLFLOW_BACKEND_STORE_URI")
+    except DsnError as exc:
+        raise ConfigError(str(exc)) from None
+    return env if uri is None else {**env, "MLFLOW_BACKEND_STORE_URI": uri}
+
+
 def build_command(env: dict[str, str]) -> list[str]:
     """The ``mlflow server`` argv for this environment; raises ConfigError naming the variable."""
     uri = env.get("MLFLOW_BACKEND_STORE_URI", "")
     if not uri:
-        raise ConfigError("MLFLOW_BACKEND_STORE_URI: required but not set (postgresql://user:pass@host:5432/db)")
+        raise ConfigError("MLFLOW_BACKEND_STORE_URI: required but not set (postgresql://user:pass@host:5432/db, "
+                          "or its pieces: MLFLOW_DATABASE_HOST, _NAME, _USER, _PASSWORD)")
     scheme = urlsplit(uri).scheme
     if scheme not in DRIVERS:
         raise ConfigError(f"MLFLOW_BACKEND_STORE_URI: expected one of {sorted(DRIVERS)}:// URLs, got {scheme!r}")
@@ -69,6 +82,12 @@ def build_command(env: dict[str, str]) -> list[str]:
                           f"got {prefix!r}")
     port = int(_number(env, "MLFLOW_PORT", "5000", int, 1, 65535))
     workers = int(_number(env, "MLFLOW_WORKERS", "1", int, 1, 16))
+    artifacts = env.get("MLFLOW_ARTIFACTS_DESTINATION", "./mlartifacts")
+    scheme = urlsplit(artifacts).scheme
+    if scheme == "s3" and importlib.util.find_spec("boto3") is None:
+        raise ConfigError("MLFLOW_ARTIFACTS_DESTINATION: s3:// needs boto3, which is not installed")
+    if scheme not in ("", "file", "s3"):
+        raise ConfigError(f"MLFLOW_ARTIFACTS_DESTINATION: expected a path or an s3:// URL, got {artifacts!r}")
     jobs = env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false").lower()
     if jobs not in ("true", "false"):
         raise ConfigError(f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION: expected true or false, got {jobs!r}")
@@ -76,7 +95,7 @@ def build_command(env: dict[str, str]) -> list[str]:
     # so it does not show in the process list
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--artifacts-destination", env.get("MLFLOW_ARTIFACTS_DESTINATION", "./mlartifacts"),
+        "--artifacts-destination", artifacts,
         "--host", env.get("MLFLOW_HOST", "0.0.0.0"),
         "--port", str(port),
         "--static-prefix", prefix,
@@ -106,7 +125,8 @@ def effective(env: dict[str, str], argv: list[str], startup: float) -> dict:
     return {"backend_store_uri": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:],
             "workers": int(argv[argv.index("--workers") + 1]), "static_prefix": argv[argv.index("--static-prefix") + 1],
             "job_execution": served["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"].lower() == "true",
-            "startup_timeout": startup}
+            "artifacts_destination": argv[argv.index("--artifacts-destination") + 1],
+            "allowed_hosts": argv[argv.index("--allowed-hosts") + 1].split(","), "startup_timeout": startup}
 
 
 def main(args: list[str] | None = None) -> int:
@@ -114,8 +134,8 @@ def main(args: list[str] | None = None) -> int:
     if args not in ([], ["--check-config"]):
         print(f"usage: python -m services.mlflow.entrypoint [--check-config]; got {' '.join(args)}", file=sys.stderr)
         return 2
-    env = dict(os.environ)
     try:
+        env = resolved(dict(os.environ))
         argv = build_command(env)
         startup = _number(env, "MLFLOW_STARTUP_TIMEOUT", "60", float, 0, 3600)
     except ConfigError as exc:

@@ -69,3 +69,40 @@ def test_required_comma_list(env):
     env.setenv("API_REQUIRED", "postgres")
     s = load_settings()
     assert s.is_required("postgres") and not s.is_required("mlflow")
+
+
+PIECES = {"API_DATABASE_HOST": "db.internal", "API_DATABASE_NAME": "api", "API_DATABASE_USER": "api",
+          "API_DATABASE_PASSWORD": "p@ss:w/rd%"}
+
+
+def test_database_in_pieces_composes_the_url_with_the_password_quoted(env):
+    env.delenv("API_DATABASE_URL")
+    for k, v in PIECES.items():
+        env.setenv(k, v)
+    s = load_settings()
+    assert s.database_url == "postgresql://api:p%40ss%3Aw%2Frd%25@db.internal:5432/api"
+    env.setenv("API_DATABASE_PORT", "6432")
+    assert load_settings().database_url.endswith("@db.internal:6432/api")
+
+
+@pytest.mark.parametrize("drop, expected", [
+    ("API_DATABASE_PASSWORD", "API_DATABASE_PASSWORD: required with API_DATABASE_HOST"),
+    ("API_DATABASE_HOST", "API_DATABASE_HOST: required with API_DATABASE_NAME"),
+])
+def test_an_incomplete_set_of_pieces_names_what_is_missing(env, drop, expected):
+    env.delenv("API_DATABASE_URL")
+    for k, v in PIECES.items():
+        if k != drop:
+            env.setenv(k, v)
+    message = error_of(env)
+    assert expected in message and "p@ss" not in message
+
+
+def test_the_url_and_its_pieces_together_are_refused(env):
+    env.setenv("API_DATABASE_HOST", "db")
+    assert "API_DATABASE_URL and API_DATABASE_HOST: expected the URL or its pieces, not both" in error_of(env)
+
+
+def test_a_missing_database_says_both_ways_to_give_it(env):
+    env.delenv("API_DATABASE_URL")
+    assert "API_DATABASE_URL: required but not set (or its pieces: API_DATABASE_HOST" in error_of(env)

@@ -10,7 +10,7 @@ from services.api.health import HealthService
 from services.api.server import DrainingServer
 from services.common.redact import dsn_password, redact, safe_dsn
 from services.common.startup import DependencyTimeout, retry_until_ready
-from services.mlflow.entrypoint import ConfigError, build_command, child_env
+from services.mlflow.entrypoint import ConfigError, build_command, child_env, resolved
 
 pytestmark = pytest.mark.unit
 
@@ -79,10 +79,32 @@ def test_mlflow_command_has_prefix_workers_and_allowed_hosts():
     ({**ENV, "MLFLOW_PORT": "x"}, "MLFLOW_PORT: expected an integer"),
     ({**ENV, "MLFLOW_WORKERS": "0"}, "MLFLOW_WORKERS: expected a value between 1 and 16"),
     ({**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "maybe"}, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"),
+    ({**ENV, "MLFLOW_ARTIFACTS_DESTINATION": "gs://bucket"}, "MLFLOW_ARTIFACTS_DESTINATION: expected a path or an s3"),
 ])
 def test_mlflow_bad_configuration_is_named(env, message):
     with pytest.raises(ConfigError, match=message):
         build_command(env)
+
+
+def test_mlflow_database_in_pieces_becomes_the_backend_uri():
+    pieces = {"MLFLOW_DATABASE_HOST": "db", "MLFLOW_DATABASE_NAME": "mlflow", "MLFLOW_DATABASE_USER": "mlflow",
+              "MLFLOW_DATABASE_PASSWORD": "s3cr#t"}
+    assert resolved(pieces)["MLFLOW_BACKEND_STORE_URI"] == "postgresql://mlflow:s3cr%23t@db:5432/mlflow"
+    assert resolved(ENV) == ENV
+    with pytest.raises(ConfigError, match="MLFLOW_DATABASE_PASSWORD: required with MLFLOW_DATABASE_HOST"):
+        resolved({k: v for k, v in pieces.items() if k != "MLFLOW_DATABASE_PASSWORD"})
+    with pytest.raises(ConfigError, match="expected the URL or its pieces, not both"):
+        resolved({**ENV, **pieces})
+
+
+def test_mlflow_artifacts_in_s3_need_boto3(monkeypatch):
+    import importlib.util
+    argv = build_command({**ENV, "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/artifacts"})
+    assert argv[argv.index("--artifacts-destination") + 1] == "s3://bucket/artifacts"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "boto3" else real(name))
+    with pytest.raises(ConfigError, match="s3:// needs boto3"):
+        build_command({**ENV, "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/artifacts"})
 
 
 def test_mlflow_driver_must_be_installed(monkeypatch):
