@@ -1,0 +1,81 @@
+"""The database bootstrap against a real Postgres: each service gets its own role and database,
+the role's password follows its secret, a second run changes nothing else, and one service's
+role cannot enter the other's database."""
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from harness.paths import REPO
+from harness.session import Session
+from harness.stack import postgres
+from harness.stack.config import StackConfig
+from harness.stack.runtime.local import LocalRuntime
+from harness.wait import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server():
+    session = Session()
+    config = StackConfig()
+    svc = LocalRuntime(session).start(postgres.POSTGRES, config, {})
+    try:
+        wait_until(lambda: postgres.ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+        yield svc, config
+    finally:
+        svc.close(10)
+        session.close()
+
+
+def dbinit(svc, config, *args, **env):
+    base = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "DBINIT_HOST": "127.0.0.1",
+            "DBINIT_PORT": str(svc.host_port), "DBINIT_MASTER_USER": config.user,
+            "DBINIT_MASTER_PASSWORD": config.password, "DBINIT_TIMEOUT": "10"}
+    return subprocess.run([sys.executable, "-m", "services.common.dbinit", *args], env={**base, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def login(svc, database, user, password):
+    with psycopg.connect(host="127.0.0.1", port=svc.host_port, dbname=database, user=user, password=password,
+                         connect_timeout=5) as conn:
+        return conn.execute("SELECT current_user").fetchone()[0]
+
+
+def test_each_service_gets_its_own_role_and_database_and_reruns_are_safe(server):
+    svc, config = server
+    first = dbinit(svc, config, DBINIT_NAME="svc_a", DBINIT_USER="svc_a", DBINIT_PASSWORD="first-pw")
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert '"role_created": true' in first.stdout and "first-pw" not in first.stdout + first.stderr
+    assert login(svc, "svc_a", "svc_a", "first-pw") == "svc_a"
+    assert dbinit(svc, config, DBINIT_NAME="svc_b", DBINIT_USER="svc_b", DBINIT_PASSWORD="b-pw").returncode == 0
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        login(svc, "svc_a", "svc_b", "b-pw")
+    # the secret was rotated: a rerun sets the new password, creates nothing
+    again = dbinit(svc, config, DBINIT_NAME="svc_a", DBINIT_USER="svc_a", DBINIT_PASSWORD="second-pw")
+    assert again.returncode == 0, again.stderr
+    assert "\"role_created\": false, \"database\": \"svc_a\", \"database_created\": false" in again.stdout
+    assert login(svc, "svc_a", "svc_a", "second-pw") == "svc_a"
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login(svc, "svc_a", "svc_a", "first-pw")
+
+
+def test_a_wrong_environment_is_named_and_never_echoes_a_password(server):
+    svc, config = server
+    result = dbinit(svc, config, "--check-config", DBINIT_NAME="Bad-Name", DBINIT_USER=config.user)
+    assert result.returncode == 2
+    assert "DBINIT_PASSWORD: required but not set" in result.stderr
+    assert "DBINIT_NAME: expected a lower-case Postgres identifier" in result.stderr
+    assert "DBINIT_USER: expected a role of the service's own" in result.stderr
+    assert config.password not in result.stderr + result.stdout
+
+
+def test_an_unreachable_server_fails_within_its_timeout(server):
+    svc, config = server
+    result = dbinit(svc, config, DBINIT_PORT="1", DBINIT_TIMEOUT="1", DBINIT_NAME="x", DBINIT_USER="x",
+                    DBINIT_PASSWORD="x-pw")
+    assert result.returncode == 1 and "postgres: not reachable after" in result.stdout
