@@ -1,17 +1,45 @@
 # The ML platform on ECS Fargate behind one ALB: /mlflow* to MLflow, everything else to the api.
+# Postgres on RDS (each service with its own role, database and secret), MLflow's artifacts in
+# S3, the api reaching MLflow by an internal name, private tasks with a way out to AWS, and
+# alarms that notify a topic.
 locals {
   name = "${var.name}-${var.environment}"
   images = {
     api    = var.api_image
     mlflow = var.mlflow_image
   }
+  # the internal name the api calls MLflow by (Cloud Map), admitted by MLflow's allowed hosts
+  namespace     = "${local.name}.local"
+  mlflow_host   = "mlflow.${local.namespace}"
+  mlflow_port   = var.services["mlflow"].port
+  database_port = 5432
+  # each service's database and role are named after it; the password is in its secret
+  database_env = { for k in keys(var.services) : k => {
+    HOST = module.database.host
+    PORT = tostring(module.database.port)
+    NAME = k
+  } }
+  prefix = { api = "API_DATABASE_", mlflow = "MLFLOW_DATABASE_" }
+  service_environment = {
+    api = {
+      API_MLFLOW_URL = "http://${local.mlflow_host}:${local.mlflow_port}/mlflow"
+    }
+    mlflow = {
+      MLFLOW_ALLOWED_HOSTS         = "${local.mlflow_host},${local.mlflow_host}:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
+      MLFLOW_ARTIFACTS_DESTINATION = "s3://${module.artifacts.bucket}/artifacts"
+    }
+  }
 }
 
 module "network" {
-  source     = "./modules/network"
-  name       = local.name
-  cidr       = var.vpc_cidr
-  task_ports = distinct([for s in values(var.services) : s.port])
+  source         = "./modules/network"
+  name           = local.name
+  cidr           = var.vpc_cidr
+  region         = var.region
+  egress         = var.egress
+  task_ports     = distinct([for s in values(var.services) : s.port])
+  internal_ports = [local.mlflow_port]
+  database_port  = local.database_port
   availability_zones = length(var.availability_zones) > 0 ? var.availability_zones : [
     "${var.region}a", "${var.region}b"
   ]
@@ -23,6 +51,44 @@ module "alb" {
   subnet_ids          = module.network.public_subnet_ids
   security_group_id   = module.network.alb_security_group_id
   deletion_protection = var.deletion_protection
+}
+
+module "database" {
+  source             = "./modules/database"
+  name               = local.name
+  subnet_ids         = module.network.private_subnet_ids
+  security_group_id  = module.network.database_security_group_id
+  settings           = var.database
+  port               = local.database_port
+  services           = keys(var.services)
+  generate_passwords = !var.offline
+}
+
+module "artifacts" {
+  source        = "./modules/artifacts"
+  name          = local.name
+  force_destroy = !var.deletion_protection
+}
+
+resource "aws_service_discovery_private_dns_namespace" "this" {
+  name        = local.namespace
+  description = "Internal names of the platform's services"
+  vpc         = module.network.vpc_id
+}
+
+resource "aws_service_discovery_service" "mlflow" {
+  name = "mlflow"
+  dns_config {
+    namespace_id   = aws_service_discovery_private_dns_namespace.this.id
+    routing_policy = "MULTIVALUE"
+    dns_records {
+      type = "A"
+      ttl  = 10
+    }
+  }
+  health_check_custom_config {
+    failure_threshold = 1
+  }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -46,37 +112,80 @@ resource "aws_iam_role_policy_attachment" "execution" {
   policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
+# the execution role injects the tasks' secrets: exactly these, and nothing else
+resource "aws_iam_role_policy" "execution_secrets" {
+  name = "read-the-tasks-secrets"
+  role = aws_iam_role.execution.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["secretsmanager:GetSecretValue"]
+      Resource = concat([module.database.master_secret_arn], values(module.database.service_secret_arns))
+    }]
+  })
+}
+
+resource "aws_iam_role" "mlflow" {
+  name = "${local.name}-mlflow-task"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Principal = { Service = "ecs-tasks.amazonaws.com" }, Action = "sts:AssumeRole" }]
+  })
+}
+
+resource "aws_iam_role_policy" "mlflow_artifacts" {
+  name   = "artifact-bucket"
+  role   = aws_iam_role.mlflow.id
+  policy = module.artifacts.policy_json
+}
+
 module "service" {
   for_each = var.services
   source   = "./modules/ecs_service"
   name     = local.name
   service  = each.key
   image    = local.images[each.key]
-  # the URLs follow from the public host name (known at plan time, so the plan shows the whole
-  # container definition); the rest of the environment is in the tfvars
-  settings = merge(each.value, { environment = merge(each.value.environment, each.key == "api" ? {
-    API_MLFLOW_URL = "http://${var.domain_name}/mlflow"
-    } : {
-    MLFLOW_ALLOWED_HOSTS = "${var.domain_name},${var.domain_name}:*,localhost,localhost:*,127.0.0.1:*"
-  }) })
-  cluster_arn         = aws_ecs_cluster.this.arn
-  vpc_id              = module.network.vpc_id
-  subnet_ids          = module.network.private_subnet_ids
-  security_group_id   = module.network.task_security_group_id
-  listener_arn        = module.alb.listener_arn
-  execution_role_arn  = aws_iam_role.execution.arn
-  log_retention_days  = var.log_retention_days
-  region              = var.region
-  deployment_strategy = var.deployment_strategy
+  settings = merge(each.value, { environment = merge(
+    each.value.environment,
+    local.service_environment[each.key],
+    { for k, v in local.database_env[each.key] : "${local.prefix[each.key]}${k}" => v },
+  ) })
+  secrets = {
+    "${local.prefix[each.key]}USER"     = "${module.database.service_secret_arns[each.key]}:username::"
+    "${local.prefix[each.key]}PASSWORD" = "${module.database.service_secret_arns[each.key]}:password::"
+  }
+  init = {
+    environment = { for k, v in local.database_env[each.key] : "DBINIT_${k}" => v }
+    secrets = {
+      DBINIT_MASTER_USER     = "${module.database.master_secret_arn}:username::"
+      DBINIT_MASTER_PASSWORD = "${module.database.master_secret_arn}:password::"
+      DBINIT_USER            = "${module.database.service_secret_arns[each.key]}:username::"
+      DBINIT_PASSWORD        = "${module.database.service_secret_arns[each.key]}:password::"
+    }
+  }
+  task_role_arn        = each.key == "mlflow" ? aws_iam_role.mlflow.arn : null
+  service_registry_arn = each.key == "mlflow" ? aws_service_discovery_service.mlflow.arn : null
+  cluster_arn          = aws_ecs_cluster.this.arn
+  vpc_id               = module.network.vpc_id
+  subnet_ids           = module.network.private_subnet_ids
+  security_group_id    = module.network.task_security_group_id
+  listener_arn         = module.alb.listener_arn
+  execution_role_arn   = aws_iam_role.execution.arn
+  log_retention_days   = var.log_retention_days
+  region               = var.region
+  deployment_strategy  = var.deployment_strategy
 }
 
 module "observability" {
-  source           = "./modules/observability"
-  name             = local.name
-  api_log_group    = module.service["api"].log_group_name
-  mlflow_log_group = module.service["mlflow"].log_group_name
-  alb_arn_suffix   = module.alb.arn_suffix
-  target_groups    = { for k, m in module.service : k => m.target_group_arn_suffixes[0] }
-  alarm_actions    = var.alarm_actions
-  region           = var.region
+  source              = "./modules/observability"
+  name                = local.name
+  api_log_group       = module.service["api"].log_group_name
+  mlflow_log_group    = module.service["mlflow"].log_group_name
+  alb_arn_suffix      = module.alb.arn_suffix
+  target_groups       = { for k, m in module.service : k => m.target_group_arn_suffixes }
+  cluster_name        = aws_ecs_cluster.this.name
+  alarm_actions       = var.alarm_actions
+  alarm_subscriptions = var.alarm_subscriptions
+  region              = var.region
 }

@@ -25,6 +25,11 @@ provider "aws" {
       codedeploy             = endpoints.value
       sts                    = endpoints.value
       applicationautoscaling = endpoints.value
+      rds                    = endpoints.value
+      secretsmanager         = endpoints.value
+      s3                     = endpoints.value
+      sns                    = endpoints.value
+      servicediscovery       = endpoints.value
     }
   }
 

@@ -88,9 +88,60 @@ variable "deployment_strategy" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs (e.g. an SNS topic) notified by the health alarms."
+  description = "More ARNs the health alarms notify, beside the platform's own topic."
   type        = list(string)
   default     = []
+}
+
+variable "alarm_subscriptions" {
+  description = "Who the alarm topic notifies (protocol and endpoint, e.g. email and an on-call address)."
+  type = list(object({
+    protocol = string
+    endpoint = string
+  }))
+  validation {
+    condition     = length(var.alarm_subscriptions) > 0
+    error_message = "alarm_subscriptions must name at least one subscriber: an alarm that notifies nobody is not an alarm."
+  }
+}
+
+variable "egress" {
+  description = "How tasks in the private subnets reach AWS (ECR, S3, CloudWatch Logs, Secrets Manager): endpoints, nat (one gateway) or nat_per_az."
+  type        = string
+  default     = "endpoints"
+  validation {
+    condition     = contains(["endpoints", "nat", "nat_per_az"], var.egress)
+    error_message = "egress must be endpoints, nat or nat_per_az."
+  }
+}
+
+variable "database" {
+  description = <<-EOT
+    Postgres for both services: an RDS PostgreSQL 15 instance (instance_class, allocated_storage GB,
+    multi_az, backup_retention_days 1-35, deletion_protection), or an existing server
+    (existing = { host, port, master_secret_arn }: a Secrets Manager secret with the master
+    username and password as JSON keys). Credentials are never set here.
+  EOT
+  type = object({
+    instance_class        = string
+    allocated_storage     = number
+    multi_az              = bool
+    backup_retention_days = number
+    deletion_protection   = bool
+    existing = optional(object({
+      host              = string
+      port              = number
+      master_secret_arn = string
+    }))
+  })
+  validation {
+    condition     = var.database.backup_retention_days >= 1 && var.database.backup_retention_days <= 35
+    error_message = "database.backup_retention_days must be 1-35 (0 would turn backups off)."
+  }
+  validation {
+    condition     = var.database.allocated_storage >= 20 && var.database.allocated_storage <= 65536
+    error_message = "database.allocated_storage must be 20-65536 GB."
+  }
 }
 
 # Every timing of both services. Ranges are AWS's; the cross-checks (ALB timeout below interval,

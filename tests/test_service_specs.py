@@ -50,8 +50,12 @@ def test_start_order_respects_dependencies():
         assert set(SPECS[name].depends_on) <= set(ORDER[:i]), name
 
 
+API_ENV = {"API_DATABASE_URL": "postgresql://api:pw@db/api", "API_MLFLOW_URL": "http://mlflow:5000/mlflow"}
+MLFLOW_ENV = {"MLFLOW_BACKEND_STORE_URI": "postgresql://mlflow:pw@db/mlflow"}
+
+
 def test_the_api_is_asked_for_its_settings():
-    cfg = api_config({"API_MLFLOW_TIMEOUT": "2", "API_MLFLOW_RETRIES": "1", "API_MLFLOW_BACKOFF": "0.5",
+    cfg = api_config({**API_ENV, "API_MLFLOW_TIMEOUT": "2", "API_MLFLOW_RETRIES": "1", "API_MLFLOW_BACKOFF": "0.5",
                       "NOT_THE_APIS": "x"})
     assert (cfg.mlflow_timeout, cfg.mlflow_budget, cfg.health_budget) == (2.0, 4.5, 4.5)
     assert cfg.db_timeout == 1.0 and cfg.request_timeout == 10.0  # the api's own defaults
@@ -59,13 +63,15 @@ def test_the_api_is_asked_for_its_settings():
 
 def test_a_refused_configuration_carries_the_services_own_message():
     with pytest.raises(ConfigurationError) as err:
-        api_config({"API_DB_TIMEOUT": "-1"}, "staging.tfvars: api environment")
+        api_config({**API_ENV, "API_DB_TIMEOUT": "-1"}, "staging.tfvars: api environment")
     assert "staging.tfvars: api environment" in str(err.value)
     assert "API_DB_TIMEOUT: Input should be greater than 0" in str(err.value)
+    with pytest.raises(ConfigurationError, match="API_DATABASE_URL: required but not set"):
+        api_config({"API_MLFLOW_URL": API_ENV["API_MLFLOW_URL"]})  # nothing stands in for a missing variable
 
 
 def test_mlflow_is_asked_for_its_settings():
-    cfg = mlflow_config({"MLFLOW_WORKERS": "4", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    cfg = mlflow_config({**MLFLOW_ENV, "MLFLOW_WORKERS": "4", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
     assert cfg["workers"] == 4 and cfg["job_execution"] is True and cfg["static_prefix"] == "/mlflow"
     with pytest.raises(ConfigurationError, match="MLFLOW_WORKERS: expected a value between 1 and 16"):
-        mlflow_config({"MLFLOW_WORKERS": "0"})
+        mlflow_config({**MLFLOW_ENV, "MLFLOW_WORKERS": "0"})

@@ -1,7 +1,12 @@
-"""The timing model: every health-check timing of the deployment in one typed object, read from
-the saved plan's JSON, the Dockerfiles' HEALTHCHECKs, the compose file, and each service's boot
-time (its declared budget against the estimate from this machine's measurements,
-``harness.deploy.boot``). The rules over it are in ``harness.deploy.rules``."""
+"""The timing model: every health-check timing of the deployment and every container the plan
+would run, in one typed object, read from the saved plan's JSON (the task definitions, the root
+output ``containers``, every planned resource), the Dockerfiles' HEALTHCHECKs, the compose file,
+and each service's boot time (its declared budget against the estimate from this machine's
+measurements, ``harness.deploy.boot``). The rules over it are in ``harness.deploy.rules``.
+
+Some values exist only after apply (a database's address, a secret's ARN): the plan shows them as
+unknown, and a container's environment is judged with well-formed stand-ins for them and for its
+secrets' values; a variable the plan does not give at all never gets a stand-in."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import yaml
 from harness import slo
 from harness.deploy.boot import BootEstimate, BootInputs
 from harness.deploy.dockerfile import HealthCheck, service_healthcheck
+from harness.errors import ConfigurationError
 from harness.paths import COMPOSE_FILE
 
 SERVICES = ("api", "mlflow")
@@ -45,6 +51,51 @@ class Alb:
     path: str
 
 
+# Stand-ins for values the plan cannot know: secrets' values, and what AWS assigns at apply.
+UNKNOWN_HOST = "assigned-at-apply.invalid"
+
+
+def stand_in(variable: str, kind: str) -> str:
+    """A well-formed value for ``variable``: a lower-case identifier for a user, else a token."""
+    if variable.endswith("_USER"):
+        return variable.lower()
+    if variable.endswith("_HOST"):
+        return UNKNOWN_HOST
+    return f"stand-in-{kind}-{variable.lower().replace('_', '-')}"
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container of a planned task: what it is given, with the plan's unknowns marked."""
+
+    name: str
+    essential: bool
+    command: tuple[str, ...]
+    environment: dict[str, str | None]   # None: known only after apply
+    secrets: dict[str, str | None]       # variable -> valueFrom (None: the ARN is known only after apply)
+    depends_on: tuple[tuple[str, str], ...]
+
+    def checked_environment(self) -> dict[str, str]:
+        """What the container would see, with stand-ins where the plan cannot know the value."""
+        env = {k: v if v is not None else stand_in(k, "unknown") for k, v in self.environment.items()}
+        return {**env, **{k: stand_in(k, "secret") for k in self.secrets}}
+
+
+def _containers(after: list, unknown: list) -> list[Container]:
+    out = []
+    for i, c in enumerate(after or []):
+        unk = unknown[i] if i < len(unknown or []) and isinstance(unknown[i], dict) else {}
+        env_unknown = unk.get("environment") or []
+        sec_unknown = unk.get("secrets") or []
+        environment = {e["name"]: (None if j < len(env_unknown) and (env_unknown[j] or {}).get("value") else
+                                   e.get("value")) for j, e in enumerate(c.get("environment") or [])}
+        secrets = {s["name"]: (None if j < len(sec_unknown) and (sec_unknown[j] or {}).get("valueFrom") else
+                               s.get("valueFrom")) for j, s in enumerate(c.get("secrets") or [])}
+        out.append(Container(c["name"], bool(c.get("essential", True)), tuple(c.get("command") or ()), environment,
+                             secrets, tuple((d["containerName"], d["condition"]) for d in c.get("dependsOn") or [])))
+    return out
+
+
 @dataclass(frozen=True)
 class ServiceTiming:
     name: str
@@ -61,7 +112,8 @@ class ServiceTiming:
     desired_count: int
     cpu: int
     memory: int
-    environment: dict[str, str]
+    environment: dict[str, str]   # the service container's, as it would see it (stand-ins for the unknown)
+    containers: tuple[Container, ...]  # the service's container first, then the ones it depends on
     boot_budget: float            # declared: task start to the health path answering (tfvars)
     estimate: BootEstimate        # from this machine's measurements and the image size
     boot: float                   # what the rules use: max(boot_budget, estimate)
@@ -81,6 +133,12 @@ class TimingModel:
     boot_source: str
     fields: dict[str, str] = field(default_factory=dict)  # "api.alb.timeout" -> where it is set
     slo_file: Path = slo.SLO_FILE
+    resources: list[dict] = field(default_factory=list)   # every planned resource: address, type, values, unknown
+    variables: dict = field(default_factory=dict)         # the plan's input variables
+    outputs: dict = field(default_factory=dict)           # the plan's root outputs, as far as known
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [r for r in self.resources if r["type"] == kind]
 
 
 def _resources(module: dict) -> list[dict]:
@@ -112,13 +170,27 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             found[svc]["service"] = values
         elif kind == "aws_ecs_task_definition":
             found[svc]["task"] = values
-    declared = ((plan.get("variables") or {}).get("services") or {}).get("value") or {}
+    variables = {k: v.get("value") for k, v in (plan.get("variables") or {}).items()}
+    declared = variables.get("services") or {}
+    planned_containers = (plan.get("output_changes") or {}).get("containers") or {}
+    outputs = {k: v.get("after") for k, v in (plan.get("output_changes") or {}).items()}
+    unknown_after = {c["address"]: c["change"].get("after_unknown") or {} for c in plan.get("resource_changes", [])}
     services = {}
     for name in SERVICES:
         budget = float(declared.get(name, {}).get("boot_budget") or 0)
         estimate = boot.estimate(name, int(found[name]["task"]["cpu"]))
         tg, svc, task = found[name]["tg"], found[name]["service"], found[name]["task"]
-        container = json.loads(task["container_definitions"])[0]
+        if "container_definitions" in task:  # known at plan: read the task definition itself
+            definitions, unknown = json.loads(task["container_definitions"]), []
+        else:  # some value is assigned at apply: the root output carries the rest
+            definitions = (planned_containers.get("after") or {}).get(name) or []
+            unknown = (planned_containers.get("after_unknown") or {}).get(name) or []
+        containers = sorted(_containers(definitions, unknown), key=lambda c: c.name != name)
+        if not containers or containers[0].name != name:
+            raise ConfigurationError(f"{source}: a container named {name} in the task definition of {name}",
+                                     f"{[c.name for c in containers]}",
+                                     "the root output 'containers' must list each task's container definitions")
+        container = next(c for c in definitions if c["name"] == name)
         hc = container["healthCheck"]
         cmd = " ".join(hc["command"])
         path = "/" + cmd.split("http://", 1)[1].split("/", 1)[1].split()[0] if "http://" in cmd else ""
@@ -138,14 +210,18 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             min_healthy_percent=svc.get("deployment_minimum_healthy_percent", 100),
             max_percent=svc.get("deployment_maximum_percent", 200), desired_count=svc.get("desired_count", 1),
             cpu=int(task["cpu"]), memory=int(task["memory"]),
-            environment={e["name"]: e["value"] for e in container.get("environment", [])},
+            environment=containers[0].checked_environment(), containers=tuple(containers),
             boot_budget=budget, estimate=estimate, boot=max(budget, estimate.total),
         )
     compose = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {"services": {}}
     return TimingModel(source, services, retention, {n: service_healthcheck(n) for n in SERVICES},
                        {n: (s or {}).get("healthcheck", {}) for n, s in compose.get("services", {}).items()},
                        "; ".join(f"{s.name}: {s.boot:g}s from {s.boot_from} (budget {s.boot_budget:g}s, "
-                                 f"estimate {s.estimate.total:g}s)" for s in services.values()))
+                                 f"estimate {s.estimate.total:g}s)" for s in services.values()),
+                       resources=[{"address": r["address"], "type": r["type"], "values": r.get("values", {}),
+                                   "unknown": unknown_after.get(r["address"], {})}
+                                  for r in _resources(plan.get("planned_values", {}).get("root_module", {}))],
+                       variables=variables, outputs=outputs)
 
 
 def planned(var_file: Path, boot: BootInputs) -> TimingModel:

@@ -163,7 +163,7 @@ def _target(test: LoadTest, session: Session) -> Iterator[tuple[str, str, float 
     config = StackConfig(mlflow_workers=test.mlflow_workers)
     with Stack(make_runtime(name, session), config, Budgets(test.timeout_multiplier), progress=Progress()) as stack:
         record_timings(test.reports_dir / "timings.json", name, stack.ready_s)
-        yield stack.url("api"), name, api_config(dict(stack.config.api_env)).health_cache_ttl
+        yield stack.url("api"), name, api_config(stack.environment("api")).health_cache_ttl
 
 
 def _locust(profile: str) -> list[str]:

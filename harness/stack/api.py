@@ -40,14 +40,10 @@ class ApiConfig:
     shutdown_grace: float
 
 
-# A stand-in for the required URLs where only the timing settings matter (the timing rules on a
-# plan that does not set them, the budgets of a local stack); the check still validates the rest.
-STAND_INS = {"API_DATABASE_URL": "postgresql://stand-in@localhost/api", "API_MLFLOW_URL": "http://localhost/mlflow"}
-
-
 def api_config(env: Mapping[str, str], where: str = "") -> ApiConfig:
-    """The api's settings for ``env`` (its API_* variables), asked of the api itself."""
-    values = check_config(MODULE, {**STAND_INS, **{k: v for k, v in env.items() if k.startswith("API_")}}, where)
+    """The api's settings for ``env`` (its API_* variables), asked of the api itself. Nothing is
+    filled in: a variable ``env`` lacks is missing for the api too."""
+    values = check_config(MODULE, {k: v for k, v in env.items() if k.startswith("API_")}, where)
     return ApiConfig(**{f: float(values[f]) for f in ApiConfig.__dataclass_fields__})
 
 

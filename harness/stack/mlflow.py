@@ -29,14 +29,10 @@ def ready(base_url: str, timeout: float = 5.0) -> int:
                      timeout=timeout).status_code
 
 
-# where only the server's own settings matter (see harness.stack.api.STAND_INS)
-STAND_INS = {"MLFLOW_BACKEND_STORE_URI": "postgresql://stand-in@localhost/mlflow"}
-
-
 def mlflow_config(env: Mapping[str, str], where: str = "") -> dict:
     """MLflow's effective settings for ``env`` (its MLFLOW_* variables), from its entrypoint's
-    ``--check-config``: workers, job execution, prefix, argv."""
-    return check_config(MODULE, {**STAND_INS, **{k: v for k, v in env.items() if k.startswith("MLFLOW_")}}, where)
+    ``--check-config``: workers, job execution, prefix, artifacts, allowed hosts, argv."""
+    return check_config(MODULE, {k: v for k, v in env.items() if k.startswith("MLFLOW_")}, where)
 
 
 class Mlflow(ServiceSpec):

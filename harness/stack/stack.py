@@ -179,6 +179,11 @@ class Stack:
         """A host-side DSN of ``database`` on the stack's Postgres."""
         return f"{self.url('postgres')}/{database}"
 
+    def environment(self, name: str) -> dict[str, str]:
+        """The settings ``name`` runs with (its spec's, wired to this stack's dependencies)."""
+        links = {dep: self._link(link_name(name, dep), dep) for dep in SPECS[name].depends_on}
+        return SPECS[name].environment(self.config, links)
+
     def logs(self, name: str, tail: int = 200) -> str:
         return self.services[name].logs(tail)
 

@@ -15,7 +15,7 @@ MARGIN = 0.5  # issue 2: "503 within the DB timeout plus 0.5 s"
 
 def test_frozen_postgres_fails_health_fast_and_recovers(restored, budgets):
     stack = restored
-    cfg = api_config(dict(stack.config.api_env))
+    cfg = api_config(stack.environment("api"))
     pg = stack.services["postgres"]
     with Sampler(stack.url("api"), ("/health", "/health/live"), interval=0.05,
                 timeout=cfg.health_budget + 5) as sampler:
@@ -47,7 +47,7 @@ def test_frozen_postgres_fails_health_fast_and_recovers(restored, budgets):
 
 def test_sigterm_drains_then_exits_and_in_flight_requests_finish(restored, budgets):
     stack = restored
-    cfg = api_config(dict(stack.config.api_env))
+    cfg = api_config(stack.environment("api"))
     api = stack.services["api"]
     url = stack.url("api")
     results: list[int] = []

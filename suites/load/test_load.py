@@ -90,7 +90,7 @@ def test_request_cap_stops_the_run(run_profile):
 
 
 def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile, stack, lb_check):
-    ttl = api_config(dict(stack.config.api_env)).health_cache_ttl
+    ttl = api_config(stack.environment("api")).health_cache_ttl
     before = _checks(stack.url("api"))
     outcome = run_profile("steady", time_scale=0.25)
     checks = _checks(stack.url("api")) - before
@@ -110,7 +110,7 @@ def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile
 def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restored, run_profile, budgets,
                                                                           load_reports):
     stack = restored
-    cfg = api_config(dict(stack.config.api_env))
+    cfg = api_config(stack.environment("api"))
     scenario = scenarios.load(scenarios.FAULTS_DIR / "postgres-frozen.yaml")
     names = budget_names(stack, budgets)
     detect, recover = scenario.budget("detect_within", names), scenario.budget("recover_within", names)

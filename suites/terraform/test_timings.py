@@ -49,8 +49,8 @@ def test_boot_is_the_declared_budget_unless_the_estimate_is_larger(make_model):
     quick, typical = make_model("staging", boot=QUICK), make_model("staging", boot=TYPICAL)
     for model in (quick, typical):
         for s in model.services.values():
-            assert s.boot == max(s.boot_budget, s.estimate.total) and s.boot_budget in (30, 60)
-    assert quick.services["mlflow"].boot == 60 and quick.services["mlflow"].boot_from == "the declared budget"
+            assert s.boot == max(s.boot_budget, s.estimate.total) and s.boot_budget in (30, 75)
+    assert quick.services["mlflow"].boot == 75 and quick.services["mlflow"].boot_from == "the declared budget"
 
 
 REVERTS = [

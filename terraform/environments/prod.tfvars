@@ -1,7 +1,17 @@
 # prod: timings from the incident's fixes (grace 120 s, MLflow start period 90 s, ALB and
 # container checks on the same paths) and task sizes from MLflow's measured memory (docs/mlflow.md).
-environment        = "prod"
-log_retention_days = 90
+environment = "prod"
+# private tasks reach ECR, S3, CloudWatch Logs and Secrets Manager through VPC endpoints
+egress = "endpoints"
+database = {
+  instance_class        = "db.t4g.small"
+  allocated_storage     = 50
+  multi_az              = true
+  backup_retention_days = 14
+  deletion_protection   = true
+}
+alarm_subscriptions = [{ protocol = "email", endpoint = "platform-oncall@example.com" }]
+log_retention_days  = 90
 services = {
   api = {
     port = 8000
@@ -43,7 +53,7 @@ services = {
     port = 5000
     # boot budget: task start to /mlflow/health answering on Fargate: a ~1.3 GB image pulled, MLflow
     # started on one vCPU with its schema checked in Postgres (docs/timings.md, "Boot budgets")
-    boot_budget          = 60
+    boot_budget          = 75
     cpu                  = 1024
     memory               = 3072
     desired_count        = 2

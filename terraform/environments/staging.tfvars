@@ -1,7 +1,17 @@
 # staging: timings from the incident's fixes (grace 120 s, MLflow start period 90 s, ALB and
 # container checks on the same paths) and task sizes from MLflow's measured memory (docs/mlflow.md).
-environment        = "staging"
-log_retention_days = 30
+environment = "staging"
+# private tasks reach ECR, S3, CloudWatch Logs and Secrets Manager through a NAT gateway
+egress = "nat"
+database = {
+  instance_class        = "db.t4g.micro"
+  allocated_storage     = 20
+  multi_az              = false
+  backup_retention_days = 7
+  deletion_protection   = true
+}
+alarm_subscriptions = [{ protocol = "email", endpoint = "platform-oncall@example.com" }]
+log_retention_days  = 30
 services = {
   api = {
     port = 8000
@@ -43,7 +53,7 @@ services = {
     port = 5000
     # boot budget: task start to /mlflow/health answering on Fargate: a ~1.3 GB image pulled, MLflow
     # started on one vCPU with its schema checked in Postgres (docs/timings.md, "Boot budgets")
-    boot_budget          = 60
+    boot_budget          = 75
     cpu                  = 1024
     memory               = 2048
     desired_count        = 1

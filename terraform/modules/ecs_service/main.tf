@@ -1,6 +1,7 @@
-# One service of the stack: its task definition (with the container health check), target
-# group (with the ALB health check), listener rule, log group, and the ECS service with its
-# grace period, rolling limits and circuit breaker; or, for blue_green, CodeDeploy.
+# One service of the stack: its task definition (the service's container with its health check,
+# its settings and secrets, and the dbinit container it waits for), target group (with the ALB
+# health check), listener rule, log group, and the ECS service with its grace period, rolling
+# limits and circuit breaker; or, for blue_green, CodeDeploy.
 variable "name" {
   description = "Name prefix."
   type        = string
@@ -78,6 +79,28 @@ variable "deployment_strategy" {
   description = "rolling or blue_green."
   type        = string
 }
+variable "secrets" {
+  description = "Variable name to secret (valueFrom: a Secrets Manager ARN, with :json-key:: for one key)."
+  type        = map(string)
+}
+variable "init" {
+  description = "The dbinit container the service waits for (its settings and secrets); null for none."
+  type = object({
+    environment = map(string)
+    secrets     = map(string)
+  })
+  default = null
+}
+variable "task_role_arn" {
+  description = "The role the service's code uses for AWS (MLflow: its artifact bucket); null for none."
+  type        = string
+  default     = null
+}
+variable "service_registry_arn" {
+  description = "Cloud Map service that gives the tasks an internal name; null for none."
+  type        = string
+  default     = null
+}
 
 locals {
   full       = "${var.name}-${var.service}"
@@ -92,20 +115,21 @@ resource "aws_cloudwatch_log_group" "this" {
   retention_in_days = var.log_retention_days
 }
 
-resource "aws_ecs_task_definition" "this" {
-  family                   = local.full
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = local.s.cpu
-  memory                   = local.s.memory
-  execution_role_arn       = var.execution_role_arn
-  container_definitions = jsonencode([{
+locals {
+  log_options = {
+    awslogs-group         = aws_cloudwatch_log_group.this.name
+    awslogs-region        = var.region
+    awslogs-stream-prefix = var.service
+  }
+  service_container = {
     name         = var.service
     image        = var.image
     essential    = true
     portMappings = [{ containerPort = local.s.port, protocol = "tcp" }]
     environment  = [for k, v in local.s.environment : { name = k, value = v }]
+    secrets      = [for k, v in var.secrets : { name = k, valueFrom = v }]
     stopTimeout  = local.s.stop_timeout
+    dependsOn    = var.init == null ? [] : [{ containerName = "dbinit", condition = "SUCCESS" }]
     healthCheck = {
       command     = ["CMD-SHELL", "curl -fsS -o /dev/null http://localhost:${local.s.port}${local.s.health_path} || exit 1"]
       interval    = local.s.container_interval
@@ -113,15 +137,30 @@ resource "aws_ecs_task_definition" "this" {
       retries     = local.s.container_retries
       startPeriod = local.s.container_start
     }
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.this.name
-        awslogs-region        = var.region
-        awslogs-stream-prefix = var.service
-      }
-    }
-  }])
+    logConfiguration = { logDriver = "awslogs", options = local.log_options }
+  }
+  # the service's own role and database, made before the service starts (services/common/dbinit.py)
+  init_container = var.init == null ? [] : [{
+    name             = "dbinit"
+    image            = var.image
+    essential        = false
+    command          = ["python", "-m", "services.common.dbinit"]
+    environment      = [for k, v in var.init.environment : { name = k, value = v }]
+    secrets          = [for k, v in var.init.secrets : { name = k, valueFrom = v }]
+    logConfiguration = { logDriver = "awslogs", options = local.log_options }
+  }]
+  containers = concat([local.service_container], local.init_container)
+}
+
+resource "aws_ecs_task_definition" "this" {
+  family                   = local.full
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = local.s.cpu
+  memory                   = local.s.memory
+  execution_role_arn       = var.execution_role_arn
+  task_role_arn            = var.task_role_arn
+  container_definitions    = jsonencode(local.containers)
 }
 
 resource "aws_lb_target_group" "this" {
@@ -188,6 +227,13 @@ resource "aws_ecs_service" "this" {
     assign_public_ip = false
   }
 
+  dynamic "service_registries" {
+    for_each = var.service_registry_arn == null ? [] : [var.service_registry_arn]
+    content {
+      registry_arn = service_registries.value
+    }
+  }
+
   load_balancer {
     target_group_arn = aws_lb_target_group.this[0].arn
     container_name   = var.service
@@ -215,4 +261,8 @@ output "log_group_name" {
 }
 output "task_definition_arn" {
   value = aws_ecs_task_definition.this.arn
+}
+output "containers" {
+  description = "The task's container definitions as objects: the plan shows what is known before apply (secret ARNs are not)."
+  value       = local.containers
 }

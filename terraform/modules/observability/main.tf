@@ -1,5 +1,6 @@
 # Health-check failures made visible: metric filters over the services' logs, alarms on them and
-# on the ALB's unhealthy-host count per target group, and one dashboard.
+# on the ALB's unhealthy-host count of every target group (both under blue/green), a topic the
+# alarms notify, and one dashboard.
 variable "name" {
   description = "Name prefix."
   type        = string
@@ -17,20 +18,48 @@ variable "alb_arn_suffix" {
   type        = string
 }
 variable "target_groups" {
-  description = "Service name to target-group ARN suffix."
-  type        = map(string)
+  description = "Service name to its target groups' ARN suffixes (two under blue/green)."
+  type        = map(list(string))
+}
+variable "cluster_name" {
+  description = "The ECS cluster (running tasks and deployments on the dashboard)."
+  type        = string
+}
+variable "alarm_subscriptions" {
+  description = "Who the alarm topic notifies: protocol (email, https, sqs, lambda, ...) and endpoint."
+  type = list(object({
+    protocol = string
+    endpoint = string
+  }))
 }
 variable "region" {
   description = "AWS region of the dashboard's metrics."
   type        = string
 }
 variable "alarm_actions" {
-  description = "ARNs notified by the alarms."
+  description = "More ARNs the alarms notify, beside the topic."
   type        = list(string)
 }
 
 locals {
   namespace = "${var.name}/health"
+  actions   = concat([aws_sns_topic.alarms.arn], var.alarm_actions)
+  # one entry per target group: "api-0", "api-1" (blue/green), "mlflow-0", ...
+  target_groups = merge([for svc, tgs in var.target_groups : {
+    for i, tg in tgs : "${svc}-${i}" => { service = svc, target_group = tg }
+  }]...)
+}
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name}-alarms"
+  kms_master_key_id = "alias/aws/sns"
+}
+
+resource "aws_sns_topic_subscription" "alarms" {
+  count     = length(var.alarm_subscriptions)
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = var.alarm_subscriptions[count.index].protocol
+  endpoint  = var.alarm_subscriptions[count.index].endpoint
 }
 
 resource "aws_cloudwatch_log_metric_filter" "api_health_failures" {
@@ -72,25 +101,25 @@ resource "aws_cloudwatch_metric_alarm" "health_failures" {
   threshold           = 3
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
 }
 
 resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {
-  for_each            = var.target_groups
+  for_each            = local.target_groups
   alarm_name          = "${var.name}-${each.key}-unhealthy-hosts"
-  alarm_description   = "${each.key}: the ALB sees an unhealthy target for 2 minutes"
+  alarm_description   = "${each.value.service}: the ALB sees an unhealthy target for 2 minutes"
   namespace           = "AWS/ApplicationELB"
   metric_name         = "UnHealthyHostCount"
-  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = each.value }
+  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = each.value.target_group }
   statistic           = "Maximum"
   period              = 60
   evaluation_periods  = 2
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
 }
 
 resource "aws_cloudwatch_dashboard" "health" {
@@ -107,14 +136,34 @@ resource "aws_cloudwatch_dashboard" "health" {
           metrics = [[local.namespace, "ApiHealthCheckFailures"], [local.namespace, "MlflowHealthCheckFailures"]]
         }
       }],
-      [for svc, tg in var.target_groups : {
+      [for key, g in local.target_groups : {
         type = "metric", x = 12, y = 0, width = 12, height = 6
         properties = {
-          title   = "${svc}: healthy and unhealthy targets"
+          title   = "${key}: healthy and unhealthy targets"
           region  = var.region
           stat    = "Maximum"
           period  = 60
-          metrics = [["AWS/ApplicationELB", "HealthyHostCount", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", tg], ["AWS/ApplicationELB", "UnHealthyHostCount", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", tg]]
+          metrics = [["AWS/ApplicationELB", "HealthyHostCount", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", g.target_group], ["AWS/ApplicationELB", "UnHealthyHostCount", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", g.target_group]]
+        }
+      }],
+      [for key, g in local.target_groups : {
+        type = "metric", x = 0, y = 6, width = 12, height = 6
+        properties = {
+          title   = "${key}: target response time"
+          region  = var.region
+          stat    = "p99"
+          period  = 60
+          metrics = [["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", var.alb_arn_suffix, "TargetGroup", g.target_group]]
+        }
+      }],
+      [for svc in keys(var.target_groups) : {
+        type = "metric", x = 12, y = 6, width = 12, height = 6
+        properties = {
+          title   = "${svc}: running tasks and deployments"
+          region  = var.region
+          stat    = "Maximum"
+          period  = 60
+          metrics = [["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", var.cluster_name, "ServiceName", svc], ["ECS/ContainerInsights", "DeploymentCount", "ClusterName", var.cluster_name, "ServiceName", svc]]
         }
       }]
     )
@@ -124,4 +173,7 @@ resource "aws_cloudwatch_dashboard" "health" {
 
 output "dashboard_name" {
   value = aws_cloudwatch_dashboard.health.dashboard_name
+}
+output "alarm_topic_arn" {
+  value = aws_sns_topic.alarms.arn
 }
