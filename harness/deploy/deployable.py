@@ -13,7 +13,6 @@ from harness.deploy.timing import Container, TimingModel
 from harness.deploy.violation import Violation, field_of
 from harness.errors import ConfigurationError
 from harness.stack.black_box import check_config
-from harness.stack.mlflow import mlflow_config
 
 # the module each container runs: the service's own image command, or the one it names
 MODULES = {"api": "services.api", "mlflow": "services.mlflow.entrypoint"}
@@ -99,8 +98,9 @@ def r_mlflow_internal(m: TimingModel) -> list[Violation]:
         out.append(Violation("api-reaches-mlflow-internally", where.format("api", "API_MLFLOW_URL"), url,
                              f"a host in the VPC's private namespace ({known}), not the public name or the ALB",
                              "http://mlflow.<namespace>:<port>/mlflow"))
-    allowed = mlflow_config(m.services["mlflow"].environment, f"{m.source}: mlflow environment")["allowed_hosts"]
-    if host and not _admits(allowed, host, port):
+    cfg = m.mlflow_settings()
+    allowed = cfg["allowed_hosts"] if cfg else []
+    if host and cfg and not _admits(allowed, host, port):
         out.append(Violation("api-reaches-mlflow-internally", where.format("mlflow", "MLFLOW_ALLOWED_HOSTS"),
                              ",".join(allowed), f"admitting {host} and {host}:* (MLflow answers 403 to any other Host)",
                              f"{host},{host}:*,..."))
@@ -109,8 +109,10 @@ def r_mlflow_internal(m: TimingModel) -> list[Violation]:
 
 def r_artifacts_durable(m: TimingModel) -> list[Violation]:
     """MLflow's artifacts live in a bucket of the plan, not on the task's disk."""
-    destination = mlflow_config(m.services["mlflow"].environment, f"{m.source}: mlflow environment")[
-        "artifacts_destination"]
+    cfg = m.mlflow_settings()
+    if cfg is None:
+        return []
+    destination = cfg["artifacts_destination"]
     buckets = {r["values"].get("bucket") for r in m.of_type("aws_s3_bucket")}
     parts = urlsplit(destination)
     if parts.scheme == "s3" and parts.netloc in buckets:

@@ -11,8 +11,6 @@ from harness import slo
 from harness.deploy import deployable
 from harness.deploy.timing import AWS_RANGES, TimingModel
 from harness.deploy.violation import Violation, field_of
-from harness.stack.api import api_config
-from harness.stack.mlflow import mlflow_config
 
 # MLflow's measured resident memory (GB) by uvicorn workers, job execution off (docs/mlflow.md).
 MLFLOW_RSS_GB = {1: 0.49, 2: 0.75, 4: 1.27}
@@ -101,7 +99,9 @@ def r_container_matches_dockerfile(m: TimingModel) -> list[Violation]:
 
 def r_drain(m: TimingModel) -> list[Violation]:
     s = m.services["api"]
-    cfg = api_config(s.environment, f"{m.source}: api environment")
+    cfg = m.api_settings()
+    if cfg is None:
+        return []
     out = []
     need_stop = cfg.drain_seconds + cfg.shutdown_grace
     if s.stop_timeout < need_stop:
@@ -118,7 +118,10 @@ def r_drain(m: TimingModel) -> list[Violation]:
 def r_health_budget(m: TimingModel) -> list[Violation]:
     """The api's worst-case /health time must fit the ALB's and the container's check timeouts."""
     s = m.services["api"]
-    budget = api_config(s.environment, f"{m.source}: api environment").health_budget
+    cfg = m.api_settings()
+    if cfg is None:
+        return []
+    budget = cfg.health_budget
     out = []
     for where, timeout in (("alb_timeout", s.alb.timeout), ("container_timeout", s.container.timeout)):
         if timeout <= budget:
@@ -142,7 +145,9 @@ def r_log_retention(m: TimingModel) -> list[Violation]:
 
 def r_mlflow_memory(m: TimingModel) -> list[Violation]:
     s = m.services["mlflow"]
-    cfg = mlflow_config(s.environment, f"{m.source}: mlflow environment")
+    cfg = m.mlflow_settings()
+    if cfg is None:
+        return []
     workers, jobs = cfg["workers"], cfg["job_execution"]
     need_gb = MLFLOW_RSS_JOBS_ON_GB if jobs else MLFLOW_RSS_GB.get(workers, 0.3 * workers + 0.2)
     need_mb = math.ceil(need_gb * 1024 * 1.5)

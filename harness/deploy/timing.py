@@ -21,6 +21,8 @@ from harness.deploy.boot import BootEstimate, BootInputs
 from harness.deploy.dockerfile import HealthCheck, service_healthcheck
 from harness.errors import ConfigurationError
 from harness.paths import COMPOSE_FILE
+from harness.stack.api import ApiConfig, api_config
+from harness.stack.mlflow import mlflow_config
 
 SERVICES = ("api", "mlflow")
 CIRCUIT_BREAKER_MIN = 3  # current AWS docs; older docs say 10 (docs/timings.md); the simulator takes it as a parameter
@@ -139,6 +141,21 @@ class TimingModel:
 
     def of_type(self, kind: str) -> list[dict]:
         return [r for r in self.resources if r["type"] == kind]
+
+    def api_settings(self) -> ApiConfig | None:
+        """The api's own reading of its planned environment; None when it refuses it (the rule
+        containers-pass-their-config-check says why, and the rules that need the settings wait)."""
+        try:
+            return api_config(self.services["api"].environment, f"{self.source}: api environment")
+        except ConfigurationError:
+            return None
+
+    def mlflow_settings(self) -> dict | None:
+        """MLflow's own reading of its planned environment; None when it refuses it."""
+        try:
+            return mlflow_config(self.services["mlflow"].environment, f"{self.source}: mlflow environment")
+        except ConfigurationError:
+            return None
 
 
 def _resources(module: dict) -> list[dict]:

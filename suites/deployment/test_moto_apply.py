@@ -2,6 +2,9 @@
 hold. moto drops the grace period and the deployment configuration on create: a second apply
 stores the grace period, update_service the deployment configuration (see README)."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from harness.deploy.dockerfile import service_healthcheck
@@ -94,3 +97,63 @@ def test_deploy_driver_rolls_out_a_new_revision_on_the_applied_service(applied):
     moto, _, _, cluster = applied
     rollout = deploy(moto.client("ecs"), cluster, "api", budget=30, image="mlplatform-api:2", interval=0.1)
     assert rollout.outcome == "completed", rollout.reason
+
+
+def _secret_arn(value_from: str) -> str:
+    """arn:aws:secretsmanager:<region>:<account>:secret:<name>-<suffix>[:json-key:stage:version]"""
+    return ":".join(value_from.split(":")[:7])
+
+
+def test_every_secret_a_task_reads_exists_and_the_execution_role_may_read_exactly_those(applied):
+    moto, tf, _, cluster = applied
+    ecs, sm, iam = moto.client("ecs"), moto.client("secretsmanager"), moto.client("iam")
+    read: set[str] = set()
+    for name in ("api", "mlflow"):
+        arn = ecs.describe_services(cluster=cluster, services=[name])["services"][0]["taskDefinition"]
+        task = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+        containers = {c["name"]: c for c in task["containerDefinitions"]}
+        assert containers[name]["dependsOn"] == [{"containerName": "dbinit", "condition": "SUCCESS"}]
+        assert containers["dbinit"]["essential"] is False
+        for c in containers.values():
+            for secret in c.get("secrets", []):
+                read.add(_secret_arn(secret["valueFrom"]))
+    assert len(read) == 3, read  # the database's master secret and one per service
+    for arn in read:
+        assert sm.describe_secret(SecretId=arn)["ARN"] == arn
+    role = task["executionRoleArn"].rsplit("/", 1)[1]
+    policy = iam.get_role_policy(RoleName=role, PolicyName="read-the-tasks-secrets")["PolicyDocument"]
+    statements = policy["Statement"]
+    assert [s["Action"] for s in statements] == [["secretsmanager:GetSecretValue"]]
+    assert set(statements[0]["Resource"]) == read
+
+
+def test_alarms_notify_the_topic_and_the_bucket_is_private(applied):
+    moto, tf, _, _ = applied
+    outputs = tf.output()
+    alarms = moto.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    assert alarms and all(outputs["alarm_topic_arn"] in a["AlarmActions"] for a in alarms), alarms
+    subscriptions = moto.client("sns").list_subscriptions_by_topic(TopicArn=outputs["alarm_topic_arn"])
+    assert [s["Protocol"] for s in subscriptions["Subscriptions"]] == ["email"]
+    block = moto.client("s3").get_public_access_block(Bucket=outputs["artifact_bucket"])
+    assert all(block["PublicAccessBlockConfiguration"].values())
+
+
+def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the_reports(applied, harness_settings):
+    moto, tf, _, _ = applied
+    sm = moto.client("secretsmanager")
+    database = tf.output()["database"]
+    def password(arn: str) -> str:
+        return json.loads(sm.get_secret_value(SecretId=arn)["SecretString"])["password"]
+
+    generated = [password(arn) for arn in database["service_secret_arns"].values()]
+    assert [len(p) for p in generated] == [32, 32], "Secrets Manager generated them at apply"
+    passwords = [password(database["master_secret_arn"]), *generated]  # moto's RDS keeps a fixed one
+    state = tf.run("show", "-json").stdout
+    plan_file = tf.workdir / "after-apply.tfplan"
+    tf.run("plan", "-input=false", f"-out={plan_file}", f"-var-file={Path(VAR_FILE).resolve()}",
+           f"-var=aws_endpoint={moto.url}", "-var=deletion_protection=false")
+    plan = tf.run("show", "-json", str(plan_file)).stdout
+    reports = "".join(p.read_text(errors="replace") for p in Path(harness_settings.reports_dir).rglob("*")
+                      if p.is_file() and p.stat().st_size < 20_000_000)
+    for password in passwords:
+        assert password not in state and password not in plan and password not in reports
