@@ -134,6 +134,9 @@ def test_alarms_notify_the_topic_and_the_bucket_is_private(applied):
     assert alarms and all(outputs["alarm_topic_arn"] in a["AlarmActions"] for a in alarms), alarms
     subscriptions = moto.client("sns").list_subscriptions_by_topic(TopicArn=outputs["alarm_topic_arn"])
     assert [s["Protocol"] for s in subscriptions["Subscriptions"]] == ["email"]
+    body = json.loads(moto.client("cloudwatch").get_dashboard(DashboardName=outputs["dashboard_name"])["DashboardBody"])
+    titles = {w["properties"]["title"] for w in body["widgets"]}
+    assert {"api-0: target response time", "mlflow: running tasks and deployments"} <= titles, titles
     block = moto.client("s3").get_public_access_block(Bucket=outputs["artifact_bucket"])
     assert all(block["PublicAccessBlockConfiguration"].values())
 

@@ -121,6 +121,10 @@ def test_blue_green_option_plans_codedeploy_with_two_target_groups_per_service(t
     assert types.count("aws_lb_target_group") == 4 and types.count("aws_codedeploy_deployment_group") == 2
     services = [r for r in plan["resource_changes"] if r["type"] == "aws_ecs_service"]
     assert {s["change"]["after"]["deployment_controller"][0]["type"] for s in services} == {"CODE_DEPLOY"}
+    # the alarms watch both target groups of each service
+    alarms = [r["address"] for r in plan["resource_changes"] if r["type"] == "aws_cloudwatch_metric_alarm"
+              and ".unhealthy_hosts[" in r["address"]]
+    assert sorted(a.rsplit("[", 1)[1] for a in alarms) == ['"api-0"]', '"api-1"]', '"mlflow-0"]', '"mlflow-1"]']
 
 
 def test_an_slo_that_accepts_health_checks_slower_than_the_alb_timeout_fails_its_rule(make_model, tmp_path):
