@@ -20,6 +20,11 @@ locals {
     NAME = k
   } }
   prefix = { api = "API_DATABASE_", mlflow = "MLFLOW_DATABASE_" }
+  # the roles of the tasks (execution, and MLflow's own) are for ECS tasks to assume
+  ecs_tasks_trust = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Principal = { Service = "ecs-tasks.amazonaws.com" }, Action = "sts:AssumeRole" }]
+  })
   service_environment = {
     api = {
       API_MLFLOW_URL = "http://${local.mlflow_host}:${local.mlflow_port}/mlflow"
@@ -100,11 +105,8 @@ resource "aws_ecs_cluster" "this" {
 }
 
 resource "aws_iam_role" "execution" {
-  name = "${local.name}-task-execution"
-  assume_role_policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Principal = { Service = "ecs-tasks.amazonaws.com" }, Action = "sts:AssumeRole" }]
-  })
+  name               = "${local.name}-task-execution"
+  assume_role_policy = local.ecs_tasks_trust
 }
 
 resource "aws_iam_role_policy_attachment" "execution" {
@@ -127,11 +129,8 @@ resource "aws_iam_role_policy" "execution_secrets" {
 }
 
 resource "aws_iam_role" "mlflow" {
-  name = "${local.name}-mlflow-task"
-  assume_role_policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Principal = { Service = "ecs-tasks.amazonaws.com" }, Action = "sts:AssumeRole" }]
-  })
+  name               = "${local.name}-mlflow-task"
+  assume_role_policy = local.ecs_tasks_trust
 }
 
 resource "aws_iam_role_policy" "mlflow_artifacts" {

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.stack import local_postgres
 from harness.errors import ServiceFailed
 from harness.paths import REPO
 from harness.ports import free_port, is_listening
@@ -91,17 +92,8 @@ def test_a_stopped_stack_frees_its_ports(freed_ports):
 @pytest.fixture
 def freed_ports():
     """Start and stop a Postgres; return the port it held."""
-    from harness.stack import postgres
-    from harness.stack.config import StackConfig
-    from harness.stack.runtime.local import LocalRuntime
-    session = Session()
-    svc = LocalRuntime(session).start(postgres.POSTGRES, StackConfig(), {})
-    try:
-        wait_until(lambda: postgres.ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+    with local_postgres() as (svc, _, _):
         assert is_listening(svc.host_port)
-    finally:
-        svc.close(10)
-        session.close()
     return [svc.host_port]
 
 

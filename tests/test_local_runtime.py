@@ -6,12 +6,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from fixtures.stack import local_postgres
 from harness.budgets import Budgets
 from harness.errors import WaitTimeout
-from harness.session import Session, processes_of
-from harness.stack import postgres
-from harness.stack.config import StackConfig
-from harness.stack.runtime.local import LocalRuntime
+from harness.session import processes_of
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.harness, pytest.mark.disruptive]
@@ -19,16 +17,8 @@ pytestmark = [pytest.mark.harness, pytest.mark.disruptive]
 
 @pytest.fixture
 def pg():
-    session = Session()
-    config = StackConfig()
-    runtime = LocalRuntime(session)
-    svc = runtime.start(postgres.POSTGRES, config, {})
-    try:
-        wait_until(lambda: postgres.ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+    with local_postgres() as (svc, session, _):
         yield svc, session
-    finally:
-        svc.close(10)
-        session.close()
 
 
 def query(svc, timeout=1):

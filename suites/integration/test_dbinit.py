@@ -9,27 +9,16 @@ import sys
 import psycopg
 import pytest
 
+from fixtures.stack import local_postgres
 from harness.paths import REPO
-from harness.session import Session
-from harness.stack import postgres
-from harness.stack.config import StackConfig
-from harness.stack.runtime.local import LocalRuntime
-from harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def server():
-    session = Session()
-    config = StackConfig()
-    svc = LocalRuntime(session).start(postgres.POSTGRES, config, {})
-    try:
-        wait_until(lambda: postgres.ready(f"{svc.url}/postgres"), timeout=30, what="postgres up")
+    with local_postgres() as (svc, _, config):
         yield svc, config
-    finally:
-        svc.close(10)
-        session.close()
 
 
 def dbinit(svc, config, *args, **env):
