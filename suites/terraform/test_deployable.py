@@ -5,8 +5,9 @@ import dataclasses
 
 import pytest
 
-from fixtures.terraform import ENVIRONMENTS
+from fixtures.terraform import ENVIRONMENTS, TYPICAL
 from harness.deploy.rules import RULES, check
+from harness.deploy.timing import from_plan
 from harness.paths import TERRAFORM_DIR
 
 pytestmark = pytest.mark.terraform
@@ -97,3 +98,20 @@ def test_an_api_task_smaller_than_its_measured_need_fails(make_model):
         model.services["api"], memory=64)})
     violations = RULES["api-memory-fits"](small)
     assert violations and violations[0].passing == 108
+
+
+MASTER = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pg-master-AbCdEf"
+
+
+def test_an_existing_database_replaces_rds_and_the_tasks_still_pass_their_checks(terraform):
+    existing = {"instance_class": "db.t4g.micro", "allocated_storage": 20, "multi_az": False,
+                "backup_retention_days": 7, "deletion_protection": True,
+                "existing": {"host": "pg.corp.internal", "port": 5433, "master_secret_arn": MASTER}}
+    plan = terraform.plan(str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True, database=existing)
+    model = from_plan(plan, "terraform/environments/staging.tfvars", TYPICAL)
+    assert not model.of_type("aws_db_instance")
+    api = model.services["api"]
+    assert (api.environment["API_DATABASE_HOST"], api.environment["API_DATABASE_PORT"]) == ("pg.corp.internal", "5433")
+    dbinit = api.containers[1]
+    assert dbinit.secrets["DBINIT_MASTER_PASSWORD"] == existing["existing"]["master_secret_arn"] + ":password::"
+    assert not check(model)["containers-pass-their-config-check"]
