@@ -11,7 +11,7 @@ TF_PLUGIN_DIR ?= $(patsubst %/registry.terraform.io,%,$(firstword $(shell find /
 	$(HOME)/.terraform.d -maxdepth 4 -type d -name registry.terraform.io 2>/dev/null)))
 export TF_PLUGIN_DIR
 
-.PHONY: test report load up down lint bench clean
+.PHONY: test report load verify up down lint bench clean
 
 $(VENV)/.installed: $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ PROFILE ?= smoke
 WORKERS ?= 0
 load: $(VENV)/.installed
 	$(PY) -m harness load --profile $(PROFILE) --workers $(WORKERS) $(if $(TARGET),--target-url $(TARGET))
+
+## verify: the remote suite against a deployed stack (TARGET=url [MLFLOW=url] [WRITES=1]); starts no stack
+verify: $(VENV)/.installed
+	$(if $(TARGET),,$(error set TARGET=<the deployed api URL>, e.g. make verify TARGET=https://api.staging.example.com))
+	$(PY) -m pytest -m remote --target-url $(TARGET) $(if $(MLFLOW),--mlflow-url $(MLFLOW)) $(if $(WRITES),--allow-writes) \
+		--html=reports/verify.html --self-contained-html --junitxml=reports/junit-verify.xml $(PYTEST_ARGS)
 
 ## bench: the benchmarks the README's figures come from (several minutes; not tests)
 bench: $(VENV)/.installed

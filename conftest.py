@@ -2,5 +2,5 @@
 
 pytest_plugins = [
     "fixtures.settings", "fixtures.stack", "fixtures.docker", "fixtures.faults", "fixtures.terraform",
-    "fixtures.load", "fixtures.evidence",
+    "fixtures.load", "fixtures.remote", "fixtures.evidence",
 ]

@@ -47,7 +47,7 @@ def parse_url(raw: str | None) -> str | None:
         return None
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s):// URL of the deployed api, got {raw!r}")
+        raise ValueError(f"expected an http(s):// URL, got {raw!r}")
     return raw.rstrip("/")
 
 
@@ -84,7 +84,11 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("runtime", "auto", parse_runtime,
            "where the stack runs: auto (docker when an engine answers), docker, local"),
-    Option("target_url", None, parse_url, "run e2e and load suites against this deployed api instead of a local stack"),
+    Option("target_url", None, parse_url,
+           "verify a deployed api at this URL (the remote suite); tests that start a stack are deselected"),
+    Option("mlflow_url", None, parse_url,
+           "MLflow's URL for --target-url (default: <target-url>/mlflow, the ALB's path rule)"),
+    Option("allow_writes", False, parse_bool, "let the remote suite write a run to the target (read-only otherwise)"),
     Option("keep_on_failure", False, parse_bool, "leave the stack running when a test fails, for inspection"),
     Option("timeout_multiplier", 1.0, parse_multiplier, "scale every named budget (slow machines: 2-3)"),
     Option("reports_dir", "reports", str, "where reports, logs and timings.json go"),
@@ -96,6 +100,8 @@ OPTIONS: tuple[Option, ...] = (
 class Settings:
     runtime: str = "auto"
     target_url: str | None = None
+    mlflow_url: str | None = None
+    allow_writes: bool = False
     keep_on_failure: bool = False
     timeout_multiplier: float = 1.0
     reports_dir: str = "reports"
