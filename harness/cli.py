@@ -111,6 +111,21 @@ def cmd_timings(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    """Run the planned tasks on Docker as ECS would, and judge each against its grace period."""
+    from pathlib import Path
+
+    from harness.deploy.rehearsal import main as rehearse
+    terminate_as_interrupt()
+    reap()
+    services = (args.service,) if args.service else ("mlflow", "api")
+    try:
+        return rehearse(args.env, services, args.json, Path(args.reports_dir))
+    except KeyboardInterrupt:
+        print("rehearse: interrupted; everything it started was removed", file=sys.stderr)
+        return 130
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     """Run one load profile with Locust; reports under reports/load/."""
     from pathlib import Path
@@ -179,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
     _boot_options(sim)
     sim.set_defaults(func=cmd_simulate)
+    rehearse = sub.add_parser("rehearse", help="run the planned tasks on Docker as ECS would; judge each against "
+                                                "its grace period")
+    rehearse.add_argument("--env", default="staging", choices=["staging", "prod"])
+    rehearse.add_argument("--service", choices=["api", "mlflow"], help="only this service's task")
+    rehearse.add_argument("--json", action="store_true", help="the timelines and verdicts as JSON")
+    rehearse.add_argument("--reports-dir", default="reports", help="where timings.json and images.json are")
+    rehearse.set_defaults(func=cmd_rehearse)
     load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")
     from harness.load.profile import names as profile_names
     from harness.slo import SLO_FILE

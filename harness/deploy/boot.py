@@ -75,14 +75,15 @@ class BootEstimate:
 
 
 def measured_starts(timings_json: Path | None) -> tuple[dict[str, float], dict[str, str]]:
-    """Worst measured seconds to ready per service (local runtime first), else the defaults."""
+    """Worst measured seconds to ready per service: the rehearsal's first (the planned task on
+    Docker, with the plan's own settings), then the local runtime's, then docker's; else the defaults."""
     try:
         data = json.loads(timings_json.read_text()) if timings_json else {}
     except (OSError, ValueError):
         data = {}
     starts, sources = {}, {}
     for name in SERVICES:
-        for runtime in ("local", "docker"):
+        for runtime in ("rehearsal", "local", "docker"):
             entry = data.get(runtime, {}).get(name)
             if entry:
                 starts[name] = float(entry.get("max_s", entry["ready_s"]))

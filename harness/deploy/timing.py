@@ -241,14 +241,14 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
                        variables=variables, outputs=outputs)
 
 
-def planned(var_file: Path, boot: BootInputs) -> TimingModel:
-    """Plan ``var_file`` offline in a temp copy of terraform/ and build the model (about 10 s)."""
+def planned(var_file: Path, boot: BootInputs, source: Path | None = None) -> TimingModel:
+    """Plan ``var_file`` offline in a temp copy of terraform/ (or ``source``) and build the model (about 10 s)."""
     from harness.deploy.terraform import Terraform
     from harness.session import Session
 
     session = Session()
     try:
-        tf = Terraform(session.mkdtemp("terraform"))
+        tf = Terraform(session.mkdtemp("terraform"), **({"source": source} if source else {}))
         shown = var_file.resolve()
         shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
         return from_plan(tf.plan(str(var_file), offline=True), str(shown), boot)
