@@ -120,7 +120,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     reap()
     services = (args.service,) if args.service else ("mlflow", "api")
     try:
-        return rehearse(args.env, services, args.json, Path(args.reports_dir))
+        return rehearse(args.env, services, args.json, Path(args.reports_dir), replacement=not args.no_replacement)
     except KeyboardInterrupt:
         print("rehearse: interrupted; everything it started was removed", file=sys.stderr)
         return 130
@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     rehearse.add_argument("--env", default="staging", choices=["staging", "prod"])
     rehearse.add_argument("--service", choices=["api", "mlflow"], help="only this service's task")
     rehearse.add_argument("--json", action="store_true", help="the timelines and verdicts as JSON")
+    rehearse.add_argument("--no-replacement", action="store_true",
+                          help="skip the rolling replacement of the api's task under client traffic")
     rehearse.add_argument("--reports-dir", default="reports", help="where timings.json and images.json are")
     rehearse.set_defaults(func=cmd_rehearse)
     load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")

@@ -18,16 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import httpx
-
+from harness.deploy.balancer import Balancer, Client, TargetPoller
 from harness.deploy.boot import inputs
-from harness.deploy.matcher import matches
 from harness.deploy.moto import MotoServer
 from harness.deploy.terraform import Terraform
 from harness.deploy.timing import ServiceTiming, TimingModel, planned
@@ -70,38 +67,22 @@ class Timeline:
         return "\n".join(lines)
 
 
-class TargetPoller:
-    """One target group's view of one target: checks on the planned interval with the planned
-    timeout, healthy after H passing checks in a row (the conservative reading), bounded in time."""
+@dataclass
+class RunningTask:
+    key: str                      # "api", "mlflow", "api (new revision)"
+    service: str
+    timeline: Timeline
+    t0: float
+    url: str = ""
+    main: object = None           # the service's container
+    poller: TargetPoller | None = None
 
-    def __init__(self, url: str, svc: ServiceTiming, started: float, limit: float) -> None:
-        self.url, self.alb, self.started, self.limit = url, svc.alb, started, limit
-        self.healthy_at: float | None = None
-        self.last = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"target poller {svc.name}", daemon=True)
+    def since(self) -> float:
+        return round(time.monotonic() - self.t0, 1)
 
-    def __enter__(self) -> TargetPoller:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(self.alb.timeout + 2)
-
-    def _loop(self) -> None:
-        streak = 0
-        while not self._stop.is_set() and time.monotonic() - self.started < self.limit:
-            try:
-                r = httpx.get(self.url + self.alb.path, timeout=self.alb.timeout,
-                              headers={"User-Agent": "ELB-HealthChecker/2.0", "Connection": "close"})
-                passed, self.last = matches(r.status_code, self.alb.matcher), f"HTTP {r.status_code}"
-            except httpx.HTTPError as exc:
-                passed, self.last = False, type(exc).__name__
-            streak = streak + 1 if passed else 0
-            if streak >= self.alb.healthy_threshold and self.healthy_at is None:
-                self.healthy_at = round(time.monotonic() - self.started, 1)
-            self._stop.wait(self.alb.interval)
+def _tail(container, lines: int = 15) -> str:
+    return container.logs(tail=lines).decode(errors="replace")
 
 
 def _secret_value(sm, value_from: str) -> str:
@@ -128,6 +109,10 @@ class Rehearsal:
     timelines: dict[str, Timeline] = field(default_factory=dict)
     _ports: list[int] = field(default_factory=list)
     _stop_timeout: dict[str, int] = field(default_factory=dict)  # container name -> the task definition's stopTimeout
+    replacement: bool = True      # after the tasks are in service, replace the api's under client traffic
+    replacement_summary: dict = field(default_factory=dict)
+    _task_definitions: dict[str, list] = field(default_factory=dict)
+    session_id: str = ""          # what everything it started is labelled with
 
     def run(self) -> dict[str, Timeline]:
         import docker
@@ -136,6 +121,7 @@ class Rehearsal:
 
         var_file = TERRAFORM_DIR / "environments" / f"{self.env}.tfvars"
         session = Session()
+        self.session_id = session.id
         client = docker.from_env()
         created: list = []
         try:
@@ -162,7 +148,8 @@ class Rehearsal:
                 release(port)
             client.close()
             session.close()
-        ready = {s: t.events["container HEALTHY"] for s, t in self.timelines.items() if "container HEALTHY" in t.events}
+        ready = {s: t.events["container HEALTHY"] for s, t in self.timelines.items()
+                 if s in self.services and "container HEALTHY" in t.events}
         if ready:  # task start to the health path answering, under the plan's own settings
             record_timings(self.reports_dir / "timings.json", "rehearsal", ready)
         return self.timelines
@@ -194,64 +181,71 @@ class Rehearsal:
                    what="the database stand-in to be healthy")
 
     def _tasks(self, client, moto: MotoServer, model: TimingModel, net, tags: dict, created: list) -> None:
-        ecs, sm = moto.client("ecs"), moto.client("secretsmanager")
-        namespace = moto.client("servicediscovery").list_namespaces()["Namespaces"][0]["Name"]
+        ecs = moto.client("ecs")
+        ctx = {"client": client, "sm": moto.client("secretsmanager"), "net": net, "tags": tags, "created": created,
+               "namespace": moto.client("servicediscovery").list_namespaces()["Namespaces"][0]["Name"]}
         families = {d.rsplit("/", 1)[1].split(":")[0]: d for d in ecs.list_task_definitions()["taskDefinitionArns"]}
-        pollers, started = [], {}
         with contextlib.ExitStack() as stack:
+            running = []
             for service in self.services:
-                svc = model.services[service]
                 family = next(f for f in families if f.endswith(f"-{service}"))
                 task = ecs.describe_task_definition(taskDefinition=families[family])["taskDefinition"]
-                timeline = self.timelines[service] = Timeline(service, svc.grace_period)
-                t0 = started[service] = time.monotonic()
-                timeline.events["task started"] = 0.0
-                port = self._run_task(client, sm, task, service, namespace, net, tags, created, timeline, t0)
-                if port is None:
-                    continue
-                url = f"http://127.0.0.1:{port}"
-                pollers.append((service, stack.enter_context(TargetPoller(url, svc, t0, svc.grace_period + 30))))
-            deadline = max((model.services[s].grace_period for s in started), default=0) + 5
-            wait_until(lambda: self._progress(created, pollers, started),
-                       until=lambda done: done, timeout=deadline, interval=1.0,
-                       what="every task in service or past its grace period")
+                self._task_definitions[service] = task["containerDefinitions"]
+                running.append(self._start_task(ctx, stack, model.services[service], task, service))
+            self._await_in_service([r for r in running if r.main is not None])
+            api = next((r for r in running if r.service == "api" and r.timeline.ok), None)
+            if self.replacement and api is not None and all(r.timeline.ok for r in running):
+                self._replace(ctx, stack, model.services["api"], api)
 
-    def _run_task(self, client, sm, task: dict, service: str, namespace: str, net, tags: dict, created: list,
-                  timeline: Timeline, t0: float) -> int | None:
-        """The task's containers in dependsOn order; the service container's host port."""
+    def _start_task(self, ctx: dict, stack: contextlib.ExitStack, svc: ServiceTiming, task: dict,
+                    key: str, env_extra: dict | None = None) -> RunningTask:
+        timeline = self.timelines[key] = Timeline(key, svc.grace_period)
+        running = RunningTask(key, svc.name, timeline, time.monotonic())
+        timeline.events["task started"] = 0.0
+        self._run_task(ctx, task, running, env_extra or {})
+        if running.main is not None:
+            running.poller = stack.enter_context(TargetPoller(running.url, svc.alb, running.t0, svc.grace_period + 30))
+        return running
+
+    def _run_task(self, ctx: dict, task: dict, running: RunningTask, env_extra: dict) -> None:
+        """The task's containers in dependsOn order (an essential=false one must exit 0 first)."""
+        client, net, service = ctx["client"], ctx["net"], running.service
         label = {LABEL: net.attrs["Labels"][LABEL], "harness.service": service}
-        definitions = sorted(task["containerDefinitions"], key=lambda c: c["name"] == service)
-        port = None
-        for d in definitions:
-            env = {e["name"]: e["value"] for e in d.get("environment", [])}
-            env |= {s["name"]: _secret_value(sm, s["valueFrom"]) for s in d.get("secrets", [])}
-            kwargs: dict = {"environment": env, "labels": label, "network": net.name, "detach": True,
-                            "name": f"{net.name}-{service}-{d['name']}", "stop_signal": "SIGTERM"}
+        suffix = "" if running.key == service else "-new"
+        for d in sorted(task["containerDefinitions"], key=lambda c: c["name"] == service):
+            env = {e["name"]: e["value"] for e in d.get("environment", [])} | env_extra
+            env |= {s["name"]: _secret_value(ctx["sm"], s["valueFrom"]) for s in d.get("secrets", [])}
+            name = f"{net.name}-{service}-{d['name']}{suffix}"
+            kwargs: dict = {"environment": env, "labels": label, "network": net.name, "name": name,
+                            "stop_signal": "SIGTERM"}
             if d.get("command"):
                 kwargs["command"] = d["command"]
             if d.get("healthCheck"):
                 kwargs["healthcheck"] = _healthcheck(d["healthCheck"])
-            self._stop_timeout[f"{net.name}-{service}-{d['name']}"] = int(d.get("stopTimeout", 30))
-            if d["name"] == service:
+            self._stop_timeout[name] = int(d.get("stopTimeout", 30))
+            main = d["name"] == service
+            if main:
                 port = free_port()
                 self._ports.append(port)
+                running.url = f"http://127.0.0.1:{port}"
                 kwargs["ports"] = {f"{d['portMappings'][0]['containerPort']}/tcp": ("127.0.0.1", port)}
-            container = client.containers.create(tags[service], **kwargs)
-            created.append(container)
-            if d["name"] == service:
+            container = client.containers.create(ctx["tags"][service], **kwargs)
+            ctx["created"].append(container)
+            if main:
                 client.networks.get(net.id).disconnect(container)
-                client.networks.get(net.id).connect(container, aliases=[service, f"{service}.{namespace}"])
+                client.networks.get(net.id).connect(container, aliases=[service, f"{service}.{ctx['namespace']}"])
             container.start()
-            if d["name"] != service and not d.get("essential", True):
+            if main:
+                running.main = container
+            elif not d.get("essential", True):
                 code = self._exit_code(container, 120)
-                timeline.events[f"{d['name']} exited {code}"] = round(time.monotonic() - t0, 1)
+                running.timeline.events[f"{d['name']} exited {code}"] = running.since()
                 if code != 0:
-                    timeline.failure = (f"{d['name']} exited {code}; {service} never started (dependsOn SUCCESS). "
-                                        f"Its log ends with:\n{container.logs(tail=15).decode(errors='replace')}")
-                    return None
-        timeline.events[f"{service} started"] = round(time.monotonic() - t0, 1)
-        self._say(f"{service}: task started; its target is polled as the ALB does")
-        return port
+                    running.timeline.failure = (f"{d['name']} exited {code}; {service} never started (dependsOn "
+                                                f"SUCCESS). Its log ends with:\n{_tail(container)}")
+                    return
+        running.timeline.events[f"{service} started"] = running.since()
+        self._say(f"{running.key}: task started; its target is polled as the ALB does")
 
     def _exit_code(self, container, timeout: float) -> int:
         def state() -> dict:
@@ -260,54 +254,100 @@ class Rehearsal:
         return wait_until(state, until=lambda s: s["Status"] == "exited", timeout=timeout, interval=0.5,
                           what=f"{container.name} to finish")["ExitCode"]
 
-    def _progress(self, created: list, pollers: list, started: dict) -> bool:
-        done = True
-        for service, poller in pollers:
-            timeline, t0 = self.timelines[service], started[service]
-            if timeline.failure or timeline.in_service is not None:
-                continue
-            main = next(c for c in created if getattr(c, "name", "").endswith(f"-{service}-{service}"))
-            main.reload()
-            state = main.attrs["State"]
-            health = (state.get("Health") or {}).get("Status")
-            now = round(time.monotonic() - t0, 1)
-            if state["Status"] == "exited":
-                timeline.failure = (f"{service} exited {state['ExitCode']}; its log ends with:\n"
-                                    f"{main.logs(tail=15).decode(errors='replace')}")
-                continue
-            if health == "healthy":
-                timeline.events.setdefault("container HEALTHY", now)
-            if health == "unhealthy":
-                timeline.failure = (f"container UNHEALTHY after {now:.1f}s (ECS would replace it); health log: "
-                                    f"{(state.get('Health') or {}).get('Log', [{}])[-1].get('Output', '')[:300]}")
-                continue
-            if poller.healthy_at is not None:
-                timeline.events.setdefault("target healthy", poller.healthy_at)
-            if "container HEALTHY" in timeline.events and "target healthy" in timeline.events:
-                timeline.events["in service"] = max(timeline.events["container HEALTHY"],
-                                                    timeline.events["target healthy"])
-                self._say(f"{service}: in service after {timeline.in_service:.1f}s")
-                continue
-            if now > timeline.grace:
-                timeline.failure = (f"not in service when the grace period ({timeline.grace:g}s) ended: container "
-                                    f"{health}, target last answered {poller.last}")
-                continue
-            done = False
-        return done
+    def _await_in_service(self, tasks: list[RunningTask]) -> None:
+        deadline = max((r.timeline.grace for r in tasks), default=0) + 5
+        wait_until(lambda: all([self._judge(r) for r in tasks]), timeout=deadline, interval=1.0,
+                   what="every task in service or past its grace period")
+
+    def _judge(self, r: RunningTask) -> bool:
+        """Whether ``r`` is decided (in service, or failed); records what it saw."""
+        timeline = r.timeline
+        if timeline.failure or timeline.in_service is not None:
+            return True
+        r.main.reload()
+        state = r.main.attrs["State"]
+        health = (state.get("Health") or {}).get("Status")
+        now = r.since()
+        if state["Status"] == "exited":
+            timeline.failure = f"{r.service} exited {state['ExitCode']}; its log ends with:\n{_tail(r.main)}"
+            return True
+        if health == "healthy":
+            timeline.events.setdefault("container HEALTHY", now)
+        if health == "unhealthy":
+            log = ((state.get("Health") or {}).get("Log") or [{}])[-1].get("Output", "")[:300]
+            timeline.failure = f"container UNHEALTHY after {now:.1f}s (ECS would replace it); health log: {log}"
+            return True
+        if r.poller.healthy_at is not None:
+            timeline.events.setdefault("target healthy", r.poller.healthy_at)
+        if "container HEALTHY" in timeline.events and "target healthy" in timeline.events:
+            timeline.events["in service"] = max(timeline.events["container HEALTHY"], timeline.events["target healthy"])
+            self._say(f"{r.key}: in service after {timeline.in_service:.1f}s")
+            return True
+        if now > timeline.grace:
+            timeline.failure = (f"not in service when the grace period ({timeline.grace:g}s) ended: container "
+                                f"{health}, target last answered {r.poller.last}")
+            return True
+        return False
+
+    def _replace(self, ctx: dict, stack: contextlib.ExitStack, svc: ServiceTiming, old: RunningTask) -> None:
+        """A rolling replacement of the api's task while a client sends requests through the
+        balancer: the new revision comes into service, the old target drains for the deregistration
+        delay, then gets SIGTERM and, after stopTimeout, SIGKILL. No request may fail."""
+        balancer = Balancer()
+        balancer.register(old.key, old.url, old.poller)
+        family_task = {"containerDefinitions": self._task_definitions[old.service]}
+        self._say("api: rolling replacement: a new revision starts while a client sends requests")
+        with Client(balancer, max_duration=svc.grace_period + svc.deregistration_delay + svc.stop_timeout + 60) as c:
+            new = self._start_task(ctx, stack, svc, family_task, "api (new revision)", {"API_REVISION": "2"})
+            if new.main is not None:
+                balancer.register(new.key, new.url, new.poller)
+            self._await_in_service([new])
+            if not new.timeline.ok:
+                return
+            events = old.timeline.events
+            balancer.drain(old.key)
+            events["draining"] = old.since()
+            wait_until(old.since, until=lambda s: s >= events["draining"] + svc.deregistration_delay,
+                       timeout=svc.deregistration_delay + 5, interval=0.5,
+                       what=f"the old target to drain for its deregistration delay ({svc.deregistration_delay:g}s)")
+            events["SIGTERM"] = old.since()
+            old.main.stop(timeout=int(svc.stop_timeout))  # SIGTERM, then SIGKILL after stopTimeout
+            old.main.reload()
+            code = old.main.attrs["State"]["ExitCode"]
+            events[f"stopped (exit {code})"] = old.since()
+            took = events[f"stopped (exit {code})"] - events["SIGTERM"]
+            if code != 0 or took >= svc.stop_timeout:
+                old.timeline.failure = (f"stopped with exit {code} {took:.1f}s after SIGTERM (stopTimeout "
+                                        f"{svc.stop_timeout:g}s): not a graceful stop")
+            wait_until(lambda: len(c.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
+        failed = c.failed
+        self.replacement_summary = {"requests": len(c.answers), "failed": len(failed),
+                                    "by_target": {k: sum(a.target == k for a in c.answers) for k in (old.key, new.key)}}
+        self._say(f"api: replacement: {len(c.answers)} client requests, {len(failed)} failed")
+        if failed:
+            old.timeline.failure = old.timeline.failure or (
+                f"{len(failed)} of {len(c.answers)} client requests failed during the replacement: "
+                + "; ".join(f"t={a.t}s {a.target} {a.status or a.error}" for a in failed[:5]))
 
 
-def main(env: str, services: tuple[str, ...], as_json: bool, reports_dir: Path, out: TextIO = sys.stderr) -> int:
-    rehearsal = Rehearsal(env, services, reports_dir, out)
+def main(env: str, services: tuple[str, ...], as_json: bool, reports_dir: Path, replacement: bool = True,
+         out: TextIO = sys.stderr) -> int:
+    rehearsal = Rehearsal(env, services, reports_dir, out=out, replacement=replacement)
     try:
         timelines = rehearsal.run()
     except (HarnessError, WaitTimeout, ServiceFailed) as exc:
         print(f"rehearse: could not run: {exc}", file=sys.stderr)
         return 2
     if as_json:
-        print(json.dumps({s: {"ok": t.ok, "verdict": t.verdict(), "events": t.events, "grace": t.grace}
-                          for s, t in timelines.items()}, indent=2))
+        print(json.dumps({"tasks": {s: {"ok": t.ok, "verdict": t.verdict(), "events": t.events, "grace": t.grace}
+                                    for s, t in timelines.items()},
+                          "replacement": rehearsal.replacement_summary}, indent=2))
     else:
         for t in timelines.values():
             print(t.describe())
+        if rehearsal.replacement_summary:
+            s = rehearsal.replacement_summary
+            print(f"replacement of the api's task: {s['requests']} client requests, {s['failed']} failed "
+                  f"(by target: {s['by_target']})")
     return 0 if all(t.ok for t in timelines.values()) else 1
 

@@ -17,26 +17,36 @@ API_WITHOUT_DATABASE = {"main.tf": (
 )}
 
 
-def leftovers(docker_client) -> list[str]:
-    containers = docker_client.containers.list(all=True, filters={"label": LABEL})
-    return [c.name for c in containers if "-rehearsal-" in c.name]
+def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
+    """What this rehearsal left behind (another one may run beside it on the same engine)."""
+    label = {"label": f"{LABEL}={rehearsal.session_id}"}
+    return ([c.name for c in docker_client.containers.list(all=True, filters=label)]
+            + [n.name for n in docker_client.networks.list(filters=label)])
 
 
-def test_the_staging_plan_comes_into_service_within_its_grace_periods(docker_client, terraform, tmp_path):
-    timelines = Rehearsal("staging", ("mlflow", "api"), tmp_path).run()
-    for service, t in timelines.items():
+def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing(docker_client, terraform,
+                                                                                     tmp_path):
+    rehearsal = Rehearsal("staging", ("mlflow", "api"), tmp_path)
+    timelines = rehearsal.run()
+    for key, t in timelines.items():
+        service = key.split()[0]
         assert t.ok, t.describe()
         assert t.events["dbinit exited 0"] < t.events[f"{service} started"] < t.events["container HEALTHY"]
         assert t.events["in service"] == max(t.events["container HEALTHY"], t.events["target healthy"])
+    # the old api task drained for the deregistration delay, then stopped gracefully on SIGTERM
+    old = timelines["api"].events
+    assert old["SIGTERM"] - old["draining"] >= 30 and old["stopped (exit 0)"] - old["SIGTERM"] < 30
+    summary = rehearsal.replacement_summary
+    assert summary["failed"] == 0 and all(n > 0 for n in summary["by_target"].values()), summary
     measured = json.loads((tmp_path / "timings.json").read_text())["rehearsal"]
     assert set(measured) == {"api", "mlflow"}
-    assert leftovers(docker_client) == []
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
 
 
 def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(docker_client, terraform, edit_terraform,
                                                                            tmp_path):
-    timelines = Rehearsal("staging", ("api",), tmp_path, source=edit_terraform(API_WITHOUT_DATABASE)).run()
-    api = timelines["api"]
+    rehearsal = Rehearsal("staging", ("api",), tmp_path, source=edit_terraform(API_WITHOUT_DATABASE))
+    api = rehearsal.run()["api"]
     assert not api.ok
     assert "api exited 2" in api.failure and "API_DATABASE_URL: required but not set" in api.failure, api.describe()
-    assert leftovers(docker_client) == []
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []

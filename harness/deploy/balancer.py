@@ -1,0 +1,133 @@
+"""What the load balancer does for the rehearsal: a poller per target (the target group's health
+check), routing to the targets it calls healthy and that are not draining, and a client that
+sends requests through it, bounded in count and time, recording every answer."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+from harness.deploy.matcher import matches
+from harness.deploy.timing import Alb
+
+
+class TargetPoller:
+    """One target group's view of one target: checks on the planned interval with the planned
+    timeout, healthy after H passing checks in a row (the conservative reading), bounded in time."""
+
+    def __init__(self, url: str, alb: Alb, started: float, limit: float) -> None:
+        self.url, self.alb, self.started, self.limit = url, alb, started, limit
+        self.healthy_at: float | None = None
+        self.last = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"target poller {url}", daemon=True)
+
+    def __enter__(self) -> TargetPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self.alb.timeout + 2)
+
+    def _loop(self) -> None:
+        streak = 0
+        while not self._stop.is_set() and time.monotonic() - self.started < self.limit:
+            try:
+                r = httpx.get(self.url + self.alb.path, timeout=self.alb.timeout,
+                              headers={"User-Agent": "ELB-HealthChecker/2.0", "Connection": "close"})
+                passed, self.last = matches(r.status_code, self.alb.matcher), f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                passed, self.last = False, type(exc).__name__
+            streak = streak + 1 if passed else 0
+            if streak >= self.alb.healthy_threshold and self.healthy_at is None:
+                self.healthy_at = round(time.monotonic() - self.started, 1)
+            self._stop.wait(self.alb.interval)
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    poller: TargetPoller
+    draining: bool = False
+
+
+class Balancer:
+    """Round robin over the targets the poller calls healthy and that are not draining."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, Target] = {}
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+
+    def register(self, name: str, url: str, poller: TargetPoller) -> None:
+        with self._lock:
+            self._targets[name] = Target(name, url, poller)
+
+    def drain(self, name: str) -> None:
+        """Deregistration: no new request goes to it; the ones in flight finish."""
+        with self._lock:
+            self._targets[name].draining = True
+
+    def pick(self) -> Target | None:
+        with self._lock:
+            ready = [t for t in self._targets.values() if t.poller.healthy_at is not None and not t.draining]
+        return ready[next(self._turn) % len(ready)] if ready else None
+
+
+@dataclass
+class Answer:
+    t: float
+    target: str
+    status: int | None
+    error: str = ""
+
+
+@dataclass
+class Client:
+    """Requests through the balancer every ``interval`` until stopped: GET /runs/<random id> (404 is
+    the right answer: read-only, and it reaches the database), bounded in count and time."""
+
+    balancer: Balancer
+    interval: float = 0.1
+    max_requests: int = 5000
+    max_duration: float = 600.0
+    answers: list[Answer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rehearsal client", daemon=True)
+
+    def __enter__(self) -> Client:
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def _loop(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            for _ in range(self.max_requests):
+                if self._stop.is_set() or time.monotonic() - self.started > self.max_duration:
+                    return
+                target = self.balancer.pick()
+                t = round(time.monotonic() - self.started, 2)
+                if target is not None:
+                    try:
+                        r = http.get(f"{target.url}/runs/{uuid.uuid4()}")
+                        self.answers.append(Answer(t, target.name, r.status_code))
+                    except httpx.HTTPError as exc:
+                        self.answers.append(Answer(t, target.name, None, type(exc).__name__))
+                self._stop.wait(self.interval)
+
+    @property
+    def failed(self) -> list[Answer]:
+        return [a for a in self.answers if a.status != 404]
