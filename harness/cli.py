@@ -120,7 +120,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     reap()
     services = (args.service,) if args.service else ("mlflow", "api")
     try:
-        return rehearse(args.env, services, args.json, Path(args.reports_dir), replacement=not args.no_replacement)
+        return rehearse(args.env, services, args.json, Path(args.reports_dir), replacement=not args.no_replacement,
+                        var_file=Path(args.var_file) if args.var_file else None)
     except KeyboardInterrupt:
         print("rehearse: interrupted; everything it started was removed", file=sys.stderr)
         return 130
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     rehearse = sub.add_parser("rehearse", help="run the planned tasks on Docker as ECS would; judge each against "
                                                 "its grace period")
     rehearse.add_argument("--env", default="staging", choices=["staging", "prod"])
+    rehearse.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
     rehearse.add_argument("--service", choices=["api", "mlflow"], help="only this service's task")
     rehearse.add_argument("--json", action="store_true", help="the timelines and verdicts as JSON")
     rehearse.add_argument("--no-replacement", action="store_true",

@@ -105,6 +105,7 @@ class Rehearsal:
     services: tuple[str, ...] = ("api", "mlflow")
     reports_dir: Path = Path("reports")
     source: Path = TERRAFORM_DIR  # the Terraform to rehearse (a test may give an edited copy)
+    var_file: Path | None = None  # default: <source>/environments/<env>.tfvars
     out: TextIO = sys.stderr
     timelines: dict[str, Timeline] = field(default_factory=dict)
     _ports: list[int] = field(default_factory=list)
@@ -119,7 +120,7 @@ class Rehearsal:
 
         from harness.stack.images import ensure_images
 
-        var_file = TERRAFORM_DIR / "environments" / f"{self.env}.tfvars"
+        var_file = self.var_file or TERRAFORM_DIR / "environments" / f"{self.env}.tfvars"
         session = Session()
         self.session_id = session.id
         client = docker.from_env()
@@ -331,8 +332,8 @@ class Rehearsal:
 
 
 def main(env: str, services: tuple[str, ...], as_json: bool, reports_dir: Path, replacement: bool = True,
-         out: TextIO = sys.stderr) -> int:
-    rehearsal = Rehearsal(env, services, reports_dir, out=out, replacement=replacement)
+         var_file: Path | None = None, out: TextIO = sys.stderr) -> int:
+    rehearsal = Rehearsal(env, services, reports_dir, out=out, replacement=replacement, var_file=var_file)
     try:
         timelines = rehearsal.run()
     except (HarnessError, WaitTimeout, ServiceFailed) as exc:

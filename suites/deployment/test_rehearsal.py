@@ -3,10 +3,12 @@ staging plan comes into service within its grace periods, and a task the plan gi
 fails with the service's own words."""
 
 import json
+import re
 
 import pytest
 
 from harness.deploy.rehearsal import Rehearsal
+from harness.paths import TERRAFORM_DIR
 from harness.session import LABEL
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow]
@@ -49,4 +51,19 @@ def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(docke
     api = rehearsal.run()["api"]
     assert not api.ok
     assert "api exited 2" in api.failure and "API_DATABASE_URL: required but not set" in api.failure, api.describe()
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+
+
+def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terraform, tmp_path):
+    """The incident: MLflow's checks on / instead of /mlflow/health. The task starts, MLflow serves,
+    and still neither the container check nor the target group ever passes."""
+    var_file = tmp_path / "staging.tfvars"
+    text = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    start = text.index("  mlflow = {")
+    block = re.sub(r'health_path\s+= "/mlflow/health"', 'health_path = "/"', text[start:])
+    var_file.write_text(text[:start] + block)
+    rehearsal = Rehearsal("staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False)
+    mlflow = rehearsal.run()["mlflow"]
+    assert not mlflow.ok and "target healthy" not in mlflow.events, mlflow.describe()
+    assert "HTTP 404" in mlflow.failure or "UNHEALTHY" in mlflow.failure, mlflow.failure
     assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
