@@ -105,7 +105,7 @@ class Rehearsal:
     services: tuple[str, ...] = ("api", "mlflow")
     reports_dir: Path = Path("reports")
     source: Path = TERRAFORM_DIR  # the Terraform to rehearse (a test may give an edited copy)
-    var_file: Path | None = None  # default: <source>/environments/<env>.tfvars
+    var_file: Path | None = None  # default: terraform/environments/<env>.tfvars
     out: TextIO = sys.stderr
     timelines: dict[str, Timeline] = field(default_factory=dict)
     _ports: list[int] = field(default_factory=list)
