@@ -31,6 +31,7 @@ from harness.deploy.timing import ServiceTiming, TimingModel, planned
 from harness.errors import HarnessError, ServiceFailed, WaitTimeout
 from harness.paths import TERRAFORM_DIR
 from harness.ports import free_port, release
+from harness.process import delayed
 from harness.session import LABEL, Session
 from harness.stack.stack import record_timings
 from harness.wait import wait_until
@@ -114,6 +115,7 @@ class Rehearsal:
     replacement_summary: dict = field(default_factory=dict)
     _task_definitions: dict[str, list] = field(default_factory=dict)
     session_id: str = ""          # what everything it started is labelled with
+    start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
 
     def run(self) -> dict[str, Timeline]:
         import docker
@@ -219,8 +221,12 @@ class Rehearsal:
             name = f"{net.name}-{service}-{d['name']}{suffix}"
             kwargs: dict = {"environment": env, "labels": label, "network": net.name, "name": name,
                             "stop_signal": "SIGTERM"}
-            if d.get("command"):
-                kwargs["command"] = d["command"]
+            command = d.get("command")
+            delay = self.start_delay.get(service, 0.0) if d["name"] == service else 0.0
+            if delay:  # a slow boot, made on purpose: the image's own command begins only after ``delay``
+                command = delayed(command or client.images.get(ctx["tags"][service]).attrs["Config"]["Cmd"], delay)
+            if command:
+                kwargs["command"] = command
             if d.get("healthCheck"):
                 kwargs["healthcheck"] = _healthcheck(d["healthCheck"])
             self._stop_timeout[name] = int(d.get("stopTimeout", 30))

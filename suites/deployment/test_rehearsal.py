@@ -67,3 +67,21 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terr
     assert not mlflow.ok and "target healthy" not in mlflow.events, mlflow.describe()
     assert "HTTP 404" in mlflow.failure or "UNHEALTHY" in mlflow.failure, mlflow.failure
     assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+
+
+def test_a_start_period_below_the_boot_fails(docker_client, terraform, tmp_path):
+    """MLflow that takes longer to boot than start period + retries x interval: the container check
+    declares it UNHEALTHY before it answers (ECS would replace it). The boot is stretched by 45 s so
+    the verdict does not depend on how fast this machine is; the shipped 90 s start period covers it."""
+    var_file = tmp_path / "staging.tfvars"
+    text = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    start = text.index("  mlflow = {")
+    var_file.write_text(text[:start] + re.sub(r"container_start\s+= \d+", "container_start = 0", text[start:], count=1))
+    rehearsal = Rehearsal("staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False,
+                          start_delay={"mlflow": 45})
+    mlflow = rehearsal.run()["mlflow"]
+    assert not mlflow.ok and "container UNHEALTHY" in mlflow.failure, mlflow.describe()
+    # declared unhealthy while MLflow was still held back: the check, not the app, decided
+    declared = float(re.search(r"UNHEALTHY after ([0-9.]+)s", mlflow.failure).group(1))
+    assert declared < 45, mlflow.failure
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
