@@ -75,15 +75,16 @@ class BootEstimate:
 
 
 def measured_starts(timings_json: Path | None) -> tuple[dict[str, float], dict[str, str]]:
-    """Worst measured seconds to ready per service: the rehearsal's first (the planned task on
-    Docker, with the plan's own settings), then the local runtime's, then docker's; else the defaults."""
+    """Worst measured seconds to ready per service: the local runtime's first (it measures the app),
+    then docker's and the rehearsal's (both add the container check's interval, and the rehearsal
+    dbinit too: they would be scaled by the CPU share twice over); else the defaults."""
     try:
         data = json.loads(timings_json.read_text()) if timings_json else {}
     except (OSError, ValueError):
         data = {}
     starts, sources = {}, {}
     for name in SERVICES:
-        for runtime in ("rehearsal", "local", "docker"):
+        for runtime in ("local", "docker", "rehearsal"):
             entry = data.get(runtime, {}).get(name)
             if entry:
                 starts[name] = float(entry.get("max_s", entry["ready_s"]))

@@ -114,11 +114,15 @@ class ServiceTiming:
     desired_count: int
     cpu: int
     memory: int
-    environment: dict[str, str]   # the service container's, as it would see it (stand-ins for the unknown)
     containers: tuple[Container, ...]  # the service's container first, then the ones it depends on
     boot_budget: float            # declared: task start to the health path answering (tfvars)
     estimate: BootEstimate        # from this machine's measurements and the image size
     boot: float                   # what the rules use: max(boot_budget, estimate)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The service container's environment as it would see it (stand-ins for the unknown)."""
+        return self.containers[0].checked_environment()
 
     @property
     def boot_from(self) -> str:
@@ -132,8 +136,6 @@ class TimingModel:
     log_retention: dict[str, int | None]
     dockerfile: dict[str, HealthCheck]
     compose_checks: dict[str, dict]
-    boot_source: str
-    fields: dict[str, str] = field(default_factory=dict)  # "api.alb.timeout" -> where it is set
     slo_file: Path = slo.SLO_FILE
     resources: list[dict] = field(default_factory=list)   # every planned resource: address, type, values, unknown
     variables: dict = field(default_factory=dict)         # the plan's input variables
@@ -227,14 +229,12 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             min_healthy_percent=svc.get("deployment_minimum_healthy_percent", 100),
             max_percent=svc.get("deployment_maximum_percent", 200), desired_count=svc.get("desired_count", 1),
             cpu=int(task["cpu"]), memory=int(task["memory"]),
-            environment=containers[0].checked_environment(), containers=tuple(containers),
+            containers=tuple(containers),
             boot_budget=budget, estimate=estimate, boot=max(budget, estimate.total),
         )
     compose = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {"services": {}}
     return TimingModel(source, services, retention, {n: service_healthcheck(n) for n in SERVICES},
                        {n: (s or {}).get("healthcheck", {}) for n, s in compose.get("services", {}).items()},
-                       "; ".join(f"{s.name}: {s.boot:g}s from {s.boot_from} (budget {s.boot_budget:g}s, "
-                                 f"estimate {s.estimate.total:g}s)" for s in services.values()),
                        resources=[{"address": r["address"], "type": r["type"], "values": r.get("values", {}),
                                    "unknown": unknown_after.get(r["address"], {})}
                                   for r in _resources(plan.get("planned_values", {}).get("root_module", {}))],
