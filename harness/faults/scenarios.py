@@ -81,6 +81,10 @@ SCHEMA = {
     },
 }
 
+# the load balancer's check, monitoring's check, liveness
+DEFAULT_ENDPOINTS = ["/health", "/health/deep", "/health/live"]
+
+
 @dataclass(frozen=True)
 class Scenario:
     path: Path
@@ -130,7 +134,7 @@ def load(path: Path) -> Scenario:
     fault = data["fault"]
     return Scenario(path, data["name"], data["description"], fault["kind"], fault["target"],
                     float(fault.get("duration", 0)), fault.get("params", {}), data.get("api", {}),
-                    tuple(probe.get("endpoints", ["/health", "/health/live"])), float(probe.get("interval", 0.1)),
+                    tuple(probe.get("endpoints", DEFAULT_ENDPOINTS)), float(probe.get("interval", 0.1)),
                     data.get("writer"), data["expect"])
 
 

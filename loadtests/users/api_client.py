@@ -35,7 +35,7 @@ class ApiClient(FastHttpUser):
         with self.client.post("/runs", json=body, name="/runs", catch_response=True) as r:
             data = _json(r)
             if r.status_code != 201:
-                r.failure(reason(r.status_code, data, r.error))
+                r.failure(_why(r, data))
             elif not isinstance(data, dict) or not data.get("mlflow_run_id") or data.get("params") != params:
                 r.failure(f"201 without the run it should hold: {str(data)[:160]}")
             else:
@@ -51,7 +51,7 @@ class ApiClient(FastHttpUser):
         with self.client.get(f"/runs/{run_id}", name="/runs/{id}", catch_response=True) as r:
             data = _json(r)
             if r.status_code != 200:
-                r.failure(reason(r.status_code, data, r.error))
+                r.failure(_why(r, data))
             elif not isinstance(data, dict) or data.get("params") != self.written[run_id]:
                 r.failure(f"read back differs from what was written: {str(data)[:160]}")
             else:
@@ -64,6 +64,14 @@ class ApiClient(FastHttpUser):
                 r.success()
             else:
                 r.failure(f"expected 404 for an unknown run; {reason(r.status_code, _json(r), r.error)}")
+
+
+def _why(response: object, data: object) -> str:
+    """The failure's reason; a 503 must say when to retry (Retry-After), or the text says it did not."""
+    text = reason(response.status_code, data, response.error)  # type: ignore[attr-defined]
+    if response.status_code == 503 and not response.headers.get("retry-after"):  # type: ignore[attr-defined]
+        text += " (no Retry-After header)"
+    return text
 
 
 def _json(response: object) -> object:

@@ -13,12 +13,20 @@ from typing import Annotated
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from services.api.config import Settings
-from services.api.health import HEALTH_MEDIA_TYPE, Check, CheckResult, HealthService
+from services.api.health import (
+    HEALTH_MEDIA_TYPE,
+    Check,
+    CheckResult,
+    HealthReport,
+    HealthService,
+    LoopMonitor,
+    descriptors_problem,
+)
 from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
 from services.api.store import RunRow, Store, StoreUnavailable
 from services.common import jsonlog
@@ -61,13 +69,18 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.checks = Counter("api_health_checks", "dependency checks run by /health",
                               ["component", "status"], registry=self.registry)
-        self.evaluations = Counter("api_health_evaluations", "uncached /health evaluations",
+        self.evaluations = Counter("api_health_evaluations", "evaluations of the dependency checks",
                                    registry=self.registry)
+        self.dependency_up = Gauge("api_dependency_up", "1 when the dependency's last check passed",
+                                   ["component"], registry=self.registry)
         self.latency = Histogram("api_request_seconds", "request latency", ["route", "status"],
                                  registry=self.registry)
 
-    def record(self, result: CheckResult) -> None:
-        self.checks.labels(result.component, result.status.value).inc()
+    def record(self, results: tuple[CheckResult, ...]) -> None:
+        self.evaluations.inc()
+        for r in results:
+            self.checks.labels(r.component, r.status.value).inc()
+            self.dependency_up.labels(r.component).set(1 if r.status.value == "pass" else 0)
 
 
 def unavailable(reason: str) -> JSONResponse:
@@ -82,24 +95,26 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     mlflow = mlflow or MlflowClient(settings.mlflow_url, timeout=settings.mlflow_timeout,
                                     retries=settings.mlflow_retries, backoff=settings.mlflow_backoff)
     metrics = Metrics()
-
-    def on_result(r: CheckResult) -> None:
-        metrics.record(r)
-
+    loop = LoopMonitor(settings.loop_stall_limit)
     health = HealthService(
         checks=(
             Check("postgres", "datastore", store.ping, settings.db_timeout, settings.is_required("postgres")),
             Check("mlflow", "component", mlflow.ping, settings.mlflow_budget, settings.is_required("mlflow")),
         ),
-        ttl=settings.health_cache_ttl, secrets=secrets, on_result=on_result,
+        ttl=settings.health_cache_ttl, max_stale=settings.health_max_stale, secrets=secrets,
+        on_evaluation=metrics.record, local_checks=(loop.problem, descriptors_problem),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await store.open()
+        monitor = asyncio.ensure_future(loop.run())
         try:
             yield
         finally:
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
+            await health.aclose()
             await store.close()
             await mlflow.aclose()
 
@@ -151,20 +166,30 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     async def live() -> Response:
         return JSONResponse({"status": "pass", "serviceId": "api"}, media_type=HEALTH_MEDIA_TYPE)
 
-    @app.get("/health", summary="Readiness in application/health+json; 200 pass/warn, 503 fail",
-             responses={503: {"description": "a required dependency failed, or the api is draining"}})
-    async def ready(request: Request) -> Response:
-        report = await health.report()
-        if not report.cached and report.checks:
-            metrics.evaluations.inc()
+    def answer(request: Request, report: HealthReport) -> Response:
         request.state.log_fields.update({
-            "health": report.status.value, "cached": report.cached,
+            "health": report.status.value, "phase": report.phase.value, "cached": report.cached,
+            "age_s": round(report.age, 3),
             "checks": {c.component: {"status": c.status.value, "latency_ms": round(c.latency_ms, 1),
                                      **({"output": c.output} if c.output else {})} for c in report.checks},
             **({"output": report.output} if report.output else {}),
         })
         return JSONResponse(report.as_json(), status_code=report.http_status, media_type=HEALTH_MEDIA_TYPE,
                             headers={"Cache-Control": "no-store"})
+
+    @app.get("/health", summary="The load balancer's check (application/health+json): 200 pass/warn, 503 fail",
+             description="Fails (503) until every required dependency has answered once, while draining, "
+                         "and on task-local trouble (stalled event loop, file descriptors exhausted). Once "
+                         "in service a failing dependency is `warn` (200): an outage shared by every task "
+                         "must not drain the fleet. The body names the failing dependency.",
+             responses={503: {"description": "not in service yet, draining, or the task itself is in trouble"}})
+    async def ready(request: Request) -> Response:
+        return answer(request, await health.report())
+
+    @app.get("/health/deep", summary="Monitoring's check: 503 when a required dependency fails",
+             responses={503: {"description": "a required dependency failed, or the task is not serving"}})
+    async def deep(request: Request) -> Response:
+        return answer(request, await health.report(deep=True))
 
     @app.get("/metrics", summary="Prometheus metrics: health checks per dependency, request latency")
     async def prometheus() -> Response:

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     mlflow_retries: int = Field(2, ge=0, le=10, description="extra MLflow attempts after a failure")
     mlflow_backoff: float = Field(0.1, ge=0, le=10, description="first retry delay; doubles per retry")
     health_cache_ttl: float = Field(2.0, ge=0, le=60, description="seconds a health result is reused")
+    health_max_stale: float = Field(10.0, ge=0, le=300, description=(
+        "seconds an older health result is still served at once while one refresh runs; older "
+        "than this, a caller waits for the refresh"))
+    loop_stall_limit: float = Field(3.0, gt=0, le=60, description=(
+        "seconds the event loop may be blocked before /health fails (task-local trouble)"))
     required: Annotated[tuple[Component, ...], NoDecode] = Field(
         ("postgres", "mlflow"), description="comma list: dependencies whose failure means fail; the rest warn"
     )
@@ -72,6 +77,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _budget_fits(self) -> Settings:
+        if self.health_max_stale < self.health_cache_ttl:
+            raise ValueError(f"API_HEALTH_MAX_STALE={self.health_max_stale} must be at least "
+                             f"API_HEALTH_CACHE_TTL={self.health_cache_ttl}")
         if self.health_budget >= self.request_timeout:
             raise ValueError(
                 f"health budget {self.health_budget:.2f}s (from API_MLFLOW_TIMEOUT, API_MLFLOW_RETRIES, "

@@ -1,4 +1,5 @@
-"""Readiness: bounded dependency checks, health+json aggregation, TTL cache with single flight.
+"""Readiness: bounded dependency checks, health+json aggregation, a cache with single flight and
+stale-while-revalidate, and the fleet-safe view the load balancer reads.
 
 The answer must never wait longer than the checks' budgets, whatever a dependency does:
 each check runs in a task that is abandoned (cancelled, not awaited) at its deadline.
@@ -7,6 +8,8 @@ each check runs in a task that is abandoned (cancelled, not awaited) at its dead
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +73,20 @@ class CheckResult:
         return body
 
 
+class Phase(str, Enum):
+    """Where the task is in its life, as the load balancer should treat it."""
+    STARTING = "starting"   # a required dependency has not answered once yet: not in service
+    SERVING = "serving"     # in service; a dependency outage from now on is a warning
+    DRAINING = "draining"   # SIGTERM seen: fail so the load balancer takes the target out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One run of the dependency checks; cached and shared by every caller."""
+    checks: tuple[CheckResult, ...]
+    computed_at: float
+
+
 @dataclass(frozen=True)
 class HealthReport:
     status: Status
@@ -77,13 +94,19 @@ class HealthReport:
     computed_at: float
     output: str | None = None
     cached: bool = False
+    phase: Phase = Phase.SERVING
+    age: float = 0.0          # seconds since the dependency checks ran
+    stale: bool = False       # older than the TTL: served while one refresh runs
 
     @property
     def http_status(self) -> int:
         return 503 if self.status is Status.FAIL else 200
 
     def as_json(self, service_id: str = "api") -> dict:
-        body: dict = {"status": self.status.value, "serviceId": service_id, "version": "1"}
+        body: dict = {"status": self.status.value, "serviceId": service_id, "version": "1",
+                      "phase": self.phase.value, "ageSeconds": round(self.age, 3)}
+        if self.stale:
+            body["stale"] = True
         if self.output:
             body["output"] = self.output
         checks: dict[str, list[dict]] = {}
@@ -152,34 +175,104 @@ def _swallow(task: asyncio.Future) -> None:
 
 @dataclass
 class HealthService:
-    """Evaluates the checks at most once per TTL, once for all concurrent callers."""
+    """Two views of one cached evaluation of the dependency checks.
+
+    ``report()`` is the load balancer's view and cannot take the fleet down: a task is out of
+    service (``fail``) until every required dependency has answered once, so a task with a broken
+    dependency configuration never enters service; once in service, a failing dependency is
+    shared by every task, so it reports ``warn`` (HTTP 200) with the failure in the body; only
+    trouble of the task itself fails it at once: draining, a stalled event loop, exhausted file
+    descriptors (``local_checks``). ``report(deep=True)`` is the monitoring view: a failing
+    required dependency is ``fail``.
+
+    The evaluation runs at most once per ``ttl`` for all concurrent callers (single flight).
+    Older than ``ttl`` but at most ``max_stale`` seconds: the last evaluation is served at once
+    while one refresh runs (stale-while-revalidate); the body reports its age. Older than that
+    (or none yet): the caller waits for the refresh, which the checks' budgets bound."""
 
     checks: tuple[Check, ...]
     ttl: float
+    max_stale: float | None = None
     secrets: tuple[str, ...] = ()
     clock: Callable[[], float] = time.monotonic
-    on_result: Callable[[CheckResult], None] | None = None
+    on_evaluation: Callable[[tuple[CheckResult, ...]], None] | None = None
+    local_checks: tuple[Callable[[], str | None], ...] = ()
     draining: bool = False
-    _cached: HealthReport | None = field(default=None, init=False)
+    _cached: Evaluation | None = field(default=None, init=False)
     _inflight: asyncio.Task | None = field(default=None, init=False)
+    _answered: set[str] = field(default_factory=set, init=False)
 
-    async def report(self) -> HealthReport:
+    @property
+    def required(self) -> dict[str, bool]:
+        return {c.component: c.required for c in self.checks}
+
+    @property
+    def waiting_for(self) -> list[str]:
+        """Required dependencies that have not answered once yet."""
+        return [c.component for c in self.checks if c.required and c.component not in self._answered]
+
+    @property
+    def phase(self) -> Phase:
         if self.draining:
-            return HealthReport(Status.FAIL, (), self.clock(), output="draining: shutting down")
+            return Phase.DRAINING
+        return Phase.STARTING if self.waiting_for else Phase.SERVING
+
+    async def report(self, deep: bool = False) -> HealthReport:
+        if self.draining:
+            return HealthReport(Status.FAIL, (), self.clock(), output="draining: shutting down",
+                                phase=Phase.DRAINING)
+        evaluation, cached, stale = await self._evaluation()
+        checks, age = evaluation.checks, max(0.0, self.clock() - evaluation.computed_at)
+        deps = aggregate(checks, self.required)
+        failing = [c.component for c in checks if c.status is Status.FAIL]
+        local = [p for p in (f() for f in self.local_checks) if p]
+        phase = self.phase
+        if local:
+            status, output = Status.FAIL, "; ".join(local)
+        elif phase is Phase.STARTING:
+            status, output = Status.FAIL, ("not in service yet: no healthy answer yet from "
+                                           + ", ".join(self.waiting_for))
+        elif deps is Status.FAIL and not deep:
+            status, output = Status.WARN, (f"dependency failing: {', '.join(failing)}; the task still serves "
+                                           "(a shared outage must not drain the fleet); /health/deep fails")
+        elif deps is Status.FAIL:
+            status, output = Status.FAIL, f"dependency failing: {', '.join(failing)}"
+        else:
+            status, output = deps, None
+        return HealthReport(status, checks, evaluation.computed_at, output, cached, phase, age, stale)
+
+    async def _evaluation(self) -> tuple[Evaluation, bool, bool]:
         cached = self._cached
-        if cached is not None and self.clock() - cached.computed_at < self.ttl:
-            return HealthReport(cached.status, cached.checks, cached.computed_at, cached.output, cached=True)
+        if cached is not None:
+            age = self.clock() - cached.computed_at
+            if age < self.ttl:
+                return cached, True, False
+            if age <= (self.ttl if self.max_stale is None else self.max_stale):
+                self._refresh()
+                return cached, True, True
+        # shield: a caller that disconnects must not cancel the evaluation others wait on
+        return await asyncio.shield(self._refresh()), False, False
+
+    def _refresh(self) -> asyncio.Task:
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._evaluate())
             self._inflight.add_done_callback(self._clear_inflight)
-        # shield: a caller that disconnects must not cancel the evaluation others wait on
-        return await asyncio.shield(self._inflight)
+        return self._inflight
 
     def _clear_inflight(self, task: asyncio.Task) -> None:
         if self._inflight is task:
             self._inflight = None
+        if not task.cancelled():
+            task.exception()
 
-    async def _evaluate(self) -> HealthReport:
+    async def aclose(self) -> None:
+        """Cancel a refresh still running (at shutdown)."""
+        task = self._inflight
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _evaluate(self) -> Evaluation:
         """Run the checks concurrently; once a required check fails the verdict is fail, so the
         others are abandoned rather than awaited (a frozen database must not also wait out
         MLflow's retries, which hang on the same database)."""
@@ -203,10 +296,57 @@ class HealthService:
                         f"not awaited: verdict already fail ({failed[0].component} failed)")
                 pending = set()
         results = tuple(by_check[c] for c in self.checks)
-        if self.on_result is not None:
-            for r in results:
-                self.on_result(r)
-        status = aggregate(results, {c.component: c.required for c in self.checks})
-        report = HealthReport(status, results, self.clock())
-        self._cached = report
-        return report
+        self._answered.update(r.component for r in results if r.status is Status.PASS)
+        if self.on_evaluation is not None:
+            self.on_evaluation(results)
+        evaluation = Evaluation(results, self.clock())
+        self._cached = evaluation
+        return evaluation
+
+
+class LoopMonitor:
+    """Measures how late the event loop wakes a short sleep. A loop that was blocked longer than
+    ``limit`` within the last ``window`` seconds (or is late right now) is a task-local problem:
+    the task cannot serve, whatever its dependencies do."""
+
+    def __init__(self, limit: float, *, interval: float = 0.2, window: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.interval, self.window, self.clock = limit, interval, window, clock
+        self.last_wake: float | None = None   # None until run() started
+        self.worst: tuple[float, float] | None = None   # (when it ended, lag seconds)
+
+    def record(self, lag: float) -> None:
+        now = self.clock()
+        self.last_wake = now
+        if lag > self.limit and (self.worst is None or now - self.worst[0] > self.window or lag >= self.worst[1]):
+            self.worst = (now, lag)
+
+    async def run(self) -> None:
+        self.last_wake = self.clock()
+        while True:
+            t0 = self.clock()
+            await asyncio.sleep(self.interval)
+            self.record(max(0.0, self.clock() - t0 - self.interval))
+
+    def problem(self) -> str | None:
+        now = self.clock()
+        late = 0.0 if self.last_wake is None else now - self.last_wake - self.interval
+        if late > self.limit:
+            return f"event loop stalled: {late:.1f}s late now (limit {self.limit:g}s)"
+        if self.worst is not None and now - self.worst[0] <= self.window:
+            return (f"event loop stalled: blocked {self.worst[1]:.1f}s, {now - self.worst[0]:.0f}s ago "
+                    f"(limit {self.limit:g}s)")
+        return None
+
+
+def descriptors_problem(ratio: float = 0.9, fd_dir: str = "/proc/self/fd") -> str | None:
+    """Open file descriptors near the soft limit: the next connection or file will fail. Linux
+    (``/proc``); elsewhere nothing is reported."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        used = len(os.listdir(fd_dir))
+    except OSError:
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0 or used < ratio * soft:
+        return None
+    return f"file descriptors exhausted: {used} of {soft} open"

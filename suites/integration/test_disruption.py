@@ -13,34 +13,43 @@ pytestmark = [pytest.mark.integration, pytest.mark.disruptive]
 MARGIN = 0.5  # issue 2: "503 within the DB timeout plus 0.5 s"
 
 
-def test_frozen_postgres_fails_health_fast_and_recovers(restored, budgets):
+def test_frozen_postgres_fails_the_deep_check_fast_keeps_the_task_in_service_and_recovers(restored, budgets):
+    """A frozen database is an outage every task shares: /health/deep (monitoring) answers 503 within
+    the DB timeout, while /health (the load balancer's check) keeps answering 200 `warn`, naming
+    postgres, so the fleet is not drained; both recover when Postgres resumes."""
     stack = restored
     cfg = api_config(stack.environment("api"))
     pg = stack.services["postgres"]
-    with Sampler(stack.url("api"), ("/health", "/health/live"), interval=0.05,
-                timeout=cfg.health_budget + 5) as sampler:
-        wait_until(lambda: sampler.first("/health", 0, 200), timeout=budgets.http, what="a first 200 sample")
+    with Sampler(stack.url("api"), ("/health", "/health/deep", "/health/live"), interval=0.05,
+                 timeout=cfg.health_budget + 5) as sampler:
+        wait_until(lambda: sampler.first("/health/deep", 0, 200), timeout=budgets.http, what="a first 200 sample")
         frozen_at = sampler.now()
         pg.pause()
         try:
-            wait_until(lambda: sampler.first("/health", frozen_at, 503),
+            wait_until(lambda: sampler.first("/health/deep", frozen_at, 503),
                        timeout=budgets.scaled(cfg.health_cache_ttl + cfg.db_timeout + MARGIN) + budgets.detect,
-                       what="/health to answer 503 with postgres frozen")
+                       what="/health/deep to answer 503 with postgres frozen")
+            wait_until(lambda: [s for s in sampler.series("/health") if s.t >= frozen_at and s.health == "warn"],
+                       timeout=budgets.http, what="/health to answer warn with postgres frozen")
             resumed_at = sampler.now()
         finally:
             pg.resume()
-        wait_until(lambda: sampler.first("/health", resumed_at + 0.01, 200),
+        wait_until(lambda: sampler.first("/health/deep", resumed_at + 0.01, 200),
                    timeout=budgets.scaled(cfg.health_cache_ttl + 1.0) + 1.0,
-                   what="/health to answer 200 after postgres resumed")
+                   what="/health/deep to answer 200 after postgres resumed")
         recovered_at = sampler.now()
-    detected = sampler.first("/health", frozen_at, 503)
-    recovered = sampler.first("/health", resumed_at + 0.01, 200)
-    slowest = sampler.slowest("/health", frozen_at, resumed_at)
-    # the answer itself is bounded by the DB timeout, whatever Postgres does
-    assert slowest.latency <= cfg.db_timeout + MARGIN, str(slowest)
+    detected = sampler.first("/health/deep", frozen_at, 503)
+    recovered = sampler.first("/health/deep", resumed_at + 0.01, 200)
+    for endpoint in ("/health", "/health/deep"):
+        # the answer itself is bounded by the DB timeout, whatever Postgres does
+        slowest = sampler.slowest(endpoint, frozen_at, resumed_at)
+        assert slowest.latency <= cfg.db_timeout + MARGIN, str(slowest)
     assert detected.t - frozen_at <= cfg.health_cache_ttl + cfg.db_timeout + MARGIN, str(detected)
     assert recovered.t + recovered.latency - resumed_at <= cfg.health_cache_ttl + 1.0, str(recovered)
     assert recovered_at > resumed_at
+    lb = [s for s in sampler.series("/health") if frozen_at <= s.t <= recovered_at]
+    assert lb and all(s.status == 200 for s in lb), [str(s) for s in lb if s.status != 200]
+    assert any(s.health == "warn" for s in lb)
     live = [s for s in sampler.series("/health/live") if frozen_at <= s.t <= resumed_at]
     assert live and all(s.status == 200 for s in live), [str(s) for s in live if s.status != 200]
 

@@ -1,6 +1,7 @@
 """Load profiles against the real stack: the SLO gate passes when it should and fails when it must,
-/health stays fast and cached under load, and a frozen database under load is seen and answered
-with clear 503s. Reports of every run: reports/load-suite/ (index.html lists them)."""
+/health stays fast and cached under load, and a frozen database under load keeps the fleet in
+service while monitoring sees it and clients get clear 503s. Reports of every run:
+reports/load-suite/ (index.html lists them)."""
 
 import json
 import math
@@ -17,7 +18,7 @@ from fixtures.faults import budget_names
 from harness.faults import scenarios
 from harness.faults.judge import detected, recovered
 from harness.faults.kinds import fault
-from harness.faults.sampler import Sample
+from harness.faults.sampler import Sampler
 from harness.load import profile as profiles
 from harness.load.runner import RequestLog
 from harness.ports import free_port, release
@@ -107,8 +108,12 @@ def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile
     assert checks <= windows, f"{checks} Postgres checks in {s['health_cache']['seconds']} s with TTL {ttl} s"
 
 
-def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restored, run_profile, budgets,
-                                                                          load_reports):
+def test_frozen_postgres_under_steady_load_keeps_the_fleet_in_service_and_answers_writes_with_503s(
+        restored, run_profile, budgets, load_reports):
+    """The incident's class, under load: the shared database frozen. The load balancer's poller must
+    keep seeing a healthy target (a shared outage must not drain the fleet), monitoring's
+    /health/deep must see the outage within the faults budget, clients get clear 503s with
+    Retry-After (never a hang), and everything recovers."""
     stack = restored
     cfg = api_config(stack.environment("api"))
     scenario = scenarios.load(scenarios.FAULTS_DIR / "postgres-frozen.yaml")
@@ -129,37 +134,44 @@ def test_frozen_postgres_under_steady_load_is_seen_and_answered_with_503s(restor
     try:
         wait_until(lambda: len(log.select("POST /runs", status=201)), until=lambda n: n >= 20,
                    timeout=budgets.scaled(30), what="steady load to be writing runs")
-        frozen_at = time.time()
-        with fault(stack, "pause", "postgres"):
-            wait_until(lambda: log.select(HEALTH_ENDPOINT, after=frozen_at, ok=False), timeout=detect + budgets.http,
-                       what="the load balancer's poller to see /health fail")
-            wait_until(lambda: log.select(CLIENTS, after=frozen_at, status=503), timeout=cfg.request_timeout + 5,
-                       what="an api client to get a 503")
-            resumed_at = time.time()
+        with Sampler(stack.url("api"), ("/health", "/health/deep"), interval=0.2, timeout=cfg.health_budget + 5,
+                     max_duration=120) as sampler:
+            frozen_wall, frozen_at = time.time(), sampler.now()
+            with fault(stack, "pause", "postgres"):
+                wait_until(lambda: sampler.first("/health/deep", frozen_at, 503), timeout=detect + budgets.http,
+                           what="monitoring's /health/deep to see the outage")
+                wait_until(lambda: log.select(CLIENTS, after=frozen_wall, status=503),
+                           timeout=cfg.request_timeout + 5, what="an api client to get a 503")
+                resumed_wall, resumed_at = time.time(), sampler.now()
+            wait_until(lambda: sampler.first("/health/deep", resumed_at, 200), timeout=recover + budgets.http,
+                       what="/health/deep to pass again")
     finally:
         thread.join(timeout=profiles.duration(profiles.read("steady"), 0.3) + 120)
     assert "error" not in result, result.get("error")
     outcome = result["outcome"]
-    # the poller's requests as samples on the fault's clock, judged as the fault scenarios are
-    polled = [Sample(HEALTH_ENDPOINT, r["t"] - frozen_at, r["status"] or None, r["ms"] / 1000, error=r["error"])
-              for r in log.select(HEALTH_ENDPOINT, after=frozen_at)]
-    seen = detected(polled, 0.0, detect, lambda s: s.error is not None, "the poller saw /health fail")
+    seen = detected(sampler.series("/health/deep"), frozen_at, detect, lambda s: s.status == 503,
+                    "/health/deep saw the outage")
     assert seen.ok, str(seen)
-    first_fail = next(s for s in polled if s.error is not None)
-    assert "status 503" in first_fail.error, first_fail
-    during = log.select(CLIENTS, after=frozen_at, before=resumed_at)
+    back = recovered(sampler.series("/health/deep"), resumed_at, recover, lambda s: s.status == 200)
+    assert back.ok, str(back)
+    # the load balancer's view: every poll during the outage healthy; the body says what fails
+    polled = log.select(HEALTH_ENDPOINT, after=frozen_wall - 1, before=resumed_wall + recover)
+    assert polled and not [r for r in polled if r["error"]], [r for r in polled if r["error"]][:5]
+    warned = [s for s in sampler.series("/health") if frozen_at <= s.t <= resumed_at and s.health == "warn"]
+    assert warned, "the body of /health never said a dependency was failing"
+    during = log.select(CLIENTS, after=frozen_wall, before=resumed_wall)
     assert during and not [r for r in during if r["status"] == 0], "client requests without an answer (hangs)"
     slowest = max(during, key=lambda r: r["ms"])
     assert slowest["ms"] <= (cfg.request_timeout + names["slack"]) * 1000, slowest
     failed = [r for r in during if r["error"]]
     assert failed and all(r["status"] == 503 for r in failed), {r["status"] for r in failed}
     assert all("status 503: " in r["error"] and len(r["error"]) > len("status 503: ") for r in failed), failed[0]
-    back = recovered(polled, resumed_at - frozen_at, recover, lambda s: s.error is None)
-    assert back.ok, str(back)
-    # the gate noticed: the load balancer saw failures, so the health SLO broke and the run failed
+    assert not [r for r in failed if "no Retry-After" in r["error"]], "a 503 without Retry-After"
+    # the gate: the load balancer's health SLO held; the clients' error rate is what broke the run
+    verdicts = outcome.summary["verdicts"]
+    assert all(v["ok"] for v in verdicts if v["endpoint"] == HEALTH_ENDPOINT), verdicts
     assert outcome.exit_code == 1
-    broken = [v["text"] for v in outcome.summary["verdicts"] if not v["ok"]]
-    assert any(t.startswith(f"{HEALTH_ENDPOINT} success_ratio") for t in broken), broken
+    assert any(not v["ok"] and v["endpoint"] in CLIENTS | {TOTAL} for v in verdicts), verdicts
 
 
 def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_check, tmp_path):

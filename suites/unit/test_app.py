@@ -86,6 +86,7 @@ def settings(monkeypatch):
     monkeypatch.setenv("API_DATABASE_URL", f"postgresql://app:{PASSWORD}@db:5432/api")
     monkeypatch.setenv("API_MLFLOW_URL", "http://mlflow:5000/mlflow")
     monkeypatch.setenv("API_HEALTH_CACHE_TTL", "0")
+    monkeypatch.setenv("API_HEALTH_MAX_STALE", "0")
     monkeypatch.setenv("API_MLFLOW_RETRIES", "0")
     monkeypatch.setenv("API_MLFLOW_TIMEOUT", "0.5")
     monkeypatch.setenv("API_DB_TIMEOUT", "0.3")
@@ -128,15 +129,33 @@ def test_health_pass_is_200_health_json(call):
     assert r.json()["status"] == "pass"
 
 
-def test_required_dependency_down_is_503_and_secret_free(call, deps, logs):
+def test_required_dependency_down_from_the_start_is_503_not_in_service_and_secret_free(call, deps, logs):
     deps[0].down = True
     r = call("GET", "/health")
-    assert r.status_code == 503
+    assert r.status_code == 503 and r.json()["phase"] == "starting"
     assert r.json()["checks"]["postgres:responseTime"][0]["status"] == "fail"
     assert PASSWORD not in r.text
     line = [entry for entry in logs() if entry.get("path") == "/health"][-1]
     assert line["checks"]["postgres"]["status"] == "fail" and "refused" in line["checks"]["postgres"]["output"]
     assert PASSWORD not in json.dumps(logs())
+
+
+def test_outage_after_entering_service_is_200_warn_on_health_and_503_on_deep(call, deps, logs):
+    assert call("GET", "/health").status_code == 200
+    deps[0].down = True
+    lb, deep = call("GET", "/health"), call("GET", "/health/deep")
+    assert lb.status_code == 200 and lb.json()["status"] == "warn" and lb.json()["phase"] == "serving"
+    assert lb.json()["output"].startswith("dependency failing: postgres;")
+    assert lb.json()["checks"]["postgres:responseTime"][0]["status"] == "fail"
+    assert deep.status_code == 503 and deep.json()["status"] == "fail"
+    assert deep.headers["content-type"].startswith("application/health+json")
+    assert 'api_dependency_up{component="postgres"} 0.0' in call("GET", "/metrics").text
+    lines = [e for e in logs() if e.get("path") == "/health"]
+    assert lines[-1]["health"] == "warn" and lines[-1]["checks"]["postgres"]["status"] == "fail"
+    assert PASSWORD not in json.dumps(logs()) + lb.text + deep.text
+    deps[0].down = False
+    assert call("GET", "/health").json()["status"] == "pass"
+    assert 'api_dependency_up{component="postgres"} 1.0' in call("GET", "/metrics").text
 
 
 def test_optional_mlflow_is_warn(monkeypatch, settings, logs):
@@ -228,7 +247,7 @@ def test_unknown_run_is_404(call):
 
 def test_openapi_describes_every_endpoint(call):
     paths = call("GET", "/openapi.json").json()["paths"]
-    assert {"/health", "/health/live", "/runs", "/runs/{run_id}", "/metrics"} <= set(paths)
+    assert {"/health", "/health/deep", "/health/live", "/runs", "/runs/{run_id}", "/metrics"} <= set(paths)
 
 
 def test_metrics_count_checks(call):

@@ -1,11 +1,23 @@
-"""Health logic: aggregation, HTTP mapping, hard deadlines, TTL cache and single flight."""
+"""Health logic: aggregation, HTTP mapping, hard deadlines, TTL cache and single flight,
+stale-while-revalidate, and the fleet-safe load balancer view against the monitoring view."""
 
 import asyncio
+import resource
 import time
 
 import pytest
 
-from services.api.health import Check, CheckFailed, CheckResult, HealthService, Status, aggregate, run_check
+from services.api.health import (
+    Check,
+    CheckFailed,
+    CheckResult,
+    HealthService,
+    LoopMonitor,
+    Status,
+    aggregate,
+    descriptors_problem,
+    run_check,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +161,157 @@ def test_health_json_shape():
     assert body["status"] == "warn"
     assert set(body["checks"]) == {"postgres:responseTime", "mlflow:responseTime"}
     assert body["checks"]["mlflow:responseTime"][0]["output"] == "GET /health answered HTTP 500"
+
+
+# -- fleet safety: the load balancer's view against the monitoring view ----------------------------
+
+class Switch:
+    """A dependency that fails while ``down`` is set."""
+
+    def __init__(self, down: bool = False):
+        self.down, self.calls = down, 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise CheckFailed("connection refused")
+
+
+def two(postgres: Switch, mlflow: Switch, *, mlflow_required: bool = True, **kw) -> HealthService:
+    return HealthService((Check("postgres", "datastore", postgres, 1.0),
+                          Check("mlflow", "component", mlflow, 1.0, required=mlflow_required)), ttl=0, **kw)
+
+
+def reports(service: HealthService, *steps):
+    """Run ``steps`` (callables or 'lb'/'deep' views) in one event loop; collect the reports."""
+    async def main():
+        out = []
+        for step in steps:
+            if step in ("lb", "deep"):
+                out.append(await service.report(deep=step == "deep"))
+            else:
+                step()
+        return out
+    return asyncio.run(main())
+
+
+def test_a_task_is_out_of_service_until_every_required_dependency_answered_once():
+    pg, ml = Switch(), Switch(down=True)
+    service = two(pg, ml)
+    starting, deep = reports(service, "lb", "deep")
+    for r in (starting, deep):
+        assert r.status is Status.FAIL and r.http_status == 503 and r.phase.value == "starting"
+        assert r.output == "not in service yet: no healthy answer yet from mlflow"
+    (serving,) = reports(service, lambda: setattr(ml, "down", False), "lb")
+    assert serving.status is Status.PASS and serving.phase.value == "serving"
+
+
+def test_an_optional_dependency_does_not_keep_a_task_out_of_service():
+    service = two(Switch(), Switch(down=True), mlflow_required=False)
+    lb, deep = reports(service, "lb", "deep")
+    assert lb.status is Status.WARN and deep.status is Status.WARN and lb.phase.value == "serving"
+
+
+@pytest.mark.parametrize("failing", ["postgres", "mlflow"])
+def test_a_shared_outage_after_entering_service_is_warn_for_the_balancer_and_fail_for_monitoring(failing):
+    deps = {"postgres": Switch(), "mlflow": Switch()}
+    service = two(deps["postgres"], deps["mlflow"])
+    before, lb, deep = reports(service, "lb", lambda: setattr(deps[failing], "down", True), "lb", "deep")
+    assert before.status is Status.PASS
+    assert lb.status is Status.WARN and lb.http_status == 200 and lb.phase.value == "serving"
+    assert lb.output.startswith(f"dependency failing: {failing};") and "/health/deep" in lb.output
+    assert lb.as_json()["checks"][f"{failing}:responseTime"][0]["status"] == "fail"
+    assert deep.status is Status.FAIL and deep.http_status == 503
+    assert deep.output == f"dependency failing: {failing}"
+
+
+def test_task_local_trouble_fails_both_views_at_once_even_with_every_dependency_up():
+    problem: list[str | None] = [None]
+    service = two(Switch(), Switch(), local_checks=(lambda: problem[0],))
+    ok, lb, deep = reports(service, "lb", lambda: problem.__setitem__(0, "event loop stalled: x"), "lb", "deep")
+    assert ok.status is Status.PASS
+    for r in (lb, deep):
+        assert r.status is Status.FAIL and r.http_status == 503 and r.output == "event loop stalled: x"
+
+
+def test_stale_while_revalidate_serves_the_last_result_at_once_and_refreshes_once():
+    now = [100.0]
+    slow = Counting(delay=0.3)
+    service = HealthService((Check("postgres", "datastore", slow, 1.0),), ttl=2.0, max_stale=10.0,
+                            clock=lambda: now[0])
+
+    async def main():
+        first = await service.report()           # nothing cached: waits for the evaluation
+        now[0] += 5.0                             # older than the TTL, within max_stale
+        started = time.monotonic()
+        stale = await asyncio.gather(*(service.report() for _ in range(50)))
+        waited = time.monotonic() - started
+        await asyncio.sleep(0.4)                  # the one refresh completes
+        fresh = await service.report()
+        return first, stale, waited, fresh
+
+    first, stale, waited, fresh = asyncio.run(main())
+    assert not first.cached and first.age == 0
+    assert waited < 0.1, "a stale result must be served without waiting on the refresh"
+    assert all(r.cached and r.stale and r.age == 5.0 for r in stale)
+    assert stale[0].as_json()["stale"] is True and stale[0].as_json()["ageSeconds"] == 5.0
+    assert slow.calls == 2, "fifty stale callers start one refresh"
+    assert fresh.cached and not fresh.stale and fresh.age == 0
+
+
+def test_a_result_older_than_max_stale_is_not_served_the_caller_waits_for_the_refresh():
+    now = [100.0]
+    probe = Counting(delay=0)
+    service = HealthService((Check("postgres", "datastore", probe, 1.0),), ttl=2.0, max_stale=10.0,
+                            clock=lambda: now[0])
+
+    async def main():
+        await service.report()
+        now[0] += 10.5
+        return await service.report()
+
+    r = asyncio.run(main())
+    assert not r.cached and not r.stale and r.age == 0 and probe.calls == 2
+
+
+def test_loop_monitor_reports_a_stall_above_its_limit_for_its_window():
+    now = [0.0]
+    m = LoopMonitor(2.0, interval=0.2, window=10.0, clock=lambda: now[0])
+    assert m.problem() is None, "not running yet: nothing to say"
+    m.last_wake = 0.0
+    m.record(1.5)
+    assert m.problem() is None, "1.5 s is within the 2 s limit"
+    now[0] = 3.0
+    assert m.problem() == "event loop stalled: 2.8s late now (limit 2s)"
+    m.record(2.8)
+    assert m.problem() == "event loop stalled: blocked 2.8s, 0s ago (limit 2s)"
+    now[0] = 13.5
+    m.last_wake = 13.4
+    assert m.problem() is None, "a stall older than the window is forgotten"
+
+
+def test_loop_monitor_sees_a_real_blocked_loop():
+    m = LoopMonitor(0.3, interval=0.05)
+
+    async def main():
+        task = asyncio.ensure_future(m.run())
+        await asyncio.sleep(0.1)
+        before = m.problem()
+        time.sleep(0.5)                           # the event loop blocked, as a CPU-bound handler would
+        await asyncio.sleep(0.1)
+        after = m.problem()
+        task.cancel()
+        return before, after
+
+    before, after = asyncio.run(main())
+    assert before is None
+    assert after is not None and after.startswith("event loop stalled: blocked 0.")
+
+
+def test_descriptors_problem_near_the_soft_limit(tmp_path):
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for i in range(20):
+        (tmp_path / str(i)).touch()
+    assert descriptors_problem(0.9, str(tmp_path)) is None
+    assert descriptors_problem(10 / soft, str(tmp_path)) == f"file descriptors exhausted: 20 of {soft} open"
+    assert descriptors_problem(0.9) is None, "this test process is far from its limit"
