@@ -1,6 +1,7 @@
 """The api's protections against a frozen database and during shutdown, on the real stack."""
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -91,3 +92,32 @@ def test_sigterm_drains_then_exits_and_in_flight_requests_finish(restored, budge
     answered = [s for s in results if s]
     assert answered and all(s == 201 for s in answered), results
     assert '"msg":"draining"' in api.logs(200)
+
+
+def test_a_stalled_event_loop_fails_the_check_at_once_while_dependencies_are_fine(stack, budgets):
+    """Task-local trouble: an api whose event loop was blocked (here frozen with SIGSTOP / docker
+    pause, as a CPU-bound handler or a swap storm would) answers 503 naming the stall as soon as it
+    answers again, although Postgres and MLflow are healthy; then passes once the stall is old."""
+    limit, window = 1.0, 10.0
+    config = stack.config.with_api_env(API_LOOP_STALL_LIMIT=str(limit))
+    extra = stack.start_extra("api", config, instance="stalled")
+    try:
+        with httpx.Client(base_url=extra.url, timeout=10) as c:
+            wait_until(lambda: c.get("/health").status_code, until=lambda s: s == 200, timeout=budgets.api_ready,
+                       what="the extra api to enter service")
+            extra.pause()
+            stalled_at = time.monotonic()
+            wait_until(time.monotonic, until=lambda t: t >= stalled_at + 2 * limit, timeout=10, interval=0.1,
+                       what="a stall twice the limit")
+            extra.resume()
+            first = c.get("/health")
+            assert first.status_code == 503, first.text
+            body = first.json()
+            assert body["output"].startswith("event loop stalled"), body
+            assert body["checks"]["postgres:responseTime"][0]["status"] == "pass"
+            assert c.get("/health/live").status_code == 200
+            back = wait_until(lambda: c.get("/health"), until=lambda r: r.status_code == 200,
+                              timeout=window + budgets.http, what="/health to pass once the stall is past its window")
+            assert back.json()["status"] == "pass"
+    finally:
+        extra.close(budgets.stop)
