@@ -25,8 +25,10 @@ from services.api.health import (
     HealthReport,
     HealthService,
     LoopMonitor,
+    Throttled,
     descriptors_problem,
 )
+from services.api.middleware import RequestObserver
 from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
 from services.api.store import RunRow, Store, StoreUnavailable
 from services.common import jsonlog
@@ -75,12 +77,24 @@ class Metrics:
                                    ["component"], registry=self.registry)
         self.latency = Histogram("api_request_seconds", "request latency", ["route", "status"],
                                  registry=self.registry)
+        self._latency_by: dict[tuple[str, int], Histogram] = {}
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """One request's latency. The labelled child is looked up once per (route, status): routes
+        are templates (or "unmatched"), so the map stays small."""
+        child = self._latency_by.get((route, status))
+        if child is None:
+            child = self._latency_by[(route, status)] = self.latency.labels(route, str(status))
+        child.observe(seconds)
 
     def record(self, results: tuple[CheckResult, ...]) -> None:
         self.evaluations.inc()
         for r in results:
             self.checks.labels(r.component, r.status.value).inc()
             self.dependency_up.labels(r.component).set(1 if r.status.value == "pass" else 0)
+
+
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def unavailable(reason: str) -> JSONResponse:
@@ -102,7 +116,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
             Check("mlflow", "component", mlflow.ping, settings.mlflow_budget, settings.is_required("mlflow")),
         ),
         ttl=settings.health_cache_ttl, max_stale=settings.health_max_stale, secrets=secrets,
-        on_evaluation=metrics.record, local_checks=(loop.problem, descriptors_problem),
+        on_evaluation=metrics.record, local_checks=(loop.problem, Throttled(descriptors_problem)),
     )
 
     @asynccontextmanager
@@ -125,34 +139,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     app.state.metrics = metrics
     app.state.store = store
     app.state.mlflow = mlflow
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        rid = rid[:128]
-        token = jsonlog.request_id.set(rid)
-        started = time.perf_counter()
-        request.state.log_fields = {}
-        try:
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-                response: Response = JSONResponse(
-                    {"error": "request body too large", "limit_bytes": settings.max_body_bytes}, status_code=413)
-            else:
-                response = await call_next(request)
-        except Exception:
-            logger.exception("unhandled error", extra={"fields": {"path": request.url.path}})
-            response = JSONResponse({"error": "internal error", "request_id": rid}, status_code=500)
-        elapsed = time.perf_counter() - started
-        response.headers["X-Request-ID"] = rid
-        route = request.scope.get("route")
-        route_path = getattr(route, "path", "unmatched")
-        metrics.latency.labels(route_path, str(response.status_code)).observe(elapsed)
-        jsonlog.log(logger, "request", method=request.method, path=request.url.path,
-                    status=response.status_code, duration_ms=round(elapsed * 1000, 2),
-                    **request.state.log_fields)
-        jsonlog.request_id.reset(token)
-        return response
+    app.add_middleware(RequestObserver, max_body_bytes=settings.max_body_bytes, observe=metrics.observe)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -166,16 +153,10 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     async def live() -> Response:
         return JSONResponse({"status": "pass", "serviceId": "api"}, media_type=HEALTH_MEDIA_TYPE)
 
-    def answer(request: Request, report: HealthReport) -> Response:
-        request.state.log_fields.update({
-            "health": report.status.value, "phase": report.phase.value, "cached": report.cached,
-            "age_s": round(report.age, 3),
-            "checks": {c.component: {"status": c.status.value, "latency_ms": round(c.latency_ms, 1),
-                                     **({"output": c.output} if c.output else {})} for c in report.checks},
-            **({"output": report.output} if report.output else {}),
-        })
-        return JSONResponse(report.as_json(), status_code=report.http_status, media_type=HEALTH_MEDIA_TYPE,
-                            headers={"Cache-Control": "no-store"})
+    def answer(report: HealthReport) -> Response:
+        jsonlog.add_fields(report.log_fields())
+        return Response(report.body(), status_code=report.http_status, media_type=HEALTH_MEDIA_TYPE,
+                        headers=NO_STORE)
 
     @app.get("/health", summary="The load balancer's check (application/health+json): 200 pass/warn, 503 fail",
              description="Fails (503) until every required dependency has answered once, while draining, "
@@ -183,13 +164,13 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
                          "in service a failing dependency is `warn` (200): an outage shared by every task "
                          "must not drain the fleet. The body names the failing dependency.",
              responses={503: {"description": "not in service yet, draining, or the task itself is in trouble"}})
-    async def ready(request: Request) -> Response:
-        return answer(request, await health.report())
+    async def ready() -> Response:
+        return answer(await health.report())
 
     @app.get("/health/deep", summary="Monitoring's check: 503 when a required dependency fails",
              responses={503: {"description": "a required dependency failed, or the task is not serving"}})
-    async def deep(request: Request) -> Response:
-        return answer(request, await health.report(deep=True))
+    async def deep() -> Response:
+        return answer(await health.report(deep=True))
 
     @app.get("/metrics", summary="Prometheus metrics: health checks per dependency, request latency")
     async def prometheus() -> Response:
@@ -198,7 +179,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     @app.post("/runs", status_code=201, response_model=RunOut,
               summary="Log a run to MLflow and record it in Postgres; 2xx only when both hold it",
               responses={503: {"description": "MLflow or Postgres unavailable; nothing was recorded"}})
-    async def create_run(body: RunIn, request: Request) -> Response:
+    async def create_run(body: RunIn) -> Response:
         run_name = body.name or f"run-{uuid.uuid4().hex[:8]}"
         try:
             async with asyncio.timeout(settings.request_timeout):
@@ -217,7 +198,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
         except (StoreUnavailable, TimeoutError) as exc:
             await _forget(mlflow, run_id)
             return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
-        request.state.log_fields.update({"run_id": str(row.id), "mlflow_run_id": run_id})
+        jsonlog.add_fields({"run_id": str(row.id), "mlflow_run_id": run_id})
         out = RunOut(id=row.id, experiment=row.experiment, experiment_id=exp_id, mlflow_run_id=run_id,
                      name=run_name, params=row.params, metrics=row.metrics, mlflow_status="FINISHED")
         return JSONResponse(out.model_dump(mode="json"), status_code=201)

@@ -8,6 +8,7 @@ each check runs in a task that is abandoned (cancelled, not awaited) at its dead
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import time
@@ -15,10 +16,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 from services.common.redact import redact
 
 HEALTH_MEDIA_TYPE = "application/health+json"
+SERVICE_ID = "api"
 # Added to a check's budget before it is declared timed out, so the check's own
 # timeout (which produces a better message) fires first.
 DEADLINE_SLACK = 0.05
@@ -82,9 +85,11 @@ class Phase(str, Enum):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One run of the dependency checks; cached and shared by every caller."""
+    """One run of the dependency checks; cached and shared by every caller. ``encoded`` keeps what
+    the answers from it share (their body without the age, their log summary), made once."""
     checks: tuple[CheckResult, ...]
     computed_at: float
+    encoded: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -97,23 +102,52 @@ class HealthReport:
     phase: Phase = Phase.SERVING
     age: float = 0.0          # seconds since the dependency checks ran
     stale: bool = False       # older than the TTL: served while one refresh runs
+    evaluation: Evaluation | None = field(default=None, compare=False, repr=False)
 
     @property
     def http_status(self) -> int:
         return 503 if self.status is Status.FAIL else 200
 
-    def as_json(self, service_id: str = "api") -> dict:
-        body: dict = {"status": self.status.value, "serviceId": service_id, "version": "1",
-                      "phase": self.phase.value, "ageSeconds": round(self.age, 3)}
+    def _static_json(self) -> dict:
+        body: dict = {"status": self.status.value, "serviceId": SERVICE_ID, "version": "1", "phase": self.phase.value}
         if self.stale:
             body["stale"] = True
         if self.output:
             body["output"] = self.output
-        checks: dict[str, list[dict]] = {}
+        grouped: dict[str, list[dict]] = {}
         for c in self.checks:
-            checks.setdefault(f"{c.component}:{c.measurement}", []).append(c.as_json())
-        body["checks"] = checks
+            grouped.setdefault(f"{c.component}:{c.measurement}", []).append(c.as_json())
+        body["checks"] = grouped
         return body
+
+    def as_json(self) -> dict:
+        return {**self._static_json(), "ageSeconds": round(self.age, 3)}
+
+    def _shared(self, what: str, make: Callable[[], object]) -> Any:
+        """``make()`` once per evaluation and answer kind (status, phase, staleness, output)."""
+        if self.evaluation is None:
+            return make()
+        key = (what, self.status, self.phase, self.stale, self.output)
+        cache = self.evaluation.encoded
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    def body(self) -> bytes:
+        """``as_json()`` encoded. Every answer from one evaluation shares all but its age, so that
+        part is encoded once and the age appended (a cached /health costs about what /health/live
+        does)."""
+        head = self._shared("body", lambda: (json.dumps(self._static_json(), separators=(",", ":"))[:-1]
+                                             + ',"ageSeconds":').encode())
+        return head + repr(round(self.age, 3)).encode() + b"}"
+
+    def log_fields(self) -> dict:
+        """What the request's log line says about the answer."""
+        summary = self._shared("log", lambda: {
+            c.component: {"status": c.status.value, "latency_ms": round(c.latency_ms, 1),
+                          **({"output": c.output} if c.output else {})} for c in self.checks})
+        return {"health": self.status.value, "phase": self.phase.value, "cached": self.cached,
+                "age_s": round(self.age, 3), "checks": summary, **({"output": self.output} if self.output else {})}
 
 
 def aggregate(results: tuple[CheckResult, ...], required: Mapping[str, bool]) -> Status:
@@ -239,7 +273,7 @@ class HealthService:
             status, output = Status.FAIL, f"dependency failing: {', '.join(failing)}"
         else:
             status, output = deps, None
-        return HealthReport(status, checks, evaluation.computed_at, output, cached, phase, age, stale)
+        return HealthReport(status, checks, evaluation.computed_at, output, cached, phase, age, stale, evaluation)
 
     async def _evaluation(self) -> tuple[Evaluation, bool, bool]:
         cached = self._cached
@@ -337,6 +371,22 @@ class LoopMonitor:
             return (f"event loop stalled: blocked {self.worst[1]:.1f}s, {now - self.worst[0]:.0f}s ago "
                     f"(limit {self.limit:g}s)")
         return None
+
+
+class Throttled:
+    """``check()`` at most once per ``every`` seconds; its last answer in between (a /health answer
+    must stay cheap: listing the open descriptors costs as much as the rest of a cached answer)."""
+
+    def __init__(self, check: Callable[[], str | None], every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.check, self.every, self.clock = check, every, clock
+        self._at, self._last = float("-inf"), None
+
+    def __call__(self) -> str | None:
+        now = self.clock()
+        if now - self._at >= self.every:
+            self._at, self._last = now, self.check()
+        return self._last
 
 
 def descriptors_problem(ratio: float = 0.9, fd_dir: str = "/proc/self/fd") -> str | None:

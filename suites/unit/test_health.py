@@ -315,3 +315,35 @@ def test_descriptors_problem_near_the_soft_limit(tmp_path):
     assert descriptors_problem(0.9, str(tmp_path)) is None
     assert descriptors_problem(10 / soft, str(tmp_path)) == f"file descriptors exhausted: 20 of {soft} open"
     assert descriptors_problem(0.9) is None, "this test process is far from its limit"
+
+
+@pytest.mark.parametrize("case", ["pass", "starting", "warn", "stale", "draining"])
+def test_the_encoded_body_is_the_json_body(case):
+    """body() encodes the part shared by one evaluation once and appends the age: it must say
+    exactly what as_json() says, in every state."""
+    import json
+
+    pg, ml = Switch(), Switch(down=case == "starting")
+    now = [0.0]
+    service = two(pg, ml, clock=lambda: now[0])
+    service.ttl, service.max_stale = 1.0, 10.0
+
+    async def main():
+        report = await service.report()
+        if case == "warn":
+            pg.down, now[0], service.max_stale = True, 2.0, 1.0   # too old to serve: evaluates again
+            report = await service.report()
+        if case == "stale":
+            now[0] = 2.5
+            report = await service.report()
+        if case == "draining":
+            service.draining = True
+            report = await service.report()
+        return report
+
+    report = asyncio.run(main())
+    assert json.loads(report.body()) == report.as_json()
+    expected = {"pass": "pass", "starting": "fail", "warn": "warn", "stale": "pass", "draining": "fail"}[case]
+    assert report.as_json()["status"] == expected, report.as_json()
+    if case == "stale":
+        assert report.as_json()["stale"] is True and report.as_json()["ageSeconds"] == 2.5

@@ -74,6 +74,20 @@ resource "aws_cloudwatch_log_metric_filter" "api_health_failures" {
   }
 }
 
+# A shared dependency outage does not fail the load balancer's check (the api reports it as warn, so
+# the fleet is not drained): this filter counts those answers, so the outage still raises an alarm.
+resource "aws_cloudwatch_log_metric_filter" "api_dependency_failures" {
+  name           = "${var.name}-api-dependency-failures"
+  log_group_name = var.api_log_group
+  pattern        = "{ ($.path = \"/health\") && ($.health = \"warn\") }"
+  metric_transformation {
+    name          = "ApiDependencyFailures"
+    namespace     = local.namespace
+    value         = "1"
+    default_value = "0"
+  }
+}
+
 resource "aws_cloudwatch_log_metric_filter" "mlflow_health_failures" {
   name           = "${var.name}-mlflow-health-failures"
   log_group_name = var.mlflow_log_group
@@ -88,8 +102,9 @@ resource "aws_cloudwatch_log_metric_filter" "mlflow_health_failures" {
 
 resource "aws_cloudwatch_metric_alarm" "health_failures" {
   for_each = {
-    api    = aws_cloudwatch_log_metric_filter.api_health_failures.metric_transformation[0].name
-    mlflow = aws_cloudwatch_log_metric_filter.mlflow_health_failures.metric_transformation[0].name
+    api              = aws_cloudwatch_log_metric_filter.api_health_failures.metric_transformation[0].name
+    api-dependencies = aws_cloudwatch_log_metric_filter.api_dependency_failures.metric_transformation[0].name
+    mlflow           = aws_cloudwatch_log_metric_filter.mlflow_health_failures.metric_transformation[0].name
   }
   alarm_name          = "${var.name}-${each.key}-health-check-failures"
   alarm_description   = "${each.key}: health checks answered a failure at least 3 times in 5 minutes"
