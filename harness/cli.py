@@ -83,6 +83,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if result.outcome == "completed" else 1
 
 
+def cmd_outage(args: argparse.Namespace) -> int:
+    """Compare the incident's health design with the fleet-safe one for a shared dependency outage."""
+    import math
+
+    from harness.deploy.outage import OutageConfig, compare
+
+    model = _model(args)
+    svc = model.services["api"]
+    cfg = OutageConfig(desired=args.desired or svc.desired_count, alb_interval=round(svc.alb.interval),
+                       healthy_threshold=svc.alb.healthy_threshold, unhealthy_threshold=svc.alb.unhealthy_threshold,
+                       grace=round(svc.grace_period), provisioning=0, boot=math.ceil(svc.boot),
+                       startup_timeout=args.startup_timeout, database=args.dependency == "postgres",
+                       retire=tuple(args.retire))
+    print(f"api of {model.source}: {cfg.desired} tasks, ALB every {cfg.alb_interval}s (H {cfg.healthy_threshold}, "
+          f"U {cfg.unhealthy_threshold}), grace {cfg.grace}s, boot {cfg.boot}s; {args.dependency} down for "
+          f"{args.minutes:g} min from t = {args.start}s")
+    print(f"{'design':12} {'tasks replaced':>15} {'min with no healthy target':>27} {'full service after':>19}")
+    for r in compare(cfg, args.start, args.minutes):
+        row = r.row()
+        after = "never" if row["full_service_after_s"] is None else f"{row['full_service_after_s']} s"
+        print(f"{row['design']:12} {row['tasks_replaced']:>15} {row['minutes_no_healthy_target']:>27} {after:>19}")
+    return 0
+
+
 def cmd_timings(args: argparse.Namespace) -> int:
     """Plan an environment offline and print every timing rule with pass or fail."""
     from harness.deploy.rules import check
@@ -195,6 +219,20 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
     _boot_options(sim)
     sim.set_defaults(func=cmd_simulate)
+    out = sub.add_parser("outage", help="a shared dependency outage against the running api fleet: the incident's "
+                                        "health design beside the fleet-safe one")
+    out.add_argument("--minutes", type=float, default=10.0, help="how long the dependency is down")
+    out.add_argument("--dependency", default="mlflow", choices=["mlflow", "postgres"],
+                     help="postgres: new tasks wait for it at start and exit after --startup-timeout")
+    out.add_argument("--start", type=int, default=5, help="virtual second the outage starts")
+    out.add_argument("--startup-timeout", type=int, default=60, help="the api's API_STARTUP_TIMEOUT")
+    out.add_argument("--retire", type=int, action="append", default=[],
+                     help="a virtual second at which one healthy task is replaced anyway (churn); repeatable")
+    out.add_argument("--desired", type=int, help="override the desired count")
+    out.add_argument("--env", default="staging", choices=["staging", "prod"])
+    out.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
+    _boot_options(out)
+    out.set_defaults(func=cmd_outage)
     rehearse = sub.add_parser("rehearse", help="run the planned tasks on Docker as ECS would; judge each against "
                                                 "its grace period")
     rehearse.add_argument("--env", default="staging", choices=["staging", "prod"])
