@@ -20,13 +20,19 @@ def series(points, endpoint="/health"):
     return [Sample(endpoint, t, status, latency, health) for t, status, health, latency in points]
 
 
-def frozen(health_points, live_status=200):
-    samples = series(health_points) + series([(t, live_status, None, 0.01) for t in range(0, 12)], "/health/live")
+def frozen(health_points, live_status=200, deep_points=None):
+    """The load balancer's /health as given; monitoring's /health/deep fails where /health warns
+    (unless given); /health/live as ``live_status``."""
+    if deep_points is None:
+        deep_points = [(t + 0.01, 503, "fail", lat) if h == "warn" else (t + 0.01, st, h, lat)
+                       for t, st, h, lat in health_points]
+    samples = (series(health_points) + series(deep_points, "/health/deep")
+               + series([(t, live_status, None, 0.01) for t in range(0, 12)], "/health/live"))
     return Observation(FROZEN, fault_start=1.0, fault_end=5.0, samples=samples)
 
 
-GOOD = [(0.5, 200, "pass", 0.01), (1.2, 200, "pass", 0.01), (2.3, 503, "fail", 1.0), (3.5, 503, "fail", 1.0),
-        (5.2, 503, "fail", 1.0), (6.5, 200, "pass", 0.05)]
+GOOD = [(0.5, 200, "pass", 0.01), (1.2, 200, "pass", 0.01), (2.3, 200, "warn", 1.0), (3.5, 200, "warn", 1.0),
+        (5.2, 200, "warn", 1.0), (6.5, 200, "pass", 0.05)]
 
 
 def verdicts_by_name(obs):
@@ -43,18 +49,24 @@ def test_a_good_series_passes_every_expectation_with_its_figures():
 
 
 @pytest.mark.parametrize("points, broken", [
-    ([(0.5, 200, "pass", 0.01), (3.0, 200, "pass", 0.01), (4.0, 503, "fail", 1.0), (6.5, 200, "pass", 0.01)],
+    ([(0.5, 200, "pass", 0.01), (3.0, 200, "pass", 0.01), (4.0, 200, "warn", 1.0), (6.5, 200, "pass", 0.01)],
      "detect"),
     (GOOD[:-1] + [(11.0, 200, "pass", 0.01)], "recover"),
     (GOOD[:-1], "recover"),
     (GOOD[:3] + [(3.5, 200, "pass", 0.01)] + GOOD[4:], "during /health"),
+    (GOOD[:3] + [(3.5, 503, "fail", 1.0)] + GOOD[4:], "during /health"),   # the incident: the fleet drained
     (GOOD[:3] + [(3.5, None, None, 1.0)] + GOOD[4:], "max_latency"),
-    (GOOD[:3] + [(3.5, 503, "fail", 2.5)] + GOOD[4:], "max_latency"),
+    (GOOD[:3] + [(3.5, 200, "warn", 2.5)] + GOOD[4:], "max_latency"),
 ])
 def test_each_broken_behaviour_fails_its_own_verdict(points, broken):
     v = verdicts_by_name(frozen(points))
     assert not v[broken].ok, str(v[broken])
     assert broken in str(v[broken]) and "FAILED" in str(v[broken])
+
+
+def test_monitoring_that_does_not_see_the_outage_fails():
+    blind = [(t + 0.01, 200, h, lat) for t, _, h, lat in GOOD]
+    assert not verdicts_by_name(frozen(GOOD, deep_points=blind))["during /health/deep"].ok
 
 
 def test_liveness_touched_by_the_fault_fails():
