@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from services.api.bulkhead import Bulkhead, Overloaded
 from services.api.config import Settings
 from services.api.health import (
     HEALTH_MEDIA_TYPE,
@@ -78,6 +79,16 @@ class Metrics:
         self.latency = Histogram("api_request_seconds", "request latency", ["route", "status"],
                                  registry=self.registry)
         self._latency_by: dict[tuple[str, int], Histogram] = {}
+        self.in_flight = Gauge("api_in_flight", "requests at work on a dependency", ["dependency"],
+                               registry=self.registry)
+        self.sheds = Counter("api_shed", "requests shed: no free slot on the dependency within the queue wait",
+                             ["dependency"], registry=self.registry)
+
+    def in_flight_changed(self, dependency: str, n: int) -> None:
+        self.in_flight.labels(dependency).set(n)
+
+    def shed(self, dependency: str) -> None:
+        self.sheds.labels(dependency).inc()
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """One request's latency. The labelled child is looked up once per (route, status): routes
@@ -97,18 +108,25 @@ class Metrics:
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def unavailable(reason: str) -> JSONResponse:
-    return JSONResponse({"error": "dependency unavailable", "detail": reason}, status_code=503,
-                        headers={"Retry-After": "1"})
+def unavailable(reason: str, error: str = "dependency unavailable") -> JSONResponse:
+    return JSONResponse({"error": error, "detail": reason}, status_code=503, headers={"Retry-After": "1"})
+
+
+def overloaded(exc: Overloaded) -> JSONResponse:
+    return unavailable(str(exc), "overloaded")
 
 
 def create_app(settings: Settings, *, store: Store | None = None, mlflow: MlflowClient | None = None) -> FastAPI:
     secrets = dsn_secrets(settings.database_url)
     store = store or Store(settings.database_url, timeout=settings.db_timeout,
-                           max_connections=settings.db_max_connections)
+                           max_connections=settings.db_max_connections + 1)  # one more for the health check
     mlflow = mlflow or MlflowClient(settings.mlflow_url, timeout=settings.mlflow_timeout,
                                     retries=settings.mlflow_retries, backoff=settings.mlflow_backoff)
     metrics = Metrics()
+    db_slots = Bulkhead("postgres", settings.db_max_connections, settings.queue_wait,
+                        metrics.in_flight_changed, metrics.shed)
+    mlflow_slots = Bulkhead("mlflow", settings.mlflow_concurrency, settings.queue_wait,
+                            metrics.in_flight_changed, metrics.shed)
     loop = LoopMonitor(settings.loop_stall_limit)
     health = HealthService(
         checks=(
@@ -178,14 +196,17 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
 
     @app.post("/runs", status_code=201, response_model=RunOut,
               summary="Log a run to MLflow and record it in Postgres; 2xx only when both hold it",
-              responses={503: {"description": "MLflow or Postgres unavailable; nothing was recorded"}})
+              responses={503: {"description": "MLflow or Postgres unavailable, or the api is shedding load "
+                                        "(`overloaded`); nothing was recorded; Retry-After says when to retry"}})
     async def create_run(body: RunIn) -> Response:
         run_name = body.name or f"run-{uuid.uuid4().hex[:8]}"
         try:
-            async with asyncio.timeout(settings.request_timeout):
+            async with asyncio.timeout(settings.request_timeout), mlflow_slots.slot():
                 exp_id = await mlflow.experiment_id(body.experiment)
                 run_id = await mlflow.log_run(exp_id, run_name, body.params, body.metrics,
                                               int(time.time() * 1000))
+        except Overloaded as exc:
+            return overloaded(exc)
         except (MlflowUnavailable, TimeoutError) as exc:
             return unavailable(f"mlflow: {exc or 'request deadline exceeded'}")
         except MlflowRejected as exc:
@@ -193,10 +214,12 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
         row = RunRow(uuid.uuid4(), body.experiment, exp_id, run_id, run_name, dict(body.params),
                      dict(body.metrics), "")
         try:
-            async with asyncio.timeout(settings.request_timeout):
+            async with asyncio.timeout(settings.request_timeout), db_slots.slot():
                 await store.insert(row)
-        except (StoreUnavailable, TimeoutError) as exc:
+        except (StoreUnavailable, TimeoutError, Overloaded) as exc:
             await _forget(mlflow, run_id)
+            if isinstance(exc, Overloaded):
+                return overloaded(exc)
             return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
         jsonlog.add_fields({"run_id": str(row.id), "mlflow_run_id": run_id})
         out = RunOut(id=row.id, experiment=row.experiment, experiment_id=exp_id, mlflow_run_id=run_id,
@@ -207,15 +230,19 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
              responses={404: {"description": "no such run"}, 503: {"description": "a store is unavailable"}})
     async def read_run(run_id: uuid.UUID) -> Response:
         try:
-            async with asyncio.timeout(settings.request_timeout):
+            async with asyncio.timeout(settings.request_timeout), db_slots.slot():
                 row = await store.get(run_id)
+        except Overloaded as exc:
+            return overloaded(exc)
         except (StoreUnavailable, TimeoutError) as exc:
             return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
         if row is None:
             return JSONResponse({"error": "not found", "detail": f"no run {run_id}"}, status_code=404)
         try:
-            async with asyncio.timeout(settings.request_timeout):
+            async with asyncio.timeout(settings.request_timeout), mlflow_slots.slot():
                 run = await mlflow.get_run(row.mlflow_run_id)
+        except Overloaded as exc:
+            return overloaded(exc)
         except (MlflowUnavailable, TimeoutError) as exc:
             return unavailable(f"mlflow: {exc or 'request deadline exceeded'}")
         except MlflowRejected as exc:

@@ -45,7 +45,11 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(5.0, ge=0, le=300, description="after SIGTERM: report fail, keep serving")
     shutdown_grace: float = Field(10.0, ge=0, le=300, description="after draining: finish in-flight requests")
     max_body_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
-    db_max_connections: int = Field(10, ge=1, le=100, description="concurrent Postgres connections")
+    db_max_connections: int = Field(10, ge=1, le=100, description=(
+        "requests at work on Postgres at once (one connection each; the health check has one more)"))
+    mlflow_concurrency: int = Field(8, ge=1, le=200, description="requests at work on MLflow at once")
+    queue_wait: float = Field(0.5, ge=0, le=30, description=(
+        "seconds a request waits for a free Postgres or MLflow slot before it is shed with 503"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")

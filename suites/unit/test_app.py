@@ -285,3 +285,86 @@ def test_real_postgres_probe_against_a_blackhole_is_bounded(monkeypatch, blackho
     assert time.monotonic() - started < 0.4 + 0.5
     assert r.status_code == 503
     assert r.json()["checks"]["postgres:responseTime"][0]["output"] == "timed out after 0.40s"
+
+
+# -- bounded work and fast shedding ------------------------------------------------------------------
+
+def test_bulkhead_admits_its_limit_sheds_the_rest_after_the_queue_wait_and_frees_slots_on_errors():
+    from services.api.bulkhead import Bulkhead, Overloaded
+
+    seen: list[tuple[str, int]] = []
+    shed: list[str] = []
+    head = Bulkhead("mlflow", 2, 0.1, lambda n, k: seen.append((n, k)), shed.append)
+
+    async def main():
+        gate = asyncio.Event()
+
+        async def hold():
+            async with head.slot():
+                await gate.wait()
+
+        holders = [asyncio.ensure_future(hold()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(Overloaded, match=r"mlflow: 2 requests at work on it, none finished within 0.1s"):
+            async with head.slot():
+                pass
+        waited = time.monotonic() - started
+        gate.set()
+        await asyncio.gather(*holders)
+        with pytest.raises(RuntimeError):
+            async with head.slot():
+                raise RuntimeError("the work failed")
+        async with head.slot():
+            pass
+        return waited
+
+    waited = asyncio.run(main())
+    assert 0.1 <= waited < 0.3
+    assert shed == ["mlflow"] and head.in_flight == 0
+    assert max(k for _, k in seen) == 2 and seen[-1] == ("mlflow", 0)
+
+
+def test_writes_beyond_the_mlflow_limit_are_shed_fast_with_503_and_retry_after(monkeypatch, logs):
+    """MLflow stuck on two writes: the third and later answer 503 `overloaded` within the queue wait
+    (not at the request deadline); the admitted two complete once MLflow answers."""
+    monkeypatch.setenv("API_DATABASE_URL", f"postgresql://app:{PASSWORD}@db:5432/api")
+    monkeypatch.setenv("API_MLFLOW_URL", "http://mlflow:5000/mlflow")
+    monkeypatch.setenv("API_MLFLOW_CONCURRENCY", "2")
+    monkeypatch.setenv("API_QUEUE_WAIT", "0.2")
+    s = load_settings()
+    fake, store = FakeMlflow(), FakeStore()
+
+    async def main():
+        gate = asyncio.Event()
+
+        async def handle(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/runs/create"):
+                await gate.wait()
+            return fake.handle(request)
+
+        app = create_app(s, store=store, mlflow=MlflowClient(s.mlflow_url, timeout=5, retries=0, backoff=0,
+                                                             transport=httpx.MockTransport(handle)))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
+            async def post(i):
+                t0 = time.monotonic()
+                r = await c.post("/runs", json={"experiment": "e", "params": {"i": str(i)}})
+                return r, time.monotonic() - t0
+
+            writes = [asyncio.ensure_future(post(i)) for i in range(5)]
+            await asyncio.sleep(0.5)
+            shed = [w.result() for w in writes if w.done()]
+            in_flight = (await c.get("/metrics")).text
+            gate.set()
+            done = await asyncio.gather(*writes)
+            metrics = (await c.get("/metrics")).text
+            return shed, done, in_flight, metrics
+
+    shed, done, in_flight, metrics = asyncio.run(main())
+    assert len(shed) == 3 and all(r.status_code == 503 for r, _ in shed), [r.text for r, _ in shed]
+    assert all(r.headers["retry-after"] == "1" and r.json()["error"] == "overloaded" for r, _ in shed)
+    assert all(seconds < 0.2 + 0.2 for _, seconds in shed), [s for _, s in shed]
+    assert 'api_in_flight{dependency="mlflow"} 2.0' in in_flight
+    assert sorted(r.status_code for r, _ in done) == [201, 201, 503, 503, 503]
+    assert 'api_shed_total{dependency="mlflow"} 3.0' in metrics
+    assert len(store.rows) == 2 and not fake.deleted, "the shed writes recorded nothing anywhere"
