@@ -44,6 +44,7 @@ SCHEMA = {
                         "minItems": 2, "maxItems": 2, "description": "[min, max] seconds between requests"},
         "max_requests": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
         "opt_in": {"type": "boolean", "description": "long: run only when asked for by name"},
+        "find_knee": {"type": "boolean", "description": "a ramp: report the knee and what saturated first"},
     },
 }
 

@@ -117,6 +117,14 @@ def markdown(summary: dict, before: dict | None, line: dict) -> str:
     for name, f in summary.get("endpoints", {}).items():
         lines.append(f"| `{name}` | {f['requests']} | {f['failures']} | {f['p50_ms']:.0f} | {f['p95_ms']:.0f} | "
                      f"{f['p99_ms']:.0f} | {f['max_ms']:.0f} | {f['rps']:.1f} |")
+    k = summary.get("knee")
+    if k:
+        from harness.load.knee import describe
+
+        lines += ["", f"## Capacity ({k['endpoint']})", "", f"- {describe(k)}", "",
+                  "| clients | req/s | errors | p99 ms |", "|---|---|---|---|"]
+        lines += [f"| {s['clients']} | {s['rps']:g} | {s['error_rate']:.2%} | "
+                  f"{s['p99_ms'] if s['p99_ms'] is not None else '-'} |" for s in k["stages"]]
     lines += ["", "## SLO verdicts", ""]
     lines += [f"- {'pass' if v['ok'] else '**BREACH**'}: {v['text']}" for v in summary.get("verdicts", [])]
     if summary.get("failures"):

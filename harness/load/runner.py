@@ -33,6 +33,7 @@ from harness.budgets import Budgets
 from harness.errors import ConfigurationError, HarnessError, WaitTimeout
 from harness.load import profile as profiles
 from harness.load import report as loadreport
+from harness.load.knee import ENDPOINT, MetricsRecorder, knee
 from harness.load.matcher import parse_matcher
 from harness.paths import LOADTESTS_DIR, REPO
 from harness.ports import free_port, release
@@ -303,7 +304,11 @@ def execute(test: LoadTest) -> LoadResult:
             print(f"load: running Locust against {host} for up to {profiles.duration(data, test.time_scale):.0f} s"
                   f"{f' with {test.workers} workers' if test.workers else ''}; reports in {report_dir}",
                   file=test.out, flush=True)
-            code = _drive(test, session, report_dir, host, lb, bound)
+            if data.get("find_knee"):
+                with MetricsRecorder(host, report_dir / "api_metrics.jsonl", max_seconds=bound):
+                    code = _drive(test, session, report_dir, host, lb, bound)
+            else:
+                code = _drive(test, session, report_dir, host, lb, bound)
             after, seconds = dependency_checks(host), time.monotonic() - t0
     finally:
         session.close()
@@ -319,6 +324,10 @@ def execute(test: LoadTest) -> LoadResult:
         "runtime": runtime, "worker_count": test.workers, "commit": _commit(), "exit_code": code,
         "passed": code == 0 and summary.get("passed", False),
     })
+    if data.get("find_knee"):
+        limits = slo.load(test.slo_file, test.profile, {"alb_timeout": lb[0]}).objectives.get(" ".join(ENDPOINT), {})
+        summary["knee"] = knee(data, report_dir / "stats_stats_history.csv", limits,
+                               report_dir / "api_metrics.jsonl", test.time_scale)
     if before is not None and after is not None:
         summary["health_cache"] = {"checks": int(after - before), "seconds": round(seconds, 1),
                                    "per_second": round((after - before) / seconds, 2), "ttl": ttl}

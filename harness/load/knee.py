@@ -1,0 +1,158 @@
+"""Where capacity ends: the knee of a ramping load test, and which dependency saturated first.
+
+A ramp (the ``breakpoint`` profile) holds each client count for one stage. Per stage, from Locust's
+``stats_stats_history.csv`` (``--csv-full-history``: cumulative counts per endpoint every second,
+percentiles over Locust's current 10 s window): requests/s, the error rate and p99 of the
+endpoint judged (``POST /runs``, the write path through both dependencies). The knee is the first
+stage that breaks the endpoint's SLO (p99 or error rate of ``loadtests/slo.yaml``); the capacity is
+the stage before it. The api's ``/metrics`` sampled during the run (``api_metrics.jsonl``: one line
+per second with ``api_in_flight`` and ``api_shed_total`` per dependency) say which dependency's
+bulkhead filled or shed first.
+
+    k = knee(profile, report_dir / "stats_stats_history.csv", limits, report_dir / "api_metrics.jsonl")
+    k["capacity"] -> {"clients": 24, "rps": 41.5, ...}; k["knee"] -> {...,"broke": "p99 3400 ms > 3000"}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+ENDPOINT = ("POST", "/runs")
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def stage_figures(profile: dict, history: Path, endpoint: tuple[str, str] = ENDPOINT,
+                  time_scale: float = 1.0) -> list[dict]:
+    """Per stage of ``profile``: clients, seconds, requests/s, error rate and p99 (ms) of ``endpoint``."""
+    rows = [r for r in csv.DictReader(history.open()) if (r["Type"], r["Name"]) == endpoint]
+    if not rows:
+        return []
+    t0 = int(rows[0]["Timestamp"])
+    out, previous_end, requests_before, failures_before = [], 0.0, 0, 0
+    for stage in profile["stages"]:
+        end = stage["until"] * time_scale
+        inside = [r for r in rows if previous_end < int(r["Timestamp"]) - t0 <= end]
+        if inside:
+            last = inside[-1]
+            requests, failures = int(last["Total Request Count"]), int(last["Total Failure Count"])
+            seconds = end - previous_end
+            n = requests - requests_before
+            out.append({"clients": stage["clients"], "seconds": round(seconds, 1),
+                        "rps": round(n / seconds, 2) if seconds else 0.0,
+                        "error_rate": round((failures - failures_before) / n, 4) if n else 0.0,
+                        "p99_ms": _number(last["99%"]), "requests": n})
+            requests_before, failures_before = requests, failures
+        previous_end = end
+    return out
+
+
+def saturated(metrics: Path) -> dict | None:
+    """The dependency whose requests were shed first (else whose in-flight count peaked highest
+    relative to the others), with the second it happened, from ``api_metrics.jsonl``."""
+    if not metrics.exists():
+        return None
+    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    for line in lines:
+        shed = {dep: n for dep, n in line.get("shed", {}).items() if n > 0}
+        if shed:
+            dep = max(shed, key=shed.get)
+            evidence = f"api_shed_total{{dependency={dep!r}}} {shed[dep]:g}"
+            return {"dependency": dep, "t": line["t"], "evidence": evidence}
+    peak: dict[str, tuple[float, float]] = {}
+    for line in lines:
+        for dep, n in line.get("in_flight", {}).items():
+            if n > peak.get(dep, (-1.0, 0.0))[0]:
+                peak[dep] = (n, line["t"])
+    if not peak:
+        return None
+    dep = max(peak, key=lambda d: peak[d][0])
+    return {"dependency": dep, "t": peak[dep][1], "evidence": f"api_in_flight{{dependency={dep!r}}} peaked at "
+                                                              f"{peak[dep][0]:g}; nothing was shed"}
+
+
+def knee(profile: dict, history: Path, limits: dict, metrics: Path | None = None,
+         time_scale: float = 1.0) -> dict:
+    """``limits``: the endpoint's SLO (``p99_ms``, ``error_rate``). Returns the stages, the knee
+    (None when no stage broke: the ramp did not reach capacity) and the capacity before it."""
+    stages = stage_figures(profile, history, time_scale=time_scale)
+    found, capacity = None, None
+    for stage in stages:
+        broke = []
+        if limits.get("p99_ms") is not None and stage["p99_ms"] is not None and stage["p99_ms"] > limits["p99_ms"]:
+            broke.append(f"p99 {stage['p99_ms']:g} ms > {limits['p99_ms']:g}")
+        if limits.get("error_rate") is not None and stage["error_rate"] > limits["error_rate"]:
+            broke.append(f"errors {stage['error_rate']:.2%} > {limits['error_rate']:.2%}")
+        if broke:
+            found = {**stage, "broke": "; ".join(broke)}
+            break
+        capacity = stage
+    return {"endpoint": " ".join(ENDPOINT), "limits": limits, "stages": stages, "knee": found, "capacity": capacity,
+            "saturated_first": saturated(metrics) if metrics is not None else None}
+
+
+def describe(k: dict) -> str:
+    if k["knee"] is None:
+        top = k["stages"][-1] if k["stages"] else None
+        return (f"no knee: {k['endpoint']} met its SLO at every stage"
+                + (f" up to {top['clients']} clients ({top['rps']:g} req/s)" if top else ""))
+    cap = k["capacity"]
+    text = (f"knee at {k['knee']['clients']} clients ({k['knee']['rps']:g} req/s): {k['knee']['broke']}; "
+            + (f"capacity {cap['clients']} clients, {cap['rps']:g} req/s" if cap else "no stage met the SLO"))
+    sat = k.get("saturated_first")
+    if sat:
+        text += f"; saturated first: {sat['dependency']} at {sat['t']:g} s ({sat['evidence']})"
+    return text
+
+
+class MetricsRecorder:
+    """Samples the api's ``/metrics`` once a second into ``api_metrics.jsonl`` while a load test
+    runs: ``api_in_flight`` and ``api_shed_total`` per dependency. Bounded by ``max_seconds``;
+    stops when its ``with`` block ends. A target without those metrics leaves lines without them."""
+
+    def __init__(self, base_url: str, path: Path, interval: float = 1.0, max_seconds: float = 3600.0) -> None:
+        import threading
+
+        self.base_url, self.path, self.interval, self.max_seconds = base_url, path, interval, max_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="api metrics", daemon=True)
+
+    def __enter__(self) -> MetricsRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        import time
+
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        started = time.monotonic()
+        with httpx.Client(timeout=5) as client, self.path.open("a") as out:
+            while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
+                line: dict = {"t": round(time.monotonic() - started, 1), "in_flight": {}, "shed": {}}
+                try:
+                    text = client.get(f"{self.base_url}/metrics").text
+                    for family in text_string_to_metric_families(text):
+                        for sample in family.samples:
+                            dep = sample.labels.get("dependency")
+                            if sample.name == "api_in_flight" and dep:
+                                line["in_flight"][dep] = sample.value
+                            elif sample.name == "api_shed_total" and dep:
+                                line["shed"][dep] = sample.value
+                except (httpx.HTTPError, ValueError) as exc:
+                    line["error"] = type(exc).__name__
+                out.write(json.dumps(line) + "\n")
+                out.flush()
+                self._stop.wait(self.interval)
