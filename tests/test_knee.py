@@ -70,3 +70,25 @@ def test_the_dependency_shed_first_saturated_first(tmp_path):
     path.write_text("\n".join(json.dumps({**x, "shed": {}}) for x in lines))
     assert saturated(path)["evidence"] == "api_in_flight{dependency='mlflow'} peaked at 8; nothing was shed"
     assert saturated(tmp_path / "absent.jsonl") is None
+
+
+def test_recovery_after_a_peak_counts_only_the_last_stage_after_the_allowance(tmp_path):
+    from harness.load.knee import recovery
+
+    # stage 3 (the way back, 20-30 s) fails 30 of 300; all its failures within its first 5 s
+    path = history(tmp_path, [(100, 0, 200), (200, 100, 3000), (300, 30, 300)])
+    v = recovery(PROFILE, path, 0, 0.01)
+    assert not v["ok"] and v["measured"] == 0.1
+    assert v["text"] == "POST /runs errors from 0 s after the peak 10.00% of 300 > 1.00%"
+    rows = list(csv.DictReader(path.open()))
+    for r in rows:  # the same 30 failures, all in the first 5 s of the last stage
+        rel = int(r["Timestamp"]) - 1000
+        if r["Name"] == "/runs" and rel > 20:
+            r["Total Failure Count"] = str(min(130, 100 + 6 * (rel - 20)))
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows({k: r.get(k) for k in COLUMNS} for r in rows)
+    late = recovery(PROFILE, path, 5, 0.01)
+    assert late["ok"] and late["measured"] == 0.0, late
+    assert not recovery(PROFILE, path, 4, 0.01)["ok"], "4 s after the peak it still failed"

@@ -156,3 +156,32 @@ class MetricsRecorder:
                 out.write(json.dumps(line) + "\n")
                 out.flush()
                 self._stop.wait(self.interval)
+
+
+def recovery(profile: dict, history: Path, within: float, limit: float, time_scale: float = 1.0,
+             endpoint: tuple[str, str] = ENDPOINT) -> dict:
+    """After a profile's peak: the last stage is the way back. Its requests from ``within`` seconds
+    after it began to its end must fail at most at ``limit`` (full service returned in time). A
+    verdict in the SLO gate's form."""
+    rows = [r for r in csv.DictReader(history.open()) if (r["Type"], r["Name"]) == endpoint]
+    stages = profile["stages"]
+    begin = (stages[-2]["until"] if len(stages) > 1 else 0) * time_scale + within
+    end = stages[-1]["until"] * time_scale
+    name = f"{' '.join(endpoint)} errors from {within:g} s after the peak"
+    if not rows:
+        return {"endpoint": " ".join(endpoint), "objective": "recovered_error_rate", "limit": limit,
+                "measured": None, "ok": False, "text": f"{name}: no requests were recorded"}
+    t0 = int(rows[0]["Timestamp"])
+
+    def totals(at: float) -> tuple[int, int]:
+        seen = [r for r in rows if int(r["Timestamp"]) - t0 <= at]
+        last = seen[-1] if seen else {"Total Request Count": 0, "Total Failure Count": 0}
+        return int(last["Total Request Count"]), int(last["Total Failure Count"])
+
+    (n0, f0), (n1, f1) = totals(begin), totals(end)
+    n, failed = n1 - n0, f1 - f0
+    rate = failed / n if n else None
+    ok = rate is not None and rate <= limit
+    measured = "no requests" if rate is None else f"{rate:.2%} of {n}"
+    return {"endpoint": " ".join(endpoint), "objective": "recovered_error_rate", "limit": limit,
+            "measured": rate, "ok": ok, "text": f"{name} {measured} {'<=' if ok else '>'} {limit:.2%}"}

@@ -45,6 +45,8 @@ SCHEMA = {
         "max_requests": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
         "opt_in": {"type": "boolean", "description": "long: run only when asked for by name"},
         "find_knee": {"type": "boolean", "description": "a ramp: report the knee and what saturated first"},
+        "recover_within": {"type": "number", "minimum": 0, "maximum": 600, "description": (
+            "seconds into the last stage after which the write path must fail no more than its base SLO")},
     },
 }
 

@@ -33,7 +33,7 @@ from harness.budgets import Budgets
 from harness.errors import ConfigurationError, HarnessError, WaitTimeout
 from harness.load import profile as profiles
 from harness.load import report as loadreport
-from harness.load.knee import ENDPOINT, MetricsRecorder, knee
+from harness.load.knee import ENDPOINT, MetricsRecorder, knee, recovery
 from harness.load.matcher import parse_matcher
 from harness.paths import LOADTESTS_DIR, REPO
 from harness.ports import free_port, release
@@ -319,6 +319,14 @@ def execute(test: LoadTest) -> LoadResult:
         raise HarnessError(f"Locust to write {summary_path}", f"exit code {code}, no summary",
                            f"its log:\n{log}")
     summary = json.loads(summary_path.read_text())
+    back = data.get("recover_within")
+    if back is not None:
+        limit = slo.load(test.slo_file, None, {"alb_timeout": lb[0]}).objectives.get(" ".join(ENDPOINT), {})
+        verdict = recovery(data, report_dir / "stats_stats_history.csv", back, limit.get("error_rate", 0.01),
+                           test.time_scale)
+        summary["verdicts"] = [*summary.get("verdicts", []), verdict]
+        if not verdict["ok"] and code == 0:
+            code = 1
     summary.update({
         "started_iso": datetime.fromtimestamp(summary["started"], UTC).isoformat(timespec="seconds"),
         "runtime": runtime, "worker_count": test.workers, "commit": _commit(), "exit_code": code,

@@ -1,4 +1,6 @@
-"""Spike: a sudden six-fold arrival of clients for 20 s, then back; health must hold through it."""
+"""Spike: a sudden six-fold arrival of clients for 20 s, beyond capacity, then back. Judged on
+graceful degradation: excess is shed fast (503, never a hang), /health holds, and within 10 s of
+the spike's end the write path is back to its normal error rate."""
 
 from loadtests.shape import StagedShape
 
@@ -12,6 +14,7 @@ PROFILE = {
     "poller": {"nodes": 3, "interval": 1.0},
     "client_wait": [0.1, 0.5],
     "max_requests": 200_000,
+    "recover_within": 10,
 }
 
 
