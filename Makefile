@@ -58,6 +58,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/health_throughput.py
 	$(PY) bench/startup.py
 	$(PY) bench/simulator_speed.py
+	$(PY) bench/store_pool.py
 
 up: $(VENV)/.installed
 	$(PY) -m harness up

@@ -44,11 +44,14 @@ class RunRow:
 class Store:
     """One short-lived connection per operation, at most ``max_connections`` at once.
 
-    Not a pool, on purpose: psycopg_pool retries failed connects with an uncapped exponential
-    backoff, so after a Postgres restart its writes kept failing (PoolTimeout) for seconds while a
-    fresh connection (and so /health) already worked. A connection per operation costs a few ms on
-    a LAN and keeps /health and the writes telling the same truth. Put PgBouncer or RDS Proxy in
-    front for high write rates."""
+    Not a pool, chosen with the numbers (``bench/store_pool.py``, README "Benchmarks"): a pool with
+    bounded reconnect (psycopg_pool 3.3, ``check``, ``reconnect_timeout``) does 16 times the
+    operations per second here (a connection's SCRAM handshake is most of a short operation's
+    40 ms), but after a Postgres restart it served its first operation 0.4 to 3 s late while a
+    fresh connection (and so /health) worked at once. The api's write path is bound by MLflow (the
+    breakpoint profile's knee: MLflow saturates first at about 10 writes/s, where Postgres per
+    operation has 185 operations/s of room), so the truthful recovery wins. Revisit when the
+    breakpoint profile names Postgres; or put PgBouncer or RDS Proxy in front."""
 
     def __init__(self, dsn: str, *, timeout: float, max_connections: int) -> None:
         self.dsn = dsn
