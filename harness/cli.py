@@ -75,6 +75,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = _model(args)
     svc = model.services[args.service]
     cfg = SimConfig.from_timing(svc, service_healthcheck(args.service).path, conservative=args.conservative,
+                                dependencies_ok=not args.broken_dependency,
                                 **({"desired": args.desired} if args.desired else {}))
     result = simulate(cfg, boot=svc.boot)
     print(f"{args.service} from {model.source}, boot {svc.boot:g}s from {svc.boot_from} "
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--desired", type=int, help="override the desired count")
     sim.add_argument("--conservative", action="store_true", help="first healthy verdict after H ALB checks")
     sim.add_argument("--events", type=int, default=40, help="timeline lines to print")
+    sim.add_argument("--broken-dependency", action="store_true",
+                     help="the new tasks' dependency configuration is wrong: their checks never pass")
     sim.add_argument("--env", default="staging", choices=["staging", "prod"])
     sim.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
     _boot_options(sim)

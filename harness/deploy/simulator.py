@@ -47,6 +47,9 @@ class SimConfig:
     provisioning: float = 0.0          # task start to RUNNING (image pull); registration happens then
     alb_path_ok: bool = True           # the ALB's health path answers the matcher once the app is up
     container_path_ok: bool = True     # the container check's command succeeds once the app is up
+    # the new tasks' dependency configuration works (wrong password, wrong host: the api serves,
+    # but its /health stays 503 "starting" until a dependency answered once, so never)
+    dependencies_ok: bool = True
     conservative: bool = False         # first healthy verdict after H checks instead of one
     horizon: float = 3600.0            # virtual seconds before a deployment counts as stuck
 
@@ -191,7 +194,7 @@ class Simulation:
         task = self.tasks[tid]
         if not task.alive:
             return
-        ok = self.cfg.container_path_ok and self.now >= task.ready_at
+        ok = self.cfg.container_path_ok and self.cfg.dependencies_ok and self.now >= task.ready_at
         if ok:
             task.c_fail = 0
             task.c_passed_once = True
@@ -213,7 +216,7 @@ class Simulation:
         task = self.tasks[tid]
         if not task.alive:
             return
-        ok = self.cfg.alb_path_ok and self.now >= task.ready_at
+        ok = self.cfg.alb_path_ok and self.cfg.dependencies_ok and self.now >= task.ready_at
         need = self.cfg.healthy_threshold if (self.cfg.conservative or task.alb == "unhealthy") else 1
         if ok:
             task.a_fail, task.a_pass = 0, task.a_pass + 1

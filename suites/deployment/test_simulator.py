@@ -36,6 +36,19 @@ def test_the_incident_rolls_back():
     assert [t for t, what in r.timeline if "stopped as unhealthy" in what] == [60.0, 120.0, 180.0]
 
 
+def test_a_new_task_with_a_broken_dependency_configuration_never_enters_service_and_rolls_back():
+    # the fixed timings, but the new task's database password is wrong: its checks never pass
+    # ("starting"); unhealthy after the start period (90 + 3 x 10 = 120 s: container) and 3 ALB
+    # checks (45 s); replaced when the grace ends at 120 s, then every 120 s; the third replacement
+    # trips the breaker (minimum 3) at 360 s and the deployment rolls back to the old task, which
+    # kept serving throughout
+    r = simulate(SimConfig(**FIXED, dependencies_ok=False), boot=10)
+    assert (r.outcome, r.replaced, r.threshold) == ("rolled_back", 3, 3)
+    assert [t for t, what in r.timeline if "stopped as unhealthy" in what] == [120.0, 240.0, 360.0]
+    assert r.time == 360.0
+    assert simulate(SimConfig(**FIXED, dependencies_ok=True), boot=10).outcome == "completed"
+
+
 def test_slow_boot_needs_the_longer_grace():
     # app answers at 100 s. Grace 60: replaced at 60, 120, 180 -> rolled back at 180 s.
     assert simulate(SimConfig(**{**FIXED, "grace": 60}), boot=100).outcome == "rolled_back"
