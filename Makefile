@@ -59,6 +59,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/startup.py
 	$(PY) bench/simulator_speed.py
 	$(PY) bench/store_pool.py
+	$(PY) bench/mlflow_capacity.py
 
 up: $(VENV)/.installed
 	$(PY) -m harness up

@@ -12,8 +12,9 @@ from harness.deploy import deployable
 from harness.deploy.timing import AWS_RANGES, TimingModel
 from harness.deploy.violation import Violation, field_of
 
-# MLflow's measured resident memory (GB) by uvicorn workers, job execution off (docs/mlflow.md).
-MLFLOW_RSS_GB = {1: 0.49, 2: 0.75, 4: 1.27}
+# MLflow's measured resident memory (GB) by uvicorn workers, job execution off, after the api's write
+# load (docs/mlflow.md, "Capacity per worker"; bench/mlflow_capacity.py).
+MLFLOW_RSS_GB = {1: 0.51, 2: 0.80, 4: 1.27}
 MLFLOW_RSS_JOBS_ON_GB = 3.0
 def r_ranges(m: TimingModel) -> list[Violation]:
     out = []

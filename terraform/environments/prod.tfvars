@@ -76,6 +76,10 @@ services = {
     max_percent          = 200
     circuit_breaker      = true
     rollback             = true
+    # sized by measurement (docs/mlflow.md, "Capacity per worker"): one worker takes about 22 of the
+    # api's writes per second, two about 30 on two cores (a second worker on one vCPU adds little
+    # throughput but keeps one slow request from stalling the rest); 0.8 GB resident with two, so
+    # the memory above covers 1.5 x that (rule mlflow-memory-fits)
     environment = {
       MLFLOW_WORKERS                     = "2"
       MLFLOW_SERVER_ENABLE_JOB_EXECUTION = "false"
