@@ -26,10 +26,12 @@ def test_every_profile_is_valid_and_bounded(name):
     assert profiles.stage_at(data, 0) is data["stages"][0]
 
 
-def test_profiles_cover_the_five_shapes_and_soak_is_opt_in():
-    assert set(profiles.names()) == {"smoke", "steady", "step", "spike", "soak"}
+def test_profiles_cover_the_six_shapes_and_soak_is_opt_in():
+    assert set(profiles.names()) == {"smoke", "steady", "step", "spike", "soak", "breakpoint"}
     assert profiles.read("soak").get("opt_in") is True
-    assert not any(profiles.read(n).get("opt_in") for n in ("smoke", "steady", "step", "spike"))
+    assert not any(profiles.read(n).get("opt_in") for n in ("smoke", "steady", "step", "spike", "breakpoint"))
+    assert profiles.read("breakpoint").get("find_knee") is True
+    assert profiles.read("spike").get("recover_within") == 10
 
 
 def test_time_scale_compresses_the_stages():
@@ -54,7 +56,7 @@ def test_a_wrong_profile_names_the_field(data, message):
 
 
 def test_an_unknown_profile_lists_the_known_ones():
-    with pytest.raises(profiles.ProfileError, match="expected one of smoke, soak, spike, steady, step"):
+    with pytest.raises(profiles.ProfileError, match="expected one of breakpoint, smoke, soak, spike, steady, step"):
         profiles.read("nope")
 
 
