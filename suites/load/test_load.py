@@ -162,6 +162,8 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
                            what="monitoring's /health/deep to see the outage")
                 wait_until(lambda: log.select(CLIENTS, after=down_wall, status=503),
                            timeout=cfg.request_timeout + 5, what="an api client to get a 503")
+                wait_until(lambda: [s for s in sampler.series("/health") if s.t >= down_at and s.health == "warn"],
+                           timeout=budgets.http, what="/health's body to say a dependency is failing (warn)")
                 wait_until(sampler.now, until=lambda t: t >= down_at + outage, timeout=outage + 5, interval=0.5,
                            what=f"the outage to last {outage:g} s (past the unhealthy threshold x interval)")
                 up_wall, up_at = time.time(), sampler.now()
