@@ -1,7 +1,7 @@
 """Benchmark: /health and /health/live beside a bare FastAPI endpoint on the same server, and
 Postgres checks per second under N concurrent /health callers.
 
-    .venv/bin/python bench/health_throughput.py [--concurrency 50] [--seconds 10] [--rounds 3]
+    .venv/bin/python bench/health_throughput.py [--concurrency 50] [--seconds 10] [--rounds 3] [--threads 1]
                                                 [--callers 1,10,50,200]
 
 Starts a local stack (postgres, mlflow, api) and bench/bare_app.py (the same uvicorn settings as
@@ -57,9 +57,12 @@ async def drive(url: str, concurrency: int, seconds: float) -> tuple[int, list[f
     return len(latencies), latencies, errors
 
 
+THREADS = 1  # wrk threads: one leaves the other core to the single-threaded server (--threads)
+
+
 def drive_wrk(url: str, concurrency: int, seconds: float) -> tuple[int, float, float, int]:
     """(requests, p50 ms, p99 ms, errors) from wrk --latency."""
-    argv = ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", url]
+    argv = ["wrk", f"-t{min(THREADS, concurrency)}", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", url]
     out = subprocess.run(argv,
                          capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
 
@@ -100,7 +103,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per endpoint; the median is shown")
     ap.add_argument("--callers", default="1,10,50,200", help="concurrent /health callers, comma-separated")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="wrk threads (1: on 2 cores, a second wrk thread takes CPU from the one-worker server)")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     callers = [int(c) for c in args.callers.split(",")]
     session = Session()
     try:
@@ -129,7 +136,8 @@ def main() -> None:
                 check_rows.append((n_callers, n / args.seconds, p99, errors, checks_per_s))
             print(f"\n{time.strftime('%Y-%m-%d')}: {args.concurrency} concurrent keep-alive clients, "
                   f"{args.seconds:.0f} s per endpoint and round, median of {args.rounds} interleaved rounds, one "
-                  f"uvicorn worker each, {client} on the same machine ({os.cpu_count()} cores)\n")
+                  f"uvicorn worker each, {client} ({args.threads} thread) on the same machine "
+                  f"({os.cpu_count()} cores)\n")
             print("| endpoint | req/s | ratio | p50 ms | p99 ms | errors |")
             print("|---|---|---|---|---|---|")
             reference = {0: None, 1: 0, 2: 1}  # /health/live against bare, /health against /health/live
