@@ -79,8 +79,8 @@ class RequestObserver:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             self.observe(route, status, elapsed)
-            jsonlog.info_line(logger, "request", {"method": scope["method"], "path": scope["path"], "status": status,
-                                                  "duration_ms": round(elapsed * 1000, 2), **fields})
+            jsonlog.request_line(logger, rid, scope["method"], scope["path"], status, round(elapsed * 1000, 2),
+                                 fields)
             jsonlog.request_fields.reset(fields_token)
             jsonlog.request_id.reset(token)
 

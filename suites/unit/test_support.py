@@ -130,3 +130,29 @@ def test_drain_ends_at_its_deadline():
     server = DrainingServer(uvicorn.Config(app=None), health, drain_seconds=0)
     server.handle_exit(signal.SIGTERM, None)
     assert asyncio.run(server.on_tick(1)) is True
+
+
+@pytest.mark.parametrize("extra", [{}, {"health": "warn", "checks": {"postgres": {"status": "fail", "output": "é \"x\""}},
+                                        "run_id": "r-1"}])
+def test_the_fast_request_line_says_what_the_generic_line_says(tmp_path, extra):
+    """jsonlog.request_line assembles the per-request line from pre-escaped pieces (and writes it
+    once per event-loop iteration); it must be the generic line, key for key, secrets masked."""
+    import json
+    import logging
+
+    from services.common import jsonlog
+
+    path = tmp_path / "log"
+    with path.open("w") as stream:
+        jsonlog.configure("api", "INFO", ("hunter22",), stream=stream)
+        logger = logging.getLogger("api")
+        odd = '/runs/"é\\hunter22'
+        jsonlog.request_line(logger, "rid-1", "GET", odd, 200, 0.12, extra)
+        token = jsonlog.request_id.set("rid-1")
+        jsonlog.log(logger, "request", method="GET", path=odd, status=200, duration_ms=0.12, **extra)
+        jsonlog.request_id.reset(token)
+    jsonlog.configure("api", "INFO")
+    fast, generic = (json.loads(line) for line in path.read_text().splitlines())
+    assert fast.pop("ts") and generic.pop("ts")
+    assert fast == generic and list(fast) == list(generic)
+    assert "hunter22" not in path.read_text() and fast["path"] == '/runs/"é\\***'
