@@ -154,8 +154,9 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
                    timeout=budgets.scaled(30), what="steady load to be writing runs")
         with Sampler(stack.url("api"), ("/health", "/health/deep"), interval=0.2, timeout=cfg.health_budget + 5,
                      max_duration=300) as sampler, Writer(stack.url("api"), interval=0.2, max_requests=2000) as writer:
-            wait_until(lambda: len(writer.acknowledged), until=lambda n: n >= 3, timeout=budgets.http,
-                       what="the writer's first acknowledged writes")
+            # under steady load one write takes up to a second or two (p95 about 1 s on Docker)
+            wait_until(lambda: len(writer.acknowledged), until=lambda n: n >= 1,
+                       timeout=budgets.scaled(cfg.request_timeout + 5), what="the writer's first acknowledged write")
             down_wall, down_at = time.time(), sampler.now()
             with fault(stack, kind, target, **params):
                 wait_until(lambda: sampler.first("/health/deep", down_at, 503), timeout=detect + budgets.http,
@@ -169,9 +170,9 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
                 up_wall, up_at = time.time(), sampler.now()
             wait_until(lambda: sampler.first("/health/deep", up_at, 200), timeout=recover + budgets.http,
                        what="/health/deep to pass again")
-            written = len(writer.results)
-            wait_until(lambda: len(writer.results), until=lambda n: n >= written + 3, timeout=budgets.http,
-                       what="a few writes after recovery")
+            acknowledged = len(writer.acknowledged)
+            wait_until(lambda: len(writer.acknowledged), until=lambda n: n > acknowledged,
+                       timeout=budgets.scaled(cfg.request_timeout + 5), what="an acknowledged write after recovery")
     finally:
         thread.join(timeout=profiles.duration(profiles.read("steady"), time_scale) + 120)
     assert "error" not in result, result.get("error")

@@ -132,8 +132,10 @@ def test_drain_ends_at_its_deadline():
     assert asyncio.run(server.on_tick(1)) is True
 
 
-@pytest.mark.parametrize("extra", [{}, {"health": "warn", "checks": {"postgres": {"status": "fail", "output": "é \"x\""}},
-                                        "run_id": "r-1"}])
+ODD_FIELDS = {"health": "warn", "checks": {"postgres": {"status": "fail", "output": "é \"x\""}}, "run_id": "r-1"}
+
+
+@pytest.mark.parametrize("extra", [{}, ODD_FIELDS])
 def test_the_fast_request_line_says_what_the_generic_line_says(tmp_path, extra):
     """jsonlog.request_line assembles the per-request line from pre-escaped pieces (and writes it
     once per event-loop iteration); it must be the generic line, key for key, secrets masked."""
