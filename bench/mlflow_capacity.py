@@ -23,6 +23,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from closed_loop import closed_loop, percentile_ms  # noqa: E402
+
 from harness.session import Session  # noqa: E402
 from harness.stack.config import StackConfig  # noqa: E402
 from harness.stack.runtime.local import LocalRuntime  # noqa: E402
@@ -46,26 +48,12 @@ async def write(client: httpx.AsyncClient, experiment: str) -> None:
 
 async def drive(base: str, concurrency: int, seconds: float) -> tuple[float, float, int]:
     experiment = f"capacity-{uuid.uuid4().hex[:8]}"
-    latencies: list[float] = []
-    errors = 0
     async with httpx.AsyncClient(base_url=base, timeout=30,
                                  limits=httpx.Limits(max_connections=concurrency)) as client:
         (await client.post(f"{API}/experiments/create", json={"name": experiment})).raise_for_status()
-        deadline = time.monotonic() + seconds
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.monotonic() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    await write(client, experiment)
-                    latencies.append(time.perf_counter() - t0)
-                except (httpx.HTTPError, KeyError, ValueError):
-                    errors += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    latencies.sort()
-    return len(latencies) / seconds, latencies[max(0, int(len(latencies) * 0.95) - 1)] * 1000, errors
+        latencies, errors = await closed_loop(lambda: write(client, experiment), concurrency, seconds,
+                                              (httpx.HTTPError, KeyError, ValueError))
+    return len(latencies) / seconds, percentile_ms(latencies, 0.95), errors
 
 
 def rss_mb(pid: int) -> float:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -27,6 +26,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from closed_loop import closed_loop, percentile_ms  # noqa: E402
 
 from harness.session import Session  # noqa: E402
 from harness.stack import postgres  # noqa: E402
@@ -80,25 +81,12 @@ async def _write_read(conn: psycopg.AsyncConnection) -> None:
 
 
 async def throughput(store, concurrency: int, seconds: float) -> tuple[float, float, float, int]:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.monotonic() + seconds
+    async def op() -> None:
+        async with asyncio.timeout(TIMEOUT * 3):
+            await store.op()
 
-    async def worker() -> None:
-        nonlocal errors
-        while time.monotonic() < deadline:
-            t0 = time.perf_counter()
-            try:
-                async with asyncio.timeout(TIMEOUT * 3):
-                    await store.op()
-                latencies.append(time.perf_counter() - t0)
-            except Exception:  # noqa: BLE001 - counted
-                errors += 1
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    latencies.sort()
-    return (len(latencies) / seconds, statistics.median(latencies) * 1000,
-            latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, errors)
+    latencies, errors = await closed_loop(op, concurrency, seconds)
+    return len(latencies) / seconds, percentile_ms(latencies, 0.5), percentile_ms(latencies, 0.99), errors
 
 
 async def recovery(store, svc, dsn: str, down: float) -> float:

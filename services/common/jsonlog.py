@@ -23,7 +23,7 @@ _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 class _JsonHandler(logging.StreamHandler):
-    """A StreamHandler that also takes ``info_line``'s request lines: those written while an event
+    """A StreamHandler that also takes ``request_line``'s lines: those written while an event
     loop runs are collected and written together once the loop's current iteration is done (one
     write for every request the iteration finished, instead of one each). Any other line, a flush
     and logging's shutdown write the collected lines first, so the order stays the order of events."""
@@ -162,15 +162,3 @@ def request_line(logger: logging.Logger, rid: str, method: str, path: str, statu
             f'"method":{_escape(method)},"path":{_escape(path)},"status":{status:d},"duration_ms":{duration_ms!r}')
     text += "," + _ENCODER.encode(extra)[1:] if extra else "}"
     handler.add((redact(text, fmt.secrets) + "\n").encode())
-
-
-def info_line(logger: logging.Logger, msg: str, fields: dict) -> None:
-    """The same line as ``log(logger, msg, **fields)`` at INFO, written straight to the JSON handler
-    when ``configure`` installed one: no LogRecord, no logger walk. For the one line every request
-    writes, where the logging machinery was half the cost of a cheap request."""
-    handler = _HANDLER
-    if handler is None or not logger.isEnabledFor(logging.INFO):
-        log(logger, msg, **fields)
-        return
-    handler.add((handler.formatter.line(time.time(), "info", logger.name, msg, request_id.get(), fields)
-                 + "\n").encode())
