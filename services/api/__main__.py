@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -70,6 +71,10 @@ def serve(settings: Settings) -> int:
                             access_log=False, timeout_graceful_shutdown=int(settings.shutdown_grace) or 1,
                             lifespan="on")
     server = DrainingServer(config, app.state.health, settings.drain_seconds)
+    # everything made so far (imports, app, settings) lives as long as the process: out of the
+    # collector's way, so a full collection walks only what requests make (README, Benchmarks:
+    # the p99 of /health/live fell from about 100 ms to 19 ms)
+    gc.freeze()
     server.run()
     jsonlog.log(logger, "stopped")
     return 0
