@@ -81,7 +81,37 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"{args.service} from {model.source}, boot {svc.boot:g}s from {svc.boot_from} "
           f"(budget {svc.boot_budget:g}s; estimate {svc.estimate.terms()})")
     print(result.describe(args.events))
+    if args.svg:
+        from pathlib import Path
+
+        from harness.deploy.gantt import simulation_svg
+
+        broken = ", broken dependency" if args.broken_dependency else ""
+        title = f"{args.service} ({args.env}{broken}): {result.outcome}"
+        Path(args.svg).write_text(simulation_svg(result, title))
+        print(f"timeline picture: {args.svg}")
     return 0 if result.outcome == "completed" else 1
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    """Draw a health timeline again from the series a test kept beside its picture."""
+    import json
+    from pathlib import Path
+
+    from harness.faults.sampler import picture
+
+    source = Path(args.series)
+    try:
+        record = json.loads(source.read_text())
+        svg = picture(record, args.title or record.get("title", source.stem))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"timeline: {source} is not a kept health series ({type(exc).__name__}: {exc}); expected the "
+              f".json a test wrote beside its picture under reports/", file=sys.stderr)
+        return 2
+    out = Path(args.svg or source.with_suffix(".svg"))
+    out.write_text(svg)
+    print(f"timeline picture: {out} ({len(record['samples'])} samples)")
+    return 0
 
 
 def cmd_outage(args: argparse.Namespace) -> int:
@@ -216,12 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--desired", type=int, help="override the desired count")
     sim.add_argument("--conservative", action="store_true", help="first healthy verdict after H ALB checks")
     sim.add_argument("--events", type=int, default=40, help="timeline lines to print")
+    sim.add_argument("--svg", metavar="FILE", help="also draw the deployment as a Gantt picture (SVG) into FILE")
     sim.add_argument("--broken-dependency", action="store_true",
                      help="the new tasks' dependency configuration is wrong: their checks never pass")
     sim.add_argument("--env", default="staging", choices=["staging", "prod"])
     sim.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
     _boot_options(sim)
     sim.set_defaults(func=cmd_simulate)
+    tl = sub.add_parser("timeline", help="draw a health timeline (SVG) from the series a test kept "
+                                         "(reports/timelines/*.json, reports/faults/*.json)")
+    tl.add_argument("series", help="the kept series (JSON)")
+    tl.add_argument("--svg", metavar="FILE", help="where to draw it (default: beside the series)")
+    tl.add_argument("--title", help="the picture's title (default: the test's)")
+    tl.set_defaults(func=cmd_timeline)
     out = sub.add_parser("outage", help="a shared dependency outage against the running api fleet: the incident's "
                                         "health design beside the fleet-safe one")
     out.add_argument("--minutes", type=float, default=10.0, help="how long the dependency is down")

@@ -45,6 +45,7 @@ class Timeline:
     grace: float
     events: dict[str, float] = field(default_factory=dict)   # what happened, seconds after the task started
     failure: str = ""
+    offset: float = 0.0   # seconds from the rehearsal's first task start to this task's
 
     @property
     def in_service(self) -> float | None:
@@ -116,6 +117,7 @@ class Rehearsal:
     _task_definitions: dict[str, list] = field(default_factory=dict)
     session_id: str = ""          # what everything it started is labelled with
     start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
+    _began: float = 0.0           # when the first task started (time.monotonic)
 
     def run(self) -> dict[str, Timeline]:
         import docker
@@ -204,6 +206,8 @@ class Rehearsal:
                     key: str, env_extra: dict | None = None) -> RunningTask:
         timeline = self.timelines[key] = Timeline(key, svc.grace_period)
         running = RunningTask(key, svc.name, timeline, time.monotonic())
+        self._began = self._began or running.t0
+        timeline.offset = round(running.t0 - self._began, 1)
         timeline.events["task started"] = 0.0
         self._run_task(ctx, task, running, env_extra or {})
         if running.main is not None:

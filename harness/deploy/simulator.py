@@ -84,6 +84,17 @@ class Task:
     a_fail: int = 0
     alive: bool = True
     healthy_at: float | None = None
+    container_healthy_at: float | None = None
+    target_healthy_at: float | None = None
+    stopped_at: float | None = None
+
+
+@dataclass
+class OldTask:
+    """A task of the running version: in service until it drains, then stopped."""
+    id: int
+    draining_at: float | None = None
+    stopped_at: float | None = None
 
 
 @dataclass
@@ -93,6 +104,9 @@ class Result:
     timeline: list[tuple[float, str]] = field(default_factory=list)
     replaced: int = 0
     threshold: int = 0
+    tasks: list[Task] = field(default_factory=list)
+    old: list[OldTask] = field(default_factory=list)
+    grace: float = 0.0
 
     def describe(self, limit: int = 30) -> str:
         lines = [f"{t:8.1f}s  {what}" for t, what in self.timeline[:limit]]
@@ -115,6 +129,7 @@ class Simulation:
         self.ids = itertools.count(1)
         self.old_running = cfg.desired
         self.old_draining = 0
+        self.old = [OldTask(i) for i in range(1, cfg.desired + 1)]
         self.failures = 0
         self.replaced = 0
         self.timeline: list[tuple[float, str]] = []
@@ -141,6 +156,8 @@ class Simulation:
             getattr(self, f"on_{kind}")(tid)
         if self.result is None:
             self.result = Result("stuck", self.cfg.horizon, self.timeline, self.replaced, self.threshold)
+        self.result.tasks, self.result.old = list(self.tasks.values()), self.old
+        self.result.grace = self.cfg.grace
         return self.result
 
     # -- rolling limits ----------------------------------------------------------------
@@ -180,11 +197,14 @@ class Simulation:
     def stop_old(self) -> None:
         self.old_running -= 1
         self.old_draining += 1
+        old = next(o for o in self.old if o.draining_at is None)
+        old.draining_at = self.now
         self.log(f"old task draining ({self.cfg.deregistration_delay:.0f}s deregistration delay)")
-        self.at(self.now + self.cfg.deregistration_delay, "old_stopped")
+        self.at(self.now + self.cfg.deregistration_delay, "old_stopped", old.id)
 
     # -- events ------------------------------------------------------------------------
-    def on_old_stopped(self, _: int) -> None:
+    def on_old_stopped(self, oid: int) -> None:
+        self.old[oid - 1].stopped_at = self.now
         self.old_draining -= 1
         self.log("old task stopped")
         self.check_done()
@@ -200,6 +220,7 @@ class Simulation:
             task.c_passed_once = True
             if task.container != "HEALTHY":
                 task.container = "HEALTHY"
+                task.container_healthy_at = task.container_healthy_at or self.now
                 self.log(f"task {tid} container HEALTHY")
                 self.maybe_healthy(task)
         elif task.c_passed_once or self.now - task.running_at > self.cfg.container_start:
@@ -222,6 +243,7 @@ class Simulation:
             task.a_fail, task.a_pass = 0, task.a_pass + 1
             if task.alb != "healthy" and task.a_pass >= need:
                 task.alb = "healthy"
+                task.target_healthy_at = task.target_healthy_at or self.now
                 self.log(f"task {tid} target healthy")
                 self.maybe_healthy(task)
         else:
@@ -254,6 +276,7 @@ class Simulation:
         if not task.alive or not unhealthy or self.now < task.started + self.cfg.grace:
             return
         task.alive = False
+        task.stopped_at = self.now
         self.replaced += 1
         self.failures += 1
         self.log(f"task {task.id} stopped as unhealthy (failure {self.failures} of {self.threshold})")

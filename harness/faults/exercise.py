@@ -12,6 +12,7 @@ from harness.faults.kinds import fault
 from harness.faults.sampler import Sample, Sampler
 from harness.faults.scenarios import Scenario
 from harness.faults.writer import Writer, missing_writes
+from harness.pictures import Window
 from harness.stack.stack import Stack
 from harness.wait import wait_until
 
@@ -25,6 +26,7 @@ class Observation:
     writer: Writer | None = None
     missing: list[str] = field(default_factory=list)  # acknowledged writes not found in Postgres or MLflow
     applied: int | None = None    # link faults: how often the toxic took effect
+    sampler: Sampler | None = None  # drawn in the report, with the verdicts' marks (judge.draw)
 
     def series(self, endpoint: str) -> list[Sample]:
         """Samples of ``endpoint`` as the scenario names it (MLflow's paths included)."""
@@ -47,10 +49,13 @@ def exercise(stack: Stack, scenario: Scenario, settle: float) -> Observation:
         wait_until(lambda: sampler.first(scenario.endpoints[0], 0, 200), timeout=10,
                    what="a healthy first sample before the fault")
         start = sampler.now()
-        with fault(stack, scenario.kind, scenario.target, **scenario.params) as toxic:
-            wait_until(sampler.now, until=lambda t: t >= start + scenario.duration, timeout=scenario.duration + 5,
-                       interval=0.05, what=f"the {scenario.duration}s fault window")
-        end = sampler.now()
+        try:
+            with fault(stack, scenario.kind, scenario.target, **scenario.params) as toxic:
+                wait_until(sampler.now, until=lambda t: t >= start + scenario.duration,
+                           timeout=scenario.duration + 5, interval=0.05, what=f"the {scenario.duration}s fault window")
+        finally:  # the picture shows the window also when the fault could not be applied or removed
+            end = sampler.now()
+            sampler.windows.append(Window("fault-window", start, end, f"fault: {scenario.kind} {scenario.target}"))
         # recovery: the api reports pass again (bounded); the judge decides whether it was in time
         with contextlib.suppress(WaitTimeout):
             wait_until(lambda: [s for s in sampler.series("/health") if s.t >= end and s.status == 200
@@ -62,4 +67,4 @@ def exercise(stack: Stack, scenario: Scenario, settle: float) -> Observation:
                            what="a few writes after recovery")
     missing = missing_writes(stack, writer.acknowledged) if writer is not None and writer.acknowledged else []
     return Observation(scenario, start, end, list(sampler.samples), writer, missing,
-                       applied=toxic.applied if toxic is not None else None)
+                       applied=toxic.applied if toxic is not None else None, sampler=sampler)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from harness.faults.exercise import Observation
 from harness.faults.sampler import Sample
+from harness.pictures import Mark
 
 Match = Callable[[Sample], bool]
 
@@ -138,3 +139,21 @@ def figures(obs: Observation, verdicts: list[Verdict], runtime: str) -> dict:
     out["passed"] = all(v.ok for v in verdicts)
     out["verdicts"] = [str(v) for v in verdicts]
     return out
+
+
+def draw(obs: Observation, verdicts: list[Verdict]) -> None:
+    """Give the observation's sampler the verdicts' marks: detection against its budget (counted
+    from the fault's start), recovery against its budget (from the fault's end), the latency limit."""
+    if obs.sampler is None:
+        return
+    origin = {"detect": obs.fault_start, "recover": obs.fault_end}
+    for v in verdicts:
+        if v.name in origin:
+            at = None if v.measured is None else origin[v.name] + v.measured
+            budget = None if v.budget is None else origin[v.name] + v.budget
+            said = "never" if v.measured is None else f"{v.measured:g} s"
+            label = f"{v.name}ed {said}" + (f" (budget {v.budget:g} s)" if v.budget is not None else "") + \
+                ("" if v.ok else ": FAILED")
+            obs.sampler.marks.append(Mark(f"{v.name}ed", at, label, budget_at=budget, ok=v.ok))
+        elif v.name == "max_latency":
+            obs.sampler.max_latency = v.budget

@@ -1,18 +1,25 @@
 """A background HTTP sampler: samples endpoints during a disruption; tests judge the series after.
 
 Bounded: it stops by itself after ``max_duration`` seconds or ``max_samples`` samples, and it
-always stops when its ``with`` block ends."""
+always stops when its ``with`` block ends.
+
+Every sampler started is listed in ``RECORDED`` (the test plugin empties it before each test), so
+the report draws each one's health timeline, passed or failed, with the windows and marks the test
+gave it (``sampler.windows``, ``sampler.marks``, ``sampler.max_latency``)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import httpx
 
 from harness import healthjson
+from harness.pictures import Mark, Window, health_timeline
+
+RECORDED: list[Sampler] = []  # every sampler started since the list was last emptied
 
 
 @dataclass(frozen=True)
@@ -38,9 +45,14 @@ class Sampler:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started = 0.0
+        self.windows: list[Window] = []   # drawn shaded on the timeline (the fault)
+        self.marks: list[Mark] = []       # drawn as lines (detection, recovery and their budgets)
+        self.max_latency: float | None = None
+        self.name = ""                    # the picture's file name, when the test names it
 
     def __enter__(self) -> Sampler:
         self.started = time.monotonic()
+        RECORDED.append(self)
         for ep in self.endpoints:
             t = threading.Thread(target=self._loop, args=(ep,), name=f"sampler {ep}", daemon=True)
             t.start()
@@ -74,6 +86,15 @@ class Sampler:
                     return
                 self._stop.wait(max(0.0, self.interval - (time.monotonic() - t0)))
 
+    def picture(self, title: str) -> str:
+        """The health timeline of everything sampled so far (SVG)."""
+        return picture(self.record(), title)
+
+    def record(self) -> dict:
+        """The series with its windows and marks, as JSON data (kept beside the picture)."""
+        return {"samples": [asdict(s) for s in list(self.samples)], "windows": [asdict(w) for w in self.windows],
+                "marks": [asdict(m) for m in self.marks], "max_latency": self.max_latency}
+
     # -- judging the recorded series -------------------------------------------
     def series(self, endpoint: str = "/health") -> list[Sample]:
         return [s for s in list(self.samples) if s.endpoint == endpoint]
@@ -85,3 +106,10 @@ class Sampler:
     def slowest(self, endpoint: str, start: float = 0.0, end: float = float("inf")) -> Sample | None:
         window = [s for s in self.series(endpoint) if start <= s.t <= end]
         return max(window, key=lambda s: s.latency, default=None)
+
+
+def picture(record: dict, title: str) -> str:
+    """A health timeline drawn from a sampler's ``record()`` (also one read back from its file)."""
+    return health_timeline([Sample(**s) for s in record["samples"]], title=title,
+                           windows=[Window(**w) for w in record["windows"]], marks=[Mark(**m) for m in record["marks"]],
+                           max_latency=record["max_latency"])

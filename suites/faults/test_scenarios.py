@@ -6,7 +6,7 @@ import pytest_html
 
 from fixtures.faults import budget_names
 from harness.faults.exercise import exercise
-from harness.faults.judge import figures, judge
+from harness.faults.judge import draw, figures, judge
 from harness.faults.scenarios import load_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
@@ -32,6 +32,8 @@ def test_scenario(scenario_stack, budgets, fault_results, record_property, extra
     settle = (scenario.budget("recover_within", names) or 10.0) + budgets.detect
     observation = exercise(stack, scenario, settle=settle)
     verdicts = judge(observation, names)
+    draw(observation, verdicts)  # the report's picture: fault window, detection and recovery against budgets
+    observation.sampler.name = f"faults/{scenario.id}-{stack.runtime.name}"
     measured = figures(observation, verdicts, stack.runtime.name)
     fault_results.append(measured)  # recorded before the verdict, so a failed scenario keeps its figures
     extras.append(pytest_html.extras.json(measured, name="measured vs budget"))

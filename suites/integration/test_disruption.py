@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from harness.faults.sampler import Sampler
+from harness.pictures import Mark, Window
 from harness.stack.api import api_config
 from harness.wait import wait_until
 
@@ -41,12 +42,18 @@ def test_frozen_postgres_fails_the_deep_check_fast_keeps_the_task_in_service_and
         recovered_at = sampler.now()
     detected = sampler.first("/health/deep", frozen_at, 503)
     recovered = sampler.first("/health/deep", resumed_at + 0.01, 200)
+    detect_budget, recover_budget = cfg.health_cache_ttl + cfg.db_timeout + MARGIN, cfg.health_cache_ttl + 1.0
+    sampler.windows.append(Window("fault-window", frozen_at, resumed_at, "postgres frozen"))
+    sampler.marks += [Mark("detected", detected.t, "/health/deep 503", budget_at=frozen_at + detect_budget),
+                      Mark("recovered", recovered.t + recovered.latency, "/health/deep 200",
+                           budget_at=resumed_at + recover_budget)]
+    sampler.max_latency = cfg.db_timeout + MARGIN
     for endpoint in ("/health", "/health/deep"):
         # the answer itself is bounded by the DB timeout, whatever Postgres does
         slowest = sampler.slowest(endpoint, frozen_at, resumed_at)
         assert slowest.latency <= cfg.db_timeout + MARGIN, str(slowest)
-    assert detected.t - frozen_at <= cfg.health_cache_ttl + cfg.db_timeout + MARGIN, str(detected)
-    assert recovered.t + recovered.latency - resumed_at <= cfg.health_cache_ttl + 1.0, str(recovered)
+    assert detected.t - frozen_at <= detect_budget, str(detected)
+    assert recovered.t + recovered.latency - resumed_at <= recover_budget, str(recovered)
     assert recovered_at > resumed_at
     lb = [s for s in sampler.series("/health") if frozen_at <= s.t <= recovered_at]
     assert lb and all(s.status == 200 for s in lb), [str(s) for s in lb if s.status != 200]
@@ -84,6 +91,7 @@ def test_sigterm_drains_then_exits_and_in_flight_requests_finish(restored, budge
                           timeout=cfg.drain_seconds + cfg.shutdown_grace + budgets.detect,
                           what="the api to exit after SIGTERM")
         exited_at = sampler.now()
+    sampler.windows.append(Window("drain-window", signalled_at, exited_at, "SIGTERM: draining"))
     writer.join(15)
     assert code == 0, api.logs(30)
     assert exited_at - signalled_at <= cfg.drain_seconds + cfg.shutdown_grace + 1.0

@@ -1,0 +1,87 @@
+"""Deployments as Gantt pictures: one row per task (provisioning, start period, container healthy,
+target healthy, in service, draining, stopped or replaced), each task's grace period end as a tick,
+the circuit breaker's verdict and the deployment's end as lines. For the simulator's result and for
+the rehearsal's timelines; ``harness.pictures.gantt`` draws them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from harness.deploy.simulator import Result
+from harness.pictures import Mark, Row, Span, gantt
+
+
+def _phases(points: list[tuple[str, float | None]], end: float) -> list[Span]:
+    """Each (phase, from) pair begins where it says and lasts until the next one that happened
+    (a pair whose time is None did not happen), the last until ``end``."""
+    happened = [(phase, t) for phase, t in points if t is not None and t <= end]
+    out = []
+    for i, (phase, t) in enumerate(happened):
+        stop = happened[i + 1][1] if i + 1 < len(happened) else end
+        if stop > t:
+            out.append(Span(phase, t, stop))
+    return out
+
+
+def simulation_rows(result: Result) -> tuple[list[Row], list[Mark]]:
+    """The simulator's deployment: the old tasks, then the new ones in launch order."""
+    end = result.time
+    rows = []
+    for old in result.old:
+        rows.append(Row(f"old {old.id}", _phases([("in service", 0.0), ("draining", old.draining_at),
+                                                      ("stopped", old.stopped_at)], end)))
+    for task in result.tasks:
+        first_healthy = min((t for t in (task.container_healthy_at, task.target_healthy_at) if t is not None),
+                            default=None)
+        waiting = "container healthy" if first_healthy is not None and first_healthy == task.container_healthy_at \
+            else "target healthy"
+        points = [("provisioning", task.started if task.running_at > task.started else None),
+                  ("start period", task.running_at), (waiting, first_healthy if first_healthy != task.healthy_at
+                                                      else None),
+                  ("in service", task.healthy_at),
+                  ("replaced" if task.healthy_at is None else "stopped", task.stopped_at)]
+        marks = [Mark("grace-period-end", task.started + result.grace, "grace period ends")]
+        rows.append(Row(f"new {task.id}", _phases(points, end), marks))
+    marks = []
+    if result.outcome in ("rolled_back", "failed"):
+        said = "circuit breaker: rolled back" if result.outcome == "rolled_back" else "circuit breaker: failed"
+        marks.append(Mark("circuit-breaker", end, f"{said} ({result.replaced} replaced)", ok=False))
+    elif result.outcome == "completed":
+        marks.append(Mark("completed", end, f"completed at {end:.0f} s"))
+    else:
+        marks.append(Mark("stuck", end, "stuck (no verdict)", ok=False))
+    return rows, marks
+
+
+def simulation_svg(result: Result, title: str) -> str:
+    rows, marks = simulation_rows(result)
+    return gantt(rows, title=title, marks=marks, end=result.time)
+
+
+def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
+    """The rehearsal's tasks on one axis (each timeline's events count from its own start, ``offset``
+    seconds after the first task started); returns the rows and the end of the axis."""
+    end = max((t.offset + max(t.events.values(), default=0.0) for t in timelines.values()), default=0.0) + 1.0
+    rows = []
+    for key, t in timelines.items():
+        ev, o = t.events, t.offset
+        first_healthy = min((ev[k] for k in ("container HEALTHY", "target healthy") if k in ev), default=None)
+        waiting = "container healthy" if first_healthy is not None and first_healthy == ev.get("container HEALTHY") \
+            else "target healthy"
+        stopped = next((v for k, v in ev.items() if k.startswith("stopped")), None)
+        failed = bool(t.failure) and t.in_service is None
+
+        def at(v: float | None, offset: float = o) -> float | None:
+            return None if v is None else offset + v
+
+        points = [("start period", o), (waiting, at(first_healthy) if first_healthy != t.in_service else None),
+                  ("in service", at(t.in_service)), ("draining", at(ev.get("draining"))),
+                  ("stopped", at(stopped)), ("replaced", at(t.grace) if failed else None)]
+        marks = [Mark("grace-period-end", o + t.grace, "grace period ends", ok=t.ok)]
+        rows.append(Row(key, _phases(points, end), marks))
+    return rows, end
+
+
+def rehearsal_svg(timelines: Mapping[str, object], title: str) -> str:
+    rows, end = rehearsal_rows(timelines)
+    return gantt(rows, title=title, end=end)
