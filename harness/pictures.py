@@ -111,7 +111,7 @@ def _svg(fig: Any, title: str) -> str:
     return buf.getvalue()
 
 
-def _thin(samples: list, buckets: int = 600) -> list:
+def thin(samples: list, buckets: int = 600) -> list:
     """At most two samples per bucket of time (the fastest and the slowest): a 5-minute series at
     10 per second stays a small file and keeps every spike."""
     if len(samples) <= 2 * buckets:
@@ -167,11 +167,11 @@ def health_timeline(samples: Sequence[Sampled], *, title: str, windows: Sequence
             bars = [(start, end - start) for k, start, end in runs(series, step) if k == kind]
             if bars:
                 band.broken_barh(bars, (row - 0.4, 0.8), facecolors=OUTCOMES[kind], label=kind)
-        answered = _thin([s for s in series if s.status is not None])
+        answered = thin([s for s in series if s.status is not None])
         lat.plot([s.t for s in answered], [max(s.latency * 1000, 0.1) for s in answered], marker=".",
                  markersize=2, linewidth=0.8, label=endpoint)
     band.set_yticks(range(len(endpoints)), endpoints, fontsize=8)
-    band.set_ylim(len(endpoints) - 0.5, -0.5)
+    band.set_ylim(max(1, len(endpoints)) - 0.5, -0.5)
     for w in windows:
         for i, ax in enumerate((band, lat)):
             span = ax.axvspan(w.start, w.end, color="#000000", alpha=0.12, linewidth=0, zorder=3)

@@ -2,7 +2,6 @@
 against the scenario's budgets. A new scenario file needs no new code."""
 
 import pytest
-import pytest_html
 
 from fixtures.faults import budget_names
 from harness.faults.exercise import exercise
@@ -26,7 +25,7 @@ def scenario_stack(request, fault_stack):
 
 
 @pytest.mark.parametrize("scenario_stack", [pytest.param(s, id=s.id) for s in SCENARIOS], indirect=True)
-def test_scenario(scenario_stack, budgets, fault_results, record_property, extras):
+def test_scenario(scenario_stack, budgets, keep_figures):
     stack, scenario = scenario_stack
     names = budget_names(stack, budgets)
     settle = (scenario.budget("recover_within", names) or 10.0) + budgets.detect
@@ -35,9 +34,6 @@ def test_scenario(scenario_stack, budgets, fault_results, record_property, extra
     draw(observation, verdicts)  # the report's picture: fault window, detection and recovery against budgets
     observation.sampler.name = f"faults/{scenario.id}-{stack.runtime.name}"
     measured = figures(observation, verdicts, stack.runtime.name)
-    fault_results.append(measured)  # recorded before the verdict, so a failed scenario keeps its figures
-    extras.append(pytest_html.extras.json(measured, name="measured vs budget"))
-    for key, value in measured.items():
-        record_property(key, value)
+    keep_figures(measured)  # before the verdict, so a failed scenario keeps its figures
     failed = [str(v) for v in verdicts if not v.ok]
     assert not failed, "\n".join(failed)

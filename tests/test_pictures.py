@@ -1,0 +1,146 @@
+"""The report's pictures, rendered from recorded data: each is well-formed SVG and carries the marks
+a reader looks for (fault window, budgets, the latency limit, grace periods, the circuit breaker,
+SLO lines), found by the ids the renderers give them."""
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from harness.deploy.gantt import rehearsal_rows, simulation_rows, simulation_svg
+from harness.deploy.rehearsal import Timeline
+from harness.deploy.simulator import SimConfig, simulate
+from harness.faults.sampler import Sample, picture
+from harness.pictures import OUTCOMES, PHASES, Mark, Series, Window, charts, health_timeline, runs, thin
+
+pytestmark = pytest.mark.harness
+DATA = Path(__file__).parent / "data"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def ids(svg: str) -> set[str]:
+    root = ET.fromstring(svg)  # raises on anything that is not well-formed
+    assert root.tag == f"{SVG}svg"
+    return {el.get("id") for el in root.iter() if el.get("id")}
+
+
+def fills(svg: str) -> set[str]:
+    return {c.lower() for c in __import__("re").findall(r"fill: ?(#[0-9A-Fa-f]{6})", svg)}
+
+
+def test_a_recorded_fault_scenario_draws_its_window_budgets_and_limit():
+    """Recorded by suites/faults (postgres-frozen, local runtime): the kept series draws again."""
+    record = json.loads((DATA / "timeline-postgres-frozen.json").read_text())
+    svg = picture(record, "postgres-frozen")
+    found = ids(svg)
+    for gid in ("fault-window", "detected", "detected-budget", "recovered", "recovered-budget", "max-latency"):
+        assert gid in found, f"{gid} missing from the picture"
+    assert "<dc:title>postgres-frozen</dc:title>" in svg
+    for endpoint in ("/health", "/health/deep", "/health/live"):
+        assert f">{endpoint}<" in svg
+    # the outage shows as warn on /health and fail on /health/deep
+    assert {OUTCOMES["pass"].lower(), OUTCOMES["warn"].lower(), OUTCOMES["fail"].lower()} <= fills(svg)
+
+
+def test_marks_that_never_happened_or_failed_still_show_and_a_picture_without_marks_has_none():
+    samples = [Sample("/health", t / 10, 200, 0.002, "pass") for t in range(50)]
+    svg = health_timeline(samples, title="t", windows=[Window("fault-window", 1.0, 3.0, "fault")],
+                          marks=[Mark("recovered", None, "recovered never: FAILED", budget_at=4.0, ok=False)])
+    found = ids(svg)
+    assert "recovered-budget" in found and "recovered" not in found  # no line where nothing happened
+    assert "recovered never: FAILED" in svg
+    plain = ids(health_timeline(samples, title="t"))
+    assert not {"fault-window", "max-latency", "detected"} & plain
+
+
+def test_an_empty_series_is_still_a_picture():
+    assert "no samples" in health_timeline([], title="nothing answered")
+
+
+def test_status_runs_merge_consecutive_outcomes_and_each_sample_stands_until_the_next():
+    s = [Sample("/health", 0.0, 200, 0.01, "pass"), Sample("/health", 0.1, 200, 0.01, "pass"),
+         Sample("/health", 0.2, 200, 0.01, "warn"), Sample("/health", 0.35, None, 1.0, error="ReadTimeout"),
+         Sample("/health", 0.5, 503, 0.01, "fail")]
+    assert runs(s, 0.1) == [("pass", 0.0, 0.2), ("warn", 0.2, 0.35), ("no answer", 0.35, 0.5), ("fail", 0.5, 0.6)]
+
+
+def test_a_long_series_keeps_its_slowest_sample():
+    samples = [Sample("/health", t / 10, 200, 0.002, "pass") for t in range(5000)]
+    samples[2345] = Sample("/health", 234.5, 200, 4.321, "pass")
+    kept = thin(samples)
+    assert len(kept) <= 1200 and samples[2345] in kept and kept == sorted(kept, key=lambda s: s.t)
+    assert len(health_timeline(samples, title="long", max_latency=5.0)) < 400_000
+
+
+STAGING_API = SimConfig(desired=2, container_interval=10, container_timeout=5, container_retries=3,
+                        container_start=30, alb_interval=10, alb_timeout=5, healthy_threshold=2,
+                        unhealthy_threshold=3, grace=120, deregistration_delay=30)
+
+
+def spans(row):
+    return [(s.phase, s.start, s.end) for s in row.spans]
+
+
+def test_the_simulated_deployment_draws_one_row_per_task_with_its_phases():
+    """Hand-computed: the app answers 25 s after start. Container checks: 10 s fails and times out
+    (5 s), so the next runs at 25 s and passes (container healthy). ALB checks every 10 s: 10 and 20
+    fail, 30 passes (target healthy, in service). Both old tasks drain for 30 s; done at 60 s."""
+    result = simulate(STAGING_API, boot=25.0)
+    rows, marks = simulation_rows(result)
+    assert [r.label for r in rows] == ["old 1", "old 2", "new 1", "new 2"]
+    assert result.outcome == "completed" and result.time == 60.0
+    assert spans(rows[0]) == [("in service", 0.0, 30.0), ("draining", 30.0, 60.0)]
+    assert spans(rows[2]) == [("start period", 0.0, 25.0), ("container healthy", 25.0, 30.0),
+                              ("in service", 30.0, 60.0)]
+    assert [m.at for m in rows[2].marks] == [120.0]  # the grace period's end: after the deployment
+    assert [m.gid for m in marks] == ["completed"]
+    found = ids(simulation_svg(result, "api (staging)"))
+    assert {"completed", "grace-period-end-2", "grace-period-end-3"} <= found
+    assert PHASES["draining"].lower() in fills(simulation_svg(result, "x"))
+
+
+def test_a_broken_dependency_draws_replaced_tasks_the_grace_period_and_the_circuit_breaker():
+    from dataclasses import replace
+
+    result = simulate(replace(STAGING_API, dependencies_ok=False), boot=25.0)
+    assert result.outcome == "rolled_back"
+    rows, marks = simulation_rows(result)
+    new1 = next(r for r in rows if r.label == "new 1")
+    # never healthy: start period until ECS replaces it once its grace period is over (120 s)
+    assert spans(new1)[0] == ("start period", 0.0, 120.0) and spans(new1)[1][0] == "replaced"
+    assert all(spans(r) == [("in service", 0.0, result.time)] for r in rows if r.label.startswith("old"))
+    assert [m.gid for m in marks] == ["circuit-breaker"] and not marks[0].ok
+    svg = simulation_svg(result, "api (staging, broken dependency)")
+    assert {"circuit-breaker", "grace-period-end-2"} <= ids(svg)
+    assert PHASES["replaced"].lower() in fills(svg)
+
+
+def test_the_rehearsal_draws_its_tasks_on_one_axis():
+    """Events as the rehearsal records them (seconds after each task's own start)."""
+    api = Timeline("api", 60.0, {"task started": 0.0, "api started": 1.2, "container HEALTHY": 6.1,
+                                 "target healthy": 8.0, "in service": 8.0, "draining": 40.0, "SIGTERM": 70.1,
+                                 "stopped (exit 0)": 71.0}, offset=0.0)
+    new = Timeline("api (new revision)", 60.0, {"task started": 0.0, "container HEALTHY": 5.0,
+                                                "target healthy": 7.5, "in service": 7.5}, offset=30.0)
+    broken = Timeline("mlflow", 40.0, {"task started": 0.0}, failure="never healthy", offset=0.5)
+    rows, end = rehearsal_rows({"api": api, "api (new revision)": new, "mlflow": broken})
+    assert end == 72.0
+    assert spans(rows[0]) == [("start period", 0.0, 6.1), ("container healthy", 6.1, 8.0), ("in service", 8.0, 40.0),
+                              ("draining", 40.0, 71.0), ("stopped", 71.0, 72.0)]
+    assert spans(rows[1])[-1] == ("in service", 37.5, 72.0)
+    assert spans(rows[2]) == [("start period", 0.5, 40.5), ("replaced", 40.5, 72.0)]
+    assert [m.at for m in rows[2].marks] == [40.5] and not rows[2].marks[0].ok
+
+
+def test_charts_over_dates_carry_the_slo_line_and_a_date_axis():
+    day = datetime(2026, 11, 20, 2, 0)
+    points = [(day + timedelta(days=i), 100.0 + i) for i in range(8)]
+    svg = charts([Series("p95", points, limit=250.0, unit="ms"), Series("errors", [(p[0], 0.0) for p in points],
+                                                                          limit=1.0, unit="%")],
+                 title="steady", xlabel="run date")
+    found = ids(svg)
+    assert {"limit-p95", "limit-errors"} <= found
+    assert "limit 250 ms" in svg and "run date" in svg
+    assert "Nov" in svg  # the concise date axis names the month
