@@ -176,7 +176,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     services = (args.service,) if args.service else ("mlflow", "api")
     try:
         return rehearse(args.env, services, args.json, Path(args.reports_dir), replacement=not args.no_replacement,
-                        var_file=Path(args.var_file) if args.var_file else None)
+                        var_file=Path(args.var_file) if args.var_file else None,
+                        svg=Path(args.svg) if args.svg else None)
     except KeyboardInterrupt:
         print("rehearse: interrupted; everything it started was removed", file=sys.stderr)
         return 130
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     rehearse.add_argument("--no-replacement", action="store_true",
                           help="skip the rolling replacement of the api's task under client traffic")
     rehearse.add_argument("--reports-dir", default="reports", help="where timings.json and images.json are")
+    rehearse.add_argument("--svg", metavar="FILE", help="also draw the tasks' timelines as a Gantt picture (SVG)")
     rehearse.set_defaults(func=cmd_rehearse)
     load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")
     from harness.load.profile import names as profile_names

@@ -342,13 +342,18 @@ class Rehearsal:
 
 
 def main(env: str, services: tuple[str, ...], as_json: bool, reports_dir: Path, replacement: bool = True,
-         var_file: Path | None = None, out: TextIO = sys.stderr) -> int:
+         var_file: Path | None = None, out: TextIO = sys.stderr, svg: Path | None = None) -> int:
     rehearsal = Rehearsal(env, services, reports_dir, out=out, replacement=replacement, var_file=var_file)
     try:
         timelines = rehearsal.run()
     except (HarnessError, WaitTimeout, ServiceFailed) as exc:
         print(f"rehearse: could not run: {exc}", file=sys.stderr)
         return 2
+    if svg is not None:
+        from harness.deploy.gantt import rehearsal_svg
+
+        svg.write_text(rehearsal_svg(timelines, f"{env} plan rehearsed on Docker"))
+        print(f"timeline picture: {svg}", file=out)
     if as_json:
         print(json.dumps({"tasks": {s: {"ok": t.ok, "verdict": t.verdict(), "events": t.events, "grace": t.grace}
                                     for s, t in timelines.items()},

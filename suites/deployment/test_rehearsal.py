@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from harness.deploy.gantt import rehearsal_svg
 from harness.deploy.rehearsal import Rehearsal
 from harness.paths import TERRAFORM_DIR
 from harness.session import LABEL
@@ -27,9 +28,11 @@ def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
 
 
 def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing(docker_client, terraform,
-                                                                                     tmp_path):
+                                                                                     tmp_path, attach_picture):
     rehearsal = Rehearsal("staging", ("mlflow", "api"), tmp_path)
     timelines = rehearsal.run()
+    attach_picture(rehearsal_svg(timelines, "staging plan rehearsed on Docker"), "deployment/rehearsal-staging",
+                   "rehearsal")
     for key, t in timelines.items():
         service = key.split()[0]
         assert t.ok, t.describe()
@@ -56,7 +59,7 @@ def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(docke
     assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
 
 
-def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terraform, tmp_path):
+def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terraform, tmp_path, attach_picture):
     """The incident: MLflow's checks on / instead of /mlflow/health. The task starts, MLflow serves,
     and still neither the container check nor the target group ever passes."""
     var_file = tmp_path / "staging.tfvars"
@@ -65,7 +68,10 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terr
     block = re.sub(r'health_path\s+= "/mlflow/health"', 'health_path = "/"', text[start:])
     var_file.write_text(text[:start] + block)
     rehearsal = Rehearsal("staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False)
-    mlflow = rehearsal.run()["mlflow"]
+    timelines = rehearsal.run()
+    attach_picture(rehearsal_svg(timelines, "the incident rehearsed: MLflow checked on /"),
+                   "deployment/rehearsal-incident", "rehearsal: the incident")
+    mlflow = timelines["mlflow"]
     assert not mlflow.ok and "target healthy" not in mlflow.events, mlflow.describe()
     assert "HTTP 404" in mlflow.failure or "UNHEALTHY" in mlflow.failure, mlflow.failure
     assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from harness.deploy.gantt import simulation_svg
 from harness.deploy.simulator import SimConfig, breaker_threshold, measured_boot, simulate
 
 pytestmark = pytest.mark.deployment
@@ -85,12 +86,17 @@ def test_a_hundred_tasks_in_well_under_a_second():
 
 
 @pytest.mark.terraform
-def test_planned_mlflow_timings_complete_and_the_incidents_roll_back(make_model):
+def test_planned_mlflow_timings_complete_and_the_incidents_roll_back(make_model, attach_picture):
     fixed = make_model("staging").services["mlflow"]
     served = "/mlflow/health"
-    assert simulate(SimConfig.from_timing(fixed, served), boot=fixed.boot).outcome == "completed"
+    done = simulate(SimConfig.from_timing(fixed, served), boot=fixed.boot)
+    attach_picture(simulation_svg(done, f"mlflow, staging plan: {done.outcome}"), "deployment/mlflow-planned",
+                   "simulated deployment: the plan")
+    assert done.outcome == "completed", done.describe()
     incident = make_model("staging", "mlflow", ((r'health_path\s+= "/mlflow/health"', 'health_path = "/"'),
                                                 (r"container_start\s+= \d+", "container_start = 0"),
                                                 (r"grace_period\s+= \d+", "grace_period = 60"))).services["mlflow"]
     r = simulate(SimConfig.from_timing(incident, served), boot=incident.boot)
+    attach_picture(simulation_svg(r, f"mlflow, the incident's settings: {r.outcome}"), "deployment/mlflow-incident",
+                   "simulated deployment: the incident")
     assert r.outcome == "rolled_back", r.describe()
