@@ -14,7 +14,8 @@ takes about a second, which a command that draws nothing should not pay."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -230,39 +231,53 @@ def gantt(rows: Sequence[Row], *, title: str, marks: Sequence[Mark] = (), end: f
 
 
 @dataclass(frozen=True)
-class Series:
+class Panel:
+    """One chart: a line per label over x (seconds or datetimes), the limit (an SLO, a budget) as a
+    dashed line."""
     label: str
-    points: Sequence[tuple[float | datetime, float]]   # (x, y); x in seconds or datetimes
-    limit: float | None = None       # the SLO limit, drawn as a line
+    lines: Mapping[str, Sequence[tuple[float | datetime, float]]]
+    limit: float | None = None
     unit: str = ""
+    limit_label: str = "limit"
+    failed: Sequence[tuple[float | datetime, float]] = ()   # points to mark as failed (red crosses)
 
 
-def charts(series: Sequence[Series], *, title: str, xlabel: str, windows: Sequence[Window] = ()) -> str:
-    """One panel per series over a shared x axis (seconds, or dates), each with its limit as a line."""
-    fig, axes = _figure(0.6 + 1.5 * max(1, len(series)), max(1, len(series)))
-    for ax, s in zip(axes, series, strict=False):
-        xs = [p[0] for p in s.points]
-        ax.plot(xs, [p[1] for p in s.points], marker="o", markersize=2.5, linewidth=1.0, color="#0072B2")
-        ax.set_ylabel(f"{s.label}" + (f" ({s.unit})" if s.unit else ""), fontsize=8)
+def charts(panels: Sequence[Panel], *, title: str, xlabel: str, windows: Sequence[Window] = ()) -> str:
+    """One panel per figure over a shared x axis (seconds, or dates), each with its limit as a line."""
+    fig, axes = _figure(0.7 + 1.6 * max(1, len(panels)), max(1, len(panels)))
+    for ax, p in zip(axes, panels, strict=False):
+        xs: list = []
+        for name, points in p.lines.items():
+            xs += [pt[0] for pt in points]
+            ax.plot([pt[0] for pt in points], [pt[1] for pt in points], marker="o", markersize=2.5, linewidth=1.0,
+                    label=name if len(p.lines) > 1 else None)
+        if p.failed:
+            crosses = ax.plot([pt[0] for pt in p.failed], [pt[1] for pt in p.failed], linestyle="none", marker="x",
+                              markersize=7, color="#D55E00", label="failed its gate")[0]
+            crosses.set_gid(f"failed-{_slug(p.label)}")
+        ax.set_ylabel(p.label + (f" ({p.unit})" if p.unit else ""), fontsize=8)
         ax.set_ylim(bottom=0)
-        if s.limit is not None:
-            line = ax.axhline(s.limit, color="#D55E00", linestyle="--", linewidth=1.0,
-                              label=f"limit {s.limit:g}{(' ' + s.unit) if s.unit else ''}")
-            line.set_gid(f"limit-{_slug(s.label)}")
+        if p.limit is not None:
+            line = ax.axhline(p.limit, color="#D55E00", linestyle="--", linewidth=1.0,
+                              label=f"{p.limit_label} {p.limit:g}{(' ' + p.unit) if p.unit else ''}")
+            line.set_gid(f"limit-{_slug(p.label)}")
+        if p.limit is not None or len(p.lines) > 1 or p.failed:
             ax.legend(fontsize=7, loc="upper left")
         for w in windows:
             span = ax.axvspan(w.start, w.end, color="#000000", alpha=0.06, linewidth=0)
-            span.set_gid(f"{w.gid}-{_slug(s.label)}")
+            span.set_gid(f"{w.gid}-{_slug(p.label)}")
         if xs and isinstance(xs[0], datetime):
             import matplotlib.dates as mdates
 
-            locator = mdates.AutoDateLocator(maxticks=6)
+            locator = mdates.AutoDateLocator(minticks=2, maxticks=7)
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        if not xs:
+            ax.text(0.5, 0.5, "no data yet", transform=ax.transAxes, ha="center", fontsize=8)
     axes[0].set_title(title, fontsize=10, loc="left")
     axes[-1].set_xlabel(xlabel, fontsize=8)
     return _svg(fig, title)
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

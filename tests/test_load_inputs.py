@@ -1,9 +1,12 @@
 """The load runner's inputs and outputs without a stack: profiles, the SLO file, verdicts, the
 matcher, the history and index, and the command line's errors."""
 
+import base64
 import json
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
@@ -130,15 +133,26 @@ def test_failure_reasons_carry_the_apis_detail():
     assert reason(503, health) == "status 503: fail: postgres:connections fail: timeout after 1.0s"
 
 
-def summary(profile="smoke", passed=True, p99=50.0, rps=10.0):
-    return {"profile": profile, "started_iso": "2026-11-28T10:00:00+00:00", "passed": passed, "exit_code": 0,
+def summary(profile="smoke", passed=True, p99=50.0, rps=10.0, day=28):
+    return {"profile": profile, "started_iso": f"2026-11-{day:02d}T10:00:00+00:00", "passed": passed, "exit_code": 0,
             "duration_s": 30, "stop_reason": "the profile's last stage ended", "target": "http://x", "runtime": "local",
             "worker_count": 0, "commit": "abc", "load_balancer": {"timeout_s": 5, "matcher": "200", "source": "t"},
             "endpoints": {"GET /health [lb]": {"requests": 30, "failures": 0, "p50_ms": 5, "p95_ms": 20,
                                                "p99_ms": p99, "max_ms": 60, "rps": 1.0},
                           "total": {"requests": 300, "failures": 0, "p50_ms": 5, "p95_ms": 20, "p99_ms": 30,
                                     "max_ms": 60, "rps": rps, "error_rate": 0.0}},
-            "verdicts": [{"ok": passed, "text": "GET /health [lb] p99 ..."}], "slo": {"file": "slo.yaml"}}
+            "verdicts": [{"ok": passed, "text": "GET /health [lb] p99 ...", "endpoint": "GET /health [lb]",
+                          "objective": "p99_ms", "limit": 1000.0, "measured": p99}], "slo": {"file": "slo.yaml"}}
+
+
+HISTORY_CSV = "\n".join([  # Locust's --csv-full-history: the Aggregated rows are charted
+    "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,"
+    "Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,"
+    "Total Min Response Time,Total Max Response Time,Total Average Content Size",
+    "1795983414,0,,Aggregated,0.000000,0.000000,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0,0,0.0,0,0,0",
+    "1795983415,2,GET,/health [lb],1.0,0.0,4,4,4,4,4,4,4,4,4,4,4,8,0,4,4.4,2.7,7.1,392.0",
+    "1795983415,2,,Aggregated,9.500000,0.000000,5,6,7,8,9,12,14,15,16,16,16,10,0,5,5.0,2.0,16.0,300",
+    "1795983416,4,,Aggregated,18.000000,0.500000,6,7,8,9,11,25,30,31,32,32,32,28,1,6,6.0,2.0,32.0,300", ""])
 
 
 def test_history_index_and_comparison_with_the_previous_run(tmp_path):
@@ -146,15 +160,25 @@ def test_history_index_and_comparison_with_the_previous_run(tmp_path):
     for i, (p99, passed) in enumerate([(50.0, True), (80.0, True), (2000.0, False)]):
         report_dir = root / f"smoke-{i}"
         report_dir.mkdir(parents=True)
-        line, before = loadreport.publish(root, summary(p99=p99, passed=passed), report_dir)
+        (report_dir / "stats_stats_history.csv").write_text(HISTORY_CSV)
+        line, before = loadreport.publish(root, summary(p99=p99, passed=passed, day=20 + i), report_dir)
     assert before["report_dir"] == "smoke-1" and line["health_p99_ms"] == 2000.0
     assert "GET /health [lb] p99: 80 ms -> 2000 ms (+2400%)" in loadreport.changes(line, before)
     assert "Against the previous smoke run (smoke-1)" in (root / "smoke-2" / "summary.md").read_text()
     (root / "history.jsonl").open("a").write("{not json\n")  # a damaged line is skipped
     assert [h["report_dir"] for h in loadreport.read_history(root)] == ["smoke-0", "smoke-1", "smoke-2"]
     page = (root / "index.html").read_text()
-    assert page.count("<svg") == len(loadreport.KEY_FIGURES) - 2  # two figures absent from these summaries
     assert "smoke-2/report.html" in page and 'class="bad"' in page and "<script" not in page
+    pictures = re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(pictures) == 1  # one trend picture per profile
+    trend = base64.b64decode(pictures[0]).decode()
+    ids = {el.get("id") for el in ET.fromstring(trend).iter() if el.get("id")}
+    # the SLO limit the runs were judged by, as a line; the run that broke its gate, crossed
+    assert {"limit-get-health-lb-p99", "failed-get-health-lb-p99"} <= ids
+    assert "SLO 1000 ms" in trend and "Nov" in trend  # the date axis
+    run = (root / "smoke-2" / "run.svg").read_text()
+    assert "![requests/s, p95 and failures over the run](run.svg)" in (root / "smoke-2" / "summary.md").read_text()
+    assert ">requests/s<" in run and ">users<" in run and "seconds since the run started" in run
 
 
 def test_request_log_reads_only_complete_lines(tmp_path):

@@ -13,7 +13,7 @@ from harness.deploy.gantt import rehearsal_rows, simulation_rows, simulation_svg
 from harness.deploy.rehearsal import Timeline
 from harness.deploy.simulator import SimConfig, simulate
 from harness.faults.sampler import Sample, picture
-from harness.pictures import OUTCOMES, PHASES, Mark, Series, Window, charts, health_timeline, runs, thin
+from harness.pictures import OUTCOMES, PHASES, Mark, Panel, Window, charts, health_timeline, runs, thin
 
 pytestmark = pytest.mark.harness
 DATA = Path(__file__).parent / "data"
@@ -137,8 +137,8 @@ def test_the_rehearsal_draws_its_tasks_on_one_axis():
 def test_charts_over_dates_carry_the_slo_line_and_a_date_axis():
     day = datetime(2026, 11, 20, 2, 0)
     points = [(day + timedelta(days=i), 100.0 + i) for i in range(8)]
-    svg = charts([Series("p95", points, limit=250.0, unit="ms"), Series("errors", [(p[0], 0.0) for p in points],
-                                                                          limit=1.0, unit="%")],
+    svg = charts([Panel("p95", {"steady": points}, limit=250.0, unit="ms"),
+                  Panel("errors", {"steady": [(p[0], 0.0) for p in points]}, limit=1.0, unit="%")],
                  title="steady", xlabel="run date")
     found = ids(svg)
     assert {"limit-p95", "limit-errors"} <= found

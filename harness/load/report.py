@@ -1,16 +1,22 @@
 """What a load run leaves for people: a Markdown summary per run, a history of every run
 (``reports/load/history.jsonl``, one JSON line each) and an index page listing the runs with a
-trend chart per profile, so a scheduled run shows a regression against the runs before it.
+trend chart per profile (dates on the time axis, the SLO limits as lines, failed runs crossed), so
+a scheduled run shows a regression against the runs before it; each run's ``run.svg`` draws
+requests/s, p95 and failures over the run, and its ``summary.md`` shows it.
 
-The page is one self-contained HTML file (inline SVG, no script, no network)."""
+The page is one self-contained HTML file (SVG pictures as data, no script, no network)."""
 
 from __future__ import annotations
 
+import base64
+import csv
 import fcntl
 import html
 import json
+from datetime import datetime
 from pathlib import Path
 
+from harness.pictures import Panel, charts
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 
 # the figures kept per run and charted: (key in the history line, label, unit, lower is better)
@@ -23,6 +29,7 @@ KEY_FIGURES = (
 )
 HISTORY = "history.jsonl"
 INDEX = "index.html"
+RUN_SVG = "run.svg"  # each run's picture: requests/s, p95 and failures over the run
 CHART_RUNS = 30  # the newest runs per profile drawn in its chart
 
 
@@ -46,7 +53,7 @@ def history_line(summary: dict, report_dir: str) -> dict:
         "duration_s": summary.get("duration_s"), "requests": fig(TOTAL, "requests"),
         "health_p99_ms": fig(HEALTH_ENDPOINT, "p99_ms"), "write_p95_ms": fig("POST /runs", "p95_ms"),
         "read_p95_ms": fig("GET /runs/{id}", "p95_ms"), "rps": fig(TOTAL, "rps"),
-        "error_rate": fig(TOTAL, "error_rate"),
+        "error_rate": fig(TOTAL, "error_rate"), "limits": limits_of(summary),
     }
 
 
@@ -100,7 +107,7 @@ def _num(value: float | None, unit: str) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def markdown(summary: dict, before: dict | None, line: dict) -> str:
+def markdown(summary: dict, before: dict | None, line: dict, picture: bool = False) -> str:
     lines = [f"# Load run: {summary.get('profile')} ({'passed' if summary.get('passed') else 'FAILED'})", "",
              f"- started {summary.get('started_iso')}, {summary.get('duration_s')} s, stopped because "
              f"{summary.get('stop_reason')}",
@@ -112,6 +119,8 @@ def markdown(summary: dict, before: dict | None, line: dict) -> str:
     if cache:
         lines += [f"- Postgres checks by /health: {cache['checks']} in {cache['seconds']} s "
                   f"({cache['per_second']}/s; cache TTL {cache.get('ttl', 'unknown')} s)", ""]
+    if picture:
+        lines += [f"![requests/s, p95 and failures over the run]({RUN_SVG})", ""]
     lines += ["| endpoint | requests | failures | p50 ms | p95 ms | p99 ms | max ms | req/s |",
               "|---|---|---|---|---|---|---|---|"]
     for name, f in summary.get("endpoints", {}).items():
@@ -137,35 +146,66 @@ def markdown(summary: dict, before: dict | None, line: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _chart(runs: list[dict], key: str, label: str, unit: str) -> str:
-    points = [(i, r.get(key)) for i, r in enumerate(runs) if r.get(key) is not None]
-    if not points:
-        return ""
-    w, h, pad = 320, 110, 28
-    top = max(v for _, v in points) or 1.0
-    step = (w - 2 * pad) / max(1, len(runs) - 1)
+# the SLO objective each charted figure is held to: key -> (endpoint, objective)
+LIMITS = {"health_p99_ms": (HEALTH_ENDPOINT, "p99_ms"), "write_p95_ms": ("POST /runs", "p95_ms"),
+          "read_p95_ms": ("GET /runs/{id}", "p95_ms"), "error_rate": (TOTAL, "error_rate")}
 
-    def xy(i: int, v: float) -> tuple[float, float]:
-        return pad + i * step, h - pad - (v / top) * (h - 2 * pad)
 
-    coords = [xy(i, v) for i, v in points]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-    dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" class="{"ok" if runs[i].get("passed") else "bad"}">'
-        f'<title>{html.escape(str(runs[i].get("started")))}: {_num(v, unit)}</title></circle>'
-        for (i, v), (x, y) in zip(points, coords, strict=True))
-    return (f'<figure><figcaption>{html.escape(label)}</figcaption><svg width="{w}" height="{h}" '
-            f'role="img" aria-label="{html.escape(label)} per run">'
-            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" class="axis"/>'
-            f'<text x="2" y="{pad}" class="tick">{_num(top, unit)}</text>'
-            f'<text x="2" y="{h - pad}" class="tick">0</text>'
-            f'<polyline points="{path}"/>{dots}</svg></figure>')
+def limits_of(summary: dict) -> dict[str, float]:
+    """The SLO limits the run was judged by, for the charted figures."""
+    by = {(v.get("endpoint"), v.get("objective")): v.get("limit") for v in summary.get("verdicts", [])}
+    return {key: by[want] for key, want in LIMITS.items() if by.get(want) is not None}
+
+
+def _when(line: dict) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(line.get("started")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def trend_svg(profile: str, runs: list[dict]) -> str:
+    """One panel per key figure over the runs' start dates, the newest run's SLO limit as a line,
+    runs that failed their gate crossed."""
+    panels = []
+    for key, label, unit, _ in KEY_FIGURES:
+        points = [(w, r[key]) for r in runs if r.get(key) is not None and (w := _when(r)) is not None]
+        failed = [(w, r[key]) for r in runs if r.get(key) is not None and not r.get("passed")
+                  and (w := _when(r)) is not None]
+        limit = next((r["limits"][key] for r in reversed(runs) if key in (r.get("limits") or {})), None)
+        panels.append(Panel(label, {profile: points}, limit=limit, unit=unit, limit_label="SLO", failed=failed))
+    return charts(panels, title=f"{profile}: the last {len(runs)} runs", xlabel="run started (UTC)")
+
+
+def run_svg(summary: dict, history_csv: Path) -> str | None:
+    """Requests/s (with the users), p95 and failures/s over one run, from Locust's per-second history."""
+    try:
+        rows = [r for r in csv.DictReader(history_csv.open()) if r["Name"] == "Aggregated"]
+    except OSError:
+        return None
+    if not rows:
+        return None
+    t0 = int(rows[0]["Timestamp"])
+
+    def series(column: str) -> list[tuple[float, float]]:
+        return [(int(r["Timestamp"]) - t0, float(r[column])) for r in rows if r[column] not in ("N/A", "")]
+
+    panels = [Panel("throughput", {"requests/s": series("Requests/s"), "users": series("User Count")}),
+              Panel("p95", {"all requests": series("95%")}, unit="ms"),
+              Panel("failures", {"failures/s": series("Failures/s")}, unit="per s")]
+    return charts(panels, title=f"{summary.get('profile')} run started {summary.get('started_iso')}",
+                  xlabel="seconds since the run started")
+
+
+def _img(svg: str, alt: str) -> str:
+    data = base64.b64encode(svg.encode()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}"></figure>'
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
 td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;font-size:.9em}
-.ok{fill:#2a7;color:#2a7}.bad{fill:#c33;color:#c33}polyline{fill:none;stroke:#357;stroke-width:1.5}
-.axis{stroke:#999}.tick{font-size:10px;fill:#666}figure{display:inline-block;margin:0 1em 1em 0}
+.ok{color:#2a7}.bad{color:#c33}img{max-width:100%}
+figure{margin:0 0 1em 0}
 figcaption{font-size:.85em}"""
 
 
@@ -179,7 +219,7 @@ def index_html(history: list[dict]) -> str:
     for profile in profiles:
         runs = [h for h in history if (h.get("profile") or "?") == profile][-CHART_RUNS:]
         parts.append(f"<h2>{html.escape(profile)}: trend over the last {len(runs)} runs</h2>")
-        parts += [_chart(runs, key, label, unit) for key, label, unit, _ in KEY_FIGURES]
+        parts.append(_img(trend_svg(profile, runs), f"{profile}: key figures per run"))
     parts.append("<h2>Runs, newest first</h2><table><tr><th>started</th><th>profile</th><th>verdict</th>"
                  "<th>runtime</th><th>workers</th><th>requests</th><th>req/s</th><th>/health p99</th>"
                  "<th>POST /runs p95</th><th>breaches</th><th>reports</th></tr>")
@@ -205,7 +245,10 @@ def publish(root: Path, summary: dict, report_dir: Path) -> tuple[dict, dict | N
     with open(root / (HISTORY + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs finishing together keep both lines and one index
         before = previous(read_history(root), line)
-        (report_dir / "summary.md").write_text(markdown(summary, before, line))
+        picture = run_svg(summary, report_dir / "stats_stats_history.csv")
+        if picture is not None:
+            (report_dir / RUN_SVG).write_text(picture)
+        (report_dir / "summary.md").write_text(markdown(summary, before, line, picture is not None))
         history = append_history(root, line)
         tmp = root / (INDEX + ".tmp")
         tmp.write_text(index_html(history))
