@@ -14,6 +14,7 @@ from harness.deploy.rehearsal import Timeline
 from harness.deploy.simulator import SimConfig, simulate
 from harness.faults.sampler import Sample, picture
 from harness.pictures import OUTCOMES, PHASES, Mark, Panel, Window, charts, health_timeline, runs, thin
+from harness.stack.stack import record_timings
 
 pytestmark = pytest.mark.harness
 DATA = Path(__file__).parent / "data"
@@ -144,3 +145,15 @@ def test_charts_over_dates_carry_the_slo_line_and_a_date_axis():
     assert {"limit-p95", "limit-errors"} <= found
     assert "limit 250 ms" in svg and "run date" in svg
     assert "Nov" in svg  # the concise date axis names the month
+
+
+def test_startup_times_draw_as_a_trend_with_the_readiness_budgets(tmp_path):
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps({"docker": {"api": {"samples": [9.0, 10.0], "ready_s": 10.0}}}))  # before dates
+    record_timings(path, "docker", {"api": 10.4, "mlflow": 12.0})
+    record_timings(path, "local", {"api": 1.2, "mlflow": 6.0})
+    kept = json.loads(path.read_text())
+    assert kept["docker"]["api"]["samples"] == [9.0, 10.0, 10.4] and len(kept["docker"]["api"]["sampled_at"]) == 1
+    svg = (tmp_path / "timings.svg").read_text()
+    assert {"limit-api", "limit-mlflow"} <= ids(svg)
+    assert "budget 30 s" in svg and "budget 90 s" in svg and ">docker<" in svg and ">local<" in svg

@@ -199,11 +199,35 @@ def masked(url: str) -> str:
 
 
 def record_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
-    """Merge this stack's times to ready into ``timings.json``, keyed by runtime."""
+    """Merge this stack's times to ready into ``timings.json``, keyed by runtime, and draw the trend
+    (``timings.svg`` beside it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers write at the same time
         _merge_timings(path, runtime, ready_s)
+        path.with_suffix(".svg").write_text(timings_svg(json.loads(path.read_text())))
+
+
+def timings_svg(data: dict) -> str:
+    """Seconds to ready per service over its last measurements, a line per runtime, the harness's
+    readiness budget as the limit (measurements recorded before dates were kept are left out)."""
+    from datetime import datetime
+
+    from harness.budgets import BASE
+    from harness.pictures import Panel, charts
+
+    services = sorted({name for entry in data.values() for name in entry})
+    panels = []
+    for name in services:
+        lines = {}
+        for runtime, entry in sorted(data.items()):
+            m = entry.get(name) or {}
+            at, samples = m.get("sampled_at", []), m.get("samples", [])
+            dated = list(zip(at, samples[len(samples) - len(at):], strict=True))
+            if dated:
+                lines[runtime] = [(datetime.fromisoformat(at.replace("Z", "+00:00")), s) for at, s in dated]
+        panels.append(Panel(name, lines, limit=BASE.get(f"{name}_ready"), unit="s", limit_label="budget"))
+    return charts(panels, title="seconds from start to ready, per run", xlabel="measured at (UTC)")
 
 
 def _merge_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
@@ -212,11 +236,14 @@ def _merge_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
     except (OSError, ValueError):
         data = {}
     entry = data.setdefault(runtime, {})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for name, seconds in ready_s.items():
         prev = entry.get(name, {})
         samples = (prev.get("samples", []) + [seconds])[-20:]
-        entry[name] = {"ready_s": seconds, "max_s": max(samples), "samples": samples,
-                       "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        # when each of the newest samples was measured (kept since 2026-11-29; older samples have none)
+        dates = (prev.get("sampled_at", []) + [now])[-20:]
+        entry[name] = {"ready_s": seconds, "max_s": max(samples), "samples": samples, "sampled_at": dates,
+                       "measured_at": now}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     tmp.replace(path)
