@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import xml.etree.ElementTree as ET
+from html import unescape
 
 import pytest
 
@@ -146,3 +147,13 @@ def test_a_failed_scenarios_junit_entry_carries_its_measured_figures(run):
     assert props["detected_s"] == "1.25" and props["scenario"] == "stand-in"
     kept = json.loads((where / "reports" / "faults.json").read_text())
     assert kept[0]["detected_s"] == 1.25
+
+
+def test_the_html_reports_environment_names_the_runtime_commit_terraform_and_every_setting_with_its_source(run):
+    _, html, _, _ = run
+    env = json.loads(unescape(re.search(r'data-jsonblob="([^"]*)"', html).group(1)))["environment"]
+    assert env["Runtime"].split()[0] in ("local", "docker")
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", env["Commit"]), env["Commit"]
+    assert "Terraform" in env and "AWS provider" in env
+    assert env["Setting reports_dir"] == "'reports' (from default)"
+    assert env["Setting runtime"] == "'auto' (from default)"
