@@ -11,6 +11,8 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError, ServiceFailed
@@ -180,3 +182,23 @@ def delayed(argv: list[str], seconds: float) -> list[str]:
     if not seconds:
         return argv
     return ["sh", "-c", f'sleep {seconds:g}; exec "$@"', "slow-start", *argv]
+
+
+def run_lines(argv: list[str], env: dict | None, timeout: float, on_line: Callable[[str], None],
+              cwd: Path | None = None) -> tuple[int, str]:
+    """Run ``argv``, passing each output line (stdout and stderr) to ``on_line`` (a progress step);
+    returns the exit code and the output's tail. Killed after ``timeout`` seconds."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    tail: list[str] = []
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            tail = (tail + [line])[-40:]
+            on_line(line)
+        return proc.wait(), "".join(tail)
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from harness.errors import DependencyMissing, HarnessError
 from harness.paths import TERRAFORM_DIR
+from harness.process import run_lines
+from harness.progress import step
 
 PLUGIN_ENV = "TF_PLUGIN_DIR"
 
@@ -93,11 +96,49 @@ class Terraform:
 
     def apply(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
         self.init()
-        self.run("apply", "-auto-approve", "-input=false", *self._var_args(var_file, variables), timeout=timeout)
+        self.run_counted("apply", "-auto-approve", "-input=false", *self._var_args(var_file, variables),
+                         timeout=timeout)
 
     def destroy(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
-        self.run("destroy", "-auto-approve", "-input=false", *self._var_args(var_file, variables), timeout=timeout,
-                 check=False)
+        self.run_counted("destroy", "-auto-approve", "-input=false", *self._var_args(var_file, variables),
+                         timeout=timeout, check=False)
+
+    def run_counted(self, *args: str, timeout: float, check: bool = True) -> int:
+        """An apply or destroy with progress: elapsed and resources done of the plan's count."""
+        counter = ResourceCounter()
+        with step(f"terraform {args[0]} ({self.workdir.parent.name})") as s:
+            def on_line(line: str) -> None:
+                if counter.feed(line):
+                    s.update(counter.describe(), new=True)
+            code, tail = run_lines([self.binary, *args, "-no-color"], self.env, timeout, on_line, cwd=self.workdir)
+            if check and code != 0:
+                raise HarnessError(f"terraform {args[0]} to succeed", f"exit {code}:\n{tail.strip()[-2000:]}",
+                                   f"run it by hand in {self.workdir}")
+        return code
 
     def output(self) -> dict:
         return {k: v["value"] for k, v in json.loads(self.run("output", "-json").stdout).items()}
+
+
+class ResourceCounter:
+    """Reads terraform apply/destroy output: how many resources the plan touches and how many are done."""
+    PLANNED = re.compile(r"^Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
+    DONE = re.compile(r": (Creation|Modifications|Destruction) complete after")
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+
+    def feed(self, line: str) -> bool:
+        """True when the line changed the count."""
+        planned = self.PLANNED.search(line)
+        if planned:
+            self.total = sum(int(n) for n in planned.groups())
+            return True
+        if self.DONE.search(line):
+            self.done += 1
+            return True
+        return False
+
+    def describe(self) -> str:
+        return f"{self.done} of {self.total if self.total is not None else '?'} resources done"

@@ -38,6 +38,7 @@ from harness.load.matcher import parse_matcher
 from harness.paths import LOADTESTS_DIR, REPO
 from harness.ports import free_port, release
 from harness.process import ChildProcess, python_env
+from harness.progress import step
 from harness.session import Session
 from harness.wait import wait_until
 
@@ -223,9 +224,14 @@ def _drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: tu
                                   env=env, cwd=report_dir, url=host, session=session)
             procs.append(worker)
             worker.start()
+        planned = bound - STARTUP
         try:
-            code = wait_until(main.exit_code, until=lambda c: c is not None, timeout=bound, interval=0.5,
-                              what=f"Locust to finish profile {test.profile}")
+            with step(f"load {test.profile}") as s:
+                def show(what: str, elapsed: float, budget: float) -> None:
+                    s.update(f"{elapsed:.0f}s of {planned:.0f}s: "
+                             f"{live_figures(report_dir / 'stats_stats_history.csv') or 'starting'}")
+                code = wait_until(main.exit_code, until=lambda c: c is not None, timeout=bound, interval=0.5,
+                                  what=f"Locust to finish profile {test.profile}", progress=show)
         except WaitTimeout:
             print(f"load: Locust ran past {bound:.0f} s; stopping it (reports are still written)", file=test.out)
             main.stop(STOP_GRACE)
@@ -240,6 +246,26 @@ def _drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: tu
             p.close(STOP_GRACE)
         if port:
             release(port)
+
+
+def live_figures(history: Path) -> str | None:
+    """Users, requests/s, failures/s and p95 from the newest Aggregated row of Locust's per-second
+    history (only the file's tail is read: a soak run's history grows for half an hour)."""
+    try:
+        with history.open("rb") as f:
+            header = f.readline().decode()
+            f.seek(max(0, history.stat().st_size - 8192))
+            tail = f.read().decode(errors="replace").splitlines()[1:]
+    except OSError:
+        return None
+    columns = header.strip().split(",")
+    for line in reversed(tail):
+        row = dict(zip(columns, line.split(","), strict=False))
+        if row.get("Name") == "Aggregated" and row.get("Requests/s") not in (None, ""):
+            p95 = row.get("95%", "N/A")
+            return (f"{row['User Count']} users, {float(row['Requests/s']):.1f} req/s, "
+                    f"{float(row['Failures/s']):.1f} failures/s, p95 {p95 if p95 == 'N/A' else p95 + ' ms'}")
+    return None
 
 
 def _new_report_dir(root: Path, test: LoadTest) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 from harness.errors import DependencyMissing, HarnessError
 from harness.paths import REPO
+from harness.process import run_lines
+from harness.progress import step
 
 DEFAULT_BASE = "python:3.11-slim-bookworm"
 OFFLINE_BASE = "mlplatform-base:bookworm"
@@ -88,12 +89,12 @@ def ensure_offline_base(client) -> float:
     except docker.errors.ImageNotFound:
         pass
     t0 = time.monotonic()
-    result = subprocess.run(["sh", str(REPO / "services" / "base" / "build.sh")], capture_output=True, text=True,
-                            env={**os.environ, "PYTHON": sys.executable}, timeout=1800)
-    if result.returncode != 0:
-        raise DependencyMissing("the offline base image (services/base/build.sh)",
-                                f"exit {result.returncode}: {result.stderr.strip()[-400:]}",
-                                "install debootstrap (apt-get install -y debootstrap) or set BASE_IMAGE")
+    with step(f"offline base image {OFFLINE_BASE} (debootstrap and wheelhouse, minutes on a fresh machine)") as s:
+        code, tail = run_lines(["sh", str(REPO / "services" / "base" / "build.sh")],
+                               {**os.environ, "PYTHON": sys.executable}, 1800, s.update)
+        if code != 0:
+            raise DependencyMissing("the offline base image (services/base/build.sh)", f"exit {code}: {tail[-400:]}",
+                                    "install debootstrap (apt-get install -y debootstrap) or set BASE_IMAGE")
     return time.monotonic() - t0
 
 
@@ -127,15 +128,28 @@ def _exists(client, tag: str) -> bool:
 
 
 def _build(client, service: str, tag: str, base: BaseChoice) -> None:
-    from testcontainers.core.image import DockerImage
-    try:
-        DockerImage(path=REPO, tag=tag, clean_up=False, dockerfile_path=f"services/{service}/Dockerfile",
-                    buildargs={"BASE_IMAGE": base.image, "PIP_OFFLINE": "1" if base.offline else "0"},
-                    rm=True, labels={"harness.image": service}).build()
-    except Exception as exc:  # noqa: BLE001 - docker's BuildError carries the log
-        log = "".join(str(c.get("stream", c.get("error", ""))) for c in getattr(exc, "build_log", []))[-1500:]
-        raise HarnessError(f"image {tag} to build from services/{service}/Dockerfile", f"{exc}\n{log}",
-                           f"base image {base.image} ({base.why})") from exc
+    """Build through the engine's API, streaming its log: each Dockerfile step is a progress line."""
+    import docker
+
+    log: list[str] = []
+    with step(f"image {tag}") as s:
+        try:
+            for chunk in client.api.build(path=str(REPO), tag=tag, dockerfile=f"services/{service}/Dockerfile",
+                                          buildargs={"BASE_IMAGE": base.image,
+                                                     "PIP_OFFLINE": "1" if base.offline else "0"},
+                                          rm=True, labels={"harness.image": service}, decode=True):
+                if "error" in chunk:
+                    raise HarnessError(f"image {tag} to build from services/{service}/Dockerfile",
+                                       f"{chunk['error']}\n{''.join(log)[-1500:]}",
+                                       f"base image {base.image} ({base.why})")
+                text = str(chunk.get("stream", ""))
+                log.append(text)
+                if text.strip():
+                    s.update(text, new=text.startswith("Step "))
+        except docker.errors.APIError as exc:
+            raise HarnessError(f"image {tag} to build from services/{service}/Dockerfile", str(exc),
+                               f"base image {base.image} ({base.why})") from exc
+
 
 
 def sizes_mb(client, tags: dict[str, str]) -> dict[str, float]:
