@@ -87,7 +87,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from harness.deploy.gantt import simulation_svg
 
         broken = ", broken dependency" if args.broken_dependency else ""
-        title = f"{args.service} ({args.env}{broken}): {result.outcome}"
+        plan = Path(args.var_file).name if args.var_file else args.env
+        title = f"{args.service} ({plan}{broken}): {result.outcome} after {result.time:.0f} s"
         Path(args.svg).write_text(simulation_svg(result, title))
         print(f"timeline picture: {args.svg}")
     return 0 if result.outcome == "completed" else 1

@@ -67,7 +67,7 @@ class Row:
 # outcome of a health sample -> colour (colour-blind safe: Okabe-Ito)
 OUTCOMES = {"pass": "#009E73", "warn": "#E69F00", "fail": "#D55E00", "no answer": "#555555"}
 PHASES = {"provisioning": "#BBBBBB", "start period": "#56B4E9", "container healthy": "#0072B2",
-          "target healthy": "#CC79A7", "in service": "#009E73", "draining": "#E69F00",
+          "target healthy": "#CC79A7", "unhealthy": "#F4A582", "in service": "#009E73", "draining": "#E69F00",
           "stopped": "#EEEEEE", "replaced": "#D55E00"}
 WIDTH = 9.0  # inches at 100 dpi: fits a report's column
 

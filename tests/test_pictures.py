@@ -109,8 +109,10 @@ def test_a_broken_dependency_draws_replaced_tasks_the_grace_period_and_the_circu
     assert result.outcome == "rolled_back"
     rows, marks = simulation_rows(result)
     new1 = next(r for r in rows if r.label == "new 1")
-    # never healthy: start period until ECS replaces it once its grace period is over (120 s)
-    assert spans(new1)[0] == ("start period", 0.0, 120.0) and spans(new1)[1][0] == "replaced"
+    # never healthy: the target is unhealthy after three failed ALB checks (10, 20, 30 s), which ECS
+    # ignores until the grace period is over (120 s); then it replaces the task
+    assert spans(new1)[:2] == [("start period", 0.0, 30.0), ("unhealthy", 30.0, 120.0)]
+    assert spans(new1)[2][0] == "replaced"
     assert all(spans(r) == [("in service", 0.0, result.time)] for r in rows if r.label.startswith("old"))
     assert [m.gid for m in marks] == ["circuit-breaker"] and not marks[0].ok
     svg = simulation_svg(result, "api (staging, broken dependency)")

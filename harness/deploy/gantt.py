@@ -1,5 +1,6 @@
 """Deployments as Gantt pictures: one row per task (provisioning, start period, container healthy,
-target healthy, in service, draining, stopped or replaced), each task's grace period end as a tick,
+target healthy, unhealthy (a verdict the grace period may still be ignoring), in service, draining,
+stopped or replaced), each task's grace period end as a tick,
 the circuit breaker's verdict and the deployment's end as lines. For the simulator's result and for
 the rehearsal's timelines; ``harness.pictures.gantt`` draws them."""
 
@@ -38,6 +39,7 @@ def simulation_rows(result: Result) -> tuple[list[Row], list[Mark]]:
         points = [("provisioning", task.started if task.running_at > task.started else None),
                   ("start period", task.running_at), (waiting, first_healthy if first_healthy != task.healthy_at
                                                       else None),
+                  ("unhealthy", task.unhealthy_at if task.healthy_at is None else None),
                   ("in service", task.healthy_at),
                   ("replaced" if task.healthy_at is None else "stopped", task.stopped_at)]
         marks = [Mark("grace-period-end", task.started + result.grace, "grace period ends")]

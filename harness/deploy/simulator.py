@@ -86,6 +86,7 @@ class Task:
     healthy_at: float | None = None
     container_healthy_at: float | None = None
     target_healthy_at: float | None = None
+    unhealthy_at: float | None = None   # first container UNHEALTHY or target unhealthy verdict
     stopped_at: float | None = None
 
 
@@ -227,6 +228,7 @@ class Simulation:
             task.c_fail += 1
             if task.c_fail >= self.cfg.container_retries and task.container != "UNHEALTHY":
                 task.container = "UNHEALTHY"
+                task.unhealthy_at = task.unhealthy_at or self.now
                 self.log(f"task {tid} container UNHEALTHY")
                 self.maybe_replace(task)
         # a failing check that times out takes T before the next interval starts
@@ -250,6 +252,7 @@ class Simulation:
             task.a_pass, task.a_fail = 0, task.a_fail + 1
             if task.a_fail >= self.cfg.unhealthy_threshold and task.alb != "unhealthy":
                 task.alb = "unhealthy"
+                task.unhealthy_at = task.unhealthy_at or self.now
                 self.log(f"task {tid} target unhealthy")
                 self.maybe_replace(task)
         self.at(self.now + self.cfg.alb_interval, "alb_check", tid)
