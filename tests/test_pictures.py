@@ -127,13 +127,14 @@ def test_the_rehearsal_draws_its_tasks_on_one_axis():
                                  "stopped (exit 0)": 71.0}, offset=0.0)
     new = Timeline("api (new revision)", 60.0, {"task started": 0.0, "container HEALTHY": 5.0,
                                                 "target healthy": 7.5, "in service": 7.5}, offset=30.0)
-    broken = Timeline("mlflow", 40.0, {"task started": 0.0}, failure="never healthy", offset=0.5)
+    broken = Timeline("mlflow", 40.0, {"task started": 0.0, "mlflow started": 1.0, "grace period over": 40.2},
+                      failure="never healthy", offset=0.5)
     rows, end = rehearsal_rows({"api": api, "api (new revision)": new, "mlflow": broken})
-    assert end == 72.0
+    assert end == 92.0  # the axis shows the last grace period's end (30 + 60 s)
     assert spans(rows[0]) == [("start period", 0.0, 6.1), ("container healthy", 6.1, 8.0), ("in service", 8.0, 40.0),
                               ("draining", 40.0, 71.0), ("stopped", 71.0, 72.0)]
     assert spans(rows[1])[-1] == ("in service", 37.5, 72.0)
-    assert spans(rows[2]) == [("start period", 0.5, 40.5), ("replaced", 40.5, 72.0)]
+    assert spans(rows[2]) == [("start period", 0.5, 40.7), ("replaced", 40.7, 92.0)]
     assert [m.at for m in rows[2].marks] == [40.5] and not rows[2].marks[0].ok
 
 

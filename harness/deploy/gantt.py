@@ -62,8 +62,10 @@ def simulation_svg(result: Result, title: str) -> str:
 
 def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
     """The rehearsal's tasks on one axis (each timeline's events count from its own start, ``offset``
-    seconds after the first task started); returns the rows and the end of the axis."""
-    end = max((t.offset + max(t.events.values(), default=0.0) for t in timelines.values()), default=0.0) + 1.0
+    seconds after the first task started); returns the rows and the end of the axis, which shows
+    every grace period's end."""
+    last = max((t.offset + max(t.events.values(), default=0.0) for t in timelines.values()), default=0.0) + 1.0
+    end = max([last] + [t.offset + t.grace + 2.0 for t in timelines.values()])
     rows = []
     for key, t in timelines.items():
         ev, o = t.events, t.offset
@@ -72,15 +74,16 @@ def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
             else "target healthy"
         stopped = next((v for k, v in ev.items() if k.startswith("stopped")), None)
         failed = bool(t.failure) and t.in_service is None
+        unhealthy = ev.get("container UNHEALTHY")
 
         def at(v: float | None, offset: float = o) -> float | None:
             return None if v is None else offset + v
 
         points = [("start period", o), (waiting, at(first_healthy) if first_healthy != t.in_service else None),
-                  ("in service", at(t.in_service)), ("draining", at(ev.get("draining"))),
-                  ("stopped", at(stopped)), ("replaced", at(t.grace) if failed else None)]
+                  ("unhealthy", at(unhealthy)), ("in service", at(t.in_service)), ("draining", at(ev.get("draining"))),
+                  ("stopped", at(stopped)), ("replaced", at(max(ev.values(), default=0.0)) if failed else None)]
         marks = [Mark("grace-period-end", o + t.grace, "grace period ends", ok=t.ok)]
-        rows.append(Row(key, _phases(points, end), marks))
+        rows.append(Row(key, _phases(points, last if not failed else end), marks))
     return rows, end
 
 

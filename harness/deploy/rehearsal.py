@@ -280,11 +280,13 @@ class Rehearsal:
         health = (state.get("Health") or {}).get("Status")
         now = r.since()
         if state["Status"] == "exited":
+            timeline.events.setdefault(f"{r.service} exited {state['ExitCode']}", now)
             timeline.failure = f"{r.service} exited {state['ExitCode']}; its log ends with:\n{_tail(r.main)}"
             return True
         if health == "healthy":
             timeline.events.setdefault("container HEALTHY", now)
         if health == "unhealthy":
+            timeline.events.setdefault("container UNHEALTHY", now)
             log = ((state.get("Health") or {}).get("Log") or [{}])[-1].get("Output", "")[:300]
             timeline.failure = f"container UNHEALTHY after {now:.1f}s (ECS would replace it); health log: {log}"
             return True
@@ -295,6 +297,7 @@ class Rehearsal:
             self._say(f"{r.key}: in service after {timeline.in_service:.1f}s")
             return True
         if now > timeline.grace:
+            timeline.events.setdefault("grace period over", now)
             timeline.failure = (f"not in service when the grace period ({timeline.grace:g}s) ended: container "
                                 f"{health}, target last answered {r.poller.last}")
             return True
