@@ -106,10 +106,10 @@ class Terraform:
     def run_counted(self, *args: str, timeout: float, check: bool = True) -> int:
         """An apply or destroy with progress: elapsed and resources done of the plan's count."""
         counter = ResourceCounter()
-        with step(f"terraform {args[0]} ({self.workdir.parent.name})") as s:
+        with step(f"terraform {args[0]}") as s:
             def on_line(line: str) -> None:
                 if counter.feed(line):
-                    s.update(counter.describe(), new=True)
+                    s.update(counter.describe())
             code, tail = run_lines([self.binary, *args, "-no-color"], self.env, timeout, on_line, cwd=self.workdir)
             if check and code != 0:
                 raise HarnessError(f"terraform {args[0]} to succeed", f"exit {code}:\n{tail.strip()[-2000:]}",
