@@ -258,6 +258,7 @@ def charts(panels: Sequence[Panel], *, title: str, xlabel: str, windows: Sequenc
         ax.set_ylabel(p.label + (f" ({p.unit})" if p.unit else ""), fontsize=8)
         ax.set_ylim(bottom=0)
         if p.limit is not None:
+            ax.set_ylim(0, max(ax.get_ylim()[1], p.limit * 1.15))  # the limit is always in view
             line = ax.axhline(p.limit, color="#D55E00", linestyle="--", linewidth=1.0,
                               label=f"{p.limit_label} {p.limit:g}{(' ' + p.unit) if p.unit else ''}")
             line.set_gid(f"limit-{_slug(p.label)}")

@@ -228,8 +228,7 @@ def _drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: tu
         try:
             with step(f"load {test.profile}") as s:
                 def show(what: str, elapsed: float, budget: float) -> None:
-                    s.update(f"{elapsed:.0f}s of {planned:.0f}s: "
-                             f"{live_figures(report_dir / 'stats_stats_history.csv') or 'starting'}")
+                    s.update(f"of {planned:.0f}s: {live_figures(report_dir / 'stats_stats_history.csv') or 'starting'}")
                 code = wait_until(main.exit_code, until=lambda c: c is not None, timeout=bound, interval=0.5,
                                   what=f"Locust to finish profile {test.profile}", progress=show)
         except WaitTimeout:

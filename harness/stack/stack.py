@@ -226,7 +226,8 @@ def timings_svg(data: dict) -> str:
             dated = list(zip(at, samples[len(samples) - len(at):], strict=True))
             if dated:
                 lines[runtime] = [(datetime.fromisoformat(at.replace("Z", "+00:00")), s) for at, s in dated]
-        panels.append(Panel(name, lines, limit=BASE.get(f"{name}_ready"), unit="s", limit_label="budget"))
+        if lines:
+            panels.append(Panel(name, lines, limit=BASE.get(f"{name}_ready"), unit="s", limit_label="budget"))
     return charts(panels, title="seconds from start to ready, per run", xlabel="measured at (UTC)")
 
 
