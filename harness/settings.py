@@ -61,6 +61,19 @@ def parse_workers(raw: str | int) -> int:
     return value
 
 
+REQUIRABLE = ("docker", "terraform")
+
+
+def parse_require(raw: str | tuple) -> tuple[str, ...]:
+    if isinstance(raw, tuple):
+        return raw
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip() and n.strip() != "none"))
+    wrong = [n for n in names if n not in REQUIRABLE]
+    if wrong:
+        raise ValueError(f"expected a comma-separated list of {', '.join(REQUIRABLE)} (or none), got {raw!r}")
+    return names
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -93,6 +106,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout_multiplier", 1.0, parse_multiplier, "scale every named budget (slow machines: 2-3)"),
     Option("reports_dir", "reports", str, "where reports, logs and timings.json go"),
     Option("mlflow_workers", 1, parse_workers, "MLflow uvicorn workers (1: ~0.4 GB; 4: ~1-3 GB, slower start)"),
+    Option("require", (), parse_require,
+           "fail, not skip, the tests that need these when they are missing: docker, terraform "
+           "(default under CI=true: both)"),
 )
 
 
@@ -106,6 +122,7 @@ class Settings:
     timeout_multiplier: float = 1.0
     reports_dir: str = "reports"
     mlflow_workers: int = 1
+    require: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -139,4 +156,13 @@ def resolve(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, An
         else:
             values[opt.name] = opt.default
             sources[opt.name] = "default"
+            if opt.name == "require" and parse_bool_or_false(env.get("CI")):
+                values[opt.name], sources[opt.name] = REQUIRABLE, "CI=true"
     return Settings(**values, sources=sources)
+
+
+def parse_bool_or_false(raw: str | None) -> bool:
+    try:
+        return parse_bool(raw or "")
+    except ValueError:
+        return False

@@ -46,3 +46,48 @@ def test_settings_are_frozen():
     s = resolve({}, {}, {})
     with pytest.raises(AttributeError):
         s.runtime = "local"
+
+
+def test_require_lists_what_must_not_skip_and_ci_requires_both():
+    assert resolve({}, {}, {}).require == ()
+    s = resolve({}, {"CI": "true"}, {})
+    assert s.require == ("docker", "terraform") and s.sources["require"] == "CI=true"
+    s = resolve({"require": "none"}, {"CI": "true"}, {})  # said explicitly: nothing required
+    assert s.require == () and s.sources["require"] == "--require"
+    assert resolve({}, {"HARNESS_REQUIRE": "terraform"}, {}).require == ("terraform",)
+    with pytest.raises(ConfigurationError, match="HARNESS_REQUIRE.*docker, terraform"):
+        resolve({}, {"HARNESS_REQUIRE": "kubernetes"}, {})
+
+
+MISSING_TERRAFORM = '''
+import pytest
+from fixtures.settings import missing
+
+pytestmark = pytest.mark.terraform
+
+
+def test_needs_terraform(pytestconfig):
+    missing(pytestconfig, "terraform", "terraform: the terraform binary on PATH: none")
+'''
+
+
+@pytest.mark.parametrize("env,outcome", [({}, "1 skipped"), ({"CI": "true"}, "1 failed"),
+                                         ({"HARNESS_REQUIRE": "terraform"}, "1 failed"),
+                                         ({"CI": "true", "HARNESS_REQUIRE": "none"}, "1 skipped")])
+def test_a_missing_dependency_skips_unless_the_run_requires_it(tmp_path, env, outcome):
+    import os
+    import subprocess
+    import sys
+
+    from harness.paths import REPO
+
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["fixtures.settings"]\n\n\ndef pytest_configure(config):\n'
+                                          '    config.addinivalue_line("markers", "terraform: x")\n')
+    (tmp_path / "test_it.py").write_text(MISSING_TERRAFORM)
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "HARNESS_REQUIRE")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-rfs"],
+                          cwd=tmp_path, env={**base, **env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=120)
+    assert outcome in done.stdout, done.stdout[-2000:]
+    if "failed" in outcome:
+        assert "terraform is required here" in done.stdout and "the terraform binary on PATH" in done.stdout

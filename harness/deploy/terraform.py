@@ -6,6 +6,7 @@ and xdist workers never share .terraform/, state or lock files."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,13 +30,42 @@ def terraform_binary() -> str:
     return found
 
 
+# where filesystem mirrors of providers usually live (Terraform's own implied mirror directories
+# and the places images install them); searched when TF_PLUGIN_DIR is not set, as the Makefile does
+MIRROR_ROOTS = ("/opt", "/usr/local/share", "/usr/share", "~/.terraform.d")
+
+
+@functools.cache
+def find_mirror(roots: tuple[str, ...] = MIRROR_ROOTS, depth: int = 4) -> str | None:
+    """The first folder under ``roots`` (at most ``depth`` levels down) that holds
+    ``registry.terraform.io/hashicorp/aws``: a provider mirror Terraform can init from offline."""
+    for root in roots:
+        base = Path(root).expanduser()
+        level = [base] if base.is_dir() else []
+        for i in range(depth + 1):
+            for d in level:
+                if d.name == "registry.terraform.io" and (d / "hashicorp" / "aws").is_dir():
+                    return str(d.parent)
+            if i == depth:
+                break
+            children: list[Path] = []
+            for d in level:
+                try:
+                    children += sorted(c for c in d.iterdir() if c.is_dir() and not c.is_symlink())
+                except OSError:
+                    continue
+            level = children
+    return None
+
+
 def plugin_dir() -> str | None:
-    """The provider mirror: TF_PLUGIN_DIR when set (never a hard-coded path); None uses the registry."""
+    """The provider mirror: TF_PLUGIN_DIR when set (never a hard-coded path), else one found in the
+    usual places (``find_mirror``); None: Terraform uses the registry."""
     value = os.environ.get(PLUGIN_ENV)
     if value and not Path(value).is_dir():
         raise DependencyMissing(f"{PLUGIN_ENV} to name a provider mirror directory", repr(value),
                                 "point it at the folder holding registry.terraform.io/hashicorp/aws")
-    return value
+    return value or find_mirror()
 
 
 class Terraform:
