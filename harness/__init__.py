@@ -1,0 +1,3 @@
+"""The deployment test harness."""
+
+__version__ = "0.5.0"

@@ -1,37 +1,56 @@
-"""``python -m harness``: up (start the stack until Ctrl-C), down (run the reaper)."""
+"""``python -m harness`` (or ``harness``): the stack by hand, the deployment checks and the load runs.
+
+    up         start the stack on a runtime, print one JSON line per service, then "ready"; Ctrl-C stops
+    down       stop what `up` started and remove what crashed runs left behind (JSON report)
+    timings    plan terraform/ offline and check every timing rule
+    simulate   simulate an ECS rolling deployment with the planned timings (--svg: a Gantt picture)
+    outage     a shared dependency outage against the running fleet: the incident's design beside ours
+    rehearse   run the planned tasks on Docker as ECS would and judge each against its grace period
+    timeline   draw a health timeline again from a series a test kept
+    load       run a Locust load profile with the SLO gate; load-worker: a worker on another machine
+
+Exit codes, every command: 0 all checks passed; 1 a check failed (a timing rule, an SLO, a
+simulated or rehearsed deployment); 2 the command could not run (bad input, a missing tool);
+130 interrupted. ``--json`` prints the result as one JSON document on stdout where offered."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 
+from harness import __version__
 from harness.budgets import Budgets
-from harness.errors import HarnessError
+from harness.errors import ConfigurationError, HarnessError
 from harness.process import terminate_as_interrupt
 from harness.progress import Progress
-from harness.session import Session, reap
-from harness.settings import OPTIONS, resolve
+from harness.session import Session, reap, reap_session, stop_up_sessions
+from harness.settings import OPTIONS, ini_values, resolve
 from harness.stack.runtime import make_runtime, resolve_runtime
 from harness.stack.stack import Stack, record_timings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = resolve({"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier,
-                        "mlflow_workers": args.mlflow_workers}, os.environ, {})
+                        "mlflow_workers": args.mlflow_workers}, os.environ, ini_values())
     runtime_name, why = resolve_runtime(settings.runtime)
     print(f"runtime: {runtime_name} ({why})", file=sys.stderr, flush=True)
     terminate_as_interrupt()
+    # a background job of a script starts with SIGINT ignored; Ctrl-C's signal must still stop `up`
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     reap()
-    session = Session()
+    session = Session(kind="up")
     try:
         from harness.stack.config import StackConfig
         stack = Stack(make_runtime(runtime_name, session), StackConfig(mlflow_workers=settings.mlflow_workers),
                       Budgets(settings.timeout_multiplier), progress=Progress())
         with stack:
-            for entry in stack.describe():
+            print(json.dumps({"session": session.id, "stop": f"python -m harness down --session {session.id}"}),
+                  flush=True)
+            for entry in stack.describe(reveal=True):  # the user's own stack: its DSN must connect
                 print(json.dumps(entry), flush=True)
             record_timings(settings.reports_path / "timings.json", runtime_name, stack.ready_s)
             print("ready", flush=True)
@@ -51,8 +70,13 @@ def cmd_down(args: argparse.Namespace) -> int:
         client.ping()
     except Exception:  # noqa: BLE001 - no engine: nothing of docker to reap
         client = None
-    report = reap(force=args.all, docker_client=client)
-    print(json.dumps(report.as_json()))
+    only = {args.session} if args.session else None
+    stopped = stop_up_sessions(only=only)
+    if only:
+        report = reap_session(args.session)
+    else:
+        report = reap(force=args.all, docker_client=client)
+    print(json.dumps({"stopped": stopped, **report.as_json()}))
     return 0
 
 
@@ -64,6 +88,9 @@ def _model(args: argparse.Namespace):
     from harness.paths import TERRAFORM_DIR
 
     var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
+    if not var_file.is_file():
+        raise ConfigurationError("--var-file: an existing tfvars file", str(var_file),
+                                 "give a path to a .tfvars file, or --env staging|prod")
     return planned(var_file, inputs(Path(args.timings), Path(args.images), args.pull_rate, args.fargate_factor))
 
 
@@ -78,9 +105,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                 dependencies_ok=not args.broken_dependency,
                                 **({"desired": args.desired} if args.desired else {}))
     result = simulate(cfg, boot=svc.boot)
-    print(f"{args.service} from {model.source}, boot {svc.boot:g}s from {svc.boot_from} "
-          f"(budget {svc.boot_budget:g}s; estimate {svc.estimate.terms()})")
-    print(result.describe(args.events))
+    if args.json:
+        print(json.dumps({"service": args.service, "source": str(model.source), "boot_s": svc.boot,
+                          "outcome": result.outcome, "time_s": result.time, "replaced": result.replaced,
+                          "circuit_breaker_threshold": result.threshold,
+                          "timeline": [{"t": t, "event": what} for t, what in result.timeline]}, indent=2))
+    else:
+        print(f"{args.service} from {model.source}, boot {svc.boot:g}s from {svc.boot_from} "
+              f"(budget {svc.boot_budget:g}s; estimate {svc.estimate.terms()})")
+        print(result.describe(args.events))
     if args.svg:
         from pathlib import Path
 
@@ -90,7 +123,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         plan = Path(args.var_file).name if args.var_file else args.env
         title = f"{args.service} ({plan}{broken}): {result.outcome} after {result.time:.0f} s"
         Path(args.svg).write_text(simulation_svg(result, title))
-        print(f"timeline picture: {args.svg}")
+        print(f"timeline picture: {args.svg}", file=sys.stderr if args.json else sys.stdout)
     return 0 if result.outcome == "completed" else 1
 
 
@@ -144,6 +177,20 @@ def cmd_timings(args: argparse.Namespace) -> int:
     from harness.deploy.rules import check
 
     model = _model(args)
+    results = check(model)
+    failed = sum(len(v) for v in results.values())
+    if args.json:
+        print(json.dumps({
+            "source": str(model.source), "passed": not failed,
+            "services": {s.name: {"boot_s": s.boot, "boot_from": s.boot_from, "boot_budget_s": s.boot_budget,
+                                  "estimate": s.estimate.terms(), "grace_s": s.grace_period,
+                                  "container": vars(s.container), "alb": vars(s.alb),
+                                  "deregistration_delay_s": s.deregistration_delay, "stop_timeout_s": s.stop_timeout}
+                         for s in model.services.values()},
+            "rules": [{"rule": rule, "passed": not v, "violations": [str(x) for x in v]}
+                      for rule, v in results.items()],
+        }, indent=2, default=str))
+        return 1 if failed else 0
     print(f"timings of {model.source}\n")
     print("boot (task start to the health path answering): the rules use max(declared budget, estimate)")
     for s in model.services.values():
@@ -158,11 +205,9 @@ def cmd_timings(args: argparse.Namespace) -> int:
               f"{f'{a.interval}/{a.timeout}/{a.healthy_threshold}/{a.unhealthy_threshold}':12} {s.grace_period:>6} "
               f"{s.deregistration_delay:>6.0f} {s.stop_timeout:>5} {s.boot:>6}  {a.path}")
     print()
-    failed = 0
-    for rule, violations in check(model).items():
+    for rule, violations in results.items():
         print(f"{'FAIL' if violations else 'pass'}  {rule}")
         for v in violations:
-            failed += 1
             print(f"      {v}")
     return 1 if failed else 0
 
@@ -191,7 +236,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from harness.load.runner import LoadTest, main
     settings = resolve({"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier,
                         "mlflow_workers": args.mlflow_workers, "target_url": args.target_url,
-                        "reports_dir": args.reports_dir}, os.environ, {})
+                        "reports_dir": args.reports_dir}, os.environ, ini_values())
     terminate_as_interrupt()
     reap()
     try:
@@ -228,19 +273,24 @@ def _boot_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack, print one JSON line per service, then 'ready'; Ctrl-C stops")
     for opt in OPTIONS:
         if opt.name in ("runtime", "timeout_multiplier", "mlflow_workers"):
             up.add_argument(opt.flag, dest=opt.name, default=None, help=opt.help)
     up.set_defaults(func=cmd_up)
-    down = sub.add_parser("down", help="remove what crashed runs left behind (processes, dirs, containers)")
-    down.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
+    down = sub.add_parser("down", help="stop what `up` started (SIGTERM, its teardown runs) and remove what crashed "
+                                       "runs left behind (processes, dirs, containers)")
+    down.add_argument("--all", action="store_true", help="also test runs whose owner is still alive (kills them)")
+    down.add_argument("--session", help="only this session (the id `up` printed)")
     down.set_defaults(func=cmd_down)
     timings = sub.add_parser("timings", help="plan terraform/ offline and check every timing rule")
     timings.add_argument("--env", default="staging", choices=["staging", "prod"])
     timings.add_argument("--var-file", help="a tfvars file instead of environments/<env>.tfvars")
+    timings.add_argument("--json", action="store_true", help="the model and every rule's verdict as JSON")
     _boot_options(timings)
     timings.set_defaults(func=cmd_timings)
     sim = sub.add_parser("simulate", help="simulate a rolling deployment with the planned timings")
@@ -249,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--conservative", action="store_true", help="first healthy verdict after H ALB checks")
     sim.add_argument("--events", type=int, default=40, help="timeline lines to print")
     sim.add_argument("--svg", metavar="FILE", help="also draw the deployment as a Gantt picture (SVG) into FILE")
+    sim.add_argument("--json", action="store_true", help="the outcome and the timeline as JSON")
     sim.add_argument("--broken-dependency", action="store_true",
                      help="the new tasks' dependency configuration is wrong: their checks never pass")
     sim.add_argument("--env", default="staging", choices=["staging", "prod"])
@@ -314,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except HarnessError as exc:
+    except HarnessError as exc:  # bad input or a missing tool: the command could not run
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -40,6 +40,7 @@ class Session:
 
     id: str = field(default_factory=lambda: "h" + secrets.token_hex(4))
     dirs: list[Path] = field(default_factory=list)
+    kind: str = "run"   # "up": a stack started by `python -m harness up`, which `down` stops
 
     def __post_init__(self) -> None:
         REGISTRY.mkdir(mode=0o755, exist_ok=True)
@@ -51,7 +52,7 @@ class Session:
 
     def _write(self) -> None:
         data = {"session_id": self.id, "owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
-                "created": time.time(), "dirs": [str(d) for d in self.dirs]}
+                "created": time.time(), "dirs": [str(d) for d in self.dirs], "kind": self.kind}
         tmp = self.registry_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(self.registry_file)
@@ -146,6 +147,34 @@ def processes_of(session_ids: set[str] | None) -> list[int]:
     found = tree(marked, table)
     found.discard(me)
     return sorted(found)
+
+
+def stop_up_sessions(timeout: float = 60.0, only: set[str] | None = None) -> list[str]:
+    """Stop every live `python -m harness up` as Ctrl-C would (SIGTERM: its teardown stops the stack
+    and removes its dirs), waiting up to ``timeout`` seconds for each; returns their session ids.
+    An owner that does not exit in time is left to the reaper (its processes are killed then)."""
+    from harness.errors import WaitTimeout
+    from harness.wait import wait_until
+
+    stopped = []
+    for f in sorted(REGISTRY.glob("*.json")) if REGISTRY.exists() else []:
+        try:
+            entry = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if entry.get("kind") != "up" or not _owner_alive(entry) or (only and entry.get("session_id") not in only):
+            continue
+        try:
+            os.kill(entry["owner_pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        try:
+            wait_until(lambda e=entry: _owner_alive(e), until=lambda alive: not alive, timeout=timeout, interval=0.2,
+                       what=f"`harness up` (pid {entry['owner_pid']}) to stop its stack after SIGTERM")
+        except WaitTimeout:
+            pass  # the reaper kills what is left
+        stopped.append(entry.get("session_id", f.stem))
+    return stopped
 
 
 def stale_sessions(force: bool = False, exclude: set[str] = frozenset()) -> list[str]:

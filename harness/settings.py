@@ -166,3 +166,20 @@ def parse_bool_or_false(raw: str | None) -> bool:
         return parse_bool(raw or "")
     except ValueError:
         return False
+
+
+def ini_values(path: Path | None = None) -> dict[str, str]:
+    """The ``harness_*`` keys of pytest.ini's [pytest] section, for ``python -m harness`` (pytest
+    reads them itself): the same four layers, whichever door the user comes in by."""
+    import configparser
+
+    from harness.paths import REPO
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path or REPO / "pytest.ini")
+    except configparser.Error as exc:
+        raise ConfigurationError("pytest.ini to be readable", str(exc).splitlines()[0], "fix its syntax") from None
+    if not parser.has_section("pytest"):
+        return {}
+    return {k: v for k, v in parser.items("pytest") if k.startswith("harness_")}

@@ -187,8 +187,10 @@ class Stack:
     def logs(self, name: str, tail: int = 200) -> str:
         return self.services[name].logs(tail)
 
-    def describe(self) -> list[dict]:
-        return [{**self.services[n].describe(), "url": masked(self.services[n].url),
+    def describe(self, reveal: bool = False) -> list[dict]:
+        """One entry per service; URLs with their password masked unless ``reveal`` (the user's own
+        stack, printed by `up`: its generated password is what they connect with)."""
+        return [{**self.services[n].describe(), "url": self.services[n].url if reveal else masked(self.services[n].url),
                  "runtime": self.runtime.name, "ready_s": self.ready_s.get(n)}
                 for n in ORDER if n in self.services]
 

@@ -1,0 +1,121 @@
+"""`python -m harness` as a user meets it: --version, one exit-code scheme (0 passed, 1 a check
+failed, 2 could not run), JSON where a script reads the result, the pytest.ini layer of settings,
+`up` that a script's SIGINT stops and whose DSN connects, and `down` that stops what `up` started."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from harness import __version__
+from harness.paths import REPO, TERRAFORM_DIR
+from harness.settings import ini_values, resolve
+from harness.wait import wait_until
+
+pytestmark = pytest.mark.harness
+
+
+def harness(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={k: v for k, v in os.environ.items() if k != "TF_PLUGIN_DIR"})
+
+
+def test_version_and_the_top_level_help_name_every_command():
+    done = harness("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"harness {__version__}"
+    helptext = harness("--help").stdout
+    for command in ("up", "down", "timings", "simulate", "outage", "rehearse", "timeline", "load"):
+        assert re.search(rf"^\s+{command}\s", helptext, re.M), command
+    assert "Exit codes" in helptext
+
+
+def test_a_broken_invocation_exits_2_naming_the_field():
+    done = harness("timings", "--var-file", "/nonexistent.tfvars")
+    assert done.returncode == 2 and "--var-file: an existing tfvars file" in done.stderr
+    done = harness("timeline", "/nonexistent.json")
+    assert done.returncode == 2 and "not a kept health series" in done.stderr
+
+
+@pytest.mark.terraform
+def test_timings_and_simulate_exit_1_for_a_failing_check_and_print_json(tmp_path):
+    """Plain `python -m harness` (no TF_PLUGIN_DIR: the mirror is found as make finds it)."""
+    passed = harness("timings", "--json")
+    assert passed.returncode == 0, passed.stderr
+    verdict = json.loads(passed.stdout)
+    assert verdict["passed"] and verdict["rules"] and all(r["passed"] for r in verdict["rules"])
+    text = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    start = text.index("  mlflow = {")
+    broken = tmp_path / "short-grace.tfvars"
+    broken.write_text(text[:start] + re.sub(r"grace_period\s+= \d+", "grace_period = 20", text[start:], count=1))
+    failed = harness("timings", "--json", "--var-file", str(broken))
+    assert failed.returncode == 1, failed.stderr
+    assert not json.loads(failed.stdout)["passed"]
+    rolled = harness("simulate", "--service", "api", "--broken-dependency", "--json")
+    assert rolled.returncode == 1, rolled.stderr
+    result = json.loads(rolled.stdout)
+    assert result["outcome"] == "rolled_back" and result["timeline"][-1]["event"].startswith("circuit breaker")
+
+
+def test_the_cli_reads_the_pytest_ini_layer(tmp_path):
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\nharness_runtime = local\nharness_timeout_multiplier = 2\naddopts = -q\n")
+    values = ini_values(ini)
+    assert values == {"harness_runtime": "local", "harness_timeout_multiplier": "2"}
+    s = resolve({}, {}, values)
+    assert s.runtime == "local" and s.sources["runtime"] == "pytest.ini harness_runtime"
+
+
+def start_up(**popen) -> tuple[subprocess.Popen, list[dict]]:
+    up = subprocess.Popen([sys.executable, "-m", "harness", "up", "--runtime", "local"], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **popen)
+    lines: list[dict] = []
+
+    def ready() -> bool:
+        line = up.stdout.readline()
+        if line.strip() == "ready":
+            return True
+        if not line and up.poll() is not None:
+            raise AssertionError(f"`harness up` exited {up.returncode} before ready")
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+        return False
+
+    wait_until(ready, timeout=120, interval=0, what="`harness up` to print ready")
+    return up, lines
+
+
+def test_up_prints_a_dsn_that_connects_and_a_scripts_sigint_stops_it():
+    # started as a background job of a script would be: SIGINT ignored when it starts
+    up, services = start_up(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        postgres = next(s for s in services if s.get("name") == "postgres")
+        assert "***" not in postgres["url"]
+        with psycopg.connect(f"{postgres['url']}/postgres", connect_timeout=5) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+
+
+def test_down_stops_what_up_started():
+    up, lines = start_up()
+    try:
+        session = lines[0]["session"]
+        # --session: only this test's `up` (a user's own `up` on this machine stays up)
+        done = harness("down", "--session", session, timeout=120)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["stopped"] == [session]
+        assert up.wait(timeout=30) == 0  # it stopped its own stack, as on Ctrl-C
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
