@@ -22,6 +22,7 @@ from harness.faults.sampler import Sampler
 from harness.faults.writer import Writer, missing_writes
 from harness.load import profile as profiles
 from harness.load.runner import RequestLog
+from harness.pictures import Mark, Window
 from harness.ports import free_port, release
 from harness.session import ENV_VAR
 from harness.slo import HEALTH_ENDPOINT, TOTAL
@@ -179,8 +180,13 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
     outcome = result["outcome"]
     seen = detected(sampler.series("/health/deep"), down_at, detect, lambda s: s.status == 503,
                     "/health/deep saw the outage")
-    assert seen.ok, str(seen)
     back = recovered(sampler.series("/health/deep"), up_at, recover, lambda s: s.status == 200)
+    sampler.windows.append(Window("fault-window", down_at, up_at, f"outage: {kind} {target}"))
+    for gid, v, origin in (("detected", seen, down_at), ("recovered", back, up_at)):  # the report's picture
+        at = None if v.measured is None else origin + v.measured
+        sampler.marks.append(Mark(gid, at, f"/health/deep {gid} {v.measured} s (budget {v.budget:g} s)",
+                                  budget_at=origin + v.budget, ok=v.ok))
+    assert seen.ok, str(seen)
     assert back.ok, str(back)
     assert up_at - down_at >= outage
     # the load balancer's view: every poll during the outage healthy; the body says what fails
