@@ -27,7 +27,7 @@ LOAD_SUITE := $(PY) -m pytest -m load --html=reports/load-suite.html --self-cont
 	--junitxml=reports/junit-load.xml
 
 ## test: every suite that runs on this machine (docker-only tests skip with a reason)
-test: $(VENV)/.installed
+test: lint
 	$(PY) -m pytest -n 2 --dist loadfile -m "not load" $(PYTEST_ARGS); s1=$$?; \
 	$(LOAD_SUITE) $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 5 ] && s2=0; \
 	exit $$(( s1 ? s1 : s2 ))
@@ -67,9 +67,17 @@ up: $(VENV)/.installed
 down: $(VENV)/.installed
 	$(PY) -m harness down
 
+## lint: the static checks, fast, before the tests: Python (ruff), import contracts, Dockerfiles
+## (hadolint), shell scripts (shellcheck), pipeline files (the GitHub workflow schema), Terraform format
+SHELL_SCRIPTS := .ci/run services/base/build.sh services/postgres/entrypoint.sh
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint services/*/Dockerfile
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	@if command -v terraform >/dev/null; then env -u TF_CLI_CONFIG_FILE terraform fmt -check -recursive terraform && echo "terraform fmt: ok"; \
+	else echo "lint: terraform is not installed: its format was not checked"; fi
 
 clean:
 	rm -rf reports .pytest_cache

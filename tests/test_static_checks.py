@@ -1,0 +1,61 @@
+"""The static checks of `make lint` pass on the repository and catch what they are there for: each
+is run here on the repo's files and on a sample with the mistake it exists to find."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixtures.settings import missing
+from harness.paths import REPO
+
+pytestmark = pytest.mark.harness
+BIN = Path(sys.executable).parent
+SHELL_SCRIPTS = [".ci/run", "services/base/build.sh", "services/postgres/entrypoint.sh"]
+
+
+def run(*argv, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_dockerfiles_pass_hadolint_and_a_cd_in_run_does_not(tmp_path):
+    assert run(BIN / "hadolint", *sorted(REPO.glob("services/*/Dockerfile"))).returncode == 0
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:bookworm\nRUN cd /tmp && touch x\nCMD [\"true\"]\n")
+    done = run(BIN / "hadolint", bad, cwd=tmp_path)
+    assert done.returncode != 0 and "DL3003" in done.stdout
+
+
+def test_shell_scripts_pass_shellcheck_and_an_unquoted_variable_does_not(tmp_path):
+    assert run(BIN / "shellcheck", *SHELL_SCRIPTS).returncode == 0
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/sh\nrm -rf $1/cache\n")
+    done = run(BIN / "shellcheck", bad)
+    assert done.returncode != 0 and "SC2086" in done.stdout
+
+
+def test_workflows_match_the_github_schema_and_a_job_without_a_runner_does_not(tmp_path):
+    workflows = sorted(REPO.glob(".github/workflows/*.yml"))
+    assert {w.name for w in workflows} == {"test.yml", "nightly-load.yml", "verify.yml"}
+    schema = ("--builtin-schema", "vendor.github-workflows")
+    assert run(BIN / "check-jsonschema", *schema, *workflows).returncode == 0
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: bad\non: push\njobs:\n  test:\n    steps:\n      - run: make test\n")
+    assert run(BIN / "check-jsonschema", *schema, bad).returncode != 0
+
+
+@pytest.mark.terraform
+def test_terraform_is_formatted_and_a_misaligned_file_is_not(tmp_path, pytestconfig):
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        missing(pytestconfig, "terraform", "terraform: the terraform binary on PATH: none")
+    env = {"PATH": str(Path(terraform).parent)}
+    fmt = subprocess.run([terraform, "fmt", "-check", "-recursive", "terraform"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert fmt.returncode == 0, fmt.stdout
+    (tmp_path / "bad.tf").write_text('variable "x" {\n  default="a"\n    type = string\n}\n')
+    bad = subprocess.run([terraform, "fmt", "-check", str(tmp_path)], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0 and "bad.tf" in bad.stdout
