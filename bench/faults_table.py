@@ -1,4 +1,4 @@
-"""Print reports/faults.json (written by the faults suite) as the README's markdown table.
+"""Print reports/faults.json (written by the faults suite) as the markdown table in docs/measured.md.
 
     .venv/bin/python bench/faults_table.py [reports/faults.json]
 """

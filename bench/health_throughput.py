@@ -7,7 +7,7 @@ Postgres checks per second under N concurrent /health callers.
 Starts a local stack (postgres, mlflow, api) and bench/bare_app.py (the same uvicorn settings as
 the api), drives each endpoint with N concurrent keep-alive clients for a fixed time (bounded;
 wrk when installed, else an httpx client), reads the api's probe counter from /metrics, and
-prints two tables. Not a test: figures depend on the machine; the README records them."""
+prints two tables. Not a test: figures depend on the machine; docs/measured.md records them."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ with N concurrent clients, for 1 and 2 workers in the same run, and the server's
 
 Starts Postgres and MLflow on the local runtime per worker count (job execution off, as the
 platform runs it). A "write" is the four calls POST /runs makes. Memory: the MLflow process tree's
-resident set after the load. Not a test: figures depend on the machine; the README records them."""
+resident set after the load. Not a test: figures depend on the machine; docs/measured.md records them."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ restart: with one operation every 50 ms running, seconds from Postgres accepting
 the first operation that succeeds. The pool runs with the settings a bounded reconnect needs:
 ``check`` (a connection is tested before it is handed out, so one broken by the restart is not),
 ``reconnect_timeout`` and ``timeout`` at the api's own deadlines. Not a test: figures depend on
-the machine; the README records them."""
+the machine; docs/measured.md records them."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from harness.errors import ConfigurationError
 
-# Seconds on a 2-core machine; see README "Timings" for the measured values they cover.
+# Seconds on a 2-core machine; see docs/measured.md for the measured values they cover.
 BASE = {
     "postgres_ready": 30.0,   # initdb + start: ~1-3 s measured
     "mlflow_ready": 90.0,     # the container start period; measured 4-19 s locally

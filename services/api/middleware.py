@@ -3,7 +3,7 @@ one JSON log line per request.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: that one runs every request through an
 extra task and memory streams, which cost about two thirds of a cheap request's throughput here
-(README, Benchmarks). Handlers add fields to the request's log line with ``jsonlog.add_fields``
+(docs/measured.md, Benchmarks). Handlers add fields to the request's log line with ``jsonlog.add_fields``
 (a context variable: the endpoint runs in the middleware's task and context)."""
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class RunRow:
 class Store:
     """One short-lived connection per operation, at most ``max_connections`` at once.
 
-    Not a pool, chosen with the numbers (``bench/store_pool.py``, README "Benchmarks"): a pool with
+    Not a pool, chosen with the numbers (``bench/store_pool.py``, docs/measured.md "Benchmarks"): a pool with
     bounded reconnect (psycopg_pool 3.3, ``check``, ``reconnect_timeout``) does 16 times the
     operations per second here (a connection's SCRAM handshake is most of a short operation's
     40 ms), but after a Postgres restart it served its first operation 0.4 to 3 s late while a

@@ -33,7 +33,7 @@ def resolve_runtime(requested: str) -> tuple[str, str]:
     if requested == "docker":
         if reason:
             raise DependencyMissing("a Docker engine for --runtime docker", reason,
-                                    "start dockerd (see README, 'Docker runtime') or use --runtime local")
+                                    "start dockerd (see README, 'Runtimes') or use --runtime local")
         return "docker", "requested"
     return ("local", f"auto: {reason}") if reason else ("docker", "auto: engine answers")
 
