@@ -129,7 +129,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_timeline(args: argparse.Namespace) -> int:
     """Draw a health timeline again from the series a test kept beside its picture."""
-    import json
     from pathlib import Path
 
     from harness.faults.sampler import picture

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -191,10 +192,10 @@ def run_lines(argv: list[str], env: dict | None, timeout: float, on_line: Callab
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=40)
     try:
         for line in proc.stdout:  # type: ignore[union-attr]
-            tail = (tail + [line])[-40:]
+            tail.append(line)
             on_line(line)
         return proc.wait(), "".join(tail)
     finally:

@@ -58,9 +58,8 @@ class Step:
         """Say where the step is. ``new``: a new phase (a build step), shown even within ``every``."""
         detail = " ".join(detail.split())[:160]
         now = self.clock()
-        if not detail or (detail == self.last_detail and now - self.last_shown < self.every):
-            return
-        if not new and now - self.last_shown < self.every:
+        # within ``every`` of the last line only a new phase is shown, and only once
+        if not detail or (now - self.last_shown < self.every and (not new or detail == self.last_detail)):
             return
         self.last_shown, self.last_detail = now, detail
         self.write(f"{self.what}: {self.elapsed():4.0f}s {detail}", False)

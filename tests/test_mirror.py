@@ -1,4 +1,4 @@
-"""The provider mirror is found the way the Makefile finds it, so plain `pytest` and `python -m
+"""The harness finds the provider mirror itself, so `make`, plain `pytest` and `python -m
 harness` plan offline too: TF_PLUGIN_DIR first, else the first registry.terraform.io/hashicorp/aws
 in the usual places."""
 

@@ -24,6 +24,15 @@ def _phases(points: list[tuple[str, float | None]], end: float) -> list[Span]:
     return out
 
 
+def _first_healthy(container: float | None, target: float | None, in_service: float | None
+                   ) -> tuple[str, float | None]:
+    """The phase between the start period and service: which check passed first ("container
+    healthy" or "target healthy") and when; None when both passed at once (straight to in service)."""
+    first = min((t for t in (container, target) if t is not None), default=None)
+    phase = "container healthy" if first is not None and first == container else "target healthy"
+    return phase, None if first == in_service else first
+
+
 def simulation_rows(result: Result) -> tuple[list[Row], list[Mark]]:
     """The simulator's deployment: the old tasks, then the new ones in launch order."""
     end = result.time
@@ -32,13 +41,9 @@ def simulation_rows(result: Result) -> tuple[list[Row], list[Mark]]:
         rows.append(Row(f"old {old.id}", _phases([("in service", 0.0), ("draining", old.draining_at),
                                                       ("stopped", old.stopped_at)], end)))
     for task in result.tasks:
-        first_healthy = min((t for t in (task.container_healthy_at, task.target_healthy_at) if t is not None),
-                            default=None)
-        waiting = "container healthy" if first_healthy is not None and first_healthy == task.container_healthy_at \
-            else "target healthy"
         points = [("provisioning", task.started if task.running_at > task.started else None),
-                  ("start period", task.running_at), (waiting, first_healthy if first_healthy != task.healthy_at
-                                                      else None),
+                  ("start period", task.running_at),
+                  _first_healthy(task.container_healthy_at, task.target_healthy_at, task.healthy_at),
                   ("unhealthy", task.unhealthy_at if task.healthy_at is None else None),
                   ("in service", task.healthy_at),
                   ("replaced" if task.healthy_at is None else "stopped", task.stopped_at)]
@@ -69,9 +74,7 @@ def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
     rows = []
     for key, t in timelines.items():
         ev, o = t.events, t.offset
-        first_healthy = min((ev[k] for k in ("container HEALTHY", "target healthy") if k in ev), default=None)
-        waiting = "container healthy" if first_healthy is not None and first_healthy == ev.get("container HEALTHY") \
-            else "target healthy"
+        waiting, first_healthy = _first_healthy(ev.get("container HEALTHY"), ev.get("target healthy"), t.in_service)
         stopped = next((v for k, v in ev.items() if k.startswith("stopped")), None)
         failed = bool(t.failure) and t.in_service is None
         unhealthy = ev.get("container UNHEALTHY")
@@ -79,7 +82,7 @@ def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
         def at(v: float | None, offset: float = o) -> float | None:
             return None if v is None else offset + v
 
-        points = [("start period", o), (waiting, at(first_healthy) if first_healthy != t.in_service else None),
+        points = [("start period", o), (waiting, at(first_healthy)),
                   ("unhealthy", at(unhealthy)), ("in service", at(t.in_service)), ("draining", at(ev.get("draining"))),
                   ("stopped", at(stopped)), ("replaced", at(max(ev.values(), default=0.0)) if failed else None)]
         marks = [Mark("grace-period-end", o + t.grace, "grace period ends", ok=t.ok)]

@@ -31,7 +31,7 @@ def terraform_binary() -> str:
 
 
 # where filesystem mirrors of providers usually live (Terraform's own implied mirror directories
-# and the places images install them); searched when TF_PLUGIN_DIR is not set, as the Makefile does
+# and the places images install them); searched when TF_PLUGIN_DIR is not set
 MIRROR_ROOTS = ("/opt", "/usr/local/share", "/usr/share", "~/.terraform.d")
 
 

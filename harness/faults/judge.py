@@ -141,6 +141,16 @@ def figures(obs: Observation, verdicts: list[Verdict], runtime: str) -> dict:
     return out
 
 
+def mark(v: Verdict, origin: float, gid: str, what: str) -> Mark:
+    """A timing verdict as a picture's mark: when it happened and its budget, both counted from
+    ``origin`` (the moment the verdict measures from)."""
+    said = "never" if v.measured is None else f"{v.measured:g} s"
+    label = f"{what} {said}" + (f" (budget {v.budget:g} s)" if v.budget is not None else "") + \
+        ("" if v.ok else ": FAILED")
+    return Mark(gid, None if v.measured is None else origin + v.measured, label,
+                budget_at=None if v.budget is None else origin + v.budget, ok=v.ok)
+
+
 def draw(obs: Observation, verdicts: list[Verdict]) -> None:
     """Give the observation's sampler the verdicts' marks: detection against its budget (counted
     from the fault's start), recovery against its budget (from the fault's end), the latency limit."""
@@ -149,11 +159,6 @@ def draw(obs: Observation, verdicts: list[Verdict]) -> None:
     origin = {"detect": obs.fault_start, "recover": obs.fault_end}
     for v in verdicts:
         if v.name in origin:
-            at = None if v.measured is None else origin[v.name] + v.measured
-            budget = None if v.budget is None else origin[v.name] + v.budget
-            said = "never" if v.measured is None else f"{v.measured:g} s"
-            label = f"{v.name}ed {said}" + (f" (budget {v.budget:g} s)" if v.budget is not None else "") + \
-                ("" if v.ok else ": FAILED")
-            obs.sampler.marks.append(Mark(f"{v.name}ed", at, label, budget_at=budget, ok=v.ok))
+            obs.sampler.marks.append(mark(v, origin[v.name], f"{v.name}ed", f"{v.name}ed"))
         elif v.name == "max_latency":
             obs.sampler.max_latency = v.budget
