@@ -19,5 +19,6 @@ async def bare() -> JSONResponse:
 
 
 if __name__ == "__main__":
-    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None,
-                                  access_log=False, lifespan="on")).run()
+    uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False, lifespan="on")
+    ).run()

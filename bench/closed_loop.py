@@ -7,8 +7,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def closed_loop(op: Callable[[], Awaitable[object]], concurrency: int, seconds: float,
-                      errors: tuple[type[BaseException], ...] = (Exception,)) -> tuple[list[float], int]:
+async def closed_loop(
+    op: Callable[[], Awaitable[object]],
+    concurrency: int,
+    seconds: float,
+    errors: tuple[type[BaseException], ...] = (Exception,),
+) -> tuple[list[float], int]:
     """``concurrency`` workers call ``op()`` back to back until ``seconds`` have passed (bounded: each
     worker stops at the deadline). Returns the sorted latencies (seconds) of the calls that
     succeeded and how many raised one of ``errors``."""

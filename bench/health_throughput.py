@@ -41,6 +41,7 @@ async def drive(url: str, concurrency: int, seconds: float) -> tuple[int, float,
     """(requests, p50 ms, p99 ms, errors) with an httpx client, where wrk is not installed."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+
         async def get() -> None:
             (await client.get(url)).raise_for_status()
 
@@ -54,8 +55,7 @@ THREADS = 1  # wrk threads: one leaves the other core to the single-threaded ser
 def drive_wrk(url: str, concurrency: int, seconds: float) -> tuple[int, float, float, int]:
     """(requests, p50 ms, p99 ms, errors) from wrk --latency."""
     argv = ["wrk", f"-t{min(THREADS, concurrency)}", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", url]
-    out = subprocess.run(argv,
-                         capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -77,12 +77,22 @@ def measure(url: str, concurrency: int, seconds: float) -> tuple[int, float, flo
 
 def bare_server(session: Session) -> tuple[ChildProcess, str]:
     port = free_port()
-    proc = ChildProcess("bare", [sys.executable, str(REPO / "bench" / "bare_app.py"), str(port)],
-                        env=python_env(session.mkdtemp("bare-tmp")), cwd=session.mkdtemp("bare"),
-                        url=f"http://127.0.0.1:{port}", session=session, ports=(port,))
+    proc = ChildProcess(
+        "bare",
+        [sys.executable, str(REPO / "bench" / "bare_app.py"), str(port)],
+        env=python_env(session.mkdtemp("bare-tmp")),
+        cwd=session.mkdtemp("bare"),
+        url=f"http://127.0.0.1:{port}",
+        session=session,
+        ports=(port,),
+    )
     proc.start()
-    wait_until(lambda: httpx.get(f"{proc.url}/bare", timeout=1).status_code, until=lambda c: c == 200,
-               timeout=30, what="the bare FastAPI app to answer")
+    wait_until(
+        lambda: httpx.get(f"{proc.url}/bare", timeout=1).status_code,
+        until=lambda c: c == 200,
+        timeout=30,
+        what="the bare FastAPI app to answer",
+    )
     return proc, proc.url
 
 
@@ -92,8 +102,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per endpoint; the median is shown")
     ap.add_argument("--callers", default="1,10,50,200", help="concurrent /health callers, comma-separated")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="wrk threads (1: on 2 cores, a second wrk thread takes CPU from the one-worker server)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="wrk threads (1: on 2 cores, a second wrk thread takes CPU from the one-worker server)",
+    )
     args = ap.parse_args()
     global THREADS
     THREADS = args.threads
@@ -105,8 +119,11 @@ def main() -> None:
             ttl = float(dict(stack.config.api_env)["API_HEALTH_CACHE_TTL"])
             bare, bare_url = bare_server(session)
             client = "wrk" if shutil.which("wrk") else "a Python httpx client"
-            endpoints = (("bare FastAPI `/bare`", f"{bare_url}/bare"), ("api `/health/live`", f"{api}/health/live"),
-                         ("api `/health`", f"{api}/health"))
+            endpoints = (
+                ("bare FastAPI `/bare`", f"{bare_url}/bare"),
+                ("api `/health/live`", f"{api}/health/live"),
+                ("api `/health`", f"{api}/health"),
+            )
             # rounds interleave the endpoints, so a slow spell of the machine hits each alike
             runs: dict[str, list[tuple[int, float, float, int]]] = {label: [] for label, _ in endpoints}
             for _ in range(args.rounds):
@@ -123,10 +140,12 @@ def main() -> None:
                 n, p50, p99, errors = measure(f"{api}/health", n_callers, args.seconds)
                 checks_per_s = (dependency_checks(api) - before) / args.seconds
                 check_rows.append((n_callers, n / args.seconds, p99, errors, checks_per_s))
-            print(f"\n{time.strftime('%Y-%m-%d')}: {args.concurrency} concurrent keep-alive clients, "
-                  f"{args.seconds:.0f} s per endpoint and round, median of {args.rounds} interleaved rounds, one "
-                  f"uvicorn worker each, {client} ({args.threads} thread) on the same machine "
-                  f"({os.cpu_count()} cores)\n")
+            print(
+                f"\n{time.strftime('%Y-%m-%d')}: {args.concurrency} concurrent keep-alive clients, "
+                f"{args.seconds:.0f} s per endpoint and round, median of {args.rounds} interleaved rounds, one "
+                f"uvicorn worker each, {client} ({args.threads} thread) on the same machine "
+                f"({os.cpu_count()} cores)\n"
+            )
             print("| endpoint | req/s | ratio | p50 ms | p99 ms | errors |")
             print("|---|---|---|---|---|---|")
             reference = {0: None, 1: 0, 2: 1}  # /health/live against bare, /health against /health/live

@@ -36,23 +36,30 @@ API = "/api/2.0/mlflow"
 async def write(client: httpx.AsyncClient, experiment: str) -> None:
     r = await client.get(f"{API}/experiments/get-by-name", params={"experiment_name": experiment})
     exp_id = r.json()["experiment"]["experiment_id"]
-    run = (await client.post(f"{API}/runs/create", json={"experiment_id": exp_id,
-                                                          "start_time": int(time.time() * 1000)})).json()
+    run = (
+        await client.post(f"{API}/runs/create", json={"experiment_id": exp_id, "start_time": int(time.time() * 1000)})
+    ).json()
     rid = run["run"]["info"]["run_id"]
-    (await client.post(f"{API}/runs/log-batch", json={"run_id": rid, "params": [{"key": "k", "value": "v"}],
-                                                       "metrics": [{"key": "m", "value": 1.0, "step": 0,
-                                                                    "timestamp": int(time.time() * 1000)}]}
-                       )).raise_for_status()
+    (
+        await client.post(
+            f"{API}/runs/log-batch",
+            json={
+                "run_id": rid,
+                "params": [{"key": "k", "value": "v"}],
+                "metrics": [{"key": "m", "value": 1.0, "step": 0, "timestamp": int(time.time() * 1000)}],
+            },
+        )
+    ).raise_for_status()
     (await client.post(f"{API}/runs/update", json={"run_id": rid, "status": "FINISHED"})).raise_for_status()
 
 
 async def drive(base: str, concurrency: int, seconds: float) -> tuple[float, float, int]:
     experiment = f"capacity-{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=base, timeout=30,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
         (await client.post(f"{API}/experiments/create", json={"name": experiment})).raise_for_status()
-        latencies, errors = await closed_loop(lambda: write(client, experiment), concurrency, seconds,
-                                              (httpx.HTTPError, KeyError, ValueError))
+        latencies, errors = await closed_loop(
+            lambda: write(client, experiment), concurrency, seconds, (httpx.HTTPError, KeyError, ValueError)
+        )
     return len(latencies) / seconds, percentile_ms(latencies, 0.95), errors
 
 
@@ -79,9 +86,11 @@ def main() -> None:
                     rows.append((workers, n, wps, p95, errors, rss_mb(pid)))
         finally:
             session.close()
-    print(f"\n{time.strftime('%Y-%m-%d')}: MLflow (job execution off) on the local runtime, the api's write "
-          f"sequence (4 calls), {args.seconds:.0f} s per row, client and server on the same machine "
-          f"({os.cpu_count()} cores)\n")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}: MLflow (job execution off) on the local runtime, the api's write "
+        f"sequence (4 calls), {args.seconds:.0f} s per row, client and server on the same machine "
+        f"({os.cpu_count()} cores)\n"
+    )
     print("| workers | concurrent writers | writes/s | p95 ms | errors | MLflow RSS MB |")
     print("|---|---|---|---|---|---|")
     for workers, n, wps, p95, errors, rss in rows:

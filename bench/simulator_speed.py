@@ -20,9 +20,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.deploy.simulator import SimConfig, measured_boot, simulate  # noqa: E402
 
-STAGING_MLFLOW = dict(container_interval=10, container_timeout=5, container_retries=3, container_start=90,
-                      alb_interval=15, alb_timeout=5, healthy_threshold=2, unhealthy_threshold=3, grace=120,
-                      deregistration_delay=30)
+STAGING_MLFLOW = dict(
+    container_interval=10,
+    container_timeout=5,
+    container_retries=3,
+    container_start=90,
+    alb_interval=15,
+    alb_timeout=5,
+    healthy_threshold=2,
+    unhealthy_threshold=3,
+    grace=120,
+    deregistration_delay=30,
+)
 
 
 def main() -> None:
@@ -30,8 +39,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
     boot = measured_boot([9.4, 11.6, 13.4], 3.0)
-    print(f"\n{time.strftime('%Y-%m-%d')}: {args.repeat} runs each, Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cores\n")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}: {args.repeat} runs each, Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores\n"
+    )
     print("| tasks | median ms | min ms | outcome | virtual time s | events |")
     print("|---|---|---|---|---|---|")
     for desired in (10, 100, 400):
@@ -41,8 +52,10 @@ def main() -> None:
             t0 = time.perf_counter()
             result = simulate(cfg, boot=boot, seed=i)
             times.append((time.perf_counter() - t0) * 1000)
-        print(f"| {desired} | {statistics.median(times):.1f} | {min(times):.1f} | {result.outcome} | "
-              f"{result.time:.0f} | {len(result.timeline)} |")
+        print(
+            f"| {desired} | {statistics.median(times):.1f} | {min(times):.1f} | {result.outcome} | "
+            f"{result.time:.0f} | {len(result.timeline)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ def main() -> None:
             notes.append(f"{name} skipped: {exc}")
         finally:
             session.close()
-    print(f"\n{time.strftime('%Y-%m-%d')}: seconds to ready, median (min-max) of {args.repeat} fresh starts, "
-          f"{os.cpu_count()} cores\n")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}: seconds to ready, median (min-max) of {args.repeat} fresh starts, "
+        f"{os.cpu_count()} cores\n"
+    )
     print("| runtime | postgres | mlflow | api | whole stack |")
     print("|---|---|---|---|---|")
     for name, samples in rows:

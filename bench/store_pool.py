@@ -36,7 +36,7 @@ from harness.stack.runtime.local import LocalRuntime  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS bench_runs (id uuid PRIMARY KEY, params jsonb NOT NULL)"
-TIMEOUT = 1.0   # the api's API_DB_TIMEOUT: one operation's deadline
+TIMEOUT = 1.0  # the api's API_DB_TIMEOUT: one operation's deadline
 
 
 class PerOperation:
@@ -58,9 +58,16 @@ class Pooled:
     name = "psycopg_pool, bounded reconnect"
 
     def __init__(self, dsn: str, size: int) -> None:
-        self.pool = AsyncConnectionPool(dsn, min_size=2, max_size=size, open=False, timeout=TIMEOUT,
-                                        reconnect_timeout=10, check=AsyncConnectionPool.check_connection,
-                                        kwargs={"autocommit": True, "connect_timeout": 2})
+        self.pool = AsyncConnectionPool(
+            dsn,
+            min_size=2,
+            max_size=size,
+            open=False,
+            timeout=TIMEOUT,
+            reconnect_timeout=10,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True, "connect_timeout": 2},
+        )
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=10)
@@ -111,8 +118,9 @@ async def recovery(store, svc, dsn: str, down: float) -> float:
     down_at = time.monotonic()
     await asyncio.sleep(down)
     await asyncio.to_thread(svc.start)
-    await asyncio.to_thread(wait_until, lambda: postgres.ready(dsn), timeout=30, interval=0.02,
-                            what="postgres to accept queries again")
+    await asyncio.to_thread(
+        wait_until, lambda: postgres.ready(dsn), timeout=30, interval=0.02, what="postgres to accept queries again"
+    )
     up_at = time.monotonic()
     deadline = up_at + 60
     while time.monotonic() < deadline and not [t for t in successes if t > up_at]:
@@ -154,8 +162,10 @@ def main() -> None:
     finally:
         svc.close(10)
         session.close()
-    print(f"\n{time.strftime('%Y-%m-%d')}: {args.concurrency} concurrent tasks, {args.seconds:.0f} s each; "
-          f"an INSERT and a SELECT per operation; local Postgres on the same machine ({os.cpu_count()} cores)\n")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}: {args.concurrency} concurrent tasks, {args.seconds:.0f} s each; "
+        f"an INSERT and a SELECT per operation; local Postgres on the same machine ({os.cpu_count()} cores)\n"
+    )
     downs = ", ".join(f"{d:g} s" for d in args.down for _ in range(args.restarts))
     print(f"| access | ops/s | p50 ms | p99 ms | errors | recovery after a restart, s (Postgres down {downs}) |")
     print("|---|---|---|---|---|---|")

@@ -11,12 +11,12 @@ from harness.errors import ConfigurationError
 
 # Seconds on a 2-core machine; see docs/measured.md for the measured values they cover.
 BASE = {
-    "postgres_ready": 30.0,   # initdb + start: ~1-3 s measured
-    "mlflow_ready": 90.0,     # the container start period; measured 4-19 s locally
-    "api_ready": 30.0,        # ~1 s once Postgres answers
-    "stop": 20.0,             # SIGTERM to gone, per service (api drain + grace included)
-    "http": 5.0,              # one HTTP call made by the harness
-    "detect": 3.0,            # a fault shows in /health, beyond the api's own check budget
+    "postgres_ready": 30.0,  # initdb + start: ~1-3 s measured
+    "mlflow_ready": 90.0,  # the container start period; measured 4-19 s locally
+    "api_ready": 30.0,  # ~1 s once Postgres answers
+    "stop": 20.0,  # SIGTERM to gone, per service (api drain + grace included)
+    "http": 5.0,  # one HTTP call made by the harness
+    "detect": 3.0,  # a fault shows in /health, beyond the api's own check budget
 }
 
 
@@ -50,8 +50,11 @@ def evaluate(expr: float | str, names: dict[str, float], where: str) -> float:
             return float(node.value)
         if isinstance(node, ast.Name):
             if node.id not in names:
-                raise ConfigurationError(f"{where}: a known name ({', '.join(sorted(names))})", repr(node.id),
-                                         "budgets may use only these names")
+                raise ConfigurationError(
+                    f"{where}: a known name ({', '.join(sorted(names))})",
+                    repr(node.id),
+                    "budgets may use only these names",
+                )
             return float(names[node.id])
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](ev(node.left), ev(node.right))

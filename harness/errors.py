@@ -1,10 +1,10 @@
 """The harness's exceptions. Every message says what was expected, what was seen, and a hint.
 
-    HarnessError
-     +-- ConfigurationError    a setting, option or file is invalid (names the field)
-     +-- DependencyMissing     a binary or engine the run needs is absent (says what to install)
-     +-- WaitTimeout           a wait ran out of budget (what, budget, elapsed, last value, last error)
-     +-- ServiceFailed         a service exited or turned unhealthy (with its log tail); fatal to waits
+HarnessError
+ +-- ConfigurationError    a setting, option or file is invalid (names the field)
+ +-- DependencyMissing     a binary or engine the run needs is absent (says what to install)
+ +-- WaitTimeout           a wait ran out of budget (what, budget, elapsed, last value, last error)
+ +-- ServiceFailed         a service exited or turned unhealthy (with its log tail); fatal to waits
 """
 
 from __future__ import annotations

@@ -23,12 +23,19 @@ def summary(response: Any) -> dict:
     """{"http": status, "status": pass|warn|fail or None, "checks": {"postgres:responseTime": status}}."""
     parsed = body(response) or {}
     checks = parsed.get("checks") if isinstance(parsed.get("checks"), dict) else {}
-    return {"http": response.status_code, "status": parsed.get("status"),
-            "checks": {k: (v[0].get("status") if v else None) for k, v in checks.items()}}
+    return {
+        "http": response.status_code,
+        "status": parsed.get("status"),
+        "checks": {k: (v[0].get("status") if v else None) for k, v in checks.items()},
+    }
 
 
 def failing(parsed: dict) -> list[str]:
-    """"name status: output" for every check that did not pass."""
+    """ "name status: output" for every check that did not pass."""
     checks = parsed.get("checks") if isinstance(parsed.get("checks"), dict) else {}
-    return [f"{name} {c.get('status')}{': ' + c['output'] if c.get('output') else ''}"
-            for name, results in checks.items() for c in results if c.get("status") != "pass"]
+    return [
+        f"{name} {c.get('status')}{': ' + c['output'] if c.get('output') else ''}"
+        for name, results in checks.items()
+        for c in results
+        if c.get("status") != "pass"
+    ]

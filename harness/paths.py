@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES_DIR = REPO / "services"          # the system under test: reached as a black box
+SERVICES_DIR = REPO / "services"  # the system under test: reached as a black box
 COMPOSE_FILE = SERVICES_DIR / "docker-compose.yml"
 TERRAFORM_DIR = REPO / "terraform"
 SCENARIOS_DIR = REPO / "scenarios"
-LOADTESTS_DIR = REPO / "loadtests"        # what Locust runs
+LOADTESTS_DIR = REPO / "loadtests"  # what Locust runs
 
 
 def shown(path: Path) -> str:

@@ -32,6 +32,7 @@ class Sampled(Protocol):
 @dataclass(frozen=True)
 class Window:
     """A shaded stretch of time (the fault, a load stage)."""
+
     gid: str
     start: float
     end: float
@@ -42,6 +43,7 @@ class Window:
 class Mark:
     """A moment: a solid line at ``at`` (None: it never happened), and a dashed line at
     ``budget_at``, the latest it was allowed to happen."""
+
     gid: str
     at: float | None
     label: str
@@ -59,6 +61,7 @@ class Span:
 @dataclass
 class Row:
     """One task of a deployment: its phases in order, and moments on its own row (grace period ends)."""
+
     label: str
     spans: list[Span] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
@@ -66,9 +69,17 @@ class Row:
 
 # outcome of a health sample -> colour (colour-blind safe: Okabe-Ito)
 OUTCOMES = {"pass": "#009E73", "warn": "#E69F00", "fail": "#D55E00", "no answer": "#555555"}
-PHASES = {"provisioning": "#BBBBBB", "start period": "#56B4E9", "container healthy": "#0072B2",
-          "target healthy": "#CC79A7", "unhealthy": "#F4A582", "in service": "#009E73", "draining": "#E69F00",
-          "stopped": "#EEEEEE", "replaced": "#D55E00"}
+PHASES = {
+    "provisioning": "#BBBBBB",
+    "start period": "#56B4E9",
+    "container healthy": "#0072B2",
+    "target healthy": "#CC79A7",
+    "unhealthy": "#F4A582",
+    "in service": "#009E73",
+    "draining": "#E69F00",
+    "stopped": "#EEEEEE",
+    "replaced": "#D55E00",
+}
 WIDTH = 9.0  # inches at 100 dpi: fits a report's column
 
 
@@ -98,8 +109,9 @@ def _figure(height: float, rows: int = 1, ratios: Sequence[float] | None = None)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(WIDTH, height), dpi=100, layout="constrained")
-    axes = fig.subplots(rows, 1, sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": list(ratios)} if ratios else None)[:, 0]
+    axes = fig.subplots(
+        rows, 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": list(ratios)} if ratios else None
+    )[:, 0]
     return fig, list(axes)
 
 
@@ -153,13 +165,18 @@ def _marks(axes: Sequence[Any], marks: Iterable[Mark], legend_axis: Any) -> None
         legend_axis.plot([], [], color="#777777", linestyle="--", linewidth=1.0, label="its budget (latest allowed)")
 
 
-def health_timeline(samples: Sequence[Sampled], *, title: str, windows: Sequence[Window] = (),
-                    marks: Sequence[Mark] = (), max_latency: float | None = None) -> str:
+def health_timeline(
+    samples: Sequence[Sampled],
+    *,
+    title: str,
+    windows: Sequence[Window] = (),
+    marks: Sequence[Mark] = (),
+    max_latency: float | None = None,
+) -> str:
     """One status band per endpoint over time (pass, warn, fail, no answer), each endpoint's
     latency below it (log scale, the ``max_latency`` limit as a line), windows shaded, marks drawn."""
     endpoints = list(dict.fromkeys(s.endpoint for s in samples))
-    fig, (band, lat) = _figure(1.6 + 0.35 * max(1, len(endpoints)) + 2.2, 2,
-                               (0.5 + 0.35 * max(1, len(endpoints)), 2.2))
+    fig, (band, lat) = _figure(1.6 + 0.35 * max(1, len(endpoints)) + 2.2, 2, (0.5 + 0.35 * max(1, len(endpoints)), 2.2))
     by_endpoint = {e: sorted((s for s in samples if s.endpoint == e), key=lambda s: s.t) for e in endpoints}
     for row, (endpoint, series) in enumerate(by_endpoint.items()):
         gaps = [b.t - a.t for a, b in zip(series, series[1:], strict=False)]
@@ -169,8 +186,14 @@ def health_timeline(samples: Sequence[Sampled], *, title: str, windows: Sequence
             if bars:
                 band.broken_barh(bars, (row - 0.4, 0.8), facecolors=OUTCOMES[kind], label=kind)
         answered = thin([s for s in series if s.status is not None])
-        lat.plot([s.t for s in answered], [max(s.latency * 1000, 0.1) for s in answered], marker=".",
-                 markersize=2, linewidth=0.8, label=endpoint)
+        lat.plot(
+            [s.t for s in answered],
+            [max(s.latency * 1000, 0.1) for s in answered],
+            marker=".",
+            markersize=2,
+            linewidth=0.8,
+            label=endpoint,
+        )
     band.set_yticks(range(len(endpoints)), endpoints, fontsize=8)
     band.set_ylim(max(1, len(endpoints)) - 0.5, -0.5)
     for w in windows:
@@ -178,8 +201,15 @@ def health_timeline(samples: Sequence[Sampled], *, title: str, windows: Sequence
             span = ax.axvspan(w.start, w.end, color="#000000", alpha=0.12, linewidth=0, zorder=3)
             if i == 0:
                 span.set_gid(w.gid)
-        band.annotate(w.label, ((w.start + w.end) / 2, 0.0), xycoords=("data", "axes fraction"),
-                      xytext=(0, -10), textcoords="offset points", ha="center", fontsize=7)
+        band.annotate(
+            w.label,
+            ((w.start + w.end) / 2, 0.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, -10),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
     _marks((band, lat), marks, band)
     handles, labels = band.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=False))
@@ -189,8 +219,9 @@ def health_timeline(samples: Sequence[Sampled], *, title: str, windows: Sequence
     lat.set_ylabel("latency (ms)", fontsize=8)
     lat.set_xlabel("seconds since sampling began", fontsize=8)
     if max_latency is not None:
-        line = lat.axhline(max_latency * 1000, color="#D55E00", linestyle=":", linewidth=1.2,
-                           label=f"max_latency {max_latency:g} s")
+        line = lat.axhline(
+            max_latency * 1000, color="#D55E00", linestyle=":", linewidth=1.2, label=f"max_latency {max_latency:g} s"
+        )
         line.set_gid("max-latency")
     if endpoints:
         lat.legend(fontsize=7, loc="upper right")
@@ -208,14 +239,18 @@ def gantt(rows: Sequence[Row], *, title: str, marks: Sequence[Mark] = (), end: f
         for span in row.spans:
             label = span.phase if span.phase not in seen else None
             seen.add(span.phase)
-            ax.broken_barh([(span.start, max(span.end - span.start, 0.01))], (i - 0.38, 0.76),
-                           facecolors=PHASES.get(span.phase, "#999999"), edgecolor="#FFFFFF", linewidth=0.3,
-                           label=label)
+            ax.broken_barh(
+                [(span.start, max(span.end - span.start, 0.01))],
+                (i - 0.38, 0.76),
+                facecolors=PHASES.get(span.phase, "#999999"),
+                edgecolor="#FFFFFF",
+                linewidth=0.3,
+                label=label,
+            )
         for m in row.marks:
             if m.at is None:
                 continue
-            tick = ax.plot([m.at, m.at], [i - 0.45, i + 0.45], color="#000000" if m.ok else "#D55E00",
-                           linewidth=1.5)[0]
+            tick = ax.plot([m.at, m.at], [i - 0.45, i + 0.45], color="#000000" if m.ok else "#D55E00", linewidth=1.5)[0]
             tick.set_gid(f"{m.gid}-{i}")
     if any(m.gid.startswith("grace") for row in rows for m in row.marks):
         ax.plot([], [], color="#000000", linewidth=1.5, label="grace period ends")
@@ -234,12 +269,13 @@ def gantt(rows: Sequence[Row], *, title: str, marks: Sequence[Mark] = (), end: f
 class Panel:
     """One chart: a line per label over x (seconds or datetimes), the limit (an SLO, a budget) as a
     dashed line."""
+
     label: str
     lines: Mapping[str, Sequence[tuple[float | datetime, float]]]
     limit: float | None = None
     unit: str = ""
     limit_label: str = "limit"
-    failed: Sequence[tuple[float | datetime, float]] = ()   # points to mark as failed (red crosses)
+    failed: Sequence[tuple[float | datetime, float]] = ()  # points to mark as failed (red crosses)
 
 
 def charts(panels: Sequence[Panel], *, title: str, xlabel: str, windows: Sequence[Window] = ()) -> str:
@@ -249,18 +285,36 @@ def charts(panels: Sequence[Panel], *, title: str, xlabel: str, windows: Sequenc
         xs: list = []
         for name, points in p.lines.items():
             xs += [pt[0] for pt in points]
-            ax.plot([pt[0] for pt in points], [pt[1] for pt in points], marker="o", markersize=2.5, linewidth=1.0,
-                    label=name if len(p.lines) > 1 else None)
+            ax.plot(
+                [pt[0] for pt in points],
+                [pt[1] for pt in points],
+                marker="o",
+                markersize=2.5,
+                linewidth=1.0,
+                label=name if len(p.lines) > 1 else None,
+            )
         if p.failed:
-            crosses = ax.plot([pt[0] for pt in p.failed], [pt[1] for pt in p.failed], linestyle="none", marker="x",
-                              markersize=7, color="#D55E00", label="failed its gate")[0]
+            crosses = ax.plot(
+                [pt[0] for pt in p.failed],
+                [pt[1] for pt in p.failed],
+                linestyle="none",
+                marker="x",
+                markersize=7,
+                color="#D55E00",
+                label="failed its gate",
+            )[0]
             crosses.set_gid(f"failed-{_slug(p.label)}")
         ax.set_ylabel(p.label + (f" ({p.unit})" if p.unit else ""), fontsize=8)
         ax.set_ylim(bottom=0)
         if p.limit is not None:
             ax.set_ylim(0, max(ax.get_ylim()[1], p.limit * 1.15))  # the limit is always in view
-            line = ax.axhline(p.limit, color="#D55E00", linestyle="--", linewidth=1.0,
-                              label=f"{p.limit_label} {p.limit:g}{(' ' + p.unit) if p.unit else ''}")
+            line = ax.axhline(
+                p.limit,
+                color="#D55E00",
+                linestyle="--",
+                linewidth=1.0,
+                label=f"{p.limit_label} {p.limit:g}{(' ' + p.unit) if p.unit else ''}",
+            )
             line.set_gid(f"limit-{_slug(p.label)}")
         if p.limit is not None or len(p.lines) > 1 or p.failed:
             ax.legend(fontsize=7, loc="upper left")

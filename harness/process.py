@@ -47,9 +47,19 @@ class ChildProcess:
     url: str
     host_port: int
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path, url: str,
-                 session: Session, user: str | None = None, stop_signal: int = signal.SIGTERM,
-                 ports: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        url: str,
+        session: Session,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+        ports: tuple[int, ...] = (),
+    ) -> None:
         self.name, self.argv, self.env, self.cwd, self.url = name, argv, env, cwd, url
         self.session, self.user, self.stop_signal, self.ports = session, user, stop_signal, ports
         self.log_path = cwd / f"{name}.log"
@@ -68,14 +78,23 @@ class ChildProcess:
 
     def start(self) -> None:
         if self.is_running():
-            raise HarnessError(f"{self.name} stopped before start", f"pid {self.pid} running",
-                               "call stop() or kill() first")
+            raise HarnessError(
+                f"{self.name} stopped before start", f"pid {self.pid} running", "call stop() or kill() first"
+            )
         env = {**self.env, ENV_VAR: self.session.id}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it; closed below
         try:
             self.proc = subprocess.Popen(
-                self.argv, env=env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                process_group=0, user=self.user, preexec_fn=_die_with_parent)
+                self.argv,
+                env=env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                process_group=0,
+                user=self.user,
+                preexec_fn=_die_with_parent,
+            )
         finally:
             log.close()
         self.paused = False
@@ -105,8 +124,11 @@ class ChildProcess:
     def ensure_running(self, allow_unhealthy: bool = False) -> None:
         """Fatal to waits: a child that exited will not become ready."""
         if self.proc is not None and self.proc.poll() is not None:
-            raise ServiceFailed(f"{self.name} running", f"it exited with code {self.proc.returncode}",
-                                f"its log ends with:\n{self.logs(30)}")
+            raise ServiceFailed(
+                f"{self.name} running",
+                f"it exited with code {self.proc.returncode}",
+                f"its log ends with:\n{self.logs(30)}",
+            )
 
     def _group(self, signum: int) -> None:
         """Signal the whole tree: the leader first (so it forks no new child), then the rest."""
@@ -147,8 +169,13 @@ class ChildProcess:
                 self.resume()
             self.signal(self.stop_signal)
             try:
-                wait_until(self.proc.poll, until=lambda code: code is not None, timeout=grace, interval=0.05,
-                           what=f"{self.name} to exit after {signal.Signals(self.stop_signal).name}")
+                wait_until(
+                    self.proc.poll,
+                    until=lambda code: code is not None,
+                    timeout=grace,
+                    interval=0.05,
+                    what=f"{self.name} to exit after {signal.Signals(self.stop_signal).name}",
+                )
             except HarnessError:
                 pass
         self._group(signal.SIGKILL)
@@ -185,8 +212,9 @@ def delayed(argv: list[str], seconds: float) -> list[str]:
     return ["sh", "-c", f'sleep {seconds:g}; exec "$@"', "slow-start", *argv]
 
 
-def run_lines(argv: list[str], env: dict | None, timeout: float, on_line: Callable[[str], None],
-              cwd: Path | None = None) -> tuple[int, str]:
+def run_lines(
+    argv: list[str], env: dict | None, timeout: float, on_line: Callable[[str], None], cwd: Path | None = None
+) -> tuple[int, str]:
     """Run ``argv``, passing each output line (stdout and stderr) to ``on_line`` (a progress step);
     returns the exit code and the output's tail. Killed after ``timeout`` seconds."""
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

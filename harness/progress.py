@@ -43,8 +43,13 @@ def default_every() -> float:
 
 
 class Step:
-    def __init__(self, what: str, every: float | None = None, write: Callable[[str, bool], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        what: str,
+        every: float | None = None,
+        write: Callable[[str, bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.what, self.every, self.clock = what, default_every() if every is None else every, clock
         self.write = write or WRITER
         self.started = clock()

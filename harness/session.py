@@ -40,7 +40,7 @@ class Session:
 
     id: str = field(default_factory=lambda: "h" + secrets.token_hex(4))
     dirs: list[Path] = field(default_factory=list)
-    kind: str = "run"   # "up": a stack started by `python -m harness up`, which `down` stops
+    kind: str = "run"  # "up": a stack started by `python -m harness up`, which `down` stops
 
     def __post_init__(self) -> None:
         REGISTRY.mkdir(mode=0o755, exist_ok=True)
@@ -51,8 +51,14 @@ class Session:
         return REGISTRY / f"{self.id}.json"
 
     def _write(self) -> None:
-        data = {"session_id": self.id, "owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()),
-                "created": time.time(), "dirs": [str(d) for d in self.dirs], "kind": self.kind}
+        data = {
+            "session_id": self.id,
+            "owner_pid": os.getpid(),
+            "owner_start": _start_time(os.getpid()),
+            "created": time.time(),
+            "dirs": [str(d) for d in self.dirs],
+            "kind": self.kind,
+        }
         tmp = self.registry_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(self.registry_file)
@@ -169,8 +175,13 @@ def stop_up_sessions(timeout: float = 60.0, only: set[str] | None = None) -> lis
         except ProcessLookupError:
             continue
         try:
-            wait_until(lambda e=entry: _owner_alive(e), until=lambda alive: not alive, timeout=timeout, interval=0.2,
-                       what=f"`harness up` (pid {entry['owner_pid']}) to stop its stack after SIGTERM")
+            wait_until(
+                lambda e=entry: _owner_alive(e),
+                until=lambda alive: not alive,
+                timeout=timeout,
+                interval=0.2,
+                what=f"`harness up` (pid {entry['owner_pid']}) to stop its stack after SIGTERM",
+            )
         except WaitTimeout:
             pass  # the reaper kills what is left
         stopped.append(entry.get("session_id", f.stem))
@@ -261,8 +272,11 @@ def _reap_docker(client, gone: set[str] | None, exclude: set[str], report: ReapR
         project = labels.get("com.docker.compose.project", "")
         if rid is None and project.startswith("harness-h"):
             rid = project.removeprefix("harness-")  # the compose project of a session
-        return rid is not None and rid not in exclude and (gone is None or rid in gone or
-                                                            not (REGISTRY / f"{rid}.json").exists())
+        return (
+            rid is not None
+            and rid not in exclude
+            and (gone is None or rid in gone or not (REGISTRY / f"{rid}.json").exists())
+        )
 
     for key in (LABEL, "com.docker.compose.project"):
         for c in client.containers.list(all=True, filters={"label": key}):

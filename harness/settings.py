@@ -95,20 +95,33 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("runtime", "auto", parse_runtime,
-           "where the stack runs: auto (docker when an engine answers), docker, local"),
-    Option("target_url", None, parse_url,
-           "verify a deployed api at this URL (the remote suite); tests that start a stack are deselected"),
-    Option("mlflow_url", None, parse_url,
-           "MLflow's URL for --target-url (default: <target-url>/mlflow, the ALB's path rule)"),
+    Option(
+        "runtime", "auto", parse_runtime, "where the stack runs: auto (docker when an engine answers), docker, local"
+    ),
+    Option(
+        "target_url",
+        None,
+        parse_url,
+        "verify a deployed api at this URL (the remote suite); tests that start a stack are deselected",
+    ),
+    Option(
+        "mlflow_url",
+        None,
+        parse_url,
+        "MLflow's URL for --target-url (default: <target-url>/mlflow, the ALB's path rule)",
+    ),
     Option("allow_writes", False, parse_bool, "let the remote suite write a run to the target (read-only otherwise)"),
     Option("keep_on_failure", False, parse_bool, "leave the stack running when a test fails, for inspection"),
     Option("timeout_multiplier", 1.0, parse_multiplier, "scale every named budget (slow machines: 2-3)"),
     Option("reports_dir", "reports", str, "where reports, logs and timings.json go"),
     Option("mlflow_workers", 1, parse_workers, "MLflow uvicorn workers (1: ~0.4 GB; 4: ~1-3 GB, slower start)"),
-    Option("require", (), parse_require,
-           "fail, not skip, the tests that need these when they are missing: docker, terraform "
-           "(default under CI=true: both)"),
+    Option(
+        "require",
+        (),
+        parse_require,
+        "fail, not skip, the tests that need these when they are missing: docker, terraform "
+        "(default under CI=true: both)",
+    ),
 )
 
 
@@ -131,8 +144,7 @@ class Settings:
 
     def describe(self) -> list[str]:
         """One line per setting with its source, for the pytest report header."""
-        return [f"{o.name}={getattr(self, o.name)!r} (from {self.sources.get(o.name, 'default')})"
-                for o in OPTIONS]
+        return [f"{o.name}={getattr(self, o.name)!r} (from {self.sources.get(o.name, 'default')})" for o in OPTIONS]
 
     def with_(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -143,14 +155,20 @@ def resolve(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, An
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for opt in OPTIONS:
-        for source, raw in ((opt.flag, cli.get(opt.name)), (opt.env, env.get(opt.env)),
-                            (f"pytest.ini {opt.ini}", ini.get(opt.ini))):
+        for source, raw in (
+            (opt.flag, cli.get(opt.name)),
+            (opt.env, env.get(opt.env)),
+            (f"pytest.ini {opt.ini}", ini.get(opt.ini)),
+        ):
             if raw is not None and raw != "":
                 try:
                     values[opt.name] = opt.parse(raw)
                 except ValueError as exc:
-                    raise ConfigurationError(f"{source}: {opt.help}", str(exc),
-                                             f"fix {source} or unset it to use the default {opt.default!r}") from None
+                    raise ConfigurationError(
+                        f"{source}: {opt.help}",
+                        str(exc),
+                        f"fix {source} or unset it to use the default {opt.default!r}",
+                    ) from None
                 sources[opt.name] = source
                 break
         else:

@@ -29,23 +29,47 @@ TOTAL = "total"
 LIMIT = {"type": ["number", "string"], "description": "a number, or an expression such as alb_timeout * 1000"}
 # kind -> (how the measured value compares with the limit, unit)
 KINDS = {
-    "p50_ms": ("<=", "ms"), "p95_ms": ("<=", "ms"), "p99_ms": ("<=", "ms"), "max_ms": ("<=", "ms"),
-    "error_rate": ("<=", ""), "success_ratio": (">=", ""), "min_requests": (">=", ""),
+    "p50_ms": ("<=", "ms"),
+    "p95_ms": ("<=", "ms"),
+    "p99_ms": ("<=", "ms"),
+    "max_ms": ("<=", "ms"),
+    "error_rate": ("<=", ""),
+    "success_ratio": (">=", ""),
+    "min_requests": (">=", ""),
 }
-OBJECTIVE = {"type": "object", "additionalProperties": False, "minProperties": 1,
-             "properties": {k: LIMIT for k in KINDS}}
+OBJECTIVE = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {k: LIMIT for k in KINDS},
+}
 ENDPOINT_KEY = "^(total|(GET|POST|PUT|DELETE|PATCH|HEAD) /.*)$"
-OBJECTIVES = {"type": "object", "minProperties": 1, "propertyNames": {"pattern": ENDPOINT_KEY},
-              "additionalProperties": OBJECTIVE}
+OBJECTIVES = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"pattern": ENDPOINT_KEY},
+    "additionalProperties": OBJECTIVE,
+}
 SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["objectives"],
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["objectives"],
     "properties": {
-        "names": {"type": "object", "additionalProperties": {"type": "number"},
-                  "description": "fallback values for the names limits use (alb_timeout when Terraform is absent)"},
+        "names": {
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+            "description": "fallback values for the names limits use (alb_timeout when Terraform is absent)",
+        },
         "objectives": OBJECTIVES,
-        "profiles": {"type": "object", "propertyNames": {"pattern": "^[a-z0-9][a-z0-9_-]*$"},
-                     "additionalProperties": {"type": "object", "propertyNames": {"pattern": ENDPOINT_KEY},
-                                              "additionalProperties": OBJECTIVE}},
+        "profiles": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[a-z0-9][a-z0-9_-]*$"},
+            "additionalProperties": {
+                "type": "object",
+                "propertyNames": {"pattern": ENDPOINT_KEY},
+                "additionalProperties": OBJECTIVE,
+            },
+        },
     },
 }
 
@@ -53,6 +77,7 @@ SCHEMA = {
 @dataclass(frozen=True)
 class Figures:
     """What was measured for one endpoint (or the total) in one run."""
+
     requests: int
     failures: int
     p50_ms: float = 0.0
@@ -93,8 +118,9 @@ class Verdict:
         share = f", {over / self.limit:.0%}" if self.limit else ""
         bad = {"<=": ">", ">=": "<"}[op]
         side = "over" if op == "<=" else "under"
-        return (f"{name} {_fmt(self.measured, unit)} {bad} {_fmt(self.limit, unit)} "
-                f"({side} by {_fmt(over, unit)}{share})")
+        return (
+            f"{name} {_fmt(self.measured, unit)} {bad} {_fmt(self.limit, unit)} ({side} by {_fmt(over, unit)}{share})"
+        )
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -112,12 +138,21 @@ class Slo:
     sources: dict[str, str] = field(default_factory=dict)  # name -> where its value came from
 
     def as_json(self) -> dict:
-        return {"file": str(self.path), "profile": self.profile, "names": self.names, "sources": self.sources,
-                "objectives": self.objectives}
+        return {
+            "file": str(self.path),
+            "profile": self.profile,
+            "names": self.names,
+            "sources": self.sources,
+            "objectives": self.objectives,
+        }
 
 
-def load(path: Path = SLO_FILE, profile: str | None = None, names: Mapping[str, float] | None = None,
-         sources: Mapping[str, str] | None = None) -> Slo:
+def load(
+    path: Path = SLO_FILE,
+    profile: str | None = None,
+    names: Mapping[str, float] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> Slo:
     """Read and validate the file; ``names`` (e.g. alb_timeout from the plan) override its fallbacks;
     a profile's section overrides the common objectives field by field."""
     rel = shown(path)
@@ -130,8 +165,11 @@ def load(path: Path = SLO_FILE, profile: str | None = None, names: Mapping[str, 
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"{'.'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors]
-        raise ConfigurationError(f"{rel} to match the SLO schema (harness/slo.py)", "; ".join(lines),
-                                 "fields per endpoint: " + ", ".join(KINDS))
+        raise ConfigurationError(
+            f"{rel} to match the SLO schema (harness/slo.py)",
+            "; ".join(lines),
+            "fields per endpoint: " + ", ".join(KINDS),
+        )
     known = {k: float(v) for k, v in (data.get("names") or {}).items()}
     where = {k: f"{rel} names" for k in known}
     known.update(names or {})
@@ -176,6 +214,5 @@ def verdicts_json(verdicts: list[Verdict]) -> list[dict]:
 def gate_lines(verdicts: list[dict], exceptions: list[dict]) -> list[str]:
     """What the gate prints, from ``verdicts_json`` and Locust's exceptions: one line per objective."""
     lines = [f"  {'pass  ' if v['ok'] else 'BREACH'}  {v['text']}" for v in verdicts]
-    lines += [f"  ERROR   the test itself raised {e['count']}x: {e['msg'].splitlines()[-1][:200]}"
-              for e in exceptions]
+    lines += [f"  ERROR   the test itself raised {e['count']}x: {e['msg'].splitlines()[-1][:200]}" for e in exceptions]
     return lines

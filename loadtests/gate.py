@@ -48,8 +48,9 @@ def _options(parser) -> None:
 def _bounds(environment: Environment, **_: object) -> None:
     shape = environment.shape_class
     if shape is None or not getattr(shape, "profile", None):
-        sys.stderr.write("loadtests: no profile shape given; "
-                         "pass -f loadtests/locustfile.py,loadtests/profiles/NAME.py\n")
+        sys.stderr.write(
+            "loadtests: no profile shape given; pass -f loadtests/locustfile.py,loadtests/profiles/NAME.py\n"
+        )
         sys.exit(2)
     for cls in environment.user_classes:
         if cls.__name__ == "HealthPoller":
@@ -81,20 +82,42 @@ def _cap(environment: Environment, cap: int) -> None:
 
 
 @events.request.add_listener
-def _log(request_type: str, name: str, response_time: float, response=None, exception=None,
-         start_time: float | None = None, **_: object) -> None:
+def _log(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response=None,
+    exception=None,
+    start_time: float | None = None,
+    **_: object,
+) -> None:
     log = STATE["log"]
     if log is not None:
         status = getattr(response, "status_code", 0) or 0
-        log.write(json.dumps({"t": start_time or time.time(), "name": f"{request_type} {name}", "status": status,
-                              "ms": round(response_time or 0, 2), "error": str(exception)[:200] if exception else None})
-                  + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "t": start_time or time.time(),
+                    "name": f"{request_type} {name}",
+                    "status": status,
+                    "ms": round(response_time or 0, 2),
+                    "error": str(exception)[:200] if exception else None,
+                }
+            )
+            + "\n"
+        )
 
 
 def figures(entry) -> Figures:
-    return Figures(entry.num_requests, entry.num_failures, entry.get_response_time_percentile(0.5) or 0,
-                   entry.get_response_time_percentile(0.95) or 0, entry.get_response_time_percentile(0.99) or 0,
-                   entry.max_response_time or 0, round(entry.total_rps, 2))
+    return Figures(
+        entry.num_requests,
+        entry.num_failures,
+        entry.get_response_time_percentile(0.5) or 0,
+        entry.get_response_time_percentile(0.95) or 0,
+        entry.get_response_time_percentile(0.99) or 0,
+        entry.max_response_time or 0,
+        round(entry.total_rps, 2),
+    )
 
 
 @events.quitting.add_listener
@@ -109,34 +132,52 @@ def _verdict(environment: Environment, **_: object) -> None:
     measured = {f"{e.method} {e.name}": figures(e) for e in stats.entries.values()}
     measured[TOTAL] = figures(stats.total)
     try:
-        slo = load(Path(options.slo_file), profile=options.profile_name or None,
-                   names={"alb_timeout": options.lb_timeout}, sources={"alb_timeout": options.lb_source})
+        slo = load(
+            Path(options.slo_file),
+            profile=options.profile_name or None,
+            names={"alb_timeout": options.lb_timeout},
+            sources={"alb_timeout": options.lb_source},
+        )
     except ConfigurationError as exc:
         sys.stderr.write(f"SLO gate: {exc}\n")
         environment.process_exit_code = 2
         return
     verdicts = judge(slo, measured)
     broken = breaches(verdicts)
-    exceptions = [{"count": e["count"], "msg": e["msg"], "nodes": sorted(e["nodes"])}
-                  for e in environment.runner.exceptions.values()]
+    exceptions = [
+        {"count": e["count"], "msg": e["msg"], "nodes": sorted(e["nodes"])}
+        for e in environment.runner.exceptions.values()
+    ]
     started = stats.total.start_time
     summary = {
-        "profile": options.profile_name, "target": environment.host, "started": started,
+        "profile": options.profile_name,
+        "target": environment.host,
+        "started": started,
         "duration_s": round((stats.total.last_request_timestamp or started) - started, 1),
-        "stop_reason": STATE["stop_reason"], "time_scale": options.time_scale,
+        "stop_reason": STATE["stop_reason"],
+        "time_scale": options.time_scale,
         "load_balancer": {"timeout_s": options.lb_timeout, "matcher": options.lb_matcher, "source": options.lb_source},
         "workers": dict(STATE["workers"]) if isinstance(environment.runner, MasterRunner) else None,
         "endpoints": {k: {**vars(f), "error_rate": round(f.error_rate, 5)} for k, f in measured.items()},
-        "failures": sorted(({"request": f"{e.method} {e.name}", "reason": str(e.error), "count": e.occurrences}
-                            for e in stats.errors.values()), key=lambda x: -x["count"])[:20],
+        "failures": sorted(
+            (
+                {"request": f"{e.method} {e.name}", "reason": str(e.error), "count": e.occurrences}
+                for e in stats.errors.values()
+            ),
+            key=lambda x: -x["count"],
+        )[:20],
         "exceptions": exceptions,
-        "slo": slo.as_json(), "verdicts": verdicts_json(verdicts), "passed": not broken and not exceptions,
+        "slo": slo.as_json(),
+        "verdicts": verdicts_json(verdicts),
+        "passed": not broken and not exceptions,
     }
     if options.summary_file:
         Path(options.summary_file).write_text(json.dumps(summary, indent=2, default=str))
     out = sys.stdout
-    out.write(f"\nSLO gate ({slo.path.name}, profile {options.profile_name or '-'}; alb_timeout "
-              f"{options.lb_timeout:g} s from {options.lb_source}):\n")
+    out.write(
+        f"\nSLO gate ({slo.path.name}, profile {options.profile_name or '-'}; alb_timeout "
+        f"{options.lb_timeout:g} s from {options.lb_source}):\n"
+    )
     for line in gate_lines(summary["verdicts"], exceptions):
         out.write(line + "\n")
     out.write(f"SLO gate: {len(broken)} of {len(verdicts)} objectives broken; stopped because {STATE['stop_reason']}\n")

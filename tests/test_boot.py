@@ -11,9 +11,15 @@ pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
 def test_estimate_is_pull_plus_start_scaled_by_the_cpu_share(tmp_path):
     timings, images = tmp_path / "timings.json", tmp_path / "images.json"
-    timings.write_text(json.dumps({"docker": {"mlflow": {"ready_s": 12.0, "max_s": 14.0, "samples": [12.0, 14.0]}},
-                                   "rehearsal": {"mlflow": {"ready_s": 22.0, "max_s": 22.0, "samples": [22.0]}},
-                                   "local": {"mlflow": {"ready_s": 8.0, "max_s": 9.0, "samples": [8.0, 9.0]}}}))
+    timings.write_text(
+        json.dumps(
+            {
+                "docker": {"mlflow": {"ready_s": 12.0, "max_s": 14.0, "samples": [12.0, 14.0]}},
+                "rehearsal": {"mlflow": {"ready_s": 22.0, "max_s": 22.0, "samples": [22.0]}},
+                "local": {"mlflow": {"ready_s": 8.0, "max_s": 9.0, "samples": [8.0, 9.0]}},
+            }
+        )
+    )
     images.write_text(json.dumps({"tags": {"mlflow": "mlplatform-mlflow:abc"}, "size_mb": {"mlflow": 1200.0}}))
     boot = inputs(timings, images, pull_mb_s=40, cores=4)
     e = boot.estimate("mlflow", 1024)  # 1 vCPU against 4 cores here

@@ -25,23 +25,46 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("signum, background", [(signal.SIGINT, False), (signal.SIGTERM, False),
-                                                (signal.SIGINT, True)],
-                         ids=["SIGINT", "SIGTERM", "SIGINT-to-a-background-job"])
+@pytest.mark.parametrize(
+    "signum, background",
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGINT", "SIGTERM", "SIGINT-to-a-background-job"],
+)
 def test_interrupted_pytest_leaves_nothing(tmp_path, signum, background, budgets):
     """A background job of a script starts with SIGINT ignored (POSIX shells do that); the harness
     must stop on it all the same."""
     marker = tmp_path / "marker"
     child = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "tests/cases/case_stack_blocks.py", "-p", "no:html", "-q",
-         "--runtime", "local", f"--junitxml={tmp_path / 'j.xml'}", "-o", "timeout=180"],
-        cwd=REPO, env={**os.environ, "CASE_MARKER": str(marker)}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, preexec_fn=_ignore_sigint if background else None)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/cases/case_stack_blocks.py",
+            "-p",
+            "no:html",
+            "-q",
+            "--runtime",
+            "local",
+            f"--junitxml={tmp_path / 'j.xml'}",
+            "-o",
+            "timeout=180",
+        ],
+        cwd=REPO,
+        env={**os.environ, "CASE_MARKER": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_ignore_sigint if background else None,
+    )
     try:
+
         def stack_up() -> bool:
             if child.poll() is not None:
-                raise ServiceFailed("the child pytest to hold its stack", f"it exited with {child.returncode}",
-                                    child.stdout.read()[-2000:])
+                raise ServiceFailed(
+                    "the child pytest to hold its stack",
+                    f"it exited with {child.returncode}",
+                    child.stdout.read()[-2000:],
+                )
             return marker.exists() and marker.read_text().count("\n") == 2
 
         wait_until(stack_up, timeout=budgets.mlflow_ready, what="the child pytest's stack to be up")
@@ -62,12 +85,14 @@ def test_interrupted_pytest_leaves_nothing(tmp_path, signum, background, budgets
 
 
 def test_reaper_removes_what_a_crashed_run_left(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     rid = "hdeadbeef"
     REGISTRY.mkdir(exist_ok=True)
-    (REGISTRY / f"{rid}.json").write_text(json.dumps({"session_id": rid, "owner_pid": int(dead),
-                                                       "owner_start": "0", "dirs": []}))
+    (REGISTRY / f"{rid}.json").write_text(
+        json.dumps({"session_id": rid, "owner_pid": int(dead), "owner_start": "0", "dirs": []})
+    )
     leftover_dir = Path(TMP, f"harness-{rid}-postgres-x")
     leftover_dir.mkdir()
     orphan = subprocess.Popen(["sleep", "600"], env={**os.environ, ENV_VAR: rid}, start_new_session=True)
@@ -104,20 +129,45 @@ def test_interrupted_load_run_leaves_no_locust_behind(tmp_path, workers, budgets
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()  # answers 501: load, not health
     cli = subprocess.Popen(
-        [sys.executable, "-m", "harness", "load", "--profile", "smoke", "--target-url", f"http://127.0.0.1:{port}",
-         "--lb-timeout", "5", "--workers", str(workers), "--reports-dir", str(tmp_path)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "load",
+            "--profile",
+            "smoke",
+            "--target-url",
+            f"http://127.0.0.1:{port}",
+            "--lb-timeout",
+            "5",
+            "--workers",
+            str(workers),
+            "--reports-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
+
         def locusts() -> set[int]:
             if cli.poll() is not None:
-                raise ServiceFailed("the load run to be running", f"it exited with {cli.returncode}",
-                                    cli.stdout.read()[-2000:])
+                raise ServiceFailed(
+                    "the load run to be running", f"it exited with {cli.returncode}", cli.stdout.read()[-2000:]
+                )
             table = process_table()
-            return {p for p in tree({cli.pid}, table) - {cli.pid}
-                    if b"locust" in Path(f"/proc/{p}/cmdline").read_bytes()}
+            return {
+                p for p in tree({cli.pid}, table) - {cli.pid} if b"locust" in Path(f"/proc/{p}/cmdline").read_bytes()
+            }
 
-        started = wait_until(locusts, until=lambda found: len(found) == workers + 1, timeout=budgets.http * 6,
-                             what="Locust and its workers to run")
+        started = wait_until(
+            locusts,
+            until=lambda found: len(found) == workers + 1,
+            timeout=budgets.http * 6,
+            what="Locust and its workers to run",
+        )
         cli.send_signal(signal.SIGTERM)
         out, _ = cli.communicate(timeout=budgets.stop * 3)
     finally:

@@ -21,8 +21,14 @@ pytestmark = pytest.mark.harness
 
 
 def harness(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={k: v for k, v in os.environ.items() if k != "TF_PLUGIN_DIR"})
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if k != "TF_PLUGIN_DIR"},
+    )
 
 
 def test_version_and_the_top_level_help_name_every_command():
@@ -71,8 +77,14 @@ def test_the_cli_reads_the_pytest_ini_layer(tmp_path):
 
 
 def start_up(**popen) -> tuple[subprocess.Popen, list[dict]]:
-    up = subprocess.Popen([sys.executable, "-m", "harness", "up", "--runtime", "local"], cwd=REPO,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **popen)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "harness", "up", "--runtime", "local"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        **popen,
+    )
     lines: list[dict] = []
 
     def ready() -> bool:

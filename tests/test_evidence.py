@@ -24,7 +24,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "harness: the harness's own tests")
 """
 
-TESTS = '''
+TESTS = """
 import http.server
 import threading
 
@@ -93,7 +93,7 @@ def test_outage(stack, keep_figures):
 def test_live(stack):
     sampler = sample(stack.url, "/health/live")
     assert all(s.status == 200 for s in sampler.samples)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +108,26 @@ def run(tmp_path_factory):
     (where / "test_stand_in.py").write_text(TESTS)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("PYTEST_XDIST_WORKER", None)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
-                           "--junitxml=junit.xml", "--html=report.html", "--self-contained-html", "-rf"],
-                          cwd=where, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "--junitxml=junit.xml",
+            "--html=report.html",
+            "--self-contained-html",
+            "-rf",
+        ],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done, (where / "report.html").read_text(), ET.parse(where / "junit.xml"), where
 
 
@@ -122,8 +139,10 @@ def test_a_failed_test_report_carries_the_log_tail_and_the_last_health_samples(r
     assert "api log (last 60 lines)" in out and "the api's last words before the outage" in out
     assert "last health samples" in out and "/health -> 503 fail" in out
     # the HTML report's attachments (base64 data) carry the same
-    attached = [base64.b64decode(m).decode(errors="replace")
-                for m in re.findall(r"data:text/plain;charset=utf-8;base64,([A-Za-z0-9+/=]+)", html)]
+    attached = [
+        base64.b64decode(m).decode(errors="replace")
+        for m in re.findall(r"data:text/plain;charset=utf-8;base64,([A-Za-z0-9+/=]+)", html)
+    ]
     assert any("the api's last words" in a for a in attached)
     assert any("/health -> 503 fail" in a for a in attached)
 

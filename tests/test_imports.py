@@ -16,9 +16,14 @@ PACKAGES = ("harness", "services", "loadtests", "fixtures", "suites", "tests")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT), "--no-cache", "--config", str(root / ".importlinter")], cwd=root,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)}, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [str(LINT), "--no-cache", "--config", str(root / ".importlinter")],
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_contract_is_kept():
@@ -27,16 +32,27 @@ def test_every_contract_is_kept():
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize("module, line, contract", [
-    ("harness/wait.py", "import harness.stack.stack", "The base imports no wing"),
-    ("harness/stack/stack.py", "import harness.faults.kinds", "The CLI stands on the wings"),
-    ("harness/load/runner.py", "import harness.faults.judge", "The CLI stands on the wings"),
-    ("harness/stack/api.py", "import services.api.config", "black box"),
-    ("harness/load/report.py", "import loadtests.gate", "black box"),
-    ("services/api/app.py", "import harness.wait", "The services import nothing"),
-    ("fixtures/stack.py", "import suites.integration.test_stack", "Fixtures never import"),
-], ids=["base->wing", "stack->faults", "load<->faults", "harness->services", "harness->loadtests",
-        "services->harness", "fixtures->suites"])
+@pytest.mark.parametrize(
+    "module, line, contract",
+    [
+        ("harness/wait.py", "import harness.stack.stack", "The base imports no wing"),
+        ("harness/stack/stack.py", "import harness.faults.kinds", "The CLI stands on the wings"),
+        ("harness/load/runner.py", "import harness.faults.judge", "The CLI stands on the wings"),
+        ("harness/stack/api.py", "import services.api.config", "black box"),
+        ("harness/load/report.py", "import loadtests.gate", "black box"),
+        ("services/api/app.py", "import harness.wait", "The services import nothing"),
+        ("fixtures/stack.py", "import suites.integration.test_stack", "Fixtures never import"),
+    ],
+    ids=[
+        "base->wing",
+        "stack->faults",
+        "load<->faults",
+        "harness->services",
+        "harness->loadtests",
+        "services->harness",
+        "fixtures->suites",
+    ],
+)
 def test_a_wrong_import_breaks_its_contract(tmp_path, module, line, contract):
     shutil.copy(REPO / ".importlinter", tmp_path)
     for package in PACKAGES:

@@ -24,15 +24,25 @@ def frozen(health_points, live_status=200, deep_points=None):
     """The load balancer's /health as given; monitoring's /health/deep fails where /health warns
     (unless given); /health/live as ``live_status``."""
     if deep_points is None:
-        deep_points = [(t + 0.01, 503, "fail", lat) if h == "warn" else (t + 0.01, st, h, lat)
-                       for t, st, h, lat in health_points]
-    samples = (series(health_points) + series(deep_points, "/health/deep")
-               + series([(t, live_status, None, 0.01) for t in range(0, 12)], "/health/live"))
+        deep_points = [
+            (t + 0.01, 503, "fail", lat) if h == "warn" else (t + 0.01, st, h, lat) for t, st, h, lat in health_points
+        ]
+    samples = (
+        series(health_points)
+        + series(deep_points, "/health/deep")
+        + series([(t, live_status, None, 0.01) for t in range(0, 12)], "/health/live")
+    )
     return Observation(FROZEN, fault_start=1.0, fault_end=5.0, samples=samples)
 
 
-GOOD = [(0.5, 200, "pass", 0.01), (1.2, 200, "pass", 0.01), (2.3, 200, "warn", 1.0), (3.5, 200, "warn", 1.0),
-        (5.2, 200, "warn", 1.0), (6.5, 200, "pass", 0.05)]
+GOOD = [
+    (0.5, 200, "pass", 0.01),
+    (1.2, 200, "pass", 0.01),
+    (2.3, 200, "warn", 1.0),
+    (3.5, 200, "warn", 1.0),
+    (5.2, 200, "warn", 1.0),
+    (6.5, 200, "pass", 0.05),
+]
 
 
 def verdicts_by_name(obs):
@@ -48,16 +58,21 @@ def test_a_good_series_passes_every_expectation_with_its_figures():
     assert out["detected_s"] == 2.3 and out["detect_budget_s"] == 2.75 and out["passed"] is True
 
 
-@pytest.mark.parametrize("points, broken", [
-    ([(0.5, 200, "pass", 0.01), (3.0, 200, "pass", 0.01), (4.0, 200, "warn", 1.0), (6.5, 200, "pass", 0.01)],
-     "detect"),
-    (GOOD[:-1] + [(11.0, 200, "pass", 0.01)], "recover"),
-    (GOOD[:-1], "recover"),
-    (GOOD[:3] + [(3.5, 200, "pass", 0.01)] + GOOD[4:], "during /health"),
-    (GOOD[:3] + [(3.5, 503, "fail", 1.0)] + GOOD[4:], "during /health"),   # the incident: the fleet drained
-    (GOOD[:3] + [(3.5, None, None, 1.0)] + GOOD[4:], "max_latency"),
-    (GOOD[:3] + [(3.5, 200, "warn", 2.5)] + GOOD[4:], "max_latency"),
-])
+@pytest.mark.parametrize(
+    "points, broken",
+    [
+        (
+            [(0.5, 200, "pass", 0.01), (3.0, 200, "pass", 0.01), (4.0, 200, "warn", 1.0), (6.5, 200, "pass", 0.01)],
+            "detect",
+        ),
+        (GOOD[:-1] + [(11.0, 200, "pass", 0.01)], "recover"),
+        (GOOD[:-1], "recover"),
+        (GOOD[:3] + [(3.5, 200, "pass", 0.01)] + GOOD[4:], "during /health"),
+        (GOOD[:3] + [(3.5, 503, "fail", 1.0)] + GOOD[4:], "during /health"),  # the incident: the fleet drained
+        (GOOD[:3] + [(3.5, None, None, 1.0)] + GOOD[4:], "max_latency"),
+        (GOOD[:3] + [(3.5, 200, "warn", 2.5)] + GOOD[4:], "max_latency"),
+    ],
+)
 def test_each_broken_behaviour_fails_its_own_verdict(points, broken):
     v = verdicts_by_name(frozen(points))
     assert not v[broken].ok, str(v[broken])
@@ -94,8 +109,10 @@ def test_every_kind_builds_its_fault_and_a_wrong_parameter_is_named(tmp_path):
         if kind.on_link:
             assert kind.toxic({}).applied == 0
     bad = tmp_path / "x.yaml"
-    bad.write_text("name: x\ndescription: latency with a typo in its parameters\n"
-                   "fault: {kind: latency, target: api->postgres, params: {msec: 10}}\nexpect: {}\n")
+    bad.write_text(
+        "name: x\ndescription: latency with a typo in its parameters\n"
+        "fault: {kind: latency, target: api->postgres, params: {msec: 10}}\nexpect: {}\n"
+    )
     with pytest.raises(ConfigurationError) as err:
         load(bad)
     assert "fault.params" in str(err.value) and "'msec' is not one of" in str(err.value)

@@ -9,10 +9,26 @@ import pytest
 from harness.load.knee import describe, knee, saturated, stage_figures
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
-PROFILE = {"stages": [{"until": 10, "clients": 4, "spawn_rate": 4}, {"until": 20, "clients": 8, "spawn_rate": 4},
-                      {"until": 30, "clients": 16, "spawn_rate": 4}]}
-COLUMNS = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", "50%", "95%", "99%",
-           "Total Request Count", "Total Failure Count"]
+PROFILE = {
+    "stages": [
+        {"until": 10, "clients": 4, "spawn_rate": 4},
+        {"until": 20, "clients": 8, "spawn_rate": 4},
+        {"until": 30, "clients": 16, "spawn_rate": 4},
+    ]
+}
+COLUMNS = [
+    "Timestamp",
+    "User Count",
+    "Type",
+    "Name",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "95%",
+    "99%",
+    "Total Request Count",
+    "Total Failure Count",
+]
 
 
 def history(tmp_path, per_stage):
@@ -22,18 +38,46 @@ def history(tmp_path, per_stage):
         w = csv.DictWriter(f, COLUMNS)
         w.writeheader()
         total = failed = 0
-        w.writerow({"Timestamp": 1000, "Type": "POST", "Name": "/runs", "99%": "N/A", "Total Request Count": 0,
-                    "Total Failure Count": 0})   # Locust's first row, at the start
+        w.writerow(
+            {
+                "Timestamp": 1000,
+                "Type": "POST",
+                "Name": "/runs",
+                "99%": "N/A",
+                "Total Request Count": 0,
+                "Total Failure Count": 0,
+            }
+        )  # Locust's first row, at the start
         for i, (n, bad, p99) in enumerate(per_stage):
             for s in range(1, 11):
                 total += n // 10
                 failed += bad // 10
                 t = 1000 + i * 10 + s
-                w.writerow({"Timestamp": t, "User Count": 0, "Type": "POST", "Name": "/runs", "Requests/s": 0,
-                            "Failures/s": 0, "50%": 1, "95%": 1, "99%": p99, "Total Request Count": total,
-                            "Total Failure Count": failed})
-                w.writerow({"Timestamp": t, "Type": "GET", "Name": "/health [lb]", "99%": 5,
-                            "Total Request Count": 1, "Total Failure Count": 0})
+                w.writerow(
+                    {
+                        "Timestamp": t,
+                        "User Count": 0,
+                        "Type": "POST",
+                        "Name": "/runs",
+                        "Requests/s": 0,
+                        "Failures/s": 0,
+                        "50%": 1,
+                        "95%": 1,
+                        "99%": p99,
+                        "Total Request Count": total,
+                        "Total Failure Count": failed,
+                    }
+                )
+                w.writerow(
+                    {
+                        "Timestamp": t,
+                        "Type": "GET",
+                        "Name": "/health [lb]",
+                        "99%": 5,
+                        "Total Request Count": 1,
+                        "Total Failure Count": 0,
+                    }
+                )
     return path
 
 
@@ -45,8 +89,11 @@ def test_stage_figures_from_cumulative_counts(tmp_path):
 
 
 def test_the_knee_is_the_first_stage_over_the_slo_and_capacity_the_one_before(tmp_path):
-    k = knee(PROFILE, history(tmp_path, [(100, 0, 200), (200, 0, 3500), (300, 30, 5000)]),
-             {"p99_ms": 3000, "error_rate": 0.01})
+    k = knee(
+        PROFILE,
+        history(tmp_path, [(100, 0, 200), (200, 0, 3500), (300, 30, 5000)]),
+        {"p99_ms": 3000, "error_rate": 0.01},
+    )
     assert k["knee"]["clients"] == 8 and k["knee"]["broke"] == "p99 3500 ms > 3000"
     assert k["capacity"]["clients"] == 4
     assert describe(k) == "knee at 8 clients (20 req/s): p99 3500 ms > 3000; capacity 4 clients, 10 req/s"
@@ -62,9 +109,11 @@ def test_errors_alone_make_a_knee_and_no_breach_means_no_knee(tmp_path):
 
 def test_the_dependency_shed_first_saturated_first(tmp_path):
     path = tmp_path / "api_metrics.jsonl"
-    lines = [{"t": 1, "in_flight": {"mlflow": 3, "postgres": 1}, "shed": {"mlflow": 0, "postgres": 0}},
-             {"t": 2, "in_flight": {"mlflow": 8, "postgres": 2}, "shed": {"mlflow": 0, "postgres": 0}},
-             {"t": 3, "in_flight": {"mlflow": 8, "postgres": 2}, "shed": {"mlflow": 4, "postgres": 0}}]
+    lines = [
+        {"t": 1, "in_flight": {"mlflow": 3, "postgres": 1}, "shed": {"mlflow": 0, "postgres": 0}},
+        {"t": 2, "in_flight": {"mlflow": 8, "postgres": 2}, "shed": {"mlflow": 0, "postgres": 0}},
+        {"t": 3, "in_flight": {"mlflow": 8, "postgres": 2}, "shed": {"mlflow": 4, "postgres": 0}},
+    ]
     path.write_text("\n".join(json.dumps(x) for x in lines))
     assert saturated(path) == {"dependency": "mlflow", "t": 3, "evidence": "api_shed_total{dependency='mlflow'} 4"}
     path.write_text("\n".join(json.dumps({**x, "shed": {}}) for x in lines))

@@ -43,15 +43,22 @@ def test_time_scale_compresses_the_stages():
     assert profiles.stage_at(data, 29.9, 0.25) is not None and profiles.stage_at(data, 30.0, 0.25) is None
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"stages": []}, "PROFILE: 'description' is a required property"),
-    ({**profiles.read("smoke"), "stages": [{"until": 30, "clients": 2, "spawn_rate": 1},
-                                           {"until": 10, "clients": 2, "spawn_rate": 1}]},
-     "PROFILE.stages.1.until: 10 is not greater than the previous stage's 30"),
-    ({**profiles.read("smoke"), "poller": {"nodes": 0, "interval": 1}}, "PROFILE.poller.nodes: 0 is less than"),
-    ({**profiles.read("smoke"), "client_wait": [2, 1]}, "PROFILE.client_wait: [2, 1] must be [min, max]"),
-    ({**profiles.read("smoke"), "max_requests": "many"}, "PROFILE.max_requests: 'many' is not of type"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"stages": []}, "PROFILE: 'description' is a required property"),
+        (
+            {
+                **profiles.read("smoke"),
+                "stages": [{"until": 30, "clients": 2, "spawn_rate": 1}, {"until": 10, "clients": 2, "spawn_rate": 1}],
+            },
+            "PROFILE.stages.1.until: 10 is not greater than the previous stage's 30",
+        ),
+        ({**profiles.read("smoke"), "poller": {"nodes": 0, "interval": 1}}, "PROFILE.poller.nodes: 0 is less than"),
+        ({**profiles.read("smoke"), "client_wait": [2, 1]}, "PROFILE.client_wait: [2, 1] must be [min, max]"),
+        ({**profiles.read("smoke"), "max_requests": "many"}, "PROFILE.max_requests: 'many' is not of type"),
+    ],
+)
 def test_a_wrong_profile_names_the_field(data, message):
     with pytest.raises(profiles.ProfileError) as err:
         profiles.validate(data, "x.py")
@@ -69,15 +76,23 @@ def write(tmp_path, data) -> object:
     return path
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"objectives": {"GET /health [lb]": {"p99_ms": "fast"}}},
-     "objectives.GET /health [lb].p99_ms: a known name (alb_timeout, alb_timeout_ms)"),
-    ({"objectives": {"GET /health [lb]": {"p99": 5}}}, "Additional properties are not allowed ('p99' was unexpected)"),
-    ({"objectives": {"/health": {"p99_ms": 5}}}, "'/health' does not match"),
-    ({"objectives": {"total": {"error_rate": [1]}}}, "objectives.total.error_rate: [1] is not of type"),
-    ({"objective": {}}, "'objectives' is a required property"),
-    ("objectives: [", "valid YAML"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (
+            {"objectives": {"GET /health [lb]": {"p99_ms": "fast"}}},
+            "objectives.GET /health [lb].p99_ms: a known name (alb_timeout, alb_timeout_ms)",
+        ),
+        (
+            {"objectives": {"GET /health [lb]": {"p99": 5}}},
+            "Additional properties are not allowed ('p99' was unexpected)",
+        ),
+        ({"objectives": {"/health": {"p99_ms": 5}}}, "'/health' does not match"),
+        ({"objectives": {"total": {"error_rate": [1]}}}, "objectives.total.error_rate: [1] is not of type"),
+        ({"objective": {}}, "'objectives' is a required property"),
+        ("objectives: [", "valid YAML"),
+    ],
+)
 def test_a_wrong_slo_file_names_the_field(tmp_path, data, message):
     with pytest.raises(ConfigurationError) as err:
         slo.load(write(tmp_path, data), names={"alb_timeout": 5})
@@ -85,9 +100,14 @@ def test_a_wrong_slo_file_names_the_field(tmp_path, data, message):
 
 
 def test_limits_use_the_planned_alb_timeout_and_profiles_override_fields(tmp_path):
-    path = write(tmp_path, {"names": {"alb_timeout": 5}, "objectives": {
-        "GET /health [lb]": {"p99_ms": "alb_timeout_ms / 2", "p95_ms": 100}},
-        "profiles": {"spike": {"GET /health [lb]": {"p95_ms": 900}}}})
+    path = write(
+        tmp_path,
+        {
+            "names": {"alb_timeout": 5},
+            "objectives": {"GET /health [lb]": {"p99_ms": "alb_timeout_ms / 2", "p95_ms": 100}},
+            "profiles": {"spike": {"GET /health [lb]": {"p95_ms": 900}}},
+        },
+    )
     assert slo.load(path).objectives["GET /health [lb]"] == {"p99_ms": 2500, "p95_ms": 100}
     planned = slo.load(path, profile="spike", names={"alb_timeout": 6}, sources={"alb_timeout": "plan"})
     assert planned.objectives["GET /health [lb]"] == {"p99_ms": 3000, "p95_ms": 900}
@@ -95,24 +115,42 @@ def test_limits_use_the_planned_alb_timeout_and_profiles_override_fields(tmp_pat
 
 
 def test_verdicts_say_which_objective_broke_and_by_how_much(tmp_path):
-    path = write(tmp_path, {"objectives": {"GET /health [lb]": {"p99_ms": 1000, "success_ratio": 0.99},
-                                           "POST /runs": {"error_rate": 0.01}, "GET /x": {"p95_ms": 5}}})
-    stats = {"GET /health [lb]": slo.Figures(100, 5, p99_ms=1250),
-             "POST /runs": slo.Figures(200, 1)}
+    path = write(
+        tmp_path,
+        {
+            "objectives": {
+                "GET /health [lb]": {"p99_ms": 1000, "success_ratio": 0.99},
+                "POST /runs": {"error_rate": 0.01},
+                "GET /x": {"p95_ms": 5},
+            }
+        },
+    )
+    stats = {"GET /health [lb]": slo.Figures(100, 5, p99_ms=1250), "POST /runs": slo.Figures(200, 1)}
     verdicts = {f"{v.endpoint} {v.objective}": v for v in slo.judge(slo.load(path), stats)}
     assert str(verdicts["GET /health [lb] p99_ms"]) == "GET /health [lb] p99 1250 ms > 1000 ms (over by 250 ms, 25%)"
-    assert str(verdicts["GET /health [lb] success_ratio"]) == \
-        "GET /health [lb] success_ratio 0.95 < 0.99 (under by 0.04, 4%)"
-    assert verdicts["POST /runs error_rate"].ok and str(verdicts["POST /runs error_rate"]) == \
-        "POST /runs error_rate 0.005 <= 0.01"
+    assert (
+        str(verdicts["GET /health [lb] success_ratio"])
+        == "GET /health [lb] success_ratio 0.95 < 0.99 (under by 0.04, 4%)"
+    )
+    assert (
+        verdicts["POST /runs error_rate"].ok
+        and str(verdicts["POST /runs error_rate"]) == "POST /runs error_rate 0.005 <= 0.01"
+    )
     # no data is a breach, not a pass
     assert not verdicts["GET /x p95_ms"].ok and "no requests were recorded" in str(verdicts["GET /x p95_ms"])
     assert len(slo.breaches(list(verdicts.values()))) == 3
 
 
-@pytest.mark.parametrize("status,matcher,ok", [
-    (200, "200", True), (503, "200", False), (202, "200,202", True), (299, "200-299", True), (300, "200-299", False),
-])
+@pytest.mark.parametrize(
+    "status,matcher,ok",
+    [
+        (200, "200", True),
+        (503, "200", False),
+        (202, "200,202", True),
+        (299, "200-299", True),
+        (300, "200-299", False),
+    ],
+)
 def test_matcher_follows_the_target_group_syntax(status, matcher, ok):
     assert matches(status, matcher) is ok
 
@@ -124,35 +162,82 @@ def test_a_wrong_matcher_is_rejected(bad):
 
 
 def test_failure_reasons_carry_the_apis_detail():
-    assert reason(503, {"error": "dependency unavailable", "detail": "postgres: timeout"}) == \
-        "status 503: postgres: timeout"
+    assert (
+        reason(503, {"error": "dependency unavailable", "detail": "postgres: timeout"})
+        == "status 503: postgres: timeout"
+    )
     assert reason(0, None, TimeoutError("read timed out")) == "no answer: TimeoutError: read timed out"
     assert reason(500, "<html>") == "status 500"
-    health = {"status": "fail", "checks": {"postgres:connections": [{"status": "fail", "output": "timeout after 1.0s"}],
-                                           "mlflow:responseTime": [{"status": "pass"}]}}
+    health = {
+        "status": "fail",
+        "checks": {
+            "postgres:connections": [{"status": "fail", "output": "timeout after 1.0s"}],
+            "mlflow:responseTime": [{"status": "pass"}],
+        },
+    }
     assert reason(503, health) == "status 503: fail: postgres:connections fail: timeout after 1.0s"
 
 
 def summary(profile="smoke", passed=True, p99=50.0, rps=10.0, day=28):
-    return {"profile": profile, "started_iso": f"2026-11-{day:02d}T10:00:00+00:00", "passed": passed, "exit_code": 0,
-            "duration_s": 30, "stop_reason": "the profile's last stage ended", "target": "http://x", "runtime": "local",
-            "worker_count": 0, "commit": "abc", "load_balancer": {"timeout_s": 5, "matcher": "200", "source": "t"},
-            "endpoints": {"GET /health [lb]": {"requests": 30, "failures": 0, "p50_ms": 5, "p95_ms": 20,
-                                               "p99_ms": p99, "max_ms": 60, "rps": 1.0},
-                          "total": {"requests": 300, "failures": 0, "p50_ms": 5, "p95_ms": 20, "p99_ms": 30,
-                                    "max_ms": 60, "rps": rps, "error_rate": 0.0}},
-            "verdicts": [{"ok": passed, "text": "GET /health [lb] p99 ...", "endpoint": "GET /health [lb]",
-                          "objective": "p99_ms", "limit": 1000.0, "measured": p99}], "slo": {"file": "slo.yaml"}}
+    return {
+        "profile": profile,
+        "started_iso": f"2026-11-{day:02d}T10:00:00+00:00",
+        "passed": passed,
+        "exit_code": 0,
+        "duration_s": 30,
+        "stop_reason": "the profile's last stage ended",
+        "target": "http://x",
+        "runtime": "local",
+        "worker_count": 0,
+        "commit": "abc",
+        "load_balancer": {"timeout_s": 5, "matcher": "200", "source": "t"},
+        "endpoints": {
+            "GET /health [lb]": {
+                "requests": 30,
+                "failures": 0,
+                "p50_ms": 5,
+                "p95_ms": 20,
+                "p99_ms": p99,
+                "max_ms": 60,
+                "rps": 1.0,
+            },
+            "total": {
+                "requests": 300,
+                "failures": 0,
+                "p50_ms": 5,
+                "p95_ms": 20,
+                "p99_ms": 30,
+                "max_ms": 60,
+                "rps": rps,
+                "error_rate": 0.0,
+            },
+        },
+        "verdicts": [
+            {
+                "ok": passed,
+                "text": "GET /health [lb] p99 ...",
+                "endpoint": "GET /health [lb]",
+                "objective": "p99_ms",
+                "limit": 1000.0,
+                "measured": p99,
+            }
+        ],
+        "slo": {"file": "slo.yaml"},
+    }
 
 
-HISTORY_CSV = "\n".join([  # Locust's --csv-full-history: the Aggregated rows are charted
-    "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,"
-    "Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,"
-    "Total Min Response Time,Total Max Response Time,Total Average Content Size",
-    "1795983414,0,,Aggregated,0.000000,0.000000,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0,0,0.0,0,0,0",
-    "1795983415,2,GET,/health [lb],1.0,0.0,4,4,4,4,4,4,4,4,4,4,4,8,0,4,4.4,2.7,7.1,392.0",
-    "1795983415,2,,Aggregated,9.500000,0.000000,5,6,7,8,9,12,14,15,16,16,16,10,0,5,5.0,2.0,16.0,300",
-    "1795983416,4,,Aggregated,18.000000,0.500000,6,7,8,9,11,25,30,31,32,32,32,28,1,6,6.0,2.0,32.0,300", ""])
+HISTORY_CSV = "\n".join(
+    [  # Locust's --csv-full-history: the Aggregated rows are charted
+        "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,"
+        "Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,"
+        "Total Min Response Time,Total Max Response Time,Total Average Content Size",
+        "1795983414,0,,Aggregated,0.000000,0.000000,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0,0,0.0,0,0,0",
+        "1795983415,2,GET,/health [lb],1.0,0.0,4,4,4,4,4,4,4,4,4,4,4,8,0,4,4.4,2.7,7.1,392.0",
+        "1795983415,2,,Aggregated,9.500000,0.000000,5,6,7,8,9,12,14,15,16,16,16,10,0,5,5.0,2.0,16.0,300",
+        "1795983416,4,,Aggregated,18.000000,0.500000,6,7,8,9,11,25,30,31,32,32,32,28,1,6,6.0,2.0,32.0,300",
+        "",
+    ]
+)
 
 
 def test_history_index_and_comparison_with_the_previous_run(tmp_path):
@@ -193,11 +278,16 @@ def test_request_log_reads_only_complete_lines(tmp_path):
     assert log.select("POST /runs", after=2.5) == []
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("workers", 99, "--workers between 0"), ("time_scale", 0, "--time-scale between"),
-    ("lb_timeout", 1.0, "--lb-timeout between 2 and 120"), ("lb_matcher", "2xx", "--lb-matcher"),
-    ("max_requests", 0, "--max-requests of at least 1"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("workers", 99, "--workers between 0"),
+        ("time_scale", 0, "--time-scale between"),
+        ("lb_timeout", 1.0, "--lb-timeout between 2 and 120"),
+        ("lb_matcher", "2xx", "--lb-matcher"),
+        ("max_requests", 0, "--max-requests of at least 1"),
+    ],
+)
 def test_a_wrong_run_option_fails_before_anything_starts(field, value, message):
     spec = LoadTest("smoke")
     setattr(spec, field, value)
@@ -206,12 +296,31 @@ def test_a_wrong_run_option_fails_before_anything_starts(field, value, message):
 
 
 def test_the_command_line_rejects_an_unknown_profile_and_a_bad_slo_file(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "harness", "load", "--profile", "nope"], capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness", "load", "--profile", "nope"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr and "smoke" in bad.stderr
     slo_file = write(tmp_path, {"objectives": {"GET /health [lb]": {"p99_ms": "fast"}}})
-    wrong = subprocess.run([sys.executable, "-m", "harness", "load", "--profile", "smoke", "--slo", str(slo_file),
-                            "--target-url", "http://127.0.0.1:9", "--lb-timeout", "5",
-                            "--reports-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "load",
+            "--profile",
+            "smoke",
+            "--slo",
+            str(slo_file),
+            "--target-url",
+            "http://127.0.0.1:9",
+            "--lb-timeout",
+            "5",
+            "--reports-dir",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode == 2, wrong.stderr
     assert "objectives.GET /health [lb].p99_ms" in wrong.stderr and not (tmp_path / "r" / "load").exists()

@@ -8,9 +8,10 @@ import pytest
 from harness.deploy.outage import OutageConfig, compare, outage
 
 pytestmark = pytest.mark.unit
-BASE = OutageConfig(desired=2, alb_interval=10, healthy_threshold=3, unhealthy_threshold=2, grace=60,
-                    provisioning=20, boot=5)
-START, MINUTES = 5, 10   # the outage ends at 605 s
+BASE = OutageConfig(
+    desired=2, alb_interval=10, healthy_threshold=3, unhealthy_threshold=2, grace=60, provisioning=20, boot=5
+)
+START, MINUTES = 5, 10  # the outage ends at 605 s
 
 
 def test_incident_design_drains_the_fleet_and_replaces_it_every_grace_period():

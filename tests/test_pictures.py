@@ -47,8 +47,12 @@ def test_a_recorded_fault_scenario_draws_its_window_budgets_and_limit():
 
 def test_marks_that_never_happened_or_failed_still_show_and_a_picture_without_marks_has_none():
     samples = [Sample("/health", t / 10, 200, 0.002, "pass") for t in range(50)]
-    svg = health_timeline(samples, title="t", windows=[Window("fault-window", 1.0, 3.0, "fault")],
-                          marks=[Mark("recovered", None, "recovered never: FAILED", budget_at=4.0, ok=False)])
+    svg = health_timeline(
+        samples,
+        title="t",
+        windows=[Window("fault-window", 1.0, 3.0, "fault")],
+        marks=[Mark("recovered", None, "recovered never: FAILED", budget_at=4.0, ok=False)],
+    )
     found = ids(svg)
     assert "recovered-budget" in found and "recovered" not in found  # no line where nothing happened
     assert "recovered never: FAILED" in svg
@@ -61,9 +65,13 @@ def test_an_empty_series_is_still_a_picture():
 
 
 def test_status_runs_merge_consecutive_outcomes_and_each_sample_stands_until_the_next():
-    s = [Sample("/health", 0.0, 200, 0.01, "pass"), Sample("/health", 0.1, 200, 0.01, "pass"),
-         Sample("/health", 0.2, 200, 0.01, "warn"), Sample("/health", 0.35, None, 1.0, error="ReadTimeout"),
-         Sample("/health", 0.5, 503, 0.01, "fail")]
+    s = [
+        Sample("/health", 0.0, 200, 0.01, "pass"),
+        Sample("/health", 0.1, 200, 0.01, "pass"),
+        Sample("/health", 0.2, 200, 0.01, "warn"),
+        Sample("/health", 0.35, None, 1.0, error="ReadTimeout"),
+        Sample("/health", 0.5, 503, 0.01, "fail"),
+    ]
     assert runs(s, 0.1) == [("pass", 0.0, 0.2), ("warn", 0.2, 0.35), ("no answer", 0.35, 0.5), ("fail", 0.5, 0.6)]
 
 
@@ -75,9 +83,19 @@ def test_a_long_series_keeps_its_slowest_sample():
     assert len(health_timeline(samples, title="long", max_latency=5.0)) < 400_000
 
 
-STAGING_API = SimConfig(desired=2, container_interval=10, container_timeout=5, container_retries=3,
-                        container_start=30, alb_interval=10, alb_timeout=5, healthy_threshold=2,
-                        unhealthy_threshold=3, grace=120, deregistration_delay=30)
+STAGING_API = SimConfig(
+    desired=2,
+    container_interval=10,
+    container_timeout=5,
+    container_retries=3,
+    container_start=30,
+    alb_interval=10,
+    alb_timeout=5,
+    healthy_threshold=2,
+    unhealthy_threshold=3,
+    grace=120,
+    deregistration_delay=30,
+)
 
 
 def spans(row):
@@ -93,8 +111,11 @@ def test_the_simulated_deployment_draws_one_row_per_task_with_its_phases():
     assert [r.label for r in rows] == ["old 1", "old 2", "new 1", "new 2"]
     assert result.outcome == "completed" and result.time == 60.0
     assert spans(rows[0]) == [("in service", 0.0, 30.0), ("draining", 30.0, 60.0)]
-    assert spans(rows[2]) == [("start period", 0.0, 25.0), ("container healthy", 25.0, 30.0),
-                              ("in service", 30.0, 60.0)]
+    assert spans(rows[2]) == [
+        ("start period", 0.0, 25.0),
+        ("container healthy", 25.0, 30.0),
+        ("in service", 30.0, 60.0),
+    ]
     assert [m.at for m in rows[2].marks] == [120.0]  # the grace period's end: after the deployment
     assert [m.gid for m in marks] == ["completed"]
     found = ids(simulation_svg(result, "api (staging)"))
@@ -122,17 +143,43 @@ def test_a_broken_dependency_draws_replaced_tasks_the_grace_period_and_the_circu
 
 def test_the_rehearsal_draws_its_tasks_on_one_axis():
     """Events as the rehearsal records them (seconds after each task's own start)."""
-    api = Timeline("api", 60.0, {"task started": 0.0, "api started": 1.2, "container HEALTHY": 6.1,
-                                 "target healthy": 8.0, "in service": 8.0, "draining": 40.0, "SIGTERM": 70.1,
-                                 "stopped (exit 0)": 71.0}, offset=0.0)
-    new = Timeline("api (new revision)", 60.0, {"task started": 0.0, "container HEALTHY": 5.0,
-                                                "target healthy": 7.5, "in service": 7.5}, offset=30.0)
-    broken = Timeline("mlflow", 40.0, {"task started": 0.0, "mlflow started": 1.0, "grace period over": 40.2},
-                      failure="never healthy", offset=0.5)
+    api = Timeline(
+        "api",
+        60.0,
+        {
+            "task started": 0.0,
+            "api started": 1.2,
+            "container HEALTHY": 6.1,
+            "target healthy": 8.0,
+            "in service": 8.0,
+            "draining": 40.0,
+            "SIGTERM": 70.1,
+            "stopped (exit 0)": 71.0,
+        },
+        offset=0.0,
+    )
+    new = Timeline(
+        "api (new revision)",
+        60.0,
+        {"task started": 0.0, "container HEALTHY": 5.0, "target healthy": 7.5, "in service": 7.5},
+        offset=30.0,
+    )
+    broken = Timeline(
+        "mlflow",
+        40.0,
+        {"task started": 0.0, "mlflow started": 1.0, "grace period over": 40.2},
+        failure="never healthy",
+        offset=0.5,
+    )
     rows, end = rehearsal_rows({"api": api, "api (new revision)": new, "mlflow": broken})
     assert end == 92.0  # the axis shows the last grace period's end (30 + 60 s)
-    assert spans(rows[0]) == [("start period", 0.0, 6.1), ("container healthy", 6.1, 8.0), ("in service", 8.0, 40.0),
-                              ("draining", 40.0, 71.0), ("stopped", 71.0, 72.0)]
+    assert spans(rows[0]) == [
+        ("start period", 0.0, 6.1),
+        ("container healthy", 6.1, 8.0),
+        ("in service", 8.0, 40.0),
+        ("draining", 40.0, 71.0),
+        ("stopped", 71.0, 72.0),
+    ]
     assert spans(rows[1])[-1] == ("in service", 37.5, 72.0)
     assert spans(rows[2]) == [("start period", 0.5, 40.7), ("replaced", 40.7, 92.0)]
     assert [m.at for m in rows[2].marks] == [40.5] and not rows[2].marks[0].ok
@@ -141,9 +188,14 @@ def test_the_rehearsal_draws_its_tasks_on_one_axis():
 def test_charts_over_dates_carry_the_slo_line_and_a_date_axis():
     day = datetime(2026, 11, 20, 2, 0)
     points = [(day + timedelta(days=i), 100.0 + i) for i in range(8)]
-    svg = charts([Panel("p95", {"steady": points}, limit=250.0, unit="ms"),
-                  Panel("errors", {"steady": [(p[0], 0.0) for p in points]}, limit=1.0, unit="%")],
-                 title="steady", xlabel="run date")
+    svg = charts(
+        [
+            Panel("p95", {"steady": points}, limit=250.0, unit="ms"),
+            Panel("errors", {"steady": [(p[0], 0.0) for p in points]}, limit=1.0, unit="%"),
+        ],
+        title="steady",
+        xlabel="run date",
+    )
     found = ids(svg)
     assert {"limit-p95", "limit-errors"} <= found
     assert "limit 250 ms" in svg and "run date" in svg

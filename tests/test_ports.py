@@ -26,10 +26,12 @@ def test_ports_are_distinct_and_bindable():
 def test_a_port_held_here_is_skipped_by_another_process():
     mine = free_port()
     try:
-        code = ("import fcntl, os; from harness.ports import LOCK_DIR\n"
-                f"fd = os.open(LOCK_DIR / '{mine}.lock', os.O_RDWR)\n"
-                "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
-                "except BlockingIOError:\n    print('held')\n")
+        code = (
+            "import fcntl, os; from harness.ports import LOCK_DIR\n"
+            f"fd = os.open(LOCK_DIR / '{mine}.lock', os.O_RDWR)\n"
+            "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+            "except BlockingIOError:\n    print('held')\n"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == "held"
     finally:

@@ -16,10 +16,32 @@ pytestmark = [pytest.mark.harness, pytest.mark.slow]
 def test_target_url_runs_the_remote_suite_without_a_stack_of_its_own(stack, tmp_path):
     reports = tmp_path / "reports"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/remote", "suites/integration/test_stack.py", "-p", "no:xdist",
-         "-p", "no:html", "-q", "--target-url", stack.url("api"), "--mlflow-url", stack.url("mlflow"),
-         "--allow-writes", "--reports-dir", str(reports), f"--junitxml={tmp_path / 'j.xml'}"],
-        cwd=REPO, env={**os.environ, "HARNESS_RUNTIME": "local"}, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites/remote",
+            "suites/integration/test_stack.py",
+            "-p",
+            "no:xdist",
+            "-p",
+            "no:html",
+            "-q",
+            "--target-url",
+            stack.url("api"),
+            "--mlflow-url",
+            stack.url("mlflow"),
+            "--allow-writes",
+            "--reports-dir",
+            str(reports),
+            f"--junitxml={tmp_path / 'j.xml'}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "HARNESS_RUNTIME": "local"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
     counts = {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")}
@@ -30,8 +52,28 @@ def test_target_url_runs_the_remote_suite_without_a_stack_of_its_own(stack, tmp_
 
 def test_without_allow_writes_a_target_is_read_only(stack, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/remote", "-p", "no:xdist", "-p", "no:html", "-q", "-rs",
-         "--target-url", stack.url("api"), "--mlflow-url", stack.url("mlflow"), "--reports-dir", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites/remote",
+            "-p",
+            "no:xdist",
+            "-p",
+            "no:html",
+            "-q",
+            "-rs",
+            "--target-url",
+            stack.url("api"),
+            "--mlflow-url",
+            stack.url("mlflow"),
+            "--reports-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "read-only: the target is not the harness's own stack and --allow-writes was not given" in result.stdout

@@ -36,13 +36,16 @@ def test_a_good_file_loads(tmp_path):
     assert s.budget("detect_within", {"ttl": 1, "db_timeout": 1, "slack": 0.5}) == 2.5
 
 
-@pytest.mark.parametrize("change,field,expected", [
-    (("kind: pause", "kind: freeze"), "fault.kind", "'freeze' is not one of"),
-    (("target: postgres", "target: redis"), "fault.target", "'redis' is not one of"),
-    (("kind: pause", "kind: latency"), "fault.target", "is not one of ['mlflow->postgres', 'api->postgres'"),
-    (("status: 503", "status: fivehundred"), "expect.during./health.status", "is not of type 'integer'"),
-    (("duration: 2", "duration: -1"), "fault.duration", "less than the minimum"),
-])
+@pytest.mark.parametrize(
+    "change,field,expected",
+    [
+        (("kind: pause", "kind: freeze"), "fault.kind", "'freeze' is not one of"),
+        (("target: postgres", "target: redis"), "fault.target", "'redis' is not one of"),
+        (("kind: pause", "kind: latency"), "fault.target", "is not one of ['mlflow->postgres', 'api->postgres'"),
+        (("status: 503", "status: fivehundred"), "expect.during./health.status", "is not of type 'integer'"),
+        (("duration: 2", "duration: -1"), "fault.duration", "less than the minimum"),
+    ],
+)
 def test_a_wrong_field_is_named(tmp_path, change, field, expected):
     path = write(tmp_path, GOOD.format(name="x").replace(*change))
     with pytest.raises(ConfigurationError) as info:
@@ -66,11 +69,14 @@ def test_bad_yaml(tmp_path):
         load(write(tmp_path, "name: [unclosed\n"))
 
 
-@pytest.mark.parametrize("expr,message", [
-    ("ttl + nonsense", "'nonsense'"),
-    ("__import__('os')", "numbers, names"),
-    ("ttl +", "an arithmetic expression"),
-])
+@pytest.mark.parametrize(
+    "expr,message",
+    [
+        ("ttl + nonsense", "'nonsense'"),
+        ("__import__('os')", "numbers, names"),
+        ("ttl +", "an arithmetic expression"),
+    ],
+)
 def test_budget_expressions_are_safe(expr, message):
     with pytest.raises(ConfigurationError, match=message):
         evaluate(expr, {"ttl": 1.0}, "f.yaml: expect.detect_within")

@@ -55,8 +55,15 @@ MLFLOW_ENV = {"MLFLOW_BACKEND_STORE_URI": "postgresql://mlflow:pw@db/mlflow"}
 
 
 def test_the_api_is_asked_for_its_settings():
-    cfg = api_config({**API_ENV, "API_MLFLOW_TIMEOUT": "2", "API_MLFLOW_RETRIES": "1", "API_MLFLOW_BACKOFF": "0.5",
-                      "NOT_THE_APIS": "x"})
+    cfg = api_config(
+        {
+            **API_ENV,
+            "API_MLFLOW_TIMEOUT": "2",
+            "API_MLFLOW_RETRIES": "1",
+            "API_MLFLOW_BACKOFF": "0.5",
+            "NOT_THE_APIS": "x",
+        }
+    )
     assert (cfg.mlflow_timeout, cfg.mlflow_budget, cfg.health_budget) == (2.0, 4.5, 4.5)
     assert cfg.db_timeout == 1.0 and cfg.request_timeout == 10.0  # the api's own defaults
 

@@ -30,13 +30,16 @@ def test_header_lines_name_every_setting_and_source():
     assert any(line.startswith("runtime='auto' (from default)") for line in lines)
 
 
-@pytest.mark.parametrize("cli,env,message", [
-    ({"runtime": "kubernetes"}, {}, "--runtime"),
-    ({}, {"HARNESS_TIMEOUT_MULTIPLIER": "fast"}, "HARNESS_TIMEOUT_MULTIPLIER"),
-    ({}, {"HARNESS_TIMEOUT_MULTIPLIER": "100"}, "between 0.1 and 20"),
-    ({}, {"HARNESS_TARGET_URL": "ftp://x"}, "HARNESS_TARGET_URL"),
-    ({}, {"HARNESS_KEEP_ON_FAILURE": "perhaps"}, "expected true or false"),
-])
+@pytest.mark.parametrize(
+    "cli,env,message",
+    [
+        ({"runtime": "kubernetes"}, {}, "--runtime"),
+        ({}, {"HARNESS_TIMEOUT_MULTIPLIER": "fast"}, "HARNESS_TIMEOUT_MULTIPLIER"),
+        ({}, {"HARNESS_TIMEOUT_MULTIPLIER": "100"}, "between 0.1 and 20"),
+        ({}, {"HARNESS_TARGET_URL": "ftp://x"}, "HARNESS_TARGET_URL"),
+        ({}, {"HARNESS_KEEP_ON_FAILURE": "perhaps"}, "expected true or false"),
+    ],
+)
 def test_bad_values_name_their_source(cli, env, message):
     with pytest.raises(ConfigurationError, match=message):
         resolve(cli, env, {})
@@ -59,7 +62,7 @@ def test_require_lists_what_must_not_skip_and_ci_requires_both():
         resolve({}, {"HARNESS_REQUIRE": "kubernetes"}, {})
 
 
-MISSING_TERRAFORM = '''
+MISSING_TERRAFORM = """
 import pytest
 from fixtures.settings import missing
 
@@ -68,12 +71,18 @@ pytestmark = pytest.mark.terraform
 
 def test_needs_terraform(pytestconfig):
     missing(pytestconfig, "terraform", "terraform: the terraform binary on PATH: none")
-'''
+"""
 
 
-@pytest.mark.parametrize("env,outcome", [({}, "1 skipped"), ({"CI": "true"}, "1 failed"),
-                                         ({"HARNESS_REQUIRE": "terraform"}, "1 failed"),
-                                         ({"CI": "true", "HARNESS_REQUIRE": "none"}, "1 skipped")])
+@pytest.mark.parametrize(
+    "env,outcome",
+    [
+        ({}, "1 skipped"),
+        ({"CI": "true"}, "1 failed"),
+        ({"HARNESS_REQUIRE": "terraform"}, "1 failed"),
+        ({"CI": "true", "HARNESS_REQUIRE": "none"}, "1 skipped"),
+    ],
+)
 def test_a_missing_dependency_skips_unless_the_run_requires_it(tmp_path, env, outcome):
     import os
     import subprocess
@@ -81,13 +90,20 @@ def test_a_missing_dependency_skips_unless_the_run_requires_it(tmp_path, env, ou
 
     from harness.paths import REPO
 
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["fixtures.settings"]\n\n\ndef pytest_configure(config):\n'
-                                          '    config.addinivalue_line("markers", "terraform: x")\n')
+    (tmp_path / "conftest.py").write_text(
+        'pytest_plugins = ["fixtures.settings"]\n\n\ndef pytest_configure(config):\n'
+        '    config.addinivalue_line("markers", "terraform: x")\n'
+    )
     (tmp_path / "test_it.py").write_text(MISSING_TERRAFORM)
     base = {k: v for k, v in os.environ.items() if k not in ("CI", "HARNESS_REQUIRE")}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-rfs"],
-                          cwd=tmp_path, env={**base, **env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-rfs"],
+        cwd=tmp_path,
+        env={**base, **env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert outcome in done.stdout, done.stdout[-2000:]
     if "failed" in outcome:
         assert "terraform is required here" in done.stdout and "the terraform binary on PATH" in done.stdout

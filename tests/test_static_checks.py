@@ -23,7 +23,7 @@ def run(*argv, cwd=REPO) -> subprocess.CompletedProcess:
 def test_dockerfiles_pass_hadolint_and_a_cd_in_run_does_not(tmp_path):
     assert run(BIN / "hadolint", *sorted(REPO.glob("services/*/Dockerfile"))).returncode == 0
     bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM debian:bookworm\nRUN cd /tmp && touch x\nCMD [\"true\"]\n")
+    bad.write_text('FROM debian:bookworm\nRUN cd /tmp && touch x\nCMD ["true"]\n')
     done = run(BIN / "hadolint", bad, cwd=tmp_path)
     assert done.returncode != 0 and "DL3003" in done.stdout
 
@@ -52,10 +52,17 @@ def test_terraform_is_formatted_and_a_misaligned_file_is_not(tmp_path, pytestcon
     if terraform is None:
         missing(pytestconfig, "terraform", "terraform: the terraform binary on PATH: none")
     env = {"PATH": str(Path(terraform).parent)}
-    fmt = subprocess.run([terraform, "fmt", "-check", "-recursive", "terraform"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=60)
+    fmt = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "terraform"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert fmt.returncode == 0, fmt.stdout
     (tmp_path / "bad.tf").write_text('variable "x" {\n  default="a"\n    type = string\n}\n')
-    bad = subprocess.run([terraform, "fmt", "-check", str(tmp_path)], env=env, capture_output=True, text=True,
-                         timeout=60)
+    bad = subprocess.run(
+        [terraform, "fmt", "-check", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode != 0 and "bad.tf" in bad.stdout

@@ -39,8 +39,11 @@ class TargetPoller:
         streak = 0
         while not self._stop.is_set() and time.monotonic() - self.started < self.limit:
             try:
-                r = httpx.get(self.url + self.alb.path, timeout=self.alb.timeout,
-                              headers={"User-Agent": "ELB-HealthChecker/2.0", "Connection": "close"})
+                r = httpx.get(
+                    self.url + self.alb.path,
+                    timeout=self.alb.timeout,
+                    headers={"User-Agent": "ELB-HealthChecker/2.0", "Connection": "close"},
+                )
                 passed, self.last = matches(r.status_code, self.alb.matcher), f"HTTP {r.status_code}"
             except httpx.HTTPError as exc:
                 passed, self.last = False, type(exc).__name__

@@ -32,20 +32,30 @@ DEFAULT_PULL_MB_S = 40.0
 class BootInputs:
     """What the estimate is made of, each with where it came from."""
 
-    start_s: dict[str, float]                  # measured (or default) seconds to ready here
+    start_s: dict[str, float]  # measured (or default) seconds to ready here
     start_source: dict[str, str]
     image_mb: dict[str, float]
     image_source: dict[str, str]
     pull_mb_s: float = DEFAULT_PULL_MB_S
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
-    fargate_factor: float = 1.0                # a Fargate vCPU against one core here (1: as fast)
+    fargate_factor: float = 1.0  # a Fargate vCPU against one core here (1: as fast)
 
     def estimate(self, service: str, task_cpu_units: int) -> BootEstimate:
         vcpus = task_cpu_units / 1024
         cpu_factor = max(1.0, self.cores / vcpus)
-        return BootEstimate(service, round(self.image_mb[service] / self.pull_mb_s, 1), self.image_mb[service],
-                            self.image_source[service], self.pull_mb_s, self.start_s[service],
-                            self.start_source[service], round(cpu_factor, 2), self.cores, vcpus, self.fargate_factor)
+        return BootEstimate(
+            service,
+            round(self.image_mb[service] / self.pull_mb_s, 1),
+            self.image_mb[service],
+            self.image_source[service],
+            self.pull_mb_s,
+            self.start_s[service],
+            self.start_source[service],
+            round(cpu_factor, 2),
+            self.cores,
+            vcpus,
+            self.fargate_factor,
+        )
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,11 @@ class BootEstimate:
     def terms(self) -> str:
         """Where the number comes from, in one line."""
         factor = f" x fargate factor {self.fargate_factor:g}" if self.fargate_factor != 1 else ""
-        return (f"pull {self.image_mb:.0f} MB / {self.pull_mb_s:g} MB/s = {self.pull_s:g}s ({self.image_source}) + "
-                f"start {self.start_s:g}s ({self.start_source}) x {self.cpu_factor:g} ({self.cores} cores here / "
-                f"{self.vcpus:g} vCPU){factor} = {self.total:g}s")
+        return (
+            f"pull {self.image_mb:.0f} MB / {self.pull_mb_s:g} MB/s = {self.pull_s:g}s ({self.image_source}) + "
+            f"start {self.start_s:g}s ({self.start_source}) x {self.cpu_factor:g} ({self.cores} cores here / "
+            f"{self.vcpus:g} vCPU){factor} = {self.total:g}s"
+        )
 
 
 def measured_starts(timings_json: Path | None) -> tuple[dict[str, float], dict[str, str]]:
@@ -112,9 +124,15 @@ def image_sizes(images_json: Path | None) -> tuple[dict[str, float], dict[str, s
     return sizes, sources
 
 
-def inputs(timings_json: Path | None, images_json: Path | None, pull_mb_s: float = DEFAULT_PULL_MB_S,
-           fargate_factor: float = 1.0, cores: int | None = None) -> BootInputs:
+def inputs(
+    timings_json: Path | None,
+    images_json: Path | None,
+    pull_mb_s: float = DEFAULT_PULL_MB_S,
+    fargate_factor: float = 1.0,
+    cores: int | None = None,
+) -> BootInputs:
     starts, start_sources = measured_starts(timings_json)
     sizes, size_sources = image_sizes(images_json)
-    return BootInputs(starts, start_sources, sizes, size_sources, pull_mb_s, cores or os.cpu_count() or 1,
-                      fargate_factor)
+    return BootInputs(
+        starts, start_sources, sizes, size_sources, pull_mb_s, cores or os.cpu_count() or 1, fargate_factor
+    )

@@ -20,7 +20,7 @@ MODULES = {"api": "services.api", "mlflow": "services.mlflow.entrypoint"}
 # layers), the awslogs driver, and Secrets Manager when a container has secrets
 NEEDED_ENDPOINTS = ("ecr.api", "ecr.dkr", "s3", "logs")
 DEREGISTRATION_MAX = 120.0  # seconds: a drain longer than this makes every deployment wait minutes
-API_RSS_MB = 72.0           # the api's resident memory after 200 writes, one uvicorn worker (docs/timings.md)
+API_RSS_MB = 72.0  # the api's resident memory after 200 writes, one uvicorn worker (docs/timings.md)
 
 
 def module_of(service: str, container: Container) -> str:
@@ -38,10 +38,15 @@ def r_config_check(m: TimingModel) -> list[Violation]:
             try:
                 check_config(module, c.checked_environment(), f"{m.source}: services.{s.name}, container {c.name}")
             except ConfigurationError as exc:
-                out.append(Violation("containers-pass-their-config-check",
-                                     f"{m.source}: services.{s.name}, container {c.name} (environment and secrets)",
-                                     exc.seen, f"settings `python -m {module} --check-config` accepts",
-                                     "every variable the service requires, in environment or secrets"))
+                out.append(
+                    Violation(
+                        "containers-pass-their-config-check",
+                        f"{m.source}: services.{s.name}, container {c.name} (environment and secrets)",
+                        exc.seen,
+                        f"settings `python -m {module} --check-config` accepts",
+                        "every variable the service requires, in environment or secrets",
+                    )
+                )
     return out
 
 
@@ -52,8 +57,11 @@ def _private_routes_to_nat(m: TimingModel) -> bool:
     for r in tables:
         routes = r["values"].get("route") or []
         unknown = r["unknown"].get("route") or []
-        if not any(rt.get("cidr_block") == "0.0.0.0/0" and (rt.get("nat_gateway_id") or
-                   (i < len(unknown) and (unknown[i] or {}).get("nat_gateway_id"))) for i, rt in enumerate(routes)):
+        if not any(
+            rt.get("cidr_block") == "0.0.0.0/0"
+            and (rt.get("nat_gateway_id") or (i < len(unknown) and (unknown[i] or {}).get("nat_gateway_id")))
+            for i, rt in enumerate(routes)
+        ):
             return False
     return True
 
@@ -61,8 +69,11 @@ def _private_routes_to_nat(m: TimingModel) -> bool:
 def r_private_egress(m: TimingModel) -> list[Violation]:
     """Tasks without a public IP reach ECR, S3, CloudWatch Logs and (when they have secrets)
     Secrets Manager: through a NAT gateway on every private route table, or through VPC endpoints."""
-    private = [r for r in m.of_type("aws_ecs_service")
-               if not any(n.get("assign_public_ip") for n in r["values"].get("network_configuration") or [])]
+    private = [
+        r
+        for r in m.of_type("aws_ecs_service")
+        if not any(n.get("assign_public_ip") for n in r["values"].get("network_configuration") or [])
+    ]
     if not private or _private_routes_to_nat(m):
         return []
     need = list(NEEDED_ENDPOINTS)
@@ -73,11 +84,17 @@ def r_private_egress(m: TimingModel) -> list[Violation]:
     missing = [n for n in need if n not in have]
     if not missing:
         return []
-    return [Violation("private-tasks-have-egress", f"{m.source}: egress", m.variables.get("egress"),
-                      f"a NAT route from every private subnet, or VPC endpoints for {', '.join(need)} "
-                      f"(missing: {', '.join(missing)}); without them tasks cannot pull images, ship logs "
-                      "or read secrets",
-                      "nat, nat_per_az, or endpoints")]
+    return [
+        Violation(
+            "private-tasks-have-egress",
+            f"{m.source}: egress",
+            m.variables.get("egress"),
+            f"a NAT route from every private subnet, or VPC endpoints for {', '.join(need)} "
+            f"(missing: {', '.join(missing)}); without them tasks cannot pull images, ship logs "
+            "or read secrets",
+            "nat, nat_per_az, or endpoints",
+        )
+    ]
 
 
 def _admits(allowed: list[str], host: str, port: int) -> bool:
@@ -95,15 +112,27 @@ def r_mlflow_internal(m: TimingModel) -> list[Violation]:
     where = f"{m.source}: services.{{}} environment {{}}"
     if host in public or not any(ns and host.endswith("." + ns) for ns in namespaces):
         known = ", ".join(filter(None, namespaces)) or "none"
-        out.append(Violation("api-reaches-mlflow-internally", where.format("api", "API_MLFLOW_URL"), url,
-                             f"a host in the VPC's private namespace ({known}), not the public name or the ALB",
-                             "http://mlflow.<namespace>:<port>/mlflow"))
+        out.append(
+            Violation(
+                "api-reaches-mlflow-internally",
+                where.format("api", "API_MLFLOW_URL"),
+                url,
+                f"a host in the VPC's private namespace ({known}), not the public name or the ALB",
+                "http://mlflow.<namespace>:<port>/mlflow",
+            )
+        )
     cfg = m.mlflow_settings()
     allowed = cfg["allowed_hosts"] if cfg else []
     if host and cfg and not _admits(allowed, host, port):
-        out.append(Violation("api-reaches-mlflow-internally", where.format("mlflow", "MLFLOW_ALLOWED_HOSTS"),
-                             ",".join(allowed), f"admitting {host} and {host}:* (MLflow answers 403 to any other Host)",
-                             f"{host},{host}:*,..."))
+        out.append(
+            Violation(
+                "api-reaches-mlflow-internally",
+                where.format("mlflow", "MLFLOW_ALLOWED_HOSTS"),
+                ",".join(allowed),
+                f"admitting {host} and {host}:* (MLflow answers 403 to any other Host)",
+                f"{host},{host}:*,...",
+            )
+        )
     return out
 
 
@@ -118,30 +147,56 @@ def r_artifacts_durable(m: TimingModel) -> list[Violation]:
     if parts.scheme == "s3" and parts.netloc in buckets:
         return []
     known = ", ".join(sorted(filter(None, buckets))) or "none"
-    return [Violation("mlflow-artifacts-durable",
-                      f"{m.source}: services.mlflow environment MLFLOW_ARTIFACTS_DESTINATION", destination,
-                      f"s3://<a bucket of the plan: {known}>/... (the task's disk is lost at every deployment)",
-                      "s3://<bucket>/artifacts")]
+    return [
+        Violation(
+            "mlflow-artifacts-durable",
+            f"{m.source}: services.mlflow environment MLFLOW_ARTIFACTS_DESTINATION",
+            destination,
+            f"s3://<a bucket of the plan: {known}>/... (the task's disk is lost at every deployment)",
+            "s3://<bucket>/artifacts",
+        )
+    ]
 
 
 def r_alarm_actions(m: TimingModel) -> list[Violation]:
     """Every alarm notifies someone: actions set (the topic's ARN is known only after apply), and
     the topic has a subscriber."""
-    out = [Violation("alarms-notify", f"{m.source}: {r['address']}.alarm_actions", r["values"].get("alarm_actions"),
-                     "at least one action (the platform's alarm topic)", "[<alarm topic ARN>]")
-           for r in m.of_type("aws_cloudwatch_metric_alarm")
-           if not r["values"].get("alarm_actions") and not r["unknown"].get("alarm_actions")]
+    out = [
+        Violation(
+            "alarms-notify",
+            f"{m.source}: {r['address']}.alarm_actions",
+            r["values"].get("alarm_actions"),
+            "at least one action (the platform's alarm topic)",
+            "[<alarm topic ARN>]",
+        )
+        for r in m.of_type("aws_cloudwatch_metric_alarm")
+        if not r["values"].get("alarm_actions") and not r["unknown"].get("alarm_actions")
+    ]
     if m.of_type("aws_sns_topic") and not m.of_type("aws_sns_topic_subscription"):
-        out.append(Violation("alarms-notify", f"{m.source}: alarm_subscriptions", [], "at least one subscriber",
-                             '[{ protocol = "email", endpoint = "<on-call address>" }]'))
+        out.append(
+            Violation(
+                "alarms-notify",
+                f"{m.source}: alarm_subscriptions",
+                [],
+                "at least one subscriber",
+                '[{ protocol = "email", endpoint = "<on-call address>" }]',
+            )
+        )
     return out
 
 
 def r_deregistration_bounded(m: TimingModel) -> list[Violation]:
-    return [Violation("deregistration-bounded", field_of(m, s.name, "deregistration_delay"), s.deregistration_delay,
-                      f"<= {DEREGISTRATION_MAX:g}s (AWS's default 300 s drains every replaced task for five minutes)",
-                      DEREGISTRATION_MAX)
-            for s in m.services.values() if s.deregistration_delay > DEREGISTRATION_MAX]
+    return [
+        Violation(
+            "deregistration-bounded",
+            field_of(m, s.name, "deregistration_delay"),
+            s.deregistration_delay,
+            f"<= {DEREGISTRATION_MAX:g}s (AWS's default 300 s drains every replaced task for five minutes)",
+            DEREGISTRATION_MAX,
+        )
+        for s in m.services.values()
+        if s.deregistration_delay > DEREGISTRATION_MAX
+    ]
 
 
 def r_api_task_fits(m: TimingModel) -> list[Violation]:
@@ -150,8 +205,15 @@ def r_api_task_fits(m: TimingModel) -> list[Violation]:
     need = math.ceil(API_RSS_MB * 1.5)
     if s.memory >= need:
         return []
-    return [Violation("api-memory-fits", field_of(m, "api", "memory"), s.memory,
-                      f">= 1.5 x the api's measured {API_RSS_MB:g} MB", need)]
+    return [
+        Violation(
+            "api-memory-fits",
+            field_of(m, "api", "memory"),
+            s.memory,
+            f">= 1.5 x the api's measured {API_RSS_MB:g} MB",
+            need,
+        )
+    ]
 
 
 RULES = {

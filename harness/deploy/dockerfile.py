@@ -19,7 +19,7 @@ DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0
 
 @dataclass(frozen=True)
 class HealthCheck:
-    source: str           # file the check came from
+    source: str  # file the check came from
     interval: float
     timeout: float
     retries: int
@@ -46,12 +46,22 @@ class HealthCheck:
 
     def as_docker_api(self, **overrides: float | int | str) -> dict:
         """The check in the Engine API's form (nanoseconds), e.g. to start a container with it."""
-        values = {"interval": self.interval, "timeout": self.timeout, "retries": self.retries,
-                  "start_period": self.start_period, "command": self.command, **overrides}
+        values = {
+            "interval": self.interval,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "start_period": self.start_period,
+            "command": self.command,
+            **overrides,
+        }
         ns = 1_000_000_000
-        return {"test": ["CMD-SHELL", values["command"]], "interval": int(values["interval"] * ns),
-                "timeout": int(values["timeout"] * ns), "retries": int(values["retries"]),
-                "start_period": int(values["start_period"] * ns)}
+        return {
+            "test": ["CMD-SHELL", values["command"]],
+            "interval": int(values["interval"] * ns),
+            "timeout": int(values["timeout"] * ns),
+            "retries": int(values["retries"]),
+            "start_period": int(values["start_period"] * ns),
+        }
 
 
 def parse_duration(raw: str, where: str) -> float:
@@ -62,8 +72,9 @@ def parse_duration(raw: str, where: str) -> float:
         total += float(m.group(1)) * _UNIT[m.group(2)]
         pos = m.end()
     if pos != len(raw) or not raw:
-        raise ConfigurationError(f"{where}: a duration like 10s, 1m30s or 500ms", repr(raw),
-                                 "Docker accepts Go durations")
+        raise ConfigurationError(
+            f"{where}: a duration like 10s, 1m30s or 500ms", repr(raw), "Docker accepts Go durations"
+        )
     return total
 
 
@@ -86,14 +97,18 @@ def healthcheck(dockerfile: Path) -> HealthCheck:
         elif key in values:
             values[key] = parse_duration(raw, where)
         elif key != "start_interval":
-            raise ConfigurationError(f"{rel}: HEALTHCHECK options interval, timeout, retries, start-period",
-                                     f"--{name}", "see the Dockerfile reference")
+            raise ConfigurationError(
+                f"{rel}: HEALTHCHECK options interval, timeout, retries, start-period",
+                f"--{name}",
+                "see the Dockerfile reference",
+            )
         body = body.lstrip()
     if not body.upper().startswith("CMD"):
         raise ConfigurationError(f"{rel}: HEALTHCHECK ... CMD <command>", repr(body[:60]), "")
     command = body[3:].strip()
     if command.startswith("["):
         import json
+
         command = " ".join(json.loads(command)[1:] if json.loads(command)[0] == "CMD-SHELL" else json.loads(command))
     return HealthCheck(rel, values["interval"], values["timeout"], values["retries"], values["start_period"], command)
 

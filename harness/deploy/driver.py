@@ -16,13 +16,24 @@ from harness.deploy.simulator import breaker_threshold
 from harness.errors import WaitTimeout
 from harness.wait import wait_until
 
-REGISTER_KEYS = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
-                 "placementConstraints", "requiresCompatibilities", "cpu", "memory", "runtimePlatform")
+REGISTER_KEYS = (
+    "family",
+    "taskRoleArn",
+    "executionRoleArn",
+    "networkMode",
+    "containerDefinitions",
+    "volumes",
+    "placementConstraints",
+    "requiresCompatibilities",
+    "cpu",
+    "memory",
+    "runtimePlatform",
+)
 
 
 @dataclass
 class Rollout:
-    outcome: str                  # completed | failed | timed_out
+    outcome: str  # completed | failed | timed_out
     task_definition: str
     elapsed: float
     budget: float
@@ -52,15 +63,29 @@ def judge(service: dict, new_arn: str, threshold: int) -> tuple[str | None, str]
         return "failed", primary.get("rolloutStateReason", "rollout FAILED")
     if failed >= threshold:
         return "failed", f"{failed} failed tasks reached the circuit breaker threshold {threshold}"
-    if state == "COMPLETED" and service.get("taskDefinition") == new_arn \
-            and service.get("runningCount", 0) >= service.get("desiredCount", 0):
+    if (
+        state == "COMPLETED"
+        and service.get("taskDefinition") == new_arn
+        and service.get("runningCount", 0) >= service.get("desiredCount", 0)
+    ):
         return "completed", primary.get("rolloutStateReason", "rollout COMPLETED")
-    return None, f"rollout {state}, running {service.get('runningCount')}/{service.get('desiredCount')}, " \
-                 f"failed tasks {failed}"
+    return (
+        None,
+        f"rollout {state}, running {service.get('runningCount')}/{service.get('desiredCount')}, failed tasks {failed}",
+    )
 
 
-def deploy(ecs, cluster: str, service: str, *, budget: float, image: str | None = None,
-           env: dict[str, str] | None = None, interval: float = 1.0, breaker_minimum: int = 3) -> Rollout:
+def deploy(
+    ecs,
+    cluster: str,
+    service: str,
+    *,
+    budget: float,
+    image: str | None = None,
+    env: dict[str, str] | None = None,
+    interval: float = 1.0,
+    breaker_minimum: int = 3,
+) -> Rollout:
     current = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
     new_arn = register_revision(ecs, current["taskDefinition"], image, env)
     ecs.update_service(cluster=cluster, service=service, taskDefinition=new_arn, forceNewDeployment=True)
@@ -75,8 +100,13 @@ def deploy(ecs, cluster: str, service: str, *, budget: float, image: str | None 
         return judge(svc, new_arn, threshold)
 
     try:
-        outcome, reason = wait_until(probe, until=lambda r: r[0] is not None, timeout=budget, interval=interval,
-                                     what=f"the rollout of {service} to {new_arn.rsplit('/', 1)[-1]}")
+        outcome, reason = wait_until(
+            probe,
+            until=lambda r: r[0] is not None,
+            timeout=budget,
+            interval=interval,
+            what=f"the rollout of {service} to {new_arn.rsplit('/', 1)[-1]}",
+        )
     except WaitTimeout as exc:
         return Rollout("timed_out", new_arn, time.monotonic() - started, budget, dict(seen), str(exc))
     return Rollout(outcome, new_arn, time.monotonic() - started, budget, dict(seen), reason)

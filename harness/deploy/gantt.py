@@ -24,8 +24,7 @@ def _phases(points: list[tuple[str, float | None]], end: float) -> list[Span]:
     return out
 
 
-def _first_healthy(container: float | None, target: float | None, in_service: float | None
-                   ) -> tuple[str, float | None]:
+def _first_healthy(container: float | None, target: float | None, in_service: float | None) -> tuple[str, float | None]:
     """The phase between the start period and service: which check passed first ("container
     healthy" or "target healthy") and when; None when both passed at once (straight to in service)."""
     first = min((t for t in (container, target) if t is not None), default=None)
@@ -38,15 +37,21 @@ def simulation_rows(result: Result) -> tuple[list[Row], list[Mark]]:
     end = result.time
     rows = []
     for old in result.old:
-        rows.append(Row(f"old {old.id}", _phases([("in service", 0.0), ("draining", old.draining_at),
-                                                      ("stopped", old.stopped_at)], end)))
+        rows.append(
+            Row(
+                f"old {old.id}",
+                _phases([("in service", 0.0), ("draining", old.draining_at), ("stopped", old.stopped_at)], end),
+            )
+        )
     for task in result.tasks:
-        points = [("provisioning", task.started if task.running_at > task.started else None),
-                  ("start period", task.running_at),
-                  _first_healthy(task.container_healthy_at, task.target_healthy_at, task.healthy_at),
-                  ("unhealthy", task.unhealthy_at if task.healthy_at is None else None),
-                  ("in service", task.healthy_at),
-                  ("replaced" if task.healthy_at is None else "stopped", task.stopped_at)]
+        points = [
+            ("provisioning", task.started if task.running_at > task.started else None),
+            ("start period", task.running_at),
+            _first_healthy(task.container_healthy_at, task.target_healthy_at, task.healthy_at),
+            ("unhealthy", task.unhealthy_at if task.healthy_at is None else None),
+            ("in service", task.healthy_at),
+            ("replaced" if task.healthy_at is None else "stopped", task.stopped_at),
+        ]
         marks = [Mark("grace-period-end", task.started + result.grace, "grace period ends")]
         rows.append(Row(f"new {task.id}", _phases(points, end), marks))
     marks = []
@@ -82,9 +87,15 @@ def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
         def at(v: float | None, offset: float = o) -> float | None:
             return None if v is None else offset + v
 
-        points = [("start period", o), (waiting, at(first_healthy)),
-                  ("unhealthy", at(unhealthy)), ("in service", at(t.in_service)), ("draining", at(ev.get("draining"))),
-                  ("stopped", at(stopped)), ("replaced", at(max(ev.values(), default=0.0)) if failed else None)]
+        points = [
+            ("start period", o),
+            (waiting, at(first_healthy)),
+            ("unhealthy", at(unhealthy)),
+            ("in service", at(t.in_service)),
+            ("draining", at(ev.get("draining"))),
+            ("stopped", at(stopped)),
+            ("replaced", at(max(ev.values(), default=0.0)) if failed else None),
+        ]
         marks = [Mark("grace-period-end", o + t.grace, "grace period ends", ok=t.ok)]
         rows.append(Row(key, _phases(points, last if not failed else end), marks))
     return rows, end

@@ -31,17 +31,32 @@ class MotoServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir = session.mkdtemp("moto")
-        env = {"PATH": "/usr/bin:/bin", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
-               "MOTO_ECS_SERVICE_RUNNING": str(running_tasks), "MOTO_ECS_SERVICE_FAILED_TASKS": str(failed_tasks)}
-        self.process = ChildProcess("moto", [str(binary), "-H", "127.0.0.1", "-p", str(self.port)], env=env,
-                                    cwd=workdir, url=self.url, session=session, ports=(self.port,))
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+            "MOTO_ECS_SERVICE_RUNNING": str(running_tasks),
+            "MOTO_ECS_SERVICE_FAILED_TASKS": str(failed_tasks),
+        }
+        self.process = ChildProcess(
+            "moto",
+            [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
+            env=env,
+            cwd=workdir,
+            url=self.url,
+            session=session,
+            ports=(self.port,),
+        )
         self.timeout = timeout
 
     def __enter__(self) -> MotoServer:
         self.process.start()
         try:
-            wait_until(lambda: (self.process.ensure_running(), httpx.get(f"{self.url}/moto-api/", timeout=2))[1]
-                       .status_code, until=lambda s: s == 200, timeout=self.timeout, what="moto server to answer")
+            wait_until(
+                lambda: (self.process.ensure_running(), httpx.get(f"{self.url}/moto-api/", timeout=2))[1].status_code,
+                until=lambda s: s == 200,
+                timeout=self.timeout,
+                what="moto server to answer",
+            )
         except BaseException:
             self.process.close(5)
             raise
@@ -52,5 +67,11 @@ class MotoServer:
 
     def client(self, service: str):
         import boto3
-        return boto3.client(service, region_name=REGION, endpoint_url=self.url, aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )

@@ -41,19 +41,19 @@ class OutageConfig:
     provisioning: int
     boot: int
     startup_timeout: int = 60
-    database: bool = False          # the failing dependency is Postgres (the api waits for it at start)
-    retire: tuple[int, ...] = ()    # seconds at which one healthy task is replaced anyway (host churn)
-    horizon: int = 7200             # virtual seconds after the outage ends before giving up
+    database: bool = False  # the failing dependency is Postgres (the api waits for it at start)
+    retire: tuple[int, ...] = ()  # seconds at which one healthy task is replaced anyway (host churn)
+    horizon: int = 7200  # virtual seconds after the outage ends before giving up
 
 
 @dataclass
 class _Task:
     id: int
     launched: int
-    target: str = "none"            # none (not registered) -> initial -> healthy | unhealthy
+    target: str = "none"  # none (not registered) -> initial -> healthy | unhealthy
     passes: int = 0
     fails: int = 0
-    entered: bool = False           # fleet-safe: a dependency answered once since the app began serving
+    entered: bool = False  # fleet-safe: a dependency answered once since the app began serving
     gone: bool = False
 
 
@@ -61,16 +61,20 @@ class _Task:
 class OutageResult:
     design: str
     minutes: float
-    replaced: int = 0               # tasks ECS stopped because their target was unhealthy
-    exited: int = 0                 # tasks that gave up waiting for the database at start
-    no_healthy_s: int = 0           # seconds with no healthy target (the ALB fails open)
-    full_service_s: int | None = None   # after the outage ended, until every desired task is healthy
+    replaced: int = 0  # tasks ECS stopped because their target was unhealthy
+    exited: int = 0  # tasks that gave up waiting for the database at start
+    no_healthy_s: int = 0  # seconds with no healthy target (the ALB fails open)
+    full_service_s: int | None = None  # after the outage ended, until every desired task is healthy
     events: list[str] = field(default_factory=list)
 
     def row(self) -> dict:
-        return {"design": self.design, "outage_min": self.minutes, "tasks_replaced": self.replaced + self.exited,
-                "minutes_no_healthy_target": round(self.no_healthy_s / 60, 2),
-                "full_service_after_s": self.full_service_s}
+        return {
+            "design": self.design,
+            "outage_min": self.minutes,
+            "tasks_replaced": self.replaced + self.exited,
+            "minutes_no_healthy_target": round(self.no_healthy_s / 60, 2),
+            "full_service_after_s": self.full_service_s,
+        }
 
 
 def outage(cfg: OutageConfig, design: str, start: int, minutes: float) -> OutageResult:
@@ -80,13 +84,13 @@ def outage(cfg: OutageConfig, design: str, start: int, minutes: float) -> Outage
     result = OutageResult(design, minutes)
     ids = iter(range(1, 10**9))
     # the fleet before the outage: in service long since, checks in phase with t = 0
-    tasks = [_Task(next(ids), -10**6, "healthy", entered=True) for _ in range(cfg.desired)]
+    tasks = [_Task(next(ids), -(10**6), "healthy", entered=True) for _ in range(cfg.desired)]
     for t in range(0, end + cfg.horizon):
         down = start <= t < end
         for task in [x for x in tasks if not x.gone]:
             running = task.launched + cfg.provisioning
             if t >= running and task.target == "none":
-                task.target = "initial"   # registered (a task launched by ECS in an earlier tick)
+                task.target = "initial"  # registered (a task launched by ECS in an earlier tick)
             serving = t >= running + cfg.boot and not (cfg.database and down and not task.entered)
             if cfg.database and down and not task.entered and t >= running + cfg.startup_timeout:
                 task.gone = True
@@ -106,12 +110,14 @@ def outage(cfg: OutageConfig, design: str, start: int, minutes: float) -> Outage
         retiring = t in cfg.retire
         for task in [x for x in tasks if not x.gone]:
             retire = retiring and task.target == "healthy"
-            retiring = retiring and not retire   # one task per churn event
+            retiring = retiring and not retire  # one task per churn event
             if (task.target == "unhealthy" and t >= task.launched + cfg.grace) or retire:
                 task.gone = True
                 result.replaced += 0 if retire else 1
-                result.events.append(f"{t:>5}s task {task.id} " + ("retired (churn)" if retire else
-                                                                   "replaced: target unhealthy, grace over"))
+                result.events.append(
+                    f"{t:>5}s task {task.id} "
+                    + ("retired (churn)" if retire else "replaced: target unhealthy, grace over")
+                )
                 tasks.append(_Task(next(ids), t))
         healthy = sum(1 for x in tasks if not x.gone and x.target == "healthy")
         if t >= start and healthy == 0:

@@ -43,9 +43,9 @@ NS = 1_000_000_000
 class Timeline:
     service: str
     grace: float
-    events: dict[str, float] = field(default_factory=dict)   # what happened, seconds after the task started
+    events: dict[str, float] = field(default_factory=dict)  # what happened, seconds after the task started
     failure: str = ""
-    offset: float = 0.0   # seconds from the rehearsal's first task start to this task's
+    offset: float = 0.0  # seconds from the rehearsal's first task start to this task's
 
     @property
     def in_service(self) -> float | None:
@@ -71,12 +71,12 @@ class Timeline:
 
 @dataclass
 class RunningTask:
-    key: str                      # "api", "mlflow", "api (new revision)"
+    key: str  # "api", "mlflow", "api (new revision)"
     service: str
     timeline: Timeline
     t0: float
     url: str = ""
-    main: object = None           # the service's container
+    main: object = None  # the service's container
     poller: TargetPoller | None = None
 
     def since(self) -> float:
@@ -96,9 +96,13 @@ def _secret_value(sm, value_from: str) -> str:
 
 def _healthcheck(hc: dict) -> dict:
     """A task definition's healthCheck in the Engine API's form (start period 0 must be 1 ms there)."""
-    return {"test": hc["command"], "interval": int(hc.get("interval", 30) * NS),
-            "timeout": int(hc.get("timeout", 5) * NS), "retries": int(hc.get("retries", 3)),
-            "start_period": int(max(hc.get("startPeriod", 0), 0.001) * NS)}
+    return {
+        "test": hc["command"],
+        "interval": int(hc.get("interval", 30) * NS),
+        "timeout": int(hc.get("timeout", 5) * NS),
+        "retries": int(hc.get("retries", 3)),
+        "start_period": int(max(hc.get("startPeriod", 0), 0.001) * NS),
+    }
 
 
 @dataclass
@@ -112,12 +116,12 @@ class Rehearsal:
     timelines: dict[str, Timeline] = field(default_factory=dict)
     _ports: list[int] = field(default_factory=list)
     _stop_timeout: dict[str, int] = field(default_factory=dict)  # container name -> the task definition's stopTimeout
-    replacement: bool = True      # after the tasks are in service, replace the api's under client traffic
+    replacement: bool = True  # after the tasks are in service, replace the api's under client traffic
     replacement_summary: dict = field(default_factory=dict)
     _task_definitions: dict[str, list] = field(default_factory=dict)
-    session_id: str = ""          # what everything it started is labelled with
+    session_id: str = ""  # what everything it started is labelled with
     start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
-    _began: float = 0.0           # when the first task started (time.monotonic)
+    _began: float = 0.0  # when the first task started (time.monotonic)
 
     def run(self) -> dict[str, Timeline]:
         import docker
@@ -131,8 +135,11 @@ class Rehearsal:
         created: list = []
         try:
             self._say(f"planning {var_file.name} (the timings) and applying it to a moto server (the task definitions)")
-            model = planned(var_file, inputs(self.reports_dir / "timings.json", self.reports_dir / "images.json"),
-                            source=self.source)
+            model = planned(
+                var_file,
+                inputs(self.reports_dir / "timings.json", self.reports_dir / "images.json"),
+                source=self.source,
+            )
             tags = ensure_images(client)[0]
             with MotoServer(session, running_tasks=0) as moto:
                 tf = Terraform(session.mkdtemp("tf-rehearsal"), source=self.source)
@@ -153,8 +160,11 @@ class Rehearsal:
                 release(port)
             client.close()
             session.close()
-        ready = {s: t.events["container HEALTHY"] for s, t in self.timelines.items()
-                 if s in self.services and "container HEALTHY" in t.events}
+        ready = {
+            s: t.events["container HEALTHY"]
+            for s, t in self.timelines.items()
+            if s in self.services and "container HEALTHY" in t.events
+        }
         if ready:  # task start to the health path answering, under the plan's own settings
             record_timings(self.reports_dir / "timings.json", "rehearsal", ready)
         return self.timelines
@@ -166,29 +176,51 @@ class Rehearsal:
         """Postgres under the address the plan gives the database, with the master credentials
         that moto's Secrets Manager holds for it."""
         db = moto.client("rds").describe_db_instances()["DBInstances"][0]
-        master = json.loads(moto.client("secretsmanager").get_secret_value(
-            SecretId=db["MasterUserSecret"]["SecretArn"])["SecretString"])
-        env = {"POSTGRES_USER": master["username"], "POSTGRES_PASSWORD": master["password"],
-               "POSTGRES_DBS": "rehearsal"}
-        c = client.containers.run(tags["postgres"], detach=True, name=f"{net.name}-database", environment=env,
-                                  labels={LABEL: net.attrs["Labels"][LABEL]}, network=net.name)
+        master = json.loads(
+            moto.client("secretsmanager").get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])["SecretString"]
+        )
+        env = {
+            "POSTGRES_USER": master["username"],
+            "POSTGRES_PASSWORD": master["password"],
+            "POSTGRES_DBS": "rehearsal",
+        }
+        c = client.containers.run(
+            tags["postgres"],
+            detach=True,
+            name=f"{net.name}-database",
+            environment=env,
+            labels={LABEL: net.attrs["Labels"][LABEL]},
+            network=net.name,
+        )
         created.append(c)
         client.networks.get(net.id).disconnect(c)
         client.networks.get(net.id).connect(c, aliases=[db["Endpoint"]["Address"]])
         self._say(f"database stand-in answers as {db['Endpoint']['Address']}")
+
         def health() -> str | None:
             c.reload()
             if c.attrs["State"]["Status"] == "exited":
-                raise ServiceFailed("the database stand-in running", f"exited {c.attrs['State']['ExitCode']}",
-                                    c.logs(tail=10).decode(errors="replace"))
+                raise ServiceFailed(
+                    "the database stand-in running",
+                    f"exited {c.attrs['State']['ExitCode']}",
+                    c.logs(tail=10).decode(errors="replace"),
+                )
             return (c.attrs["State"].get("Health") or {}).get("Status")
-        wait_until(health, until=lambda s: s == "healthy", timeout=60, interval=0.5,
-                   what="the database stand-in to be healthy")
+
+        wait_until(
+            health, until=lambda s: s == "healthy", timeout=60, interval=0.5, what="the database stand-in to be healthy"
+        )
 
     def _tasks(self, client, moto: MotoServer, model: TimingModel, net, tags: dict, created: list) -> None:
         ecs = moto.client("ecs")
-        ctx = {"client": client, "sm": moto.client("secretsmanager"), "net": net, "tags": tags, "created": created,
-               "namespace": moto.client("servicediscovery").list_namespaces()["Namespaces"][0]["Name"]}
+        ctx = {
+            "client": client,
+            "sm": moto.client("secretsmanager"),
+            "net": net,
+            "tags": tags,
+            "created": created,
+            "namespace": moto.client("servicediscovery").list_namespaces()["Namespaces"][0]["Name"],
+        }
         families = {d.rsplit("/", 1)[1].split(":")[0]: d for d in ecs.list_task_definitions()["taskDefinitionArns"]}
         with contextlib.ExitStack() as stack:
             running = []
@@ -202,8 +234,15 @@ class Rehearsal:
             if self.replacement and api is not None and all(r.timeline.ok for r in running):
                 self._replace(ctx, stack, model.services["api"], api)
 
-    def _start_task(self, ctx: dict, stack: contextlib.ExitStack, svc: ServiceTiming, task: dict,
-                    key: str, env_extra: dict | None = None) -> RunningTask:
+    def _start_task(
+        self,
+        ctx: dict,
+        stack: contextlib.ExitStack,
+        svc: ServiceTiming,
+        task: dict,
+        key: str,
+        env_extra: dict | None = None,
+    ) -> RunningTask:
         timeline = self.timelines[key] = Timeline(key, svc.grace_period)
         running = RunningTask(key, svc.name, timeline, time.monotonic())
         self._began = self._began or running.t0
@@ -223,8 +262,13 @@ class Rehearsal:
             env = {e["name"]: e["value"] for e in d.get("environment", [])} | env_extra
             env |= {s["name"]: _secret_value(ctx["sm"], s["valueFrom"]) for s in d.get("secrets", [])}
             name = f"{net.name}-{service}-{d['name']}{suffix}"
-            kwargs: dict = {"environment": env, "labels": label, "network": net.name, "name": name,
-                            "stop_signal": "SIGTERM"}
+            kwargs: dict = {
+                "environment": env,
+                "labels": label,
+                "network": net.name,
+                "name": name,
+                "stop_signal": "SIGTERM",
+            }
             command = d.get("command")
             delay = self.start_delay.get(service, 0.0) if d["name"] == service else 0.0
             if delay:  # a slow boot, made on purpose: the image's own command begins only after ``delay``
@@ -252,8 +296,10 @@ class Rehearsal:
                 code = self._exit_code(container, 120)
                 running.timeline.events[f"{d['name']} exited {code}"] = running.since()
                 if code != 0:
-                    running.timeline.failure = (f"{d['name']} exited {code}; {service} never started (dependsOn "
-                                                f"SUCCESS). Its log ends with:\n{_tail(container)}")
+                    running.timeline.failure = (
+                        f"{d['name']} exited {code}; {service} never started (dependsOn "
+                        f"SUCCESS). Its log ends with:\n{_tail(container)}"
+                    )
                     return
         running.timeline.events[f"{service} started"] = running.since()
         self._say(f"{running.key}: task started; its target is polled as the ALB does")
@@ -262,13 +308,23 @@ class Rehearsal:
         def state() -> dict:
             container.reload()
             return container.attrs["State"]
-        return wait_until(state, until=lambda s: s["Status"] == "exited", timeout=timeout, interval=0.5,
-                          what=f"{container.name} to finish")["ExitCode"]
+
+        return wait_until(
+            state,
+            until=lambda s: s["Status"] == "exited",
+            timeout=timeout,
+            interval=0.5,
+            what=f"{container.name} to finish",
+        )["ExitCode"]
 
     def _await_in_service(self, tasks: list[RunningTask]) -> None:
         deadline = max((r.timeline.grace for r in tasks), default=0) + 5
-        wait_until(lambda: all([self._judge(r) for r in tasks]), timeout=deadline, interval=1.0,
-                   what="every task in service or past its grace period")
+        wait_until(
+            lambda: all([self._judge(r) for r in tasks]),
+            timeout=deadline,
+            interval=1.0,
+            what="every task in service or past its grace period",
+        )
 
     def _judge(self, r: RunningTask) -> bool:
         """Whether ``r`` is decided (in service, or failed); records what it saw."""
@@ -298,8 +354,10 @@ class Rehearsal:
             return True
         if now > timeline.grace:
             timeline.events.setdefault("grace period over", now)
-            timeline.failure = (f"not in service when the grace period ({timeline.grace:g}s) ended: container "
-                                f"{health}, target last answered {r.poller.last}")
+            timeline.failure = (
+                f"not in service when the grace period ({timeline.grace:g}s) ended: container "
+                f"{health}, target last answered {r.poller.last}"
+            )
             return True
         return False
 
@@ -321,9 +379,13 @@ class Rehearsal:
             events = old.timeline.events
             balancer.drain(old.key)
             events["draining"] = old.since()
-            wait_until(old.since, until=lambda s: s >= events["draining"] + svc.deregistration_delay,
-                       timeout=svc.deregistration_delay + 5, interval=0.5,
-                       what=f"the old target to drain for its deregistration delay ({svc.deregistration_delay:g}s)")
+            wait_until(
+                old.since,
+                until=lambda s: s >= events["draining"] + svc.deregistration_delay,
+                timeout=svc.deregistration_delay + 5,
+                interval=0.5,
+                what=f"the old target to drain for its deregistration delay ({svc.deregistration_delay:g}s)",
+            )
             events["SIGTERM"] = old.since()
             old.main.stop(timeout=int(svc.stop_timeout))  # SIGTERM, then SIGKILL after stopTimeout
             old.main.reload()
@@ -331,21 +393,35 @@ class Rehearsal:
             events[f"stopped (exit {code})"] = old.since()
             took = events[f"stopped (exit {code})"] - events["SIGTERM"]
             if code != 0 or took >= svc.stop_timeout:
-                old.timeline.failure = (f"stopped with exit {code} {took:.1f}s after SIGTERM (stopTimeout "
-                                        f"{svc.stop_timeout:g}s): not a graceful stop")
+                old.timeline.failure = (
+                    f"stopped with exit {code} {took:.1f}s after SIGTERM (stopTimeout "
+                    f"{svc.stop_timeout:g}s): not a graceful stop"
+                )
             wait_until(lambda: len(c.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
         failed = c.failed
-        self.replacement_summary = {"requests": len(c.answers), "failed": len(failed),
-                                    "by_target": {k: sum(a.target == k for a in c.answers) for k in (old.key, new.key)}}
+        self.replacement_summary = {
+            "requests": len(c.answers),
+            "failed": len(failed),
+            "by_target": {k: sum(a.target == k for a in c.answers) for k in (old.key, new.key)},
+        }
         self._say(f"api: replacement: {len(c.answers)} client requests, {len(failed)} failed")
         if failed:
             old.timeline.failure = old.timeline.failure or (
                 f"{len(failed)} of {len(c.answers)} client requests failed during the replacement: "
-                + "; ".join(f"t={a.t}s {a.target} {a.status or a.error}" for a in failed[:5]))
+                + "; ".join(f"t={a.t}s {a.target} {a.status or a.error}" for a in failed[:5])
+            )
 
 
-def main(env: str, services: tuple[str, ...], as_json: bool, reports_dir: Path, replacement: bool = True,
-         var_file: Path | None = None, out: TextIO = sys.stderr, svg: Path | None = None) -> int:
+def main(
+    env: str,
+    services: tuple[str, ...],
+    as_json: bool,
+    reports_dir: Path,
+    replacement: bool = True,
+    var_file: Path | None = None,
+    out: TextIO = sys.stderr,
+    svg: Path | None = None,
+) -> int:
     rehearsal = Rehearsal(env, services, reports_dir, out=out, replacement=replacement, var_file=var_file)
     try:
         timelines = rehearsal.run()
@@ -358,15 +434,25 @@ def main(env: str, services: tuple[str, ...], as_json: bool, reports_dir: Path, 
         svg.write_text(rehearsal_svg(timelines, f"{env} plan rehearsed on Docker"))
         print(f"timeline picture: {svg}", file=out)
     if as_json:
-        print(json.dumps({"tasks": {s: {"ok": t.ok, "verdict": t.verdict(), "events": t.events, "grace": t.grace}
-                                    for s, t in timelines.items()},
-                          "replacement": rehearsal.replacement_summary}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "tasks": {
+                        s: {"ok": t.ok, "verdict": t.verdict(), "events": t.events, "grace": t.grace}
+                        for s, t in timelines.items()
+                    },
+                    "replacement": rehearsal.replacement_summary,
+                },
+                indent=2,
+            )
+        )
     else:
         for t in timelines.values():
             print(t.describe())
         if rehearsal.replacement_summary:
             s = rehearsal.replacement_summary
-            print(f"replacement of the api's task: {s['requests']} client requests, {s['failed']} failed "
-                  f"(by target: {s['by_target']})")
+            print(
+                f"replacement of the api's task: {s['requests']} client requests, {s['failed']} failed "
+                f"(by target: {s['by_target']})"
+            )
     return 0 if all(t.ok for t in timelines.values()) else 1
-

@@ -16,28 +16,51 @@ from harness.deploy.violation import Violation, field_of
 # load (docs/mlflow.md, "Capacity per worker"; bench/mlflow_capacity.py).
 MLFLOW_RSS_GB = {1: 0.51, 2: 0.80, 4: 1.27}
 MLFLOW_RSS_JOBS_ON_GB = 3.0
+
+
 def r_ranges(m: TimingModel) -> list[Violation]:
     out = []
-    names = {"container.interval": "container_interval", "container.timeout": "container_timeout",
-             "container.retries": "container_retries", "container.start_period": "container_start",
-             "alb.interval": "alb_interval", "alb.timeout": "alb_timeout", "alb.healthy_threshold": "healthy_threshold",
-             "alb.unhealthy_threshold": "unhealthy_threshold", "deregistration_delay": "deregistration_delay",
-             "stop_timeout": "stop_timeout"}
+    names = {
+        "container.interval": "container_interval",
+        "container.timeout": "container_timeout",
+        "container.retries": "container_retries",
+        "container.start_period": "container_start",
+        "alb.interval": "alb_interval",
+        "alb.timeout": "alb_timeout",
+        "alb.healthy_threshold": "healthy_threshold",
+        "alb.unhealthy_threshold": "unhealthy_threshold",
+        "deregistration_delay": "deregistration_delay",
+        "stop_timeout": "stop_timeout",
+    }
     for s in m.services.values():
         for key, (lo, hi) in AWS_RANGES.items():
             obj, _, attr = key.rpartition(".")
             value = getattr(getattr(s, obj) if obj else s, attr)
             if not lo <= value <= hi:
-                out.append(Violation("aws-ranges", field_of(m, s.name, names[key]), value, f"{lo}-{hi} (AWS)",
-                                     min(max(value, lo), hi)))
+                out.append(
+                    Violation(
+                        "aws-ranges",
+                        field_of(m, s.name, names[key]),
+                        value,
+                        f"{lo}-{hi} (AWS)",
+                        min(max(value, lo), hi),
+                    )
+                )
     return out
 
 
 def r_alb_timeout(m: TimingModel) -> list[Violation]:
-    return [Violation("alb-timeout-below-interval", field_of(m, s.name, "alb_timeout"), s.alb.timeout,
-                      f"below alb_interval {s.alb.interval} (AWS rejects it at apply; plan does not check)",
-                      s.alb.interval - 1)
-            for s in m.services.values() if s.alb.timeout >= s.alb.interval]
+    return [
+        Violation(
+            "alb-timeout-below-interval",
+            field_of(m, s.name, "alb_timeout"),
+            s.alb.timeout,
+            f"below alb_interval {s.alb.interval} (AWS rejects it at apply; plan does not check)",
+            s.alb.interval - 1,
+        )
+        for s in m.services.values()
+        if s.alb.timeout >= s.alb.interval
+    ]
 
 
 def r_grace(m: TimingModel) -> list[Violation]:
@@ -46,10 +69,16 @@ def r_grace(m: TimingModel) -> list[Violation]:
     for s in m.services.values():
         need = s.boot + s.alb.healthy_threshold * s.alb.interval
         if s.grace_period < need:
-            out.append(Violation("grace-covers-boot", field_of(m, s.name, "grace_period"), s.grace_period,
-                                 f">= boot {s.boot:g}s ({s.boot_from}) + healthy_threshold "
-                                 f"{s.alb.healthy_threshold} x alb_interval {s.alb.interval}s = {need:.0f}s",
-                                 math.ceil(need)))
+            out.append(
+                Violation(
+                    "grace-covers-boot",
+                    field_of(m, s.name, "grace_period"),
+                    s.grace_period,
+                    f">= boot {s.boot:g}s ({s.boot_from}) + healthy_threshold "
+                    f"{s.alb.healthy_threshold} x alb_interval {s.alb.interval}s = {need:.0f}s",
+                    math.ceil(need),
+                )
+            )
     return out
 
 
@@ -59,10 +88,15 @@ def r_container_start(m: TimingModel) -> list[Violation]:
     for s in m.services.values():
         c = s.container
         if c.start_period + c.retries * c.interval < s.boot:
-            out.append(Violation("container-check-tolerates-boot", field_of(m, s.name, "container_start"),
-                                 c.start_period,
-                                 f"start_period + retries x interval >= boot {s.boot:g}s ({s.boot_from})",
-                                 math.ceil(s.boot)))
+            out.append(
+                Violation(
+                    "container-check-tolerates-boot",
+                    field_of(m, s.name, "container_start"),
+                    c.start_period,
+                    f"start_period + retries x interval >= boot {s.boot:g}s ({s.boot_from})",
+                    math.ceil(s.boot),
+                )
+            )
     return out
 
 
@@ -71,16 +105,32 @@ def r_paths(m: TimingModel) -> list[Violation]:
     out = []
     for s in m.services.values():
         docker_path = m.dockerfile[s.name].path
-        for where, path in ((field_of(m, s.name, "health_path (ALB)"), s.alb.path),
-                            (field_of(m, s.name, "health_path (task definition)"), s.container.path)):
+        for where, path in (
+            (field_of(m, s.name, "health_path (ALB)"), s.alb.path),
+            (field_of(m, s.name, "health_path (task definition)"), s.container.path),
+        ):
             if path != docker_path:
-                out.append(Violation("same-health-path", where, path,
-                                     f"the path of {m.dockerfile[s.name].source}'s HEALTHCHECK", docker_path))
+                out.append(
+                    Violation(
+                        "same-health-path",
+                        where,
+                        path,
+                        f"the path of {m.dockerfile[s.name].source}'s HEALTHCHECK",
+                        docker_path,
+                    )
+                )
         compose = m.compose_checks.get(s.name) or {}
         test = " ".join(compose.get("test", [])) if isinstance(compose.get("test"), list) else compose.get("test", "")
         if test and docker_path not in test:
-            out.append(Violation("same-health-path", f"services/docker-compose.yml: services.{s.name}.healthcheck",
-                                 test, "the Dockerfile's path", docker_path))
+            out.append(
+                Violation(
+                    "same-health-path",
+                    f"services/docker-compose.yml: services.{s.name}.healthcheck",
+                    test,
+                    "the Dockerfile's path",
+                    docker_path,
+                )
+            )
     return out
 
 
@@ -89,12 +139,22 @@ def r_container_matches_dockerfile(m: TimingModel) -> list[Violation]:
     out = []
     for s in m.services.values():
         d = m.dockerfile[s.name]
-        for attr, tf_name in (("interval", "container_interval"), ("timeout", "container_timeout"),
-                              ("retries", "container_retries"), ("start_period", "container_start")):
+        for attr, tf_name in (
+            ("interval", "container_interval"),
+            ("timeout", "container_timeout"),
+            ("retries", "container_retries"),
+            ("start_period", "container_start"),
+        ):
             if getattr(s.container, attr) != getattr(d, attr):
-                out.append(Violation("container-check-matches-dockerfile", field_of(m, s.name, tf_name),
-                                     getattr(s.container, attr), f"equal to {d.source} HEALTHCHECK --{attr}",
-                                     getattr(d, attr)))
+                out.append(
+                    Violation(
+                        "container-check-matches-dockerfile",
+                        field_of(m, s.name, tf_name),
+                        getattr(s.container, attr),
+                        f"equal to {d.source} HEALTHCHECK --{attr}",
+                        getattr(d, attr),
+                    )
+                )
     return out
 
 
@@ -106,13 +166,25 @@ def r_drain(m: TimingModel) -> list[Violation]:
     out = []
     need_stop = cfg.drain_seconds + cfg.shutdown_grace
     if s.stop_timeout < need_stop:
-        out.append(Violation("stop-timeout-covers-drain", field_of(m, "api", "stop_timeout"), s.stop_timeout,
-                             f">= API_DRAIN_SECONDS {cfg.drain_seconds} + API_SHUTDOWN_GRACE {cfg.shutdown_grace}",
-                             math.ceil(need_stop)))
+        out.append(
+            Violation(
+                "stop-timeout-covers-drain",
+                field_of(m, "api", "stop_timeout"),
+                s.stop_timeout,
+                f">= API_DRAIN_SECONDS {cfg.drain_seconds} + API_SHUTDOWN_GRACE {cfg.shutdown_grace}",
+                math.ceil(need_stop),
+            )
+        )
     if s.deregistration_delay < cfg.request_timeout:
-        out.append(Violation("deregistration-covers-requests", field_of(m, "api", "deregistration_delay"),
-                             s.deregistration_delay, f">= API_REQUEST_TIMEOUT {cfg.request_timeout}s so in-flight "
-                             "requests finish before the target is cut", math.ceil(cfg.request_timeout)))
+        out.append(
+            Violation(
+                "deregistration-covers-requests",
+                field_of(m, "api", "deregistration_delay"),
+                s.deregistration_delay,
+                f">= API_REQUEST_TIMEOUT {cfg.request_timeout}s so in-flight requests finish before the target is cut",
+                math.ceil(cfg.request_timeout),
+            )
+        )
     return out
 
 
@@ -126,22 +198,44 @@ def r_health_budget(m: TimingModel) -> list[Violation]:
     out = []
     for where, timeout in (("alb_timeout", s.alb.timeout), ("container_timeout", s.container.timeout)):
         if timeout <= budget:
-            out.append(Violation("check-timeout-above-health-budget", field_of(m, "api", where), timeout,
-                                 f"above the api's worst-case /health time {budget:.1f}s", math.ceil(budget + 1)))
+            out.append(
+                Violation(
+                    "check-timeout-above-health-budget",
+                    field_of(m, "api", where),
+                    timeout,
+                    f"above the api's worst-case /health time {budget:.1f}s",
+                    math.ceil(budget + 1),
+                )
+            )
     return out
 
 
 def r_circuit_breaker(m: TimingModel) -> list[Violation]:
-    return [Violation("circuit-breaker-with-rollback", field_of(m, s.name, "circuit_breaker / rollback"),
-                      (s.circuit_breaker, s.rollback), "both true for rolling deployments", (True, True))
-            for s in m.services.values()
-            if s.deployment_controller == "ECS" and not (s.circuit_breaker and s.rollback)]
+    return [
+        Violation(
+            "circuit-breaker-with-rollback",
+            field_of(m, s.name, "circuit_breaker / rollback"),
+            (s.circuit_breaker, s.rollback),
+            "both true for rolling deployments",
+            (True, True),
+        )
+        for s in m.services.values()
+        if s.deployment_controller == "ECS" and not (s.circuit_breaker and s.rollback)
+    ]
 
 
 def r_log_retention(m: TimingModel) -> list[Violation]:
-    return [Violation("log-retention-set", f"{m.source}: log_retention_days ({group})", days,
-                      "a retention in days (never kept forever)", 30)
-            for group, days in m.log_retention.items() if not days]
+    return [
+        Violation(
+            "log-retention-set",
+            f"{m.source}: log_retention_days ({group})",
+            days,
+            "a retention in days (never kept forever)",
+            30,
+        )
+        for group, days in m.log_retention.items()
+        if not days
+    ]
 
 
 def r_mlflow_memory(m: TimingModel) -> list[Violation]:
@@ -153,9 +247,15 @@ def r_mlflow_memory(m: TimingModel) -> list[Violation]:
     need_gb = MLFLOW_RSS_JOBS_ON_GB if jobs else MLFLOW_RSS_GB.get(workers, 0.3 * workers + 0.2)
     need_mb = math.ceil(need_gb * 1024 * 1.5)
     if s.memory < need_mb:
-        return [Violation("mlflow-memory-fits", field_of(m, "mlflow", "memory"), s.memory,
-                          f">= 1.5 x measured {need_gb} GB for {workers} workers (jobs {'on' if jobs else 'off'})",
-                          need_mb)]
+        return [
+            Violation(
+                "mlflow-memory-fits",
+                field_of(m, "mlflow", "memory"),
+                s.memory,
+                f">= 1.5 x measured {need_gb} GB for {workers} workers (jobs {'on' if jobs else 'off'})",
+                need_mb,
+            )
+        ]
     return []
 
 
@@ -170,17 +270,31 @@ def r_slo_health(m: TimingModel) -> list[Violation]:
         limit = objectives.get(slo.HEALTH_ENDPOINT, {}).get("p99_ms")
         if limit is None or limit >= s.alb.timeout * 1000:
             where = f"{m.slo_file.name}: {'profiles.' + profile + '.' if profile else 'objectives.'}"
-            out.append(Violation("slo-health-p99-below-alb-timeout", f"{where}{slo.HEALTH_ENDPOINT}.p99_ms",
-                                 limit, f"below the api's planned ALB timeout {s.alb.timeout:g}s "
-                                        f"({field_of(m, 'api', 'alb_timeout')})", "alb_timeout_ms / 2"))
+            out.append(
+                Violation(
+                    "slo-health-p99-below-alb-timeout",
+                    f"{where}{slo.HEALTH_ENDPOINT}.p99_ms",
+                    limit,
+                    f"below the api's planned ALB timeout {s.alb.timeout:g}s ({field_of(m, 'api', 'alb_timeout')})",
+                    "alb_timeout_ms / 2",
+                )
+            )
     return out
 
 
 def r_boot_budget(m: TimingModel) -> list[Violation]:
     """The declared boot budget is a promise the measurement must keep: a slow boot is a finding."""
-    return [Violation("boot-within-budget", field_of(m, s.name, "boot_budget"), s.boot_budget,
-                      f">= the estimated boot of {s.name}: {s.estimate.terms()}", math.ceil(s.estimate.total))
-            for s in m.services.values() if s.estimate.total > s.boot_budget]
+    return [
+        Violation(
+            "boot-within-budget",
+            field_of(m, s.name, "boot_budget"),
+            s.boot_budget,
+            f">= the estimated boot of {s.name}: {s.estimate.terms()}",
+            math.ceil(s.estimate.total),
+        )
+        for s in m.services.values()
+        if s.estimate.total > s.boot_budget
+    ]
 
 
 RULES = {

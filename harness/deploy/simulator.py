@@ -44,26 +44,36 @@ class SimConfig:
     circuit_breaker: bool = True
     rollback: bool = True
     breaker_minimum: int = CIRCUIT_BREAKER_MIN
-    provisioning: float = 0.0          # task start to RUNNING (image pull); registration happens then
-    alb_path_ok: bool = True           # the ALB's health path answers the matcher once the app is up
-    container_path_ok: bool = True     # the container check's command succeeds once the app is up
+    provisioning: float = 0.0  # task start to RUNNING (image pull); registration happens then
+    alb_path_ok: bool = True  # the ALB's health path answers the matcher once the app is up
+    container_path_ok: bool = True  # the container check's command succeeds once the app is up
     # the new tasks' dependency configuration works (wrong password, wrong host: the api serves,
     # but its /health stays 503 "starting" until a dependency answered once, so never)
     dependencies_ok: bool = True
-    conservative: bool = False         # first healthy verdict after H checks instead of one
-    horizon: float = 3600.0            # virtual seconds before a deployment counts as stuck
+    conservative: bool = False  # first healthy verdict after H checks instead of one
+    horizon: float = 3600.0  # virtual seconds before a deployment counts as stuck
 
     @classmethod
     def from_timing(cls, s: ServiceTiming, served_path: str | None = None, **overrides: object) -> SimConfig:
         """From the timing model; ``served_path`` (the Dockerfile's check path, which the app
         serves) decides whether the ALB and container checks can ever pass."""
-        values = dict(desired=s.desired_count, container_interval=s.container.interval,
-                      container_timeout=s.container.timeout, container_retries=s.container.retries,
-                      container_start=s.container.start_period, alb_interval=s.alb.interval,
-                      alb_timeout=s.alb.timeout, healthy_threshold=s.alb.healthy_threshold,
-                      unhealthy_threshold=s.alb.unhealthy_threshold, grace=s.grace_period,
-                      deregistration_delay=s.deregistration_delay, min_healthy_percent=s.min_healthy_percent,
-                      max_percent=s.max_percent, circuit_breaker=s.circuit_breaker, rollback=s.rollback)
+        values = dict(
+            desired=s.desired_count,
+            container_interval=s.container.interval,
+            container_timeout=s.container.timeout,
+            container_retries=s.container.retries,
+            container_start=s.container.start_period,
+            alb_interval=s.alb.interval,
+            alb_timeout=s.alb.timeout,
+            healthy_threshold=s.alb.healthy_threshold,
+            unhealthy_threshold=s.alb.unhealthy_threshold,
+            grace=s.grace_period,
+            deregistration_delay=s.deregistration_delay,
+            min_healthy_percent=s.min_healthy_percent,
+            max_percent=s.max_percent,
+            circuit_breaker=s.circuit_breaker,
+            rollback=s.rollback,
+        )
         if served_path is not None:
             values.update(alb_path_ok=s.alb.path == served_path, container_path_ok=s.container.path == served_path)
         values.update(overrides)
@@ -76,8 +86,8 @@ class Task:
     started: float
     ready_at: float
     running_at: float
-    container: str = "UNKNOWN"     # UNKNOWN -> HEALTHY | UNHEALTHY
-    alb: str = "initial"           # initial -> healthy | unhealthy
+    container: str = "UNKNOWN"  # UNKNOWN -> HEALTHY | UNHEALTHY
+    alb: str = "initial"  # initial -> healthy | unhealthy
     c_fail: int = 0
     c_passed_once: bool = False
     a_pass: int = 0
@@ -86,13 +96,14 @@ class Task:
     healthy_at: float | None = None
     container_healthy_at: float | None = None
     target_healthy_at: float | None = None
-    unhealthy_at: float | None = None   # first container UNHEALTHY or target unhealthy verdict
+    unhealthy_at: float | None = None  # first container UNHEALTHY or target unhealthy verdict
     stopped_at: float | None = None
 
 
 @dataclass
 class OldTask:
     """A task of the running version: in service until it drains, then stopped."""
+
     id: int
     draining_at: float | None = None
     stopped_at: float | None = None
@@ -100,8 +111,8 @@ class OldTask:
 
 @dataclass
 class Result:
-    outcome: str                    # completed | rolled_back | failed | stuck
-    time: float                     # virtual seconds to steady state (or to the verdict)
+    outcome: str  # completed | rolled_back | failed | stuck
+    time: float  # virtual seconds to steady state (or to the verdict)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     replaced: int = 0
     threshold: int = 0
@@ -113,14 +124,21 @@ class Result:
         lines = [f"{t:8.1f}s  {what}" for t, what in self.timeline[:limit]]
         if len(self.timeline) > limit:
             lines.append(f"          ... {len(self.timeline) - limit} more events")
-        lines.append(f"outcome: {self.outcome} after {self.time:.1f}s ({self.replaced} tasks replaced, "
-                     f"circuit breaker threshold {self.threshold})")
+        lines.append(
+            f"outcome: {self.outcome} after {self.time:.1f}s ({self.replaced} tasks replaced, "
+            f"circuit breaker threshold {self.threshold})"
+        )
         return "\n".join(lines)
 
 
 class Simulation:
-    def __init__(self, cfg: SimConfig, boot: Callable[[random.Random], float], seed: int = 0,
-                 alb_phase: Callable[[random.Random], float] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SimConfig,
+        boot: Callable[[random.Random], float],
+        seed: int = 0,
+        alb_phase: Callable[[random.Random], float] | None = None,
+    ) -> None:
         self.cfg, self.boot, self.rng = cfg, boot, random.Random(seed)
         self.alb_phase = alb_phase or (lambda rng: cfg.alb_interval)  # delay to the first ALB check
         self.now = 0.0
@@ -177,8 +195,11 @@ class Simulation:
                 self.launch()
                 need -= 1
                 continue
-            if self.old_running > 0 and self.old_running - 1 + healthy_new >= self.min_healthy() \
-                    and self.old_draining == 0:
+            if (
+                self.old_running > 0
+                and self.old_running - 1 + healthy_new >= self.min_healthy()
+                and self.old_draining == 0
+            ):
                 self.stop_old()
             break
 
@@ -268,8 +289,11 @@ class Simulation:
             self.failures = 0  # resetOnHealthyTask
             self.log(f"task {task.id} healthy in service")
             healthy_new = len([t for t in self.new_alive() if t.healthy_at is not None])
-            while self.old_running > 0 and self.old_running + healthy_new > self.min_healthy() \
-                    and self.old_running + healthy_new > self.cfg.desired:
+            while (
+                self.old_running > 0
+                and self.old_running + healthy_new > self.min_healthy()
+                and self.old_running + healthy_new > self.cfg.desired
+            ):
                 self.stop_old()
             self.check_done()
             self.fill()

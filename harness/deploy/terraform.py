@@ -25,8 +25,11 @@ PLUGIN_ENV = "TF_PLUGIN_DIR"
 def terraform_binary() -> str:
     found = shutil.which("terraform")
     if not found:
-        raise DependencyMissing("the terraform binary (1.6+) on PATH", "none",
-                                "install Terraform; the terraform and deployment suites skip without it")
+        raise DependencyMissing(
+            "the terraform binary (1.6+) on PATH",
+            "none",
+            "install Terraform; the terraform and deployment suites skip without it",
+        )
     return found
 
 
@@ -63,8 +66,11 @@ def plugin_dir() -> str | None:
     usual places (``find_mirror``); None: Terraform uses the registry."""
     value = os.environ.get(PLUGIN_ENV)
     if value and not Path(value).is_dir():
-        raise DependencyMissing(f"{PLUGIN_ENV} to name a provider mirror directory", repr(value),
-                                "point it at the folder holding registry.terraform.io/hashicorp/aws")
+        raise DependencyMissing(
+            f"{PLUGIN_ENV} to name a provider mirror directory",
+            repr(value),
+            "point it at the folder holding registry.terraform.io/hashicorp/aws",
+        )
     return value or find_mirror()
 
 
@@ -73,20 +79,28 @@ class Terraform:
         self.binary = terraform_binary()
         self.workdir = workdir / "terraform"
         if not self.workdir.exists():
-            shutil.copytree(source, self.workdir, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*",
-                                                                               ".terraform.lock.hcl"))
-        self.env = {k: v for k, v in os.environ.items()
-                    if not (k == "TF_CLI_CONFIG_FILE" and not Path(v).exists())}
+            shutil.copytree(
+                source, self.workdir, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl")
+            )
+        self.env = {k: v for k, v in os.environ.items() if not (k == "TF_CLI_CONFIG_FILE" and not Path(v).exists())}
         self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
         self._initialised = False
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.binary, *args, "-no-color"], cwd=self.workdir, env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [self.binary, *args, "-no-color"],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise HarnessError(f"terraform {args[0]} to succeed", f"exit {result.returncode}:\n"
-                               f"{(result.stderr or result.stdout).strip()[-2000:]}",
-                               f"run it by hand in {self.workdir}")
+            raise HarnessError(
+                f"terraform {args[0]} to succeed",
+                f"exit {result.returncode}:\n{(result.stderr or result.stdout).strip()[-2000:]}",
+                f"run it by hand in {self.workdir}",
+            )
         return result
 
     def init(self) -> None:
@@ -120,30 +134,41 @@ class Terraform:
     def plan_error(self, var_file: str | None = None, **variables: object) -> str | None:
         """The error text when the plan is rejected (a failing validation block), else None."""
         self.init()
-        result = self.run("plan", "-input=false", "-refresh=false", *self._var_args(var_file, variables),
-                          check=False)
+        result = self.run("plan", "-input=false", "-refresh=false", *self._var_args(var_file, variables), check=False)
         return None if result.returncode == 0 else (result.stderr or result.stdout)
 
     def apply(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
         self.init()
-        self.run_counted("apply", "-auto-approve", "-input=false", *self._var_args(var_file, variables),
-                         timeout=timeout)
+        self.run_counted(
+            "apply", "-auto-approve", "-input=false", *self._var_args(var_file, variables), timeout=timeout
+        )
 
     def destroy(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
-        self.run_counted("destroy", "-auto-approve", "-input=false", *self._var_args(var_file, variables),
-                         timeout=timeout, check=False)
+        self.run_counted(
+            "destroy",
+            "-auto-approve",
+            "-input=false",
+            *self._var_args(var_file, variables),
+            timeout=timeout,
+            check=False,
+        )
 
     def run_counted(self, *args: str, timeout: float, check: bool = True) -> int:
         """An apply or destroy with progress: elapsed and resources done of the plan's count."""
         counter = ResourceCounter()
         with step(f"terraform {args[0]}") as s:
+
             def on_line(line: str) -> None:
                 if counter.feed(line):
                     s.update(counter.describe())
+
             code, tail = run_lines([self.binary, *args, "-no-color"], self.env, timeout, on_line, cwd=self.workdir)
             if check and code != 0:
-                raise HarnessError(f"terraform {args[0]} to succeed", f"exit {code}:\n{tail.strip()[-2000:]}",
-                                   f"run it by hand in {self.workdir}")
+                raise HarnessError(
+                    f"terraform {args[0]} to succeed",
+                    f"exit {code}:\n{tail.strip()[-2000:]}",
+                    f"run it by hand in {self.workdir}",
+                )
         return code
 
     def output(self) -> dict:
@@ -152,6 +177,7 @@ class Terraform:
 
 class ResourceCounter:
     """Reads terraform apply/destroy output: how many resources the plan touches and how many are done."""
+
     PLANNED = re.compile(r"^Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
     DONE = re.compile(r": (Creation|Modifications|Destruction) complete after")
 

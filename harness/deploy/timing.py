@@ -27,10 +27,16 @@ from harness.stack.mlflow import mlflow_config
 SERVICES = ("api", "mlflow")
 CIRCUIT_BREAKER_MIN = 3  # current AWS docs; older docs say 10 (docs/timings.md); the simulator takes it as a parameter
 AWS_RANGES = {
-    "container.interval": (5, 300), "container.timeout": (2, 60), "container.retries": (1, 10),
-    "container.start_period": (0, 300), "alb.interval": (5, 300), "alb.timeout": (2, 120),
-    "alb.healthy_threshold": (2, 10), "alb.unhealthy_threshold": (2, 10),
-    "deregistration_delay": (0, 3600), "stop_timeout": (2, 120),
+    "container.interval": (5, 300),
+    "container.timeout": (2, 60),
+    "container.retries": (1, 10),
+    "container.start_period": (0, 300),
+    "alb.interval": (5, 300),
+    "alb.timeout": (2, 120),
+    "alb.healthy_threshold": (2, 10),
+    "alb.unhealthy_threshold": (2, 10),
+    "deregistration_delay": (0, 3600),
+    "stop_timeout": (2, 120),
 }
 
 
@@ -73,8 +79,8 @@ class Container:
     name: str
     essential: bool
     command: tuple[str, ...]
-    environment: dict[str, str | None]   # None: known only after apply
-    secrets: dict[str, str | None]       # variable -> valueFrom (None: the ARN is known only after apply)
+    environment: dict[str, str | None]  # None: known only after apply
+    secrets: dict[str, str | None]  # variable -> valueFrom (None: the ARN is known only after apply)
     depends_on: tuple[tuple[str, str], ...]
 
     def checked_environment(self) -> dict[str, str]:
@@ -89,12 +95,26 @@ def _containers(after: list, unknown: list) -> list[Container]:
         unk = unknown[i] if i < len(unknown or []) and isinstance(unknown[i], dict) else {}
         env_unknown = unk.get("environment") or []
         sec_unknown = unk.get("secrets") or []
-        environment = {e["name"]: (None if j < len(env_unknown) and (env_unknown[j] or {}).get("value") else
-                                   e.get("value")) for j, e in enumerate(c.get("environment") or [])}
-        secrets = {s["name"]: (None if j < len(sec_unknown) and (sec_unknown[j] or {}).get("valueFrom") else
-                               s.get("valueFrom")) for j, s in enumerate(c.get("secrets") or [])}
-        out.append(Container(c["name"], bool(c.get("essential", True)), tuple(c.get("command") or ()), environment,
-                             secrets, tuple((d["containerName"], d["condition"]) for d in c.get("dependsOn") or [])))
+        environment = {
+            e["name"]: (None if j < len(env_unknown) and (env_unknown[j] or {}).get("value") else e.get("value"))
+            for j, e in enumerate(c.get("environment") or [])
+        }
+        secrets = {
+            s["name"]: (
+                None if j < len(sec_unknown) and (sec_unknown[j] or {}).get("valueFrom") else s.get("valueFrom")
+            )
+            for j, s in enumerate(c.get("secrets") or [])
+        }
+        out.append(
+            Container(
+                c["name"],
+                bool(c.get("essential", True)),
+                tuple(c.get("command") or ()),
+                environment,
+                secrets,
+                tuple((d["containerName"], d["condition"]) for d in c.get("dependsOn") or []),
+            )
+        )
     return out
 
 
@@ -115,9 +135,9 @@ class ServiceTiming:
     cpu: int
     memory: int
     containers: tuple[Container, ...]  # the service's container first, then the ones it depends on
-    boot_budget: float            # declared: task start to the health path answering (tfvars)
-    estimate: BootEstimate        # from this machine's measurements and the image size
-    boot: float                   # what the rules use: max(boot_budget, estimate)
+    boot_budget: float  # declared: task start to the health path answering (tfvars)
+    estimate: BootEstimate  # from this machine's measurements and the image size
+    boot: float  # what the rules use: max(boot_budget, estimate)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -137,9 +157,9 @@ class TimingModel:
     dockerfile: dict[str, HealthCheck]
     compose_checks: dict[str, dict]
     slo_file: Path = slo.SLO_FILE
-    resources: list[dict] = field(default_factory=list)   # every planned resource: address, type, values, unknown
-    variables: dict = field(default_factory=dict)         # the plan's input variables
-    outputs: dict = field(default_factory=dict)           # the plan's root outputs, as far as known
+    resources: list[dict] = field(default_factory=list)  # every planned resource: address, type, values, unknown
+    variables: dict = field(default_factory=dict)  # the plan's input variables
+    outputs: dict = field(default_factory=dict)  # the plan's root outputs, as far as known
 
     def of_type(self, kind: str) -> list[dict]:
         return [r for r in self.resources if r["type"] == kind]
@@ -206,9 +226,11 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             unknown = (planned_containers.get("after_unknown") or {}).get(name) or []
         containers = sorted(_containers(definitions, unknown), key=lambda c: c.name != name)
         if not containers or containers[0].name != name:
-            raise ConfigurationError(f"{source}: a container named {name} in the task definition of {name}",
-                                     f"{[c.name for c in containers]}",
-                                     "the root output 'containers' must list each task's container definitions")
+            raise ConfigurationError(
+                f"{source}: a container named {name} in the task definition of {name}",
+                f"{[c.name for c in containers]}",
+                "the root output 'containers' must list each task's container definitions",
+            )
         container = next(c for c in definitions if c["name"] == name)
         hc = container["healthCheck"]
         cmd = " ".join(hc["command"])
@@ -217,28 +239,47 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
         cb = (svc.get("deployment_circuit_breaker") or [{}])[0]
         services[name] = ServiceTiming(
             name=name,
-            container=Check(hc.get("interval", 30), hc.get("timeout", 5), hc.get("retries", 3),
-                            hc.get("startPeriod", 0), path),
-            alb=Alb(h["interval"], h["timeout"], h["healthy_threshold"], h["unhealthy_threshold"], h["matcher"],
-                    h["path"]),
+            container=Check(
+                hc.get("interval", 30), hc.get("timeout", 5), hc.get("retries", 3), hc.get("startPeriod", 0), path
+            ),
+            alb=Alb(
+                h["interval"], h["timeout"], h["healthy_threshold"], h["unhealthy_threshold"], h["matcher"], h["path"]
+            ),
             grace_period=svc.get("health_check_grace_period_seconds") or 0,
             deregistration_delay=float(tg.get("deregistration_delay", "300")),
             stop_timeout=container.get("stopTimeout", 30),
-            circuit_breaker=bool(cb.get("enable")), rollback=bool(cb.get("rollback")),
+            circuit_breaker=bool(cb.get("enable")),
+            rollback=bool(cb.get("rollback")),
             deployment_controller=(svc.get("deployment_controller") or [{"type": "ECS"}])[0]["type"],
             min_healthy_percent=svc.get("deployment_minimum_healthy_percent", 100),
-            max_percent=svc.get("deployment_maximum_percent", 200), desired_count=svc.get("desired_count", 1),
-            cpu=int(task["cpu"]), memory=int(task["memory"]),
+            max_percent=svc.get("deployment_maximum_percent", 200),
+            desired_count=svc.get("desired_count", 1),
+            cpu=int(task["cpu"]),
+            memory=int(task["memory"]),
             containers=tuple(containers),
-            boot_budget=budget, estimate=estimate, boot=max(budget, estimate.total),
+            boot_budget=budget,
+            estimate=estimate,
+            boot=max(budget, estimate.total),
         )
     compose = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {"services": {}}
-    return TimingModel(source, services, retention, {n: service_healthcheck(n) for n in SERVICES},
-                       {n: (s or {}).get("healthcheck", {}) for n, s in compose.get("services", {}).items()},
-                       resources=[{"address": r["address"], "type": r["type"], "values": r.get("values", {}),
-                                   "unknown": unknown_after.get(r["address"], {})}
-                                  for r in _resources(plan.get("planned_values", {}).get("root_module", {}))],
-                       variables=variables, outputs=outputs)
+    return TimingModel(
+        source,
+        services,
+        retention,
+        {n: service_healthcheck(n) for n in SERVICES},
+        {n: (s or {}).get("healthcheck", {}) for n, s in compose.get("services", {}).items()},
+        resources=[
+            {
+                "address": r["address"],
+                "type": r["type"],
+                "values": r.get("values", {}),
+                "unknown": unknown_after.get(r["address"], {}),
+            }
+            for r in _resources(plan.get("planned_values", {}).get("root_module", {}))
+        ],
+        variables=variables,
+        outputs=outputs,
+    )
 
 
 def planned(var_file: Path, boot: BootInputs, source: Path | None = None) -> TimingModel:

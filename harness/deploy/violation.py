@@ -10,7 +10,7 @@ from harness.deploy.timing import TimingModel
 @dataclass(frozen=True)
 class Violation:
     rule: str
-    where: str     # file and field
+    where: str  # file and field
     value: object
     expected: str  # the rule, concretely
     passing: object

@@ -20,12 +20,12 @@ from harness.wait import wait_until
 @dataclass
 class Observation:
     scenario: Scenario
-    fault_start: float            # seconds on the sampler's clock
+    fault_start: float  # seconds on the sampler's clock
     fault_end: float
     samples: list[Sample]
     writer: Writer | None = None
     missing: list[str] = field(default_factory=list)  # acknowledged writes not found in Postgres or MLflow
-    applied: int | None = None    # link faults: how often the toxic took effect
+    applied: int | None = None  # link faults: how often the toxic took effect
     sampler: Sampler | None = None  # drawn in the report, with the verdicts' marks (judge.draw)
 
     def series(self, endpoint: str) -> list[Sample]:
@@ -40,31 +40,58 @@ def exercise(stack: Stack, scenario: Scenario, settle: float) -> Observation:
     # endpoints under /mlflow/ are MLflow's own, sampled directly; the rest are the api's
     endpoints = tuple(mlflow_root + e if e.startswith("/mlflow/") else e for e in scenario.endpoints)
     with contextlib.ExitStack() as es:
-        sampler = es.enter_context(Sampler(stack.url("api"), endpoints, interval=scenario.interval,
-                                           timeout=30, max_duration=300))
+        sampler = es.enter_context(
+            Sampler(stack.url("api"), endpoints, interval=scenario.interval, timeout=30, max_duration=300)
+        )
         writer = None
         if scenario.writer is not None:
-            writer = es.enter_context(Writer(stack.url("api"), scenario.writer.get("interval", 0.05),
-                                             scenario.writer.get("max_requests", 5000)))
-        wait_until(lambda: sampler.first(scenario.endpoints[0], 0, 200), timeout=10,
-                   what="a healthy first sample before the fault")
+            writer = es.enter_context(
+                Writer(
+                    stack.url("api"), scenario.writer.get("interval", 0.05), scenario.writer.get("max_requests", 5000)
+                )
+            )
+        wait_until(
+            lambda: sampler.first(scenario.endpoints[0], 0, 200),
+            timeout=10,
+            what="a healthy first sample before the fault",
+        )
         start = sampler.now()
         try:
             with fault(stack, scenario.kind, scenario.target, **scenario.params) as toxic:
-                wait_until(sampler.now, until=lambda t: t >= start + scenario.duration,
-                           timeout=scenario.duration + 5, interval=0.05, what=f"the {scenario.duration}s fault window")
+                wait_until(
+                    sampler.now,
+                    until=lambda t: t >= start + scenario.duration,
+                    timeout=scenario.duration + 5,
+                    interval=0.05,
+                    what=f"the {scenario.duration}s fault window",
+                )
         finally:  # the picture shows the window also when the fault could not be applied or removed
             end = sampler.now()
             sampler.windows.append(Window("fault-window", start, end, f"fault: {scenario.kind} {scenario.target}"))
         # recovery: the api reports pass again (bounded); the judge decides whether it was in time
         with contextlib.suppress(WaitTimeout):
-            wait_until(lambda: [s for s in sampler.series("/health") if s.t >= end and s.status == 200
-                                and s.health == "pass"], timeout=settle, interval=0.1,
-                       what=f"/health to report pass after the {scenario.name} fault ended")
+            wait_until(
+                lambda: [s for s in sampler.series("/health") if s.t >= end and s.status == 200 and s.health == "pass"],
+                timeout=settle,
+                interval=0.1,
+                what=f"/health to report pass after the {scenario.name} fault ended",
+            )
             if writer is not None:
                 written = len(writer.results)
-                wait_until(lambda: len(writer.results), until=lambda n: n >= written + 3, timeout=10,
-                           what="a few writes after recovery")
+                wait_until(
+                    lambda: len(writer.results),
+                    until=lambda n: n >= written + 3,
+                    timeout=10,
+                    what="a few writes after recovery",
+                )
     missing = missing_writes(stack, writer.acknowledged) if writer is not None and writer.acknowledged else []
-    return Observation(scenario, start, end, list(sampler.samples), writer, missing,
-                       applied=toxic.applied if toxic is not None else None, sampler=sampler)
+    return Observation(
+        scenario,
+        start,
+        end,
+        list(sampler.samples),
+        writer,
+        missing,
+        applied=toxic.applied if toxic is not None else None,
+        sampler=sampler,
+    )

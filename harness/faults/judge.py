@@ -21,11 +21,11 @@ Match = Callable[[Sample], bool]
 
 @dataclass(frozen=True)
 class Verdict:
-    name: str                       # detect, during /health, recover, max_latency, liveness, no_loss, applied
+    name: str  # detect, during /health, recover, max_latency, liveness, no_loss, applied
     ok: bool
-    measured: float | int | None    # seconds, or a count
+    measured: float | int | None  # seconds, or a count
     budget: float | int | None
-    detail: str = ""                # the deciding sample, or what was seen instead
+    detail: str = ""  # the deciding sample, or what was seen instead
 
     def __str__(self) -> str:
         figures = "" if self.measured is None else f" {self.measured:g}"
@@ -60,8 +60,9 @@ def detected(samples: Sequence[Sample], start: float, budget: float, match: Matc
     return Verdict(what, seconds <= budget, seconds, round(budget, 2), str(hit))
 
 
-def recovered(samples: Sequence[Sample], end: float, budget: float, match: Match = healthy,
-              what: str = "recover") -> Verdict:
+def recovered(
+    samples: Sequence[Sample], end: float, budget: float, match: Match = healthy, what: str = "recover"
+) -> Verdict:
     """After the fault ended at ``end``, the first healthy answer must come within ``budget``."""
     return detected(samples, end, budget, match, what)
 
@@ -91,8 +92,9 @@ def judge(obs: Observation, names: dict[str, float]) -> list[Verdict]:
         hi = end + (recover or 0) if want.get("always") else end
         window = [s for s in obs.series(endpoint) if lo <= s.t and s.t + s.latency <= hi]
         wrong = [s for s in window if not answered(want["status"], want.get("health"))(s)]
-        detail = (f"expected {want} from {lo:.2f}s to {hi:.2f}s; " +
-                  (f"got: {_tail(wrong)}" if wrong else "no samples" if not window else f"{len(window)} samples"))
+        detail = f"expected {want} from {lo:.2f}s to {hi:.2f}s; " + (
+            f"got: {_tail(wrong)}" if wrong else "no samples" if not window else f"{len(window)} samples"
+        )
         out.append(Verdict(f"during {endpoint}", bool(window) and not wrong, len(wrong), 0, detail))
     if recover is not None:
         out.append(recovered(health, end, recover))
@@ -102,40 +104,86 @@ def judge(obs: Observation, names: dict[str, float]) -> list[Verdict]:
         slowest = max((s for s in health if s.status is not None), key=lambda s: s.latency, default=None)
         seconds = round(slowest.latency, 3) if slowest else None
         ok = slowest is not None and not unanswered and slowest.latency <= max_latency
-        out.append(Verdict("max_latency", ok, seconds, round(max_latency, 2),
-                           f"no answer at all: {_tail(unanswered)}" if unanswered else str(slowest)))
+        out.append(
+            Verdict(
+                "max_latency",
+                ok,
+                seconds,
+                round(max_latency, 2),
+                f"no answer at all: {_tail(unanswered)}" if unanswered else str(slowest),
+            )
+        )
     if sc.expect.get("liveness_unaffected"):
         live = obs.series("/health/live")
         bad = [s for s in live if s.status != 200]
-        out.append(Verdict("liveness", bool(live) and not bad, len(bad), 0,
-                           _tail(bad) if bad else f"{len(live)} samples, all 200"))
+        out.append(
+            Verdict(
+                "liveness", bool(live) and not bad, len(bad), 0, _tail(bad) if bad else f"{len(live)} samples, all 200"
+            )
+        )
     if sc.expect.get("no_loss"):
         w = obs.writer
         acknowledged = len(w.acknowledged) if w else 0
         unclear = w.unclear_failures if w else []
-        out.append(Verdict("writes acknowledged", acknowledged > 0, acknowledged, None,
-                           "at least one write succeeded" if acknowledged else "no write succeeded at all"))
-        out.append(Verdict("unclear write failures", not unclear, len(unclear), 0,
-                           "; ".join(str(vars(r)) for r in unclear[:5]) or "every failure was a clear 503"))
-        out.append(Verdict("no_loss", not obs.missing, len(obs.missing), 0, "; ".join(obs.missing[:5]) or
-                           f"all {acknowledged} acknowledged writes found in Postgres and MLflow"))
+        out.append(
+            Verdict(
+                "writes acknowledged",
+                acknowledged > 0,
+                acknowledged,
+                None,
+                "at least one write succeeded" if acknowledged else "no write succeeded at all",
+            )
+        )
+        out.append(
+            Verdict(
+                "unclear write failures",
+                not unclear,
+                len(unclear),
+                0,
+                "; ".join(str(vars(r)) for r in unclear[:5]) or "every failure was a clear 503",
+            )
+        )
+        out.append(
+            Verdict(
+                "no_loss",
+                not obs.missing,
+                len(obs.missing),
+                0,
+                "; ".join(obs.missing[:5]) or f"all {acknowledged} acknowledged writes found in Postgres and MLflow",
+            )
+        )
     return out
 
 
 def figures(obs: Observation, verdicts: list[Verdict], runtime: str) -> dict:
     """The figures a report keeps per scenario (reports/faults.json, the JUnit properties)."""
     sc = obs.scenario
-    out: dict = {"scenario": sc.name, "fault": f"{sc.kind} {sc.target}", "runtime": runtime,
-                 "duration_s": round(obs.fault_end - obs.fault_start, 2), "applied": obs.applied}
-    keys = {"detect": ("detected_s", "detect_budget_s"), "recover": ("recovered_s", "recover_budget_s"),
-            "max_latency": ("slowest_s", "slowest_budget_s")}
+    out: dict = {
+        "scenario": sc.name,
+        "fault": f"{sc.kind} {sc.target}",
+        "runtime": runtime,
+        "duration_s": round(obs.fault_end - obs.fault_start, 2),
+        "applied": obs.applied,
+    }
+    keys = {
+        "detect": ("detected_s", "detect_budget_s"),
+        "recover": ("recovered_s", "recover_budget_s"),
+        "max_latency": ("slowest_s", "slowest_budget_s"),
+    }
     for v in verdicts:
         if v.name in keys:
             out[keys[v.name][0]], out[keys[v.name][1]] = v.measured, v.budget
     if obs.writer is not None and sc.expect.get("no_loss"):
         w = obs.writer
-        out.update({"writes": len(w.results), "acknowledged": len(w.acknowledged), "clear_503": len(w.clear_failures),
-                    "unclear": len(w.unclear_failures), "missing": len(obs.missing)})
+        out.update(
+            {
+                "writes": len(w.results),
+                "acknowledged": len(w.acknowledged),
+                "clear_503": len(w.clear_failures),
+                "unclear": len(w.unclear_failures),
+                "missing": len(obs.missing),
+            }
+        )
     out["passed"] = all(v.ok for v in verdicts)
     out["verdicts"] = [str(v) for v in verdicts]
     return out
@@ -145,10 +193,16 @@ def mark(v: Verdict, origin: float, gid: str, what: str) -> Mark:
     """A timing verdict as a picture's mark: when it happened and its budget, both counted from
     ``origin`` (the moment the verdict measures from)."""
     said = "never" if v.measured is None else f"{v.measured:g} s"
-    label = f"{what} {said}" + (f" (budget {v.budget:g} s)" if v.budget is not None else "") + \
-        ("" if v.ok else ": FAILED")
-    return Mark(gid, None if v.measured is None else origin + v.measured, label,
-                budget_at=None if v.budget is None else origin + v.budget, ok=v.ok)
+    label = (
+        f"{what} {said}" + (f" (budget {v.budget:g} s)" if v.budget is not None else "") + ("" if v.ok else ": FAILED")
+    )
+    return Mark(
+        gid,
+        None if v.measured is None else origin + v.measured,
+        label,
+        budget_at=None if v.budget is None else origin + v.budget,
+        ok=v.ok,
+    )
 
 
 def draw(obs: Observation, verdicts: list[Verdict]) -> None:

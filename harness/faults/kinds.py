@@ -27,9 +27,9 @@ LINKS = tuple(link_name(name, dep) for name, spec in SPECS.items() for dep in sp
 @dataclass(frozen=True)
 class Kind:
     name: str
-    on_link: bool                                   # a link (a toxic on its proxy), else a service
-    params: tuple[str, ...]                         # the parameters a scenario may give
-    toxic: Callable[[dict], Toxic] | None = None    # network kinds: parameters -> toxic
+    on_link: bool  # a link (a toxic on its proxy), else a service
+    params: tuple[str, ...]  # the parameters a scenario may give
+    toxic: Callable[[dict], Toxic] | None = None  # network kinds: parameters -> toxic
     process: Callable[[Service, float], contextlib.AbstractContextManager] | None = None  # service kinds
 
 
@@ -45,8 +45,10 @@ def _respond(params: dict) -> Toxic:
     """An HTTP answer of ``status`` (default 503) with a JSON body, then close."""
     status = int(params.get("status", 503))
     body = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected by the harness"}'
-    head = (f"HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: close\r\n\r\n").encode()
+    head = (
+        f"HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\n\r\n"
+    ).encode()
     return Respond(payload=head + body, limit=params.get("limit"))
 
 
@@ -77,19 +79,22 @@ def _restarted(svc: Service, grace: float) -> Iterator[None]:
     yield
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("kill", False, (), process=lambda svc, grace: _down(svc, grace, graceful=False)),
-    Kind("stop", False, (), process=lambda svc, grace: _down(svc, grace, graceful=True)),
-    Kind("pause", False, (), process=_paused),
-    Kind("restart", False, (), process=_restarted),
-    Kind("latency", True, _fields(Latency), _toxic(Latency, ms=1000, jitter_ms=0, direction="downstream")),
-    Kind("bandwidth", True, _fields(Bandwidth), _toxic(Bandwidth, kbps=8, direction="downstream")),
-    Kind("blackhole", True, _fields(Blackhole), _toxic(Blackhole)),
-    Kind("reset", True, _fields(ResetPeer), _toxic(ResetPeer)),
-    Kind("slow_close", True, _fields(SlowClose), _toxic(SlowClose)),
-    Kind("refuse", True, (), _toxic(Refuse)),
-    Kind("respond", True, ("status", "limit"), _respond),
-)}
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("kill", False, (), process=lambda svc, grace: _down(svc, grace, graceful=False)),
+        Kind("stop", False, (), process=lambda svc, grace: _down(svc, grace, graceful=True)),
+        Kind("pause", False, (), process=_paused),
+        Kind("restart", False, (), process=_restarted),
+        Kind("latency", True, _fields(Latency), _toxic(Latency, ms=1000, jitter_ms=0, direction="downstream")),
+        Kind("bandwidth", True, _fields(Bandwidth), _toxic(Bandwidth, kbps=8, direction="downstream")),
+        Kind("blackhole", True, _fields(Blackhole), _toxic(Blackhole)),
+        Kind("reset", True, _fields(ResetPeer), _toxic(ResetPeer)),
+        Kind("slow_close", True, _fields(SlowClose), _toxic(SlowClose)),
+        Kind("refuse", True, (), _toxic(Refuse)),
+        Kind("respond", True, ("status", "limit"), _respond),
+    )
+}
 
 
 @contextlib.contextmanager
@@ -101,13 +106,19 @@ def fault(stack: Stack, kind: str, target: str, grace: float = 10.0, **params: o
         raise ConfigurationError("a fault kind", repr(kind), f"one of {', '.join(KINDS)}")
     unknown = sorted(set(params) - set(row.params))
     if unknown:
-        raise ConfigurationError(f"parameters of the {kind} fault: {', '.join(row.params) or 'none'}",
-                                 ", ".join(unknown), "see harness/faults/kinds.py")
+        raise ConfigurationError(
+            f"parameters of the {kind} fault: {', '.join(row.params) or 'none'}",
+            ", ".join(unknown),
+            "see harness/faults/kinds.py",
+        )
     if row.on_link:
         proxy = stack.proxies.get(target)
         if proxy is None:
-            raise ConfigurationError(f"a fault proxy on {target}", "none (the stack runs without proxies)",
-                                     "start the stack with StackConfig(proxies=True)")
+            raise ConfigurationError(
+                f"a fault proxy on {target}",
+                "none (the stack runs without proxies)",
+                "start the stack with StackConfig(proxies=True)",
+            )
         assert row.toxic is not None
         with proxy.toxic(row.toxic(params)) as toxic:
             yield toxic

@@ -25,9 +25,9 @@ RECORDED: list[Sampler] = []  # every sampler started since the list was last em
 @dataclass(frozen=True)
 class Sample:
     endpoint: str
-    t: float            # seconds since the prober started
+    t: float  # seconds since the prober started
     status: int | None  # HTTP status, None when no answer
-    latency: float      # seconds
+    latency: float  # seconds
     health: str | None = None
     error: str | None = None
 
@@ -37,18 +37,26 @@ class Sample:
 
 
 class Sampler:
-    def __init__(self, base_url: str, endpoints: tuple[str, ...] = ("/health",), *, interval: float = 0.1,
-                 timeout: float = 10.0, max_duration: float = 300.0, max_samples: int = 20000) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        endpoints: tuple[str, ...] = ("/health",),
+        *,
+        interval: float = 0.1,
+        timeout: float = 10.0,
+        max_duration: float = 300.0,
+        max_samples: int = 20000,
+    ) -> None:
         self.base_url, self.endpoints, self.interval, self.timeout = base_url, endpoints, interval, timeout
         self.max_duration, self.max_samples = max_duration, max_samples
         self.samples: deque[Sample] = deque(maxlen=max_samples)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started = 0.0
-        self.windows: list[Window] = []   # drawn shaded on the timeline (the fault)
-        self.marks: list[Mark] = []       # drawn as lines (detection, recovery and their budgets)
+        self.windows: list[Window] = []  # drawn shaded on the timeline (the fault)
+        self.marks: list[Mark] = []  # drawn as lines (detection, recovery and their budgets)
         self.max_latency: float | None = None
-        self.name = ""                    # the picture's file name, when the test names it
+        self.name = ""  # the picture's file name, when the test names it
 
     def __enter__(self) -> Sampler:
         self.started = time.monotonic()
@@ -79,8 +87,7 @@ class Sampler:
                     health = (healthjson.body(r) or {}).get("status")
                     sample = Sample(endpoint, t0 - self.started, r.status_code, time.monotonic() - t0, health)
                 except httpx.HTTPError as exc:
-                    sample = Sample(endpoint, t0 - self.started, None, time.monotonic() - t0,
-                                    error=type(exc).__name__)
+                    sample = Sample(endpoint, t0 - self.started, None, time.monotonic() - t0, error=type(exc).__name__)
                 self.samples.append(sample)
                 if len(self.samples) >= self.max_samples:
                     return
@@ -92,8 +99,12 @@ class Sampler:
 
     def record(self) -> dict:
         """The series with its windows and marks, as JSON data (kept beside the picture)."""
-        return {"samples": [asdict(s) for s in list(self.samples)], "windows": [asdict(w) for w in self.windows],
-                "marks": [asdict(m) for m in self.marks], "max_latency": self.max_latency}
+        return {
+            "samples": [asdict(s) for s in list(self.samples)],
+            "windows": [asdict(w) for w in self.windows],
+            "marks": [asdict(m) for m in self.marks],
+            "max_latency": self.max_latency,
+        }
 
     # -- judging the recorded series -------------------------------------------
     def series(self, endpoint: str = "/health") -> list[Sample]:
@@ -110,6 +121,10 @@ class Sampler:
 
 def picture(record: dict, title: str) -> str:
     """A health timeline drawn from a sampler's ``record()`` (also one read back from its file)."""
-    return health_timeline([Sample(**s) for s in record["samples"]], title=title,
-                           windows=[Window(**w) for w in record["windows"]], marks=[Mark(**m) for m in record["marks"]],
-                           max_latency=record["max_latency"])
+    return health_timeline(
+        [Sample(**s) for s in record["samples"]],
+        title=title,
+        windows=[Window(**w) for w in record["windows"]],
+        marks=[Mark(**m) for m in record["marks"]],
+        max_latency=record["max_latency"],
+    )

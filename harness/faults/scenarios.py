@@ -30,10 +30,16 @@ SCHEMA = {
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
         "description": {"type": "string", "minLength": 10},
-        "api": {"type": "object", "description": "API_* variables for this scenario",
-                "propertyNames": {"pattern": "^API_[A-Z_]+$"}, "additionalProperties": {"type": "string"}},
+        "api": {
+            "type": "object",
+            "description": "API_* variables for this scenario",
+            "propertyNames": {"pattern": "^API_[A-Z_]+$"},
+            "additionalProperties": {"type": "string"},
+        },
         "fault": {
-            "type": "object", "additionalProperties": False, "required": ["kind", "target"],
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["kind", "target"],
             "properties": {
                 "kind": {"enum": list(KINDS)},
                 "target": {"enum": [*SERVICES, *LINKS]},
@@ -41,36 +47,57 @@ SCHEMA = {
                 "params": {"type": "object"},
             },
             "allOf": [
-                {"if": {"properties": {"kind": {"enum": PROCESS_KINDS}}},
-                 "then": {"properties": {"target": {"enum": list(SERVICES)}}}},
-                {"if": {"properties": {"kind": {"enum": NETWORK_KINDS}}},
-                 "then": {"properties": {"target": {"enum": list(LINKS)}}}},
+                {
+                    "if": {"properties": {"kind": {"enum": PROCESS_KINDS}}},
+                    "then": {"properties": {"target": {"enum": list(SERVICES)}}},
+                },
+                {
+                    "if": {"properties": {"kind": {"enum": NETWORK_KINDS}}},
+                    "then": {"properties": {"target": {"enum": list(LINKS)}}},
+                },
                 # each kind takes its own parameters (harness/faults/kinds.py)
-                *({"if": {"properties": {"kind": {"const": k.name}}},
-                   "then": {"properties": {"params": {"propertyNames": {"enum": list(k.params)}}}}}
-                  for k in KINDS.values()),
+                *(
+                    {
+                        "if": {"properties": {"kind": {"const": k.name}}},
+                        "then": {"properties": {"params": {"propertyNames": {"enum": list(k.params)}}}},
+                    }
+                    for k in KINDS.values()
+                ),
             ],
         },
         "probe": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "endpoints": {"type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1},
                 "interval": {"type": "number", "exclusiveMinimum": 0, "maximum": 5},
             },
         },
         "writer": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"interval": {"type": "number", "minimum": 0, "maximum": 5},
-                           "max_requests": {"type": "integer", "minimum": 1, "maximum": 100000}},
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "interval": {"type": "number", "minimum": 0, "maximum": 5},
+                "max_requests": {"type": "integer", "minimum": 1, "maximum": 100000},
+            },
         },
         "expect": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
-                "during": {"type": "object", "additionalProperties": {
-                    "type": "object", "additionalProperties": False, "required": ["status"],
-                    "properties": {"status": {"type": "integer", "minimum": 100, "maximum": 599},
-                                   "health": {"enum": ["pass", "warn", "fail"]},
-                                   "always": {"type": "boolean"}}}},
+                "during": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["status"],
+                        "properties": {
+                            "status": {"type": "integer", "minimum": 100, "maximum": 599},
+                            "health": {"enum": ["pass", "warn", "fail"]},
+                            "always": {"type": "boolean"},
+                        },
+                    },
+                },
                 "detect_within": BUDGET,
                 "recover_within": BUDGET,
                 "max_latency": BUDGET,
@@ -126,16 +153,29 @@ def load(path: Path) -> Scenario:
         for e in errors:
             where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
             lines.append(f"{where}: {e.message}")
-        raise ConfigurationError(f"{rel} to match the scenario schema (harness/faults/scenarios.py)",
-                                 "; ".join(lines), "docs/faults.md lists the fields")
+        raise ConfigurationError(
+            f"{rel} to match the scenario schema (harness/faults/scenarios.py)",
+            "; ".join(lines),
+            "docs/faults.md lists the fields",
+        )
     if data["name"] != path.stem:
         raise ConfigurationError(f"{rel}: name equal to the file name {path.stem!r}", repr(data["name"]), "")
     probe = data.get("probe", {})
     fault = data["fault"]
-    return Scenario(path, data["name"], data["description"], fault["kind"], fault["target"],
-                    float(fault.get("duration", 0)), fault.get("params", {}), data.get("api", {}),
-                    tuple(probe.get("endpoints", DEFAULT_ENDPOINTS)), float(probe.get("interval", 0.1)),
-                    data.get("writer"), data["expect"])
+    return Scenario(
+        path,
+        data["name"],
+        data["description"],
+        fault["kind"],
+        fault["target"],
+        float(fault.get("duration", 0)),
+        fault.get("params", {}),
+        data.get("api", {}),
+        tuple(probe.get("endpoints", DEFAULT_ENDPOINTS)),
+        float(probe.get("interval", 0.1)),
+        data.get("writer"),
+        data["expect"],
+    )
 
 
 def load_all(folder: Path = FAULTS_DIR) -> list[Scenario]:

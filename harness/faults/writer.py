@@ -54,9 +54,15 @@ class Writer:
                     return
                 t = time.monotonic() - self.started
                 try:
-                    r = client.post(f"{self.api_url}/runs", json={
-                        "experiment": self.experiment, "name": f"w{i}", "params": {"i": str(i)},
-                        "metrics": {"i": float(i)}})
+                    r = client.post(
+                        f"{self.api_url}/runs",
+                        json={
+                            "experiment": self.experiment,
+                            "name": f"w{i}",
+                            "params": {"i": str(i)},
+                            "metrics": {"i": float(i)},
+                        },
+                    )
                     body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
                     self.results.append(WriteResult(t, r.status_code, body.get("id"), body.get("detail")))
                 except (httpx.HTTPError, ValueError) as exc:
@@ -82,8 +88,9 @@ def missing_writes(stack: Stack, writes: list[WriteResult]) -> list[str]:
     missing = []
     ids = [w.run_id for w in writes]
     with psycopg.connect(stack.dsn("api")) as conn:
-        rows = dict(conn.execute("SELECT id::text, mlflow_run_id FROM api_runs WHERE id = ANY(%s::uuid[])",
-                                 (ids,)).fetchall())
+        rows = dict(
+            conn.execute("SELECT id::text, mlflow_run_id FROM api_runs WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+        )
     with httpx.Client(timeout=10) as client:
         for rid in ids:
             if rid not in rows:

@@ -29,8 +29,9 @@ def _number(value: str) -> float | None:
         return None
 
 
-def stage_figures(profile: dict, history: Path, endpoint: tuple[str, str] = ENDPOINT,
-                  time_scale: float = 1.0) -> list[dict]:
+def stage_figures(
+    profile: dict, history: Path, endpoint: tuple[str, str] = ENDPOINT, time_scale: float = 1.0
+) -> list[dict]:
     """Per stage of ``profile``: clients, seconds, requests/s, error rate and p99 (ms) of ``endpoint``."""
     rows = [r for r in csv.DictReader(history.open()) if (r["Type"], r["Name"]) == endpoint]
     if not rows:
@@ -45,10 +46,16 @@ def stage_figures(profile: dict, history: Path, endpoint: tuple[str, str] = ENDP
             requests, failures = int(last["Total Request Count"]), int(last["Total Failure Count"])
             seconds = end - previous_end
             n = requests - requests_before
-            out.append({"clients": stage["clients"], "seconds": round(seconds, 1),
-                        "rps": round(n / seconds, 2) if seconds else 0.0,
-                        "error_rate": round((failures - failures_before) / n, 4) if n else 0.0,
-                        "p99_ms": _number(last["99%"]), "requests": n})
+            out.append(
+                {
+                    "clients": stage["clients"],
+                    "seconds": round(seconds, 1),
+                    "rps": round(n / seconds, 2) if seconds else 0.0,
+                    "error_rate": round((failures - failures_before) / n, 4) if n else 0.0,
+                    "p99_ms": _number(last["99%"]),
+                    "requests": n,
+                }
+            )
             requests_before, failures_before = requests, failures
         previous_end = end
     return out
@@ -74,12 +81,14 @@ def saturated(metrics: Path) -> dict | None:
     if not peak:
         return None
     dep = max(peak, key=lambda d: peak[d][0])
-    return {"dependency": dep, "t": peak[dep][1], "evidence": f"api_in_flight{{dependency={dep!r}}} peaked at "
-                                                              f"{peak[dep][0]:g}; nothing was shed"}
+    return {
+        "dependency": dep,
+        "t": peak[dep][1],
+        "evidence": f"api_in_flight{{dependency={dep!r}}} peaked at {peak[dep][0]:g}; nothing was shed",
+    }
 
 
-def knee(profile: dict, history: Path, limits: dict, metrics: Path | None = None,
-         time_scale: float = 1.0) -> dict:
+def knee(profile: dict, history: Path, limits: dict, metrics: Path | None = None, time_scale: float = 1.0) -> dict:
     """``limits``: the endpoint's SLO (``p99_ms``, ``error_rate``). Returns the stages, the knee
     (None when no stage broke: the ramp did not reach capacity) and the capacity before it."""
     stages = stage_figures(profile, history, time_scale=time_scale)
@@ -94,18 +103,26 @@ def knee(profile: dict, history: Path, limits: dict, metrics: Path | None = None
             found = {**stage, "broke": "; ".join(broke)}
             break
         capacity = stage
-    return {"endpoint": " ".join(ENDPOINT), "limits": limits, "stages": stages, "knee": found, "capacity": capacity,
-            "saturated_first": saturated(metrics) if metrics is not None else None}
+    return {
+        "endpoint": " ".join(ENDPOINT),
+        "limits": limits,
+        "stages": stages,
+        "knee": found,
+        "capacity": capacity,
+        "saturated_first": saturated(metrics) if metrics is not None else None,
+    }
 
 
 def describe(k: dict) -> str:
     if k["knee"] is None:
         top = k["stages"][-1] if k["stages"] else None
-        return (f"no knee: {k['endpoint']} met its SLO at every stage"
-                + (f" up to {top['clients']} clients ({top['rps']:g} req/s)" if top else ""))
+        return f"no knee: {k['endpoint']} met its SLO at every stage" + (
+            f" up to {top['clients']} clients ({top['rps']:g} req/s)" if top else ""
+        )
     cap = k["capacity"]
-    text = (f"knee at {k['knee']['clients']} clients ({k['knee']['rps']:g} req/s): {k['knee']['broke']}; "
-            + (f"capacity {cap['clients']} clients, {cap['rps']:g} req/s" if cap else "no stage met the SLO"))
+    text = f"knee at {k['knee']['clients']} clients ({k['knee']['rps']:g} req/s): {k['knee']['broke']}; " + (
+        f"capacity {cap['clients']} clients, {cap['rps']:g} req/s" if cap else "no stage met the SLO"
+    )
     sat = k.get("saturated_first")
     if sat:
         text += f"; saturated first: {sat['dependency']} at {sat['t']:g} s ({sat['evidence']})"
@@ -158,8 +175,14 @@ class MetricsRecorder:
                 self._stop.wait(self.interval)
 
 
-def recovery(profile: dict, history: Path, within: float, limit: float, time_scale: float = 1.0,
-             endpoint: tuple[str, str] = ENDPOINT) -> dict:
+def recovery(
+    profile: dict,
+    history: Path,
+    within: float,
+    limit: float,
+    time_scale: float = 1.0,
+    endpoint: tuple[str, str] = ENDPOINT,
+) -> dict:
     """After a profile's peak: the last stage is the way back. Its requests from ``within`` seconds
     after it began to its end must fail at most at ``limit`` (full service returned in time). A
     verdict in the SLO gate's form."""
@@ -169,8 +192,14 @@ def recovery(profile: dict, history: Path, within: float, limit: float, time_sca
     end = stages[-1]["until"] * time_scale
     name = f"{' '.join(endpoint)} errors from {within:g} s after the peak"
     if not rows:
-        return {"endpoint": " ".join(endpoint), "objective": "recovered_error_rate", "limit": limit,
-                "measured": None, "ok": False, "text": f"{name}: no requests were recorded"}
+        return {
+            "endpoint": " ".join(endpoint),
+            "objective": "recovered_error_rate",
+            "limit": limit,
+            "measured": None,
+            "ok": False,
+            "text": f"{name}: no requests were recorded",
+        }
     t0 = int(rows[0]["Timestamp"])
 
     def totals(at: float) -> tuple[int, int]:
@@ -183,5 +212,11 @@ def recovery(profile: dict, history: Path, within: float, limit: float, time_sca
     rate = failed / n if n else None
     ok = rate is not None and rate <= limit
     measured = "no requests" if rate is None else f"{rate:.2%} of {n}"
-    return {"endpoint": " ".join(endpoint), "objective": "recovered_error_rate", "limit": limit,
-            "measured": rate, "ok": ok, "text": f"{name} {measured} {'<=' if ok else '>'} {limit:.2%}"}
+    return {
+        "endpoint": " ".join(endpoint),
+        "objective": "recovered_error_rate",
+        "limit": limit,
+        "measured": rate,
+        "ok": ok,
+        "text": f"{name} {measured} {'<=' if ok else '>'} {limit:.2%}",
+    }

@@ -19,34 +19,58 @@ from harness.paths import LOADTESTS_DIR
 PROFILES_DIR = LOADTESTS_DIR / "profiles"
 
 SCHEMA = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
+    "additionalProperties": False,
     "required": ["description", "stages", "poller", "client_wait", "max_requests"],
     "properties": {
         "description": {"type": "string", "minLength": 10},
         "stages": {
-            "type": "array", "minItems": 1, "maxItems": 100,
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
             "items": {
-                "type": "object", "additionalProperties": False, "required": ["until", "clients", "spawn_rate"],
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["until", "clients", "spawn_rate"],
                 "properties": {
-                    "until": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
-                              "description": "seconds since the start at which this stage ends"},
+                    "until": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": 86400,
+                        "description": "seconds since the start at which this stage ends",
+                    },
                     "clients": {"type": "integer", "minimum": 0, "maximum": 1000},
                     "spawn_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
                 },
             },
         },
         "poller": {
-            "type": "object", "additionalProperties": False, "required": ["nodes", "interval"],
-            "properties": {"nodes": {"type": "integer", "minimum": 1, "maximum": 20},
-                           "interval": {"type": "number", "minimum": 0.05, "maximum": 300}},
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["nodes", "interval"],
+            "properties": {
+                "nodes": {"type": "integer", "minimum": 1, "maximum": 20},
+                "interval": {"type": "number", "minimum": 0.05, "maximum": 300},
+            },
         },
-        "client_wait": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 60},
-                        "minItems": 2, "maxItems": 2, "description": "[min, max] seconds between requests"},
+        "client_wait": {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0, "maximum": 60},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[min, max] seconds between requests",
+        },
         "max_requests": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
         "opt_in": {"type": "boolean", "description": "long: run only when asked for by name"},
         "find_knee": {"type": "boolean", "description": "a ramp: report the knee and what saturated first"},
-        "recover_within": {"type": "number", "minimum": 0, "maximum": 600, "description": (
-            "seconds into the last stage after which the write path must fail no more than its base SLO")},
+        "recover_within": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 600,
+            "description": (
+                "seconds into the last stage after which the write path must fail no more than its base SLO"
+            ),
+        },
     },
 }
 
@@ -58,13 +82,16 @@ class ProfileError(ValueError):
 def validate(data: object, where: str) -> dict:
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ProfileError("; ".join(f"{where}: {'.'.join(['PROFILE', *map(str, e.absolute_path)])}: {e.message}"
-                                     for e in errors))
+        raise ProfileError(
+            "; ".join(f"{where}: {'.'.join(['PROFILE', *map(str, e.absolute_path)])}: {e.message}" for e in errors)
+        )
     stages = data["stages"]  # type: ignore[index]
     for i in range(1, len(stages)):
         if stages[i]["until"] <= stages[i - 1]["until"]:
-            raise ProfileError(f"{where}: PROFILE.stages.{i}.until: {stages[i]['until']} is not greater than "
-                               f"the previous stage's {stages[i - 1]['until']}")
+            raise ProfileError(
+                f"{where}: PROFILE.stages.{i}.until: {stages[i]['until']} is not greater than "
+                f"the previous stage's {stages[i - 1]['until']}"
+            )
     low, high = data["client_wait"]  # type: ignore[index]
     if low > high:
         raise ProfileError(f"{where}: PROFILE.client_wait: [{low}, {high}] must be [min, max]")

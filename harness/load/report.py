@@ -46,14 +46,24 @@ def history_line(summary: dict, report_dir: str) -> dict:
         return ep.get(endpoint, {}).get(key)
 
     return {
-        "report_dir": report_dir, "profile": summary.get("profile"), "started": summary.get("started_iso"),
-        "target": summary.get("target"), "runtime": summary.get("runtime"), "workers": summary.get("worker_count"),
-        "commit": summary.get("commit"), "passed": summary.get("passed"), "exit_code": summary.get("exit_code"),
+        "report_dir": report_dir,
+        "profile": summary.get("profile"),
+        "started": summary.get("started_iso"),
+        "target": summary.get("target"),
+        "runtime": summary.get("runtime"),
+        "workers": summary.get("worker_count"),
+        "commit": summary.get("commit"),
+        "passed": summary.get("passed"),
+        "exit_code": summary.get("exit_code"),
         "breaches": [v["text"] for v in summary.get("verdicts", []) if not v["ok"]],
-        "duration_s": summary.get("duration_s"), "requests": fig(TOTAL, "requests"),
-        "health_p99_ms": fig(HEALTH_ENDPOINT, "p99_ms"), "write_p95_ms": fig("POST /runs", "p95_ms"),
-        "read_p95_ms": fig("GET /runs/{id}", "p95_ms"), "rps": fig(TOTAL, "rps"),
-        "error_rate": fig(TOTAL, "error_rate"), "limits": limits_of(summary),
+        "duration_s": summary.get("duration_s"),
+        "requests": fig(TOTAL, "requests"),
+        "health_p99_ms": fig(HEALTH_ENDPOINT, "p99_ms"),
+        "write_p95_ms": fig("POST /runs", "p95_ms"),
+        "read_p95_ms": fig("GET /runs/{id}", "p95_ms"),
+        "rps": fig(TOTAL, "rps"),
+        "error_rate": fig(TOTAL, "error_rate"),
+        "limits": limits_of(summary),
     }
 
 
@@ -108,32 +118,53 @@ def _num(value: float | None, unit: str) -> str:
 
 
 def markdown(summary: dict, before: dict | None, line: dict, picture: bool = False) -> str:
-    lines = [f"# Load run: {summary.get('profile')} ({'passed' if summary.get('passed') else 'FAILED'})", "",
-             f"- started {summary.get('started_iso')}, {summary.get('duration_s')} s, stopped because "
-             f"{summary.get('stop_reason')}",
-             f"- target {summary.get('target')} ({summary.get('runtime')}), Locust workers: "
-             f"{summary.get('worker_count') or 'none (one process)'}, commit {summary.get('commit')}",
-             f"- load balancer check: timeout {summary['load_balancer']['timeout_s']:g} s, matcher "
-             f"{summary['load_balancer']['matcher']} (from {summary['load_balancer']['source']})", ""]
+    lines = [
+        f"# Load run: {summary.get('profile')} ({'passed' if summary.get('passed') else 'FAILED'})",
+        "",
+        f"- started {summary.get('started_iso')}, {summary.get('duration_s')} s, stopped because "
+        f"{summary.get('stop_reason')}",
+        f"- target {summary.get('target')} ({summary.get('runtime')}), Locust workers: "
+        f"{summary.get('worker_count') or 'none (one process)'}, commit {summary.get('commit')}",
+        f"- load balancer check: timeout {summary['load_balancer']['timeout_s']:g} s, matcher "
+        f"{summary['load_balancer']['matcher']} (from {summary['load_balancer']['source']})",
+        "",
+    ]
     cache = summary.get("health_cache")
     if cache:
-        lines += [f"- Postgres checks by /health: {cache['checks']} in {cache['seconds']} s "
-                  f"({cache['per_second']}/s; cache TTL {cache.get('ttl', 'unknown')} s)", ""]
+        lines += [
+            f"- Postgres checks by /health: {cache['checks']} in {cache['seconds']} s "
+            f"({cache['per_second']}/s; cache TTL {cache.get('ttl', 'unknown')} s)",
+            "",
+        ]
     if picture:
         lines += [f"![requests/s, p95 and failures over the run]({RUN_SVG})", ""]
-    lines += ["| endpoint | requests | failures | p50 ms | p95 ms | p99 ms | max ms | req/s |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| endpoint | requests | failures | p50 ms | p95 ms | p99 ms | max ms | req/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, f in summary.get("endpoints", {}).items():
-        lines.append(f"| `{name}` | {f['requests']} | {f['failures']} | {f['p50_ms']:.0f} | {f['p95_ms']:.0f} | "
-                     f"{f['p99_ms']:.0f} | {f['max_ms']:.0f} | {f['rps']:.1f} |")
+        lines.append(
+            f"| `{name}` | {f['requests']} | {f['failures']} | {f['p50_ms']:.0f} | {f['p95_ms']:.0f} | "
+            f"{f['p99_ms']:.0f} | {f['max_ms']:.0f} | {f['rps']:.1f} |"
+        )
     k = summary.get("knee")
     if k:
         from harness.load.knee import describe
 
-        lines += ["", f"## Capacity ({k['endpoint']})", "", f"- {describe(k)}", "",
-                  "| clients | req/s | errors | p99 ms |", "|---|---|---|---|"]
-        lines += [f"| {s['clients']} | {s['rps']:g} | {s['error_rate']:.2%} | "
-                  f"{s['p99_ms'] if s['p99_ms'] is not None else '-'} |" for s in k["stages"]]
+        lines += [
+            "",
+            f"## Capacity ({k['endpoint']})",
+            "",
+            f"- {describe(k)}",
+            "",
+            "| clients | req/s | errors | p99 ms |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['clients']} | {s['rps']:g} | {s['error_rate']:.2%} | "
+            f"{s['p99_ms'] if s['p99_ms'] is not None else '-'} |"
+            for s in k["stages"]
+        ]
     lines += ["", "## SLO verdicts", ""]
     lines += [f"- {'pass' if v['ok'] else '**BREACH**'}: {v['text']}" for v in summary.get("verdicts", [])]
     if summary.get("failures"):
@@ -147,8 +178,12 @@ def markdown(summary: dict, before: dict | None, line: dict, picture: bool = Fal
 
 
 # the SLO objective each charted figure is held to: key -> (endpoint, objective)
-LIMITS = {"health_p99_ms": (HEALTH_ENDPOINT, "p99_ms"), "write_p95_ms": ("POST /runs", "p95_ms"),
-          "read_p95_ms": ("GET /runs/{id}", "p95_ms"), "error_rate": (TOTAL, "error_rate")}
+LIMITS = {
+    "health_p99_ms": (HEALTH_ENDPOINT, "p99_ms"),
+    "write_p95_ms": ("POST /runs", "p95_ms"),
+    "read_p95_ms": ("GET /runs/{id}", "p95_ms"),
+    "error_rate": (TOTAL, "error_rate"),
+}
 
 
 def limits_of(summary: dict) -> dict[str, float]:
@@ -170,8 +205,9 @@ def trend_svg(profile: str, runs: list[dict]) -> str:
     panels = []
     for key, label, unit, _ in KEY_FIGURES:
         points = [(w, r[key]) for r in runs if r.get(key) is not None and (w := _when(r)) is not None]
-        failed = [(w, r[key]) for r in runs if r.get(key) is not None and not r.get("passed")
-                  and (w := _when(r)) is not None]
+        failed = [
+            (w, r[key]) for r in runs if r.get(key) is not None and not r.get("passed") and (w := _when(r)) is not None
+        ]
         limit = next((r["limits"][key] for r in reversed(runs) if key in (r.get("limits") or {})), None)
         panels.append(Panel(label, {profile: points}, limit=limit, unit=unit, limit_label="SLO", failed=failed))
     return charts(panels, title=f"{profile}: the last {len(runs)} runs", xlabel="run started (UTC)")
@@ -190,11 +226,16 @@ def run_svg(summary: dict, history_csv: Path) -> str | None:
     def series(column: str) -> list[tuple[float, float]]:
         return [(int(r["Timestamp"]) - t0, float(r[column])) for r in rows if r[column] not in ("N/A", "")]
 
-    panels = [Panel("throughput", {"requests/s": series("Requests/s"), "users": series("User Count")}),
-              Panel("p95", {"all requests": series("95%")}, unit="ms"),
-              Panel("failures", {"failures/s": series("Failures/s")}, unit="per s")]
-    return charts(panels, title=f"{summary.get('profile')} run started {summary.get('started_iso')}",
-                  xlabel="seconds since the run started")
+    panels = [
+        Panel("throughput", {"requests/s": series("Requests/s"), "users": series("User Count")}),
+        Panel("p95", {"all requests": series("95%")}, unit="ms"),
+        Panel("failures", {"failures/s": series("Failures/s")}, unit="per s"),
+    ]
+    return charts(
+        panels,
+        title=f"{summary.get('profile')} run started {summary.get('started_iso')}",
+        xlabel="seconds since the run started",
+    )
 
 
 def _img(svg: str, alt: str) -> str:
@@ -212,17 +253,21 @@ figcaption{font-size:.85em}"""
 def index_html(history: list[dict]) -> str:
     """The page: per profile, one chart per key figure over its newest runs; then every run."""
     profiles = sorted({h.get("profile") or "?" for h in history})
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Load runs</title><style>{STYLE}</style>"
-             f"</head><body><h1>Load runs ({len(history)})</h1>"
-             "<p>Each run: Locust's HTML report, its CSV and JSON stats, and the harness's summary with the SLO "
-             "verdicts (<code>scenarios/slo.yaml</code>). Green points passed the gate, red ones broke it.</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Load runs</title><style>{STYLE}</style>"
+        f"</head><body><h1>Load runs ({len(history)})</h1>"
+        "<p>Each run: Locust's HTML report, its CSV and JSON stats, and the harness's summary with the SLO "
+        "verdicts (<code>scenarios/slo.yaml</code>). Green points passed the gate, red ones broke it.</p>"
+    ]
     for profile in profiles:
         runs = [h for h in history if (h.get("profile") or "?") == profile][-CHART_RUNS:]
         parts.append(f"<h2>{html.escape(profile)}: trend over the last {len(runs)} runs</h2>")
         parts.append(_img(trend_svg(profile, runs), f"{profile}: key figures per run"))
-    parts.append("<h2>Runs, newest first</h2><table><tr><th>started</th><th>profile</th><th>verdict</th>"
-                 "<th>runtime</th><th>workers</th><th>requests</th><th>req/s</th><th>/health p99</th>"
-                 "<th>POST /runs p95</th><th>breaches</th><th>reports</th></tr>")
+    parts.append(
+        "<h2>Runs, newest first</h2><table><tr><th>started</th><th>profile</th><th>verdict</th>"
+        "<th>runtime</th><th>workers</th><th>requests</th><th>req/s</th><th>/health p99</th>"
+        "<th>POST /runs p95</th><th>breaches</th><th>reports</th></tr>"
+    )
     for h in reversed(history):
         run = html.escape(str(report_of(h)))
         verdict = '<span class="ok">pass</span>' if h.get("passed") else '<span class="bad">FAIL</span>'
@@ -232,7 +277,8 @@ def index_html(history: list[dict]) -> str:
             f"<td>{h.get('requests')}</td><td>{_num(h.get('rps'), '')}</td><td>{_num(h.get('health_p99_ms'), 'ms')}"
             f"</td><td>{_num(h.get('write_p95_ms'), 'ms')}</td>"
             f"<td>{html.escape('; '.join(h.get('breaches') or [])) or '-'}</td>"
-            f"<td><a href='{run}/report.html'>Locust</a> <a href='{run}/summary.md'>summary</a></td></tr>")
+            f"<td><a href='{run}/report.html'>Locust</a> <a href='{run}/summary.md'>summary</a></td></tr>"
+        )
     parts.append("</table></body></html>\n")
     return "".join(parts)
 

@@ -43,13 +43,14 @@ from harness.session import Session
 from harness.wait import wait_until
 
 LOCUSTFILE = LOADTESTS_DIR / "locustfile.py"
-STARTUP = 60.0      # seconds for Locust (and its workers) to start and for the last reports to be written
-STOP_GRACE = 20.0   # after SIGTERM, for Locust to write its reports
+STARTUP = 60.0  # seconds for Locust (and its workers) to start and for the last reports to be written
+STOP_GRACE = 20.0  # after SIGTERM, for Locust to write its reports
 
 
 @dataclass
 class LoadTest:
     """What one load test needs. ``lb_timeout``/``lb_matcher`` None: read them from the Terraform plan."""
+
     profile: str
     target_url: str | None = None
     workers: int = 0
@@ -62,8 +63,8 @@ class LoadTest:
     lb_source: str = "the command line"
     max_requests: int | None = None
     request_log: bool = False
-    remote_workers: int = 0      # workers on other machines: `python -m harness load-worker --master HOST:PORT`
-    master_bind: str = ""        # HOST:PORT the master listens on (default 127.0.0.1 and a free port)
+    remote_workers: int = 0  # workers on other machines: `python -m harness load-worker --master HOST:PORT`
+    master_bind: str = ""  # HOST:PORT the master listens on (default 127.0.0.1 and a free port)
     report_dir: Path | None = None  # default: <reports_dir>/load/<profile>-<UTC timestamp>
     runtime: str = "auto"
     mlflow_workers: int = 1
@@ -80,8 +81,11 @@ class LoadTest:
         if self.master_bind:
             parse_address(self.master_bind, "--master-bind")
         if not 0.01 <= self.time_scale <= 10:
-            raise ConfigurationError("--time-scale between 0.01 and 10", repr(self.time_scale),
-                                     "it multiplies the end of every stage of the profile")
+            raise ConfigurationError(
+                "--time-scale between 0.01 and 10",
+                repr(self.time_scale),
+                "it multiplies the end of every stage of the profile",
+            )
         if self.lb_timeout is not None and not 2 <= self.lb_timeout <= 120:
             raise ConfigurationError("--lb-timeout between 2 and 120 s (AWS's range)", repr(self.lb_timeout), "")
         if self.lb_matcher is not None:
@@ -120,6 +124,7 @@ def load_balancer(test: LoadTest) -> tuple[float, str, str]:
     from harness.deploy.boot import inputs
     from harness.deploy.timing import planned
     from harness.paths import TERRAFORM_DIR
+
     var_file = TERRAFORM_DIR / "environments" / f"{test.env}.tfvars"
     try:
         boot = inputs(test.reports_dir / "timings.json", test.reports_dir / "images.json")
@@ -143,8 +148,12 @@ def dependency_checks(api: str) -> float | None:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=5).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -160,6 +169,7 @@ def _target(test: LoadTest, session: Session) -> Iterator[tuple[str, str, float 
     from harness.stack.config import StackConfig
     from harness.stack.runtime import make_runtime, resolve_runtime
     from harness.stack.stack import Stack, record_timings
+
     name, why = resolve_runtime(test.runtime)
     print(f"load: starting the stack on {name} ({why})", file=test.out, flush=True)
     config = StackConfig(mlflow_workers=test.mlflow_workers)
@@ -170,8 +180,16 @@ def _target(test: LoadTest, session: Session) -> Iterator[tuple[str, str, float 
 
 def _locust(profile: str) -> list[str]:
     """Locust headless over the locustfile and the profile's shape file."""
-    return [sys.executable, "-m", "locust", "-f", f"{LOCUSTFILE},{profiles.path_of(profile)}", "--headless",
-            "--loglevel", "WARNING"]
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        f"{LOCUSTFILE},{profiles.path_of(profile)}",
+        "--headless",
+        "--loglevel",
+        "WARNING",
+    ]
 
 
 def worker_argv(profile: str, master: tuple[str, int]) -> list[str]:
@@ -179,29 +197,65 @@ def worker_argv(profile: str, master: tuple[str, int]) -> list[str]:
     return _locust(profile) + ["--worker", "--master-host", master[0], "--master-port", str(master[1])]
 
 
-def locust_argv(test: LoadTest, report_dir: Path, host: str, lb: tuple[float, str, str], role: str = "",
-                master: tuple[str, int] = ("127.0.0.1", 0)) -> list[str]:
+def locust_argv(
+    test: LoadTest,
+    report_dir: Path,
+    host: str,
+    lb: tuple[float, str, str],
+    role: str = "",
+    master: tuple[str, int] = ("127.0.0.1", 0),
+) -> list[str]:
     if role == "worker":
         return worker_argv(test.profile, ("127.0.0.1" if master[0] in ("0.0.0.0", "") else master[0], master[1]))
     timeout, matcher, source = lb
-    argv = _locust(test.profile) + ["--host", host, "--only-summary", "--html", str(report_dir / "report.html"),
-             "--csv", str(report_dir / "stats"), "--csv-full-history", "--json-file", str(report_dir / "stats"),
-             "--slo-file", str(test.slo_file), "--profile-name", test.profile,
-             "--summary-file", str(report_dir / "summary.json"), "--lb-timeout", str(timeout), "--lb-matcher", matcher,
-             "--lb-source", source, "--time-scale", str(test.time_scale)]
+    argv = _locust(test.profile) + [
+        "--host",
+        host,
+        "--only-summary",
+        "--html",
+        str(report_dir / "report.html"),
+        "--csv",
+        str(report_dir / "stats"),
+        "--csv-full-history",
+        "--json-file",
+        str(report_dir / "stats"),
+        "--slo-file",
+        str(test.slo_file),
+        "--profile-name",
+        test.profile,
+        "--summary-file",
+        str(report_dir / "summary.json"),
+        "--lb-timeout",
+        str(timeout),
+        "--lb-matcher",
+        matcher,
+        "--lb-source",
+        source,
+        "--time-scale",
+        str(test.time_scale),
+    ]
     if test.max_requests:
         argv += ["--max-requests", str(test.max_requests)]
     if test.request_log:
         argv += ["--request-log", str(report_dir / "requests.jsonl")]
     if role == "master":
-        argv += ["--master", "--master-bind-host", master[0], "--master-bind-port", str(master[1]),
-                 "--expect-workers", str(test.workers + test.remote_workers),
-                 "--expect-workers-max-wait", str(int(STARTUP))]
+        argv += [
+            "--master",
+            "--master-bind-host",
+            master[0],
+            "--master-bind-port",
+            str(master[1]),
+            "--expect-workers",
+            str(test.workers + test.remote_workers),
+            "--expect-workers-max-wait",
+            str(int(STARTUP)),
+        ]
     return argv
 
 
-def _drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: tuple[float, str, str],
-           bound: float) -> int:
+def _drive(
+    test: LoadTest, session: Session, report_dir: Path, host: str, lb: tuple[float, str, str], bound: float
+) -> int:
     """Start Locust (one process, or a master and its workers), wait for it within ``bound`` seconds,
     and stop everything it started, whatever happens."""
     env = python_env(session.mkdtemp("locust"))
@@ -212,33 +266,61 @@ def _drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: tu
     try:
         role = "master" if distributed else ""
         if test.remote_workers:
-            print(f"load: waiting up to {STARTUP:.0f} s for {test.remote_workers} remote workers: on each machine run "
-                  f"`python -m harness load-worker --profile {test.profile} --master <this host>:{master[1]}`",
-                  file=test.out, flush=True)
-        main = ChildProcess(f"locust-{role or 'standalone'}", locust_argv(test, report_dir, host, lb, role, master),
-                            env=env, cwd=report_dir, url=host, session=session)
+            print(
+                f"load: waiting up to {STARTUP:.0f} s for {test.remote_workers} remote workers: on each machine run "
+                f"`python -m harness load-worker --profile {test.profile} --master <this host>:{master[1]}`",
+                file=test.out,
+                flush=True,
+            )
+        main = ChildProcess(
+            f"locust-{role or 'standalone'}",
+            locust_argv(test, report_dir, host, lb, role, master),
+            env=env,
+            cwd=report_dir,
+            url=host,
+            session=session,
+        )
         procs.append(main)
         main.start()
         for i in range(test.workers):
-            worker = ChildProcess(f"locust-worker-{i + 1}", locust_argv(test, report_dir, host, lb, "worker", master),
-                                  env=env, cwd=report_dir, url=host, session=session)
+            worker = ChildProcess(
+                f"locust-worker-{i + 1}",
+                locust_argv(test, report_dir, host, lb, "worker", master),
+                env=env,
+                cwd=report_dir,
+                url=host,
+                session=session,
+            )
             procs.append(worker)
             worker.start()
         planned = bound - STARTUP
         try:
             with step(f"load {test.profile}") as s:
+
                 def show(what: str, elapsed: float, budget: float) -> None:
                     s.update(f"of {planned:.0f}s: {live_figures(report_dir / 'stats_stats_history.csv') or 'starting'}")
-                code = wait_until(main.exit_code, until=lambda c: c is not None, timeout=bound, interval=0.5,
-                                  what=f"Locust to finish profile {test.profile}", progress=show)
+
+                code = wait_until(
+                    main.exit_code,
+                    until=lambda c: c is not None,
+                    timeout=bound,
+                    interval=0.5,
+                    what=f"Locust to finish profile {test.profile}",
+                    progress=show,
+                )
         except WaitTimeout:
             print(f"load: Locust ran past {bound:.0f} s; stopping it (reports are still written)", file=test.out)
             main.stop(STOP_GRACE)
             code = 2
         for worker in procs[1:]:  # workers quit when their master does; any left are stopped
             with contextlib.suppress(WaitTimeout):
-                wait_until(worker.exit_code, until=lambda c: c is not None, timeout=10, interval=0.2,
-                           what=f"{worker.name} to exit after its master")
+                wait_until(
+                    worker.exit_code,
+                    until=lambda c: c is not None,
+                    timeout=10,
+                    interval=0.2,
+                    what=f"{worker.name} to exit after its master",
+                )
         return code
     finally:
         for p in procs:
@@ -262,8 +344,10 @@ def live_figures(history: Path) -> str | None:
         row = dict(zip(columns, line.split(","), strict=False))
         if row.get("Name") == "Aggregated" and row.get("Requests/s") not in (None, ""):
             p95 = row.get("95%", "N/A")
-            return (f"{row['User Count']} users, {float(row['Requests/s']):.1f} req/s, "
-                    f"{float(row['Failures/s']):.1f} failures/s, p95 {p95 if p95 == 'N/A' else p95 + ' ms'}")
+            return (
+                f"{row['User Count']} users, {float(row['Requests/s']):.1f} req/s, "
+                f"{float(row['Failures/s']):.1f} failures/s, p95 {p95 if p95 == 'N/A' else p95 + ' ms'}"
+            )
     return None
 
 
@@ -271,8 +355,9 @@ def _new_report_dir(root: Path, test: LoadTest) -> Path:
     if test.report_dir is not None:
         report_dir = test.report_dir.resolve()
         if report_dir.exists() and any(report_dir.iterdir()):
-            raise ConfigurationError("report_dir to be new or empty", str(report_dir),
-                                     "the reports of two load tests never mix")
+            raise ConfigurationError(
+                "report_dir to be new or empty", str(report_dir), "the reports of two load tests never mix"
+            )
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         report_dir, suffix = root / f"{test.profile}-{stamp}", 1
@@ -306,12 +391,24 @@ class RequestLog:
                 self.rows.append(json.loads(line))
         return self.rows
 
-    def select(self, names: set[str] | str, after: float = 0.0, before: float = float("inf"),
-               ok: bool | None = None, status: int | None = None) -> list[dict]:
+    def select(
+        self,
+        names: set[str] | str,
+        after: float = 0.0,
+        before: float = float("inf"),
+        ok: bool | None = None,
+        status: int | None = None,
+    ) -> list[dict]:
         """Requests of ``names`` that started in [after, before], optionally only (not) failed or of a status."""
         wanted = {names} if isinstance(names, str) else names
-        return [r for r in self.read() if r["name"] in wanted and after <= r["t"] <= before
-                and (ok is None or (r["error"] is None) == ok) and (status is None or r["status"] == status)]
+        return [
+            r
+            for r in self.read()
+            if r["name"] in wanted
+            and after <= r["t"] <= before
+            and (ok is None or (r["error"] is None) == ok)
+            and (status is None or r["status"] == status)
+        ]
 
 
 def execute(test: LoadTest) -> LoadResult:
@@ -326,9 +423,12 @@ def execute(test: LoadTest) -> LoadResult:
         with _target(test, session) as (host, runtime, ttl):
             before, t0 = dependency_checks(host), time.monotonic()
             bound = profiles.duration(data, test.time_scale) + STARTUP
-            print(f"load: running Locust against {host} for up to {profiles.duration(data, test.time_scale):.0f} s"
-                  f"{f' with {test.workers} workers' if test.workers else ''}; reports in {report_dir}",
-                  file=test.out, flush=True)
+            print(
+                f"load: running Locust against {host} for up to {profiles.duration(data, test.time_scale):.0f} s"
+                f"{f' with {test.workers} workers' if test.workers else ''}; reports in {report_dir}",
+                file=test.out,
+                flush=True,
+            )
             if data.get("find_knee"):
                 with MetricsRecorder(host, report_dir / "api_metrics.jsonl", max_seconds=bound):
                     code = _drive(test, session, report_dir, host, lb, bound)
@@ -339,31 +439,43 @@ def execute(test: LoadTest) -> LoadResult:
         session.close()
     summary_path = report_dir / "summary.json"
     if not summary_path.exists():
-        log = "\n".join((report_dir / f).read_text(errors="replace")[-3000:] for f in sorted(
-            p.name for p in report_dir.glob("locust-*.log")))
-        raise HarnessError(f"Locust to write {summary_path}", f"exit code {code}, no summary",
-                           f"its log:\n{log}")
+        log = "\n".join(
+            (report_dir / f).read_text(errors="replace")[-3000:]
+            for f in sorted(p.name for p in report_dir.glob("locust-*.log"))
+        )
+        raise HarnessError(f"Locust to write {summary_path}", f"exit code {code}, no summary", f"its log:\n{log}")
     summary = json.loads(summary_path.read_text())
     back = data.get("recover_within")
     if back is not None:
         limit = slo.load(test.slo_file, None, {"alb_timeout": lb[0]}).objectives.get(" ".join(ENDPOINT), {})
-        verdict = recovery(data, report_dir / "stats_stats_history.csv", back, limit.get("error_rate", 0.01),
-                           test.time_scale)
+        verdict = recovery(
+            data, report_dir / "stats_stats_history.csv", back, limit.get("error_rate", 0.01), test.time_scale
+        )
         summary["verdicts"] = [*summary.get("verdicts", []), verdict]
         if not verdict["ok"] and code == 0:
             code = 1
-    summary.update({
-        "started_iso": datetime.fromtimestamp(summary["started"], UTC).isoformat(timespec="seconds"),
-        "runtime": runtime, "worker_count": test.workers, "commit": _commit(), "exit_code": code,
-        "passed": code == 0 and summary.get("passed", False),
-    })
+    summary.update(
+        {
+            "started_iso": datetime.fromtimestamp(summary["started"], UTC).isoformat(timespec="seconds"),
+            "runtime": runtime,
+            "worker_count": test.workers,
+            "commit": _commit(),
+            "exit_code": code,
+            "passed": code == 0 and summary.get("passed", False),
+        }
+    )
     if data.get("find_knee"):
         limits = slo.load(test.slo_file, test.profile, {"alb_timeout": lb[0]}).objectives.get(" ".join(ENDPOINT), {})
-        summary["knee"] = knee(data, report_dir / "stats_stats_history.csv", limits,
-                               report_dir / "api_metrics.jsonl", test.time_scale)
+        summary["knee"] = knee(
+            data, report_dir / "stats_stats_history.csv", limits, report_dir / "api_metrics.jsonl", test.time_scale
+        )
     if before is not None and after is not None:
-        summary["health_cache"] = {"checks": int(after - before), "seconds": round(seconds, 1),
-                                   "per_second": round((after - before) / seconds, 2), "ttl": ttl}
+        summary["health_cache"] = {
+            "checks": int(after - before),
+            "seconds": round(seconds, 1),
+            "per_second": round((after - before) / seconds, 2),
+            "ttl": ttl,
+        }
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
     line, before_run = loadreport.publish(root, summary, report_dir)
     return LoadResult(code, report_dir, summary, line, before_run)
@@ -394,12 +506,19 @@ def main(test: LoadTest) -> int:
         print(line, file=test.out)
     cache = summary.get("health_cache")
     if cache:
-        print(f"load: /health ran {cache['checks']} Postgres checks in {cache['seconds']} s "
-              f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)", file=test.out)
+        print(
+            f"load: /health ran {cache['checks']} Postgres checks in {cache['seconds']} s "
+            f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)",
+            file=test.out,
+        )
     for text in loadreport.changes(outcome.history_line, outcome.previous):
         print(f"load: against the previous load test of this profile: {text}", file=test.out)
     root = outcome.report_dir.parent
-    print(f"load: {'passed' if outcome.exit_code == 0 else 'FAILED'} (exit {outcome.exit_code}); "
-          f"report {outcome.report_dir / 'report.html'}; summary {outcome.report_dir / 'summary.md'}; "
-          f"index {root / loadreport.INDEX}", file=test.out, flush=True)
+    print(
+        f"load: {'passed' if outcome.exit_code == 0 else 'FAILED'} (exit {outcome.exit_code}); "
+        f"report {outcome.report_dir / 'report.html'}; summary {outcome.report_dir / 'summary.md'}; "
+        f"index {root / loadreport.INDEX}",
+        file=test.out,
+        flush=True,
+    )
     return outcome.exit_code

@@ -55,12 +55,14 @@ class Api(ServiceSpec):
 
     def environment(self, config: StackConfig, links: Links, reached_as: tuple[str, ...] = ()) -> dict[str, str]:
         host, port = links["mlflow"]
-        return {"API_DATABASE_URL": config.dsn(links["postgres"], "api"),
-                "API_MLFLOW_URL": f"http://{host}:{port}/mlflow", **dict(config.api_env)}
+        return {
+            "API_DATABASE_URL": config.dsn(links["postgres"], "api"),
+            "API_MLFLOW_URL": f"http://{host}:{port}/mlflow",
+            **dict(config.api_env),
+        }
 
     def local(self, config: StackConfig, links: Links, port: int, workdir: Path) -> Launch:
-        env = {**python_env(workdir), **self.environment(config, links), "API_HOST": "127.0.0.1",
-               "API_PORT": str(port)}
+        env = {**python_env(workdir), **self.environment(config, links), "API_HOST": "127.0.0.1", "API_PORT": str(port)}
         return Launch([sys.executable, "-m", MODULE], env)
 
     def readiness(self, url: str, status: str = "pass") -> Readiness:

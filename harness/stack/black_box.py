@@ -26,12 +26,24 @@ def check_config(module: str, env: Mapping[str, str], where: str = "") -> dict:
 @functools.lru_cache(maxsize=256)
 def _check(module: str, env: tuple[tuple[str, str], ...], where: str) -> tuple[tuple[str, object], ...]:
     base = {k: v for k, v in os.environ.items() if k in KEEP}
-    result = subprocess.run([sys.executable, "-m", module, "--check-config"], cwd=REPO, capture_output=True,
-                            text=True, timeout=60, env={**base, **dict(env), "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--check-config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **dict(env), "PYTHONPATH": str(REPO)},
+    )
     if result.returncode == 2:
-        raise ConfigurationError(f"{where or module}: a configuration {module} accepts",
-                                 result.stderr.strip()[-800:], f"python -m {module} --check-config says so")
+        raise ConfigurationError(
+            f"{where or module}: a configuration {module} accepts",
+            result.stderr.strip()[-800:],
+            f"python -m {module} --check-config says so",
+        )
     if result.returncode != 0:
-        raise HarnessError(f"`python -m {module} --check-config` to exit 0 or 2",
-                           f"exit {result.returncode}: {result.stderr.strip()[-800:]}", "")
+        raise HarnessError(
+            f"`python -m {module} --check-config` to exit 0 or 2",
+            f"exit {result.returncode}: {result.stderr.strip()[-800:]}",
+            "",
+        )
     return tuple(json.loads(result.stdout).items())

@@ -23,8 +23,11 @@ def compose_command() -> list[str]:
     legacy = shutil.which("docker-compose")
     if legacy:
         return [legacy]
-    raise DependencyMissing("docker compose v2 or docker-compose", "neither installed",
-                            "apt-get install docker-compose (1.29) or the compose v2 plugin")
+    raise DependencyMissing(
+        "docker compose v2 or docker-compose",
+        "neither installed",
+        "apt-get install docker-compose (1.29) or the compose v2 plugin",
+    )
 
 
 class ComposeStack:
@@ -35,17 +38,27 @@ class ComposeStack:
         self.project = f"{PROJECT_PREFIX}{run_id}"
         self.cmd = compose_command()
         self.ports = {name: free_port() for name in ("postgres", "mlflow", "api")}
-        self.env = {**os.environ, **(env or {}),
-                    **{f"{n.upper()}_IMAGE": tag for n, tag in images.items()},
-                    **{f"{n.upper()}_HOST_PORT": str(p) for n, p in self.ports.items()}}
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            **{f"{n.upper()}_IMAGE": tag for n, tag in images.items()},
+            **{f"{n.upper()}_HOST_PORT": str(p) for n, p in self.ports.items()},
+        }
 
     def _run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        result = subprocess.run([*self.cmd, "-p", self.project, "-f", str(COMPOSE_FILE), *args], env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [*self.cmd, "-p", self.project, "-f", str(COMPOSE_FILE), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if result.returncode != 0:
-            raise HarnessError(f"`{' '.join(self.cmd)} {' '.join(args)}` to succeed",
-                               f"exit {result.returncode}: {result.stderr.strip()[-800:]}",
-                               "run it by hand with the same -p and -f to see the whole output")
+            raise HarnessError(
+                f"`{' '.join(self.cmd)} {' '.join(args)}` to succeed",
+                f"exit {result.returncode}: {result.stderr.strip()[-800:]}",
+                "run it by hand with the same -p and -f to see the whole output",
+            )
         return result
 
     def up(self) -> None:
@@ -55,26 +68,36 @@ class ComposeStack:
         out = self._run("ps", "-q").stdout.split()
         ids = {}
         for cid in out:
-            info = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True,
-                                             check=True).stdout)[0]
+            info = json.loads(
+                subprocess.run(["docker", "inspect", cid], capture_output=True, text=True, check=True).stdout
+            )[0]
             ids[info["Config"]["Labels"]["com.docker.compose.service"]] = cid
         return ids
 
     def health(self) -> dict[str, str]:
         states = {}
         for name, cid in self.container_ids().items():
-            state = json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .State}}", cid],
-                                              capture_output=True, text=True, check=True).stdout)
+            state = json.loads(
+                subprocess.run(
+                    ["docker", "inspect", "-f", "{{json .State}}", cid], capture_output=True, text=True, check=True
+                ).stdout
+            )
             health = (state.get("Health") or {}).get("Status", state.get("Status"))
             if state.get("Status") == "exited" or health == "unhealthy":
-                raise ServiceFailed(f"compose service {name} healthy", f"{state.get('Status')} / {health}",
-                                    f"docker logs {cid}")
+                raise ServiceFailed(
+                    f"compose service {name} healthy", f"{state.get('Status')} / {health}", f"docker logs {cid}"
+                )
             states[name] = health
         return states
 
     def wait_healthy(self, timeout: float) -> dict[str, str]:
-        return wait_until(self.health, until=lambda h: len(h) == 3 and set(h.values()) == {"healthy"},
-                          timeout=timeout, interval=0.5, what=f"compose project {self.project} to be healthy")
+        return wait_until(
+            self.health,
+            until=lambda h: len(h) == 3 and set(h.values()) == {"healthy"},
+            timeout=timeout,
+            interval=0.5,
+            what=f"compose project {self.project} to be healthy",
+        )
 
     def down(self) -> None:
         try:

@@ -90,11 +90,18 @@ def ensure_offline_base(client) -> float:
         pass
     t0 = time.monotonic()
     with step(f"offline base image {OFFLINE_BASE} (debootstrap and wheelhouse, minutes on a fresh machine)") as s:
-        code, tail = run_lines(["sh", str(REPO / "services" / "base" / "build.sh")],
-                               {**os.environ, "PYTHON": sys.executable}, 1800, s.update)
+        code, tail = run_lines(
+            ["sh", str(REPO / "services" / "base" / "build.sh")],
+            {**os.environ, "PYTHON": sys.executable},
+            1800,
+            s.update,
+        )
         if code != 0:
-            raise DependencyMissing("the offline base image (services/base/build.sh)", f"exit {code}: {tail[-400:]}",
-                                    "install debootstrap (apt-get install -y debootstrap) or set BASE_IMAGE")
+            raise DependencyMissing(
+                "the offline base image (services/base/build.sh)",
+                f"exit {code}: {tail[-400:]}",
+                "install debootstrap (apt-get install -y debootstrap) or set BASE_IMAGE",
+            )
     return time.monotonic() - t0
 
 
@@ -120,6 +127,7 @@ def ensure_images(client) -> tuple[dict[str, str], dict[str, float], BaseChoice]
 
 def _exists(client, tag: str) -> bool:
     import docker
+
     try:
         client.images.get(tag)
         return True
@@ -134,22 +142,31 @@ def _build(client, service: str, tag: str, base: BaseChoice) -> None:
     log: list[str] = []
     with step(f"image {tag}") as s:
         try:
-            for chunk in client.api.build(path=str(REPO), tag=tag, dockerfile=f"services/{service}/Dockerfile",
-                                          buildargs={"BASE_IMAGE": base.image,
-                                                     "PIP_OFFLINE": "1" if base.offline else "0"},
-                                          rm=True, labels={"harness.image": service}, decode=True):
+            for chunk in client.api.build(
+                path=str(REPO),
+                tag=tag,
+                dockerfile=f"services/{service}/Dockerfile",
+                buildargs={"BASE_IMAGE": base.image, "PIP_OFFLINE": "1" if base.offline else "0"},
+                rm=True,
+                labels={"harness.image": service},
+                decode=True,
+            ):
                 if "error" in chunk:
-                    raise HarnessError(f"image {tag} to build from services/{service}/Dockerfile",
-                                       f"{chunk['error']}\n{''.join(log)[-1500:]}",
-                                       f"base image {base.image} ({base.why})")
+                    raise HarnessError(
+                        f"image {tag} to build from services/{service}/Dockerfile",
+                        f"{chunk['error']}\n{''.join(log)[-1500:]}",
+                        f"base image {base.image} ({base.why})",
+                    )
                 text = str(chunk.get("stream", ""))
                 log.append(text)
                 if text.strip():
                     s.update(text, new=text.startswith("Step "))
         except docker.errors.APIError as exc:
-            raise HarnessError(f"image {tag} to build from services/{service}/Dockerfile", str(exc),
-                               f"base image {base.image} ({base.why})") from exc
-
+            raise HarnessError(
+                f"image {tag} to build from services/{service}/Dockerfile",
+                str(exc),
+                f"base image {base.image} ({base.why})",
+            ) from exc
 
 
 def sizes_mb(client, tags: dict[str, str]) -> dict[str, float]:

@@ -25,8 +25,9 @@ def ready(base_url: str, timeout: float = 5.0) -> int:
     health = httpx.get(f"{base_url}/health", timeout=timeout).status_code
     if health != 200:
         return health
-    return httpx.get(f"{base_url}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
-                     timeout=timeout).status_code
+    return httpx.get(
+        f"{base_url}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=timeout
+    ).status_code
 
 
 def mlflow_config(env: Mapping[str, str], where: str = "") -> dict:
@@ -44,18 +45,30 @@ class Mlflow(ServiceSpec):
 
     def environment(self, config: StackConfig, links: Links, reached_as: tuple[str, ...] = ()) -> dict[str, str]:
         hosts = ",".join(f"{h},{h}:*" for h in (*ALLOWED_HOSTS, *reached_as))
-        return {"MLFLOW_BACKEND_STORE_URI": config.dsn(links["postgres"], "mlflow"),
-                "MLFLOW_ALLOWED_HOSTS": hosts, "MLFLOW_WORKERS": str(config.mlflow_workers),
-                **dict(config.mlflow_env)}
+        return {
+            "MLFLOW_BACKEND_STORE_URI": config.dsn(links["postgres"], "mlflow"),
+            "MLFLOW_ALLOWED_HOSTS": hosts,
+            "MLFLOW_WORKERS": str(config.mlflow_workers),
+            **dict(config.mlflow_env),
+        }
 
     def local(self, config: StackConfig, links: Links, port: int, workdir: Path) -> Launch:
-        env = {**python_env(workdir), **self.environment(config, links), "MLFLOW_HOST": "127.0.0.1",
-               "MLFLOW_PORT": str(port), "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "artifacts")}
+        env = {
+            **python_env(workdir),
+            **self.environment(config, links),
+            "MLFLOW_HOST": "127.0.0.1",
+            "MLFLOW_PORT": str(port),
+            "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "artifacts"),
+        }
         return Launch([sys.executable, "-m", MODULE], env)
 
     def readiness(self, url: str) -> Readiness:
-        return Readiness(lambda: ready(url), lambda s: s == 200,
-                         "mlflow tracking API (experiments search) to answer 200", interval=0.2)
+        return Readiness(
+            lambda: ready(url),
+            lambda s: s == 200,
+            "mlflow tracking API (experiments search) to answer 200",
+            interval=0.2,
+        )
 
 
 MLFLOW = Mlflow()

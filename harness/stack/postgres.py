@@ -20,8 +20,13 @@ from harness.errors import DependencyMissing
 from harness.stack.config import StackConfig
 from harness.stack.spec import Launch, Links, Readiness, ServiceSpec
 
-PG_SEARCH = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin",
-             "/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin")
+PG_SEARCH = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/pgsql-*/bin",
+    "/usr/local/pgsql/bin",
+    "/opt/homebrew/opt/postgresql@*/bin",
+    "/usr/local/opt/postgresql@*/bin",
+)
 
 
 def find_pg_bin() -> Path:
@@ -37,8 +42,10 @@ def find_pg_bin() -> Path:
             return c
     raise DependencyMissing(
         "PostgreSQL server binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin",
-        "none found", "install them: apt-get install postgresql (Debian/Ubuntu), "
-        "dnf install postgresql-server (Fedora), brew install postgresql@15 (macOS)")
+        "none found",
+        "install them: apt-get install postgresql (Debian/Ubuntu), "
+        "dnf install postgresql-server (Fedora), brew install postgresql@15 (macOS)",
+    )
 
 
 def unprivileged_user() -> str | None:
@@ -51,8 +58,11 @@ def unprivileged_user() -> str | None:
             return name
         except KeyError:
             continue
-    raise DependencyMissing("an unprivileged user to run Postgres as (running as root)", "no postgres or nobody",
-                            "create one: useradd --system postgres")
+    raise DependencyMissing(
+        "an unprivileged user to run Postgres as (running as root)",
+        "no postgres or nobody",
+        "create one: useradd --system postgres",
+    )
 
 
 def ready(dsn: str, timeout: float = 2.0) -> str:
@@ -77,8 +87,11 @@ class Postgres(ServiceSpec):
     budget = "postgres_ready"
 
     def environment(self, config: StackConfig, links: Links, reached_as: tuple[str, ...] = ()) -> dict[str, str]:
-        return {"POSTGRES_USER": config.user, "POSTGRES_PASSWORD": config.password,
-                "POSTGRES_DBS": ",".join(config.databases)}
+        return {
+            "POSTGRES_USER": config.user,
+            "POSTGRES_PASSWORD": config.password,
+            "POSTGRES_DBS": ",".join(config.databases),
+        }
 
     def url(self, config: StackConfig, host: str, port: int) -> str:
         return f"postgresql://{config.user}:{config.password}@{host}:{port}"
@@ -89,11 +102,37 @@ class Postgres(ServiceSpec):
         data, pwfile = workdir / "data", workdir / "pwfile"
         pwfile.write_text(config.password + "\n")
         env = {"PATH": f"{pg_bin}:{os.environ.get('PATH', '')}", "LANG": "C.UTF-8", "TMPDIR": str(workdir)}
-        initdb = shlex.join([str(pg_bin / "initdb"), "-D", str(data), "-U", config.user, f"--pwfile={pwfile}",
-                             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"])
-        setup = ["sh", "-c", f'{initdb}; rc=$?; rm -f {shlex.quote(str(pwfile))}; exit $rc']
-        argv = [str(pg_bin / "postgres"), "-D", str(data), "-p", str(port), "-k", str(workdir),
-                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
+        initdb = shlex.join(
+            [
+                str(pg_bin / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                config.user,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
+        setup = ["sh", "-c", f"{initdb}; rc=$?; rm -f {shlex.quote(str(pwfile))}; exit $rc"]
+        argv = [
+            str(pg_bin / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(workdir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ]
         # SIGINT: "fast" shutdown; SIGTERM is "smart" and waits for every client to leave
         return Launch(argv, env, user=user, stop_signal=signal.SIGINT, setup=(setup,))
 

@@ -90,9 +90,11 @@ class Refuse(Toxic):
 
 @dataclass
 class Respond(Toxic):
-    payload: bytes = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: 52\r\nConnection: close\r\n\r\n"
-                      b'{"error_code": "TEMPORARILY_UNAVAILABLE", "via": ""}')
+    payload: bytes = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 52\r\nConnection: close\r\n\r\n"
+        b'{"error_code": "TEMPORARILY_UNAVAILABLE", "via": ""}'
+    )
 
 
 def _rst(writer: asyncio.StreamWriter) -> None:
@@ -104,8 +106,9 @@ def _rst(writer: asyncio.StreamWriter) -> None:
 
 
 class FaultProxy:
-    def __init__(self, upstream: tuple[str, int], *, name: str = "proxy", listen_host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], *, name: str = "proxy", listen_host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.upstream, self.name, self.listen_host, self.requested_port = upstream, name, listen_host, port
         self.port = 0
         self.toxics: dict[str, Toxic] = {}
@@ -162,8 +165,11 @@ class FaultProxy:
 
     async def _add(self, toxic: Toxic) -> None:
         if toxic.kind in self.toxics:
-            raise HarnessError(f"at most one {toxic.kind} toxic on {self.name}", "one already active",
-                               "remove it first or use proxy.toxic(...) as a context manager")
+            raise HarnessError(
+                f"at most one {toxic.kind} toxic on {self.name}",
+                "one already active",
+                "remove it first or use proxy.toxic(...) as a context manager",
+            )
         self.toxics[toxic.kind] = toxic
         if isinstance(toxic, Refuse):
             await self._stop_listening()
@@ -297,13 +303,17 @@ class FaultProxy:
                 _rst(writer)
                 up_writer.transport.abort()
                 return
-            await asyncio.gather(self._pipe(reader, up_writer, UP, writer),
-                                 self._pipe(up_reader, writer, DOWN, writer), return_exceptions=True)
+            await asyncio.gather(
+                self._pipe(reader, up_writer, UP, writer),
+                self._pipe(up_reader, writer, DOWN, writer),
+                return_exceptions=True,
+            )
         finally:
             self._conns.discard(entry)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, direction: str,
-                    client: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, direction: str, client: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:
                 data = await src.read(CHUNK)

@@ -26,9 +26,9 @@ class Launch:
 
     argv: list[str]
     env: dict[str, str]
-    user: str | None = None             # run as this account (and let it own the working dir and log)
+    user: str | None = None  # run as this account (and let it own the working dir and log)
     stop_signal: int = signal.SIGTERM
-    setup: tuple[list[str], ...] = ()   # commands run to completion first, same user and environment
+    setup: tuple[list[str], ...] = ()  # commands run to completion first, same user and environment
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,11 @@ class Readiness:
 
 class ServiceSpec(ABC):
     name: ClassVar[str]
-    port: ClassVar[int]                      # where it listens in its container (and in the compose file)
-    path: ClassVar[str] = ""                 # URL prefix of its HTTP base ("/mlflow")
+    port: ClassVar[int]  # where it listens in its container (and in the compose file)
+    path: ClassVar[str] = ""  # URL prefix of its HTTP base ("/mlflow")
     scheme: ClassVar[str] = "http"
     depends_on: ClassVar[tuple[str, ...]] = ()
-    budget: ClassVar[str]                    # the named budget (harness.budgets) its readiness gets
+    budget: ClassVar[str]  # the named budget (harness.budgets) its readiness gets
 
     @property
     def dockerfile(self) -> Path:

@@ -84,8 +84,14 @@ class Stack:
             self._alive("mlflow")
             self._alive("api")
             return time.monotonic() - t0
-        wait_until(both_alive, until=lambda t: t >= late, timeout=late + 5, interval=0.2,
-                   what=f"mlflow and api to keep running while Postgres is unreachable for {late}s")
+
+        wait_until(
+            both_alive,
+            until=lambda t: t >= late,
+            timeout=late + 5,
+            interval=0.2,
+            what=f"mlflow and api to keep running while Postgres is unreachable for {late}s",
+        )
         for link in cut:
             self.proxies[link].remove("refuse")
         lifted = time.monotonic()
@@ -106,8 +112,9 @@ class Stack:
         SPECS[name].prepare(self.url(name), self.config)
 
     def _proxy(self, link: str, target: str) -> FaultProxy:
-        return FaultProxy(("127.0.0.1", self.services[target].host_port), name=link,
-                          listen_host=self.runtime.proxy_host()).start()
+        return FaultProxy(
+            ("127.0.0.1", self.services[target].host_port), name=link, listen_host=self.runtime.proxy_host()
+        ).start()
 
     def _link(self, link: str, target: str) -> Address:
         """The address a service uses for ``target``: direct, or a fault proxy when enabled."""
@@ -117,12 +124,12 @@ class Stack:
             self.proxies[link] = self._proxy(link, target)
         return (self.runtime.proxy_host(), self.proxies[link].port)
 
-    def start_extra(self, name: str, config: StackConfig | None = None, *, healthcheck: dict | None = None,
-                    instance: str) -> Service:
+    def start_extra(
+        self, name: str, config: StackConfig | None = None, *, healthcheck: dict | None = None, instance: str
+    ) -> Service:
         """One more ``name`` beside the stack's, wired to the same dependencies; the caller closes it."""
         links = {dep: self._link(link_name(name, dep), dep) for dep in SPECS[name].depends_on}
-        return self.runtime.start(SPECS[name], config or self.config, links, healthcheck=healthcheck,
-                                  instance=instance)
+        return self.runtime.start(SPECS[name], config or self.config, links, healthcheck=healthcheck, instance=instance)
 
     def replace_api(self, config: StackConfig) -> Service:
         """Restart the api with another configuration (same links), and wait until it reports pass
@@ -155,9 +162,15 @@ class Stack:
         def probe() -> object:
             self._alive(name)
             return readiness.probe()
-        return wait_until(probe, until=until or readiness.until, interval=readiness.interval,
-                          timeout=timeout or getattr(self.budgets, SPECS[name].budget),
-                          what=readiness.what, progress=self.progress)
+
+        return wait_until(
+            probe,
+            until=until or readiness.until,
+            interval=readiness.interval,
+            timeout=timeout or getattr(self.budgets, SPECS[name].budget),
+            what=readiness.what,
+            progress=self.progress,
+        )
 
     def wait_healthy(self, name: str, timeout: float) -> str | None:
         """Where the runtime has container health checks, also wait for ``healthy``."""
@@ -168,8 +181,15 @@ class Stack:
         def probe() -> str | None:
             self._alive(name)
             return svc.health()
-        return wait_until(probe, until=lambda h: h == "healthy", timeout=timeout, interval=0.25,
-                          what=f"{name} container HEALTHCHECK to report healthy", progress=self.progress)
+
+        return wait_until(
+            probe,
+            until=lambda h: h == "healthy",
+            timeout=timeout,
+            interval=0.25,
+            what=f"{name} container HEALTHCHECK to report healthy",
+            progress=self.progress,
+        )
 
     # -- access ----------------------------------------------------------------
     def url(self, name: str) -> str:
@@ -190,9 +210,16 @@ class Stack:
     def describe(self, reveal: bool = False) -> list[dict]:
         """One entry per service; URLs with their password masked unless ``reveal`` (the user's own
         stack, printed by `up`: its generated password is what they connect with)."""
-        return [{**self.services[n].describe(), "url": self.services[n].url if reveal else masked(self.services[n].url),
-                 "runtime": self.runtime.name, "ready_s": self.ready_s.get(n)}
-                for n in ORDER if n in self.services]
+        return [
+            {
+                **self.services[n].describe(),
+                "url": self.services[n].url if reveal else masked(self.services[n].url),
+                "runtime": self.runtime.name,
+                "ready_s": self.ready_s.get(n),
+            }
+            for n in ORDER
+            if n in self.services
+        ]
 
 
 def masked(url: str) -> str:
@@ -225,7 +252,7 @@ def timings_svg(data: dict) -> str:
         for runtime, entry in sorted(data.items()):
             m = entry.get(name) or {}
             at, samples = m.get("sampled_at", []), m.get("samples", [])
-            dated = list(zip(at, samples[len(samples) - len(at):], strict=True))
+            dated = list(zip(at, samples[len(samples) - len(at) :], strict=True))
             if dated:
                 lines[runtime] = [(datetime.fromisoformat(at.replace("Z", "+00:00")), s) for at, s in dated]
         if lines:
@@ -245,8 +272,13 @@ def _merge_timings(path: Path, runtime: str, ready_s: dict[str, float]) -> None:
         samples = (prev.get("samples", []) + [seconds])[-20:]
         # when each of the newest samples was measured (kept since 2026-11-29; older samples have none)
         dates = (prev.get("sampled_at", []) + [now])[-20:]
-        entry[name] = {"ready_s": seconds, "max_s": max(samples), "samples": samples, "sampled_at": dates,
-                       "measured_at": now}
+        entry[name] = {
+            "ready_s": seconds,
+            "max_s": max(samples),
+            "samples": samples,
+            "sampled_at": dates,
+            "measured_at": now,
+        }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     tmp.replace(path)

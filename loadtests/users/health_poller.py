@@ -31,13 +31,22 @@ class HealthPoller(HttpUser):
         self._started = time.monotonic()
         # an ALB health check is a fresh connection with its own user agent
         headers = {"User-Agent": "ELB-HealthChecker/2.0", "Connection": "close"}
-        with self.client.get("/health", name="/health [lb]", headers=headers, timeout=self.timeout,
-                             allow_redirects=False, catch_response=True) as r:
+        with self.client.get(
+            "/health",
+            name="/health [lb]",
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=False,
+            catch_response=True,
+        ) as r:
             if not r.status_code:
                 err = r.error
                 timed_out = "timeout" in type(err).__name__.lower() or "timed out" in str(err).lower()
-                r.failure(f"no answer within the target group's {self.timeout:g} s timeout" if timed_out
-                          else reason(0, None, err))
+                r.failure(
+                    f"no answer within the target group's {self.timeout:g} s timeout"
+                    if timed_out
+                    else reason(0, None, err)
+                )
                 return
             if not matches(r.status_code, self.matcher):
                 try:

@@ -1,8 +1,8 @@
 """Entrypoint: validate configuration, wait for Postgres (bounded), migrate, serve.
 
-    python -m services.api                 # serve
-    python -m services.api --check-config  # validate the environment only: print the effective
-                                           # settings as JSON and exit 0, or the problem and exit 2
+python -m services.api                 # serve
+python -m services.api --check-config  # validate the environment only: print the effective
+                                       # settings as JSON and exit 0, or the problem and exit 2
 """
 
 from __future__ import annotations
@@ -56,20 +56,35 @@ def serve(settings: Settings) -> int:
 
     secrets = dsn_secrets(settings.database_url)
     jsonlog.configure("api", settings.log_level, secrets)
-    jsonlog.log(logger, "starting", database=safe_dsn(settings.database_url), mlflow=settings.mlflow_url,
-                port=settings.port, health_budget_s=round(settings.health_budget, 2),
-                required=list(settings.required))
+    jsonlog.log(
+        logger,
+        "starting",
+        database=safe_dsn(settings.database_url),
+        mlflow=settings.mlflow_url,
+        port=settings.port,
+        health_budget_s=round(settings.health_budget, 2),
+        required=list(settings.required),
+    )
     try:
-        retry_until_ready(lambda: migrate(settings.database_url), what="postgres",
-                          timeout=settings.startup_timeout,
-                          log=lambda msg, f: jsonlog.log(logger, msg, **f))
+        retry_until_ready(
+            lambda: migrate(settings.database_url),
+            what="postgres",
+            timeout=settings.startup_timeout,
+            log=lambda msg, f: jsonlog.log(logger, msg, **f),
+        )
     except DependencyTimeout as exc:
         jsonlog.log(logger, "giving up", logging.ERROR, error=str(exc))
         return 1
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            access_log=False, timeout_graceful_shutdown=int(settings.shutdown_grace) or 1,
-                            lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) or 1,
+        lifespan="on",
+    )
     server = DrainingServer(config, app.state.health, settings.drain_seconds)
     # everything made so far (imports, app, settings) lives as long as the process: out of the
     # collector's way, so a full collection walks only what requests make (docs/measured.md, Benchmarks:

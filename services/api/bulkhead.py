@@ -18,9 +18,14 @@ class Overloaded(Exception):
 
 
 class Bulkhead:
-    def __init__(self, name: str, limit: int, queue_wait: float,
-                 on_change: Callable[[str, int], None] | None = None,
-                 on_shed: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        limit: int,
+        queue_wait: float,
+        on_change: Callable[[str, int], None] | None = None,
+        on_shed: Callable[[str], None] | None = None,
+    ) -> None:
         self.name, self.limit, self.queue_wait = name, limit, queue_wait
         self.in_flight = 0
         self._slots = asyncio.Semaphore(limit)
@@ -34,8 +39,9 @@ class Bulkhead:
         except TimeoutError:
             if self._on_shed is not None:
                 self._on_shed(self.name)
-            raise Overloaded(f"{self.name}: {self.limit} requests at work on it, none finished within "
-                             f"{self.queue_wait:g}s") from None
+            raise Overloaded(
+                f"{self.name}: {self.limit} requests at work on it, none finished within {self.queue_wait:g}s"
+            ) from None
         self._moved(+1)
         try:
             yield

@@ -32,11 +32,21 @@ class Settings(BaseSettings):
     mlflow_retries: int = Field(2, ge=0, le=10, description="extra MLflow attempts after a failure")
     mlflow_backoff: float = Field(0.1, ge=0, le=10, description="first retry delay; doubles per retry")
     health_cache_ttl: float = Field(2.0, ge=0, le=60, description="seconds a health result is reused")
-    health_max_stale: float = Field(10.0, ge=0, le=300, description=(
-        "seconds an older health result is still served at once while one refresh runs; older "
-        "than this, a caller waits for the refresh"))
-    loop_stall_limit: float = Field(3.0, gt=0, le=60, description=(
-        "seconds the event loop may be blocked before /health fails (task-local trouble)"))
+    health_max_stale: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description=(
+            "seconds an older health result is still served at once while one refresh runs; older "
+            "than this, a caller waits for the refresh"
+        ),
+    )
+    loop_stall_limit: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description=("seconds the event loop may be blocked before /health fails (task-local trouble)"),
+    )
     required: Annotated[tuple[Component, ...], NoDecode] = Field(
         ("postgres", "mlflow"), description="comma list: dependencies whose failure means fail; the rest warn"
     )
@@ -45,11 +55,19 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(5.0, ge=0, le=300, description="after SIGTERM: report fail, keep serving")
     shutdown_grace: float = Field(10.0, ge=0, le=300, description="after draining: finish in-flight requests")
     max_body_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
-    db_max_connections: int = Field(10, ge=1, le=100, description=(
-        "requests at work on Postgres at once (one connection each; the health check has one more)"))
+    db_max_connections: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description=("requests at work on Postgres at once (one connection each; the health check has one more)"),
+    )
     mlflow_concurrency: int = Field(8, ge=1, le=200, description="requests at work on MLflow at once")
-    queue_wait: float = Field(0.5, ge=0, le=30, description=(
-        "seconds a request waits for a free Postgres or MLflow slot before it is shed with 503"))
+    queue_wait: float = Field(
+        0.5,
+        ge=0,
+        le=30,
+        description=("seconds a request waits for a free Postgres or MLflow slot before it is shed with 503"),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")
@@ -82,8 +100,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _budget_fits(self) -> Settings:
         if self.health_max_stale < self.health_cache_ttl:
-            raise ValueError(f"API_HEALTH_MAX_STALE={self.health_max_stale} must be at least "
-                             f"API_HEALTH_CACHE_TTL={self.health_cache_ttl}")
+            raise ValueError(
+                f"API_HEALTH_MAX_STALE={self.health_max_stale} must be at least "
+                f"API_HEALTH_CACHE_TTL={self.health_cache_ttl}"
+            )
         if self.health_budget >= self.request_timeout:
             raise ValueError(
                 f"health budget {self.health_budget:.2f}s (from API_MLFLOW_TIMEOUT, API_MLFLOW_RETRIES, "

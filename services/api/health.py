@@ -78,15 +78,17 @@ class CheckResult:
 
 class Phase(str, Enum):
     """Where the task is in its life, as the load balancer should treat it."""
-    STARTING = "starting"   # a required dependency has not answered once yet: not in service
-    SERVING = "serving"     # in service; a dependency outage from now on is a warning
-    DRAINING = "draining"   # SIGTERM seen: fail so the load balancer takes the target out
+
+    STARTING = "starting"  # a required dependency has not answered once yet: not in service
+    SERVING = "serving"  # in service; a dependency outage from now on is a warning
+    DRAINING = "draining"  # SIGTERM seen: fail so the load balancer takes the target out
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """One run of the dependency checks; cached and shared by every caller. ``encoded`` keeps what
     the answers from it share (their body without the age, their log summary), made once."""
+
     checks: tuple[CheckResult, ...]
     computed_at: float
     encoded: dict = field(default_factory=dict, compare=False, repr=False)
@@ -100,8 +102,8 @@ class HealthReport:
     output: str | None = None
     cached: bool = False
     phase: Phase = Phase.SERVING
-    age: float = 0.0          # seconds since the dependency checks ran
-    stale: bool = False       # older than the TTL: served while one refresh runs
+    age: float = 0.0  # seconds since the dependency checks ran
+    stale: bool = False  # older than the TTL: served while one refresh runs
     evaluation: Evaluation | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -137,17 +139,32 @@ class HealthReport:
         """``as_json()`` encoded. Every answer from one evaluation shares all but its age, so that
         part is encoded once and the age appended (a cached /health costs about what /health/live
         does)."""
-        head = self._shared("body", lambda: (json.dumps(self._static_json(), separators=(",", ":"))[:-1]
-                                             + ',"ageSeconds":').encode())
+        head = self._shared(
+            "body", lambda: (json.dumps(self._static_json(), separators=(",", ":"))[:-1] + ',"ageSeconds":').encode()
+        )
         return head + repr(round(self.age, 3)).encode() + b"}"
 
     def log_fields(self) -> dict:
         """What the request's log line says about the answer."""
-        summary = self._shared("log", lambda: {
-            c.component: {"status": c.status.value, "latency_ms": round(c.latency_ms, 1),
-                          **({"output": c.output} if c.output else {})} for c in self.checks})
-        return {"health": self.status.value, "phase": self.phase.value, "cached": self.cached,
-                "age_s": round(self.age, 3), "checks": summary, **({"output": self.output} if self.output else {})}
+        summary = self._shared(
+            "log",
+            lambda: {
+                c.component: {
+                    "status": c.status.value,
+                    "latency_ms": round(c.latency_ms, 1),
+                    **({"output": c.output} if c.output else {}),
+                }
+                for c in self.checks
+            },
+        )
+        return {
+            "health": self.status.value,
+            "phase": self.phase.value,
+            "cached": self.cached,
+            "age_s": round(self.age, 3),
+            "checks": summary,
+            **({"output": self.output} if self.output else {}),
+        }
 
 
 def aggregate(results: tuple[CheckResult, ...], required: Mapping[str, bool]) -> Status:
@@ -191,8 +208,7 @@ async def run_check(check: Check, secrets: tuple[str, ...] = ()) -> CheckResult:
     else:
         status = Status.FAIL if check.required else Status.WARN
         output = redact(output, secrets)
-    return CheckResult(check.component, check.measurement, check.component_type,
-                       status, latency, stamp, output)
+    return CheckResult(check.component, check.measurement, check.component_type, status, latency, stamp, output)
 
 
 def _describe(exc: BaseException) -> str:
@@ -253,8 +269,7 @@ class HealthService:
 
     async def report(self, deep: bool = False) -> HealthReport:
         if self.draining:
-            return HealthReport(Status.FAIL, (), self.clock(), output="draining: shutting down",
-                                phase=Phase.DRAINING)
+            return HealthReport(Status.FAIL, (), self.clock(), output="draining: shutting down", phase=Phase.DRAINING)
         evaluation, cached, stale = await self._evaluation()
         checks, age = evaluation.checks, max(0.0, self.clock() - evaluation.computed_at)
         deps = aggregate(checks, self.required)
@@ -264,11 +279,18 @@ class HealthService:
         if local:
             status, output = Status.FAIL, "; ".join(local)
         elif phase is Phase.STARTING:
-            status, output = Status.FAIL, ("not in service yet: no healthy answer yet from "
-                                           + ", ".join(self.waiting_for))
+            status, output = (
+                Status.FAIL,
+                ("not in service yet: no healthy answer yet from " + ", ".join(self.waiting_for)),
+            )
         elif deps is Status.FAIL and not deep:
-            status, output = Status.WARN, (f"dependency failing: {', '.join(failing)}; the task still serves "
-                                           "(a shared outage must not drain the fleet); /health/deep fails")
+            status, output = (
+                Status.WARN,
+                (
+                    f"dependency failing: {', '.join(failing)}; the task still serves "
+                    "(a shared outage must not drain the fleet); /health/deep fails"
+                ),
+            )
         elif deps is Status.FAIL:
             status, output = Status.FAIL, f"dependency failing: {', '.join(failing)}"
         else:
@@ -325,9 +347,14 @@ class HealthService:
                 for t in pending:
                     c = tasks[t]
                     by_check[c] = CheckResult(
-                        c.component, c.measurement, c.component_type, Status.WARN,
-                        (time.perf_counter() - started) * 1000, _now_iso(),
-                        f"not awaited: verdict already fail ({failed[0].component} failed)")
+                        c.component,
+                        c.measurement,
+                        c.component_type,
+                        Status.WARN,
+                        (time.perf_counter() - started) * 1000,
+                        _now_iso(),
+                        f"not awaited: verdict already fail ({failed[0].component} failed)",
+                    )
                 pending = set()
         results = tuple(by_check[c] for c in self.checks)
         self._answered.update(r.component for r in results if r.status is Status.PASS)
@@ -343,11 +370,12 @@ class LoopMonitor:
     ``limit`` within the last ``window`` seconds (or is late right now) is a task-local problem:
     the task cannot serve, whatever its dependencies do."""
 
-    def __init__(self, limit: float, *, interval: float = 0.2, window: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: float, *, interval: float = 0.2, window: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit, self.interval, self.window, self.clock = limit, interval, window, clock
-        self.last_wake: float | None = None   # None until run() started
-        self.worst: tuple[float, float] | None = None   # (when it ended, lag seconds)
+        self.last_wake: float | None = None  # None until run() started
+        self.worst: tuple[float, float] | None = None  # (when it ended, lag seconds)
 
     def record(self, lag: float) -> None:
         now = self.clock()
@@ -368,8 +396,10 @@ class LoopMonitor:
         if late > self.limit:
             return f"event loop stalled: {late:.1f}s late now (limit {self.limit:g}s)"
         if self.worst is not None and now - self.worst[0] <= self.window:
-            return (f"event loop stalled: blocked {self.worst[1]:.1f}s, {now - self.worst[0]:.0f}s ago "
-                    f"(limit {self.limit:g}s)")
+            return (
+                f"event loop stalled: blocked {self.worst[1]:.1f}s, {now - self.worst[0]:.0f}s ago "
+                f"(limit {self.limit:g}s)"
+            )
         return None
 
 
@@ -377,8 +407,9 @@ class Throttled:
     """``check()`` at most once per ``every`` seconds; its last answer in between (a /health answer
     must stay cheap: listing the open descriptors costs as much as the rest of a cached answer)."""
 
-    def __init__(self, check: Callable[[], str | None], every: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, check: Callable[[], str | None], every: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.check, self.every, self.clock = check, every, clock
         self._at, self._last = float("-inf"), None
 

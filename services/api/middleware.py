@@ -33,8 +33,7 @@ class RequestObserver:
     answered 413 before the app sees it, an unhandled error is a 500 with the request id, and one
     log line and one histogram observation record the outcome."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int,
-                 observe: Callable[[str, int, float], None]) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, observe: Callable[[str, int, float], None]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.observe = observe  # (route path, status, seconds)
@@ -66,8 +65,7 @@ class RequestObserver:
 
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                await _json(send_observed, 413, {"error": "request body too large",
-                                                 "limit_bytes": self.max_body_bytes})
+                await _json(send_observed, 413, {"error": "request body too large", "limit_bytes": self.max_body_bytes})
             else:
                 await self.app(scope, receive, send_observed)
         except Exception:
@@ -79,14 +77,18 @@ class RequestObserver:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             self.observe(route, status, elapsed)
-            jsonlog.request_line(logger, rid, scope["method"], scope["path"], status, round(elapsed * 1000, 2),
-                                 fields)
+            jsonlog.request_line(logger, rid, scope["method"], scope["path"], status, round(elapsed * 1000, 2), fields)
             jsonlog.request_fields.reset(fields_token)
             jsonlog.request_id.reset(token)
 
 
 async def _json(send: Send, status: int, data: dict) -> None:
     body = json.dumps(data).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

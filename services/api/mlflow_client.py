@@ -36,8 +36,15 @@ class MlflowRejected(Exception):
 
 
 class MlflowClient:
-    def __init__(self, base_url: str, *, timeout: float, retries: int, backoff: float,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        retries: int,
+        backoff: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -47,8 +54,9 @@ class MlflowClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _attempts(self, attempt: Callable[[], Awaitable[T]], retry_on: tuple[type[Exception], ...],
-                        attempts: int) -> T:
+    async def _attempts(
+        self, attempt: Callable[[], Awaitable[T]], retry_on: tuple[type[Exception], ...], attempts: int
+    ) -> T:
         """The one retry loop: ``attempt`` up to ``attempts`` times, the backoff doubling between them;
         an error of another type than ``retry_on`` ends it at once."""
         error: Exception | None = None
@@ -78,8 +86,9 @@ class MlflowClient:
         if response.status_code >= 400:
             body = _json(response)
             body = body if isinstance(body, dict) else {}
-            raise MlflowRejected(response.status_code, str(body.get("error_code", "")),
-                                 str(body.get("message", response.text[:200])))
+            raise MlflowRejected(
+                response.status_code, str(body.get("error_code", "")), str(body.get("message", response.text[:200]))
+            )
         body = _json(response)
         if not isinstance(body, dict):
             raise MlflowUnavailable(f"{method} {path}: expected a JSON object, got {response.text[:80]!r}")
@@ -87,8 +96,9 @@ class MlflowClient:
 
     async def call(self, method: str, path: str, *, retry: bool = True, **kw: object) -> dict:
         """One REST call; retries unavailability up to ``retries`` times with doubling backoff."""
-        return await self._attempts(lambda: self._call_once(method, path, **kw), (_Transient,),
-                                    self.retries + 1 if retry else 1)
+        return await self._attempts(
+            lambda: self._call_once(method, path, **kw), (_Transient,), self.retries + 1 if retry else 1
+        )
 
     # -- health ----------------------------------------------------------------
     async def ping(self) -> None:
@@ -113,35 +123,49 @@ class MlflowClient:
     async def experiment_id(self, name: str) -> str:
         """Find the experiment by name, creating it when absent (safe against a concurrent create)."""
         try:
-            body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name",
-                                   params={"experiment_name": name})
+            body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
             return str(body["experiment"]["experiment_id"])
         except MlflowRejected as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
         try:
-            body = await self.call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name},
-                                   retry=False)
+            body = await self.call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name}, retry=False)
             return str(body["experiment_id"])
         except MlflowRejected as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name",
-                               params={"experiment_name": name})
+        body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
         return str(body["experiment"]["experiment_id"])
 
-    async def log_run(self, experiment_id: str, run_name: str, params: Mapping[str, str],
-                      metrics: Mapping[str, float], timestamp_ms: int) -> str:
-        body = await self.call("POST", "/api/2.0/mlflow/runs/create", retry=False, json={
-            "experiment_id": experiment_id, "run_name": run_name, "start_time": timestamp_ms})
+    async def log_run(
+        self,
+        experiment_id: str,
+        run_name: str,
+        params: Mapping[str, str],
+        metrics: Mapping[str, float],
+        timestamp_ms: int,
+    ) -> str:
+        body = await self.call(
+            "POST",
+            "/api/2.0/mlflow/runs/create",
+            retry=False,
+            json={"experiment_id": experiment_id, "run_name": run_name, "start_time": timestamp_ms},
+        )
         run_id = str(body["run"]["info"]["run_id"])
-        await self.call("POST", "/api/2.0/mlflow/runs/log-batch", json={
-            "run_id": run_id,
-            "params": [{"key": k, "value": v} for k, v in params.items()],
-            "metrics": [{"key": k, "value": v, "timestamp": timestamp_ms, "step": 0} for k, v in metrics.items()],
-        })
-        await self.call("POST", "/api/2.0/mlflow/runs/update", json={
-            "run_id": run_id, "status": "FINISHED", "end_time": timestamp_ms})
+        await self.call(
+            "POST",
+            "/api/2.0/mlflow/runs/log-batch",
+            json={
+                "run_id": run_id,
+                "params": [{"key": k, "value": v} for k, v in params.items()],
+                "metrics": [{"key": k, "value": v, "timestamp": timestamp_ms, "step": 0} for k, v in metrics.items()],
+            },
+        )
+        await self.call(
+            "POST",
+            "/api/2.0/mlflow/runs/update",
+            json={"run_id": run_id, "status": "FINISHED", "end_time": timestamp_ms},
+        )
         return run_id
 
     async def delete_run(self, run_id: str) -> None:

@@ -33,8 +33,13 @@ class DrainingServer(uvicorn.Server):
             return
         self.health.draining = True
         self.drain_deadline = time.monotonic() + self.drain_seconds
-        jsonlog.log(logger, "draining", signal=signal.Signals(sig).name, drain_s=self.drain_seconds,
-                    grace_s=self.config.timeout_graceful_shutdown)
+        jsonlog.log(
+            logger,
+            "draining",
+            signal=signal.Signals(sig).name,
+            drain_s=self.drain_seconds,
+            grace_s=self.config.timeout_graceful_shutdown,
+        )
 
     async def on_tick(self, counter: int) -> bool:
         if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:

@@ -85,8 +85,15 @@ class Store:
                 await conn.execute(
                     "INSERT INTO api_runs (id, experiment, experiment_id, mlflow_run_id, run_name, params, metrics)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (row.id, row.experiment, row.experiment_id, row.mlflow_run_id, row.run_name,
-                     json.dumps(row.params), json.dumps(row.metrics)),
+                    (
+                        row.id,
+                        row.experiment,
+                        row.experiment_id,
+                        row.mlflow_run_id,
+                        row.run_name,
+                        json.dumps(row.params),
+                        json.dumps(row.metrics),
+                    ),
                 )
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"insert failed: {type(exc).__name__}") from exc
@@ -100,8 +107,16 @@ class Store:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
         if rec is None:
             return None
-        return RunRow(rec["id"], rec["experiment"], rec["experiment_id"], rec["mlflow_run_id"],
-                      rec["run_name"], rec["params"], rec["metrics"], rec["created_at"].isoformat())
+        return RunRow(
+            rec["id"],
+            rec["experiment"],
+            rec["experiment_id"],
+            rec["mlflow_run_id"],
+            rec["run_name"],
+            rec["params"],
+            rec["metrics"],
+            rec["created_at"].isoformat(),
+        )
 
 
 def migrate(dsn: str, connect_timeout: int = 5) -> None:

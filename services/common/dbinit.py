@@ -25,8 +25,14 @@ from datetime import UTC, datetime
 from services.common.startup import DependencyTimeout, retry_until_ready
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-REQUIRED = ("DBINIT_HOST", "DBINIT_MASTER_USER", "DBINIT_MASTER_PASSWORD", "DBINIT_NAME", "DBINIT_USER",
-            "DBINIT_PASSWORD")
+REQUIRED = (
+    "DBINIT_HOST",
+    "DBINIT_MASTER_USER",
+    "DBINIT_MASTER_PASSWORD",
+    "DBINIT_NAME",
+    "DBINIT_USER",
+    "DBINIT_PASSWORD",
+)
 
 
 class ConfigError(ValueError):
@@ -34,8 +40,13 @@ class ConfigError(ValueError):
 
 
 def log(msg: str, fields: dict | None = None) -> None:
-    line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "info", "service": "dbinit",
-            "msg": msg, **(fields or {})}
+    line = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": "info",
+        "service": "dbinit",
+        "msg": msg,
+        **(fields or {}),
+    }
     print(json.dumps(line, default=str), flush=True)
 
 
@@ -58,9 +69,15 @@ def settings(env: dict[str, str]) -> dict:
         problems.append("DBINIT_USER: expected a role of the service's own, not the master user")
     if problems:
         raise ConfigError("; ".join(problems))
-    return {"host": env["DBINIT_HOST"], "port": int(port),
-            "admin_database": env.get("DBINIT_ADMIN_DATABASE", "postgres"), "master_user": env["DBINIT_MASTER_USER"],
-            "database": env["DBINIT_NAME"], "user": env["DBINIT_USER"], "timeout": float(timeout)}
+    return {
+        "host": env["DBINIT_HOST"],
+        "port": int(port),
+        "admin_database": env.get("DBINIT_ADMIN_DATABASE", "postgres"),
+        "master_user": env["DBINIT_MASTER_USER"],
+        "database": env["DBINIT_NAME"],
+        "user": env["DBINIT_USER"],
+        "timeout": float(timeout),
+    }
 
 
 def bootstrap(cfg: dict, master_password: str, password: str) -> dict:
@@ -69,9 +86,15 @@ def bootstrap(cfg: dict, master_password: str, password: str) -> dict:
     from psycopg import sql
 
     def connect():
-        return psycopg.connect(host=cfg["host"], port=cfg["port"], dbname=cfg["admin_database"],
-                               user=cfg["master_user"], password=master_password, connect_timeout=5,
-                               autocommit=True)
+        return psycopg.connect(
+            host=cfg["host"],
+            port=cfg["port"],
+            dbname=cfg["admin_database"],
+            user=cfg["master_user"],
+            password=master_password,
+            connect_timeout=5,
+            autocommit=True,
+        )
 
     with retry_until_ready(connect, what="postgres", timeout=cfg["timeout"], log=log) as conn:
         role, database = sql.Identifier(cfg["user"]), sql.Identifier(cfg["database"])

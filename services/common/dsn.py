@@ -26,10 +26,13 @@ def from_pieces(env: Mapping[str, str], prefix: str, whole: str) -> str | None:
         raise DsnError(f"{whole} and {', '.join(prefix + p for p in given)}: expected the URL or its pieces, not both")
     missing = [prefix + p for p in REQUIRED if p not in given]
     if missing:
-        raise DsnError(f"{', '.join(missing)}: required with {', '.join(prefix + p for p in given)} "
-                       f"(or give {whole} instead)")
+        raise DsnError(
+            f"{', '.join(missing)}: required with {', '.join(prefix + p for p in given)} (or give {whole} instead)"
+        )
     port = given.get("PORT", "5432")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise DsnError(f"{prefix}PORT: expected a port number, got {port!r}")
-    return (f"postgresql://{quote(given['USER'], safe='')}:{quote(given['PASSWORD'], safe='')}"
-            f"@{given['HOST']}:{port}/{quote(given['NAME'], safe='')}")
+    return (
+        f"postgresql://{quote(given['USER'], safe='')}:{quote(given['PASSWORD'], safe='')}"
+        f"@{given['HOST']}:{port}/{quote(given['NAME'], safe='')}"
+    )

@@ -27,6 +27,7 @@ class _JsonHandler(logging.StreamHandler):
     loop runs are collected and written together once the loop's current iteration is done (one
     write for every request the iteration finished, instead of one each). Any other line, a flush
     and logging's shutdown write the collected lines first, so the order stays the order of events."""
+
     formatter: JsonFormatter
     lock: threading.RLock
 
@@ -60,7 +61,7 @@ class _JsonHandler(logging.StreamHandler):
             data = b"".join(self.pending)
             self.pending.clear()
             while data:
-                data = data[os.write(self.fd, data):]  # type: ignore[arg-type]
+                data = data[os.write(self.fd, data) :]  # type: ignore[arg-type]
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.pending:
@@ -92,10 +93,17 @@ class JsonFormatter(logging.Formatter):
             self._second, self._stamp = second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._stamp}.{int((created - second) * 1000):03d}+00:00"
 
-    def line(self, created: float, level: str, logger: str, msg: str, rid: str | None,
-             fields: object = None, exc: str | None = None) -> str:
-        line = {"ts": self.timestamp(created), "level": level, "service": self.service, "logger": logger,
-                "msg": msg}
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        msg: str,
+        rid: str | None,
+        fields: object = None,
+        exc: str | None = None,
+    ) -> str:
+        line = {"ts": self.timestamp(created), "level": level, "service": self.service, "logger": logger, "msg": msg}
         if rid:
             line["request_id"] = rid
         if isinstance(fields, dict):
@@ -105,13 +113,18 @@ class JsonFormatter(logging.Formatter):
         return redact(_ENCODER.encode(line), self.secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.line(record.created, record.levelname.lower(), record.name, record.getMessage(),
-                         getattr(record, "request_id", None) or request_id.get(), getattr(record, "fields", None),
-                         self.formatException(record.exc_info) if record.exc_info else None)
+        return self.line(
+            record.created,
+            record.levelname.lower(),
+            record.name,
+            record.getMessage(),
+            getattr(record, "request_id", None) or request_id.get(),
+            getattr(record, "fields", None),
+            self.formatException(record.exc_info) if record.exc_info else None,
+        )
 
 
-def configure(service: str, level: str = "INFO", secrets: tuple[str, ...] = (),
-              stream: object = None) -> None:
+def configure(service: str, level: str = "INFO", secrets: tuple[str, ...] = (), stream: object = None) -> None:
     """Route the root logger and uvicorn's loggers through the JSON formatter."""
     # no caller, thread or process lookups per record: the lines never show them (the logging
     # HOWTO's "Optimization" section); a request line costs about half as much without them
@@ -143,8 +156,9 @@ def add_fields(fields: dict) -> None:
         current.update(fields)
 
 
-def request_line(logger: logging.Logger, rid: str, method: str, path: str, status: int, duration_ms: float,
-                 extra: dict) -> None:
+def request_line(
+    logger: logging.Logger, rid: str, method: str, path: str, status: int, duration_ms: float, extra: dict
+) -> None:
     """The request's line, the same as ``log(logger, "request", method=..., path=..., status=...,
     duration_ms=..., **extra)`` with ``rid`` as its request id, assembled from pre-escaped pieces
     (one JSON encoder call only for ``extra``, when there is any): it is written on every request."""
@@ -157,8 +171,10 @@ def request_line(logger: logging.Logger, rid: str, method: str, path: str, statu
             request_id.reset(token)
         return
     fmt = handler.formatter
-    text = (f'{{"ts":"{fmt.timestamp(time.time())}","level":"info","service":{fmt.service_json},'
-            f'"logger":{_escape(logger.name)},"msg":"request","request_id":{_escape(rid)},'
-            f'"method":{_escape(method)},"path":{_escape(path)},"status":{status:d},"duration_ms":{duration_ms!r}')
+    text = (
+        f'{{"ts":"{fmt.timestamp(time.time())}","level":"info","service":{fmt.service_json},'
+        f'"logger":{_escape(logger.name)},"msg":"request","request_id":{_escape(rid)},'
+        f'"method":{_escape(method)},"path":{_escape(path)},"status":{status:d},"duration_ms":{duration_ms!r}'
+    )
     text += "," + _ENCODER.encode(extra)[1:] if extra else "}"
     handler.add((redact(text, fmt.secrets) + "\n").encode())

@@ -47,12 +47,17 @@ def retry_until_ready(
                 ) from exc
             log(
                 "waiting for dependency",
-                {"dependency": what, "attempt": attempt, "elapsed_s": round(elapsed, 2),
-                 "budget_s": timeout, "next_retry_s": round(delay, 2), "error": last},
+                {
+                    "dependency": what,
+                    "attempt": attempt,
+                    "elapsed_s": round(elapsed, 2),
+                    "budget_s": timeout,
+                    "next_retry_s": round(delay, 2),
+                    "error": last,
+                },
             )
             pause(delay)
             delay = min(delay * 2, max_delay)
             continue
-        log("dependency ready", {"dependency": what, "attempt": attempt,
-                                 "elapsed_s": round(clock() - start, 2)})
+        log("dependency ready", {"dependency": what, "attempt": attempt, "elapsed_s": round(clock() - start, 2)})
         return value

@@ -29,8 +29,12 @@ from services.common.redact import safe_dsn
 from services.common.startup import DependencyTimeout, retry_until_ready
 
 DEFAULT_ALLOWED_HOSTS = "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
-DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "postgresql+psycopg": "psycopg",
-           "postgresql+psycopg2": "psycopg2"}
+DRIVERS = {
+    "postgresql": "psycopg",
+    "postgres": "psycopg",
+    "postgresql+psycopg": "psycopg",
+    "postgresql+psycopg2": "psycopg2",
+}
 
 
 class ConfigError(ValueError):
@@ -38,8 +42,13 @@ class ConfigError(ValueError):
 
 
 def log(msg: str, fields: dict | None = None) -> None:
-    line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "info",
-            "service": "mlflow-entrypoint", "msg": msg, **(fields or {})}
+    line = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": "info",
+        "service": "mlflow-entrypoint",
+        "msg": msg,
+        **(fields or {}),
+    }
     print(json.dumps(line, default=str), flush=True)
 
 
@@ -67,19 +76,24 @@ def build_command(env: dict[str, str]) -> list[str]:
     """The ``mlflow server`` argv for this environment; raises ConfigError naming the variable."""
     uri = env.get("MLFLOW_BACKEND_STORE_URI", "")
     if not uri:
-        raise ConfigError("MLFLOW_BACKEND_STORE_URI: required but not set (postgresql://user:pass@host:5432/db, "
-                          "or its pieces: MLFLOW_DATABASE_HOST, _NAME, _USER, _PASSWORD)")
+        raise ConfigError(
+            "MLFLOW_BACKEND_STORE_URI: required but not set (postgresql://user:pass@host:5432/db, "
+            "or its pieces: MLFLOW_DATABASE_HOST, _NAME, _USER, _PASSWORD)"
+        )
     scheme = urlsplit(uri).scheme
     if scheme not in DRIVERS:
         raise ConfigError(f"MLFLOW_BACKEND_STORE_URI: expected one of {sorted(DRIVERS)}:// URLs, got {scheme!r}")
     module = DRIVERS[scheme]
     if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"MLFLOW_BACKEND_STORE_URI: scheme {scheme!r} needs the {module} driver, "
-                          "which is not installed (SQLAlchemy 2.1 maps postgresql:// to psycopg 3)")
+        raise ConfigError(
+            f"MLFLOW_BACKEND_STORE_URI: scheme {scheme!r} needs the {module} driver, "
+            "which is not installed (SQLAlchemy 2.1 maps postgresql:// to psycopg 3)"
+        )
     prefix = env.get("MLFLOW_STATIC_PREFIX", "/mlflow")
     if not prefix.startswith("/") or prefix.endswith("/") or "{" in prefix:
-        raise ConfigError(f"MLFLOW_STATIC_PREFIX: expected a path like /mlflow (leading /, no trailing /), "
-                          f"got {prefix!r}")
+        raise ConfigError(
+            f"MLFLOW_STATIC_PREFIX: expected a path like /mlflow (leading /, no trailing /), got {prefix!r}"
+        )
     port = int(_number(env, "MLFLOW_PORT", "5000", int, 1, 65535))
     workers = int(_number(env, "MLFLOW_WORKERS", "1", int, 1, 16))
     artifacts = env.get("MLFLOW_ARTIFACTS_DESTINATION", "./mlartifacts")
@@ -94,13 +108,22 @@ def build_command(env: dict[str, str]) -> list[str]:
     # the backend URI (with its password) reaches mlflow through MLFLOW_BACKEND_STORE_URI, not argv,
     # so it does not show in the process list
     return [
-        sys.executable, "-m", "mlflow", "server",
-        "--artifacts-destination", artifacts,
-        "--host", env.get("MLFLOW_HOST", "0.0.0.0"),
-        "--port", str(port),
-        "--static-prefix", prefix,
-        "--workers", str(workers),
-        "--allowed-hosts", env.get("MLFLOW_ALLOWED_HOSTS", DEFAULT_ALLOWED_HOSTS),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--artifacts-destination",
+        artifacts,
+        "--host",
+        env.get("MLFLOW_HOST", "0.0.0.0"),
+        "--port",
+        str(port),
+        "--static-prefix",
+        prefix,
+        "--workers",
+        str(workers),
+        "--allowed-hosts",
+        env.get("MLFLOW_ALLOWED_HOSTS", DEFAULT_ALLOWED_HOSTS),
     ]
 
 
@@ -115,18 +138,24 @@ def wait_for_postgres(uri: str, timeout: float) -> None:
     import psycopg
 
     plain = uri.replace("+psycopg2", "").replace("+psycopg", "")
-    retry_until_ready(lambda: psycopg.connect(plain, connect_timeout=3).close(), what="postgres",
-                      timeout=timeout, log=log)
+    retry_until_ready(
+        lambda: psycopg.connect(plain, connect_timeout=3).close(), what="postgres", timeout=timeout, log=log
+    )
 
 
 def effective(env: dict[str, str], argv: list[str], startup: float) -> dict:
     """The settings the server will run with (backend password masked)."""
     served = child_env(env)
-    return {"backend_store_uri": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:],
-            "workers": int(argv[argv.index("--workers") + 1]), "static_prefix": argv[argv.index("--static-prefix") + 1],
-            "job_execution": served["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"].lower() == "true",
-            "artifacts_destination": argv[argv.index("--artifacts-destination") + 1],
-            "allowed_hosts": argv[argv.index("--allowed-hosts") + 1].split(","), "startup_timeout": startup}
+    return {
+        "backend_store_uri": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]),
+        "argv": argv[2:],
+        "workers": int(argv[argv.index("--workers") + 1]),
+        "static_prefix": argv[argv.index("--static-prefix") + 1],
+        "job_execution": served["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"].lower() == "true",
+        "artifacts_destination": argv[argv.index("--artifacts-destination") + 1],
+        "allowed_hosts": argv[argv.index("--allowed-hosts") + 1].split(","),
+        "startup_timeout": startup,
+    }
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,7 +1,6 @@
 """The deploy driver against moto in-process: a rollout that completes, one that must be reported
 failed, and the budget taken from the simulator."""
 
-
 import boto3
 import pytest
 from moto import mock_aws
@@ -27,30 +26,56 @@ def make_service(ecs, monkeypatch, running: int, failed: int = 0, desired: int =
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", str(running))
     monkeypatch.setenv("MOTO_ECS_SERVICE_FAILED_TASKS", str(failed))
     td = ecs.register_task_definition(
-        family="mlplatform-staging-mlflow", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
-        cpu="1024", memory="2048",
-        containerDefinitions=[{"name": "mlflow", "image": "mlplatform-mlflow:1", "essential": True,
-                               "environment": [{"name": "MLFLOW_WORKERS", "value": "2"}],
-                               "healthCheck": {"command": ["CMD-SHELL", "curl -f http://localhost:5000/mlflow/health"],
-                                               "interval": 10, "timeout": 5, "retries": 3, "startPeriod": 90}}],
+        family="mlplatform-staging-mlflow",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="1024",
+        memory="2048",
+        containerDefinitions=[
+            {
+                "name": "mlflow",
+                "image": "mlplatform-mlflow:1",
+                "essential": True,
+                "environment": [{"name": "MLFLOW_WORKERS", "value": "2"}],
+                "healthCheck": {
+                    "command": ["CMD-SHELL", "curl -f http://localhost:5000/mlflow/health"],
+                    "interval": 10,
+                    "timeout": 5,
+                    "retries": 3,
+                    "startPeriod": 90,
+                },
+            }
+        ],
     )["taskDefinition"]["taskDefinitionArn"]
-    ecs.create_service(cluster=CLUSTER, serviceName="mlflow", taskDefinition=td, desiredCount=desired,
-                       launchType="FARGATE")
+    ecs.create_service(
+        cluster=CLUSTER, serviceName="mlflow", taskDefinition=td, desiredCount=desired, launchType="FARGATE"
+    )
     return td
 
 
 def budget() -> float:
     """Twice the simulated time to steady state of the planned MLflow timings (boot 40 s)."""
-    cfg = SimConfig(desired=2, container_interval=10, container_timeout=5, container_retries=3,
-                    container_start=90, alb_interval=15, alb_timeout=5, healthy_threshold=2,
-                    unhealthy_threshold=3, grace=120, deregistration_delay=30)
+    cfg = SimConfig(
+        desired=2,
+        container_interval=10,
+        container_timeout=5,
+        container_retries=3,
+        container_start=90,
+        alb_interval=15,
+        alb_timeout=5,
+        healthy_threshold=2,
+        unhealthy_threshold=3,
+        grace=120,
+        deregistration_delay=30,
+    )
     return 2 * simulate(cfg, boot=40).time
 
 
 def test_rollout_completes_with_a_new_revision(ecs, monkeypatch):
     old = make_service(ecs, monkeypatch, running=2)
-    rollout = deploy(ecs, CLUSTER, "mlflow", budget=budget(), image="mlplatform-mlflow:2",
-                     env={"MLFLOW_WORKERS": "1"}, interval=0.01)
+    rollout = deploy(
+        ecs, CLUSTER, "mlflow", budget=budget(), image="mlplatform-mlflow:2", env={"MLFLOW_WORKERS": "1"}, interval=0.01
+    )
     assert rollout.outcome == "completed", rollout.reason
     assert rollout.task_definition.endswith(":2") and old.endswith(":1")
     new = ecs.describe_task_definition(taskDefinition=rollout.task_definition)["taskDefinition"]
@@ -77,12 +102,29 @@ def test_rollout_that_never_settles_times_out_with_what_it_saw(ecs, monkeypatch)
     assert rollout.last_seen["runningCount"] == 1
 
 
-@pytest.mark.parametrize("service,outcome", [
-    ({"deployments": [{"status": "PRIMARY", "rolloutState": "FAILED", "rolloutStateReason": "x"}]}, "failed"),
-    ({"taskDefinition": "new", "runningCount": 2, "desiredCount": 2,
-      "deployments": [{"status": "PRIMARY", "rolloutState": "COMPLETED"}]}, "completed"),
-    ({"taskDefinition": "old", "runningCount": 2, "desiredCount": 2,
-      "deployments": [{"status": "PRIMARY", "rolloutState": "COMPLETED"}]}, None),
-])
+@pytest.mark.parametrize(
+    "service,outcome",
+    [
+        ({"deployments": [{"status": "PRIMARY", "rolloutState": "FAILED", "rolloutStateReason": "x"}]}, "failed"),
+        (
+            {
+                "taskDefinition": "new",
+                "runningCount": 2,
+                "desiredCount": 2,
+                "deployments": [{"status": "PRIMARY", "rolloutState": "COMPLETED"}],
+            },
+            "completed",
+        ),
+        (
+            {
+                "taskDefinition": "old",
+                "runningCount": 2,
+                "desiredCount": 2,
+                "deployments": [{"status": "PRIMARY", "rolloutState": "COMPLETED"}],
+            },
+            None,
+        ),
+    ],
+)
 def test_judge(service, outcome):
     assert judge(service, "new", 3)[0] == outcome

@@ -35,9 +35,15 @@ def applied(harness_session, terraform, make_model):
             ecs = moto.client("ecs")
             cluster = tf.output()["cluster_name"]
             for name, svc in model.services.items():  # and the deployment configuration
-                ecs.update_service(cluster=cluster, service=name, deploymentConfiguration={
-                    "deploymentCircuitBreaker": {"enable": svc.circuit_breaker, "rollback": svc.rollback},
-                    "minimumHealthyPercent": svc.min_healthy_percent, "maximumPercent": svc.max_percent})
+                ecs.update_service(
+                    cluster=cluster,
+                    service=name,
+                    deploymentConfiguration={
+                        "deploymentCircuitBreaker": {"enable": svc.circuit_breaker, "rollback": svc.rollback},
+                        "minimumHealthyPercent": svc.min_healthy_percent,
+                        "maximumPercent": svc.max_percent,
+                    },
+                )
             yield moto, tf, model, cluster
         finally:
             tf.destroy(VAR_FILE, **variables)
@@ -63,7 +69,11 @@ def test_task_definitions_carry_the_dockerfiles_checks(applied):
         container = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"][0]
         hc, docker = container["healthCheck"], service_healthcheck(name)
         assert (hc["interval"], hc["timeout"], hc["retries"], hc["startPeriod"]) == (
-            docker.interval, docker.timeout, docker.retries, docker.start_period)
+            docker.interval,
+            docker.timeout,
+            docker.retries,
+            docker.start_period,
+        )
         assert docker.path in " ".join(hc["command"])
 
 
@@ -73,12 +83,23 @@ def test_target_groups_and_log_groups(applied):
     groups = {tg["TargetGroupName"]: tg for tg in elb.describe_target_groups()["TargetGroups"]}
     for name, planned in model.services.items():
         tg = groups[f"mlplatform-staging-{name}-blue"]
-        assert (tg["HealthCheckPath"], tg["HealthCheckIntervalSeconds"], tg["HealthCheckTimeoutSeconds"],
-                tg["HealthyThresholdCount"], tg["UnhealthyThresholdCount"]) == (
-            planned.alb.path, planned.alb.interval, planned.alb.timeout, planned.alb.healthy_threshold,
-            planned.alb.unhealthy_threshold)
-        attrs = {a["Key"]: a["Value"] for a in
-                 elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+        assert (
+            tg["HealthCheckPath"],
+            tg["HealthCheckIntervalSeconds"],
+            tg["HealthCheckTimeoutSeconds"],
+            tg["HealthyThresholdCount"],
+            tg["UnhealthyThresholdCount"],
+        ) == (
+            planned.alb.path,
+            planned.alb.interval,
+            planned.alb.timeout,
+            planned.alb.healthy_threshold,
+            planned.alb.unhealthy_threshold,
+        )
+        attrs = {
+            a["Key"]: a["Value"]
+            for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]
+        }
         assert attrs["deregistration_delay.timeout_seconds"] == str(int(planned.deregistration_delay))
     logs = moto.client("logs").describe_log_groups(logGroupNamePrefix="/ecs/mlplatform-staging")["logGroups"]
     assert {g["logGroupName"]: g["retentionInDays"] for g in logs} == model.log_retention
@@ -89,8 +110,15 @@ def test_aws_rejects_an_alb_timeout_not_below_the_interval(applied):
     elb = moto.client("elbv2")
     vpc = moto.client("ec2").describe_vpcs(Filters=[{"Name": "tag:project", "Values": ["mlplatform"]}])["Vpcs"][0]
     with pytest.raises(elb.exceptions.ClientError, match="must be smaller than the interval"):
-        elb.create_target_group(Name="bad", Protocol="HTTP", Port=80, VpcId=vpc["VpcId"], TargetType="ip",
-                                HealthCheckIntervalSeconds=15, HealthCheckTimeoutSeconds=15)
+        elb.create_target_group(
+            Name="bad",
+            Protocol="HTTP",
+            Port=80,
+            VpcId=vpc["VpcId"],
+            TargetType="ip",
+            HealthCheckIntervalSeconds=15,
+            HealthCheckTimeoutSeconds=15,
+        )
 
 
 def test_deploy_driver_rolls_out_a_new_revision_on_the_applied_service(applied):
@@ -145,6 +173,7 @@ def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the
     moto, tf, _, _ = applied
     sm = moto.client("secretsmanager")
     database = tf.output()["database"]
+
     def password(arn: str) -> str:
         return json.loads(sm.get_secret_value(SecretId=arn)["SecretString"])["password"]
 
@@ -153,10 +182,19 @@ def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the
     passwords = [password(database["master_secret_arn"]), *generated]  # moto's RDS keeps a fixed one
     state = tf.run("show", "-json").stdout
     plan_file = tf.workdir / "after-apply.tfplan"
-    tf.run("plan", "-input=false", f"-out={plan_file}", f"-var-file={Path(VAR_FILE).resolve()}",
-           f"-var=aws_endpoint={moto.url}", "-var=deletion_protection=false")
+    tf.run(
+        "plan",
+        "-input=false",
+        f"-out={plan_file}",
+        f"-var-file={Path(VAR_FILE).resolve()}",
+        f"-var=aws_endpoint={moto.url}",
+        "-var=deletion_protection=false",
+    )
     plan = tf.run("show", "-json", str(plan_file)).stdout
-    reports = "".join(p.read_text(errors="replace") for p in Path(harness_settings.reports_dir).rglob("*")
-                      if p.is_file() and p.stat().st_size < 20_000_000)
+    reports = "".join(
+        p.read_text(errors="replace")
+        for p in Path(harness_settings.reports_dir).rglob("*")
+        if p.is_file() and p.stat().st_size < 20_000_000
+    )
     for password in passwords:
         assert password not in state and password not in plan and password not in reports

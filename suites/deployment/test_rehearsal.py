@@ -13,26 +13,33 @@ from harness.paths import TERRAFORM_DIR
 from harness.session import LABEL
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow]
-API_WITHOUT_DATABASE = {"main.tf": (
-    (r'(\{ for k, v in local\.database_env\[each\.key\] : "\$\{local\.prefix\[each\.key\]\}\$\{k\}" => v \},)',
-     r'each.key == "api" ? {} : \1'),
-    (r"(?m)^  secrets = \{\n", '  secrets = each.key == "api" ? {} : {\n'),
-)}
+API_WITHOUT_DATABASE = {
+    "main.tf": (
+        (
+            r'(\{ for k, v in local\.database_env\[each\.key\] : "\$\{local\.prefix\[each\.key\]\}\$\{k\}" => v \},)',
+            r'each.key == "api" ? {} : \1',
+        ),
+        (r"(?m)^  secrets = \{\n", '  secrets = each.key == "api" ? {} : {\n'),
+    )
+}
 
 
 def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
     """What this rehearsal left behind (another one may run beside it on the same engine)."""
     label = {"label": f"{LABEL}={rehearsal.session_id}"}
-    return ([c.name for c in docker_client.containers.list(all=True, filters=label)]
-            + [n.name for n in docker_client.networks.list(filters=label)])
+    return [c.name for c in docker_client.containers.list(all=True, filters=label)] + [
+        n.name for n in docker_client.networks.list(filters=label)
+    ]
 
 
-def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing(docker_client, terraform,
-                                                                                     tmp_path, attach_picture):
+def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing(
+    docker_client, terraform, tmp_path, attach_picture
+):
     rehearsal = Rehearsal("staging", ("mlflow", "api"), tmp_path)
     timelines = rehearsal.run()
-    attach_picture(rehearsal_svg(timelines, "staging plan rehearsed on Docker"), "deployment/rehearsal-staging",
-                   "rehearsal")
+    attach_picture(
+        rehearsal_svg(timelines, "staging plan rehearsed on Docker"), "deployment/rehearsal-staging", "rehearsal"
+    )
     for key, t in timelines.items():
         service = key.split()[0]
         assert t.ok, t.describe()
@@ -50,8 +57,9 @@ def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_not
     assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
 
 
-def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(docker_client, terraform, edit_terraform,
-                                                                           tmp_path):
+def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(
+    docker_client, terraform, edit_terraform, tmp_path
+):
     rehearsal = Rehearsal("staging", ("api",), tmp_path, source=edit_terraform(API_WITHOUT_DATABASE))
     api = rehearsal.run()["api"]
     assert not api.ok
@@ -69,8 +77,11 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terr
     var_file.write_text(text[:start] + block)
     rehearsal = Rehearsal("staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False)
     timelines = rehearsal.run()
-    attach_picture(rehearsal_svg(timelines, "the incident rehearsed: MLflow checked on /"),
-                   "deployment/rehearsal-incident", "rehearsal: the incident")
+    attach_picture(
+        rehearsal_svg(timelines, "the incident rehearsed: MLflow checked on /"),
+        "deployment/rehearsal-incident",
+        "rehearsal: the incident",
+    )
     mlflow = timelines["mlflow"]
     assert not mlflow.ok and "target healthy" not in mlflow.events, mlflow.describe()
     assert "HTTP 404" in mlflow.failure or "UNHEALTHY" in mlflow.failure, mlflow.failure
@@ -85,8 +96,9 @@ def test_a_start_period_below_the_boot_fails(docker_client, terraform, tmp_path)
     text = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
     start = text.index("  mlflow = {")
     var_file.write_text(text[:start] + re.sub(r"container_start\s+= \d+", "container_start = 0", text[start:], count=1))
-    rehearsal = Rehearsal("staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False,
-                          start_delay={"mlflow": 45})
+    rehearsal = Rehearsal(
+        "staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False, start_delay={"mlflow": 45}
+    )
     mlflow = rehearsal.run()["mlflow"]
     assert not mlflow.ok and "container UNHEALTHY" in mlflow.failure, mlflow.describe()
     # declared unhealthy while MLflow was still held back: the check, not the app, decided

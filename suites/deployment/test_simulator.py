@@ -10,9 +10,19 @@ from harness.deploy.simulator import SimConfig, breaker_threshold, measured_boot
 pytestmark = pytest.mark.deployment
 
 # the fixed MLflow timings: container 10/5/3/90, ALB 15/5/2/3, grace 120, deregistration 30
-FIXED = dict(desired=1, container_interval=10, container_timeout=5, container_retries=3, container_start=90,
-             alb_interval=15, alb_timeout=5, healthy_threshold=2, unhealthy_threshold=3, grace=120,
-             deregistration_delay=30)
+FIXED = dict(
+    desired=1,
+    container_interval=10,
+    container_timeout=5,
+    container_retries=3,
+    container_start=90,
+    alb_interval=15,
+    alb_timeout=5,
+    healthy_threshold=2,
+    unhealthy_threshold=3,
+    grace=120,
+    deregistration_delay=30,
+)
 
 
 def test_one_task_optimistic():
@@ -72,8 +82,9 @@ def test_rolling_limits_one_new_task_at_a_time_with_max_100():
     assert len(launches) == 2 and launches[1] > launches[0]
 
 
-@pytest.mark.parametrize("desired,minimum,expected", [(1, 3, 3), (6, 3, 3), (25, 3, 13), (400, 3, 200),
-                                                      (800, 3, 200), (1, 10, 10)])
+@pytest.mark.parametrize(
+    "desired,minimum,expected", [(1, 3, 3), (6, 3, 3), (25, 3, 13), (400, 3, 200), (800, 3, 200), (1, 10, 10)]
+)
 def test_breaker_threshold(desired, minimum, expected):
     assert breaker_threshold(desired, minimum) == expected
 
@@ -90,13 +101,25 @@ def test_planned_mlflow_timings_complete_and_the_incidents_roll_back(make_model,
     fixed = make_model("staging").services["mlflow"]
     served = "/mlflow/health"
     done = simulate(SimConfig.from_timing(fixed, served), boot=fixed.boot)
-    attach_picture(simulation_svg(done, f"mlflow, staging plan: {done.outcome}"), "deployment/mlflow-planned",
-                   "simulated deployment: the plan")
+    attach_picture(
+        simulation_svg(done, f"mlflow, staging plan: {done.outcome}"),
+        "deployment/mlflow-planned",
+        "simulated deployment: the plan",
+    )
     assert done.outcome == "completed", done.describe()
-    incident = make_model("staging", "mlflow", ((r'health_path\s+= "/mlflow/health"', 'health_path = "/"'),
-                                                (r"container_start\s+= \d+", "container_start = 0"),
-                                                (r"grace_period\s+= \d+", "grace_period = 60"))).services["mlflow"]
+    incident = make_model(
+        "staging",
+        "mlflow",
+        (
+            (r'health_path\s+= "/mlflow/health"', 'health_path = "/"'),
+            (r"container_start\s+= \d+", "container_start = 0"),
+            (r"grace_period\s+= \d+", "grace_period = 60"),
+        ),
+    ).services["mlflow"]
     r = simulate(SimConfig.from_timing(incident, served), boot=incident.boot)
-    attach_picture(simulation_svg(r, f"mlflow, the incident's settings: {r.outcome}"), "deployment/mlflow-incident",
-                   "simulated deployment: the incident")
+    attach_picture(
+        simulation_svg(r, f"mlflow, the incident's settings: {r.outcome}"),
+        "deployment/mlflow-incident",
+        "simulated deployment: the incident",
+    )
     assert r.outcome == "rolled_back", r.describe()

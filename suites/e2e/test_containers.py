@@ -18,8 +18,9 @@ def test_image_reaches_healthy_within_its_start_period(docker_stack, name):
     hc = service_healthcheck(name)
     assert svc.health() == "healthy", svc.health_log()
     # healthy_after counts from container start to the first "healthy" the harness saw
-    assert svc.healthy_after is not None and svc.healthy_after <= max(hc.start_period, hc.interval) + hc.interval, \
+    assert svc.healthy_after is not None and svc.healthy_after <= max(hc.start_period, hc.interval) + hc.interval, (
         f"{name} healthy after {svc.healthy_after}s; start period {hc.start_period}s, interval {hc.interval}s"
+    )
 
 
 @pytest.mark.parametrize("name", [s for s in SERVICES if service_healthcheck(s).uses_curl])
@@ -45,16 +46,25 @@ def test_mlflow_with_the_incidents_check_turns_unhealthy(docker_stack, budgets, 
     """The Dockerfile's check pointed at the root instead of /mlflow: the container turns unhealthy.
     The start period is shortened (failures inside it do not count) so the proof is quick."""
     hc = service_healthcheck("mlflow")
-    wrong = hc.as_docker_api(command=hc.command.replace("/mlflow/health", path), interval=1, timeout=1,
-                             retries=2, start_period=0.001)  # 0 would mean "inherit the image's 90 s"
+    wrong = hc.as_docker_api(
+        command=hc.command.replace("/mlflow/health", path), interval=1, timeout=1, retries=2, start_period=0.001
+    )  # 0 would mean "inherit the image's 90 s"
     extra = docker_stack.start_extra("mlflow", healthcheck=wrong, instance=f"wrongcheck{path.replace('/', '-')}")
     try:
         # MLflow itself comes up and serves under /mlflow ...
-        wait_until(lambda: httpx.get(f"{extra.url}/health", timeout=2).status_code, until=lambda s: s == 200,
-                   timeout=budgets.mlflow_ready, what="the extra MLflow to serve /mlflow/health")
+        wait_until(
+            lambda: httpx.get(f"{extra.url}/health", timeout=2).status_code,
+            until=lambda s: s == 200,
+            timeout=budgets.mlflow_ready,
+            what="the extra MLflow to serve /mlflow/health",
+        )
         # ... and still the container is declared unhealthy
-        status = wait_until(extra.health, until=lambda h: h == "unhealthy", timeout=budgets.scaled(30),
-                            what=f"a check on {path} to turn the container unhealthy")
+        status = wait_until(
+            extra.health,
+            until=lambda h: h == "unhealthy",
+            timeout=budgets.scaled(30),
+            what=f"a check on {path} to turn the container unhealthy",
+        )
         assert status == "unhealthy", extra.health_log()
     finally:
         extra.close(5)
@@ -66,14 +76,16 @@ def test_api_container_passes_through_the_whole_path(docker_stack):
     checks = r.json()["checks"]
     assert checks["postgres:responseTime"][0]["status"] == "pass"
     assert checks["mlflow:responseTime"][0]["status"] == "pass"
-    created = httpx.post(f"{docker_stack.url('api')}/runs", json={"experiment": "e2e", "metrics": {"m": 1.0}},
-                         timeout=10)
+    created = httpx.post(
+        f"{docker_stack.url('api')}/runs", json={"experiment": "e2e", "metrics": {"m": 1.0}}, timeout=10
+    )
     assert created.status_code == 201, created.text
 
 
 @pytest.mark.slow
-def test_compose_file_brings_the_stack_up_healthy_and_down_removes_it(docker_stack, docker_client, harness_session,
-                                                                       budgets):
+def test_compose_file_brings_the_stack_up_healthy_and_down_removes_it(
+    docker_stack, docker_client, harness_session, budgets
+):
     images = docker_stack.runtime.tags
     with ComposeStack(harness_session.id, images) as compose:
         states = compose.wait_healthy(budgets.mlflow_ready + budgets.api_ready)

@@ -24,10 +24,10 @@ def test_api_and_mlflow_wait_for_a_late_postgres(fresh_runtime, budgets):
             svc = stack.services[name]
             assert svc.exit_code() is None and getattr(svc, "starts", 1) == 1, f"{name} restarted"
         # ... and said what they were waiting for
-        api_waits = [json.loads(line) for line in stack.logs("api", 500).splitlines()
-                     if '"waiting for dependency"' in line]
-        assert api_waits and all(w["dependency"] == "postgres" and w["elapsed_s"] <= w["budget_s"]
-                                 for w in api_waits)
+        api_waits = [
+            json.loads(line) for line in stack.logs("api", 500).splitlines() if '"waiting for dependency"' in line
+        ]
+        assert api_waits and all(w["dependency"] == "postgres" and w["elapsed_s"] <= w["budget_s"] for w in api_waits)
         assert '"waiting for dependency"' in stack.logs("mlflow", 500)
         # ready soon after Postgres became reachable: within the largest backoff plus a start
         assert stack.ready_s["api_after_postgres"] <= budgets.api_ready
@@ -45,17 +45,26 @@ def test_start_period_keeps_a_slow_mlflow_alive(docker_stack, budgets):
     assert delay < hc.start_period, "the scenario needs a delay inside the start period"
     slow = docker_stack.config.with_(start_delay=(("mlflow", delay),))
     with_period = docker_stack.start_extra("mlflow", slow, instance="slow-with-period")
-    without = docker_stack.start_extra("mlflow", slow, instance="slow-no-period",
-                                       healthcheck=hc.as_docker_api(start_period=0.001))
+    without = docker_stack.start_extra(
+        "mlflow", slow, instance="slow-no-period", healthcheck=hc.as_docker_api(start_period=0.001)
+    )
     try:
-        status = wait_until(without.health, until=lambda h: h == "unhealthy",
-                            timeout=delay + budgets.detect, interval=0.5,
-                            what="MLflow without a start period to be declared unhealthy while still starting")
+        status = wait_until(
+            without.health,
+            until=lambda h: h == "unhealthy",
+            timeout=delay + budgets.detect,
+            interval=0.5,
+            what="MLflow without a start period to be declared unhealthy while still starting",
+        )
         assert status == "unhealthy"
         assert with_period.health() == "starting"
-        wait_until(with_period.health, until=lambda h: h == "healthy",
-                   timeout=delay + budgets.mlflow_ready, interval=0.5,
-                   what="the slow MLflow with the Dockerfile's start period to become healthy")
+        wait_until(
+            with_period.health,
+            until=lambda h: h == "healthy",
+            timeout=delay + budgets.mlflow_ready,
+            interval=0.5,
+            what="the slow MLflow with the Dockerfile's start period to become healthy",
+        )
         assert with_period.healthy_after <= hc.start_period
     finally:
         with_period.close(5)

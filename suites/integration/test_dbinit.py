@@ -22,16 +22,28 @@ def server():
 
 
 def dbinit(svc, config, *args, **env):
-    base = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "DBINIT_HOST": "127.0.0.1",
-            "DBINIT_PORT": str(svc.host_port), "DBINIT_MASTER_USER": config.user,
-            "DBINIT_MASTER_PASSWORD": config.password, "DBINIT_TIMEOUT": "10"}
-    return subprocess.run([sys.executable, "-m", "services.common.dbinit", *args], env={**base, **env},
-                          capture_output=True, text=True, timeout=60)
+    base = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(REPO),
+        "DBINIT_HOST": "127.0.0.1",
+        "DBINIT_PORT": str(svc.host_port),
+        "DBINIT_MASTER_USER": config.user,
+        "DBINIT_MASTER_PASSWORD": config.password,
+        "DBINIT_TIMEOUT": "10",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.common.dbinit", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def login(svc, database, user, password):
-    with psycopg.connect(host="127.0.0.1", port=svc.host_port, dbname=database, user=user, password=password,
-                         connect_timeout=5) as conn:
+    with psycopg.connect(
+        host="127.0.0.1", port=svc.host_port, dbname=database, user=user, password=password, connect_timeout=5
+    ) as conn:
         return conn.execute("SELECT current_user").fetchone()[0]
 
 
@@ -47,7 +59,7 @@ def test_each_service_gets_its_own_role_and_database_and_reruns_are_safe(server)
     # the secret was rotated: a rerun sets the new password, creates nothing
     again = dbinit(svc, config, DBINIT_NAME="svc_a", DBINIT_USER="svc_a", DBINIT_PASSWORD="second-pw")
     assert again.returncode == 0, again.stderr
-    assert "\"role_created\": false, \"database\": \"svc_a\", \"database_created\": false" in again.stdout
+    assert '"role_created": false, "database": "svc_a", "database_created": false' in again.stdout
     assert login(svc, "svc_a", "svc_a", "second-pw") == "svc_a"
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         login(svc, "svc_a", "svc_a", "first-pw")
@@ -65,6 +77,7 @@ def test_a_wrong_environment_is_named_and_never_echoes_a_password(server):
 
 def test_an_unreachable_server_fails_within_its_timeout(server):
     svc, config = server
-    result = dbinit(svc, config, DBINIT_PORT="1", DBINIT_TIMEOUT="1", DBINIT_NAME="x", DBINIT_USER="x",
-                    DBINIT_PASSWORD="x-pw")
+    result = dbinit(
+        svc, config, DBINIT_PORT="1", DBINIT_TIMEOUT="1", DBINIT_NAME="x", DBINIT_USER="x", DBINIT_PASSWORD="x-pw"
+    )
     assert result.returncode == 1 and "postgres: not reachable after" in result.stdout

@@ -22,31 +22,40 @@ def test_frozen_postgres_fails_the_deep_check_fast_keeps_the_task_in_service_and
     stack = restored
     cfg = api_config(stack.environment("api"))
     pg = stack.services["postgres"]
-    with Sampler(stack.url("api"), ("/health", "/health/deep", "/health/live"), interval=0.05,
-                 timeout=cfg.health_budget + 5) as sampler:
+    with Sampler(
+        stack.url("api"), ("/health", "/health/deep", "/health/live"), interval=0.05, timeout=cfg.health_budget + 5
+    ) as sampler:
         wait_until(lambda: sampler.first("/health/deep", 0, 200), timeout=budgets.http, what="a first 200 sample")
         frozen_at = sampler.now()
         pg.pause()
         try:
-            wait_until(lambda: sampler.first("/health/deep", frozen_at, 503),
-                       timeout=budgets.scaled(cfg.health_cache_ttl + cfg.db_timeout + MARGIN) + budgets.detect,
-                       what="/health/deep to answer 503 with postgres frozen")
-            wait_until(lambda: [s for s in sampler.series("/health") if s.t >= frozen_at and s.health == "warn"],
-                       timeout=budgets.http, what="/health to answer warn with postgres frozen")
+            wait_until(
+                lambda: sampler.first("/health/deep", frozen_at, 503),
+                timeout=budgets.scaled(cfg.health_cache_ttl + cfg.db_timeout + MARGIN) + budgets.detect,
+                what="/health/deep to answer 503 with postgres frozen",
+            )
+            wait_until(
+                lambda: [s for s in sampler.series("/health") if s.t >= frozen_at and s.health == "warn"],
+                timeout=budgets.http,
+                what="/health to answer warn with postgres frozen",
+            )
             resumed_at = sampler.now()
         finally:
             pg.resume()
-        wait_until(lambda: sampler.first("/health/deep", resumed_at + 0.01, 200),
-                   timeout=budgets.scaled(cfg.health_cache_ttl + 1.0) + 1.0,
-                   what="/health/deep to answer 200 after postgres resumed")
+        wait_until(
+            lambda: sampler.first("/health/deep", resumed_at + 0.01, 200),
+            timeout=budgets.scaled(cfg.health_cache_ttl + 1.0) + 1.0,
+            what="/health/deep to answer 200 after postgres resumed",
+        )
         recovered_at = sampler.now()
     detected = sampler.first("/health/deep", frozen_at, 503)
     recovered = sampler.first("/health/deep", resumed_at + 0.01, 200)
     detect_budget, recover_budget = cfg.health_cache_ttl + cfg.db_timeout + MARGIN, cfg.health_cache_ttl + 1.0
     sampler.windows.append(Window("fault-window", frozen_at, resumed_at, "postgres frozen"))
-    sampler.marks += [Mark("detected", detected.t, "/health/deep 503", budget_at=frozen_at + detect_budget),
-                      Mark("recovered", recovered.t + recovered.latency, "/health/deep 200",
-                           budget_at=resumed_at + recover_budget)]
+    sampler.marks += [
+        Mark("detected", detected.t, "/health/deep 503", budget_at=frozen_at + detect_budget),
+        Mark("recovered", recovered.t + recovered.latency, "/health/deep 200", budget_at=resumed_at + recover_budget),
+    ]
     sampler.max_latency = cfg.db_timeout + MARGIN
     for endpoint in ("/health", "/health/deep"):
         # the answer itself is bounded by the DB timeout, whatever Postgres does
@@ -74,22 +83,30 @@ def test_sigterm_drains_then_exits_and_in_flight_requests_finish(restored, budge
         with httpx.Client(timeout=10) as c:
             for i in range(20):
                 try:
-                    results.append(c.post(f"{url}/runs", json={"experiment": "drain", "params": {"i": str(i)}})
-                                   .status_code)
+                    results.append(
+                        c.post(f"{url}/runs", json={"experiment": "drain", "params": {"i": str(i)}}).status_code
+                    )
                 except httpx.HTTPError:
                     results.append(0)
                     return
+
     writer = threading.Thread(target=in_flight)
     with Sampler(url, ("/health",), interval=0.05, timeout=5) as sampler:
         writer.start()
         wait_until(lambda: len(results), until=lambda n: n >= 2, timeout=budgets.http, what="writes under way")
         signalled_at = sampler.now()
         api.signal(15)
-        wait_until(lambda: sampler.first("/health", signalled_at, 503), timeout=budgets.http,
-                   what="/health to report fail while draining")
-        code = wait_until(api.exit_code, until=lambda c: c is not None,
-                          timeout=cfg.drain_seconds + cfg.shutdown_grace + budgets.detect,
-                          what="the api to exit after SIGTERM")
+        wait_until(
+            lambda: sampler.first("/health", signalled_at, 503),
+            timeout=budgets.http,
+            what="/health to report fail while draining",
+        )
+        code = wait_until(
+            api.exit_code,
+            until=lambda c: c is not None,
+            timeout=cfg.drain_seconds + cfg.shutdown_grace + budgets.detect,
+            what="the api to exit after SIGTERM",
+        )
         exited_at = sampler.now()
     sampler.windows.append(Window("drain-window", signalled_at, exited_at, "SIGTERM: draining"))
     writer.join(15)
@@ -111,12 +128,21 @@ def test_a_stalled_event_loop_fails_the_check_at_once_while_dependencies_are_fin
     extra = stack.start_extra("api", config, instance="stalled")
     try:
         with httpx.Client(base_url=extra.url, timeout=10) as c:
-            wait_until(lambda: c.get("/health").status_code, until=lambda s: s == 200, timeout=budgets.api_ready,
-                       what="the extra api to enter service")
+            wait_until(
+                lambda: c.get("/health").status_code,
+                until=lambda s: s == 200,
+                timeout=budgets.api_ready,
+                what="the extra api to enter service",
+            )
             extra.pause()
             stalled_at = time.monotonic()
-            wait_until(time.monotonic, until=lambda t: t >= stalled_at + 2 * limit, timeout=10, interval=0.1,
-                       what="a stall twice the limit")
+            wait_until(
+                time.monotonic,
+                until=lambda t: t >= stalled_at + 2 * limit,
+                timeout=10,
+                interval=0.1,
+                what="a stall twice the limit",
+            )
             extra.resume()
             first = c.get("/health")
             assert first.status_code == 503, first.text
@@ -124,8 +150,12 @@ def test_a_stalled_event_loop_fails_the_check_at_once_while_dependencies_are_fin
             assert body["output"].startswith("event loop stalled"), body
             assert body["checks"]["postgres:responseTime"][0]["status"] == "pass"
             assert c.get("/health/live").status_code == 200
-            back = wait_until(lambda: c.get("/health"), until=lambda r: r.status_code == 200,
-                              timeout=window + budgets.http, what="/health to pass once the stall is past its window")
+            back = wait_until(
+                lambda: c.get("/health"),
+                until=lambda r: r.status_code == 200,
+                timeout=window + budgets.http,
+                what="/health to pass once the stall is past its window",
+            )
             assert back.json()["status"] == "pass"
     finally:
         extra.close(budgets.stop)

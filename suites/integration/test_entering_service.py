@@ -24,13 +24,17 @@ def _with_password(dsn: str, password: str) -> str:
 
 
 def test_an_api_with_a_wrong_mlflow_host_serves_but_never_passes_its_check(stack, budgets):
-    config = stack.config.with_api_env(API_MLFLOW_URL="http://mlflow-wrong.invalid:5000/mlflow",
-                                       API_HEALTH_CACHE_TTL="0.5", API_HEALTH_MAX_STALE="0.5")
+    config = stack.config.with_api_env(
+        API_MLFLOW_URL="http://mlflow-wrong.invalid:5000/mlflow", API_HEALTH_CACHE_TTL="0.5", API_HEALTH_MAX_STALE="0.5"
+    )
     extra = stack.start_extra("api", config, instance="wrong-mlflow")
     try:
-        live = wait_until(lambda: httpx.get(f"{extra.url}/health/live", timeout=2).status_code,
-                          until=lambda s: s == 200, timeout=budgets.api_ready,
-                          what="the misconfigured api to serve /health/live")
+        live = wait_until(
+            lambda: httpx.get(f"{extra.url}/health/live", timeout=2).status_code,
+            until=lambda s: s == 200,
+            timeout=budgets.api_ready,
+            what="the misconfigured api to serve /health/live",
+        )
         assert live == 200
         seen: list[httpx.Response] = []
         deadline = time.monotonic() + OBSERVE
@@ -48,12 +52,17 @@ def test_an_api_with_a_wrong_mlflow_host_serves_but_never_passes_its_check(stack
 
 def test_an_api_with_a_wrong_database_password_exits_without_ever_serving(stack, budgets):
     dsn = stack.environment("api")["API_DATABASE_URL"]
-    config = stack.config.with_api_env(API_DATABASE_URL=_with_password(dsn, "not-the-password"),
-                                       API_STARTUP_TIMEOUT="3")
+    config = stack.config.with_api_env(
+        API_DATABASE_URL=_with_password(dsn, "not-the-password"), API_STARTUP_TIMEOUT="3"
+    )
     extra = stack.start_extra("api", config, instance="wrong-password")
     try:
-        code = wait_until(extra.exit_code, until=lambda c: c is not None, timeout=3 + budgets.api_ready,
-                          what="the api with a wrong database password to give up")
+        code = wait_until(
+            extra.exit_code,
+            until=lambda c: c is not None,
+            timeout=3 + budgets.api_ready,
+            what="the api with a wrong database password to give up",
+        )
         assert code == 1, extra.logs(30)
         logs = extra.logs(200)
         assert '"msg":"giving up"' in logs and "password authentication failed" in logs

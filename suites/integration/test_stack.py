@@ -36,13 +36,15 @@ def test_mlflow_answers_under_prefix_not_at_root(mlflow_url):
 
 def test_write_goes_through_to_both_stores_and_reads_back(api_url, mlflow_url, pg_dsn):
     experiment = f"it-{uuid.uuid4().hex[:8]}"
-    r = httpx.post(f"{api_url}/runs", json={"experiment": experiment, "name": "r1",
-                                            "params": {"lr": "0.01"}, "metrics": {"acc": 0.93}}, timeout=10)
+    r = httpx.post(
+        f"{api_url}/runs",
+        json={"experiment": experiment, "name": "r1", "params": {"lr": "0.01"}, "metrics": {"acc": 0.93}},
+        timeout=10,
+    )
     assert r.status_code == 201, r.text
     run = r.json()
     with psycopg.connect(pg_dsn) as conn:
-        row = conn.execute("SELECT mlflow_run_id, params, metrics FROM api_runs WHERE id = %s",
-                           (run["id"],)).fetchone()
+        row = conn.execute("SELECT mlflow_run_id, params, metrics FROM api_runs WHERE id = %s", (run["id"],)).fetchone()
     assert row == (run["mlflow_run_id"], {"lr": "0.01"}, {"acc": 0.93})
     ml = httpx.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": run["mlflow_run_id"]}, timeout=5)
     assert ml.status_code == 200, ml.text

@@ -63,12 +63,15 @@ def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_prof
     here the "other machine" is a second process on loopback."""
     port = free_port()
     env = {**os.environ, ENV_VAR: harness_session.id}
-    remote = subprocess.Popen([sys.executable, "-m", "harness", "load-worker", "--profile", "smoke",
-                               "--master", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    remote = subprocess.Popen(
+        [sys.executable, "-m", "harness", "load-worker", "--profile", "smoke", "--master", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        outcome = run_profile("smoke", workers=1, remote_workers=1, master_bind=f"127.0.0.1:{port}",
-                              time_scale=0.5)
+        outcome = run_profile("smoke", workers=1, remote_workers=1, master_bind=f"127.0.0.1:{port}", time_scale=0.5)
         remote_rc = remote.wait(timeout=30)  # it exits when its master quits
     finally:
         if remote.poll() is None:
@@ -123,7 +126,8 @@ LOAD_FAULTS = [
 
 @pytest.mark.parametrize("kind, target, params, scenario_name, hold", LOAD_FAULTS)
 def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_nothing(
-        fault_stack, make_model, run_profile, budgets, load_reports, kind, target, params, scenario_name, hold):
+    fault_stack, make_model, run_profile, budgets, load_reports, kind, target, params, scenario_name, hold
+):
     """The incident's class, under load: a dependency every task shares fails. The load balancer's
     poller must keep seeing a healthy target (a shared outage must not drain the fleet), monitoring's
     /health/deep must see the outage within the faults budget, clients get clear 503s with
@@ -143,47 +147,88 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
 
     def load():
         try:
-            result["outcome"] = run_profile("steady", time_scale=time_scale, request_log=True, report_dir=report_dir,
-                                            target_url=stack.url("api"))
+            result["outcome"] = run_profile(
+                "steady", time_scale=time_scale, request_log=True, report_dir=report_dir, target_url=stack.url("api")
+            )
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             result["error"] = exc
 
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: len(log.select("POST /runs", status=201)), until=lambda n: n >= 20,
-                   timeout=budgets.scaled(30), what="steady load to be writing runs")
-        with Sampler(stack.url("api"), ("/health", "/health/deep"), interval=0.2, timeout=cfg.health_budget + 5,
-                     max_duration=300) as sampler, Writer(stack.url("api"), interval=0.2, max_requests=2000) as writer:
+        wait_until(
+            lambda: len(log.select("POST /runs", status=201)),
+            until=lambda n: n >= 20,
+            timeout=budgets.scaled(30),
+            what="steady load to be writing runs",
+        )
+        with (
+            Sampler(
+                stack.url("api"),
+                ("/health", "/health/deep"),
+                interval=0.2,
+                timeout=cfg.health_budget + 5,
+                max_duration=300,
+            ) as sampler,
+            Writer(stack.url("api"), interval=0.2, max_requests=2000) as writer,
+        ):
             # under steady load one write takes up to a second or two (p95 about 1 s on Docker)
-            wait_until(lambda: len(writer.acknowledged), until=lambda n: n >= 1,
-                       timeout=budgets.scaled(cfg.request_timeout + 5), what="the writer's first acknowledged write")
+            wait_until(
+                lambda: len(writer.acknowledged),
+                until=lambda n: n >= 1,
+                timeout=budgets.scaled(cfg.request_timeout + 5),
+                what="the writer's first acknowledged write",
+            )
             down_wall, down_at = time.time(), sampler.now()
             with fault(stack, kind, target, **params):
-                wait_until(lambda: sampler.first("/health/deep", down_at, 503), timeout=detect + budgets.http,
-                           what="monitoring's /health/deep to see the outage")
-                wait_until(lambda: log.select(CLIENTS, after=down_wall, status=503),
-                           timeout=cfg.request_timeout + 5, what="an api client to get a 503")
-                wait_until(lambda: [s for s in sampler.series("/health") if s.t >= down_at and s.health == "warn"],
-                           timeout=budgets.http, what="/health's body to say a dependency is failing (warn)")
-                wait_until(sampler.now, until=lambda t: t >= down_at + outage, timeout=outage + 5, interval=0.5,
-                           what=f"the outage to last {outage:g} s (past the unhealthy threshold x interval)")
+                wait_until(
+                    lambda: sampler.first("/health/deep", down_at, 503),
+                    timeout=detect + budgets.http,
+                    what="monitoring's /health/deep to see the outage",
+                )
+                wait_until(
+                    lambda: log.select(CLIENTS, after=down_wall, status=503),
+                    timeout=cfg.request_timeout + 5,
+                    what="an api client to get a 503",
+                )
+                wait_until(
+                    lambda: [s for s in sampler.series("/health") if s.t >= down_at and s.health == "warn"],
+                    timeout=budgets.http,
+                    what="/health's body to say a dependency is failing (warn)",
+                )
+                wait_until(
+                    sampler.now,
+                    until=lambda t: t >= down_at + outage,
+                    timeout=outage + 5,
+                    interval=0.5,
+                    what=f"the outage to last {outage:g} s (past the unhealthy threshold x interval)",
+                )
                 up_wall, up_at = time.time(), sampler.now()
-            wait_until(lambda: sampler.first("/health/deep", up_at, 200), timeout=recover + budgets.http,
-                       what="/health/deep to pass again")
+            wait_until(
+                lambda: sampler.first("/health/deep", up_at, 200),
+                timeout=recover + budgets.http,
+                what="/health/deep to pass again",
+            )
             acknowledged = len(writer.acknowledged)
-            wait_until(lambda: len(writer.acknowledged), until=lambda n: n > acknowledged,
-                       timeout=budgets.scaled(cfg.request_timeout + 5), what="an acknowledged write after recovery")
+            wait_until(
+                lambda: len(writer.acknowledged),
+                until=lambda n: n > acknowledged,
+                timeout=budgets.scaled(cfg.request_timeout + 5),
+                what="an acknowledged write after recovery",
+            )
     finally:
         thread.join(timeout=profiles.duration(profiles.read("steady"), time_scale) + 120)
     assert "error" not in result, result.get("error")
     outcome = result["outcome"]
-    seen = detected(sampler.series("/health/deep"), down_at, detect, lambda s: s.status == 503,
-                    "/health/deep saw the outage")
+    seen = detected(
+        sampler.series("/health/deep"), down_at, detect, lambda s: s.status == 503, "/health/deep saw the outage"
+    )
     back = recovered(sampler.series("/health/deep"), up_at, recover, lambda s: s.status == 200)
     sampler.windows.append(Window("fault-window", down_at, up_at, f"outage: {kind} {target}"))
-    sampler.marks += [mark(seen, down_at, "detected", "/health/deep detected"),  # the report's picture
-                      mark(back, up_at, "recovered", "/health/deep recovered")]
+    sampler.marks += [
+        mark(seen, down_at, "detected", "/health/deep detected"),  # the report's picture
+        mark(back, up_at, "recovered", "/health/deep recovered"),
+    ]
     assert seen.ok, str(seen)
     assert back.ok, str(back)
     assert up_at - down_at >= outage
@@ -213,9 +258,28 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
     slo_file = tmp_path / "impossible.yaml"
     slo_file.write_text(yaml.safe_dump({"objectives": {HEALTH_ENDPOINT: {"p99_ms": 0.001}}}))
     result = subprocess.run(
-        [sys.executable, "-m", "harness", "load", "--profile", "smoke", "--time-scale", "0.2", "--slo", str(slo_file),
-         "--target-url", api_url, "--lb-timeout", str(lb_check[0]), "--reports-dir", str(tmp_path / "reports")],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "load",
+            "--profile",
+            "smoke",
+            "--time-scale",
+            "0.2",
+            "--slo",
+            str(slo_file),
+            "--target-url",
+            api_url,
+            "--lb-timeout",
+            str(lb_check[0]),
+            "--reports-dir",
+            str(tmp_path / "reports"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     line = next((x for x in result.stderr.splitlines() if "BREACH" in x), "")
     assert f"{HEALTH_ENDPOINT} p99" in line and "> 0.00 ms (over by" in line, result.stderr[-2000:]
@@ -224,6 +288,7 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
 
 def _checks(api: str) -> float:
     from harness.load.runner import dependency_checks
+
     value = dependency_checks(api)
     assert value is not None, "the api's /metrics has no api_health_checks_total for postgres"
     return value

@@ -50,10 +50,17 @@ def test_health_passes_the_load_balancers_checks(target, lb_check):
     """Fresh connections with the target group's timeout, judged by its matcher, several in a row."""
     timeout, matcher, source = lb_check
     with Sampler(target.api, ("/health",), interval=0.5, timeout=timeout, max_duration=60) as sampler:
-        wait_until(lambda: len(sampler.series("/health")), until=lambda n: n >= POLLS, timeout=timeout * POLLS + 10,
-                   what=f"{POLLS} load-balancer-like checks of /health")
-    bad = [str(s) for s in sampler.series("/health")
-           if s.status is None or not matches(s.status, matcher) or s.latency >= timeout]
+        wait_until(
+            lambda: len(sampler.series("/health")),
+            until=lambda n: n >= POLLS,
+            timeout=timeout * POLLS + 10,
+            what=f"{POLLS} load-balancer-like checks of /health",
+        )
+    bad = [
+        str(s)
+        for s in sampler.series("/health")
+        if s.status is None or not matches(s.status, matcher) or s.latency >= timeout
+    ]
     assert not bad, f"checks that the target group ({matcher}, {timeout:g} s, from {source}) would fail: {bad}"
 
 
@@ -69,8 +76,12 @@ def test_bad_input_gets_a_clear_error(target):
 def test_a_run_written_reads_back(target):
     if not target.writes:
         pytest.skip("read-only: the target is not the harness's own stack and --allow-writes was not given")
-    run = {"experiment": "remote-verification", "name": f"r{uuid.uuid4().hex[:8]}", "params": {"lr": "0.1"},
-           "metrics": {"acc": 0.5}}
+    run = {
+        "experiment": "remote-verification",
+        "name": f"r{uuid.uuid4().hex[:8]}",
+        "params": {"lr": "0.1"},
+        "metrics": {"acc": 0.5},
+    }
     created = httpx.post(f"{target.api}/runs", json=run, timeout=30)
     assert created.status_code == 201, created.text
     back = httpx.get(f"{target.api}/runs/{created.json()['id']}", timeout=30)

@@ -11,12 +11,19 @@ pytestmark = pytest.mark.terraform
 
 
 def test_checkov_finds_nothing_unwaived(checkov):
-    out = subprocess.run([str(checkov), "-d", str(TERRAFORM_DIR), "--framework", "terraform", "--quiet",
-                          "--compact", "-o", "json"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(checkov), "-d", str(TERRAFORM_DIR), "--framework", "terraform", "--quiet", "--compact", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     reports = json.loads(out.stdout)
     reports = reports if isinstance(reports, list) else [reports]
-    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
-              for r in reports for c in r["results"].get("failed_checks", [])]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for r in reports
+        for c in r["results"].get("failed_checks", [])
+    ]
     assert not failed, "\n".join(failed)
     skipped = [c for r in reports for c in r["results"].get("skipped_checks", [])]
     unexplained = [c["check_id"] for c in skipped if len((c.get("suppress_comment") or "").strip()) < 20]

@@ -11,8 +11,15 @@ from harness.deploy.timing import from_plan
 from harness.paths import TERRAFORM_DIR
 
 pytestmark = pytest.mark.terraform
-NEW_RULES = ["containers-pass-their-config-check", "private-tasks-have-egress", "api-reaches-mlflow-internally",
-             "mlflow-artifacts-durable", "alarms-notify", "deregistration-bounded", "api-memory-fits"]
+NEW_RULES = [
+    "containers-pass-their-config-check",
+    "private-tasks-have-egress",
+    "api-reaches-mlflow-internally",
+    "mlflow-artifacts-durable",
+    "alarms-notify",
+    "deregistration-bounded",
+    "api-memory-fits",
+]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -23,14 +30,23 @@ def test_the_shipped_environments_can_start(make_model, env):
 
 
 def test_the_api_without_its_database_variables_fails_naming_them(make_edited_model):
-    model = make_edited_model("staging", {"main.tf": (
-        (r'(\{ for k, v in local\.database_env\[each\.key\] : "\$\{local\.prefix\[each\.key\]\}\$\{k\}" => v \},)',
-         r'each.key == "api" ? {} : \1'),
-        (r"(?m)^  secrets = \{\n", "  secrets = each.key == \"api\" ? {} : {\n"),
-    )})
+    model = make_edited_model(
+        "staging",
+        {
+            "main.tf": (
+                (
+                    r"(\{ for k, v in local\.database_env\[each\.key\] : "
+                    r'"\$\{local\.prefix\[each\.key\]\}\$\{k\}" => v \},)',
+                    r'each.key == "api" ? {} : \1',
+                ),
+                (r"(?m)^  secrets = \{\n", '  secrets = each.key == "api" ? {} : {\n'),
+            )
+        },
+    )
     violations = check(model)["containers-pass-their-config-check"]
     assert [v.where for v in violations] == [
-        "terraform/environments/staging.tfvars: services.api, container api (environment and secrets)"], violations
+        "terraform/environments/staging.tfvars: services.api, container api (environment and secrets)"
+    ], violations
     assert "API_DATABASE_URL: required but not set" in str(violations[0])
 
 
@@ -40,11 +56,18 @@ def test_a_dbinit_without_the_master_secret_fails(make_edited_model):
     assert "container dbinit" in text and "DBINIT_MASTER_PASSWORD: required but not set" in text
 
 
-@pytest.mark.parametrize("env, files, missing", [
-    ("staging", {"modules/network/main.tf": ((r"nat_count = var\.egress == .*\n", "nat_count = 0\n"),)},
-     "ecr.api, ecr.dkr, s3, logs, secretsmanager"),
-    ("prod", {"modules/network/main.tf": ((r', "secretsmanager"\]', "]"),)}, "secretsmanager"),
-], ids=["no-nat-route", "no-secrets-manager-endpoint"])
+@pytest.mark.parametrize(
+    "env, files, missing",
+    [
+        (
+            "staging",
+            {"modules/network/main.tf": ((r"nat_count = var\.egress == .*\n", "nat_count = 0\n"),)},
+            "ecr.api, ecr.dkr, s3, logs, secretsmanager",
+        ),
+        ("prod", {"modules/network/main.tf": ((r', "secretsmanager"\]', "]"),)}, "secretsmanager"),
+    ],
+    ids=["no-nat-route", "no-secrets-manager-endpoint"],
+)
 def test_private_tasks_without_a_way_out_fail(make_edited_model, env, files, missing):
     violations = check(make_edited_model(env, files))["private-tasks-have-egress"]
     assert len(violations) == 1 and f"(missing: {missing})" in str(violations[0]), violations
@@ -52,17 +75,33 @@ def test_private_tasks_without_a_way_out_fail(make_edited_model, env, files, mis
 
 def test_the_api_calling_mlflow_through_the_public_alb_fails(make_edited_model):
     """The incident's wiring: the api reached MLflow by the public name, through the public ALB."""
-    model = make_edited_model("staging", {"main.tf": (
-        (r'API_MLFLOW_URL = "http://\$\{local\.mlflow_host\}:\$\{local\.mlflow_port\}/mlflow"',
-         'API_MLFLOW_URL = "http://${var.domain_name}/mlflow"'),)})
+    model = make_edited_model(
+        "staging",
+        {
+            "main.tf": (
+                (
+                    r'API_MLFLOW_URL = "http://\$\{local\.mlflow_host\}:\$\{local\.mlflow_port\}/mlflow"',
+                    'API_MLFLOW_URL = "http://${var.domain_name}/mlflow"',
+                ),
+            )
+        },
+    )
     violations = check(model)["api-reaches-mlflow-internally"]
     assert any("API_MLFLOW_URL = 'http://mlplatform.example.internal/mlflow'" in str(v) for v in violations)
 
 
 def test_mlflow_refusing_the_internal_name_fails(make_edited_model):
-    model = make_edited_model("staging", {"main.tf": (
-        (r'MLFLOW_ALLOWED_HOSTS         = "\$\{local\.mlflow_host\},\$\{local\.mlflow_host\}:\*,',
-         'MLFLOW_ALLOWED_HOSTS         = "'),)})
+    model = make_edited_model(
+        "staging",
+        {
+            "main.tf": (
+                (
+                    r'MLFLOW_ALLOWED_HOSTS         = "\$\{local\.mlflow_host\},\$\{local\.mlflow_host\}:\*,',
+                    'MLFLOW_ALLOWED_HOSTS         = "',
+                ),
+            )
+        },
+    )
     violations = check(model)["api-reaches-mlflow-internally"]
     assert len(violations) == 1 and "MLFLOW_ALLOWED_HOSTS" in violations[0].where
     assert "admitting mlflow.mlplatform-staging.local and mlflow.mlplatform-staging.local:*" in str(violations[0])
@@ -76,14 +115,19 @@ def test_mlflow_artifacts_on_the_tasks_disk_fail(make_edited_model):
 
 def test_an_alarm_without_actions_or_a_topic_without_subscribers_fails(make_model, terraform):
     model = make_model("staging")
-    silent = [dict(r, values={**r["values"], "alarm_actions": []}, unknown={})
-              if r["type"] == "aws_cloudwatch_metric_alarm" else r for r in model.resources]
+    silent = [
+        dict(r, values={**r["values"], "alarm_actions": []}, unknown={})
+        if r["type"] == "aws_cloudwatch_metric_alarm"
+        else r
+        for r in model.resources
+    ]
     violations = RULES["alarms-notify"](dataclasses.replace(model, resources=silent))
     alarms = [r for r in model.resources if r["type"] == "aws_cloudwatch_metric_alarm"]
     assert len(alarms) >= 5, "health failures (api, api dependencies, mlflow) and unhealthy hosts per target group"
     assert len(violations) == len(alarms) and all(".alarm_actions" in v.where for v in violations)
-    error = terraform.plan_error(str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True,
-                                 alarm_subscriptions=[])
+    error = terraform.plan_error(
+        str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True, alarm_subscriptions=[]
+    )
     assert error and "an alarm that notifies nobody is not an alarm" in " ".join(error.split())
 
 
@@ -91,13 +135,15 @@ def test_awss_default_deregistration_delay_fails(make_model):
     model = make_model("staging", "mlflow", ((r"deregistration_delay\s+= \d+", "deregistration_delay = 300"),))
     violations = check(model)["deregistration-bounded"]
     assert [v.where for v in violations] == [
-        "terraform/environments/staging.tfvars: services.mlflow.deregistration_delay"]
+        "terraform/environments/staging.tfvars: services.mlflow.deregistration_delay"
+    ]
 
 
 def test_an_api_task_smaller_than_its_measured_need_fails(make_model):
     model = make_model("staging")
-    small = dataclasses.replace(model, services={**model.services, "api": dataclasses.replace(
-        model.services["api"], memory=64)})
+    small = dataclasses.replace(
+        model, services={**model.services, "api": dataclasses.replace(model.services["api"], memory=64)}
+    )
     violations = RULES["api-memory-fits"](small)
     assert violations and violations[0].passing == 108
 
@@ -106,9 +152,14 @@ MASTER = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pg-master-AbCdEf"
 
 
 def test_an_existing_database_replaces_rds_and_the_tasks_still_pass_their_checks(terraform):
-    existing = {"instance_class": "db.t4g.micro", "allocated_storage": 20, "multi_az": False,
-                "backup_retention_days": 7, "deletion_protection": True,
-                "existing": {"host": "pg.corp.internal", "port": 5433, "master_secret_arn": MASTER}}
+    existing = {
+        "instance_class": "db.t4g.micro",
+        "allocated_storage": 20,
+        "multi_az": False,
+        "backup_retention_days": 7,
+        "deletion_protection": True,
+        "existing": {"host": "pg.corp.internal", "port": 5433, "master_secret_arn": MASTER},
+    }
     plan = terraform.plan(str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True, database=existing)
     model = from_plan(plan, "terraform/environments/staging.tfvars", TYPICAL)
     assert not model.of_type("aws_db_instance")

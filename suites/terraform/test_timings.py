@@ -14,8 +14,9 @@ pytestmark = pytest.mark.terraform
 
 
 def test_fmt_is_clean(terraform):
-    result = subprocess.run([terraform.binary, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM_DIR)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [terraform.binary, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM_DIR)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout
 
 
@@ -55,19 +56,42 @@ def test_boot_is_the_declared_budget_unless_the_estimate_is_larger(make_model):
 
 REVERTS = [
     pytest.param("mlflow", ((r"grace_period\s+= \d+", "grace_period = 60"),), "grace-covers-boot", id="grace-60s"),
-    pytest.param("mlflow", ((r'health_path\s+= "/mlflow/health"', 'health_path = "/"'),), "same-health-path",
-                 id="mlflow-check-on-root"),
-    pytest.param("mlflow", ((r"container_start\s+= \d+", "container_start = 0"),),
-                 "container-check-tolerates-boot", id="start-period-below-boot"),
-    pytest.param("mlflow", ((r"circuit_breaker\s+= true", "circuit_breaker = false"),),
-                 "circuit-breaker-with-rollback", id="circuit-breaker-off"),
-    pytest.param("api", ((r"stop_timeout\s+= \d+", "stop_timeout = 10"),), "stop-timeout-covers-drain",
-                 id="stop-timeout-below-drain"),
-    pytest.param("api", ((r"alb_timeout\s+= \d+", "alb_timeout = 3"),), "check-timeout-above-health-budget",
-                 id="alb-timeout-below-health-budget"),
-    pytest.param("mlflow", ((r'MLFLOW_WORKERS\s+= "\d+"', 'MLFLOW_WORKERS = "4"'),
-                            (r'JOB_EXECUTION = "false"', 'JOB_EXECUTION = "true"')),
-                 "mlflow-memory-fits", id="default-mlflow-in-2gb"),
+    pytest.param(
+        "mlflow",
+        ((r'health_path\s+= "/mlflow/health"', 'health_path = "/"'),),
+        "same-health-path",
+        id="mlflow-check-on-root",
+    ),
+    pytest.param(
+        "mlflow",
+        ((r"container_start\s+= \d+", "container_start = 0"),),
+        "container-check-tolerates-boot",
+        id="start-period-below-boot",
+    ),
+    pytest.param(
+        "mlflow",
+        ((r"circuit_breaker\s+= true", "circuit_breaker = false"),),
+        "circuit-breaker-with-rollback",
+        id="circuit-breaker-off",
+    ),
+    pytest.param(
+        "api",
+        ((r"stop_timeout\s+= \d+", "stop_timeout = 10"),),
+        "stop-timeout-covers-drain",
+        id="stop-timeout-below-drain",
+    ),
+    pytest.param(
+        "api",
+        ((r"alb_timeout\s+= \d+", "alb_timeout = 3"),),
+        "check-timeout-above-health-budget",
+        id="alb-timeout-below-health-budget",
+    ),
+    pytest.param(
+        "mlflow",
+        ((r'MLFLOW_WORKERS\s+= "\d+"', 'MLFLOW_WORKERS = "4"'), (r'JOB_EXECUTION = "false"', 'JOB_EXECUTION = "true"')),
+        "mlflow-memory-fits",
+        id="default-mlflow-in-2gb",
+    ),
 ]
 
 
@@ -84,21 +108,32 @@ def test_incident_value_fails_its_rule(make_model, service, edits, rule, boot):
 
 def test_alb_timeout_not_below_interval_is_rejected_by_plan_and_rule(make_model, terraform):
     from fixtures.terraform import edited
-    var_file = edited(TERRAFORM_DIR / "environments" / "staging.tfvars", "api",
-                      ((r"alb_timeout\s+= \d+", "alb_timeout = 15"),), terraform.workdir.parent)
+
+    var_file = edited(
+        TERRAFORM_DIR / "environments" / "staging.tfvars",
+        "api",
+        ((r"alb_timeout\s+= \d+", "alb_timeout = 15"),),
+        terraform.workdir.parent,
+    )
     error = terraform.plan_error(str(var_file), offline=True)
     assert error and "alb_timeout must be below alb_interval" in error
     model = make_model("staging")
     api = model.services["api"]
-    bad = dataclasses.replace(model, services={**model.services, "api": dataclasses.replace(
-        api, alb=dataclasses.replace(api.alb, timeout=api.alb.interval))})
+    bad = dataclasses.replace(
+        model,
+        services={
+            **model.services,
+            "api": dataclasses.replace(api, alb=dataclasses.replace(api.alb, timeout=api.alb.interval)),
+        },
+    )
     violations = RULES["alb-timeout-below-interval"](bad)
     assert violations and violations[0].passing == api.alb.interval - 1
 
 
 def test_no_log_retention_is_rejected_by_plan_and_rule(make_model, terraform):
-    error = terraform.plan_error(str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True,
-                                 log_retention_days=0)
+    error = terraform.plan_error(
+        str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True, log_retention_days=0
+    )
     assert error and "log_retention_days must be one of" in error
     model = make_model("staging")
     bad = dataclasses.replace(model, log_retention={g: None for g in model.log_retention})
@@ -115,15 +150,19 @@ def test_model_reads_every_timing_from_the_plan(make_model):
 
 
 def test_blue_green_option_plans_codedeploy_with_two_target_groups_per_service(terraform):
-    plan = terraform.plan(str(TERRAFORM_DIR / "environments" / "prod.tfvars"), offline=True,
-                          deployment_strategy="blue_green")
+    plan = terraform.plan(
+        str(TERRAFORM_DIR / "environments" / "prod.tfvars"), offline=True, deployment_strategy="blue_green"
+    )
     types = [r["type"] for r in plan["resource_changes"]]
     assert types.count("aws_lb_target_group") == 4 and types.count("aws_codedeploy_deployment_group") == 2
     services = [r for r in plan["resource_changes"] if r["type"] == "aws_ecs_service"]
     assert {s["change"]["after"]["deployment_controller"][0]["type"] for s in services} == {"CODE_DEPLOY"}
     # the alarms watch both target groups of each service
-    alarms = [r["address"] for r in plan["resource_changes"] if r["type"] == "aws_cloudwatch_metric_alarm"
-              and ".unhealthy_hosts[" in r["address"]]
+    alarms = [
+        r["address"]
+        for r in plan["resource_changes"]
+        if r["type"] == "aws_cloudwatch_metric_alarm" and ".unhealthy_hosts[" in r["address"]
+    ]
     assert sorted(a.rsplit("[", 1)[1] for a in alarms) == ['"api-0"]', '"api-1"]', '"mlflow-0"]', '"mlflow-1"]']
 
 
@@ -131,8 +170,10 @@ def test_an_slo_that_accepts_health_checks_slower_than_the_alb_timeout_fails_its
     model = make_model("staging")
     timeout_ms = model.services["api"].alb.timeout * 1000
     slo_file = tmp_path / "slo.yaml"
-    slo_file.write_text(f'objectives:\n  "GET /health [lb]": {{p99_ms: 500}}\n'
-                        f'profiles:\n  spike:\n    "GET /health [lb]": {{p99_ms: {timeout_ms:g}}}\n')
+    slo_file.write_text(
+        f'objectives:\n  "GET /health [lb]": {{p99_ms: 500}}\n'
+        f'profiles:\n  spike:\n    "GET /health [lb]": {{p99_ms: {timeout_ms:g}}}\n'
+    )
     violations = RULES["slo-health-p99-below-alb-timeout"](dataclasses.replace(model, slo_file=slo_file))
     assert len(violations) == 1, [str(v) for v in violations]
     text = str(violations[0])

@@ -109,14 +109,20 @@ def deps():
 @pytest.fixture
 def call(settings, deps, logs):
     store, fake = deps
-    mlflow = MlflowClient(settings.mlflow_url, timeout=settings.mlflow_timeout, retries=0, backoff=0,
-                          transport=httpx.MockTransport(fake.handle))
+    mlflow = MlflowClient(
+        settings.mlflow_url,
+        timeout=settings.mlflow_timeout,
+        retries=0,
+        backoff=0,
+        transport=httpx.MockTransport(fake.handle),
+    )
     app = create_app(settings, store=store, mlflow=mlflow)
 
     def do(method, path, **kw):
         async def go():
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
                 return await c.request(method, path, **kw)
+
         return asyncio.run(go())
 
     return do
@@ -163,12 +169,18 @@ def test_optional_mlflow_is_warn(monkeypatch, settings, logs):
     s = load_settings()
     fake = FakeMlflow()
     fake.status = 503
-    app = create_app(s, store=FakeStore(), mlflow=MlflowClient(s.mlflow_url, timeout=0.5, retries=0, backoff=0,
-                                                                transport=httpx.MockTransport(fake.handle)))
+    app = create_app(
+        s,
+        store=FakeStore(),
+        mlflow=MlflowClient(
+            s.mlflow_url, timeout=0.5, retries=0, backoff=0, transport=httpx.MockTransport(fake.handle)
+        ),
+    )
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
             return await c.get("/health")
+
     r = asyncio.run(go())
     assert r.status_code == 200 and r.json()["status"] == "warn"
 
@@ -218,12 +230,15 @@ def test_write_with_mlflow_down_is_503_and_no_row(call, deps):
     assert deps[0].rows == {}
 
 
-@pytest.mark.parametrize("body,field", [
-    ({}, "experiment"),
-    ({"experiment": ""}, "experiment"),
-    ({"experiment": "e", "metrics": {"m": "not-a-number"}}, "metrics.m"),
-    ({"experiment": "e", "params": {"bad key!": "v"}}, "params"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({}, "experiment"),
+        ({"experiment": ""}, "experiment"),
+        ({"experiment": "e", "metrics": {"m": "not-a-number"}}, "metrics.m"),
+        ({"experiment": "e", "params": {"bad key!": "v"}}, "params"),
+    ],
+)
 def test_invalid_input_is_422_with_reason(call, body, field):
     r = call("POST", "/runs", json=body)
     assert r.status_code == 422
@@ -231,8 +246,12 @@ def test_invalid_input_is_422_with_reason(call, body, field):
 
 
 def test_non_finite_metric_rejected(call):
-    r = call("POST", "/runs", content=b'{"experiment": "e", "metrics": {"m": NaN}}',
-             headers={"content-type": "application/json"})
+    r = call(
+        "POST",
+        "/runs",
+        content=b'{"experiment": "e", "metrics": {"m": NaN}}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422
 
 
@@ -273,13 +292,18 @@ def test_real_postgres_probe_against_a_blackhole_is_bounded(monkeypatch, blackho
     monkeypatch.setenv("API_DB_TIMEOUT", "0.4")
     s = load_settings()
     fake = FakeMlflow()
-    app = create_app(s, store=Store(s.database_url, timeout=0.4, max_connections=1),
-                     mlflow=MlflowClient(s.mlflow_url, timeout=0.5, retries=0, backoff=0,
-                                         transport=httpx.MockTransport(fake.handle)))
+    app = create_app(
+        s,
+        store=Store(s.database_url, timeout=0.4, max_connections=1),
+        mlflow=MlflowClient(
+            s.mlflow_url, timeout=0.5, retries=0, backoff=0, transport=httpx.MockTransport(fake.handle)
+        ),
+    )
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
             return await c.get("/health")
+
     started = time.monotonic()
     r = asyncio.run(go())
     assert time.monotonic() - started < 0.4 + 0.5
@@ -288,6 +312,7 @@ def test_real_postgres_probe_against_a_blackhole_is_bounded(monkeypatch, blackho
 
 
 # -- bounded work and fast shedding ------------------------------------------------------------------
+
 
 def test_bulkhead_admits_its_limit_sheds_the_rest_after_the_queue_wait_and_frees_slots_on_errors():
     from services.api.bulkhead import Bulkhead, Overloaded
@@ -343,9 +368,13 @@ def test_writes_beyond_the_mlflow_limit_are_shed_fast_with_503_and_retry_after(m
                 await gate.wait()
             return fake.handle(request)
 
-        app = create_app(s, store=store, mlflow=MlflowClient(s.mlflow_url, timeout=5, retries=0, backoff=0,
-                                                             transport=httpx.MockTransport(handle)))
+        app = create_app(
+            s,
+            store=store,
+            mlflow=MlflowClient(s.mlflow_url, timeout=5, retries=0, backoff=0, transport=httpx.MockTransport(handle)),
+        )
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as c:
+
             async def post(i):
                 t0 = time.monotonic()
                 r = await c.post("/runs", json={"experiment": "e", "params": {"i": str(i)}})

@@ -37,17 +37,20 @@ def test_missing_variable_is_named(env):
     assert "API_DATABASE_URL: required but not set" in error_of(env)
 
 
-@pytest.mark.parametrize("var,value,expected", [
-    ("API_PORT", "abc", "API_PORT: Input should be a valid integer"),
-    ("API_PORT", "70000", "API_PORT: Input should be less than or equal to 65535"),
-    ("API_DB_TIMEOUT", "0", "API_DB_TIMEOUT: Input should be greater than 0"),
-    ("API_MLFLOW_URL", "http://mlflow:5000", "API_MLFLOW_URL: expected the MLflow prefix"),
-    ("API_MLFLOW_URL", "http://mlflow:5000/mlflow/", "API_MLFLOW_URL: expected the MLflow prefix"),
-    ("API_MLFLOW_URL", "mlflow:5000/mlflow", "API_MLFLOW_URL: expected an http(s):// URL"),
-    ("API_DATABASE_URL", "mysql://u:p@h/db", "API_DATABASE_URL: expected a postgresql:// URL"),
-    ("API_REQUIRED", "postgres,redis", "API_REQUIRED: Input should be 'postgres' or 'mlflow'"),
-    ("API_LOG_LEVEL", "LOUD", "API_LOG_LEVEL: Input should be"),
-])
+@pytest.mark.parametrize(
+    "var,value,expected",
+    [
+        ("API_PORT", "abc", "API_PORT: Input should be a valid integer"),
+        ("API_PORT", "70000", "API_PORT: Input should be less than or equal to 65535"),
+        ("API_DB_TIMEOUT", "0", "API_DB_TIMEOUT: Input should be greater than 0"),
+        ("API_MLFLOW_URL", "http://mlflow:5000", "API_MLFLOW_URL: expected the MLflow prefix"),
+        ("API_MLFLOW_URL", "http://mlflow:5000/mlflow/", "API_MLFLOW_URL: expected the MLflow prefix"),
+        ("API_MLFLOW_URL", "mlflow:5000/mlflow", "API_MLFLOW_URL: expected an http(s):// URL"),
+        ("API_DATABASE_URL", "mysql://u:p@h/db", "API_DATABASE_URL: expected a postgresql:// URL"),
+        ("API_REQUIRED", "postgres,redis", "API_REQUIRED: Input should be 'postgres' or 'mlflow'"),
+        ("API_LOG_LEVEL", "LOUD", "API_LOG_LEVEL: Input should be"),
+    ],
+)
 def test_malformed_variable_is_named(env, var, value, expected):
     env.setenv(var, value)
     assert expected in error_of(env)
@@ -71,8 +74,12 @@ def test_required_comma_list(env):
     assert s.is_required("postgres") and not s.is_required("mlflow")
 
 
-PIECES = {"API_DATABASE_HOST": "db.internal", "API_DATABASE_NAME": "api", "API_DATABASE_USER": "api",
-          "API_DATABASE_PASSWORD": "p@ss:w/rd%"}
+PIECES = {
+    "API_DATABASE_HOST": "db.internal",
+    "API_DATABASE_NAME": "api",
+    "API_DATABASE_USER": "api",
+    "API_DATABASE_PASSWORD": "p@ss:w/rd%",
+}
 
 
 def test_database_in_pieces_composes_the_url_with_the_password_quoted(env):
@@ -85,10 +92,13 @@ def test_database_in_pieces_composes_the_url_with_the_password_quoted(env):
     assert load_settings().database_url.endswith("@db.internal:6432/api")
 
 
-@pytest.mark.parametrize("drop, expected", [
-    ("API_DATABASE_PASSWORD", "API_DATABASE_PASSWORD: required with API_DATABASE_HOST"),
-    ("API_DATABASE_HOST", "API_DATABASE_HOST: required with API_DATABASE_NAME"),
-])
+@pytest.mark.parametrize(
+    "drop, expected",
+    [
+        ("API_DATABASE_PASSWORD", "API_DATABASE_PASSWORD: required with API_DATABASE_HOST"),
+        ("API_DATABASE_HOST", "API_DATABASE_HOST: required with API_DATABASE_NAME"),
+    ],
+)
 def test_an_incomplete_set_of_pieces_names_what_is_missing(env, drop, expected):
     env.delenv("API_DATABASE_URL")
     for k, v in PIECES.items():

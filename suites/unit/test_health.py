@@ -26,13 +26,16 @@ def result(component: str, status: Status) -> CheckResult:
     return CheckResult(component, "responseTime", "datastore", status, 1.0, "t")
 
 
-@pytest.mark.parametrize("statuses,required,expected", [
-    ({"postgres": Status.PASS, "mlflow": Status.PASS}, {"postgres": True, "mlflow": True}, Status.PASS),
-    ({"postgres": Status.FAIL, "mlflow": Status.PASS}, {"postgres": True, "mlflow": True}, Status.FAIL),
-    ({"postgres": Status.PASS, "mlflow": Status.FAIL}, {"postgres": True, "mlflow": False}, Status.WARN),
-    ({"postgres": Status.PASS, "mlflow": Status.WARN}, {"postgres": True, "mlflow": True}, Status.WARN),
-    ({"postgres": Status.FAIL, "mlflow": Status.WARN}, {"postgres": True, "mlflow": False}, Status.FAIL),
-])
+@pytest.mark.parametrize(
+    "statuses,required,expected",
+    [
+        ({"postgres": Status.PASS, "mlflow": Status.PASS}, {"postgres": True, "mlflow": True}, Status.PASS),
+        ({"postgres": Status.FAIL, "mlflow": Status.PASS}, {"postgres": True, "mlflow": True}, Status.FAIL),
+        ({"postgres": Status.PASS, "mlflow": Status.FAIL}, {"postgres": True, "mlflow": False}, Status.WARN),
+        ({"postgres": Status.PASS, "mlflow": Status.WARN}, {"postgres": True, "mlflow": True}, Status.WARN),
+        ({"postgres": Status.FAIL, "mlflow": Status.WARN}, {"postgres": True, "mlflow": False}, Status.FAIL),
+    ],
+)
 def test_aggregate(statuses, required, expected):
     assert aggregate(tuple(result(c, s) for c, s in statuses.items()), required) is expected
 
@@ -134,8 +137,7 @@ def test_failures_are_cached_too():
 
 
 def test_required_failure_does_not_wait_for_slow_checks():
-    service = HealthService((Check("postgres", "datastore", boom, 1.0),
-                             Check("mlflow", "component", hang, 3.0)), ttl=0)
+    service = HealthService((Check("postgres", "datastore", boom, 1.0), Check("mlflow", "component", hang, 3.0)), ttl=0)
     started = time.monotonic()
     report = asyncio.run(service.report())
     assert time.monotonic() - started < 0.5
@@ -155,8 +157,9 @@ def test_draining_reports_fail_without_probing():
 
 
 def test_health_json_shape():
-    service = HealthService((Check("postgres", "datastore", ok, 1.0),
-                             Check("mlflow", "component", boom, 1.0, required=False)), ttl=0)
+    service = HealthService(
+        (Check("postgres", "datastore", ok, 1.0), Check("mlflow", "component", boom, 1.0, required=False)), ttl=0
+    )
     body = asyncio.run(service.report()).as_json()
     assert body["status"] == "warn"
     assert set(body["checks"]) == {"postgres:responseTime", "mlflow:responseTime"}
@@ -164,6 +167,7 @@ def test_health_json_shape():
 
 
 # -- fleet safety: the load balancer's view against the monitoring view ----------------------------
+
 
 class Switch:
     """A dependency that fails while ``down`` is set."""
@@ -178,12 +182,19 @@ class Switch:
 
 
 def two(postgres: Switch, mlflow: Switch, *, mlflow_required: bool = True, **kw) -> HealthService:
-    return HealthService((Check("postgres", "datastore", postgres, 1.0),
-                          Check("mlflow", "component", mlflow, 1.0, required=mlflow_required)), ttl=0, **kw)
+    return HealthService(
+        (
+            Check("postgres", "datastore", postgres, 1.0),
+            Check("mlflow", "component", mlflow, 1.0, required=mlflow_required),
+        ),
+        ttl=0,
+        **kw,
+    )
 
 
 def reports(service: HealthService, *steps):
     """Run ``steps`` (callables or 'lb'/'deep' views) in one event loop; collect the reports."""
+
     async def main():
         out = []
         for step in steps:
@@ -192,6 +203,7 @@ def reports(service: HealthService, *steps):
             else:
                 step()
         return out
+
     return asyncio.run(main())
 
 
@@ -237,16 +249,15 @@ def test_task_local_trouble_fails_both_views_at_once_even_with_every_dependency_
 def test_stale_while_revalidate_serves_the_last_result_at_once_and_refreshes_once():
     now = [100.0]
     slow = Counting(delay=0.3)
-    service = HealthService((Check("postgres", "datastore", slow, 1.0),), ttl=2.0, max_stale=10.0,
-                            clock=lambda: now[0])
+    service = HealthService((Check("postgres", "datastore", slow, 1.0),), ttl=2.0, max_stale=10.0, clock=lambda: now[0])
 
     async def main():
-        first = await service.report()           # nothing cached: waits for the evaluation
-        now[0] += 5.0                             # older than the TTL, within max_stale
+        first = await service.report()  # nothing cached: waits for the evaluation
+        now[0] += 5.0  # older than the TTL, within max_stale
         started = time.monotonic()
         stale = await asyncio.gather(*(service.report() for _ in range(50)))
         waited = time.monotonic() - started
-        await asyncio.sleep(0.4)                  # the one refresh completes
+        await asyncio.sleep(0.4)  # the one refresh completes
         fresh = await service.report()
         return first, stale, waited, fresh
 
@@ -262,8 +273,9 @@ def test_stale_while_revalidate_serves_the_last_result_at_once_and_refreshes_onc
 def test_a_result_older_than_max_stale_is_not_served_the_caller_waits_for_the_refresh():
     now = [100.0]
     probe = Counting(delay=0)
-    service = HealthService((Check("postgres", "datastore", probe, 1.0),), ttl=2.0, max_stale=10.0,
-                            clock=lambda: now[0])
+    service = HealthService(
+        (Check("postgres", "datastore", probe, 1.0),), ttl=2.0, max_stale=10.0, clock=lambda: now[0]
+    )
 
     async def main():
         await service.report()
@@ -297,7 +309,7 @@ def test_loop_monitor_sees_a_real_blocked_loop():
         task = asyncio.ensure_future(m.run())
         await asyncio.sleep(0.1)
         before = m.problem()
-        time.sleep(0.5)                           # the event loop blocked, as a CPU-bound handler would
+        time.sleep(0.5)  # the event loop blocked, as a CPU-bound handler would
         await asyncio.sleep(0.1)
         after = m.problem()
         task.cancel()
@@ -331,7 +343,7 @@ def test_the_encoded_body_is_the_json_body(case):
     async def main():
         report = await service.report()
         if case == "warn":
-            pg.down, now[0], service.max_stale = True, 2.0, 1.0   # too old to serve: evaluates again
+            pg.down, now[0], service.max_stale = True, 2.0, 1.0  # too old to serve: evaluates again
             report = await service.report()
         if case == "stale":
             now[0] = 2.5

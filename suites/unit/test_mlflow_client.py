@@ -35,8 +35,13 @@ class Script:
         return answer
 
     def client(self, retries=2, timeout=0.3, backoff=0.01) -> MlflowClient:
-        return MlflowClient("http://mlflow:5000/mlflow", timeout=timeout, retries=retries, backoff=backoff,
-                            transport=httpx.MockTransport(self.handler))
+        return MlflowClient(
+            "http://mlflow:5000/mlflow",
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            transport=httpx.MockTransport(self.handler),
+        )
 
 
 def ok_health():
@@ -50,8 +55,11 @@ def test_ping_calls_health_then_a_real_tracking_call():
 
 
 def test_one_transient_failure_is_absorbed_by_the_retry():
-    script = Script(httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE"}),
-                    ok_health(), httpx.Response(200, json=SEARCH))
+    script = Script(
+        httpx.Response(503, json={"error_code": "TEMPORARILY_UNAVAILABLE"}),
+        ok_health(),
+        httpx.Response(200, json=SEARCH),
+    )
     asyncio.run(script.client(retries=1).ping())
     assert len(script.calls) == 3
 

@@ -15,12 +15,15 @@ from services.mlflow.entrypoint import ConfigError, build_command, child_env, re
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("postgresql://app:pw123@db:5432/api", "postgresql://app:***@db:5432/api"),
-    ("postgresql+psycopg://u:p%40ss@h/db", "postgresql+psycopg://u:***@h/db"),
-    ("host=db password=pw123 user=app", "host=db password=*** user=app"),
-    ("no secret here", "no secret here"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("postgresql://app:pw123@db:5432/api", "postgresql://app:***@db:5432/api"),
+        ("postgresql+psycopg://u:p%40ss@h/db", "postgresql+psycopg://u:***@h/db"),
+        ("host=db password=pw123 user=app", "host=db password=*** user=app"),
+        ("no secret here", "no secret here"),
+    ],
+)
 def test_redact(text, expected):
     assert redact(text) == expected
 
@@ -41,8 +44,12 @@ def test_retry_until_ready_backs_off_and_logs():
             raise value
         return value
 
-    assert retry_until_ready(probe, what="postgres", timeout=10, log=lambda m, f: seen.append((m, f)),
-                             clock=clock, pause=clock.pause) == "up"
+    assert (
+        retry_until_ready(
+            probe, what="postgres", timeout=10, log=lambda m, f: seen.append((m, f)), clock=clock, pause=clock.pause
+        )
+        == "up"
+    )
     assert [f["next_retry_s"] for m, f in seen if m == "waiting for dependency"] == [0.2, 0.4, 0.8]
     assert seen[-1][0] == "dependency ready"
 
@@ -53,10 +60,11 @@ def test_retry_until_ready_gives_up_within_budget_with_last_error():
     def probe():
         raise ConnectionRefusedError("connection refused")
 
-    with pytest.raises(DependencyTimeout, match="postgres: not reachable after .* last error: "
-                                                "ConnectionRefusedError: connection refused"):
-        retry_until_ready(probe, what="postgres", timeout=5, log=lambda m, f: None, clock=clock,
-                          pause=clock.pause)
+    with pytest.raises(
+        DependencyTimeout,
+        match="postgres: not reachable after .* last error: ConnectionRefusedError: connection refused",
+    ):
+        retry_until_ready(probe, what="postgres", timeout=5, log=lambda m, f: None, clock=clock, pause=clock.pause)
     assert clock.now <= 5
 
 
@@ -72,23 +80,33 @@ def test_mlflow_command_has_prefix_workers_and_allowed_hosts():
     assert child_env(ENV)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
 
-@pytest.mark.parametrize("env,message", [
-    ({}, "MLFLOW_BACKEND_STORE_URI: required but not set"),
-    ({"MLFLOW_BACKEND_STORE_URI": "mysql://u:p@h/db"}, "MLFLOW_BACKEND_STORE_URI: expected one of"),
-    ({**ENV, "MLFLOW_STATIC_PREFIX": "/mlflow/"}, "MLFLOW_STATIC_PREFIX: expected a path"),
-    ({**ENV, "MLFLOW_PORT": "x"}, "MLFLOW_PORT: expected an integer"),
-    ({**ENV, "MLFLOW_WORKERS": "0"}, "MLFLOW_WORKERS: expected a value between 1 and 16"),
-    ({**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "maybe"}, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"),
-    ({**ENV, "MLFLOW_ARTIFACTS_DESTINATION": "gs://bucket"}, "MLFLOW_ARTIFACTS_DESTINATION: expected a path or an s3"),
-])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({}, "MLFLOW_BACKEND_STORE_URI: required but not set"),
+        ({"MLFLOW_BACKEND_STORE_URI": "mysql://u:p@h/db"}, "MLFLOW_BACKEND_STORE_URI: expected one of"),
+        ({**ENV, "MLFLOW_STATIC_PREFIX": "/mlflow/"}, "MLFLOW_STATIC_PREFIX: expected a path"),
+        ({**ENV, "MLFLOW_PORT": "x"}, "MLFLOW_PORT: expected an integer"),
+        ({**ENV, "MLFLOW_WORKERS": "0"}, "MLFLOW_WORKERS: expected a value between 1 and 16"),
+        ({**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "maybe"}, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"),
+        (
+            {**ENV, "MLFLOW_ARTIFACTS_DESTINATION": "gs://bucket"},
+            "MLFLOW_ARTIFACTS_DESTINATION: expected a path or an s3",
+        ),
+    ],
+)
 def test_mlflow_bad_configuration_is_named(env, message):
     with pytest.raises(ConfigError, match=message):
         build_command(env)
 
 
 def test_mlflow_database_in_pieces_becomes_the_backend_uri():
-    pieces = {"MLFLOW_DATABASE_HOST": "db", "MLFLOW_DATABASE_NAME": "mlflow", "MLFLOW_DATABASE_USER": "mlflow",
-              "MLFLOW_DATABASE_PASSWORD": "s3cr#t"}
+    pieces = {
+        "MLFLOW_DATABASE_HOST": "db",
+        "MLFLOW_DATABASE_NAME": "mlflow",
+        "MLFLOW_DATABASE_USER": "mlflow",
+        "MLFLOW_DATABASE_PASSWORD": "s3cr#t",
+    }
     assert resolved(pieces)["MLFLOW_BACKEND_STORE_URI"] == "postgresql://mlflow:s3cr%23t@db:5432/mlflow"
     assert resolved(ENV) == ENV
     with pytest.raises(ConfigError, match="MLFLOW_DATABASE_PASSWORD: required with MLFLOW_DATABASE_HOST"):
@@ -99,6 +117,7 @@ def test_mlflow_database_in_pieces_becomes_the_backend_uri():
 
 def test_mlflow_artifacts_in_s3_need_boto3(monkeypatch):
     import importlib.util
+
     argv = build_command({**ENV, "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/artifacts"})
     assert argv[argv.index("--artifacts-destination") + 1] == "s3://bucket/artifacts"
     real = importlib.util.find_spec
@@ -109,6 +128,7 @@ def test_mlflow_artifacts_in_s3_need_boto3(monkeypatch):
 
 def test_mlflow_driver_must_be_installed(monkeypatch):
     import importlib.util
+
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "psycopg2" else real(name))
     with pytest.raises(ConfigError, match="needs the psycopg2 driver"):
@@ -126,13 +146,14 @@ def test_first_signal_drains_then_second_exits():
 
 def test_drain_ends_at_its_deadline():
     import asyncio
+
     health = HealthService((), ttl=1)
     server = DrainingServer(uvicorn.Config(app=None), health, drain_seconds=0)
     server.handle_exit(signal.SIGTERM, None)
     assert asyncio.run(server.on_tick(1)) is True
 
 
-ODD_FIELDS = {"health": "warn", "checks": {"postgres": {"status": "fail", "output": "é \"x\""}}, "run_id": "r-1"}
+ODD_FIELDS = {"health": "warn", "checks": {"postgres": {"status": "fail", "output": 'é "x"'}}, "run_id": "r-1"}
 
 
 @pytest.mark.parametrize("extra", [{}, ODD_FIELDS])

@@ -32,8 +32,11 @@ def resolve_runtime(requested: str) -> tuple[str, str]:
     reason = docker_available()
     if requested == "docker":
         if reason:
-            raise DependencyMissing("a Docker engine for --runtime docker", reason,
-                                    "start dockerd (see README, 'Runtimes') or use --runtime local")
+            raise DependencyMissing(
+                "a Docker engine for --runtime docker",
+                reason,
+                "start dockerd (see README, 'Runtimes') or use --runtime local",
+            )
         return "docker", "requested"
     return ("local", f"auto: {reason}") if reason else ("docker", "auto: engine answers")
 
@@ -41,8 +44,10 @@ def resolve_runtime(requested: str) -> tuple[str, str]:
 def make_runtime(name: str, session: Session) -> Runtime:
     if name == "local":
         from harness.stack.runtime.local import LocalRuntime
+
         return LocalRuntime(session)
     if name == "docker":
         from harness.stack.runtime.docker import DockerRuntime
+
         return DockerRuntime(session)
     raise ConfigurationError("runtime local or docker", repr(name), "use --runtime auto|docker|local")

@@ -18,9 +18,9 @@ class Service(ABC):
     """A running service of the stack."""
 
     name: str
-    url: str          # base URL from the host: http://127.0.0.1:P (api), .../mlflow, postgresql://...
-    ident: str        # pid or container id
-    host_port: int    # where host-side clients (and the fault proxies) reach it on 127.0.0.1
+    url: str  # base URL from the host: http://127.0.0.1:P (api), .../mlflow, postgresql://...
+    ident: str  # pid or container id
+    host_port: int  # where host-side clients (and the fault proxies) reach it on 127.0.0.1
 
     @abstractmethod
     def logs(self, tail: int = 200) -> str: ...
@@ -81,8 +81,15 @@ class Runtime(ABC):
     name: str
 
     @abstractmethod
-    def start(self, spec: ServiceSpec, config: StackConfig, links: Links, *, healthcheck: dict | None = None,
-              instance: str = "") -> Service:
+    def start(
+        self,
+        spec: ServiceSpec,
+        config: StackConfig,
+        links: Links,
+        *,
+        healthcheck: dict | None = None,
+        instance: str = "",
+    ) -> Service:
         """Run ``spec`` with ``links`` (the addresses it uses for its dependencies: direct, or fault
         proxies). ``healthcheck`` replaces the image's check (Engine API form; docker only);
         ``instance`` runs one more copy beside the stack's, not reachable by the service's name."""

@@ -79,9 +79,11 @@ class DockerService(Service):
         state = self._state()
         health = (state.get("Health") or {}).get("Status")
         if state.get("Status") == "exited" or (health == "unhealthy" and not allow_unhealthy):
-            raise ServiceFailed(f"{self.name} container running and healthy",
-                                f"status {state.get('Status')}, exit code {state.get('ExitCode')}, health {health}",
-                                f"health log:\n{self.health_log()}\ncontainer log ends with:\n{self.logs(30)}")
+            raise ServiceFailed(
+                f"{self.name} container running and healthy",
+                f"status {state.get('Status')}, exit code {state.get('ExitCode')}, health {health}",
+                f"health log:\n{self.health_log()}\ncontainer log ends with:\n{self.logs(30)}",
+            )
 
     def exit_code(self) -> int | None:
         state = self._state()
@@ -141,8 +143,15 @@ class DockerRuntime(Runtime):
         self.network = Network(docker_network_kw={"labels": {LABEL: session.id}}).create()
         self._gateway: str | None = None
 
-    def start(self, spec: ServiceSpec, config: StackConfig, links: Links, *, healthcheck: dict | None = None,
-              instance: str = "") -> DockerService:
+    def start(
+        self,
+        spec: ServiceSpec,
+        config: StackConfig,
+        links: Links,
+        *,
+        healthcheck: dict | None = None,
+        instance: str = "",
+    ) -> DockerService:
         from testcontainers.core.container import DockerContainer
 
         # the api reaches a service by name, or through a fault proxy on the network's gateway
@@ -151,11 +160,14 @@ class DockerRuntime(Runtime):
         kwargs: dict = {"labels": {LABEL: self.session.id, "harness.service": spec.name}}
         if healthcheck is not None:
             kwargs["healthcheck"] = healthcheck
-        c = (DockerContainer(self.tags[spec.name])
-             .with_name(f"harness-{self.session.id}-{self.stack_id}-{spec.name}{'-' + instance if instance else ''}")
-             .with_envs(**env)
-             .with_network(self.network).with_network_aliases(*([] if instance else [spec.name]))
-             .with_kwargs(**kwargs))
+        c = (
+            DockerContainer(self.tags[spec.name])
+            .with_name(f"harness-{self.session.id}-{self.stack_id}-{spec.name}{'-' + instance if instance else ''}")
+            .with_envs(**env)
+            .with_network(self.network)
+            .with_network_aliases(*([] if instance else [spec.name]))
+            .with_kwargs(**kwargs)
+        )
         # loopback only, and a fixed host port so a restarted container keeps its URL
         c.ports[f"{spec.port}/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
         delay = config.delay_of(spec.name)

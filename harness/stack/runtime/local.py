@@ -36,18 +36,36 @@ class LocalRuntime(Runtime):
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def start(self, spec: ServiceSpec, config: StackConfig, links: Links, *, healthcheck: dict | None = None,
-              instance: str = "") -> LocalService:
+    def start(
+        self,
+        spec: ServiceSpec,
+        config: StackConfig,
+        links: Links,
+        *,
+        healthcheck: dict | None = None,
+        instance: str = "",
+    ) -> LocalService:
         if healthcheck is not None:
-            raise ServiceFailed("a container to run a health check", "the local runtime runs processes",
-                                "use --runtime docker for container health checks")
+            raise ServiceFailed(
+                "a container to run a health check",
+                "the local runtime runs processes",
+                "use --runtime docker for container health checks",
+            )
         workdir = self.session.mkdtemp(spec.name + (f"-{instance}" if instance else ""))
         port = free_port()
         try:
             launch = spec.local(config, links, port, workdir)
-            svc = LocalService(spec.name, delayed(launch.argv, config.delay_of(spec.name)), env=launch.env,
-                               cwd=workdir, session=self.session, user=launch.user, stop_signal=launch.stop_signal,
-                               ports=(port,), url=spec.url(config, "127.0.0.1", port))
+            svc = LocalService(
+                spec.name,
+                delayed(launch.argv, config.delay_of(spec.name)),
+                env=launch.env,
+                cwd=workdir,
+                session=self.session,
+                user=launch.user,
+                stop_signal=launch.stop_signal,
+                ports=(port,),
+                url=spec.url(config, "127.0.0.1", port),
+            )
             if launch.user:
                 svc.log_path.touch()
                 _give([workdir, *workdir.iterdir()], launch.user)
@@ -60,12 +78,15 @@ class LocalRuntime(Runtime):
         return svc
 
     def _setup(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, user: str | None) -> None:
-        result = subprocess.run(argv, env={**env, ENV_VAR: self.session.id}, cwd=cwd, user=user, capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            argv, env={**env, ENV_VAR: self.session.id}, cwd=cwd, user=user, capture_output=True, text=True, timeout=120
+        )
         if result.returncode != 0:
-            raise ServiceFailed(f"{name}'s setup `{argv[0]} ...` to succeed",
-                                f"exit {result.returncode}: {result.stderr.strip()[-500:]}",
-                                "check that the working dir's filesystem lets the service's user write")
+            raise ServiceFailed(
+                f"{name}'s setup `{argv[0]} ...` to succeed",
+                f"exit {result.returncode}: {result.stderr.strip()[-500:]}",
+                "check that the working dir's filesystem lets the service's user write",
+            )
 
     def address(self, service: Service) -> Address:
         return ("127.0.0.1", service.host_port)
