@@ -1,20 +1,30 @@
 # The two commands (see README): `make report` runs the main job, `make test` runs the tests.
-# Both create .venv from requirements.txt when it is missing or out of date.
+# Both create .venv from requirements.txt (the lock) when it is missing or out of date.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-REQS := requirements.txt services/api/requirements.txt services/mlflow/requirements.txt
+REQS := requirements.txt pyproject.toml
+# What the lock is made from: the project's dependencies and its extras (the services, the dev tools)
+LOCK_INPUTS := pyproject.toml services/api/requirements.txt services/mlflow/requirements.txt requirements-dev.in
 # Terraform's AWS provider: the harness finds a filesystem mirror on disk by itself
 # (harness/deploy/terraform.py, find_mirror); set TF_PLUGIN_DIR to choose another.
 
-.PHONY: test report load verify up down lint bench clean
+.PHONY: test report load verify up down lint lock schemas bench clean
 
+# Every package from the lock, each checked against its hash; then the project itself (editable,
+# no dependencies: the `harness` command).
 $(VENV)/.installed: $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+## lock: requirements.txt again from pyproject.toml and the services' lists (after changing a pin)
+lock: $(VENV)/.installed
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" -o requirements.txt
 
 venv: $(VENV)/.installed
 
@@ -64,15 +74,25 @@ up: $(VENV)/.installed
 down: $(VENV)/.installed
 	$(PY) -m harness down
 
-## lint: the static checks, fast, before the tests: Python (ruff), import contracts, Dockerfiles
-## (hadolint), shell scripts (shellcheck), pipeline files (the GitHub workflow schema), Terraform format
+## schemas: docs/schemas/ again from the code (the JSON Schemas editors read for scenario, SLO and profile files)
+schemas: $(VENV)/.installed
+	for n in scenario slo profile; do $(PY) -m harness schema $$n > docs/schemas/$$n.schema.json; done
+
+## lint: the static checks, fast, before the tests: Python (ruff lint and format, mypy), import
+## contracts, Dockerfiles (hadolint), shell scripts (shellcheck), pipeline files (the GitHub workflow
+## schema and actionlint), Terraform format
 SHELL_SCRIPTS := .ci/run services/base/build.sh services/postgres/entrypoint.sh
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint services/*/Dockerfile
 	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --schemafile docs/schemas/scenario.schema.json scenarios/faults/*.yaml
+	$(VENV)/bin/check-jsonschema --schemafile docs/schemas/slo.schema.json scenarios/slo.yaml
 	@if command -v terraform >/dev/null; then env -u TF_CLI_CONFIG_FILE terraform fmt -check -recursive terraform && echo "terraform fmt: ok"; \
 	else echo "lint: terraform is not installed: its format was not checked"; fi
 

@@ -179,6 +179,31 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     return 0
 
 
+SCHEMAS = {
+    "scenario": ("harness.faults.scenarios", "a fault scenario file (scenarios/faults/*.yaml)"),
+    "slo": ("harness.slo", "the SLO file (scenarios/slo.yaml)"),
+    "profile": ("harness.load.profile", "the PROFILE dict of a load profile (loadtests/profiles/*.py)"),
+}
+
+
+def schema_document(name: str) -> dict:
+    """The JSON Schema a file kind is validated with, as published for editors (docs/schemas/)."""
+    import importlib
+
+    module, what = SCHEMAS[name]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"{name}: {what}",
+        **{k: v for k, v in importlib.import_module(module).SCHEMA.items() if k != "$schema"},
+    }
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of a file kind (the one the harness validates with)."""
+    print(json.dumps(schema_document(args.name), indent=2))
+    return 0
+
+
 def cmd_outage(args: argparse.Namespace) -> int:
     """Compare the incident's health design with the fleet-safe one for a shared dependency outage."""
     import math
@@ -425,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     tl.add_argument("--svg", metavar="FILE", help="where to draw it (default: beside the series)")
     tl.add_argument("--title", help="the picture's title (default: the test's)")
     tl.set_defaults(func=cmd_timeline)
+    schema = sub.add_parser(
+        "schema", help="print the JSON Schema of a scenario, SLO or load profile file (for editors)"
+    )
+    schema.add_argument("name", choices=sorted(SCHEMAS))
+    schema.set_defaults(func=cmd_schema)
     out = sub.add_parser(
         "outage",
         help="a shared dependency outage against the running api fleet: the incident's "

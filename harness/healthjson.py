@@ -22,7 +22,7 @@ def body(response: Any) -> dict | None:
 def summary(response: Any) -> dict:
     """{"http": status, "status": pass|warn|fail or None, "checks": {"postgres:responseTime": status}}."""
     parsed = body(response) or {}
-    checks = parsed.get("checks") if isinstance(parsed.get("checks"), dict) else {}
+    checks = parsed["checks"] if isinstance(parsed.get("checks"), dict) else {}
     return {
         "http": response.status_code,
         "status": parsed.get("status"),
@@ -32,7 +32,7 @@ def summary(response: Any) -> dict:
 
 def failing(parsed: dict) -> list[str]:
     """ "name status: output" for every check that did not pass."""
-    checks = parsed.get("checks") if isinstance(parsed.get("checks"), dict) else {}
+    checks = parsed["checks"] if isinstance(parsed.get("checks"), dict) else {}
     return [
         f"{name} {c.get('status')}{': ' + c['output'] if c.get('output') else ''}"
         for name, results in checks.items()

@@ -22,11 +22,18 @@ from typing import Any, Protocol
 
 
 class Sampled(Protocol):
-    endpoint: str
-    t: float
-    status: int | None
-    latency: float
-    health: str | None
+    """What a timeline reads of a sample (read-only: the sampler's samples are frozen)."""
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def t(self) -> float: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def latency(self) -> float: ...
+    @property
+    def health(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -221,8 +221,9 @@ def run_lines(
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     tail: deque[str] = deque(maxlen=40)
+    assert proc.stdout is not None  # stdout=PIPE
     try:
-        for line in proc.stdout:  # type: ignore[union-attr]
+        for line in proc.stdout:
             tail.append(line)
             on_line(line)
         return proc.wait(), "".join(tail)

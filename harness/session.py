@@ -18,7 +18,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ENV_VAR = "HARNESS_SESSION_ID"
@@ -176,7 +178,7 @@ def stop_up_sessions(timeout: float = 60.0, only: set[str] | None = None) -> lis
             continue
         try:
             wait_until(
-                lambda e=entry: _owner_alive(e),
+                partial(_owner_alive, entry),
                 until=lambda alive: not alive,
                 timeout=timeout,
                 interval=0.2,
@@ -188,7 +190,7 @@ def stop_up_sessions(timeout: float = 60.0, only: set[str] | None = None) -> lis
     return stopped
 
 
-def stale_sessions(force: bool = False, exclude: set[str] = frozenset()) -> list[str]:
+def stale_sessions(force: bool = False, exclude: Collection[str] = frozenset()) -> list[str]:
     if not REGISTRY.exists():
         return []
     out = []
@@ -205,7 +207,9 @@ def stale_sessions(force: bool = False, exclude: set[str] = frozenset()) -> list
     return out
 
 
-def reap(force: bool = False, exclude: set[str] = frozenset(), docker_client: object | None = None) -> ReapReport:
+def reap(
+    force: bool = False, exclude: Collection[str] = frozenset(), docker_client: object | None = None
+) -> ReapReport:
     """Remove what belongs to dead sessions (all sessions but ``exclude`` when ``force``)."""
     report = ReapReport()
     gone = set(stale_sessions(force, exclude))
@@ -263,7 +267,7 @@ def _session_id_of(pid: int) -> str | None:
     return None
 
 
-def _reap_docker(client, gone: set[str] | None, exclude: set[str], report: ReapReport) -> None:
+def _reap_docker(client, gone: set[str] | None, exclude: Collection[str], report: ReapReport) -> None:
     """Containers, networks, volumes labelled with a reaped session id (any session id when forced)."""
 
     def wanted(labels: dict | None) -> bool:

@@ -131,3 +131,16 @@ def test_down_stops_what_up_started():
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+@pytest.mark.parametrize("name", ["scenario", "slo", "profile"])
+def test_the_published_schemas_are_the_ones_the_harness_validates_with(name):
+    """docs/schemas/ is what editors read; it must not drift from the code (`make schemas` rewrites it)."""
+    from harness.cli import schema_document
+
+    published = json.loads((REPO / "docs" / "schemas" / f"{name}.schema.json").read_text())
+    assert published == schema_document(name), f"docs/schemas/{name}.schema.json is stale: run `make schemas`"
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "schema", name], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and json.loads(done.stdout) == published

@@ -66,3 +66,40 @@ def test_terraform_is_formatted_and_a_misaligned_file_is_not(tmp_path, pytestcon
         [terraform, "fmt", "-check", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
     )
     assert bad.returncode != 0 and "bad.tf" in bad.stdout
+
+
+def test_workflows_pass_actionlint_and_an_undefined_matrix_value_does_not(tmp_path):
+    workflows = sorted(REPO.glob(".github/workflows/*.yml"))
+    done = run(BIN / "actionlint", *workflows)
+    assert done.returncode == 0, done.stdout
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.write_text(
+        "name: bad\non: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - run: echo ${{ matrix.python }}\n"
+    )
+    done = run(BIN / "actionlint", bad, cwd=tmp_path)
+    assert done.returncode != 0 and "matrix" in done.stdout
+
+
+def test_the_code_is_formatted_and_a_misformatted_file_is_not(tmp_path):
+    done = run(BIN / "ruff", "format", "--check", ".")
+    assert done.returncode == 0, done.stdout
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = {  'a':1 }\n")
+    assert run(BIN / "ruff", "format", "--check", bad, cwd=tmp_path).returncode != 0
+
+
+def test_mypy_reads_the_project_configuration_and_rejects_a_wrong_type(tmp_path):
+    """The whole tree is checked by `make lint`; here, that the configuration holds the services to
+    the strict rules (an unannotated function) and the harness to the checked ones (a wrong type)."""
+    services = tmp_path / "services"
+    services.mkdir()
+    (services / "__init__.py").write_text("")
+    (services / "loose.py").write_text("def f(x):\n    return x\n")
+    (tmp_path / "wrong.py").write_text("def f(x: int) -> str:\n    return x\n")
+    config = ("--config-file", REPO / "pyproject.toml", "--no-incremental")
+    done = run(sys.executable, "-m", "mypy", *config, "services/loose.py", "wrong.py", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert "loose.py:1: error: Function is missing a type annotation" in done.stdout
+    assert 'wrong.py:2: error: Incompatible return value type (got "int", expected "str")' in done.stdout

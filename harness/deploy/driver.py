@@ -56,7 +56,7 @@ def register_revision(ecs, current_arn: str, image: str | None = None, env: dict
 
 def judge(service: dict, new_arn: str, threshold: int) -> tuple[str | None, str]:
     """(outcome or None while in progress, reason) from what describe_services reports."""
-    primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
+    primary: dict = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
     state = primary.get("rolloutState")
     failed = primary.get("failedTasks", 0)
     if state == "FAILED":
@@ -109,4 +109,5 @@ def deploy(
         )
     except WaitTimeout as exc:
         return Rollout("timed_out", new_arn, time.monotonic() - started, budget, dict(seen), str(exc))
+    assert outcome is not None  # what ``until`` waited for
     return Rollout(outcome, new_arn, time.monotonic() - started, budget, dict(seen), reason)

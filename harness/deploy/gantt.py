@@ -7,9 +7,13 @@ the rehearsal's timelines; ``harness.pictures.gantt`` draws them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from harness.deploy.simulator import Result
 from harness.pictures import Mark, Row, Span, gantt
+
+if TYPE_CHECKING:  # the rehearsal imports this module to draw
+    from harness.deploy.rehearsal import Timeline
 
 
 def _phases(points: list[tuple[str, float | None]], end: float) -> list[Span]:
@@ -70,7 +74,7 @@ def simulation_svg(result: Result, title: str) -> str:
     return gantt(rows, title=title, marks=marks, end=result.time)
 
 
-def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
+def rehearsal_rows(timelines: Mapping[str, Timeline]) -> tuple[list[Row], float]:
     """The rehearsal's tasks on one axis (each timeline's events count from its own start, ``offset``
     seconds after the first task started); returns the rows and the end of the axis, which shows
     every grace period's end."""
@@ -101,6 +105,6 @@ def rehearsal_rows(timelines: Mapping[str, object]) -> tuple[list[Row], float]:
     return rows, end
 
 
-def rehearsal_svg(timelines: Mapping[str, object], title: str) -> str:
+def rehearsal_svg(timelines: Mapping[str, Timeline], title: str) -> str:
     rows, end = rehearsal_rows(timelines)
     return gantt(rows, title=title, end=end)

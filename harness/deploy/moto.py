@@ -48,11 +48,15 @@ class MotoServer:
         )
         self.timeout = timeout
 
+    def _answer(self) -> int:
+        self.process.ensure_running()  # a server that exited will not answer
+        return httpx.get(f"{self.url}/moto-api/", timeout=2).status_code
+
     def __enter__(self) -> MotoServer:
         self.process.start()
         try:
             wait_until(
-                lambda: (self.process.ensure_running(), httpx.get(f"{self.url}/moto-api/", timeout=2))[1].status_code,
+                self._answer,
                 until=lambda s: s == 200,
                 timeout=self.timeout,
                 what="moto server to answer",

@@ -57,7 +57,7 @@ class SimConfig:
     def from_timing(cls, s: ServiceTiming, served_path: str | None = None, **overrides: object) -> SimConfig:
         """From the timing model; ``served_path`` (the Dockerfile's check path, which the app
         serves) decides whether the ALB and container checks can ever pass."""
-        values = dict(
+        values: dict[str, object] = dict(
             desired=s.desired_count,
             container_interval=s.container.interval,
             container_timeout=s.container.timeout,
@@ -77,7 +77,7 @@ class SimConfig:
         if served_path is not None:
             values.update(alb_path_ok=s.alb.path == served_path, container_path_ok=s.container.path == served_path)
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]  # fields of several types; the dataclass checks names
 
 
 @dataclass

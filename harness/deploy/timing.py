@@ -220,7 +220,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
         estimate = boot.estimate(name, int(found[name]["task"]["cpu"]))
         tg, svc, task = found[name]["tg"], found[name]["service"], found[name]["task"]
         if "container_definitions" in task:  # known at plan: read the task definition itself
-            definitions, unknown = json.loads(task["container_definitions"]), []
+            definitions, unknown = json.loads(task["container_definitions"]), list[str]()
         else:  # some value is assigned at apply: the root output carries the rest
             definitions = (planned_containers.get("after") or {}).get(name) or []
             unknown = (planned_containers.get("after_unknown") or {}).get(name) or []

@@ -88,7 +88,7 @@ def missing_writes(stack: Stack, writes: list[WriteResult]) -> list[str]:
     missing = []
     ids = [w.run_id for w in writes]
     with psycopg.connect(stack.dsn("api")) as conn:
-        rows = dict(
+        rows: dict[str, str] = dict(
             conn.execute("SELECT id::text, mlflow_run_id FROM api_runs WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
         )
     with httpx.Client(timeout=10) as client:

@@ -70,7 +70,7 @@ def saturated(metrics: Path) -> dict | None:
     for line in lines:
         shed = {dep: n for dep, n in line.get("shed", {}).items() if n > 0}
         if shed:
-            dep = max(shed, key=shed.get)
+            dep = max(shed, key=lambda d: shed[d])
             evidence = f"api_shed_total{{dependency={dep!r}}} {shed[dep]:g}"
             return {"dependency": dep, "t": line["t"], "evidence": evidence}
     peak: dict[str, tuple[float, float]] = {}

@@ -85,17 +85,18 @@ def validate(data: object, where: str) -> dict:
         raise ProfileError(
             "; ".join(f"{where}: {'.'.join(['PROFILE', *map(str, e.absolute_path)])}: {e.message}" for e in errors)
         )
-    stages = data["stages"]  # type: ignore[index]
+    assert isinstance(data, dict)  # the schema's top level is an object
+    stages = data["stages"]
     for i in range(1, len(stages)):
         if stages[i]["until"] <= stages[i - 1]["until"]:
             raise ProfileError(
                 f"{where}: PROFILE.stages.{i}.until: {stages[i]['until']} is not greater than "
                 f"the previous stage's {stages[i - 1]['until']}"
             )
-    low, high = data["client_wait"]  # type: ignore[index]
+    low, high = data["client_wait"]
     if low > high:
         raise ProfileError(f"{where}: PROFILE.client_wait: [{low}, {high}] must be [min, max]")
-    return data  # type: ignore[return-value]
+    return data
 
 
 def path_of(name: str) -> Path:

@@ -69,7 +69,7 @@ def history_line(summary: dict, report_dir: str) -> dict:
 
 def read_history(root: Path) -> list[dict]:
     """Every run recorded under ``root``; a damaged line is skipped, not fatal."""
-    out = []
+    out: list[dict] = []
     try:
         lines = (root / HISTORY).read_text().splitlines()
     except OSError:

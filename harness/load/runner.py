@@ -300,7 +300,7 @@ def _drive(
                 def show(what: str, elapsed: float, budget: float) -> None:
                     s.update(f"of {planned:.0f}s: {live_figures(report_dir / 'stats_stats_history.csv') or 'starting'}")
 
-                code = wait_until(
+                exited = wait_until(
                     main.exit_code,
                     until=lambda c: c is not None,
                     timeout=bound,
@@ -308,6 +308,8 @@ def _drive(
                     what=f"Locust to finish profile {test.profile}",
                     progress=show,
                 )
+                assert exited is not None  # what ``until`` waited for
+                code = exited
         except WaitTimeout:
             print(f"load: Locust ran past {bound:.0f} s; stopping it (reports are still written)", file=test.out)
             main.stop(STOP_GRACE)

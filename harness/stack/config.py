@@ -31,7 +31,7 @@ class StackConfig:
         return dataclasses.replace(self, mlflow_env=tuple((dict(self.mlflow_env) | env).items()))
 
     def with_(self, **changes: object) -> StackConfig:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]  # replace() checks the names
 
     def delay_of(self, service: str) -> float:
         return dict(self.start_delay).get(service, 0.0)

@@ -68,7 +68,9 @@ def unprivileged_user() -> str | None:
 def ready(dsn: str, timeout: float = 2.0) -> str:
     """Readiness: the server accepts a login and answers a query."""
     with psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
-        return str(conn.execute("SELECT version()").fetchone()[0])
+        row = conn.execute("SELECT version()").fetchone()
+        assert row is not None  # SELECT without FROM always returns its row
+        return str(row[0])
 
 
 def ensure_databases(admin_dsn: str, names: tuple[str, ...]) -> None:

@@ -243,6 +243,7 @@ class FaultProxy:
         with contextlib.suppress(asyncio.CancelledError):
             await self._server
         self._server = None
+        assert self._sock is not None  # set with the server
         # connections still in the kernel's accept queue: accept and reset them
         while True:
             try:
@@ -288,7 +289,7 @@ class FaultProxy:
                     pass
                 return
             reset = self.toxics.get("resetpeer")
-            reset_this = isinstance(reset, ResetPeer) and reset.claims()
+            reset_this = reset if isinstance(reset, ResetPeer) and reset.claims() else None
             try:
                 up_reader, up_writer = await asyncio.open_connection(*self.upstream)
             except OSError:
@@ -297,9 +298,9 @@ class FaultProxy:
             self._conns.discard(entry)
             entry = (writer, up_writer)
             self._conns.add(entry)
-            if reset_this:
-                reset.hit()
-                await asyncio.sleep(reset.after_ms / 1000)
+            if reset_this is not None:
+                reset_this.hit()
+                await asyncio.sleep(reset_this.after_ms / 1000)
                 _rst(writer)
                 up_writer.transport.abort()
                 return

@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import sys
+from typing import Any
 
 from services.api.config import ConfigError, Settings, load_settings
 from services.common.redact import safe_dsn
@@ -18,7 +19,7 @@ from services.common.redact import safe_dsn
 logger = logging.getLogger("api.startup")
 
 
-def effective(settings: Settings) -> dict:
+def effective(settings: Settings) -> dict[str, Any]:
     """Every setting as the api will use it, with the worst-case budgets derived from them; the
     database URL with its password masked."""
     out = settings.model_dump(mode="json")

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -154,7 +155,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
         monitor = asyncio.ensure_future(loop.run())
         try:

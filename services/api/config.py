@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     @property
     def mlflow_budget(self) -> float:
         """Worst-case seconds of the MLflow check: every attempt times out, every backoff waited."""
-        backoffs = sum(self.mlflow_backoff * 2**i for i in range(self.mlflow_retries))
+        backoffs: float = sum(self.mlflow_backoff * 2**i for i in range(self.mlflow_retries))
         return (self.mlflow_retries + 1) * self.mlflow_timeout + backoffs
 
     @property
@@ -143,7 +143,7 @@ def load_settings(**overrides: object) -> Settings:
             url = from_pieces(os.environ, "API_DATABASE_", "API_DATABASE_URL")
             if url is not None:
                 overrides["database_url"] = url
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates every value
     except DsnError as exc:
         raise ConfigError(f"invalid api configuration: {exc}") from None
     except ValidationError as exc:

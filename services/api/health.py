@@ -63,7 +63,7 @@ class CheckResult:
     time: str
     output: str | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         body = {
             "componentType": self.component_type,
             "observedValue": round(self.latency_ms, 1),
@@ -91,7 +91,7 @@ class Evaluation:
 
     checks: tuple[CheckResult, ...]
     computed_at: float
-    encoded: dict = field(default_factory=dict, compare=False, repr=False)
+    encoded: dict[tuple[object, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -110,19 +110,24 @@ class HealthReport:
     def http_status(self) -> int:
         return 503 if self.status is Status.FAIL else 200
 
-    def _static_json(self) -> dict:
-        body: dict = {"status": self.status.value, "serviceId": SERVICE_ID, "version": "1", "phase": self.phase.value}
+    def _static_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": self.status.value,
+            "serviceId": SERVICE_ID,
+            "version": "1",
+            "phase": self.phase.value,
+        }
         if self.stale:
             body["stale"] = True
         if self.output:
             body["output"] = self.output
-        grouped: dict[str, list[dict]] = {}
+        grouped: dict[str, list[dict[str, Any]]] = {}
         for c in self.checks:
             grouped.setdefault(f"{c.component}:{c.measurement}", []).append(c.as_json())
         body["checks"] = grouped
         return body
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {**self._static_json(), "ageSeconds": round(self.age, 3)}
 
     def _shared(self, what: str, make: Callable[[], object]) -> Any:
@@ -139,12 +144,12 @@ class HealthReport:
         """``as_json()`` encoded. Every answer from one evaluation shares all but its age, so that
         part is encoded once and the age appended (a cached /health costs about what /health/live
         does)."""
-        head = self._shared(
+        head: bytes = self._shared(
             "body", lambda: (json.dumps(self._static_json(), separators=(",", ":"))[:-1] + ',"ageSeconds":').encode()
         )
         return head + repr(round(self.age, 3)).encode() + b"}"
 
-    def log_fields(self) -> dict:
+    def log_fields(self) -> dict[str, Any]:
         """What the request's log line says about the answer."""
         summary = self._shared(
             "log",
@@ -218,7 +223,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _swallow(task: asyncio.Future) -> None:
+def _swallow(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
@@ -249,7 +254,7 @@ class HealthService:
     local_checks: tuple[Callable[[], str | None], ...] = ()
     draining: bool = False
     _cached: Evaluation | None = field(default=None, init=False)
-    _inflight: asyncio.Task | None = field(default=None, init=False)
+    _inflight: asyncio.Task[Any] | None = field(default=None, init=False)
     _answered: set[str] = field(default_factory=set, init=False)
 
     @property
@@ -309,13 +314,13 @@ class HealthService:
         # shield: a caller that disconnects must not cancel the evaluation others wait on
         return await asyncio.shield(self._refresh()), False, False
 
-    def _refresh(self) -> asyncio.Task:
+    def _refresh(self) -> asyncio.Task[Any]:
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._evaluate())
             self._inflight.add_done_callback(self._clear_inflight)
         return self._inflight
 
-    def _clear_inflight(self, task: asyncio.Task) -> None:
+    def _clear_inflight(self, task: asyncio.Task[Any]) -> None:
         if self._inflight is task:
             self._inflight = None
         if not task.cancelled():
@@ -411,7 +416,8 @@ class Throttled:
         self, check: Callable[[], str | None], every: float = 1.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.check, self.every, self.clock = check, every, clock
-        self._at, self._last = float("-inf"), None
+        self._at: float = float("-inf")
+        self._last: str | None = None
 
     def __call__(self) -> str | None:
         now = self.clock()

@@ -82,7 +82,7 @@ class RequestObserver:
             jsonlog.request_id.reset(token)
 
 
-async def _json(send: Send, status: int, data: dict) -> None:
+async def _json(send: Send, status: int, data: dict[str, Any]) -> None:
     body = json.dumps(data).encode()
     await send(
         {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -73,13 +73,14 @@ class MlflowClient:
     async def _once(self, method: str, path: str, **kw: object) -> httpx.Response:
         try:
             async with asyncio.timeout(self.timeout):
+                # (the caller's keywords are httpx's own: json=, params=)
                 return await self._http.request(method, path, **kw)  # type: ignore[arg-type]
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _Transient(f"{method} {path}: no answer within {self.timeout:.2f}s") from exc
         except httpx.TransportError as exc:
             raise _Transient(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
 
-    async def _call_once(self, method: str, path: str, **kw: object) -> dict:
+    async def _call_once(self, method: str, path: str, **kw: object) -> dict[str, Any]:
         response = await self._once(method, path, **kw)
         if response.status_code in RETRYABLE_STATUS:
             raise _Transient(f"{method} {path}: HTTP {response.status_code} {_error_code(response)}")
@@ -94,7 +95,7 @@ class MlflowClient:
             raise MlflowUnavailable(f"{method} {path}: expected a JSON object, got {response.text[:80]!r}")
         return body
 
-    async def call(self, method: str, path: str, *, retry: bool = True, **kw: object) -> dict:
+    async def call(self, method: str, path: str, *, retry: bool = True, **kw: object) -> dict[str, Any]:
         """One REST call; retries unavailability up to ``retries`` times with doubling backoff."""
         return await self._attempts(
             lambda: self._call_once(method, path, **kw), (_Transient,), self.retries + 1 if retry else 1
@@ -171,9 +172,10 @@ class MlflowClient:
     async def delete_run(self, run_id: str) -> None:
         await self.call("POST", "/api/2.0/mlflow/runs/delete", json={"run_id": run_id})
 
-    async def get_run(self, run_id: str) -> dict:
+    async def get_run(self, run_id: str) -> dict[str, Any]:
         body = await self.call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
-        return body["run"]
+        run: dict[str, Any] = body["run"]
+        return run
 
 
 def _json(response: httpx.Response) -> object:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -36,8 +38,8 @@ class RunRow:
     experiment_id: str
     mlflow_run_id: str
     run_name: str
-    params: dict
-    metrics: dict
+    params: dict[str, Any]
+    metrics: dict[str, Any]
     created_at: str
 
 
@@ -65,7 +67,7 @@ class Store:
         return None
 
     @asynccontextmanager
-    async def _connection(self):
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
         async with self._slots:
             conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, row_factory=dict_row)
             try:

@@ -21,6 +21,7 @@ import os
 import re
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from services.common.startup import DependencyTimeout, retry_until_ready
 
@@ -39,7 +40,7 @@ class ConfigError(ValueError):
     pass
 
 
-def log(msg: str, fields: dict | None = None) -> None:
+def log(msg: str, fields: dict[str, Any] | None = None) -> None:
     line = {
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "level": "info",
@@ -50,7 +51,7 @@ def log(msg: str, fields: dict | None = None) -> None:
     print(json.dumps(line, default=str), flush=True)
 
 
-def settings(env: dict[str, str]) -> dict:
+def settings(env: dict[str, str]) -> dict[str, Any]:
     """The bootstrap's settings; ConfigError naming every wrong variable."""
     problems = [f"{name}: required but not set" for name in REQUIRED if not env.get(name)]
     for name in ("DBINIT_NAME", "DBINIT_USER", "DBINIT_MASTER_USER"):
@@ -80,12 +81,12 @@ def settings(env: dict[str, str]) -> dict:
     }
 
 
-def bootstrap(cfg: dict, master_password: str, password: str) -> dict:
+def bootstrap(cfg: dict[str, Any], master_password: str, password: str) -> dict[str, Any]:
     """Create or update the role (its password follows the secret) and create the database."""
     import psycopg
     from psycopg import sql
 
-    def connect():
+    def connect() -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(
             host=cfg["host"],
             port=cfg["port"],

@@ -11,18 +11,19 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from services.common.redact import redact
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 # the fields of the current request's log line, which its handler may add to (add_fields)
-request_fields: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request_fields", default=None)
+request_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("request_fields", default=None)
 # one encoder for every line: json.dumps with arguments builds a new encoder per call
 _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
-_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_escape = json.encoder.encode_basestring_ascii
 
 
-class _JsonHandler(logging.StreamHandler):
+class _JsonHandler(logging.StreamHandler[TextIO]):
     """A StreamHandler that also takes ``request_line``'s lines: those written while an event
     loop runs are collected and written together once the loop's current iteration is done (one
     write for every request the iteration finished, instead of one each). Any other line, a flush
@@ -31,10 +32,10 @@ class _JsonHandler(logging.StreamHandler):
     formatter: JsonFormatter
     lock: threading.RLock
 
-    def __init__(self, stream: object) -> None:
-        super().__init__(stream)  # type: ignore[arg-type]
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
         try:
-            self.fd: int | None = stream.fileno()  # type: ignore[attr-defined]
+            self.fd: int | None = stream.fileno()
         except (AttributeError, OSError, ValueError):
             self.fd = None  # an in-memory stream (tests)
         self.pending: list[bytes] = []
@@ -58,10 +59,11 @@ class _JsonHandler(logging.StreamHandler):
     def write_pending(self) -> None:
         with self.lock:
             self.scheduled = False
+            assert self.fd is not None  # lines are collected only for a stream with a descriptor
             data = b"".join(self.pending)
             self.pending.clear()
             while data:
-                data = data[os.write(self.fd, data) :]  # type: ignore[arg-type]
+                data = data[os.write(self.fd, data) :]
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.pending:
@@ -124,11 +126,11 @@ class JsonFormatter(logging.Formatter):
         )
 
 
-def configure(service: str, level: str = "INFO", secrets: tuple[str, ...] = (), stream: object = None) -> None:
+def configure(service: str, level: str = "INFO", secrets: tuple[str, ...] = (), stream: TextIO | None = None) -> None:
     """Route the root logger and uvicorn's loggers through the JSON formatter."""
     # no caller, thread or process lookups per record: the lines never show them (the logging
     # HOWTO's "Optimization" section); a request line costs about half as much without them
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     global _HANDLER
     handler = _HANDLER = _JsonHandler(stream or sys.stdout)
@@ -149,7 +151,7 @@ def log(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: o
     logger.log(level, msg, extra={"fields": fields})
 
 
-def add_fields(fields: dict) -> None:
+def add_fields(fields: dict[str, Any]) -> None:
     """Add ``fields`` to the current request's log line (nothing outside a request)."""
     current = request_fields.get()
     if current is not None:
@@ -157,7 +159,7 @@ def add_fields(fields: dict) -> None:
 
 
 def request_line(
-    logger: logging.Logger, rid: str, method: str, path: str, status: int, duration_ms: float, extra: dict
+    logger: logging.Logger, rid: str, method: str, path: str, status: int, duration_ms: float, extra: dict[str, Any]
 ) -> None:
     """The request's line, the same as ``log(logger, "request", method=..., path=..., status=...,
     duration_ms=..., **extra)`` with ``rid`` as its request id, assembled from pre-escaped pieces

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ def retry_until_ready(
     *,
     what: str,
     timeout: float,
-    log: Callable[[str, dict], None],
+    log: Callable[[str, dict[str, Any]], None],
     initial_delay: float = 0.2,
     max_delay: float = 2.0,
     clock: Callable[[], float] = time.monotonic,

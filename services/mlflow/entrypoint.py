@@ -22,6 +22,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from services.common.dsn import DsnError, from_pieces
@@ -41,7 +42,7 @@ class ConfigError(ValueError):
     pass
 
 
-def log(msg: str, fields: dict | None = None) -> None:
+def log(msg: str, fields: dict[str, Any] | None = None) -> None:
     line = {
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "level": "info",
@@ -55,7 +56,7 @@ def log(msg: str, fields: dict | None = None) -> None:
 def _number(env: dict[str, str], name: str, default: str, kind: type, low: float, high: float) -> float:
     raw = env.get(name, default)
     try:
-        value = kind(raw)
+        value: float = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
     if not low <= value <= high:
@@ -143,7 +144,7 @@ def wait_for_postgres(uri: str, timeout: float) -> None:
     )
 
 
-def effective(env: dict[str, str], argv: list[str], startup: float) -> dict:
+def effective(env: dict[str, str], argv: list[str], startup: float) -> dict[str, Any]:
     """The settings the server will run with (backend password masked)."""
     served = child_env(env)
     return {

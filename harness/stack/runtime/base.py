@@ -19,8 +19,12 @@ class Service(ABC):
 
     name: str
     url: str  # base URL from the host: http://127.0.0.1:P (api), .../mlflow, postgresql://...
-    ident: str  # pid or container id
     host_port: int  # where host-side clients (and the fault proxies) reach it on 127.0.0.1
+
+    @property
+    @abstractmethod
+    def ident(self) -> str:
+        """The pid or the container id."""
 
     @abstractmethod
     def logs(self, tail: int = 200) -> str: ...

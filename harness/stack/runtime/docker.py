@@ -169,6 +169,7 @@ class DockerRuntime(Runtime):
             .with_kwargs(**kwargs)
         )
         # loopback only, and a fixed host port so a restarted container keeps its URL
+        # (the docker SDK takes an (address, port) pair; testcontainers' annotation knows only a port)
         c.ports[f"{spec.port}/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
         delay = config.delay_of(spec.name)
         if delay:
@@ -180,7 +181,7 @@ class DockerRuntime(Runtime):
             release(port)
             # create succeeded but start failed: the container exists and nothing tracks it yet
             with contextlib.suppress(Exception):
-                self.client.containers.get(c._name).remove(force=True, v=True)
+                self.client.containers.get(str(c._name)).remove(force=True, v=True)
             raise
         return DockerService(spec.name, c, port, spec.url(config, "127.0.0.1", port), spec.port)
 
@@ -191,7 +192,7 @@ class DockerRuntime(Runtime):
     def proxy_host(self) -> str:
         """The per-session network's gateway: the host as the containers see it."""
         if self._gateway is None:
-            net = self.client.networks.get(self.network.id)
+            net = self.client.networks.get(str(self.network.id))
             self._gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
         return self._gateway
 
