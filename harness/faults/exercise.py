@@ -11,10 +11,12 @@ from harness.errors import WaitTimeout
 from harness.faults.kinds import fault
 from harness.faults.sampler import Sample, Sampler
 from harness.faults.scenarios import Scenario
-from harness.faults.writer import Writer, missing_writes
+from harness.faults.writer import Writer, exactly_once
 from harness.pictures import Window
 from harness.stack.stack import Stack
 from harness.wait import wait_until
+
+LEASE_WAIT = 45.0  # seconds ``settle`` may take: past the api's default lease on a pending row
 
 
 @dataclass
@@ -84,7 +86,13 @@ def exercise(stack: Stack, scenario: Scenario, settle: float) -> Observation:
                     timeout=10,
                     what="a few writes after recovery",
                 )
-    missing = missing_writes(stack, writer.acknowledged) if writer is not None and writer.acknowledged else []
+    missing: list[str] = []
+    if writer is not None:
+        # every failed write again, with its key: a pending row a failed request still holds is
+        # free when its lease (3 x API_REQUEST_TIMEOUT, 30 s by default) runs out
+        unsettled = writer.settle(timeout=max(settle, LEASE_WAIT))
+        missing = [f"{r.key}: still {r.settled or r} after {r.retries} retries" for r in unsettled]
+        missing += exactly_once(stack, writer)
     return Observation(
         scenario,
         start,

@@ -149,7 +149,10 @@ def judge(obs: Observation, names: dict[str, float]) -> list[Verdict]:
                 not obs.missing,
                 len(obs.missing),
                 0,
-                "; ".join(obs.missing[:5]) or f"all {acknowledged} acknowledged writes found in Postgres and MLflow",
+                "; ".join(obs.missing[:5])
+                or f"all {len([r for r in w.results if r.recorded_id]) if w else 0} writes recorded exactly once in "
+                f"Postgres and MLflow ({acknowledged} at once, {len(w.retried) if w else 0} after a retry with "
+                f"their Idempotency-Key)",
             )
         )
     return out
@@ -180,6 +183,7 @@ def figures(obs: Observation, verdicts: list[Verdict], runtime: str) -> dict:
                 "writes": len(w.results),
                 "acknowledged": len(w.acknowledged),
                 "clear_503": len(w.clear_failures),
+                "retried": len(w.retried),
                 "unclear": len(w.unclear_failures),
                 "missing": len(obs.missing),
             }

@@ -16,7 +16,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from harness.errors import ConfigurationError
-from harness.stack.proxy import Bandwidth, Blackhole, Latency, Refuse, ResetPeer, Respond, SlowClose, Toxic
+from harness.stack.proxy import (
+    Bandwidth,
+    Blackhole,
+    CutAfter,
+    Latency,
+    Refuse,
+    ResetPeer,
+    Respond,
+    SlowClose,
+    Toxic,
+)
 from harness.stack.runtime.base import Service
 from harness.stack.stack import SPECS, Stack, link_name
 
@@ -50,6 +60,12 @@ def _respond(params: dict) -> Toxic:
         f"Connection: close\r\n\r\n"
     ).encode()
     return Respond(payload=head + body, limit=params.get("limit"))
+
+
+def _cut_after(params: dict) -> Toxic:
+    """``match`` is text in the upstream's answer (latin-1: a Postgres command tag such as
+    "UPDATE 1\\0", NUL-terminated on the wire); ``limit`` answers are cut (default 1)."""
+    return CutAfter(match=str(params.get("match", "UPDATE 1\0")).encode("latin-1"), limit=params.get("limit", 1))
 
 
 @contextlib.contextmanager
@@ -93,6 +109,7 @@ KINDS: dict[str, Kind] = {
         Kind("slow_close", True, _fields(SlowClose), _toxic(SlowClose)),
         Kind("refuse", True, (), _toxic(Refuse)),
         Kind("respond", True, ("status", "limit"), _respond),
+        Kind("cut_after", True, ("match", "limit"), _cut_after),
     )
 }
 

@@ -21,11 +21,30 @@ class WriteResult:
     run_id: str | None = None
     detail: str | None = None
     error: str | None = None
+    key: str = ""  # the write's Idempotency-Key
+    retries: int = 0  # how many times ``settle`` sent it again
+    settled: WriteResult | None = None  # the last retry's answer
+
+    @property
+    def acknowledged(self) -> bool:
+        """The first attempt was answered 2xx."""
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def recorded_id(self) -> str | None:
+        """The run's id, from the first attempt or from the retry that got a 2xx."""
+        if self.acknowledged:
+            return self.run_id
+        if self.settled is not None and self.settled.acknowledged:
+            return self.settled.run_id
+        return None
 
 
 @dataclass
 class Writer:
-    """Writes through POST /runs until stopped; bounded in requests and time."""
+    """Writes through POST /runs until stopped; bounded in requests and time. Every write carries
+    an Idempotency-Key, so one that failed can be sent again (``settle``) and must then be
+    recorded exactly once (``exactly_once``)."""
 
     api_url: str
     interval: float = 0.05
@@ -47,35 +66,51 @@ class Writer:
         self._stop.set()
         self._thread.join(30)
 
+    def body(self, i: int) -> dict:
+        return {"experiment": self.experiment, "name": f"w{i}", "params": {"i": str(i)}, "metrics": {"i": float(i)}}
+
+    def _send(self, client: httpx.Client, i: int, key: str) -> WriteResult:
+        t = time.monotonic() - self.started
+        try:
+            r = client.post(f"{self.api_url}/runs", json=self.body(i), headers={"Idempotency-Key": key})
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            return WriteResult(t, r.status_code, body.get("id"), body.get("detail"), key=key)
+        except (httpx.HTTPError, ValueError) as exc:
+            return WriteResult(t, None, error=type(exc).__name__, key=key)
+
     def _loop(self) -> None:
         with httpx.Client(timeout=30) as client:
             for i in range(self.max_requests):
                 if self._stop.is_set() or time.monotonic() - self.started > self.max_duration:
                     return
-                t = time.monotonic() - self.started
-                try:
-                    r = client.post(
-                        f"{self.api_url}/runs",
-                        json={
-                            "experiment": self.experiment,
-                            "name": f"w{i}",
-                            "params": {"i": str(i)},
-                            "metrics": {"i": float(i)},
-                        },
-                    )
-                    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-                    self.results.append(WriteResult(t, r.status_code, body.get("id"), body.get("detail")))
-                except (httpx.HTTPError, ValueError) as exc:
-                    self.results.append(WriteResult(t, None, error=type(exc).__name__))
+                self.results.append(self._send(client, i, f"{self.experiment}-{i}"))
                 self._stop.wait(self.interval)
+
+    def settle(self, timeout: float = 60.0, interval: float = 0.5) -> list[WriteResult]:
+        """Send every write that was not acknowledged again, with its key, until each is (or
+        ``timeout`` passes); as a client that retries its 503s would. Returns those still failing."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=30) as client:
+            for n, result in enumerate(self.results):
+                while result.recorded_id is None and time.monotonic() < deadline:
+                    result.settled = self._send(client, n, result.key)
+                    result.retries += 1
+                    if result.recorded_id is None:
+                        time.sleep(interval)
+        return [r for r in self.results if r.recorded_id is None]
 
     @property
     def acknowledged(self) -> list[WriteResult]:
-        return [r for r in self.results if r.status is not None and 200 <= r.status < 300]
+        return [r for r in self.results if r.acknowledged]
+
+    @property
+    def retried(self) -> list[WriteResult]:
+        return [r for r in self.results if r.retries]
 
     @property
     def clear_failures(self) -> list[WriteResult]:
-        return [r for r in self.results if r.status == 503 and r.detail]
+        """Failures that said what happened: a 503 with its reason, a 409 while a retry was at work."""
+        return [r for r in self.results if r.status in (503, 409) and r.detail]
 
     @property
     def unclear_failures(self) -> list[WriteResult]:
@@ -83,20 +118,62 @@ class Writer:
         return [r for r in self.results if id(r) not in ok]
 
 
-def missing_writes(stack: Stack, writes: list[WriteResult]) -> list[str]:
-    """Acknowledged writes absent from Postgres or MLflow (checked directly, not through the api)."""
-    missing = []
-    ids = [w.run_id for w in writes]
+def exactly_once(stack: Stack, writer: Writer) -> list[str]:
+    """Every write of ``writer`` recorded once, checked in the stores themselves, not through the
+    api: one complete row per key, whose id the api answered, and one active, finished MLflow run
+    tagged with that id, holding the write's param; nothing else in the writer's experiment."""
+    problems = []
+    keys = {r.key: r for r in writer.results}
     with psycopg.connect(stack.dsn("api")) as conn:
-        rows: dict[str, str] = dict(
-            conn.execute("SELECT id::text, mlflow_run_id FROM api_runs WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
-        )
+        rows = conn.execute(
+            "SELECT idempotency_key, id::text, state, mlflow_run_id FROM api_runs WHERE experiment = %s",
+            (writer.experiment,),
+        ).fetchall()
+    by_key: dict[str, list[tuple]] = {}
+    for key, *rest in rows:
+        by_key.setdefault(key, []).append(tuple(rest))
     with httpx.Client(timeout=10) as client:
-        for rid in ids:
-            if rid not in rows:
-                missing.append(f"{rid}: no row in Postgres")
-                continue
-            r = client.get(f"{stack.url('mlflow')}/api/2.0/mlflow/runs/get", params={"run_id": rows[rid]})
-            if r.status_code != 200 or r.json()["run"]["info"].get("lifecycle_stage") != "active":
-                missing.append(f"{rid}: MLflow run {rows[rid]} answered {r.status_code}")
-    return missing
+        runs = tagged_runs(client, stack.url("mlflow"), writer.experiment)
+    for key, result in keys.items():
+        found = by_key.get(key, [])
+        if result.recorded_id is None:
+            continue  # never recorded: ``settle`` said so; its row may stay pending
+        if len(found) != 1:
+            problems.append(f"{key}: {len(found)} rows in Postgres, expected 1")
+            continue
+        rid, state, mlflow_run_id = found[0]
+        if rid != result.recorded_id or state != "complete":
+            problems.append(f"{key}: row {rid} ({state}); the api answered {result.recorded_id}")
+            continue
+        mine = runs.get(rid, [])
+        if len(mine) != 1 or mine[0]["info"]["run_id"] != mlflow_run_id:
+            problems.append(f"{key}: {len(mine)} MLflow runs tagged {rid}, expected 1 ({mlflow_run_id})")
+            continue
+        info, params = mine[0]["info"], {p["key"]: p["value"] for p in mine[0]["data"].get("params", [])}
+        if info.get("status") != "FINISHED" or params.get("i") != key.rsplit("-", 1)[1]:
+            problems.append(f"{key}: MLflow run {mlflow_run_id} is {info.get('status')} with params {params}")
+    extra = set(runs) - {found[0][0] for key, found in by_key.items() if found}
+    if extra:
+        problems.append(f"MLflow runs tagged with no row of the writer: {sorted(extra)[:5]}")
+    return problems
+
+
+def tagged_runs(client: httpx.Client, mlflow: str, experiment: str) -> dict[str, list[dict]]:
+    """The experiment's active runs, by the api's row id tag (api_run_id)."""
+    got = client.get(f"{mlflow}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment})
+    if got.status_code != 200:
+        return {}
+    experiment_id = got.json()["experiment"]["experiment_id"]
+    out: dict[str, list[dict]] = {}
+    token = None
+    while True:
+        query = {"experiment_ids": [experiment_id], "max_results": 1000, "run_view_type": "ACTIVE_ONLY"}
+        r = client.post(f"{mlflow}/api/2.0/mlflow/runs/search", json=query | ({"page_token": token} if token else {}))
+        r.raise_for_status()
+        body = r.json()
+        for run in body.get("runs", []):
+            tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+            out.setdefault(tags.get("api_run_id", "(untagged)"), []).append(run)
+        token = body.get("next_page_token")
+        if not token:
+            return out

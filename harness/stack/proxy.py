@@ -12,7 +12,10 @@ Toxics (at most one of each kind at a time; they compose):
   SlowClose(ms)                       delay closing the client side after the upstream closed
   Refuse()                            partition: new connections are refused, live ones are cut
   Respond(payload, limit)             answer new connections with fixed bytes and close (an HTTP 503)
-``limit`` applies a toxic to the next N connections only (a transient failure).
+  CutAfter(match, limit)              when the upstream's answer holds ``match``, drop it and cut the
+                                      connection: the request took effect, its answer is lost
+``limit`` applies a toxic to the next N connections only (a transient failure); for CutAfter, to
+the next N answers that match.
 """
 
 from __future__ import annotations
@@ -95,6 +98,14 @@ class Respond(Toxic):
         b"Content-Length: 52\r\nConnection: close\r\n\r\n"
         b'{"error_code": "TEMPORARILY_UNAVAILABLE", "via": ""}'
     )
+
+
+@dataclass
+class CutAfter(Toxic):
+    """Postgres, for one: ``match=b"UPDATE 1"`` is the command tag of an update the server has
+    committed (autocommit); the client never reads it."""
+
+    match: bytes = b"UPDATE 1\x00"
 
 
 def _rst(writer: asyncio.StreamWriter) -> None:
@@ -321,6 +332,11 @@ class FaultProxy:
                 if not data:
                     break
                 if direction == UP and self._intercept(client, dst):
+                    return
+                cut = self.toxics.get("cutafter")
+                if direction == DOWN and isinstance(cut, CutAfter) and cut.match in data and cut.claims():
+                    cut.hit()
+                    _rst(client)  # the answer is dropped with the connection
                     return
                 await self._delay(direction, len(data))
                 blackhole = self.toxics.get("blackhole")

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StringConstraints, WithJsonSchema, field_validator
+from starlette.exceptions import HTTPException
 
 from services.api.bulkhead import Bulkhead, Overloaded
 from services.api.config import Settings
@@ -30,21 +35,59 @@ from services.api.health import (
     Throttled,
     descriptors_problem,
 )
-from services.api.middleware import RequestObserver
+from services.api.middleware import RequestObserver, error_body
 from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
-from services.api.store import RunRow, Store, StoreUnavailable
+from services.api.store import PENDING, RunRow, Store, StoreUnavailable
 from services.common import jsonlog
 from services.common.redact import dsn_secrets
 
 logger = logging.getLogger("api")
-Key = Annotated[str, StringConstraints(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_.\-/ ]+$")]
+RUN_TAG = "api_run_id"  # the MLflow tag that names the api's row of a run
+EXPERIMENT = r"^[A-Za-z0-9_.\-/ ]+$"
+# A param or metric name as MLflow accepts it: letters, digits, "_", "-", ".", " " in "/"-separated
+# parts; no empty part and no part "." or ".." (MLflow treats names as paths and rejects one that
+# does not normalise to itself; parts starting with ".." are refused here, a little stricter).
+_PART = r"(?:[A-Za-z0-9_ -]|\.[A-Za-z0-9_ -])[A-Za-z0-9_. -]*"
+NAME = rf"^{_PART}(?:/{_PART})*$"
+Experiment = Annotated[str, StringConstraints(min_length=1, max_length=250, pattern=EXPERIMENT)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=250, pattern=NAME)]
+NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 250, "pattern": NAME}
+
+
+def _keyed(values: dict[str, object], example: dict[str, object]) -> WithJsonSchema:
+    """A map keyed by MLflow names, described as it is enforced (pydantic would describe the key
+    pattern as patternProperties, which lets any other key through)."""
+    return WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": 100,
+            "propertyNames": NAME_SCHEMA,
+            "additionalProperties": values,
+            "examples": [example],
+        }
+    )
+
+
+# Text Postgres can hold (MLflow keeps names and values there): no NUL character.
+TEXT = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(pattern=TEXT)]
 
 
 class RunIn(BaseModel):
-    experiment: Key = Field(description="MLflow experiment name; created when absent")
-    name: Annotated[str, StringConstraints(min_length=1, max_length=250)] | None = None
-    params: dict[Key, Annotated[str, StringConstraints(max_length=6000)]] = Field(default_factory=dict, max_length=100)
-    metrics: dict[Key, float] = Field(default_factory=dict, max_length=100)
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently dropped
+
+    experiment: Experiment = Field(description="MLflow experiment name; created when absent", examples=["churn"])
+    name: Annotated[str, StringConstraints(min_length=1, max_length=250, pattern=TEXT)] | None = Field(
+        None, description="the run's name (default: run-<8 hex>)", examples=["nightly"]
+    )
+    params: Annotated[
+        dict[Name, Annotated[str, StringConstraints(max_length=6000, pattern=TEXT)]],
+        _keyed({"type": "string", "maxLength": 6000, "pattern": TEXT}, {"model": "gbm", "data/version": "7"}),
+    ] = Field(default_factory=dict, max_length=100)
+    # strict: JSON true/false are not numbers (pydantic would take them as 1.0 and 0.0)
+    metrics: Annotated[dict[Name, StrictFloat], _keyed({"type": "number"}, {"auc": 0.91})] = Field(
+        default_factory=dict, max_length=100
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -53,6 +96,68 @@ class RunIn(BaseModel):
             if not math.isfinite(x):
                 raise ValueError(f"metric {k!r} must be a finite number")
         return v
+
+
+class Problem(BaseModel):
+    field: str = Field(description="where in the request, dotted (empty: the body itself)")
+    problem: str
+
+
+class Error(BaseModel):
+    """Every error body the api answers, whatever the status."""
+
+    error: str = Field(description="the kind, short and stable", examples=["dependency unavailable"])
+    detail: str = Field(description="what happened, for a person", examples=["postgres: insert failed"])
+    request_id: str = Field(description="the request's X-Request-ID, to find its log line")
+    problems: list[Problem] | None = Field(None, description="422 only: every invalid field")
+
+
+class CheckBody(BaseModel):
+    componentType: str
+    observedValue: float
+    observedUnit: str
+    status: Literal["pass", "warn", "fail"]
+    time: str
+    output: str | None = None
+
+
+class Health(BaseModel):
+    """The health+json body (draft-inadarei-api-health-check): the verdict, the task's phase and
+    each dependency check."""
+
+    status: Literal["pass", "warn", "fail"]
+    serviceId: str
+    version: str | None = None
+    phase: Literal["starting", "serving", "draining"] | None = None
+    stale: bool | None = None
+    output: str | None = None
+    checks: dict[str, list[CheckBody]] | None = None
+    ageSeconds: float | None = None
+
+
+def _error(description: str, retry: bool = False) -> dict[str, Any]:
+    headers = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+    return {"description": description, "model": Error, **({"headers": headers} if retry else {})}
+
+
+def _health(description: str) -> dict[str, Any]:
+    return {"description": description, "model": Health}
+
+
+class HealthResponse(Response):
+    media_type = HEALTH_MEDIA_TYPE
+
+
+class MetricsResponse(PlainTextResponse):
+    """The Prometheus text exposition format."""
+
+
+REQUEST_ID_HEADER = {
+    "description": "the request's id: the client's X-Request-ID (up to 128 characters) or a generated one",
+    "schema": {"type": "string", "maxLength": 128},
+}
+UNAVAILABLE = _error("a dependency is unavailable or the api is shedding load (`overloaded`)", retry=True)
+INVALID = _error("the request breaks the schema: `problems` names every field")
 
 
 class RunOut(BaseModel):
@@ -115,8 +220,16 @@ class Metrics:
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def unavailable(reason: str, error: str = "dependency unavailable") -> JSONResponse:
-    return JSONResponse({"error": error, "detail": reason}, status_code=503, headers={"Retry-After": "1"})
+def error(
+    status: int, kind: str, detail: str, headers: Mapping[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    """An ``Error`` body with the request's id."""
+    body = error_body(kind, detail, jsonlog.request_id.get(), **extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def unavailable(reason: str, kind: str = "dependency unavailable") -> JSONResponse:
+    return error(503, kind, reason, headers={"Retry-After": "1"})
 
 
 def overloaded(exc: Overloaded) -> JSONResponse:
@@ -178,7 +291,12 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     app.state.metrics = metrics
     app.state.store = store
     app.state.mlflow = mlflow
-    app.add_middleware(RequestObserver, max_body_bytes=settings.max_body_bytes, observe=metrics.observe)
+    app.add_middleware(
+        RequestObserver,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+        observe=metrics.observe,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -186,9 +304,23 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]} for e in exc.errors()
         ]
         reason = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
-        return JSONResponse({"error": "invalid request", "detail": reason, "problems": problems}, status_code=422)
+        return error(422, "invalid request", reason, problems=problems)
 
-    @app.get("/health/live", summary="Liveness: the process serves; touches no dependency")
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's and FastAPI's own answers (unknown path, wrong method, a body that is not
+        JSON, the body limits) in the api's error shape."""
+        kinds = {400: "malformed request", 404: "not found", 405: "method not allowed", 413: "request body too large"}
+        kind = kinds.get(exc.status_code, HTTPStatus(exc.status_code).phrase.lower())
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return error(exc.status_code, kind, detail, headers=exc.headers)
+
+    @app.get(
+        "/health/live",
+        summary="Liveness: the process serves; touches no dependency",
+        response_class=HealthResponse,
+        responses={200: _health("the process serves")},
+    )
     async def live() -> Response:
         return JSONResponse({"status": "pass", "serviceId": "api"}, media_type=HEALTH_MEDIA_TYPE)
 
@@ -203,7 +335,11 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
         "and on task-local trouble (stalled event loop, file descriptors exhausted). Once "
         "in service a failing dependency is `warn` (200): an outage shared by every task "
         "must not drain the fleet. The body names the failing dependency.",
-        responses={503: {"description": "not in service yet, draining, or the task itself is in trouble"}},
+        response_class=HealthResponse,
+        responses={
+            200: _health("in service: every required dependency passes (pass) or one is failing (warn)"),
+            503: _health("not in service yet, draining, or the task itself is in trouble"),
+        },
     )
     async def ready() -> Response:
         return answer(await health.report())
@@ -211,77 +347,199 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
     @app.get(
         "/health/deep",
         summary="Monitoring's check: 503 when a required dependency fails",
-        responses={503: {"description": "a required dependency failed, or the task is not serving"}},
+        response_class=HealthResponse,
+        responses={
+            200: _health("every required dependency passes"),
+            503: _health("a required dependency failed, or the task is not serving"),
+        },
     )
     async def deep() -> Response:
         return answer(await health.report(deep=True))
 
-    @app.get("/metrics", summary="Prometheus metrics: health checks per dependency, request latency")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics: health checks per dependency, request latency",
+        response_class=MetricsResponse,
+        responses={200: {"description": "the Prometheus text exposition format"}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    lease = 3 * settings.request_timeout  # how long a request may hold a pending row
+
+    def answer_run(row: RunRow, status: int = 200, mlflow_run: dict[str, Any] | None = None) -> JSONResponse:
+        """The run as recorded (its params and metrics as MLflow holds them, when given its run)."""
+        jsonlog.add_fields({"run_id": str(row.id), "mlflow_run_id": row.mlflow_run_id})
+        data = (mlflow_run or {}).get("data", {})
+        out = RunOut(
+            id=row.id,
+            experiment=row.experiment,
+            experiment_id=row.experiment_id,
+            mlflow_run_id=row.mlflow_run_id,
+            name=row.run_name,
+            params={p["key"]: p["value"] for p in data["params"]} if "params" in data else row.params,
+            metrics={m["key"]: m["value"] for m in data["metrics"]} if "metrics" in data else row.metrics,
+            created_at=row.created_at or None,
+            mlflow_status=(mlflow_run or {}).get("info", {}).get("status", "FINISHED"),
+        )
+        return JSONResponse(out.model_dump(mode="json"), status_code=status)
+
+    async def record(row: RunRow, resumed: bool) -> RunRow | JSONResponse:
+        """The MLflow run for a claimed pending row (found by its tag when an earlier attempt may
+        have made it), then the row completed; the caller holds an MLflow slot. Nothing is
+        deleted on a failure: the row stays pending for a retry with its key, or a read, to finish."""
+        try:
+            async with asyncio.timeout(settings.request_timeout):
+                exp_id = await mlflow.experiment_id(row.experiment)
+                now_ms = int(time.time() * 1000)
+                found = await mlflow.find_run(exp_id, RUN_TAG, str(row.id)) if resumed else None
+                if found is None:
+                    run_id = await mlflow.log_run(
+                        exp_id, row.run_name, row.params, row.metrics, now_ms, tags={RUN_TAG: str(row.id)}
+                    )
+                else:
+                    run_id = await mlflow.finish_run(found, row.params, row.metrics, now_ms)
+        except (MlflowUnavailable, MlflowRejected, TimeoutError) as exc:
+            await _release(store, row.id)
+            if isinstance(exc, MlflowRejected):
+                return error(502, "mlflow rejected the run", str(exc))
+            return unavailable(f"mlflow: {exc or 'request deadline exceeded'}")
+        try:
+            async with asyncio.timeout(settings.request_timeout), db_slots.slot():
+                return await store.complete(row.id, exp_id, run_id)
+        except (StoreUnavailable, TimeoutError, Overloaded) as exc:
+            # the update may have committed with its answer lost: the retry or a read will see
+            if isinstance(exc, Overloaded):
+                return overloaded(exc)
+            return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
 
     @app.post(
         "/runs",
         status_code=201,
         response_model=RunOut,
         summary="Log a run to MLflow and record it in Postgres; 2xx only when both hold it",
+        description="Safe to retry with an `Idempotency-Key`: the same key and body answer the same "
+        "run (201 when this request recorded it, 200 when an earlier one had), never a second one; "
+        "the same key with another body answers 409. Without a key, a retry after a lost answer "
+        "may record the run twice.",
         responses={
-            503: {
-                "description": "MLflow or Postgres unavailable, or the api is shedding load "
-                "(`overloaded`); nothing was recorded; Retry-After says when to retry"
-            }
+            200: {"description": "recorded by an earlier request with the same Idempotency-Key", "model": RunOut},
+            201: {
+                "description": "recorded in both stores",
+                "links": {
+                    "GetRunById": {
+                        "operationId": "read_run",
+                        "parameters": {"run_id": "$response.body#/id"},
+                        "description": "the run just recorded, read back",
+                    }
+                },
+            },
+            400: _error("the body is not JSON"),
+            408: _error("the body did not arrive within API_BODY_TIMEOUT seconds"),
+            409: _error(
+                "the Idempotency-Key was used with another body, or a request with it is still at work "
+                "(Retry-After says when to retry)",
+                retry=True,
+            ),
+            413: _error("the body is larger than API_MAX_BODY_BYTES (chunked bodies are counted too)"),
+            422: INVALID,
+            502: _error("MLflow refused the run (a value it does not accept)"),
+            503: _error(
+                "MLflow or Postgres unavailable, or the api is shedding load (`overloaded`); "
+                "retry with the same Idempotency-Key: the run is then recorded once; Retry-After says when",
+                retry=True,
+            ),
         },
+        operation_id="create_run",
     )
-    async def create_run(body: RunIn) -> Response:
-        run_name = body.name or f"run-{uuid.uuid4().hex[:8]}"
+    async def create_run(
+        body: RunIn,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=255,
+                pattern=r"^[!-~]+$",
+                description="makes retries safe: the same key and body record the run once",
+                examples=["7f9c2b1e-retry-safe"],
+            ),
+        ] = None,
+    ) -> Response:
+        digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        intent = RunRow(
+            uuid.uuid4(),
+            body.experiment,
+            "",
+            "",
+            body.name or f"run-{uuid.uuid4().hex[:8]}",
+            dict(body.params),
+            dict(body.metrics),
+            state=PENDING,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+        )
         try:
-            async with asyncio.timeout(settings.request_timeout), mlflow_slots.slot():
-                exp_id = await mlflow.experiment_id(body.experiment)
-                run_id = await mlflow.log_run(exp_id, run_name, body.params, body.metrics, int(time.time() * 1000))
+            # the MLflow slot first: a write shed for want of one has recorded nothing anywhere
+            async with mlflow_slots.slot():
+                try:
+                    async with asyncio.timeout(settings.request_timeout), db_slots.slot():
+                        row, fresh = await store.begin(intent, lease)
+                        if not fresh and row.request_hash != digest:
+                            return error(
+                                409, "idempotency key reused", "this Idempotency-Key was sent with another body"
+                            )
+                        if not fresh and not row.pending:
+                            return answer_run(row, 200)
+                        if not fresh and not await store.claim(row.id, lease):
+                            return error(
+                                409,
+                                "in progress",
+                                "a request with this Idempotency-Key is still at work",
+                                headers={"Retry-After": "1"},
+                            )
+                except (StoreUnavailable, TimeoutError) as exc:
+                    return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
+                done = await record(row, resumed=not fresh)
         except Overloaded as exc:
             return overloaded(exc)
-        except (MlflowUnavailable, TimeoutError) as exc:
-            return unavailable(f"mlflow: {exc or 'request deadline exceeded'}")
-        except MlflowRejected as exc:
-            return JSONResponse({"error": "mlflow rejected the run", "detail": str(exc)}, status_code=502)
-        row = RunRow(uuid.uuid4(), body.experiment, exp_id, run_id, run_name, dict(body.params), dict(body.metrics), "")
-        try:
-            async with asyncio.timeout(settings.request_timeout), db_slots.slot():
-                await store.insert(row)
-        except (StoreUnavailable, TimeoutError, Overloaded) as exc:
-            await _forget(mlflow, run_id)
-            if isinstance(exc, Overloaded):
-                return overloaded(exc)
-            return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
-        jsonlog.add_fields({"run_id": str(row.id), "mlflow_run_id": run_id})
-        out = RunOut(
-            id=row.id,
-            experiment=row.experiment,
-            experiment_id=exp_id,
-            mlflow_run_id=run_id,
-            name=run_name,
-            params=row.params,
-            metrics=row.metrics,
-            mlflow_status="FINISHED",
-        )
-        return JSONResponse(out.model_dump(mode="json"), status_code=201)
+        return done if isinstance(done, JSONResponse) else answer_run(done, 201)
 
     @app.get(
         "/runs/{run_id}",
         response_model=RunOut,
         summary="Read a run back from Postgres and MLflow",
-        responses={404: {"description": "no such run"}, 503: {"description": "a store is unavailable"}},
+        description="A run whose write was cut short (its answer lost) is finished here first.",
+        responses={
+            404: _error("no such run"),
+            422: INVALID,
+            502: _error("the run is missing in MLflow"),
+            503: UNAVAILABLE,
+        },
+        operation_id="read_run",
     )
     async def read_run(run_id: uuid.UUID) -> Response:
         try:
             async with asyncio.timeout(settings.request_timeout), db_slots.slot():
                 row = await store.get(run_id)
+                if row is not None and row.pending and not await store.claim(row.id, lease):
+                    return unavailable("the run is being written", kind="in progress")
         except Overloaded as exc:
             return overloaded(exc)
         except (StoreUnavailable, TimeoutError) as exc:
             return unavailable(f"postgres: {exc or 'request deadline exceeded'}")
         if row is None:
-            return JSONResponse({"error": "not found", "detail": f"no run {run_id}"}, status_code=404)
+            return error(404, "not found", f"no run {run_id}")
+        if row.pending:
+            try:
+                async with mlflow_slots.slot():
+                    done = await record(row, resumed=True)
+            except Overloaded as exc:
+                await _release(store, row.id)
+                return overloaded(exc)
+            if isinstance(done, JSONResponse):
+                return done
+            row = done
         try:
             async with asyncio.timeout(settings.request_timeout), mlflow_slots.slot():
                 run = await mlflow.get_run(row.mlflow_run_id)
@@ -290,34 +548,33 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
         except (MlflowUnavailable, TimeoutError) as exc:
             return unavailable(f"mlflow: {exc or 'request deadline exceeded'}")
         except MlflowRejected as exc:
-            return JSONResponse({"error": "run missing in mlflow", "detail": str(exc)}, status_code=502)
-        data = run.get("data", {})
-        out = RunOut(
-            id=row.id,
-            experiment=row.experiment,
-            experiment_id=row.experiment_id,
-            mlflow_run_id=row.mlflow_run_id,
-            name=row.run_name,
-            created_at=row.created_at,
-            params={p["key"]: p["value"] for p in data.get("params", [])},
-            metrics={m["key"]: m["value"] for m in data.get("metrics", [])},
-            mlflow_status=run.get("info", {}).get("status"),
-        )
-        return JSONResponse(out.model_dump(mode="json"))
+            return error(502, "run missing in mlflow", str(exc))
+        return answer_run(row, 200, run)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's description, plus what it cannot know: every answer carries X-Request-ID."""
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for operations in spec["paths"].values():
+                for operation in operations.values():
+                    for response in operation["responses"].values():
+                        response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
+                        for media in response.get("content", {}).values():
+                            # a model's $ref next to the plain response class's default {"type": "string"}
+                            if "$ref" in media.get("schema", {}):
+                                media["schema"] = {"$ref": media["schema"]["$ref"]}
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     return app
 
 
-async def _forget(mlflow: MlflowClient, run_id: str) -> None:
-    """Best effort: a run whose Postgres row failed is deleted in MLflow so no one trusts it."""
+async def _release(store: Store, run_id: uuid.UUID) -> None:
+    """Best effort: give a pending row back so a retry need not wait out the lease."""
     try:
-        async with asyncio.timeout(mlflow.timeout * 2):
-            await mlflow.delete_run(run_id)
-    except Exception as exc:  # noqa: BLE001 - the caller already answers 503
+        await store.release(run_id)
+    except Exception as exc:  # noqa: BLE001 - the caller already answers the failure
         jsonlog.log(
-            logger,
-            "could not delete orphan mlflow run",
-            logging.WARNING,
-            mlflow_run_id=run_id,
-            error=type(exc).__name__,
+            logger, "could not release a pending run", logging.WARNING, run_id=str(run_id), error=type(exc).__name__
         )

@@ -54,7 +54,18 @@ class Settings(BaseSettings):
     startup_timeout: float = Field(60.0, ge=0, le=600, description="how long startup waits for Postgres")
     drain_seconds: float = Field(5.0, ge=0, le=300, description="after SIGTERM: report fail, keep serving")
     shutdown_grace: float = Field(10.0, ge=0, le=300, description="after draining: finish in-flight requests")
-    max_body_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
+    max_body_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        description="largest request body (413 beyond it), counted while reading: chunked bodies too",
+    )
+    body_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="seconds a client may take to send its whole request body (408 beyond it)",
+    )
     db_max_connections: int = Field(
         10,
         ge=1,

@@ -1,5 +1,5 @@
-"""The api's per-request work as plain ASGI: request id, body-size limit, latency histogram and
-one JSON log line per request.
+"""The api's per-request work as plain ASGI: request id, body-size limit and read deadline,
+latency histogram and one JSON log line per request.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: that one runs every request through an
 extra task and memory streams, which cost about two thirds of a cheap request's throughput here
@@ -8,12 +8,15 @@ extra task and memory streams, which cost about two thirds of a cheap request's 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from starlette.exceptions import HTTPException
 
 from services.common import jsonlog
 
@@ -27,16 +30,55 @@ logger = logging.getLogger("api")
 MAX_REQUEST_ID = 128
 
 
+class BodyRejected(HTTPException):
+    """Raised from ``receive`` while the app reads the body: FastAPI passes an HTTPException on
+    (any other error there becomes its 400 "error parsing the body"), the app's handler answers it."""
+
+
 class RequestObserver:
     """Wraps the app: every HTTP request gets an ``X-Request-ID`` (taken from the request, cut to
-    128 characters, or generated), a body over ``max_body_bytes`` by its ``Content-Length`` is
-    answered 413 before the app sees it, an unhandled error is a 500 with the request id, and one
-    log line and one histogram observation record the outcome."""
+    128 characters, or generated); a body over ``max_body_bytes`` is answered 413, before the app
+    sees it when ``Content-Length`` says so, else as soon as the bytes read pass the limit (a chunked
+    body has no length); a body not received within ``body_timeout`` seconds is answered 408; an
+    unhandled error is a 500 with the request id; one log line and one histogram observation
+    record the outcome."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, observe: Callable[[str, int, float], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        observe: Callable[[str, int, float], None],
+        body_timeout: float = 10.0,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.observe = observe  # (route path, status, seconds)
+
+    def _limited(self, receive: Receive, started: float) -> Receive:
+        """``receive`` that counts the body's bytes and keeps the read deadline."""
+        limit, deadline = self.max_body_bytes, started + self.body_timeout
+        read = 0
+        done = False
+
+        async def receive_limited() -> Message:
+            nonlocal read, done
+            if done:
+                return await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyRejected(408, f"the request body was not received within {self.body_timeout:g} s") from None
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > limit:
+                    raise BodyRejected(413, f"the request body is larger than {limit} bytes")
+                done = not message.get("more_body", False)
+            return message
+
+        return receive_limited
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,14 +107,15 @@ class RequestObserver:
 
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                await _json(send_observed, 413, {"error": "request body too large", "limit_bytes": self.max_body_bytes})
+                detail = f"the request body is larger than {self.max_body_bytes} bytes"
+                await _json(send_observed, 413, error_body("request body too large", detail, rid))
             else:
-                await self.app(scope, receive, send_observed)
+                await self.app(scope, self._limited(receive, started), send_observed)
         except Exception:
             logger.exception("unhandled error", extra={"fields": {"path": scope["path"]}})
             if status:
                 raise  # the answer has begun: the server closes the connection
-            await _json(send_observed, 500, {"error": "internal error", "request_id": rid})
+            await _json(send_observed, 500, error_body("internal error", "an unexpected error; see the log", rid))
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
@@ -80,6 +123,11 @@ class RequestObserver:
             jsonlog.request_line(logger, rid, scope["method"], scope["path"], status, round(elapsed * 1000, 2), fields)
             jsonlog.request_fields.reset(fields_token)
             jsonlog.request_id.reset(token)
+
+
+def error_body(error: str, detail: str, request_id: str | None, **extra: object) -> dict[str, Any]:
+    """Every error the api answers has this shape (the OpenAPI ``Error`` schema)."""
+    return {"error": error, "detail": detail, "request_id": request_id or "", **extra}
 
 
 async def _json(send: Send, status: int, data: dict[str, Any]) -> None:

@@ -145,28 +145,79 @@ class MlflowClient:
         params: Mapping[str, str],
         metrics: Mapping[str, float],
         timestamp_ms: int,
+        tags: Mapping[str, str] | None = None,
     ) -> str:
+        """Create a run (never retried: a lost answer would make two), log its params and
+        metrics, finish it. ``tags`` let ``find_run`` find it again."""
         body = await self.call(
             "POST",
             "/api/2.0/mlflow/runs/create",
             retry=False,
-            json={"experiment_id": experiment_id, "run_name": run_name, "start_time": timestamp_ms},
-        )
-        run_id = str(body["run"]["info"]["run_id"])
-        await self.call(
-            "POST",
-            "/api/2.0/mlflow/runs/log-batch",
             json={
-                "run_id": run_id,
-                "params": [{"key": k, "value": v} for k, v in params.items()],
-                "metrics": [{"key": k, "value": v, "timestamp": timestamp_ms, "step": 0} for k, v in metrics.items()],
+                "experiment_id": experiment_id,
+                "run_name": run_name,
+                "start_time": timestamp_ms,
+                "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
             },
         )
+        run_id = str(body["run"]["info"]["run_id"])
+        await self._log(run_id, params, metrics, timestamp_ms)
+        return run_id
+
+    async def _log(
+        self, run_id: str, params: Mapping[str, str], metrics: Mapping[str, float], timestamp_ms: int
+    ) -> None:
+        if params or metrics:
+            await self.call(
+                "POST",
+                "/api/2.0/mlflow/runs/log-batch",
+                json={
+                    "run_id": run_id,
+                    "params": [{"key": k, "value": v} for k, v in params.items()],
+                    "metrics": [
+                        {"key": k, "value": v, "timestamp": timestamp_ms, "step": 0} for k, v in metrics.items()
+                    ],
+                },
+            )
         await self.call(
             "POST",
             "/api/2.0/mlflow/runs/update",
             json={"run_id": run_id, "status": "FINISHED", "end_time": timestamp_ms},
         )
+
+    async def find_run(self, experiment_id: str, tag: str, value: str) -> dict[str, Any] | None:
+        """The active run of the experiment whose tag ``tag`` is ``value`` (the oldest, should a
+        race have made two), or None."""
+        body = await self.call(
+            "POST",
+            "/api/2.0/mlflow/runs/search",
+            json={
+                "experiment_ids": [experiment_id],
+                "filter": f"tags.{tag} = '{value}'",
+                "run_view_type": "ACTIVE_ONLY",
+                "order_by": ["attributes.start_time ASC"],
+                "max_results": 1,
+            },
+        )
+        runs: list[dict[str, Any]] = body.get("runs", [])
+        return runs[0] if runs else None
+
+    async def finish_run(
+        self, run: dict[str, Any], params: Mapping[str, str], metrics: Mapping[str, float], timestamp_ms: int
+    ) -> str:
+        """Complete a run ``log_run`` began (its answer was lost, or the api stopped half way):
+        log what it does not hold yet, then finish it. Returns its id."""
+        run_id = str(run["info"]["run_id"])
+        if run["info"].get("status") != "FINISHED":
+            data = run.get("data", {})
+            have_params = {p["key"] for p in data.get("params", [])}
+            have_metrics = {m["key"] for m in data.get("metrics", [])}
+            await self._log(
+                run_id,
+                {k: v for k, v in params.items() if k not in have_params},
+                {k: v for k, v in metrics.items() if k not in have_metrics},
+                timestamp_ms,
+            )
         return run_id
 
     async def delete_run(self, run_id: str) -> None:

@@ -13,18 +13,34 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+# A run is recorded in two stores. The row is written first, as an intent ("pending", with the
+# request and its hash), then the MLflow run (tagged with the row's id), then the row completed.
+# Nothing is ever deleted on a failure, so no row points at a deleted run: a lost answer leaves a
+# pending row and perhaps a tagged run, which the retry with the same Idempotency-Key, or a read,
+# finishes. ``claimed_until`` is the lease of the request working on a pending row.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_runs (
-    id            uuid PRIMARY KEY,
-    experiment    text NOT NULL,
-    experiment_id text NOT NULL,
-    mlflow_run_id text NOT NULL UNIQUE,
-    run_name      text NOT NULL,
-    params        jsonb NOT NULL,
-    metrics       jsonb NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now()
-)
+    id              uuid PRIMARY KEY,
+    experiment      text NOT NULL,
+    experiment_id   text,
+    mlflow_run_id   text UNIQUE,
+    run_name        text NOT NULL,
+    params          jsonb NOT NULL,
+    metrics         jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    state           text NOT NULL DEFAULT 'complete',
+    idempotency_key text UNIQUE,
+    request_hash    text,
+    claimed_until   timestamptz
+);
+ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'complete';
+ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS idempotency_key text UNIQUE;
+ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS request_hash text;
+ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
+ALTER TABLE api_runs ALTER COLUMN experiment_id DROP NOT NULL;
+ALTER TABLE api_runs ALTER COLUMN mlflow_run_id DROP NOT NULL;
 """
+PENDING, COMPLETE = "pending", "complete"
 
 
 class StoreUnavailable(Exception):
@@ -35,12 +51,35 @@ class StoreUnavailable(Exception):
 class RunRow:
     id: uuid.UUID
     experiment: str
-    experiment_id: str
-    mlflow_run_id: str
+    experiment_id: str  # "" while pending
+    mlflow_run_id: str  # "" while pending
     run_name: str
     params: dict[str, Any]
     metrics: dict[str, Any]
-    created_at: str
+    created_at: str = ""
+    state: str = COMPLETE
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.state == PENDING
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> RunRow:
+        return cls(
+            rec["id"],
+            rec["experiment"],
+            rec["experiment_id"] or "",
+            rec["mlflow_run_id"] or "",
+            rec["run_name"],
+            rec["params"],
+            rec["metrics"],
+            rec["created_at"].isoformat(),
+            rec["state"],
+            rec["idempotency_key"],
+            rec["request_hash"] or "",
+        )
 
 
 class Store:
@@ -81,44 +120,73 @@ class Store:
             cur = await conn.execute("SELECT 1 FROM pg_catalog.pg_class LIMIT 1")
             await cur.fetchone()
 
-    async def insert(self, row: RunRow) -> None:
+    async def _run(self, what: str, query: str, args: tuple[object, ...]) -> list[dict[str, Any]]:
+        """One statement on a connection of its own; every row it returns."""
         try:
             async with asyncio.timeout(self.timeout * 3), self._connection() as conn:
-                await conn.execute(
-                    "INSERT INTO api_runs (id, experiment, experiment_id, mlflow_run_id, run_name, params, metrics)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        row.id,
-                        row.experiment,
-                        row.experiment_id,
-                        row.mlflow_run_id,
-                        row.run_name,
-                        json.dumps(row.params),
-                        json.dumps(row.metrics),
-                    ),
-                )
+                cur = await conn.execute(query.encode(), args)
+                return await cur.fetchall() if cur.description else []
         except (psycopg.OperationalError, TimeoutError) as exc:
-            raise StoreUnavailable(f"insert failed: {type(exc).__name__}") from exc
+            raise StoreUnavailable(f"{what} failed: {type(exc).__name__}") from exc
+
+    async def begin(self, row: RunRow, lease: float) -> tuple[RunRow, bool]:
+        """The intent: a pending row claimed for ``lease`` seconds. Returns it and True, or, when
+        a row holds the same idempotency key already, that row and False (nothing written)."""
+        created = await self._run(
+            "insert",
+            "INSERT INTO api_runs (id, experiment, run_name, params, metrics, state, idempotency_key,"
+            " request_hash, claimed_until) VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s,"
+            " now() + make_interval(secs => %s)) ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            (
+                row.id,
+                row.experiment,
+                row.run_name,
+                json.dumps(row.params),
+                json.dumps(row.metrics),
+                row.idempotency_key,
+                row.request_hash,
+                lease,
+            ),
+        )
+        if created:
+            return RunRow.from_record(created[0]), True
+        found = await self._run("read", "SELECT * FROM api_runs WHERE idempotency_key = %s", (row.idempotency_key,))
+        if not found:  # the holder of the key went away between the two statements: try again
+            return await self.begin(row, lease)
+        return RunRow.from_record(found[0]), False
+
+    async def claim(self, run_id: uuid.UUID, lease: float) -> bool:
+        """Take a pending row for ``lease`` seconds; False when another request holds it."""
+        return bool(
+            await self._run(
+                "claim",
+                "UPDATE api_runs SET claimed_until = now() + make_interval(secs => %s)"
+                " WHERE id = %s AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < now())"
+                " RETURNING id",
+                (lease, run_id),
+            )
+        )
+
+    async def release(self, run_id: uuid.UUID) -> None:
+        """Give a pending row back at once (the request failed; a retry need not wait the lease)."""
+        await self._run(
+            "release", "UPDATE api_runs SET claimed_until = NULL WHERE id = %s AND state = 'pending'", (run_id,)
+        )
+
+    async def complete(self, run_id: uuid.UUID, experiment_id: str, mlflow_run_id: str) -> RunRow:
+        done = await self._run(
+            "update",
+            "UPDATE api_runs SET state = 'complete', experiment_id = %s, mlflow_run_id = %s, claimed_until = NULL"
+            " WHERE id = %s RETURNING *",
+            (experiment_id, mlflow_run_id, run_id),
+        )
+        if not done:
+            raise StoreUnavailable(f"update failed: no row {run_id}")
+        return RunRow.from_record(done[0])
 
     async def get(self, run_id: uuid.UUID) -> RunRow | None:
-        try:
-            async with asyncio.timeout(self.timeout * 3), self._connection() as conn:
-                cur = await conn.execute("SELECT * FROM api_runs WHERE id = %s", (run_id,))
-                rec = await cur.fetchone()
-        except (psycopg.OperationalError, TimeoutError) as exc:
-            raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
-        if rec is None:
-            return None
-        return RunRow(
-            rec["id"],
-            rec["experiment"],
-            rec["experiment_id"],
-            rec["mlflow_run_id"],
-            rec["run_name"],
-            rec["params"],
-            rec["metrics"],
-            rec["created_at"].isoformat(),
-        )
+        found = await self._run("read", "SELECT * FROM api_runs WHERE id = %s", (run_id,))
+        return RunRow.from_record(found[0]) if found else None
 
 
 def migrate(dsn: str, connect_timeout: int = 5) -> None:

@@ -19,7 +19,7 @@ from harness.faults import scenarios
 from harness.faults.judge import detected, mark, recovered
 from harness.faults.kinds import fault
 from harness.faults.sampler import Sampler
-from harness.faults.writer import Writer, missing_writes
+from harness.faults.writer import Writer, exactly_once
 from harness.load import profile as profiles
 from harness.load.runner import RequestLog
 from harness.pictures import Window
@@ -246,9 +246,11 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
     assert failed and all(r["status"] == 503 for r in failed), {r["status"] for r in failed}
     assert all("status 503: " in r["error"] and len(r["error"]) > len("status 503: ") for r in failed), failed[0]
     assert not [r for r in failed if "no Retry-After" in r["error"]], "a 503 without Retry-After"
-    # nothing acknowledged is lost; every failed write said so clearly
+    # nothing acknowledged is lost; every failed write said so clearly, and its retry with its
+    # Idempotency-Key recorded it exactly once
     assert writer.acknowledged and not writer.unclear_failures, writer.unclear_failures[:5]
-    assert not missing_writes(stack, writer.acknowledged)
+    assert writer.settle(timeout=60) == [], "writes still failing after their retries"
+    assert exactly_once(stack, writer) == []
     # the gate: the load balancer's health SLO held; the clients' errors are what broke the run
     verdicts = outcome.summary["verdicts"]
     assert all(v["ok"] for v in verdicts if v["endpoint"] == HEALTH_ENDPOINT), verdicts

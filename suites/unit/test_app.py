@@ -14,71 +14,11 @@ import pytest
 from services.api.app import create_app
 from services.api.config import load_settings
 from services.api.mlflow_client import MlflowClient
-from services.api.store import Store, StoreUnavailable
+from services.api.store import Store
 from services.common import jsonlog
+from suites.unit.fakes import PASSWORD, FakeMlflow, FakeStore
 
 pytestmark = pytest.mark.unit
-PASSWORD = "hunter22-secret"
-
-
-class FakeStore:
-    def __init__(self):
-        self.rows = {}
-        self.down = False
-        self.pings = 0
-
-    async def open(self): ...
-    async def close(self): ...
-
-    async def ping(self):
-        self.pings += 1
-        if self.down:
-            raise ConnectionRefusedError(f"connection to postgresql://app:{PASSWORD}@db/api refused")
-
-    async def insert(self, row):
-        if self.down:
-            raise StoreUnavailable("insert failed: OperationalError")
-        self.rows[row.id] = row
-
-    async def get(self, run_id):
-        return self.rows.get(run_id)
-
-
-class FakeMlflow:
-    """Enough of MLflow's REST API for the runs endpoints."""
-
-    def __init__(self):
-        self.runs = {}
-        self.deleted = []
-        self.status = 200
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/mlflow")
-        if self.status != 200:
-            return httpx.Response(self.status, json={"error_code": "TEMPORARILY_UNAVAILABLE"})
-        if path == "/health":
-            return httpx.Response(200, text="OK")
-        if path.endswith("/experiments/search"):
-            return httpx.Response(200, json={"experiments": []})
-        if path.endswith("/experiments/get-by-name"):
-            return httpx.Response(200, json={"experiment": {"experiment_id": "1"}})
-        body = json.loads(request.content or b"{}")
-        if path.endswith("/runs/create"):
-            rid = uuid.uuid4().hex
-            self.runs[rid] = {"info": {"run_id": rid, "status": "RUNNING"}, "data": {"params": [], "metrics": []}}
-            return httpx.Response(200, json={"run": self.runs[rid]})
-        if path.endswith("/runs/log-batch"):
-            self.runs[body["run_id"]]["data"] = {"params": body["params"], "metrics": body["metrics"]}
-            return httpx.Response(200, json={})
-        if path.endswith("/runs/update"):
-            self.runs[body["run_id"]]["info"]["status"] = body["status"]
-            return httpx.Response(200, json={})
-        if path.endswith("/runs/delete"):
-            self.deleted.append(body["run_id"])
-            return httpx.Response(200, json={})
-        if path.endswith("/runs/get"):
-            return httpx.Response(200, json={"run": self.runs[request.url.params["run_id"]]})
-        return httpx.Response(404, json={"error_code": "ENDPOINT_NOT_FOUND"})
 
 
 @pytest.fixture
@@ -215,19 +155,79 @@ def test_write_goes_to_both_stores_and_reads_back(call, deps):
     assert back["mlflow_status"] == "FINISHED"
 
 
-def test_write_with_postgres_down_is_503_and_mlflow_run_deleted(call, deps):
+def test_write_with_postgres_down_is_503_and_touches_nothing(call, deps):
     deps[0].down = True
     r = call("POST", "/runs", json={"experiment": "exp", "params": {"a": "b"}})
-    assert r.status_code == 503 and "postgres" in r.json()["detail"]
-    assert deps[0].rows == {}
-    assert deps[1].deleted == list(deps[1].runs)
+    assert r.status_code == 503 and "postgres" in r.json()["detail"] and r.json()["request_id"]
+    assert deps[0].rows == {} and deps[1].runs == {}
 
 
-def test_write_with_mlflow_down_is_503_and_no_row(call, deps):
-    deps[1].status = 503
-    r = call("POST", "/runs", json={"experiment": "exp"})
+KEY = {"Idempotency-Key": "k-1"}
+BODY = {"experiment": "exp", "params": {"a": "b"}, "metrics": {"m": 1.5}}
+
+
+def test_write_with_mlflow_down_is_503_leaves_an_intent_and_the_retry_with_its_key_records_it_once(call, deps):
+    store, mlflow = deps
+    mlflow.status = 503
+    r = call("POST", "/runs", json=BODY, headers=KEY)
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
-    assert deps[0].rows == {}
+    assert [row.state for row in store.rows.values()] == ["pending"] and mlflow.runs == {}
+    mlflow.status = 200
+    again = call("POST", "/runs", json=BODY, headers=KEY)
+    assert again.status_code == 201, again.text
+    assert list(store.rows) == [uuid.UUID(again.json()["id"])] and len(mlflow.runs) == 1
+    replay = call("POST", "/runs", json=BODY, headers=KEY)
+    assert replay.status_code == 200 and replay.json()["id"] == again.json()["id"] and len(mlflow.runs) == 1
+
+
+def test_the_same_key_with_another_body_is_409_and_records_nothing(call, deps):
+    assert call("POST", "/runs", json=BODY, headers=KEY).status_code == 201
+    other = call("POST", "/runs", json={**BODY, "params": {"a": "c"}}, headers=KEY)
+    assert other.status_code == 409 and other.json()["error"] == "idempotency key reused"
+    assert len(deps[0].rows) == 1 and len(deps[1].runs) == 1
+
+
+def test_a_key_whose_request_is_still_at_work_is_409_with_retry_after(call, deps):
+    deps[1].status = 503
+    call("POST", "/runs", json=BODY, headers=KEY)
+    deps[0].claimed = set(deps[0].rows)  # as if the first request still held its lease
+    deps[1].status = 200
+    busy = call("POST", "/runs", json=BODY, headers=KEY)
+    assert busy.status_code == 409 and busy.headers["retry-after"] == "1" and deps[1].runs == {}
+
+
+def test_a_lost_answer_from_mlflow_create_is_finished_by_the_retry_without_a_second_run(call, deps):
+    store, mlflow = deps
+    mlflow.lose_create_answer = True
+    assert call("POST", "/runs", json=BODY, headers=KEY).status_code == 503
+    (made,) = mlflow.runs.values()
+    assert made["info"]["status"] == "RUNNING" and made["data"]["params"] == []
+    again = call("POST", "/runs", json=BODY, headers=KEY)
+    assert again.status_code == 201 and len(mlflow.runs) == 1, again.text
+    assert made["info"]["status"] == "FINISHED" and made["data"]["params"] == [{"key": "a", "value": "b"}]
+    assert again.json()["mlflow_run_id"] == made["info"]["run_id"]
+
+
+def test_a_lost_answer_from_the_postgres_commit_leaves_a_consistent_run_the_retry_returns(call, deps):
+    store, mlflow = deps
+    store.lose_complete_answer = True
+    first = call("POST", "/runs", json=BODY, headers=KEY)
+    assert first.status_code == 503 and "postgres" in first.json()["detail"]
+    (row,) = store.rows.values()
+    assert row.state == "complete" and row.mlflow_run_id in mlflow.runs and mlflow.deleted == []
+    again = call("POST", "/runs", json=BODY, headers=KEY)
+    assert again.status_code == 200 and again.json()["id"] == str(row.id) and len(mlflow.runs) == 1
+
+
+def test_a_read_finishes_a_write_cut_short(call, deps):
+    store, mlflow = deps
+    mlflow.lose_create_answer = True
+    assert call("POST", "/runs", json=BODY).status_code == 503
+    (row,) = store.rows.values()
+    read = call("GET", f"/runs/{row.id}")
+    assert read.status_code == 200, read.text
+    assert read.json()["params"] == {"a": "b"} and read.json()["mlflow_status"] == "FINISHED"
+    assert len(mlflow.runs) == 1 and store.rows[row.id].state == "complete"
 
 
 @pytest.mark.parametrize(
@@ -258,6 +258,7 @@ def test_non_finite_metric_rejected(call):
 def test_oversized_body_is_413(call, deps):
     r = call("POST", "/runs", json={"experiment": "e", "params": {"p": "x" * 70000}})
     assert r.status_code == 413 and deps[0].rows == {}
+    assert r.json()["error"] == "request body too large" and r.json()["request_id"] == r.headers["x-request-id"]
 
 
 def test_unknown_run_is_404(call):
@@ -396,4 +397,4 @@ def test_writes_beyond_the_mlflow_limit_are_shed_fast_with_503_and_retry_after(m
     assert 'api_in_flight{dependency="mlflow"} 2.0' in in_flight
     assert sorted(r.status_code for r, _ in done) == [201, 201, 503, 503, 503]
     assert 'api_shed_total{dependency="mlflow"} 3.0' in metrics
-    assert len(store.rows) == 2 and not fake.deleted, "the shed writes recorded nothing anywhere"
+    assert len(store.rows) == 2 and len(fake.runs) == 2, "the shed writes recorded nothing anywhere"

@@ -1,0 +1,80 @@
+"""The api against its own OpenAPI description: schemathesis generates requests from
+``/openapi.json`` (valid and invalid, every phase: examples, coverage, fuzzing, and stateful
+sequences that follow the links, ``POST /runs`` then ``GET /runs/{run_id}``) and runs every check
+on each answer: no server error, documented status codes, media types, headers and bodies,
+invalid requests rejected, valid ones accepted, a created run readable.
+
+Bounded: a fixed seed, at most ``MAX_EXAMPLES`` cases per operation and phase, ``MAX_TIME``
+seconds in all. Against a ``--target-url`` without ``--allow-writes`` only the reads are tested.
+The run's JUnit file and its requests (HAR) land in ``reports/contract/``."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.process import run_lines
+from harness.progress import step
+
+pytestmark = [pytest.mark.remote, pytest.mark.slow]
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+MAX_EXAMPLES = 25
+MAX_TIME = 45  # seconds: fuzzing and stateful sequences repeat until it is spent
+READ_ONLY_TIME = 20  # the reads alone: two operations
+SEED = 1
+
+
+def test_the_api_answers_as_its_openapi_description_says(target, harness_settings, pytestconfig, tmp_path):
+    reports = Path(pytestconfig.rootpath, harness_settings.reports_dir, "contract")
+    reports.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--no-color",
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{target.api}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--max-time",
+        str(MAX_TIME),
+        "--workers",
+        "1",
+        "--seed",
+        str(SEED),
+        "--request-timeout",
+        "15",
+        "--report",
+        "junit,har",
+        "--report-dir",
+        str(reports),
+    ]
+    if target.writes:
+        phases = ["examples", "coverage", "fuzzing", "stateful"]
+    else:  # the reads alone: no run to create, so no stateful sequence and no example to send
+        phases = ["coverage", "fuzzing"]
+        argv += ["--include-method", "GET"]
+        argv[argv.index("--max-time") + 1] = str(READ_ONLY_TIME)
+    argv += ["--phases", ",".join(phases)]
+    lines: list[str] = []
+    with step(f"contract test of {target.api}") as s:
+
+        def on_line(line: str) -> None:
+            lines.append(line)
+            if line.strip():
+                s.update(line.strip()[:100])
+
+        # in a fresh folder: no example database from an earlier run changes what this one sends
+        code, _ = run_lines(argv, None, MAX_TIME + 120, on_line, cwd=tmp_path)
+    output = "".join(lines)
+    (reports / "output.txt").write_text(output)
+    summary = output[output.rfind("SUMMARY") :] if "SUMMARY" in output else output[-3000:]
+    assert code == 0, f"schemathesis exit {code} (all of it in {reports / 'output.txt'}):\n{output[-6000:]}"
+    cases = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert cases and int(cases.group(1)) > 0 and cases.group(1) == cases.group(2), summary
+    expected = {p.capitalize() for p in phases}
+    ran = {p for p in expected if re.search(rf"✅ {p}\b", summary)}
+    assert ran == expected, f"phases that ran and passed: {sorted(ran)}; expected {sorted(expected)}:\n{summary}"
