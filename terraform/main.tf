@@ -181,6 +181,7 @@ module "observability" {
   name                = local.name
   api_log_group       = module.service["api"].log_group_name
   mlflow_log_group    = module.service["mlflow"].log_group_name
+  health_paths        = { for k, s in var.services : k => s.health_path }
   alb_arn_suffix      = module.alb.arn_suffix
   target_groups       = { for k, m in module.service : k => m.target_group_arn_suffixes }
   cluster_name        = aws_ecs_cluster.this.name

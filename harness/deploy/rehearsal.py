@@ -21,13 +21,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from harness.deploy.balancer import Balancer, Client, TargetPoller
 from harness.deploy.boot import inputs
 from harness.deploy.moto import MotoServer
 from harness.deploy.terraform import Terraform
-from harness.deploy.timing import ServiceTiming, TimingModel, planned
+from harness.deploy.timing import ServiceTiming, TimingModel, plan_resources, planned
 from harness.errors import HarnessError, ServiceFailed, WaitTimeout
 from harness.paths import TERRAFORM_DIR
 from harness.ports import free_port, release
@@ -35,6 +35,9 @@ from harness.process import delayed
 from harness.session import LABEL, Session
 from harness.stack.stack import record_timings
 from harness.wait import wait_until
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 NS = 1_000_000_000
 
@@ -76,11 +79,23 @@ class RunningTask:
     timeline: Timeline
     t0: float
     url: str = ""
-    main: object = None  # the service's container
+    main: Container | None = None  # the service's container
     poller: TargetPoller | None = None
 
     def since(self) -> float:
         return round(time.monotonic() - self.t0, 1)
+
+    @property
+    def started(self) -> Container:
+        """The main container, for a task whose main container was started."""
+        assert self.main is not None, f"{self.key}: its main container was never started"
+        return self.main
+
+    @property
+    def target(self) -> TargetPoller:
+        """The ALB-like poller, for a task whose main container was started."""
+        assert self.poller is not None, f"{self.key}: no target poller (its main container was never started)"
+        return self.poller
 
 
 def _tail(container, lines: int = 15) -> str:
@@ -105,6 +120,55 @@ def _healthcheck(hc: dict) -> dict:
     }
 
 
+class Platform:
+    """The plan applied to one moto server, kept for several rehearsals: the first ``apply`` pays
+    for every resource (about 100 s, mostly the AWS provider's fixed waits for the load balancer,
+    the database and the bucket's lifecycle); each later one moves the same state to its own
+    tfvars or edited Terraform, which changes only what differs (a few seconds).
+
+    ``with Platform(session) as platform: Rehearsal(..., platform=platform).run()``"""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        # services report running tasks, so the deploy driver's rollouts complete on it too
+        self.moto = MotoServer(session, running_tasks=3)
+        self.tf: Terraform | None = None
+        self.applies: list[tuple[str, str, float]] = []  # (var file, source, seconds)
+
+    def __enter__(self) -> Platform:
+        self.moto.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.moto.__exit__(*exc)
+
+    def apply(self, var_file: Path, source: Path = TERRAFORM_DIR) -> None:
+        started = time.monotonic()
+        if self.tf is None:
+            self.tf = Terraform(self.session.mkdtemp("tf-platform"), source=source)
+        else:
+            self.tf.use_source(source)
+        self.tf.apply(str(var_file), aws_endpoint=self.moto.url, deletion_protection=False)
+        self.applies.append((str(var_file), str(source), time.monotonic() - started))
+
+    @property
+    def cluster(self) -> str:
+        assert self.tf is not None, "nothing applied yet"
+        return str(self.tf.output()["cluster_name"])
+
+    def task_definitions(self) -> dict[str, str]:
+        """Service -> the task definition revision the last apply registered. The services keep
+        running the revision they were created with (Terraform ignores their task_definition:
+        deployments change it), so a rehearsal reads the plan's revision from the state."""
+        assert self.tf is not None, "nothing applied yet"
+        state = json.loads(self.tf.run("show", "-json").stdout)
+        return {
+            res["values"]["family"].rsplit("-", 1)[-1]: res["values"]["arn"]
+            for res in plan_resources(state["values"]["root_module"])
+            if res["type"] == "aws_ecs_task_definition"
+        }
+
+
 @dataclass
 class Rehearsal:
     env: str = "staging"
@@ -122,9 +186,11 @@ class Rehearsal:
     session_id: str = ""  # what everything it started is labelled with
     start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
     _began: float = 0.0  # when the first task started (time.monotonic)
+    platform: Platform | None = None  # an applied platform to reuse (else a moto server of its own)
 
     def run(self) -> dict[str, Timeline]:
         import docker
+        import docker.models.containers
 
         from harness.stack.images import ensure_images
 
@@ -141,18 +207,20 @@ class Rehearsal:
                 source=self.source,
             )
             tags = ensure_images(client)[0]
-            with MotoServer(session, running_tasks=0) as moto:
-                tf = Terraform(session.mkdtemp("tf-rehearsal"), source=self.source)
-                tf.apply(str(var_file), aws_endpoint=moto.url, deletion_protection=False)
+            with contextlib.ExitStack() as own:
+                platform = self.platform or own.enter_context(Platform(session))
+                platform.apply(var_file, self.source)
+                moto = platform.moto
                 net = client.networks.create(f"harness-{session.id}-rehearsal", labels={LABEL: session.id})
                 created.append(net)
                 self._database(client, moto, net, tags, created)
-                self._tasks(client, moto, model, net, tags, created)
+                self._tasks(client, moto, platform.task_definitions(), model, net, tags, created)
         finally:
             for obj in reversed(created):  # containers first (they hold the network), then the network
                 with contextlib.suppress(docker.errors.APIError):
                     if isinstance(obj, docker.models.containers.Container):
-                        obj.stop(timeout=self._stop_timeout.get(obj.name, 10))  # SIGTERM, SIGKILL after stopTimeout
+                        # SIGTERM, then SIGKILL after the task definition's stopTimeout
+                        obj.stop(timeout=self._stop_timeout.get(obj.name or "", 10))
                         obj.remove(force=True, v=True)
                     else:
                         obj.remove()
@@ -211,7 +279,9 @@ class Rehearsal:
             health, until=lambda s: s == "healthy", timeout=60, interval=0.5, what="the database stand-in to be healthy"
         )
 
-    def _tasks(self, client, moto: MotoServer, model: TimingModel, net, tags: dict, created: list) -> None:
+    def _tasks(
+        self, client, moto: MotoServer, revisions: dict[str, str], model: TimingModel, net, tags: dict, created: list
+    ) -> None:
         ecs = moto.client("ecs")
         ctx = {
             "client": client,
@@ -221,12 +291,10 @@ class Rehearsal:
             "created": created,
             "namespace": moto.client("servicediscovery").list_namespaces()["Namespaces"][0]["Name"],
         }
-        families = {d.rsplit("/", 1)[1].split(":")[0]: d for d in ecs.list_task_definitions()["taskDefinitionArns"]}
         with contextlib.ExitStack() as stack:
             running = []
             for service in self.services:
-                family = next(f for f in families if f.endswith(f"-{service}"))
-                task = ecs.describe_task_definition(taskDefinition=families[family])["taskDefinition"]
+                task = ecs.describe_task_definition(taskDefinition=revisions[service])["taskDefinition"]
                 self._task_definitions[service] = task["containerDefinitions"]
                 running.append(self._start_task(ctx, stack, model.services[service], task, service))
             self._await_in_service([r for r in running if r.main is not None])
@@ -331,13 +399,13 @@ class Rehearsal:
         timeline = r.timeline
         if timeline.failure or timeline.in_service is not None:
             return True
-        r.main.reload()
-        state = r.main.attrs["State"]
+        r.started.reload()
+        state = r.started.attrs["State"]
         health = (state.get("Health") or {}).get("Status")
         now = r.since()
         if state["Status"] == "exited":
             timeline.events.setdefault(f"{r.service} exited {state['ExitCode']}", now)
-            timeline.failure = f"{r.service} exited {state['ExitCode']}; its log ends with:\n{_tail(r.main)}"
+            timeline.failure = f"{r.service} exited {state['ExitCode']}; its log ends with:\n{_tail(r.started)}"
             return True
         if health == "healthy":
             timeline.events.setdefault("container HEALTHY", now)
@@ -346,8 +414,8 @@ class Rehearsal:
             log = ((state.get("Health") or {}).get("Log") or [{}])[-1].get("Output", "")[:300]
             timeline.failure = f"container UNHEALTHY after {now:.1f}s (ECS would replace it); health log: {log}"
             return True
-        if r.poller.healthy_at is not None:
-            timeline.events.setdefault("target healthy", r.poller.healthy_at)
+        if r.target.healthy_at is not None:
+            timeline.events.setdefault("target healthy", r.target.healthy_at)
         if "container HEALTHY" in timeline.events and "target healthy" in timeline.events:
             timeline.events["in service"] = max(timeline.events["container HEALTHY"], timeline.events["target healthy"])
             self._say(f"{r.key}: in service after {timeline.in_service:.1f}s")
@@ -356,7 +424,7 @@ class Rehearsal:
             timeline.events.setdefault("grace period over", now)
             timeline.failure = (
                 f"not in service when the grace period ({timeline.grace:g}s) ended: container "
-                f"{health}, target last answered {r.poller.last}"
+                f"{health}, target last answered {r.target.last}"
             )
             return True
         return False
@@ -366,13 +434,13 @@ class Rehearsal:
         balancer: the new revision comes into service, the old target drains for the deregistration
         delay, then gets SIGTERM and, after stopTimeout, SIGKILL. No request may fail."""
         balancer = Balancer()
-        balancer.register(old.key, old.url, old.poller)
+        balancer.register(old.key, old.url, old.target)
         family_task = {"containerDefinitions": self._task_definitions[old.service]}
         self._say("api: rolling replacement: a new revision starts while a client sends requests")
         with Client(balancer, max_duration=svc.grace_period + svc.deregistration_delay + svc.stop_timeout + 60) as c:
             new = self._start_task(ctx, stack, svc, family_task, "api (new revision)", {"API_REVISION": "2"})
             if new.main is not None:
-                balancer.register(new.key, new.url, new.poller)
+                balancer.register(new.key, new.url, new.target)
             self._await_in_service([new])
             if not new.timeline.ok:
                 return
@@ -387,9 +455,9 @@ class Rehearsal:
                 what=f"the old target to drain for its deregistration delay ({svc.deregistration_delay:g}s)",
             )
             events["SIGTERM"] = old.since()
-            old.main.stop(timeout=int(svc.stop_timeout))  # SIGTERM, then SIGKILL after stopTimeout
-            old.main.reload()
-            code = old.main.attrs["State"]["ExitCode"]
+            old.started.stop(timeout=int(svc.stop_timeout))  # SIGTERM, then SIGKILL after stopTimeout
+            old.started.reload()
+            code = old.started.attrs["State"]["ExitCode"]
             events[f"stopped (exit {code})"] = old.since()
             took = events[f"stopped (exit {code})"] - events["SIGTERM"]
             if code != 0 or took >= svc.stop_timeout:

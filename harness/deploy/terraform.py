@@ -86,6 +86,25 @@ class Terraform:
         self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
         self._initialised = False
 
+    def use_source(self, source: Path) -> None:
+        """Replace the configuration in the working directory with ``source``'s, keeping the state,
+        the providers and the lock file: the next apply moves what was applied to the new
+        configuration (changed resources only) instead of starting over."""
+        kept = {".terraform", ".terraform.lock.hcl", "terraform.tfstate", "terraform.tfstate.backup"}
+        for entry in self.workdir.iterdir():
+            if entry.name in kept:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        shutil.copytree(
+            source,
+            self.workdir,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"),
+        )
+
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [self.binary, *args, "-no-color"],

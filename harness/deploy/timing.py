@@ -180,10 +180,10 @@ class TimingModel:
             return None
 
 
-def _resources(module: dict) -> list[dict]:
+def plan_resources(module: dict) -> list[dict]:
     out = list(module.get("resources", []))
     for child in module.get("child_modules", []):
-        out += _resources(child)
+        out += plan_resources(child)
     return out
 
 
@@ -197,7 +197,7 @@ def _service_of(address: str) -> str | None:
 def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = COMPOSE_FILE) -> TimingModel:
     found: dict[str, dict] = {name: {} for name in SERVICES}
     retention: dict[str, int | None] = {}
-    for res in _resources(plan.get("planned_values", {}).get("root_module", {})):
+    for res in plan_resources(plan.get("planned_values", {}).get("root_module", {})):
         svc, values, kind = _service_of(res["address"]), res.get("values", {}), res["type"]
         if kind == "aws_cloudwatch_log_group":
             retention[values.get("name") or res["address"]] = values.get("retention_in_days") or None
@@ -275,7 +275,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
                 "values": r.get("values", {}),
                 "unknown": unknown_after.get(r["address"], {}),
             }
-            for r in _resources(plan.get("planned_values", {}).get("root_module", {}))
+            for r in plan_resources(plan.get("planned_values", {}).get("root_module", {}))
         ],
         variables=variables,
         outputs=outputs,

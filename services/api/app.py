@@ -35,10 +35,10 @@ from services.api.health import (
     Throttled,
     descriptors_problem,
 )
-from services.api.middleware import RequestObserver, error_body
 from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
 from services.api.store import PENDING, RunRow, Store, StoreUnavailable
 from services.common import jsonlog
+from services.common.middleware import RequestObserver, error_body
 from services.common.redact import dsn_secrets
 
 logger = logging.getLogger("api")

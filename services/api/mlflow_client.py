@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from services.api.health import CheckFailed
+from services.common import jsonlog
 
 RETRYABLE_STATUS = {502, 503, 504}
 T = TypeVar("T")
@@ -74,7 +75,7 @@ class MlflowClient:
         try:
             async with asyncio.timeout(self.timeout):
                 # (the caller's keywords are httpx's own: json=, params=)
-                return await self._http.request(method, path, **kw)  # type: ignore[arg-type]
+                return await self._http.request(method, path, headers=_traced(), **kw)  # type: ignore[arg-type]
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _Transient(f"{method} {path}: no answer within {self.timeout:.2f}s") from exc
         except httpx.TransportError as exc:
@@ -109,10 +110,12 @@ class MlflowClient:
     async def _ping_once(self) -> None:
         try:
             async with asyncio.timeout(self.timeout):
-                r = await self._http.get("/health")
+                r = await self._http.get("/health", headers=_traced())
                 if r.status_code != 200:
                     raise CheckFailed(f"GET /health answered HTTP {r.status_code}")
-                r = await self._http.get("/api/2.0/mlflow/experiments/search", params={"max_results": 1})
+                r = await self._http.get(
+                    "/api/2.0/mlflow/experiments/search", params={"max_results": 1}, headers=_traced()
+                )
         except TimeoutError:
             raise CheckFailed(f"no answer within {self.timeout:.2f}s") from None
         if r.status_code != 200:
@@ -227,6 +230,13 @@ class MlflowClient:
         body = await self.call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
         run: dict[str, Any] = body["run"]
         return run
+
+
+def _traced() -> dict[str, str]:
+    """The current request's id as X-Request-ID, so MLflow's log line of this call carries it (a
+    health evaluation carries the id of the request that started it)."""
+    rid = jsonlog.request_id.get()
+    return {"X-Request-ID": rid} if rid else {}
 
 
 def _json(response: httpx.Response) -> object:

@@ -1,4 +1,5 @@
-"""MLflow entrypoint: validate configuration, wait for Postgres (bounded), exec ``mlflow server``.
+"""MLflow entrypoint: validate configuration, wait for Postgres (bounded), exec ``mlflow server``
+(through ``services.mlflow.serve``: one JSON line per request, with its X-Request-ID).
 
 Run as ``python -m services.mlflow.entrypoint``; with ``--check-config`` it only validates the
 environment: prints the effective settings as JSON and exits 0, or the problem and exits 2.
@@ -111,8 +112,9 @@ def build_command(env: dict[str, str]) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "mlflow",
-        "server",
+        "services.mlflow.serve",  # `mlflow server`, its app wrapped for JSON request lines
+        "--uvicorn-opts",
+        "--no-access-log",  # the observed app writes the request lines
         "--artifacts-destination",
         artifacts,
         "--host",

@@ -9,9 +9,7 @@ import pytest
 
 from harness.deploy.dockerfile import service_healthcheck
 from harness.deploy.driver import deploy
-from harness.deploy.moto import MotoServer
-from harness.deploy.terraform import Terraform
-from harness.errors import DependencyMissing
+from harness.deploy.observability import MetricFilter, unknown_metrics, widget_metrics
 from harness.paths import TERRAFORM_DIR
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
@@ -19,34 +17,25 @@ VAR_FILE = str(TERRAFORM_DIR / "environments" / "staging.tfvars")
 
 
 @pytest.fixture(scope="module")
-def applied(harness_session, terraform, make_model):
+def applied(applied_platform, make_model):
+    """The session's applied platform (shared with the rehearsals), moved back to the staging plan."""
     model = make_model("staging")
-    try:
-        server = MotoServer(harness_session, running_tasks=3)
-    except DependencyMissing as exc:
-        pytest.skip(str(exc))
-    with server as moto:
-        tf = Terraform(harness_session.mkdtemp("tf-moto"))
-        variables = {"aws_endpoint": moto.url, "deletion_protection": False}
-        tf.init()
-        try:
-            tf.apply(VAR_FILE, **variables)
-            tf.apply(VAR_FILE, **variables)  # moto dropped the grace period on create
-            ecs = moto.client("ecs")
-            cluster = tf.output()["cluster_name"]
-            for name, svc in model.services.items():  # and the deployment configuration
-                ecs.update_service(
-                    cluster=cluster,
-                    service=name,
-                    deploymentConfiguration={
-                        "deploymentCircuitBreaker": {"enable": svc.circuit_breaker, "rollback": svc.rollback},
-                        "minimumHealthyPercent": svc.min_healthy_percent,
-                        "maximumPercent": svc.max_percent,
-                    },
-                )
-            yield moto, tf, model, cluster
-        finally:
-            tf.destroy(VAR_FILE, **variables)
+    platform, moto = applied_platform, applied_platform.moto
+    platform.apply(Path(VAR_FILE))
+    platform.apply(Path(VAR_FILE))  # moto dropped the grace period on create
+    ecs = moto.client("ecs")
+    cluster = platform.cluster
+    for name, svc in model.services.items():  # and the deployment configuration
+        ecs.update_service(
+            cluster=cluster,
+            service=name,
+            deploymentConfiguration={
+                "deploymentCircuitBreaker": {"enable": svc.circuit_breaker, "rollback": svc.rollback},
+                "minimumHealthyPercent": svc.min_healthy_percent,
+                "maximumPercent": svc.max_percent,
+            },
+        )
+    return moto, platform.tf, model, cluster
 
 
 def test_services_hold_the_planned_timings(applied):
@@ -198,3 +187,42 @@ def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the
     )
     for password in passwords:
         assert password not in state and password not in plan and password not in reports
+
+
+def _suffix(arn: str) -> str:
+    """An ELB ARN's suffix, as CloudWatch's dimensions name it: targetgroup/<name>/<id> for a target
+    group, app/<name>/<id> for a load balancer (its ARN's loadbalancer/app/<name>/<id>)."""
+    return arn.split(":", 5)[5].removeprefix("loadbalancer/")
+
+
+def test_every_widget_and_alarm_names_a_metric_that_exists_with_dimensions_that_exist(applied):
+    """The dashboard and the alarms as applied: each metric is one a metric filter of the plan
+    produces (its namespace and name) or one of AWS's own, and each dimension names a load
+    balancer, target group, cluster or service that exists; every target group has its alarm."""
+    moto, _, _, cluster = applied
+    cw, elb, logs = moto.client("cloudwatch"), moto.client("elbv2"), moto.client("logs")
+    filters = [
+        MetricFilter(f["filterName"], f["logGroupName"], f["filterPattern"], t["metricNamespace"], t["metricName"])
+        for f in logs.describe_metric_filters()["metricFilters"]
+        for t in f["metricTransformations"]
+    ]
+    groups = {_suffix(tg["TargetGroupArn"]) for tg in elb.describe_target_groups()["TargetGroups"]}
+    exists = {
+        "TargetGroup": groups,
+        "LoadBalancer": {_suffix(lb["LoadBalancerArn"]) for lb in elb.describe_load_balancers()["LoadBalancers"]},
+        "ClusterName": {cluster},
+        "ServiceName": {s.split("/")[-1] for s in moto.client("ecs").list_services(cluster=cluster)["serviceArns"]},
+    }
+    outputs = applied[1].output()
+    dashboard = json.loads(cw.get_dashboard(DashboardName=outputs["dashboard_name"])["DashboardBody"])
+    alarms = cw.describe_alarms()["MetricAlarms"]
+    named = widget_metrics(dashboard) + [
+        (a["Namespace"], a["MetricName"], {d["Name"]: d["Value"] for d in a.get("Dimensions", [])}) for a in alarms
+    ]
+    assert unknown_metrics(named, filters, exists) == []
+    assert {m for _, m, _ in named} >= {f.metric for f in filters}, "a filter's metric no widget or alarm shows"
+    alarmed = {d["Value"] for a in alarms for d in a.get("Dimensions", []) if d["Name"] == "TargetGroup"}
+    assert alarmed == groups, "every target group has its unhealthy-host alarm"
+    # put the incident's kind of mistake back: a widget naming a target group that does not exist
+    wrong = [("AWS/ApplicationELB", "UnHealthyHostCount", {**named[-1][2], "TargetGroup": "targetgroup/gone/0"})]
+    assert unknown_metrics(wrong, filters, exists) != []

@@ -33,9 +33,9 @@ def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
 
 
 def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing(
-    docker_client, terraform, tmp_path, attach_picture
+    docker_client, applied_platform, tmp_path, attach_picture
 ):
-    rehearsal = Rehearsal("staging", ("mlflow", "api"), tmp_path)
+    rehearsal = Rehearsal("staging", ("mlflow", "api"), tmp_path, platform=applied_platform)
     timelines = rehearsal.run()
     attach_picture(
         rehearsal_svg(timelines, "staging plan rehearsed on Docker"), "deployment/rehearsal-staging", "rehearsal"
@@ -58,16 +58,18 @@ def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_not
 
 
 def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(
-    docker_client, terraform, edit_terraform, tmp_path
+    docker_client, applied_platform, edit_terraform, tmp_path
 ):
-    rehearsal = Rehearsal("staging", ("api",), tmp_path, source=edit_terraform(API_WITHOUT_DATABASE))
+    rehearsal = Rehearsal(
+        "staging", ("api",), tmp_path, source=edit_terraform(API_WITHOUT_DATABASE), platform=applied_platform
+    )
     api = rehearsal.run()["api"]
     assert not api.ok
     assert "api exited 2" in api.failure and "API_DATABASE_URL: required but not set" in api.failure, api.describe()
     assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
 
 
-def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terraform, tmp_path, attach_picture):
+def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, applied_platform, tmp_path, attach_picture):
     """The incident: MLflow's checks on / instead of /mlflow/health. The task starts, MLflow serves,
     and still neither the container check nor the target group ever passes."""
     var_file = tmp_path / "staging.tfvars"
@@ -75,7 +77,9 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terr
     start = text.index("  mlflow = {")
     block = re.sub(r'health_path\s+= "/mlflow/health"', 'health_path = "/"', text[start:])
     var_file.write_text(text[:start] + block)
-    rehearsal = Rehearsal("staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False)
+    rehearsal = Rehearsal(
+        "staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False, platform=applied_platform
+    )
     timelines = rehearsal.run()
     attach_picture(
         rehearsal_svg(timelines, "the incident rehearsed: MLflow checked on /"),
@@ -88,7 +92,7 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, terr
     assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
 
 
-def test_a_start_period_below_the_boot_fails(docker_client, terraform, tmp_path):
+def test_a_start_period_below_the_boot_fails(docker_client, applied_platform, tmp_path):
     """MLflow that takes longer to boot than start period + retries x interval: the container check
     declares it UNHEALTHY before it answers (ECS would replace it). The boot is stretched by 45 s so
     the verdict does not depend on how fast this machine is; the shipped 90 s start period covers it."""
@@ -97,7 +101,13 @@ def test_a_start_period_below_the_boot_fails(docker_client, terraform, tmp_path)
     start = text.index("  mlflow = {")
     var_file.write_text(text[:start] + re.sub(r"container_start\s+= \d+", "container_start = 0", text[start:], count=1))
     rehearsal = Rehearsal(
-        "staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False, start_delay={"mlflow": 45}
+        "staging",
+        ("mlflow",),
+        tmp_path,
+        var_file=var_file,
+        replacement=False,
+        start_delay={"mlflow": 45},
+        platform=applied_platform,
     )
     mlflow = rehearsal.run()["mlflow"]
     assert not mlflow.ok and "container UNHEALTHY" in mlflow.failure, mlflow.describe()

@@ -1,10 +1,13 @@
 """The api against real Postgres and real MLflow, on whichever runtime the session selected."""
 
+import json
 import uuid
 
 import httpx
 import psycopg
 import pytest
+
+from harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +90,25 @@ def test_mlflow_host_check_admits_the_api_and_rejects_strangers(mlflow_url):
     assert r.status_code == 403
     # health stays exempt: why a shallow check can pass while real traffic fails
     assert httpx.get(f"{mlflow_url}/health", headers={"Host": "attacker.example:80"}, timeout=5).status_code == 200
+
+
+def test_one_request_id_is_followed_through_the_api_and_mlflow(api_url, stack):
+    """The api sends its request id on every MLflow call; MLflow writes one JSON line per request
+    with it: one id finds the write in both services' logs, each line with path, status and latency."""
+    rid = f"trace-{uuid.uuid4().hex}"
+    r = httpx.post(
+        f"{api_url}/runs", json={"experiment": f"trace-{rid[-8:]}"}, headers={"X-Request-ID": rid}, timeout=10
+    )
+    assert r.status_code == 201 and r.headers["x-request-id"] == rid, r.text
+
+    def mine(service: str) -> list[dict]:
+        found = [json.loads(line) for line in stack.logs(service, 3000).splitlines() if rid in line]
+        return [line for line in found if line.get("msg") == "request"]
+
+    (api,) = wait_until(lambda: mine("api"), timeout=10, what="the api's request line")
+    assert (api["path"], api["status"], api["service"]) == ("/runs", 201, "api")
+    calls = wait_until(lambda: mine("mlflow"), until=lambda c: len(c) >= 3, timeout=10, what="MLflow's lines")
+    paths = [c["path"] for c in calls]
+    assert {"/mlflow/api/2.0/mlflow/runs/create", "/mlflow/api/2.0/mlflow/runs/update"} <= set(paths), paths
+    assert all(c["service"] == "mlflow" and c["request_id"] == rid and c["duration_ms"] >= 0 for c in calls)
+    assert all(c["status"] in (200, 404) for c in calls), calls  # 404: the experiment did not exist yet

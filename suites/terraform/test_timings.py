@@ -178,3 +178,21 @@ def test_an_slo_that_accepts_health_checks_slower_than_the_alb_timeout_fails_its
     assert len(violations) == 1, [str(v) for v in violations]
     text = str(violations[0])
     assert "slo.yaml: profiles.spike.GET /health [lb].p99_ms" in text and "alb_timeout" in text
+
+
+def test_the_runbook_states_each_alarms_time_to_fire_as_the_plans_give_it(make_plan, make_model):
+    """docs/runbook.md's table is what the plans' alarms and check intervals give."""
+    from harness.deploy.observability import time_to_alarm
+    from harness.paths import REPO
+
+    runbook = (REPO / "docs" / "runbook.md").read_text()
+    rows: dict[str, list[str]] = {}
+    for env in ("staging", "prod"):
+        plan, model = make_plan(env), make_model(env)
+        every, one = time_to_alarm(plan, model), time_to_alarm(plan, model, tasks=1)
+        for name in every:
+            short = name.split(f"mlplatform-{env}-", 1)[1]
+            rows.setdefault(short, []).extend([f"{every[name]:.0f} s", f"{one[name]:.0f} s"])
+    for short, cells in rows.items():
+        row = f"| `<name>-{short}` | " + " | ".join(cells) + " |"
+        assert row in runbook, f"docs/runbook.md lacks, or has other figures than:\n{row}"

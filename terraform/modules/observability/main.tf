@@ -10,8 +10,12 @@ variable "api_log_group" {
   type        = string
 }
 variable "mlflow_log_group" {
-  description = "MLflow's log group (uvicorn access lines)."
+  description = "MLflow's log group (one JSON line per request, as the api's)."
   type        = string
+}
+variable "health_paths" {
+  description = "Service name to the path its health checks request: the filters count failures of that path, whatever it is (a check on the wrong path fails there, and is counted)."
+  type        = map(string)
 }
 variable "alb_arn_suffix" {
   description = "ALB ARN suffix for the CloudWatch dimensions."
@@ -65,7 +69,7 @@ resource "aws_sns_topic_subscription" "alarms" {
 resource "aws_cloudwatch_log_metric_filter" "api_health_failures" {
   name           = "${var.name}-api-health-failures"
   log_group_name = var.api_log_group
-  pattern        = "{ ($.path = \"/health\") && ($.status = 503) }"
+  pattern        = "{ ($.path = \"${var.health_paths["api"]}\") && ($.status = 503) }"
   metric_transformation {
     name          = "ApiHealthCheckFailures"
     namespace     = local.namespace
@@ -79,7 +83,7 @@ resource "aws_cloudwatch_log_metric_filter" "api_health_failures" {
 resource "aws_cloudwatch_log_metric_filter" "api_dependency_failures" {
   name           = "${var.name}-api-dependency-failures"
   log_group_name = var.api_log_group
-  pattern        = "{ ($.path = \"/health\") && ($.health = \"warn\") }"
+  pattern        = "{ ($.path = \"${var.health_paths["api"]}\") && ($.health = \"warn\") }"
   metric_transformation {
     name          = "ApiDependencyFailures"
     namespace     = local.namespace
@@ -91,7 +95,7 @@ resource "aws_cloudwatch_log_metric_filter" "api_dependency_failures" {
 resource "aws_cloudwatch_log_metric_filter" "mlflow_health_failures" {
   name           = "${var.name}-mlflow-health-failures"
   log_group_name = var.mlflow_log_group
-  pattern        = "\"GET /mlflow/health\" -\"200 OK\""
+  pattern        = "{ ($.path = \"${var.health_paths["mlflow"]}\") && ($.status != 200) }"
   metric_transformation {
     name          = "MlflowHealthCheckFailures"
     namespace     = local.namespace
@@ -148,7 +152,7 @@ resource "aws_cloudwatch_dashboard" "health" {
           region  = var.region
           stat    = "Sum"
           period  = 60
-          metrics = [[local.namespace, "ApiHealthCheckFailures"], [local.namespace, "MlflowHealthCheckFailures"]]
+          metrics = [[local.namespace, "ApiHealthCheckFailures"], [local.namespace, "ApiDependencyFailures"], [local.namespace, "MlflowHealthCheckFailures"]]
         }
       }],
       [for key, g in local.target_groups : {

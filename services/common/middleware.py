@@ -1,5 +1,5 @@
-"""The api's per-request work as plain ASGI: request id, body-size limit and read deadline,
-latency histogram and one JSON log line per request.
+"""Per-request work as plain ASGI, for the api and for MLflow's server: request id, body-size
+limit and read deadline (the api's), latency observation and one JSON log line per request.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: that one runs every request through an
 extra task and memory streams, which cost about two thirds of a cheap request's throughput here
@@ -26,7 +26,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-logger = logging.getLogger("api")
 MAX_REQUEST_ID = 128
 
 
@@ -47,18 +46,21 @@ class RequestObserver:
         self,
         app: ASGIApp,
         *,
-        max_body_bytes: int,
-        observe: Callable[[str, int, float], None],
-        body_timeout: float = 10.0,
+        max_body_bytes: int | None,
+        observe: Callable[[str, int, float], None] | None = None,
+        body_timeout: float | None = 10.0,
+        logger_name: str = "api",
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.observe = observe  # (route path, status, seconds)
+        self.logger = logging.getLogger(logger_name)
 
     def _limited(self, receive: Receive, started: float) -> Receive:
         """``receive`` that counts the body's bytes and keeps the read deadline."""
-        limit, deadline = self.max_body_bytes, started + self.body_timeout
+        limit = self.max_body_bytes if self.max_body_bytes is not None else float("inf")
+        deadline = started + (self.body_timeout if self.body_timeout is not None else float("inf"))
         read = 0
         done = False
 
@@ -106,21 +108,23 @@ class RequestObserver:
             await send(message)
 
         try:
-            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            limit = self.max_body_bytes
+            if limit is not None and length is not None and (not length.isdigit() or int(length) > limit):
                 detail = f"the request body is larger than {self.max_body_bytes} bytes"
                 await _json(send_observed, 413, error_body("request body too large", detail, rid))
             else:
                 await self.app(scope, self._limited(receive, started), send_observed)
         except Exception:
-            logger.exception("unhandled error", extra={"fields": {"path": scope["path"]}})
+            self.logger.exception("unhandled error", extra={"fields": {"path": scope["path"]}})
             if status:
                 raise  # the answer has begun: the server closes the connection
             await _json(send_observed, 500, error_body("internal error", "an unexpected error; see the log", rid))
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.observe(route, status, elapsed)
-            jsonlog.request_line(logger, rid, scope["method"], scope["path"], status, round(elapsed * 1000, 2), fields)
+            if self.observe is not None:
+                self.observe(getattr(scope.get("route"), "path", "unmatched"), status, elapsed)
+            ms = round(elapsed * 1000, 2)
+            jsonlog.request_line(self.logger, rid, scope["method"], scope["path"], status, ms, fields)
             jsonlog.request_fields.reset(fields_token)
             jsonlog.request_id.reset(token)
 
