@@ -107,9 +107,9 @@ def _model(args: argparse.Namespace):
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Simulate a rolling deployment of one service with the planned timings."""
+    """Simulate a deployment of one service (rolling or blue/green) with the planned timings."""
     from harness.deploy.dockerfile import service_healthcheck
-    from harness.deploy.simulator import SimConfig, simulate
+    from harness.deploy.simulator import SimConfig, simulate, simulate_blue_green
 
     model = _model(args)
     svc = model.services[args.service]
@@ -120,18 +120,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         dependencies_ok=not args.broken_dependency,
         **({"desired": args.desired} if args.desired else {}),
     )
-    result = simulate(cfg, boot=svc.boot)
+    strategy = args.strategy or ("blue_green" if svc.deployment_controller == "CODE_DEPLOY" else "rolling")
+    if strategy == "blue_green":
+        result = simulate_blue_green(cfg, boot=svc.boot, traffic=args.traffic, termination_wait=args.termination_wait)
+    else:
+        result = simulate(cfg, boot=svc.boot)
     if args.json:
         print(
             json.dumps(
                 {
                     "service": args.service,
+                    "strategy": strategy,
                     "source": str(model.source),
                     "boot_s": svc.boot,
                     "outcome": result.outcome,
                     "time_s": result.time,
                     "replaced": result.replaced,
                     "circuit_breaker_threshold": result.threshold,
+                    "traffic_shifts": [{"t": t, "green_percent": p} for t, p in result.shifts],
                     "timeline": [{"t": t, "event": what} for t, what in result.timeline],
                 },
                 indent=2,
@@ -150,7 +156,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         broken = ", broken dependency" if args.broken_dependency else ""
         plan = Path(args.var_file).name if args.var_file else args.env
-        title = f"{args.service} ({plan}{broken}): {result.outcome} after {result.time:.0f} s"
+        title = (
+            f"{args.service} ({plan}{broken}, {strategy.replace('_', '/')}): {result.outcome} after {result.time:.0f} s"
+        )
         Path(args.svg).write_text(simulation_svg(result, title))
         print(f"timeline picture: {args.svg}", file=sys.stderr if args.json else sys.stdout)
     return 0 if result.outcome == "completed" else 1
@@ -401,6 +409,8 @@ def _boot_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.deploy.simulator import TRAFFIC
+
     parser = argparse.ArgumentParser(
         prog="python -m harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -425,7 +435,26 @@ def main(argv: list[str] | None = None) -> int:
     timings.add_argument("--json", action="store_true", help="the model and every rule's verdict as JSON")
     _boot_options(timings)
     timings.set_defaults(func=cmd_timings)
-    sim = sub.add_parser("simulate", help="simulate a rolling deployment with the planned timings")
+    sim = sub.add_parser(
+        "simulate", help="simulate a deployment (rolling, or CodeDeploy blue/green) with the planned timings"
+    )
+    sim.add_argument(
+        "--strategy",
+        choices=["rolling", "blue_green"],
+        help="default: the plan's (deployment_strategy: ECS rolling or CodeDeploy blue/green)",
+    )
+    sim.add_argument(
+        "--traffic",
+        default="CodeDeployDefault.ECSAllAtOnce",
+        choices=sorted(TRAFFIC),
+        help="blue/green: CodeDeploy's traffic shifting (the plan uses AllAtOnce)",
+    )
+    sim.add_argument(
+        "--termination-wait",
+        type=float,
+        default=300.0,
+        help="blue/green: seconds the blue task set is kept after the shift (the plan: 5 minutes)",
+    )
     sim.add_argument("--service", default="mlflow", choices=["api", "mlflow"])
     sim.add_argument("--desired", type=int, help="override the desired count")
     sim.add_argument("--conservative", action="store_true", help="first healthy verdict after H ALB checks")

@@ -144,3 +144,17 @@ def test_the_published_schemas_are_the_ones_the_harness_validates_with(name):
         [sys.executable, "-m", "harness", "schema", name], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and json.loads(done.stdout) == published
+
+
+def test_simulate_blue_green_exits_0_when_it_completes_and_1_when_green_never_passes(tmp_path):
+    done = harness(
+        "simulate", "--service", "mlflow", "--strategy", "blue_green", "--json", "--svg", str(tmp_path / "b.svg")
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["strategy"], result["outcome"]) == ("blue_green", "completed")
+    assert [s["green_percent"] for s in result["traffic_shifts"]] == [100] and (tmp_path / "b.svg").exists()
+    stuck = harness("simulate", "--service", "mlflow", "--strategy", "blue_green", "--broken-dependency", "--json")
+    assert stuck.returncode == 1 and json.loads(stuck.stdout)["traffic_shifts"] == [], stuck.stderr
+    wrong = harness("simulate", "--strategy", "blue_green", "--traffic", "AllAtOnce")
+    assert wrong.returncode == 2 and "--traffic: invalid choice" in wrong.stderr

@@ -119,15 +119,14 @@ class Result:
     tasks: list[Task] = field(default_factory=list)
     old: list[OldTask] = field(default_factory=list)
     grace: float = 0.0
+    shifts: list[tuple[float, int]] = field(default_factory=list)  # blue/green: (time, percent on green)
 
     def describe(self, limit: int = 30) -> str:
         lines = [f"{t:8.1f}s  {what}" for t, what in self.timeline[:limit]]
         if len(self.timeline) > limit:
             lines.append(f"          ... {len(self.timeline) - limit} more events")
-        lines.append(
-            f"outcome: {self.outcome} after {self.time:.1f}s ({self.replaced} tasks replaced, "
-            f"circuit breaker threshold {self.threshold})"
-        )
+        breaker = f", circuit breaker threshold {self.threshold}" if self.threshold else ""
+        lines.append(f"outcome: {self.outcome} after {self.time:.1f}s ({self.replaced} tasks replaced{breaker})")
         return "\n".join(lines)
 
 
@@ -165,7 +164,7 @@ class Simulation:
         self.timeline.append((round(self.now, 3), what))
 
     def run(self) -> Result:
-        self.log(f"deployment starts: {self.cfg.desired} old tasks healthy")
+        self.log(f"deployment starts: {self.cfg.desired} old tasks in service")
         self.fill()
         while self.events and self.result is None:
             t, _, _, kind, tid = heapq.heappop(self.events)
@@ -330,3 +329,123 @@ def simulate(cfg: SimConfig, boot: float | Callable[[random.Random], float], see
 def measured_boot(samples: list[float], factor: float) -> Callable[[random.Random], float]:
     """Boot times drawn from measured samples (seconds), scaled for Fargate."""
     return lambda rng: rng.choice(samples) * factor
+
+
+# CodeDeploy's predefined ECS configurations: (seconds after the replacement task set is ready,
+# percent of production traffic on it). CodeDeploy User Guide, "Deployment configurations on an
+# Amazon ECS compute platform".
+TRAFFIC: dict[str, tuple[tuple[float, int], ...]] = {
+    "CodeDeployDefault.ECSAllAtOnce": ((0.0, 100),),
+    "CodeDeployDefault.ECSLinear10PercentEvery1Minutes": tuple((60.0 * i, 10 * (i + 1)) for i in range(10)),
+    "CodeDeployDefault.ECSLinear10PercentEvery3Minutes": tuple((180.0 * i, 10 * (i + 1)) for i in range(10)),
+    "CodeDeployDefault.ECSCanary10Percent5Minutes": ((0.0, 10), (300.0, 100)),
+    "CodeDeployDefault.ECSCanary10Percent15Minutes": ((0.0, 10), (900.0, 100)),
+}
+
+
+class BlueGreenSimulation(Simulation):
+    """A CodeDeploy blue/green deployment of an ECS service: the replacement (green) task set is
+    started whole beside the original (blue), registered with the second target group, and
+    judged by the same container and ALB checks; a task that fails them after its grace period is
+    replaced within the task set (there is no circuit breaker). Once every green task is in
+    service, production traffic moves to green in the configuration's steps; after the last one
+    the blue task set is kept for ``termination_wait`` seconds (the rollback window), then drains
+    for the deregistration delay and stops. Blue keeps 100% of the traffic until the first shift,
+    so a green task set that never becomes healthy serves no request: the deployment never
+    completes and CodeDeploy fails it at its own timeout (``horizon`` here), rolling back."""
+
+    def __init__(
+        self,
+        cfg: SimConfig,
+        boot: Callable[[random.Random], float],
+        seed: int = 0,
+        traffic: str = "CodeDeployDefault.ECSAllAtOnce",
+        termination_wait: float = 300.0,
+    ) -> None:
+        super().__init__(cfg, boot, seed)
+        if traffic not in TRAFFIC:
+            raise ValueError(f"traffic: expected one of {', '.join(TRAFFIC)}, got {traffic!r}")
+        self.steps, self.traffic, self.termination_wait = TRAFFIC[traffic], traffic, termination_wait
+        self.green_percent = 0
+        self.shifting = False
+        self.shifts: list[tuple[float, int]] = []
+
+    def run(self) -> Result:
+        result = super().run()
+        if result.outcome == "stuck":
+            self.log(
+                "replacement task set never healthy: blue kept 100% of the traffic; CodeDeploy fails "
+                "the deployment at its timeout and rolls back"
+            )
+        result.shifts = list(self.shifts)
+        return result
+
+    def fill(self) -> None:
+        """The replacement task set at full size from the start (no rolling limits)."""
+        while len(self.new_alive()) < self.cfg.desired:
+            self.launch()
+
+    def stop_old(self) -> None:  # blue stops only after the termination wait
+        return
+
+    def maybe_healthy(self, task: Task) -> None:
+        if task.healthy_at is not None or task.alb != "healthy" or task.container != "HEALTHY":
+            return
+        task.healthy_at = self.now
+        self.log(f"task {task.id} healthy (green target group; no production traffic yet)")
+        ready = len([t for t in self.new_alive() if t.healthy_at is not None]) >= self.cfg.desired
+        if ready and not self.shifting:
+            self.shifting = True
+            self.log(f"replacement task set ready: traffic shifts by {self.traffic}")
+            for i, (after, _) in enumerate(self.steps):
+                self.at(self.now + after, "shift", i)
+
+    def maybe_replace(self, task: Task) -> None:
+        unhealthy = task.alb == "unhealthy" or task.container == "UNHEALTHY"
+        if not task.alive or not unhealthy or self.now < task.started + self.cfg.grace:
+            return
+        task.alive = False
+        task.stopped_at = self.now
+        self.replaced += 1
+        self.log(f"task {task.id} stopped as unhealthy and replaced in the task set ({self.replaced} so far)")
+        self.fill()
+
+    def on_shift(self, step: int) -> None:
+        self.green_percent = self.steps[step][1]
+        self.shifts.append((self.now, self.green_percent))
+        self.log(f"production traffic: {self.green_percent}% green, {100 - self.green_percent}% blue")
+        if self.green_percent == 100:
+            self.log(f"blue task set kept {self.termination_wait:.0f}s for rollback (termination wait)")
+            self.at(self.now + self.termination_wait, "terminate_blue")
+
+    def on_terminate_blue(self, _: int) -> None:
+        self.log(f"blue task set terminated: its targets drain ({self.cfg.deregistration_delay:.0f}s)")
+        for old in self.old:
+            self.old_running -= 1
+            self.old_draining += 1
+            old.draining_at = self.now
+            self.at(self.now + self.cfg.deregistration_delay, "old_stopped", old.id)
+
+    def on_old_stopped(self, oid: int) -> None:
+        self.old[oid - 1].stopped_at = self.now
+        self.old_draining -= 1
+        if self.old_draining == 0 and self.old_running == 0:
+            self.log("blue task set stopped")
+            self.check_done()
+
+    def check_done(self) -> None:
+        if self.green_percent == 100 and self.old_running == 0 and self.old_draining == 0:
+            self.log("deployment COMPLETED")
+            self.result = Result("completed", self.now, self.timeline, self.replaced, 0)
+
+
+def simulate_blue_green(
+    cfg: SimConfig,
+    boot: float | Callable[[random.Random], float],
+    traffic: str = "CodeDeployDefault.ECSAllAtOnce",
+    termination_wait: float = 300.0,
+    seed: int = 0,
+) -> Result:
+    """Simulate one CodeDeploy blue/green deployment (see ``BlueGreenSimulation``)."""
+    sampler = boot if callable(boot) else (lambda rng, b=boot: b)
+    return BlueGreenSimulation(cfg, sampler, seed, traffic, termination_wait).run()

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from harness.deploy.gantt import simulation_svg
-from harness.deploy.simulator import SimConfig, breaker_threshold, measured_boot, simulate
+from harness.deploy.simulator import SimConfig, breaker_threshold, measured_boot, simulate, simulate_blue_green
 
 pytestmark = pytest.mark.deployment
 
@@ -123,3 +123,61 @@ def test_planned_mlflow_timings_complete_and_the_incidents_roll_back(make_model,
         "simulated deployment: the incident",
     )
     assert r.outcome == "rolled_back", r.describe()
+
+
+# -- CodeDeploy blue/green ----------------------------------------------------------------------
+
+
+def test_blue_green_all_at_once_shifts_when_green_is_in_service_and_keeps_blue_for_the_termination_wait():
+    # app at 10 s: green's container check (10 s) and first ALB check (15 s) pass -> the
+    # replacement task set is ready at 15 s, 100% of traffic moves then; blue stays 300 s, drains
+    # 30 s: completed at 345 s. Blue served every request until 15 s, green every one after.
+    r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=300)
+    assert (r.outcome, r.time, r.replaced, r.shifts) == ("completed", 345.0, 0, [(15.0, 100)])
+    assert [(o.draining_at, o.stopped_at) for o in r.old] == [(315.0, 345.0)]
+
+
+def test_blue_green_canary_moves_ten_percent_then_the_rest_after_five_minutes():
+    r = simulate_blue_green(
+        SimConfig(**FIXED), boot=10, traffic="CodeDeployDefault.ECSCanary10Percent5Minutes", termination_wait=0
+    )
+    assert r.shifts == [(15.0, 10), (315.0, 100)] and r.time == 345.0
+
+
+def test_blue_green_linear_moves_ten_percent_a_minute():
+    r = simulate_blue_green(
+        SimConfig(**{**FIXED, "desired": 3}), boot=10, traffic="CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
+    )
+    assert [p for _, p in r.shifts] == list(range(10, 101, 10))
+    assert [t for t, _ in r.shifts] == [15.0 + 60 * i for i in range(10)]
+    assert len(r.tasks) == 3, "the replacement task set starts whole"
+
+
+def test_a_blue_green_deployment_whose_green_never_passes_moves_no_traffic_and_never_completes():
+    """The incident's broken dependency under blue/green: green tasks are replaced within the task
+    set (no circuit breaker) while blue keeps all traffic; CodeDeploy fails it at its timeout."""
+    r = simulate_blue_green(SimConfig(**FIXED, dependencies_ok=False, horizon=900), boot=10)
+    assert r.outcome == "stuck" and r.shifts == [] and r.replaced >= 5
+    assert all(o.draining_at is None for o in r.old), "blue never stopped"
+
+
+def test_blue_green_rejects_an_unknown_traffic_configuration():
+    with pytest.raises(ValueError, match="traffic: expected one of CodeDeployDefault.ECSAllAtOnce"):
+        simulate_blue_green(SimConfig(**FIXED), boot=10, traffic="AllAtOnce")
+
+
+def test_the_planned_mlflow_deployment_both_ways(make_model, attach_picture):
+    """The same service and timings, rolling and blue/green (the README's comparison)."""
+    from harness.deploy.dockerfile import service_healthcheck
+
+    svc = make_model("staging").services["mlflow"]
+    cfg = SimConfig.from_timing(svc, service_healthcheck("mlflow").path)
+    rolling, blue_green = simulate(cfg, boot=svc.boot), simulate_blue_green(cfg, boot=svc.boot)
+    assert rolling.outcome == blue_green.outcome == "completed"
+    # both wait for the new task to pass the same checks; blue/green then keeps blue 5 minutes
+    in_service = next(t.healthy_at for t in blue_green.tasks)
+    assert blue_green.shifts == [(in_service, 100)]
+    assert blue_green.time == in_service + 300 + cfg.deregistration_delay
+    svg = simulation_svg(blue_green, "mlflow (staging, blue/green)")
+    assert 'id="traffic-100"' in svg
+    attach_picture(svg, "deployment/simulate-blue-green-mlflow", "blue/green")
