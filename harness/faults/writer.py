@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -24,6 +25,7 @@ class WriteResult:
     key: str = ""  # the write's Idempotency-Key
     retries: int = 0  # how many times ``settle`` sent it again
     settled: WriteResult | None = None  # the last retry's answer
+    answers: list[str] = field(default_factory=list)  # each retry's status and detail, in order
 
     @property
     def acknowledged(self) -> bool:
@@ -86,18 +88,26 @@ class Writer:
                 self.results.append(self._send(client, i, f"{self.experiment}-{i}"))
                 self._stop.wait(self.interval)
 
-    def settle(self, timeout: float = 60.0, interval: float = 0.5) -> list[WriteResult]:
-        """Send every write that was not acknowledged again, with its key, until each is (or
-        ``timeout`` passes); as a client that retries its 503s would. Returns those still failing."""
+    def settle(self, timeout: float = 60.0, interval: float = 0.5, parallel: int = 8) -> list[WriteResult]:
+        """Send every write that was not acknowledged again, with its key, until each is recorded
+        (or ``timeout`` passes): as clients that retry their 503s would, ``parallel`` at a time.
+        Returns those still not recorded."""
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=30) as client:
-            for n, result in enumerate(self.results):
-                while result.recorded_id is None and time.monotonic() < deadline:
-                    result.settled = self._send(client, n, result.key)
-                    result.retries += 1
-                    if result.recorded_id is None:
-                        time.sleep(interval)
-        return [r for r in self.results if r.recorded_id is None]
+        failed = [(n, r) for n, r in enumerate(list(self.results)) if r.recorded_id is None]
+
+        def retry(item: tuple[int, WriteResult]) -> None:
+            n, result = item
+            while result.recorded_id is None and time.monotonic() < deadline:
+                result.settled = self._send(client, n, result.key)
+                result.retries += 1
+                result.answers.append(f"{result.settled.status or result.settled.error} {result.settled.detail or ''}")
+                if result.recorded_id is None:
+                    time.sleep(interval)
+
+        limits = httpx.Limits(max_connections=parallel)
+        with httpx.Client(timeout=30, limits=limits) as client, ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(retry, failed))
+        return [r for _, r in failed if r.recorded_id is None]
 
     @property
     def acknowledged(self) -> list[WriteResult]:
