@@ -409,7 +409,7 @@ def _boot_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.deploy.simulator import TRAFFIC
+    from harness.deploy.codedeploy import TRAFFIC
 
     parser = argparse.ArgumentParser(
         prog="python -m harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.deploy.codedeploy import TRAFFIC
 from harness.deploy.timing import CIRCUIT_BREAKER_MIN, ServiceTiming
 
 
@@ -329,18 +330,6 @@ def simulate(cfg: SimConfig, boot: float | Callable[[random.Random], float], see
 def measured_boot(samples: list[float], factor: float) -> Callable[[random.Random], float]:
     """Boot times drawn from measured samples (seconds), scaled for Fargate."""
     return lambda rng: rng.choice(samples) * factor
-
-
-# CodeDeploy's predefined ECS configurations: (seconds after the replacement task set is ready,
-# percent of production traffic on it). CodeDeploy User Guide, "Deployment configurations on an
-# Amazon ECS compute platform".
-TRAFFIC: dict[str, tuple[tuple[float, int], ...]] = {
-    "CodeDeployDefault.ECSAllAtOnce": ((0.0, 100),),
-    "CodeDeployDefault.ECSLinear10PercentEvery1Minutes": tuple((60.0 * i, 10 * (i + 1)) for i in range(10)),
-    "CodeDeployDefault.ECSLinear10PercentEvery3Minutes": tuple((180.0 * i, 10 * (i + 1)) for i in range(10)),
-    "CodeDeployDefault.ECSCanary10Percent5Minutes": ((0.0, 10), (300.0, 100)),
-    "CodeDeployDefault.ECSCanary10Percent15Minutes": ((0.0, 10), (900.0, 100)),
-}
 
 
 class BlueGreenSimulation(Simulation):

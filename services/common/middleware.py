@@ -113,7 +113,9 @@ class RequestObserver:
                 detail = f"the request body is larger than {self.max_body_bytes} bytes"
                 await _json(send_observed, 413, error_body("request body too large", detail, rid))
             else:
-                await self.app(scope, self._limited(receive, started), send_observed)
+                # GET and HEAD bodies are never read: no counting wrapper on the hot path (/health)
+                bodyless = scope["method"] in ("GET", "HEAD")
+                await self.app(scope, receive if bodyless else self._limited(receive, started), send_observed)
         except Exception:
             self.logger.exception("unhandled error", extra={"fields": {"path": scope["path"]}})
             if status:
