@@ -44,6 +44,7 @@ class Window:
     start: float
     end: float
     label: str
+    alpha: float = 0.12  # lighter for a lead-in (a fault still being applied)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def health_timeline(
     band.set_ylim(max(1, len(endpoints)) - 0.5, -0.5)
     for w in windows:
         for i, ax in enumerate((band, lat)):
-            span = ax.axvspan(w.start, w.end, color="#000000", alpha=0.12, linewidth=0, zorder=3)
+            span = ax.axvspan(w.start, w.end, color="#000000", alpha=w.alpha, linewidth=0, zorder=3)
             if i == 0:
                 span.set_gid(w.gid)
         band.annotate(

@@ -22,13 +22,14 @@ LEASE_WAIT = 45.0  # seconds ``settle`` may take: past the api's default lease o
 @dataclass
 class Observation:
     scenario: Scenario
-    fault_start: float  # seconds on the sampler's clock
+    fault_start: float  # seconds on the sampler's clock, when the fault took effect
     fault_end: float
     samples: list[Sample]
     writer: Writer | None = None
     missing: list[str] = field(default_factory=list)  # acknowledged writes not found in Postgres or MLflow
     applied: int | None = None  # link faults: how often the toxic took effect
     sampler: Sampler | None = None  # drawn in the report, with the verdicts' marks (judge.draw)
+    applying: float = 0.0  # seconds the fault took to take effect (before ``fault_start``)
 
     def series(self, endpoint: str) -> list[Sample]:
         """Samples of ``endpoint`` as the scenario names it (MLflow's paths included)."""
@@ -57,9 +58,13 @@ def exercise(stack: Stack, scenario: Scenario, settle: float) -> Observation:
             timeout=10,
             what="a healthy first sample before the fault",
         )
-        start = sampler.now()
+        # the window opens when the fault is in effect (``docker pause`` returned, the toxic is
+        # installed), not when its injection began: on a busy machine a pause takes a second or
+        # more, which would otherwise count against the health check's detection budget
+        injected = start = sampler.now()
         try:
             with fault(stack, scenario.kind, scenario.target, **scenario.params) as toxic:
+                start = sampler.now()
                 wait_until(
                     sampler.now,
                     until=lambda t: t >= start + scenario.duration,
@@ -69,6 +74,10 @@ def exercise(stack: Stack, scenario: Scenario, settle: float) -> Observation:
                 )
         finally:  # the picture shows the window also when the fault could not be applied or removed
             end = sampler.now()
+            if start - injected >= 0.05:
+                sampler.windows.append(
+                    Window("fault-applying", injected, start, f"applying: {start - injected:.1f} s", alpha=0.05)
+                )
             sampler.windows.append(Window("fault-window", start, end, f"fault: {scenario.kind} {scenario.target}"))
         # recovery: the api reports pass again (bounded); the judge decides whether it was in time
         with contextlib.suppress(WaitTimeout):
@@ -102,4 +111,5 @@ def exercise(stack: Stack, scenario: Scenario, settle: float) -> Observation:
         missing,
         applied=toxic.applied if toxic is not None else None,
         sampler=sampler,
+        applying=start - injected,
     )

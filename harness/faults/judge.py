@@ -166,6 +166,7 @@ def figures(obs: Observation, verdicts: list[Verdict], runtime: str) -> dict:
         "fault": f"{sc.kind} {sc.target}",
         "runtime": runtime,
         "duration_s": round(obs.fault_end - obs.fault_start, 2),
+        "applying_s": round(obs.applying, 2),
         "applied": obs.applied,
     }
     keys = {

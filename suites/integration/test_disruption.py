@@ -26,8 +26,8 @@ def test_frozen_postgres_fails_the_deep_check_fast_keeps_the_task_in_service_and
         stack.url("api"), ("/health", "/health/deep", "/health/live"), interval=0.05, timeout=cfg.health_budget + 5
     ) as sampler:
         wait_until(lambda: sampler.first("/health/deep", 0, 200), timeout=budgets.http, what="a first 200 sample")
-        frozen_at = sampler.now()
         pg.pause()
+        frozen_at = sampler.now()  # once frozen: a busy engine takes a while to pause a container
         try:
             wait_until(
                 lambda: sampler.first("/health/deep", frozen_at, 503),
