@@ -122,7 +122,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     strategy = args.strategy or ("blue_green" if svc.deployment_controller == "CODE_DEPLOY" else "rolling")
     if strategy == "blue_green":
-        result = simulate_blue_green(cfg, boot=svc.boot, traffic=args.traffic, termination_wait=args.termination_wait)
+        result = simulate_blue_green(
+            cfg,
+            boot=svc.boot,
+            traffic=args.traffic or svc.traffic,
+            termination_wait=svc.termination_wait if args.termination_wait is None else args.termination_wait,
+        )
     else:
         result = simulate(cfg, boot=svc.boot)
     if args.json:
@@ -327,6 +332,10 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             replacement=not args.no_replacement,
             var_file=Path(args.var_file) if args.var_file else None,
             svg=Path(args.svg) if args.svg else None,
+            strategy=args.strategy,
+            traffic=args.traffic,
+            termination_wait=args.termination_wait,
+            time_scale=args.time_scale,
         )
     except KeyboardInterrupt:
         print("rehearse: interrupted; everything it started was removed", file=sys.stderr)
@@ -445,15 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sim.add_argument(
         "--traffic",
-        default="CodeDeployDefault.ECSAllAtOnce",
         choices=sorted(TRAFFIC),
-        help="blue/green: CodeDeploy's traffic shifting (the plan uses AllAtOnce)",
+        help="blue/green: CodeDeploy's traffic shifting (default: the plan's deployment group's)",
     )
     sim.add_argument(
         "--termination-wait",
         type=float,
-        default=300.0,
-        help="blue/green: seconds the blue task set is kept after the shift (the plan: 5 minutes)",
+        help="blue/green: seconds the blue task set is kept after the shift (default: the plan's)",
     )
     sim.add_argument("--service", default="mlflow", choices=["api", "mlflow"])
     sim.add_argument("--desired", type=int, help="override the desired count")
@@ -521,6 +528,25 @@ def main(argv: list[str] | None = None) -> int:
         "--no-replacement",
         action="store_true",
         help="skip the rolling replacement of the api's task under client traffic",
+    )
+    rehearse.add_argument(
+        "--strategy",
+        choices=["rolling", "blue_green"],
+        help="how the api's task is replaced (default: the plan's; CODE_DEPLOY services deploy blue/green)",
+    )
+    rehearse.add_argument(
+        "--traffic",
+        choices=sorted(TRAFFIC),
+        help="blue/green: traffic shifting (default: the plan's deployment group's)",
+    )
+    rehearse.add_argument(
+        "--termination-wait", type=float, help="blue/green: seconds blue is kept after the shift (default: the plan's)"
+    )
+    rehearse.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="blue/green: scale the traffic steps and the termination wait (e.g. 0.1); health timing is never scaled",
     )
     rehearse.add_argument("--reports-dir", default="reports", help="where timings.json and images.json are")
     rehearse.add_argument("--svg", metavar="FILE", help="also draw the tasks' timelines as a Gantt picture (SVG)")

@@ -84,6 +84,7 @@ PHASES = {
     "target healthy": "#CC79A7",
     "unhealthy": "#F4A582",
     "in service": "#009E73",
+    "kept, no traffic": "#A6DBA0",  # blue/green: blue after the shift, for the termination wait
     "draining": "#E69F00",
     "stopped": "#EEEEEE",
     "replaced": "#D55E00",

@@ -158,3 +158,11 @@ def test_simulate_blue_green_exits_0_when_it_completes_and_1_when_green_never_pa
     assert stuck.returncode == 1 and json.loads(stuck.stdout)["traffic_shifts"] == [], stuck.stderr
     wrong = harness("simulate", "--strategy", "blue_green", "--traffic", "AllAtOnce")
     assert wrong.returncode == 2 and "--traffic: invalid choice" in wrong.stderr
+
+
+def test_rehearse_refuses_a_wrong_blue_green_setting_before_it_starts_anything():
+    done = harness("rehearse", "--strategy", "blue_green", "--time-scale", "0")
+    assert done.returncode == 2 and "the rehearsal's time_scale: a number above 0" in done.stderr, done.stderr
+    done = harness("rehearse", "--termination-wait", "-5")
+    assert done.returncode == 2 and "termination_wait: seconds, 0 or more; saw -5.0" in done.stderr, done.stderr
+    assert "applying" not in done.stderr  # refused before the plan was applied

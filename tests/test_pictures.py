@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.deploy.gantt import rehearsal_rows, simulation_rows, simulation_svg
+from harness.deploy.gantt import rehearsal_marks, rehearsal_rows, rehearsal_svg, simulation_rows, simulation_svg
 from harness.deploy.rehearsal import Timeline
 from harness.deploy.simulator import SimConfig, simulate
 from harness.faults.sampler import Sample, picture
@@ -212,3 +212,39 @@ def test_startup_times_draw_as_a_trend_with_the_readiness_budgets(tmp_path):
     svg = (tmp_path / "timings.svg").read_text()
     assert {"limit-api", "limit-mlflow"} <= ids(svg)
     assert "budget 30 s" in svg and "budget 90 s" in svg and ">docker<" in svg and ">local<" in svg
+
+
+def test_a_blue_green_rehearsal_shows_blue_kept_without_traffic_and_each_shift_of_the_listener():
+    blue = Timeline(
+        "api",
+        60.0,
+        {
+            "task started": 0.0,
+            "container HEALTHY": 6.0,
+            "target healthy": 8.0,
+            "in service": 8.0,
+            "green in service": 40.0,
+            "traffic 10 % green": 40.0,
+            "traffic 100 % green": 46.0,
+            "termination wait over": 52.0,
+            "draining": 52.0,
+            "SIGTERM": 82.0,
+            "stopped (exit 0)": 83.0,
+        },
+    )
+    green = Timeline(
+        "api (green)", 60.0, {"task started": 0.0, "container HEALTHY": 5.0, "in service": 8.0}, offset=32.0
+    )
+    rows, _ = rehearsal_rows({"api": blue, "api (green)": green})
+    assert spans(rows[0])[2:] == [
+        ("in service", 8.0, 46.0),
+        ("kept, no traffic", 46.0, 52.0),
+        ("draining", 52.0, 83.0),
+        ("stopped", 83.0, 84.0),
+    ]
+    assert [(m.gid, m.at) for m in rehearsal_marks({"api": blue, "api (green)": green})] == [
+        ("traffic-10", 40.0),
+        ("traffic-100", 46.0),
+    ]
+    svg = rehearsal_svg({"api": blue, "api (green)": green}, "blue/green")
+    assert {"traffic-10", "traffic-100"} <= ids(svg)

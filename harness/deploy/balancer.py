@@ -1,6 +1,8 @@
 """What the load balancer does for the rehearsal: a poller per target (the target group's health
-check), routing to the targets it calls healthy and that are not draining, and a client that
-sends requests through it, bounded in count and time, recording every answer."""
+check), a listener that forwards to target groups by weight (100 % to one of them unless a
+blue/green deployment shifts it), routing within a group to the targets it calls healthy and that
+are not draining, and a client that sends requests through it, bounded in count and time,
+recording every answer (a request the listener cannot route is a failure, as the ALB's 503)."""
 
 from __future__ import annotations
 
@@ -59,19 +61,40 @@ class Target:
     url: str
     poller: TargetPoller
     draining: bool = False
+    group: str = "blue"  # the target group it is registered in
 
 
 class Balancer:
-    """Round robin over the targets the poller calls healthy and that are not draining."""
+    """A listener forwarding to target groups by weight; within a group, round robin over the
+    targets the poller calls healthy and that are not draining."""
 
     def __init__(self) -> None:
         self._targets: dict[str, Target] = {}
         self._lock = threading.Lock()
         self._turn = itertools.count()
+        self._requests = itertools.count()
+        self.weights: dict[str, int] = {"blue": 100}  # target group -> percent of the listener's requests
 
-    def register(self, name: str, url: str, poller: TargetPoller) -> None:
+    def register(self, name: str, url: str, poller: TargetPoller, group: str = "blue") -> None:
         with self._lock:
-            self._targets[name] = Target(name, url, poller)
+            self._targets[name] = Target(name, url, poller, group=group)
+
+    def shift(self, weights: dict[str, int]) -> None:
+        """The listener's weighted forward action (what CodeDeploy changes to move traffic)."""
+        if sum(weights.values()) != 100 or min(weights.values()) < 0:
+            raise ValueError(f"listener weights must be percents summing to 100, got {weights}")
+        with self._lock:
+            self.weights = dict(weights)
+
+    def _group(self) -> str:
+        """The target group of the next request: each group gets its weight's share of every 100
+        requests, spread evenly (37 is coprime with 100, so one pass covers every slot once)."""
+        slot, total = (next(self._requests) * 37) % 100, 0
+        for group, weight in sorted(self.weights.items()):
+            total += weight
+            if slot < total:
+                return group
+        return max(self.weights, key=lambda g: self.weights[g])
 
     def drain(self, name: str) -> None:
         """Deregistration: no new request goes to it; the ones in flight finish."""
@@ -79,8 +102,14 @@ class Balancer:
             self._targets[name].draining = True
 
     def pick(self) -> Target | None:
+        """The target of the next request; None when its target group has none in service."""
         with self._lock:
-            ready = [t for t in self._targets.values() if t.poller.healthy_at is not None and not t.draining]
+            group = self._group()
+            ready = [
+                t
+                for t in self._targets.values()
+                if t.group == group and t.poller.healthy_at is not None and not t.draining
+            ]
         return ready[next(self._turn) % len(ready)] if ready else None
 
 
@@ -123,7 +152,9 @@ class Client:
                     return
                 target = self.balancer.pick()
                 t = round(time.monotonic() - self.started, 2)
-                if target is not None:
+                if target is None:  # the ALB answers 503 when the group has no target in service
+                    self.answers.append(Answer(t, "(none)", None, "no target in service in the routed group"))
+                else:
                     try:
                         r = http.get(f"{target.url}/runs/{uuid.uuid4()}")
                         self.answers.append(Answer(t, target.name, r.status_code))

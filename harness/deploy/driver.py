@@ -1,19 +1,31 @@
-"""A small ECS deploy driver: register a new task definition revision, update the service, and
-wait for the rollout within a budget that the simulator derives from the planned timings.
+"""A small ECS deploy driver: register a new task definition revision, then deploy it the way the
+service is deployed (its deployment controller) and wait for the outcome within a budget that the
+simulator derives from the planned timings:
 
-moto stands in for AWS in the tests. It does not run deployments: it reports the rollout state
-and failed-task count it was configured with (MOTO_ECS_SERVICE_RUNNING, _FAILED_TASKS) when the
-service was created. So moto checks the driver's calls and its judgement of what ECS reports;
-the timing verdicts come from the simulator."""
+- ``ECS`` (rolling): ``update_service``, then ``describe_services`` until the rollout completes,
+  fails (rolloutState, the circuit breaker's count of failed tasks) or the budget ends;
+- ``CODE_DEPLOY`` (blue/green): ``update_service`` cannot deploy such a service (AWS refuses a new
+  task definition there), so the driver finds the deployment group that names the service, writes
+  the AppSpec (the new revision, the container and port the load balancer routes to) and creates a
+  CodeDeploy deployment, then ``get_deployment`` until Succeeded, Failed or Stopped (a rollback is
+  named with its deployment id) or the budget ends.
+
+moto stands in for AWS in the tests. It does not run deployments: ECS reports the rollout state and
+failed-task count it was configured with (MOTO_ECS_SERVICE_RUNNING, _FAILED_TASKS) when the service
+was created; CodeDeploy records the deployment with its AppSpec and leaves it ``Created`` for ever
+(moto 5.2: no progression, no stop_deployment, no task sets made). So moto checks the driver's calls
+and its judgement of what AWS reports; the timing verdicts come from the simulator and the
+rehearsal (harness/deploy/rehearsal.py runs blue/green on Docker)."""
 
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 
 from harness.deploy.simulator import breaker_threshold
-from harness.errors import WaitTimeout
+from harness.errors import ConfigurationError, WaitTimeout
 from harness.wait import wait_until
 
 REGISTER_KEYS = (
@@ -39,6 +51,7 @@ class Rollout:
     budget: float
     last_seen: dict = field(default_factory=dict)
     reason: str = ""
+    deployment_id: str = ""  # CodeDeploy's, for a blue/green deployment
 
 
 def register_revision(ecs, current_arn: str, image: str | None = None, env: dict[str, str] | None = None) -> str:
@@ -85,8 +98,21 @@ def deploy(
     env: dict[str, str] | None = None,
     interval: float = 1.0,
     breaker_minimum: int = 3,
+    codedeploy=None,
 ) -> Rollout:
+    """Deploy a new revision of ``service`` as its deployment controller does (``codedeploy``: a
+    CodeDeploy client, needed for a CODE_DEPLOY service)."""
     current = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
+    controller = (current.get("deploymentController") or {}).get("type", "ECS")
+    if controller == "CODE_DEPLOY":
+        if codedeploy is None:
+            raise ConfigurationError(
+                f"a CodeDeploy client to deploy {service}",
+                "none",
+                "the service's deployment controller is CODE_DEPLOY (blue/green): pass codedeploy=",
+            )
+        new_arn = register_revision(ecs, current["taskDefinition"], image, env)
+        return deploy_blue_green(codedeploy, cluster, current, new_arn, budget=budget, interval=interval)
     new_arn = register_revision(ecs, current["taskDefinition"], image, env)
     ecs.update_service(cluster=cluster, service=service, taskDefinition=new_arn, forceNewDeployment=True)
     threshold = breaker_threshold(current["desiredCount"], breaker_minimum)
@@ -111,3 +137,108 @@ def deploy(
         return Rollout("timed_out", new_arn, time.monotonic() - started, budget, dict(seen), str(exc))
     assert outcome is not None  # what ``until`` waited for
     return Rollout(outcome, new_arn, time.monotonic() - started, budget, dict(seen), reason)
+
+
+CODEDEPLOY_DONE = {"Succeeded": "completed", "Failed": "failed", "Stopped": "failed"}
+
+
+def deployment_group(codedeploy, cluster: str, service: str) -> tuple[str, dict]:
+    """(application, deployment group) of the CodeDeploy group that deploys ``cluster``/``service``."""
+    seen = []
+    for app in codedeploy.list_applications()["applications"]:
+        for name in codedeploy.list_deployment_groups(applicationName=app)["deploymentGroups"]:
+            group = codedeploy.get_deployment_group(applicationName=app, deploymentGroupName=name)[
+                "deploymentGroupInfo"
+            ]
+            seen.append(f"{app}/{name}")
+            if {"clusterName": cluster.rsplit("/", 1)[-1], "serviceName": service} in group.get("ecsServices", []):
+                return app, group
+    raise ConfigurationError(
+        f"a CodeDeploy deployment group for the ECS service {cluster}/{service}",
+        ", ".join(seen) or "no deployment group at all",
+        "the plan creates one per service when deployment_strategy = blue_green",
+    )
+
+
+def appspec(task_definition: str, load_balancer: dict) -> str:
+    """The AppSpec of an ECS deployment: the new revision, and the container and port the load
+    balancer routes to (CodeDeploy AppSpec reference, "AppSpec 'resources' section for ECS")."""
+    return json.dumps(
+        {
+            "version": 0.0,
+            "Resources": [
+                {
+                    "TargetService": {
+                        "Type": "AWS::ECS::Service",
+                        "Properties": {
+                            "TaskDefinition": task_definition,
+                            "LoadBalancerInfo": {
+                                "ContainerName": load_balancer["containerName"],
+                                "ContainerPort": load_balancer["containerPort"],
+                            },
+                        },
+                    }
+                }
+            ],
+        }
+    )
+
+
+def judge_codedeploy(info: dict) -> tuple[str | None, str]:
+    """(outcome or None while in progress, reason) from what get_deployment reports."""
+    status = info.get("status", "")
+    outcome = CODEDEPLOY_DONE.get(status)
+    if outcome == "completed":
+        return outcome, f"deployment {info.get('deploymentId')} Succeeded"
+    if outcome == "failed":
+        error = info.get("errorInformation") or {}
+        rollback = (info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
+        said = " ".join(x for x in (error.get("code"), error.get("message")) if x)
+        return outcome, (
+            f"deployment {status}"
+            + (f": {said}" if said else "")
+            + (f"; rolled back by {rollback}" if rollback else "; not rolled back")
+        )
+    overview = {k: v for k, v in (info.get("deploymentOverview") or {}).items() if v}
+    return None, f"deployment {status or 'unknown'}" + (f", targets {overview}" if overview else "")
+
+
+def deploy_blue_green(
+    codedeploy, cluster: str, service: dict, new_arn: str, *, budget: float, interval: float
+) -> Rollout:
+    """A CodeDeploy deployment of ``new_arn`` to ``service`` (describe_services' view of it)."""
+    app, group = deployment_group(codedeploy, cluster, service["serviceName"])
+    balancers = service.get("loadBalancers") or []
+    if not balancers:
+        raise ConfigurationError(
+            f"a load balancer on the ECS service {service['serviceName']}",
+            "none",
+            "a CodeDeploy blue/green deployment moves the load balancer's traffic",
+        )
+    started = time.monotonic()
+    deployment_id = codedeploy.create_deployment(
+        applicationName=app,
+        deploymentGroupName=group["deploymentGroupName"],
+        revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec(new_arn, balancers[0])}},
+        description=f"harness: {service['serviceName']} to {new_arn.rsplit('/', 1)[-1]}",
+    )["deploymentId"]
+    seen: dict = {}
+
+    def probe() -> tuple[str | None, str]:
+        info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        seen.clear()
+        seen.update(info)
+        return judge_codedeploy(info)
+
+    try:
+        outcome, reason = wait_until(
+            probe,
+            until=lambda r: r[0] is not None,
+            timeout=budget,
+            interval=interval,
+            what=f"CodeDeploy deployment {deployment_id} of {service['serviceName']} to {new_arn.rsplit('/', 1)[-1]}",
+        )
+    except WaitTimeout as exc:
+        return Rollout("timed_out", new_arn, time.monotonic() - started, budget, dict(seen), str(exc), deployment_id)
+    assert outcome is not None
+    return Rollout(outcome, new_arn, time.monotonic() - started, budget, dict(seen), reason, deployment_id)

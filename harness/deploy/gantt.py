@@ -96,6 +96,8 @@ def rehearsal_rows(timelines: Mapping[str, Timeline]) -> tuple[list[Row], float]
             (waiting, at(first_healthy)),
             ("unhealthy", at(unhealthy)),
             ("in service", at(t.in_service)),
+            # blue/green: blue after the last shift, kept for the termination wait (the rollback window)
+            ("kept, no traffic", at(ev.get("traffic 100 % green")) if "green in service" in ev else None),
             ("draining", at(ev.get("draining"))),
             ("stopped", at(stopped)),
             ("replaced", at(max(ev.values(), default=0.0)) if failed else None),
@@ -105,6 +107,18 @@ def rehearsal_rows(timelines: Mapping[str, Timeline]) -> tuple[list[Row], float]
     return rows, end
 
 
+def rehearsal_marks(timelines: Mapping[str, Timeline]) -> list[Mark]:
+    """Blue/green: each move of the listener's weights as a line."""
+    marks = []
+    for t in timelines.values():
+        if "green in service" in t.events:
+            for what, at in t.events.items():
+                if what.startswith("traffic ") and what.endswith(" % green"):
+                    pct = what.split()[1]
+                    marks.append(Mark(f"traffic-{pct}", t.offset + at, f"{pct}% of traffic to green"))
+    return marks
+
+
 def rehearsal_svg(timelines: Mapping[str, Timeline], title: str) -> str:
     rows, end = rehearsal_rows(timelines)
-    return gantt(rows, title=title, end=end)
+    return gantt(rows, title=title, marks=rehearsal_marks(timelines), end=end)

@@ -10,6 +10,15 @@ Secrets Manager, its command, its health check (not the Dockerfile's: ECS ignore
 gives it, and MLflow answers under its Cloud Map name. A poller per target group does what the
 ALB does (path, matcher, interval, timeout, thresholds). Each task gets a timeline (started,
 container HEALTHY, target healthy, in service) judged against its grace period.
+
+Then the api's task is replaced under client traffic as the plan deploys it: rolling (the new task
+in service, the old one drained for the deregistration delay, SIGTERM) or, for a CODE_DEPLOY
+service (``--strategy blue_green``), as CodeDeploy does: the replacement (green) task beside the
+original (blue) one, registered in the second target group with its own poller; traffic moves on
+the listener by the deployment group's configuration (all at once, linear or canary) only once
+green is in service; blue is kept for the termination wait, then deregistered and stopped. A green
+that never comes into service moves no traffic and is removed (CodeDeploy's rollback). No client
+request may fail either way.
 Exit code: 0 every task in service within its grace period; 1 a verdict failed; 2 it could not run.
 """
 
@@ -25,10 +34,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from harness.deploy.balancer import Balancer, Client, TargetPoller
 from harness.deploy.boot import inputs
+from harness.deploy.codedeploy import TRAFFIC
 from harness.deploy.moto import MotoServer
 from harness.deploy.terraform import Terraform
 from harness.deploy.timing import ServiceTiming, TimingModel, plan_resources, planned
-from harness.errors import HarnessError, ServiceFailed, WaitTimeout
+from harness.errors import ConfigurationError, HarnessError, ServiceFailed, WaitTimeout
 from harness.paths import TERRAFORM_DIR
 from harness.ports import free_port, release
 from harness.process import delayed
@@ -143,6 +153,7 @@ class Platform:
         self.moto.__exit__(*exc)
 
     def apply(self, var_file: Path, source: Path = TERRAFORM_DIR) -> None:
+        """Move the platform to ``var_file`` on ``source``."""
         started = time.monotonic()
         if self.tf is None:
             self.tf = Terraform(self.session.mkdtemp("tf-platform"), source=source)
@@ -187,6 +198,23 @@ class Rehearsal:
     start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
     _began: float = 0.0  # when the first task started (time.monotonic)
     platform: Platform | None = None  # an applied platform to reuse (else a moto server of its own)
+    strategy: str | None = None  # rolling | blue_green; None: the plan's (CODE_DEPLOY -> blue_green)
+    traffic: str | None = None  # blue/green: CodeDeploy's configuration; None: the plan's deployment group's
+    termination_wait: float | None = None  # blue/green: seconds blue is kept after the shift; None: the plan's
+    time_scale: float = 1.0  # blue/green: scales the traffic steps and the termination wait (not health timing)
+    green_env: dict[str, str] = field(default_factory=dict)  # blue/green: extra environment of the green task
+
+    def __post_init__(self) -> None:
+        """Refuse a wrong blue/green setting before anything starts, naming it."""
+        checks = (
+            ("strategy", self.strategy in (None, "rolling", "blue_green"), "rolling or blue_green"),
+            ("traffic", self.traffic is None or self.traffic in TRAFFIC, f"one of {', '.join(TRAFFIC)}"),
+            ("time_scale", self.time_scale > 0, "a number above 0 (0.02: a canary's 5 minutes as 6 s)"),
+            ("termination_wait", self.termination_wait is None or self.termination_wait >= 0, "seconds, 0 or more"),
+        )
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigurationError(f"the rehearsal's {name}: {expected}", repr(getattr(self, name)))
 
     def run(self) -> dict[str, Timeline]:
         import docker
@@ -300,7 +328,12 @@ class Rehearsal:
             self._await_in_service([r for r in running if r.main is not None])
             api = next((r for r in running if r.service == "api" and r.timeline.ok), None)
             if self.replacement and api is not None and all(r.timeline.ok for r in running):
-                self._replace(ctx, stack, model.services["api"], api)
+                svc = model.services["api"]
+                strategy = self.strategy or ("blue_green" if svc.deployment_controller == "CODE_DEPLOY" else "rolling")
+                if strategy == "blue_green":
+                    self._blue_green(ctx, stack, svc, api)
+                else:
+                    self._replace(ctx, stack, svc, api)
 
     def _start_task(
         self,
@@ -447,24 +480,12 @@ class Rehearsal:
             events = old.timeline.events
             balancer.drain(old.key)
             events["draining"] = old.since()
-            wait_until(
-                old.since,
-                until=lambda s: s >= events["draining"] + svc.deregistration_delay,
-                timeout=svc.deregistration_delay + 5,
-                interval=0.5,
-                what=f"the old target to drain for its deregistration delay ({svc.deregistration_delay:g}s)",
+            self._until(
+                old,
+                events["draining"] + svc.deregistration_delay,
+                f"the old target to drain for its deregistration delay ({svc.deregistration_delay:g}s)",
             )
-            events["SIGTERM"] = old.since()
-            old.started.stop(timeout=int(svc.stop_timeout))  # SIGTERM, then SIGKILL after stopTimeout
-            old.started.reload()
-            code = old.started.attrs["State"]["ExitCode"]
-            events[f"stopped (exit {code})"] = old.since()
-            took = events[f"stopped (exit {code})"] - events["SIGTERM"]
-            if code != 0 or took >= svc.stop_timeout:
-                old.timeline.failure = (
-                    f"stopped with exit {code} {took:.1f}s after SIGTERM (stopTimeout "
-                    f"{svc.stop_timeout:g}s): not a graceful stop"
-                )
+            self._stop(old, svc)
             wait_until(lambda: len(c.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
         failed = c.failed
         self.replacement_summary = {
@@ -479,6 +500,102 @@ class Rehearsal:
                 + "; ".join(f"t={a.t}s {a.target} {a.status or a.error}" for a in failed[:5])
             )
 
+    def _stop(self, task: RunningTask, svc: ServiceTiming) -> None:
+        """SIGTERM, then SIGKILL after stopTimeout; a stop that was not graceful fails the task."""
+        events = task.timeline.events
+        events["SIGTERM"] = task.since()
+        task.started.stop(timeout=int(svc.stop_timeout))
+        task.started.reload()
+        code = task.started.attrs["State"]["ExitCode"]
+        events[f"stopped (exit {code})"] = task.since()
+        took = events[f"stopped (exit {code})"] - events["SIGTERM"]
+        if code != 0 or took >= svc.stop_timeout:
+            task.timeline.failure = task.timeline.failure or (
+                f"stopped with exit {code} {took:.1f}s after SIGTERM (stopTimeout {svc.stop_timeout:g}s): "
+                "not a graceful stop"
+            )
+
+    def _until(self, task: RunningTask, at: float, what: str) -> None:
+        """Wait until ``at`` seconds on ``task``'s clock (a planned wait, not a state)."""
+        wait_until(
+            task.since, until=lambda s: s >= at, timeout=max(0.0, at - task.since()) + 5, interval=0.2, what=what
+        )
+
+    def _blue_green(self, ctx: dict, stack: contextlib.ExitStack, svc: ServiceTiming, blue: RunningTask) -> None:
+        """CodeDeploy's ECS blue/green of the api under client traffic: green beside blue in the
+        second target group, traffic moved on the listener by the configuration's steps once green
+        is in service, blue kept for the termination wait, then deregistered and stopped. A green
+        that never comes into service moves no traffic and is removed (the rollback)."""
+        traffic = self.traffic or svc.traffic
+        if traffic not in TRAFFIC:
+            raise ConfigurationError(
+                "the deployment group's traffic configuration", repr(traffic), f"one of {', '.join(TRAFFIC)}"
+            )
+        termination = svc.termination_wait if self.termination_wait is None else self.termination_wait
+        steps = [(after * self.time_scale, percent) for after, percent in TRAFFIC[traffic]]
+        balancer = Balancer()
+        balancer.register(blue.key, blue.url, blue.target, group="blue")
+        family_task = {"containerDefinitions": self._task_definitions[blue.service]}
+        bev = blue.timeline.events
+        shifts: list[tuple[float, int]] = []
+        self._say(f"api: blue/green ({traffic}): a green task starts beside blue while a client sends requests")
+        limit = svc.grace_period + steps[-1][0] + termination * self.time_scale + svc.deregistration_delay + 120
+        with Client(balancer, max_duration=limit) as c:
+            green = self._start_task(
+                ctx, stack, svc, family_task, "api (green)", {"API_REVISION": "2", **self.green_env}
+            )
+            if green.main is not None:
+                balancer.register(green.key, green.url, green.target, group="green")
+            self._await_in_service([green])
+            gev = green.timeline.events
+            if not green.timeline.ok:
+                bev["rollback: green never in service, no traffic moved"] = blue.since()
+                self._say("api: green never came into service: no traffic moved; green removed (rollback)")
+                if green.main is not None:
+                    balancer.drain(green.key)
+                    green.started.reload()
+                    if green.started.attrs["State"]["Status"] == "running":
+                        self._stop(green, svc)
+            else:
+                ready = blue.since()
+                bev["green in service"] = ready
+                for after, percent in steps:
+                    self._until(blue, ready + after, f"the traffic step to {percent} % green")
+                    balancer.shift({"blue": 100 - percent, "green": percent})
+                    shifts.append((blue.since(), percent))
+                    bev[f"traffic {percent} % green"] = gev[f"traffic {percent} % green"] = blue.since()
+                    self._say(f"api: listener forwards {percent} % to green")
+                done = blue.since()
+                self._until(
+                    blue, done + termination * self.time_scale, "the termination wait (blue kept for a rollback)"
+                )
+                bev["termination wait over"] = blue.since()
+                balancer.drain(blue.key)  # the blue task set deleted: its target deregisters
+                bev["draining"] = blue.since()
+                self._until(blue, bev["draining"] + svc.deregistration_delay, "blue's deregistration delay")
+                self._stop(blue, svc)
+            wait_until(lambda: len(c.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
+        failed = c.failed
+        keys = (blue.key, green.key)
+        after_last = [a for a in c.answers if shifts and a.t >= shifts[-1][0] + (blue.t0 - c.started) + 0.5]
+        self.replacement_summary = {
+            "strategy": "blue_green",
+            "traffic": traffic,
+            "termination_wait": termination * self.time_scale,
+            "requests": len(c.answers),
+            "failed": len(failed),
+            "by_target": {k: sum(a.target == k for a in c.answers) for k in keys},
+            "shifts": shifts,
+            "on_blue_after_the_last_shift": sum(a.target == blue.key for a in after_last),
+            "rolled_back": not green.timeline.ok,
+        }
+        self._say(f"api: blue/green: {len(c.answers)} client requests, {len(failed)} failed")
+        if failed:
+            blue.timeline.failure = blue.timeline.failure or (
+                f"{len(failed)} of {len(c.answers)} client requests failed during the blue/green deployment: "
+                + "; ".join(f"t={a.t}s {a.target} {a.status or a.error}" for a in failed[:5])
+            )
+
 
 def main(
     env: str,
@@ -489,8 +606,23 @@ def main(
     var_file: Path | None = None,
     out: TextIO = sys.stderr,
     svg: Path | None = None,
+    strategy: str | None = None,
+    traffic: str | None = None,
+    termination_wait: float | None = None,
+    time_scale: float = 1.0,
 ) -> int:
-    rehearsal = Rehearsal(env, services, reports_dir, out=out, replacement=replacement, var_file=var_file)
+    rehearsal = Rehearsal(
+        env,
+        services,
+        reports_dir,
+        out=out,
+        replacement=replacement,
+        var_file=var_file,
+        strategy=strategy,
+        traffic=traffic,
+        termination_wait=termination_wait,
+        time_scale=time_scale,
+    )
     try:
         timelines = rehearsal.run()
     except (HarnessError, WaitTimeout, ServiceFailed) as exc:
@@ -519,8 +651,11 @@ def main(
             print(t.describe())
         if rehearsal.replacement_summary:
             s = rehearsal.replacement_summary
+            how = f"blue/green ({s['traffic']})" if s.get("strategy") == "blue_green" else "rolling replacement"
             print(
-                f"replacement of the api's task: {s['requests']} client requests, {s['failed']} failed "
+                f"{how} of the api's task: {s['requests']} client requests, {s['failed']} failed "
                 f"(by target: {s['by_target']})"
+                + (f"; listener shifts (s, % green): {s['shifts']}" if s.get("shifts") else "")
+                + ("; green never in service: no traffic moved, rolled back" if s.get("rolled_back") else "")
             )
     return 0 if all(t.ok for t in timelines.values()) else 1

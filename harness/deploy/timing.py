@@ -138,6 +138,10 @@ class ServiceTiming:
     boot_budget: float  # declared: task start to the health path answering (tfvars)
     estimate: BootEstimate  # from this machine's measurements and the image size
     boot: float  # what the rules use: max(boot_budget, estimate)
+    # blue/green (deployment controller CODE_DEPLOY): the deployment group's traffic shifting and
+    # the minutes the blue task set is kept after the shift (CodeDeploy's defaults otherwise)
+    traffic: str = "CodeDeployDefault.ECSAllAtOnce"
+    termination_wait: float = 300.0
 
     @property
     def environment(self) -> dict[str, str]:
@@ -209,6 +213,8 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             found[svc]["service"] = values
         elif kind == "aws_ecs_task_definition":
             found[svc]["task"] = values
+        elif kind == "aws_codedeploy_deployment_group":
+            found[svc]["codedeploy"] = values
     variables = {k: v.get("value") for k, v in (plan.get("variables") or {}).items()}
     declared = variables.get("services") or {}
     planned_containers = (plan.get("output_changes") or {}).get("containers") or {}
@@ -237,6 +243,15 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
         path = "/" + cmd.split("http://", 1)[1].split("/", 1)[1].split()[0] if "http://" in cmd else ""
         h = tg["health_check"][0]
         cb = (svc.get("deployment_circuit_breaker") or [{}])[0]
+        group = found[name].get("codedeploy") or {}
+        terminate = (
+            (
+                (group.get("blue_green_deployment_config") or [{}])[0].get(
+                    "terminate_blue_instances_on_deployment_success"
+                )
+            )
+            or [{}]
+        )[0]
         services[name] = ServiceTiming(
             name=name,
             container=Check(
@@ -260,6 +275,8 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             boot_budget=budget,
             estimate=estimate,
             boot=max(budget, estimate.total),
+            traffic=group.get("deployment_config_name") or "CodeDeployDefault.ECSAllAtOnce",
+            termination_wait=60.0 * float(terminate.get("termination_wait_time_in_minutes", 5)),
         )
     compose = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {"services": {}}
     return TimingModel(

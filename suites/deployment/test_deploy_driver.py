@@ -5,8 +5,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from harness.deploy.driver import deploy, judge
+from harness.deploy.driver import deploy, judge, judge_codedeploy
 from harness.deploy.simulator import SimConfig, simulate
+from harness.errors import ConfigurationError
 
 pytestmark = pytest.mark.deployment
 CLUSTER, REGION = "mlplatform-staging", "eu-west-1"
@@ -128,3 +129,62 @@ def test_rollout_that_never_settles_times_out_with_what_it_saw(ecs, monkeypatch)
 )
 def test_judge(service, outcome):
     assert judge(service, "new", 3)[0] == outcome
+
+
+@pytest.mark.parametrize(
+    "info,outcome,said",
+    [
+        ({"deploymentId": "d-1", "status": "Succeeded"}, "completed", "d-1 Succeeded"),
+        (
+            {
+                "status": "Failed",
+                "errorInformation": {"code": "ECS_UPDATE_ERROR", "message": "green tasks failed health checks"},
+                "rollbackInfo": {"rollbackDeploymentId": "d-2"},
+            },
+            "failed",
+            "ECS_UPDATE_ERROR green tasks failed health checks; rolled back by d-2",
+        ),
+        ({"status": "Stopped"}, "failed", "Stopped; not rolled back"),
+        ({"status": "InProgress", "deploymentOverview": {"InProgress": 1, "Succeeded": 0}}, None, "{'InProgress': 1}"),
+        ({"status": "Ready"}, None, "deployment Ready"),  # waiting to reroute (action_on_timeout STOP_DEPLOYMENT)
+        ({"status": "Created"}, None, "deployment Created"),
+    ],
+)
+def test_judge_codedeploy(info, outcome, said):
+    """CodeDeploy's deployment statuses (GetDeployment: Created, Queued, InProgress, Baking, Ready,
+    Succeeded, Failed, Stopped): only Succeeded completes; Failed and Stopped fail, naming the
+    error and the rollback deployment if one was made."""
+    got, reason = judge_codedeploy(info)
+    assert got == outcome and said in reason, reason
+
+
+def test_a_code_deploy_service_without_a_deployment_group_is_refused_naming_what_exists(ecs, monkeypatch):
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+    td = ecs.register_task_definition(
+        family="mlplatform-staging-api",
+        containerDefinitions=[{"name": "api", "image": "mlplatform-api:1", "memory": 512}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster=CLUSTER,
+        serviceName="api",
+        taskDefinition=td,
+        desiredCount=1,
+        deploymentController={"type": "CODE_DEPLOY"},
+        loadBalancers=[
+            {
+                "targetGroupArn": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/tg/1",
+                "containerName": "api",
+                "containerPort": 8000,
+            }
+        ],
+    )
+    codedeploy = boto3.client("codedeploy", region_name=REGION)
+    codedeploy.create_application(applicationName="other", computePlatform="ECS")
+    codedeploy.create_deployment_group(
+        applicationName="other",
+        deploymentGroupName="other",
+        serviceRoleArn="arn:aws:iam::1:role/r",
+        ecsServices=[{"clusterName": CLUSTER, "serviceName": "mlflow"}],
+    )
+    with pytest.raises(ConfigurationError, match=f"deployment group for the ECS service {CLUSTER}/api.*other/other"):
+        deploy(ecs, CLUSTER, "api", budget=1.0, image="mlplatform-api:2", codedeploy=codedeploy)

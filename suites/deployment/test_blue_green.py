@@ -1,0 +1,141 @@
+"""Blue/green that runs, on the staging plan deployed blue/green (deployment_strategy =
+"blue_green"), applied to moto and rehearsed on Docker.
+
+The deploy driver: a CODE_DEPLOY service is deployed through CodeDeploy (update_service cannot
+deploy it), with the deployment group the plan made for it and an AppSpec naming the new revision
+and the container and port the load balancer routes to. moto records the deployment and never runs
+it (its status stays Created; moto 5.2 has no progression, no stop_deployment and makes no task
+sets), so the outcome there is a timeout that says what it last saw; the judgement of CodeDeploy's
+statuses is tested on their documented forms (test_deploy_driver.py).
+
+The rehearsal: green beside blue in the second target group, traffic moved on the listener only
+once green is in service (a canary here, its steps scaled), blue kept for the termination wait,
+then drained and stopped, and not one client request failed; a green that never comes into
+service moves no traffic and is removed."""
+
+import json
+
+import pytest
+
+from harness.deploy.driver import deploy
+from harness.deploy.gantt import rehearsal_svg
+from harness.deploy.rehearsal import Rehearsal
+from harness.errors import ConfigurationError
+from harness.paths import TERRAFORM_DIR
+from harness.session import LABEL
+
+pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
+CANARY = "CodeDeployDefault.ECSCanary10Percent5Minutes"
+SCALE = 0.02  # the canary's 5 minutes and the 5-minute termination wait as 6 s each
+
+
+@pytest.fixture(scope="module")
+def var_file(tmp_path_factory):
+    """staging.tfvars deployed blue/green."""
+    path = tmp_path_factory.mktemp("tfvars") / "staging-blue-green.tfvars"
+    staging = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    path.write_text(staging + '\ndeployment_strategy = "blue_green"\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def blue_green(applied_platform, var_file):
+    """The session's applied platform moved to the staging plan deployed blue/green."""
+    applied_platform.apply(var_file)
+    moto = applied_platform.moto
+    return moto.client("ecs"), moto.client("codedeploy"), applied_platform.cluster
+
+
+def test_a_code_deploy_service_is_deployed_through_its_codedeploy_group_with_the_new_revision(blue_green):
+    ecs, codedeploy, cluster = blue_green
+    before = ecs.describe_services(cluster=cluster, services=["api"])["services"][0]
+    assert before["deploymentController"]["type"] == "CODE_DEPLOY"
+    rollout = deploy(ecs, cluster, "api", budget=1.0, image="mlplatform-api:2", interval=0.1, codedeploy=codedeploy)
+    # moto never runs the deployment: the driver waits out its budget and says what it saw
+    assert rollout.outcome == "timed_out" and rollout.last_seen["status"] == "Created", rollout.reason
+    info = codedeploy.get_deployment(deploymentId=rollout.deployment_id)["deploymentInfo"]
+    assert info["applicationName"] == info["deploymentGroupName"] == "mlplatform-staging-api"
+    assert info["deploymentConfigName"] == "CodeDeployDefault.ECSAllAtOnce"  # the group's, from the plan
+    spec = json.loads(info["revision"]["appSpecContent"]["content"])["Resources"][0]["TargetService"]
+    assert spec["Type"] == "AWS::ECS::Service"
+    assert spec["Properties"]["TaskDefinition"] == rollout.task_definition != before["taskDefinition"]
+    lb = before["loadBalancers"][0]
+    assert spec["Properties"]["LoadBalancerInfo"] == {"ContainerName": "api", "ContainerPort": lb["containerPort"]}
+    new = ecs.describe_task_definition(taskDefinition=rollout.task_definition)["taskDefinition"]
+    assert new["containerDefinitions"][0]["image"] == "mlplatform-api:2"
+    # ECS itself still runs the old revision: only CodeDeploy may move a CODE_DEPLOY service
+    after = ecs.describe_services(cluster=cluster, services=["api"])["services"][0]
+    assert after["taskDefinition"] == before["taskDefinition"]
+
+
+def test_a_code_deploy_service_without_a_codedeploy_client_is_refused_with_the_fix(blue_green):
+    ecs, _, cluster = blue_green
+    with pytest.raises(ConfigurationError, match="(?s)CodeDeploy client to deploy mlflow.*CODE_DEPLOY"):
+        deploy(ecs, cluster, "mlflow", budget=1.0, image="mlplatform-mlflow:2")
+
+
+def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
+    label = {"label": f"{LABEL}={rehearsal.session_id}"}
+    return [c.name for c in docker_client.containers.list(all=True, filters=label)] + [
+        n.name for n in docker_client.networks.list(filters=label)
+    ]
+
+
+@pytest.mark.docker
+def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_request_fails(
+    docker_client, applied_platform, blue_green, var_file, tmp_path, attach_picture
+):
+    rehearsal = Rehearsal(
+        "staging",
+        ("mlflow", "api"),
+        tmp_path,
+        var_file=var_file,
+        platform=applied_platform,
+        traffic=CANARY,
+        time_scale=SCALE,
+    )
+    timelines = rehearsal.run()
+    attach_picture(
+        rehearsal_svg(timelines, "staging plan, blue/green (canary, steps x0.02) rehearsed on Docker"),
+        "deployment/rehearsal-staging-blue-green",
+        "rehearsal",
+    )
+    for t in timelines.values():
+        assert t.ok, t.describe()
+    s = rehearsal.replacement_summary
+    assert s["strategy"] == "blue_green" and s["traffic"] == CANARY and s["failed"] == 0, s
+    blue, green = timelines["api"].events, timelines["api (green)"].events
+    (canary_at, ten), (full_at, hundred) = s["shifts"]
+    assert (ten, hundred) == (10, 100)
+    # traffic moves only once green is in service, the canary holds its (scaled) 5 minutes
+    assert blue["green in service"] <= canary_at and round(full_at - canary_at, 1) >= 300 * SCALE
+    assert green["in service"] + timelines["api (green)"].offset <= canary_at + timelines["api"].offset + 0.1
+    # both served; after the last shift nothing reaches blue; blue kept for the termination wait,
+    # then drained for the deregistration delay and stopped gracefully
+    assert all(n > 0 for n in s["by_target"].values()) and s["on_blue_after_the_last_shift"] == 0, s
+    assert round(blue["termination wait over"] - full_at, 1) >= 300 * SCALE
+    assert round(blue["SIGTERM"] - blue["draining"], 1) >= 30 and "stopped (exit 0)" in blue
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+
+
+@pytest.mark.docker
+def test_a_green_that_never_comes_into_service_moves_no_traffic_and_is_removed(
+    docker_client, applied_platform, blue_green, var_file, tmp_path
+):
+    rehearsal = Rehearsal(
+        "staging",
+        ("mlflow", "api"),
+        tmp_path,
+        var_file=var_file,
+        platform=applied_platform,
+        green_env={"API_DB_TIMEOUT": "soon"},  # a revision with a typo in its configuration
+    )
+    timelines = rehearsal.run()
+    green = timelines["api (green)"]
+    assert not green.ok and "api exited 2" in green.failure and "API_DB_TIMEOUT" in green.failure, green.describe()
+    s = rehearsal.replacement_summary
+    assert s["rolled_back"] and s["shifts"] == [] and s["failed"] == 0, s
+    assert s["by_target"]["api (green)"] == 0 and s["by_target"]["api"] > 0
+    blue = timelines["api"]
+    assert blue.ok and "SIGTERM" not in blue.events, blue.describe()  # blue keeps serving
+    assert leftovers(docker_client, rehearsal) == []

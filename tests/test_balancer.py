@@ -1,0 +1,57 @@
+"""The rehearsal's listener: weighted forwarding to target groups (what CodeDeploy shifts), round
+robin within a group over targets in service, and no route when the group has none."""
+
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from harness.deploy.balancer import Balancer
+
+pytestmark = [pytest.mark.harness, pytest.mark.unit]
+
+
+def poller(healthy: bool = True):
+    return SimpleNamespace(healthy_at=1.0 if healthy else None)
+
+
+def groups(balancer: Balancer, n: int = 100) -> Counter:
+    return Counter(t.group if t else None for t in (balancer.pick() for _ in range(n)))
+
+
+def test_all_requests_go_to_blue_until_the_listener_shifts_then_each_group_gets_its_share():
+    b = Balancer()
+    b.register("blue-1", "http://b1", poller(), "blue")
+    b.register("blue-2", "http://b2", poller(), "blue")
+    b.register("green-1", "http://g1", poller(), "green")
+    assert groups(b) == {"blue": 100}
+    b.shift({"blue": 90, "green": 10})
+    assert groups(b) == {"blue": 90, "green": 10}
+    picks = [b.pick().group for _ in range(20)]
+    assert picks.count("green") == 2 and picks[:10].count("green") == 1  # spread, not in a burst
+    b.shift({"blue": 0, "green": 100})
+    assert groups(b) == {"green": 100}
+    assert Counter(b.pick().name for _ in range(10)) == {"green-1": 10}
+
+
+def test_round_robin_within_a_group_skips_targets_not_in_service_or_draining():
+    b = Balancer()
+    b.register("blue-1", "http://b1", poller(), "blue")
+    b.register("blue-2", "http://b2", poller(healthy=False), "blue")
+    b.register("blue-3", "http://b3", poller(), "blue")
+    b.drain("blue-3")
+    assert {b.pick().name for _ in range(6)} == {"blue-1"}
+
+
+def test_a_group_with_no_target_in_service_routes_nothing():
+    b = Balancer()
+    b.register("blue-1", "http://b1", poller(), "blue")
+    b.register("green-1", "http://g1", poller(healthy=False), "green")
+    b.shift({"blue": 50, "green": 50})
+    assert groups(b) == {"blue": 50, None: 50}
+
+
+@pytest.mark.parametrize("weights", [{"blue": 90, "green": 20}, {"blue": 110, "green": -10}])
+def test_weights_must_be_percents_summing_to_100(weights):
+    with pytest.raises(ValueError, match="summing to 100"):
+        Balancer().shift(weights)
