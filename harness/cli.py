@@ -127,6 +127,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             boot=svc.boot,
             traffic=args.traffic or svc.traffic,
             termination_wait=svc.termination_wait if args.termination_wait is None else args.termination_wait,
+            alarm_after=args.alarm_after,
         )
     else:
         result = simulate(cfg, boot=svc.boot)
@@ -461,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
         "--termination-wait",
         type=float,
         help="blue/green: seconds the blue task set is kept after the shift (default: the plan's)",
+    )
+    sim.add_argument(
+        "--alarm-after",
+        type=float,
+        metavar="SECONDS",
+        help="blue/green: a rollback alarm fires this long after traffic reached green (a version that fails "
+        "in production); within the termination wait it rolls back",
     )
     sim.add_argument("--service", default="mlflow", choices=["api", "mlflow"])
     sim.add_argument("--desired", type=int, help="override the desired count")

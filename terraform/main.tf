@@ -174,6 +174,13 @@ module "service" {
   log_retention_days   = var.log_retention_days
   region               = var.region
   deployment_strategy  = var.deployment_strategy
+  blue_green           = var.blue_green
+  # the observability module's names for the service's own alarms (named, not referenced: that
+  # module reads the services' log groups): a failing new version stops and rolls back
+  rollback_alarms = concat(
+    ["${local.name}-${each.key}-health-check-failures"],
+    [for i in range(var.deployment_strategy == "blue_green" ? 2 : 1) : "${local.name}-${each.key}-${i}-unhealthy-hosts"],
+  )
 }
 
 module "observability" {

@@ -87,6 +87,29 @@ variable "deployment_strategy" {
   }
 }
 
+variable "blue_green" {
+  description = "With deployment_strategy = blue_green: CodeDeploy's traffic shifting (one of its predefined ECS configurations) and the minutes the original tasks are kept after the shift, the window in which an alarm can still roll back (the service's health-check-failure and unhealthy-host alarms stop and roll back a deployment)."
+  type = object({
+    traffic                  = optional(string, "CodeDeployDefault.ECSAllAtOnce")
+    termination_wait_minutes = optional(number, 5)
+  })
+  default = {}
+  validation {
+    condition = contains([
+      "CodeDeployDefault.ECSAllAtOnce",
+      "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+      "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+      "CodeDeployDefault.ECSCanary10Percent5Minutes",
+      "CodeDeployDefault.ECSCanary10Percent15Minutes",
+    ], var.blue_green.traffic)
+    error_message = "blue_green.traffic must be one of CodeDeploy's predefined ECS configurations (CodeDeployDefault.ECSAllAtOnce, ...ECSLinear10PercentEvery1Minutes, ...ECSLinear10PercentEvery3Minutes, ...ECSCanary10Percent5Minutes, ...ECSCanary10Percent15Minutes)."
+  }
+  validation {
+    condition     = var.blue_green.termination_wait_minutes >= 0 && var.blue_green.termination_wait_minutes <= 2880 && floor(var.blue_green.termination_wait_minutes) == var.blue_green.termination_wait_minutes
+    error_message = "blue_green.termination_wait_minutes must be a whole number of minutes from 0 to 2880 (CodeDeploy's limit)."
+  }
+}
+
 variable "alarm_actions" {
   description = "More ARNs the health alarms notify, beside the platform's own topic."
   type        = list(string)

@@ -9,6 +9,7 @@ import yaml
 
 from harness import slo
 from harness.deploy import deployable
+from harness.deploy.observability import time_to_alarm
 from harness.deploy.timing import AWS_RANGES, TimingModel
 from harness.deploy.violation import Violation, field_of
 
@@ -297,6 +298,42 @@ def r_boot_budget(m: TimingModel) -> list[Violation]:
     ]
 
 
+def r_rollback_window(m: TimingModel) -> list[Violation]:
+    """Blue/green: an alarm that is to roll a deployment back must be one the plan makes and must be
+    able to fire before the termination wait ends: after it the original tasks are gone and
+    CodeDeploy has nothing to roll back to. Worst case, every new task failing its checks from the
+    moment traffic moved (harness.deploy.observability.time_to_alarm)."""
+    times = time_to_alarm({"planned_values": {"root_module": {"resources": m.resources}}}, m)
+    out = []
+    for s in m.services.values():
+        if s.deployment_controller != "CODE_DEPLOY":
+            continue
+        for name in s.rollback_alarms:
+            seconds = times.get(name)
+            if seconds is None:
+                out.append(
+                    Violation(
+                        "rollback-alarms-fire-within-termination-wait",
+                        f"{m.source}: the deployment group of {s.name}: alarm_configuration.alarms",
+                        name,
+                        "an alarm the plan makes",
+                        ", ".join(sorted(times)),
+                    )
+                )
+            elif seconds > s.termination_wait:
+                out.append(
+                    Violation(
+                        "rollback-alarms-fire-within-termination-wait",
+                        f"{m.source}: blue_green.termination_wait_minutes ({s.name})",
+                        s.termination_wait / 60,
+                        f">= {name}'s worst-case time to alarm, {seconds:.0f}s: once the wait is over the "
+                        "original tasks are gone and the alarm can no longer roll back",
+                        math.ceil(seconds / 60) if math.isfinite(seconds) else "an alarm that can fire",
+                    )
+                )
+    return out
+
+
 RULES = {
     "boot-within-budget": r_boot_budget,
     "aws-ranges": r_ranges,
@@ -311,6 +348,7 @@ RULES = {
     "log-retention-set": r_log_retention,
     "mlflow-memory-fits": r_mlflow_memory,
     "slo-health-p99-below-alb-timeout": r_slo_health,
+    "rollback-alarms-fire-within-termination-wait": r_rollback_window,
 }
 
 

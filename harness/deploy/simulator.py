@@ -341,7 +341,14 @@ class BlueGreenSimulation(Simulation):
     the blue task set is kept for ``termination_wait`` seconds (the rollback window), then drains
     for the deregistration delay and stops. Blue keeps 100% of the traffic until the first shift,
     so a green task set that never becomes healthy serves no request: the deployment never
-    completes and CodeDeploy fails it at its own timeout (``horizon`` here), rolling back."""
+    completes and CodeDeploy fails it at its own timeout (``horizon`` here), rolling back.
+
+    ``alarm_after``: one of the deployment group's rollback alarms fires this many seconds after
+    traffic first reached green (a new version that passes its checks but fails under production
+    traffic). While blue still runs CodeDeploy stops the deployment and rolls back: all traffic to
+    blue, green stopped (outcome ``rolled_back``). Once the termination wait is over there is
+    nothing to roll back to: the deployment completes with the failing version serving, and the
+    timeline says so."""
 
     def __init__(
         self,
@@ -350,8 +357,11 @@ class BlueGreenSimulation(Simulation):
         seed: int = 0,
         traffic: str = "CodeDeployDefault.ECSAllAtOnce",
         termination_wait: float = 300.0,
+        alarm_after: float | None = None,
     ) -> None:
         super().__init__(cfg, boot, seed)
+        self.alarm_after = alarm_after
+        self.blue_terminated = False
         if traffic not in TRAFFIC:
             raise ValueError(f"traffic: expected one of {', '.join(TRAFFIC)}, got {traffic!r}")
         self.steps, self.traffic, self.termination_wait = TRAFFIC[traffic], traffic, termination_wait
@@ -366,6 +376,16 @@ class BlueGreenSimulation(Simulation):
                 "replacement task set never healthy: blue kept 100% of the traffic; CodeDeploy fails "
                 "the deployment at its timeout and rolls back"
             )
+        if self.alarm_after is not None and self.shifts and result.outcome == "completed":
+            fires = self.shifts[0][0] + self.alarm_after
+            if fires > result.time or self.blue_terminated:
+                result.timeline.append(
+                    (
+                        round(fires, 3),
+                        "rollback alarm fires after blue was terminated: nothing to roll back to, the "
+                        "failing version keeps serving (the termination wait is shorter than the time to alarm)",
+                    )
+                )
         result.shifts = list(self.shifts)
         return result
 
@@ -400,6 +420,10 @@ class BlueGreenSimulation(Simulation):
         self.fill()
 
     def on_shift(self, step: int) -> None:
+        if self.result is not None or self.green_percent < 0:
+            return
+        if not self.shifts and self.alarm_after is not None:
+            self.at(self.now + self.alarm_after, "alarm")
         self.green_percent = self.steps[step][1]
         self.shifts.append((self.now, self.green_percent))
         self.log(f"production traffic: {self.green_percent}% green, {100 - self.green_percent}% blue")
@@ -407,7 +431,19 @@ class BlueGreenSimulation(Simulation):
             self.log(f"blue task set kept {self.termination_wait:.0f}s for rollback (termination wait)")
             self.at(self.now + self.termination_wait, "terminate_blue")
 
+    def on_alarm(self, _: int) -> None:
+        if self.blue_terminated:
+            return  # too late: reported when the run ends
+        self.green_percent = -1  # no further shift
+        self.shifts.append((self.now, 0))
+        self.log("rollback alarm: CodeDeploy stops the deployment and rolls back: 100% of the traffic to blue")
+        for task in self.new_alive():
+            task.alive, task.stopped_at = False, self.now
+        self.log("replacement task set stopped")
+        self.result = Result("rolled_back", self.now, self.timeline, self.replaced, 0)
+
     def on_terminate_blue(self, _: int) -> None:
+        self.blue_terminated = True
         self.log(f"blue task set terminated: its targets drain ({self.cfg.deregistration_delay:.0f}s)")
         for old in self.old:
             self.old_running -= 1
@@ -434,7 +470,8 @@ def simulate_blue_green(
     traffic: str = "CodeDeployDefault.ECSAllAtOnce",
     termination_wait: float = 300.0,
     seed: int = 0,
+    alarm_after: float | None = None,
 ) -> Result:
     """Simulate one CodeDeploy blue/green deployment (see ``BlueGreenSimulation``)."""
     sampler = boot if callable(boot) else (lambda rng, b=boot: b)
-    return BlueGreenSimulation(cfg, sampler, seed, traffic, termination_wait).run()
+    return BlueGreenSimulation(cfg, sampler, seed, traffic, termination_wait, alarm_after).run()

@@ -142,6 +142,7 @@ class ServiceTiming:
     # the minutes the blue task set is kept after the shift (CodeDeploy's defaults otherwise)
     traffic: str = "CodeDeployDefault.ECSAllAtOnce"
     termination_wait: float = 300.0
+    rollback_alarms: tuple[str, ...] = ()  # alarms that stop and roll back a blue/green deployment
 
     @property
     def environment(self) -> dict[str, str]:
@@ -277,6 +278,12 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             boot=max(budget, estimate.total),
             traffic=group.get("deployment_config_name") or "CodeDeployDefault.ECSAllAtOnce",
             termination_wait=60.0 * float(terminate.get("termination_wait_time_in_minutes", 5)),
+            rollback_alarms=tuple(
+                name
+                for cfg in (group.get("alarm_configuration") or [])
+                if cfg.get("enabled")
+                for name in (cfg.get("alarms") or [])
+            ),
         )
     compose = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {"services": {}}
     return TimingModel(

@@ -161,6 +161,24 @@ def test_a_blue_green_deployment_whose_green_never_passes_moves_no_traffic_and_n
     assert all(o.draining_at is None for o in r.old), "blue never stopped"
 
 
+def test_a_rollback_alarm_while_blue_is_kept_moves_all_traffic_back_and_stops_green():
+    # traffic on green at 15 s; the alarm 60 s later, inside the 300 s termination wait
+    r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=300, alarm_after=60)
+    assert (r.outcome, r.time, r.shifts) == ("rolled_back", 75.0, [(15.0, 100), (75.0, 0)]), r.describe()
+    assert all(t.stopped_at == 75.0 for t in r.tasks) and all(o.draining_at is None for o in r.old)
+    assert 'id="traffic-0"' in simulation_svg(r, "rolled back")
+
+
+def test_a_rollback_alarm_after_the_termination_wait_has_nothing_to_roll_back_to():
+    r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=60, alarm_after=225)
+    assert (r.outcome, r.shifts) == ("completed", [(15.0, 100)]), r.describe()
+    assert (
+        240.0,
+        "rollback alarm fires after blue was terminated: nothing to roll back to, the failing version "
+        "keeps serving (the termination wait is shorter than the time to alarm)",
+    ) in r.timeline
+
+
 def test_blue_green_rejects_an_unknown_traffic_configuration():
     with pytest.raises(ValueError, match="traffic: expected one of CodeDeployDefault.ECSAllAtOnce"):
         simulate_blue_green(SimConfig(**FIXED), boot=10, traffic="AllAtOnce")

@@ -166,6 +166,46 @@ def test_blue_green_option_plans_codedeploy_with_two_target_groups_per_service(t
     assert sorted(a.rsplit("[", 1)[1] for a in alarms) == ['"api-0"]', '"api-1"]', '"mlflow-0"]', '"mlflow-1"]']
 
 
+def test_blue_green_rolls_back_on_the_services_alarms_only_while_the_original_tasks_are_kept(terraform):
+    """The plan's deployment groups take the traffic configuration and termination wait from
+    blue_green, roll back on the service's own alarms (not the dependency alarm: a shared outage is
+    no reason to roll back), and the rule fails a termination wait shorter than an alarm's worst-case
+    time to fire (the unhealthy-host alarm: 3 x 15 s, then 2 periods of 60 s and the one it began in)."""
+    from harness.deploy.timing import from_plan
+
+    var_file = str(TERRAFORM_DIR / "environments" / "prod.tfvars")
+    rule = RULES["rollback-alarms-fire-within-termination-wait"]
+    model = from_plan(terraform.plan(var_file, offline=True, deployment_strategy="blue_green"), "prod.tfvars", TYPICAL)
+    api = model.services["api"]
+    assert (api.traffic, api.termination_wait) == ("CodeDeployDefault.ECSAllAtOnce", 300.0)
+    assert set(api.rollback_alarms) == {
+        "mlplatform-prod-api-health-check-failures",
+        "mlplatform-prod-api-0-unhealthy-hosts",
+        "mlplatform-prod-api-1-unhealthy-hosts",
+    }
+    assert rule(model) == []
+    typo = dataclasses.replace(api, rollback_alarms=("mlplatform-prod-api-health-check-failure",))
+    (missing,) = rule(dataclasses.replace(model, services={**model.services, "api": typo}))
+    assert "an alarm the plan makes" in str(missing) and "api-health-check-failure'" in str(missing)
+    canary = "CodeDeployDefault.ECSCanary10Percent5Minutes"
+    short = from_plan(
+        terraform.plan(
+            var_file,
+            offline=True,
+            deployment_strategy="blue_green",
+            blue_green={"traffic": canary, "termination_wait_minutes": 2},
+        ),
+        "prod.tfvars",
+        TYPICAL,
+    )
+    assert (short.services["mlflow"].traffic, short.services["mlflow"].termination_wait) == (canary, 120.0)
+    texts = [str(v) for v in rule(short)]
+    assert len(texts) == 4 and all("blue_green.termination_wait_minutes" in t for t in texts), texts
+    assert all("unhealthy-hosts's worst-case time to alarm, 225s" in t for t in texts), texts
+    error = terraform.plan_error(var_file, offline=True, blue_green={"traffic": "AllAtOnce"})
+    assert error and "blue_green.traffic must be one of" in " ".join(error.split())
+
+
 def test_an_slo_that_accepts_health_checks_slower_than_the_alb_timeout_fails_its_rule(make_model, tmp_path):
     model = make_model("staging")
     timeout_ms = model.services["api"].alb.timeout * 1000

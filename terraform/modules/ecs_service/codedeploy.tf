@@ -1,5 +1,7 @@
 # Blue/green through CodeDeploy (deployment_strategy = "blue_green"): traffic moves to the
-# green target group once its tasks pass the ALB check; failed deployments roll back.
+# green target group once its tasks pass the ALB check, by the configured traffic shifting; the
+# original tasks are kept for the termination wait; a failed deployment, or one of the service's
+# alarms firing before the original tasks are gone, rolls back.
 resource "aws_iam_role" "codedeploy" {
   count = local.blue_green ? 1 : 0
   name  = "${local.full}-codedeploy"
@@ -26,11 +28,16 @@ resource "aws_codedeploy_deployment_group" "this" {
   app_name               = aws_codedeploy_app.this[0].name
   deployment_group_name  = local.full
   service_role_arn       = aws_iam_role.codedeploy[0].arn
-  deployment_config_name = "CodeDeployDefault.ECSAllAtOnce"
+  deployment_config_name = var.blue_green.traffic
 
   auto_rollback_configuration {
     enabled = true
-    events  = ["DEPLOYMENT_FAILURE"]
+    events  = ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"]
+  }
+
+  alarm_configuration {
+    enabled = true
+    alarms  = var.rollback_alarms
   }
 
   blue_green_deployment_config {
@@ -39,7 +46,7 @@ resource "aws_codedeploy_deployment_group" "this" {
     }
     terminate_blue_instances_on_deployment_success {
       action                           = "TERMINATE"
-      termination_wait_time_in_minutes = 5
+      termination_wait_time_in_minutes = var.blue_green.termination_wait_minutes
     }
   }
 

@@ -79,6 +79,17 @@ variable "deployment_strategy" {
   description = "rolling or blue_green."
   type        = string
 }
+variable "blue_green" {
+  description = "Blue/green: CodeDeploy's traffic configuration and the termination wait in minutes."
+  type = object({
+    traffic                  = string
+    termination_wait_minutes = number
+  })
+}
+variable "rollback_alarms" {
+  description = "Alarm names that stop and roll back a blue/green deployment."
+  type        = list(string)
+}
 variable "secrets" {
   description = "Variable name to secret (valueFrom: a Secrets Manager ARN, with :json-key:: for one key)."
   type        = map(string)
