@@ -11,7 +11,9 @@ lines fell into one period: at worst the first T-1 of them just before a period 
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,3 +169,51 @@ def time_to_alarm(plan: dict, model: Any, tasks: int | None = None) -> dict[str,
             service = model.services[a.name.rsplit("-unhealthy-hosts", 1)[0].rsplit("-", 2)[-2]]
             out[a.name] = service.alb.unhealthy_threshold * service.alb.interval + (a.evaluation_periods + 1) * a.period
     return out
+
+
+def _suffix(arn: str) -> str:
+    """An ELB ARN's suffix, as CloudWatch's dimensions name it: targetgroup/<name>/<id> for a target
+    group, app/<name>/<id> for a load balancer (its ARN's loadbalancer/app/<name>/<id>)."""
+    return arn.split(":", 5)[5].removeprefix("loadbalancer/")
+
+
+@dataclass
+class Applied:
+    """The observability of an applied platform as AWS (moto) holds it."""
+
+    filters: list[MetricFilter]
+    named: list[tuple[str, str, dict[str, str]]]  # every widget's and alarm's (namespace, metric, dimensions)
+    exists: dict[str, set[str]]  # dimension name -> the values that exist
+    alarms: list[dict]  # describe_alarms' MetricAlarms
+
+    def unknown(self) -> list[str]:
+        return unknown_metrics(self.named, self.filters, self.exists)
+
+    def dimension(self, name: str, of: str = "all") -> set[str]:
+        """The values of dimension ``name`` named by the widgets, the alarms or both."""
+        widgets = self.named[: len(self.named) - len(self.alarms)]
+        lines = {"widgets": widgets, "alarms": self.named[len(widgets) :], "all": self.named}[of]
+        return {dims[name] for _, _, dims in lines if name in dims}
+
+
+def applied(clients: Callable[[str], Any], cluster: str, dashboard: str) -> Applied:
+    """Read back the metric filters, the dashboard ``dashboard`` and the alarms, and what exists
+    for their dimensions (target groups, load balancers, the cluster and its services)."""
+    cw, elb, logs = clients("cloudwatch"), clients("elbv2"), clients("logs")
+    filters = [
+        MetricFilter(f["filterName"], f["logGroupName"], f["filterPattern"], t["metricNamespace"], t["metricName"])
+        for f in logs.describe_metric_filters()["metricFilters"]
+        for t in f["metricTransformations"]
+    ]
+    exists = {
+        "TargetGroup": {_suffix(tg["TargetGroupArn"]) for tg in elb.describe_target_groups()["TargetGroups"]},
+        "LoadBalancer": {_suffix(lb["LoadBalancerArn"]) for lb in elb.describe_load_balancers()["LoadBalancers"]},
+        "ClusterName": {cluster},
+        "ServiceName": {s.split("/")[-1] for s in clients("ecs").list_services(cluster=cluster)["serviceArns"]},
+    }
+    body = json.loads(cw.get_dashboard(DashboardName=dashboard)["DashboardBody"])
+    alarms = cw.describe_alarms()["MetricAlarms"]
+    named = widget_metrics(body) + [
+        (a["Namespace"], a["MetricName"], {d["Name"]: d["Value"] for d in a.get("Dimensions", [])}) for a in alarms
+    ]
+    return Applied(filters, named, exists, alarms)

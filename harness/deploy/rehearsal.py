@@ -25,6 +25,7 @@ Exit code: 0 every task in service within its grace period; 1 a verdict failed; 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sys
 import time
@@ -130,11 +131,23 @@ def _healthcheck(hc: dict) -> dict:
     }
 
 
+def _digest(var_file: Path, source: Path) -> str:
+    """What an apply depends on: the tfvars and every Terraform file of the source, by content."""
+    h = hashlib.sha256(Path(var_file).read_bytes())
+    for f in sorted(Path(source).rglob("*.tf")):
+        if ".terraform" not in f.parts:
+            h.update(str(f.relative_to(source)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 class Platform:
     """The plan applied to one moto server, kept for several rehearsals: the first ``apply`` pays
     for every resource (about 100 s, mostly the AWS provider's fixed waits for the load balancer,
     the database and the bucket's lifecycle); each later one moves the same state to its own
-    tfvars or edited Terraform, which changes only what differs (a few seconds).
+    tfvars or edited Terraform, which changes only what differs (a few seconds). An apply of what
+    the state already holds (the same tfvars and Terraform, by content) is skipped unless asked
+    for: it would change only what moto cannot hold (e.g. a CodeDeploy group's alarms, which moto
+    does not return and cannot update, so the provider retries for minutes).
 
     ``with Platform(session) as platform: Rehearsal(..., platform=platform).run()``"""
 
@@ -144,6 +157,7 @@ class Platform:
         self.moto = MotoServer(session, running_tasks=3)
         self.tf: Terraform | None = None
         self.applies: list[tuple[str, str, float]] = []  # (var file, source, seconds)
+        self._applied = ""  # digest of the tfvars and Terraform the state holds
 
     def __enter__(self) -> Platform:
         self.moto.__enter__()
@@ -152,14 +166,19 @@ class Platform:
     def __exit__(self, *exc: object) -> None:
         self.moto.__exit__(*exc)
 
-    def apply(self, var_file: Path, source: Path = TERRAFORM_DIR) -> None:
-        """Move the platform to ``var_file`` on ``source``."""
+    def apply(self, var_file: Path, source: Path = TERRAFORM_DIR, again: bool = False) -> None:
+        """Move the platform to ``var_file`` on ``source`` (``again``: even if the state holds them)."""
+        digest = _digest(var_file, source)
+        if digest == self._applied and not again:
+            return
         started = time.monotonic()
+        self._applied = ""
         if self.tf is None:
             self.tf = Terraform(self.session.mkdtemp("tf-platform"), source=source)
         else:
             self.tf.use_source(source)
         self.tf.apply(str(var_file), aws_endpoint=self.moto.url, deletion_protection=False)
+        self._applied = digest
         self.applies.append((str(var_file), str(source), time.monotonic() - started))
 
     @property

@@ -17,10 +17,12 @@ import json
 
 import pytest
 
+from fixtures.settings import missing
+from harness.deploy import observability
 from harness.deploy.driver import deploy
 from harness.deploy.gantt import rehearsal_svg
-from harness.deploy.rehearsal import Rehearsal
-from harness.errors import ConfigurationError
+from harness.deploy.rehearsal import Platform, Rehearsal
+from harness.errors import ConfigurationError, DependencyMissing
 from harness.paths import TERRAFORM_DIR
 from harness.session import LABEL
 
@@ -39,11 +41,23 @@ def var_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def blue_green(applied_platform, var_file):
-    """The session's applied platform moved to the staging plan deployed blue/green."""
-    applied_platform.apply(var_file)
-    moto = applied_platform.moto
-    return moto.client("ecs"), moto.client("codedeploy"), applied_platform.cluster
+def platform(pytestconfig, terraform, harness_session, var_file):
+    """The staging plan deployed blue/green, applied to a moto server of its own: moto can neither
+    update nor delete a CodeDeploy group (no UpdateDeploymentGroup, DeleteDeploymentGroup or
+    DeleteApplication), so the session's shared platform could not be moved back to rolling."""
+    try:
+        own = Platform(harness_session)
+    except DependencyMissing as exc:
+        missing(pytestconfig, "terraform", f"moto: {exc}")
+    with own:
+        own.apply(var_file)
+        yield own
+
+
+@pytest.fixture(scope="module")
+def blue_green(platform):
+    moto = platform.moto
+    return moto.client("ecs"), moto.client("codedeploy"), platform.cluster
 
 
 def test_a_code_deploy_service_is_deployed_through_its_codedeploy_group_with_the_new_revision(blue_green):
@@ -68,6 +82,51 @@ def test_a_code_deploy_service_is_deployed_through_its_codedeploy_group_with_the
     assert after["taskDefinition"] == before["taskDefinition"]
 
 
+def test_each_deployment_group_rolls_back_and_names_both_target_groups_and_the_listener(platform, blue_green):
+    """What AWS would hold for the plan's deployment groups (moto 5.2 returns no alarmConfiguration:
+    the alarms it names are checked on the plan, rule rollback-alarms-fire-within-termination-wait)."""
+    _, codedeploy, _ = blue_green
+    elbv2 = platform.moto.client("elbv2")
+    listeners = {
+        listener["ListenerArn"]
+        for lb in elbv2.describe_load_balancers()["LoadBalancers"]
+        for listener in elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    }
+    target_groups = {tg["TargetGroupName"] for tg in elbv2.describe_target_groups()["TargetGroups"]}
+    for service in ("api", "mlflow"):
+        name = f"mlplatform-staging-{service}"
+        group = codedeploy.get_deployment_group(applicationName=name, deploymentGroupName=name)["deploymentGroupInfo"]
+        rollback = group["autoRollbackConfiguration"]
+        assert rollback["enabled"] and set(rollback["events"]) == {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"}
+        wait = group["blueGreenDeploymentConfiguration"]["terminateBlueInstancesOnDeploymentSuccess"]
+        assert (wait["action"], wait["terminationWaitTimeInMinutes"]) == ("TERMINATE", 5)
+        (pair,) = group["loadBalancerInfo"]["targetGroupPairInfoList"]
+        names = [tg["name"] for tg in pair["targetGroups"]]
+        assert len(set(names)) == 2 and set(names) <= target_groups, (names, target_groups)
+        assert set(pair["prodTrafficRoute"]["listenerArns"]) <= listeners
+        assert group["ecsServices"] == [{"clusterName": "mlplatform-staging", "serviceName": service}]
+
+
+def test_the_dashboard_and_the_alarms_watch_both_target_groups_of_each_service(platform, blue_green):
+    """Under blue/green each service has two target groups, and traffic alternates between them
+    from one deployment to the next: the dashboard and the unhealthy-host alarms name all four, and
+    every alarm the deployment groups roll back on exists."""
+    _, _, cluster = blue_green
+    tf = platform.tf
+    held = observability.applied(platform.moto.client, cluster, tf.output()["dashboard_name"])
+    groups = held.exists["TargetGroup"]
+    assert len(groups) == 4 and held.unknown() == []
+    assert held.dimension("TargetGroup", "widgets") == groups == held.dimension("TargetGroup", "alarms")
+    names = {a["AlarmName"] for a in held.alarms}
+    for service in ("api", "mlflow"):
+        prefix = f"mlplatform-staging-{service}"
+        assert {
+            f"{prefix}-health-check-failures",
+            f"{prefix}-0-unhealthy-hosts",
+            f"{prefix}-1-unhealthy-hosts",
+        } <= names
+
+
 def test_a_code_deploy_service_without_a_codedeploy_client_is_refused_with_the_fix(blue_green):
     ecs, _, cluster = blue_green
     with pytest.raises(ConfigurationError, match="(?s)CodeDeploy client to deploy mlflow.*CODE_DEPLOY"):
@@ -83,14 +142,14 @@ def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
 
 @pytest.mark.docker
 def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_request_fails(
-    docker_client, applied_platform, blue_green, var_file, tmp_path, attach_picture
+    docker_client, platform, blue_green, var_file, tmp_path, attach_picture
 ):
     rehearsal = Rehearsal(
         "staging",
         ("mlflow", "api"),
         tmp_path,
         var_file=var_file,
-        platform=applied_platform,
+        platform=platform,
         traffic=CANARY,
         time_scale=SCALE,
     )
@@ -120,14 +179,14 @@ def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_req
 
 @pytest.mark.docker
 def test_a_green_that_never_comes_into_service_moves_no_traffic_and_is_removed(
-    docker_client, applied_platform, blue_green, var_file, tmp_path
+    docker_client, platform, blue_green, var_file, tmp_path
 ):
     rehearsal = Rehearsal(
         "staging",
         ("mlflow", "api"),
         tmp_path,
         var_file=var_file,
-        platform=applied_platform,
+        platform=platform,
         green_env={"API_DB_TIMEOUT": "soon"},  # a revision with a typo in its configuration
     )
     timelines = rehearsal.run()

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.deploy import observability
 from harness.deploy.dockerfile import service_healthcheck
 from harness.deploy.driver import deploy
-from harness.deploy.observability import MetricFilter, unknown_metrics, widget_metrics
+from harness.deploy.observability import unknown_metrics
 from harness.paths import TERRAFORM_DIR
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
@@ -22,7 +23,7 @@ def applied(applied_platform, make_model):
     model = make_model("staging")
     platform, moto = applied_platform, applied_platform.moto
     platform.apply(Path(VAR_FILE))
-    platform.apply(Path(VAR_FILE))  # moto dropped the grace period on create
+    platform.apply(Path(VAR_FILE), again=True)  # moto dropped the grace period on create
     ecs = moto.client("ecs")
     cluster = platform.cluster
     for name, svc in model.services.items():  # and the deployment configuration
@@ -189,40 +190,16 @@ def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the
         assert password not in state and password not in plan and password not in reports
 
 
-def _suffix(arn: str) -> str:
-    """An ELB ARN's suffix, as CloudWatch's dimensions name it: targetgroup/<name>/<id> for a target
-    group, app/<name>/<id> for a load balancer (its ARN's loadbalancer/app/<name>/<id>)."""
-    return arn.split(":", 5)[5].removeprefix("loadbalancer/")
-
-
 def test_every_widget_and_alarm_names_a_metric_that_exists_with_dimensions_that_exist(applied):
     """The dashboard and the alarms as applied: each metric is one a metric filter of the plan
     produces (its namespace and name) or one of AWS's own, and each dimension names a load
     balancer, target group, cluster or service that exists; every target group has its alarm."""
-    moto, _, _, cluster = applied
-    cw, elb, logs = moto.client("cloudwatch"), moto.client("elbv2"), moto.client("logs")
-    filters = [
-        MetricFilter(f["filterName"], f["logGroupName"], f["filterPattern"], t["metricNamespace"], t["metricName"])
-        for f in logs.describe_metric_filters()["metricFilters"]
-        for t in f["metricTransformations"]
-    ]
-    groups = {_suffix(tg["TargetGroupArn"]) for tg in elb.describe_target_groups()["TargetGroups"]}
-    exists = {
-        "TargetGroup": groups,
-        "LoadBalancer": {_suffix(lb["LoadBalancerArn"]) for lb in elb.describe_load_balancers()["LoadBalancers"]},
-        "ClusterName": {cluster},
-        "ServiceName": {s.split("/")[-1] for s in moto.client("ecs").list_services(cluster=cluster)["serviceArns"]},
-    }
-    outputs = applied[1].output()
-    dashboard = json.loads(cw.get_dashboard(DashboardName=outputs["dashboard_name"])["DashboardBody"])
-    alarms = cw.describe_alarms()["MetricAlarms"]
-    named = widget_metrics(dashboard) + [
-        (a["Namespace"], a["MetricName"], {d["Name"]: d["Value"] for d in a.get("Dimensions", [])}) for a in alarms
-    ]
+    moto, tf, _, cluster = applied
+    held = observability.applied(moto.client, cluster, tf.output()["dashboard_name"])
+    filters, named, exists, groups = held.filters, held.named, held.exists, held.exists["TargetGroup"]
     assert unknown_metrics(named, filters, exists) == []
     assert {m for _, m, _ in named} >= {f.metric for f in filters}, "a filter's metric no widget or alarm shows"
-    alarmed = {d["Value"] for a in alarms for d in a.get("Dimensions", []) if d["Name"] == "TargetGroup"}
-    assert alarmed == groups, "every target group has its unhealthy-host alarm"
+    assert held.dimension("TargetGroup", "alarms") == groups, "every target group has its unhealthy-host alarm"
     # put the incident's kind of mistake back: a widget naming a target group that does not exist
     wrong = [("AWS/ApplicationELB", "UnHealthyHostCount", {**named[-1][2], "TargetGroup": "targetgroup/gone/0"})]
     assert unknown_metrics(wrong, filters, exists) != []
