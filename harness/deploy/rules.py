@@ -325,7 +325,7 @@ def r_rollback_window(m: TimingModel) -> list[Violation]:
                     Violation(
                         "rollback-alarms-fire-within-termination-wait",
                         f"{m.source}: blue_green.termination_wait_minutes ({s.name})",
-                        s.termination_wait / 60,
+                        int(s.termination_wait // 60) if s.termination_wait % 60 == 0 else s.termination_wait / 60,
                         f">= {name}'s worst-case time to alarm, {seconds:.0f}s: once the wait is over the "
                         "original tasks are gone and the alarm can no longer roll back",
                         math.ceil(seconds / 60) if math.isfinite(seconds) else "an alarm that can fire",
