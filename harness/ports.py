@@ -2,11 +2,13 @@
 
 Binding port 0 picks a free port, but two processes can be handed the same one between the
 probe and the child's bind. Each pick is therefore also claimed with an exclusive lock file
-held for the life of the process, so a concurrent run skips it.
+held for the life of the process, so a concurrent run skips it. A port not released by hand is
+released when the process exits: its lock file does not outlive the run.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import socket
@@ -25,10 +27,13 @@ def free_port(host: str = "127.0.0.1") -> int:
             port = s.getsockname()[1]
         if port in _held:
             continue
-        fd = os.open(LOCK_DIR / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        path = LOCK_DIR / f"{port}.lock"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:  # swept between open and lock
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
             os.close(fd)
             continue
         _held[port] = fd
@@ -41,6 +46,32 @@ def release(port: int) -> None:
     if fd is not None:
         os.close(fd)
         (LOCK_DIR / f"{port}.lock").unlink(missing_ok=True)
+
+
+def sweep() -> list[int]:
+    """Remove the lock files no live process holds (left by a process that was SIGKILLed);
+    returns their ports. A held one is skipped: its flock cannot be taken."""
+    swept = []
+    for f in LOCK_DIR.glob("*.lock") if LOCK_DIR.exists() else []:
+        if not f.stem.isdigit() or int(f.stem) in _held:
+            continue
+        fd = os.open(f, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        else:
+            f.unlink(missing_ok=True)
+            swept.append(int(f.stem))
+        finally:
+            os.close(fd)
+    return swept
+
+
+@atexit.register
+def _release_all() -> None:
+    for port in list(_held):
+        release(port)
 
 
 def is_listening(port: int, host: str = "127.0.0.1") -> bool:

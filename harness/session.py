@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from harness import ports
+
 ENV_VAR = "HARNESS_SESSION_ID"
 LABEL = "harness.session-id"
 TMP = Path(tempfile.gettempdir())
@@ -91,6 +93,7 @@ class ReapReport:
     containers: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # stale port lock files removed
 
     def as_json(self) -> dict:
         return self.__dict__.copy()
@@ -229,6 +232,7 @@ def reap(
             report.dirs.append(str(d))
         (REGISTRY / f"{rid}.json").unlink(missing_ok=True)
     report.sessions = sorted(gone)
+    report.ports = ports.sweep()
     if docker_client is not None:
         _reap_docker(docker_client, gone if not force else None, exclude, report)
     return report

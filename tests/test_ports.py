@@ -36,3 +36,31 @@ def test_a_port_held_here_is_skipped_by_another_process():
         assert out.strip() == "held"
     finally:
         release(mine)
+
+
+def test_a_port_not_released_by_hand_leaves_no_lock_file_after_the_process_exits():
+    from harness.ports import LOCK_DIR
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from harness.ports import free_port; print(free_port())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    port = int(done.stdout)
+    assert not (LOCK_DIR / f"{port}.lock").exists()
+
+
+def test_sweep_removes_only_the_lock_files_no_process_holds():
+    from harness.ports import LOCK_DIR, sweep
+
+    held = free_port()
+    stale = LOCK_DIR / "1.lock"  # as a SIGKILLed run leaves it: the file without its holder
+    stale.touch()
+    try:
+        swept = sweep()
+        assert 1 in swept and not stale.exists()
+        assert held not in swept and (LOCK_DIR / f"{held}.lock").exists()
+    finally:
+        release(held)
+        stale.unlink(missing_ok=True)
