@@ -418,9 +418,28 @@ def _boot_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _strategy_options(parser: argparse.ArgumentParser) -> None:
+    """How a deployment is made (simulate, rehearse); every default is the plan's."""
     from harness.deploy.codedeploy import TRAFFIC
 
+    parser.add_argument(
+        "--strategy",
+        choices=["rolling", "blue_green"],
+        help="default: the plan's (deployment_strategy: ECS rolling or CodeDeploy blue/green)",
+    )
+    parser.add_argument(
+        "--traffic",
+        choices=sorted(TRAFFIC),
+        help="blue/green: CodeDeploy's traffic shifting (default: the plan's deployment group's)",
+    )
+    parser.add_argument(
+        "--termination-wait",
+        type=float,
+        help="blue/green: seconds the blue task set is kept after the shift (default: the plan's)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -448,21 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = sub.add_parser(
         "simulate", help="simulate a deployment (rolling, or CodeDeploy blue/green) with the planned timings"
     )
-    sim.add_argument(
-        "--strategy",
-        choices=["rolling", "blue_green"],
-        help="default: the plan's (deployment_strategy: ECS rolling or CodeDeploy blue/green)",
-    )
-    sim.add_argument(
-        "--traffic",
-        choices=sorted(TRAFFIC),
-        help="blue/green: CodeDeploy's traffic shifting (default: the plan's deployment group's)",
-    )
-    sim.add_argument(
-        "--termination-wait",
-        type=float,
-        help="blue/green: seconds the blue task set is kept after the shift (default: the plan's)",
-    )
+    _strategy_options(sim)
     sim.add_argument(
         "--alarm-after",
         type=float,
@@ -537,19 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the rolling replacement of the api's task under client traffic",
     )
-    rehearse.add_argument(
-        "--strategy",
-        choices=["rolling", "blue_green"],
-        help="how the api's task is replaced (default: the plan's; CODE_DEPLOY services deploy blue/green)",
-    )
-    rehearse.add_argument(
-        "--traffic",
-        choices=sorted(TRAFFIC),
-        help="blue/green: traffic shifting (default: the plan's deployment group's)",
-    )
-    rehearse.add_argument(
-        "--termination-wait", type=float, help="blue/green: seconds blue is kept after the shift (default: the plan's)"
-    )
+    _strategy_options(rehearse)
     rehearse.add_argument(
         "--time-scale",
         type=float,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.deploy.simulator import breaker_threshold
@@ -104,39 +105,55 @@ def deploy(
     CodeDeploy client, needed for a CODE_DEPLOY service)."""
     current = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
     controller = (current.get("deploymentController") or {}).get("type", "ECS")
-    if controller == "CODE_DEPLOY":
-        if codedeploy is None:
-            raise ConfigurationError(
-                f"a CodeDeploy client to deploy {service}",
-                "none",
-                "the service's deployment controller is CODE_DEPLOY (blue/green): pass codedeploy=",
-            )
-        new_arn = register_revision(ecs, current["taskDefinition"], image, env)
-        return deploy_blue_green(codedeploy, cluster, current, new_arn, budget=budget, interval=interval)
+    if controller == "CODE_DEPLOY" and codedeploy is None:
+        raise ConfigurationError(
+            f"a CodeDeploy client to deploy {service}",
+            "none",
+            "the service's deployment controller is CODE_DEPLOY (blue/green): pass codedeploy=",
+        )
     new_arn = register_revision(ecs, current["taskDefinition"], image, env)
+    if controller == "CODE_DEPLOY":
+        return deploy_blue_green(codedeploy, cluster, current, new_arn, budget=budget, interval=interval)
     ecs.update_service(cluster=cluster, service=service, taskDefinition=new_arn, forceNewDeployment=True)
     threshold = breaker_threshold(current["desiredCount"], breaker_minimum)
+    return _follow(
+        lambda: ecs.describe_services(cluster=cluster, services=[service])["services"][0],
+        lambda svc: judge(svc, new_arn, threshold),
+        new_arn,
+        budget,
+        interval,
+        f"the rollout of {service} to {new_arn.rsplit('/', 1)[-1]}",
+    )
+
+
+def _follow(
+    read: Callable[[], dict],
+    verdict: Callable[[dict], tuple[str | None, str]],
+    new_arn: str,
+    budget: float,
+    interval: float,
+    what: str,
+    deployment_id: str = "",
+) -> Rollout:
+    """Read the deployment's state every ``interval`` until ``verdict`` gives an outcome or the
+    budget ends (``timed_out``, with the last state seen)."""
     started = time.monotonic()
     seen: dict = {}
 
     def probe() -> tuple[str | None, str]:
-        svc = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
+        state = read()
         seen.clear()
-        seen.update(svc)
-        return judge(svc, new_arn, threshold)
+        seen.update(state)
+        return verdict(state)
 
     try:
         outcome, reason = wait_until(
-            probe,
-            until=lambda r: r[0] is not None,
-            timeout=budget,
-            interval=interval,
-            what=f"the rollout of {service} to {new_arn.rsplit('/', 1)[-1]}",
+            probe, until=lambda r: r[0] is not None, timeout=budget, interval=interval, what=what
         )
     except WaitTimeout as exc:
-        return Rollout("timed_out", new_arn, time.monotonic() - started, budget, dict(seen), str(exc))
+        return Rollout("timed_out", new_arn, time.monotonic() - started, budget, dict(seen), str(exc), deployment_id)
     assert outcome is not None  # what ``until`` waited for
-    return Rollout(outcome, new_arn, time.monotonic() - started, budget, dict(seen), reason)
+    return Rollout(outcome, new_arn, time.monotonic() - started, budget, dict(seen), reason, deployment_id)
 
 
 CODEDEPLOY_DONE = {"Succeeded": "completed", "Failed": "failed", "Stopped": "failed"}
@@ -215,30 +232,18 @@ def deploy_blue_green(
             "none",
             "a CodeDeploy blue/green deployment moves the load balancer's traffic",
         )
-    started = time.monotonic()
     deployment_id = codedeploy.create_deployment(
         applicationName=app,
         deploymentGroupName=group["deploymentGroupName"],
         revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec(new_arn, balancers[0])}},
         description=f"harness: {service['serviceName']} to {new_arn.rsplit('/', 1)[-1]}",
     )["deploymentId"]
-    seen: dict = {}
-
-    def probe() -> tuple[str | None, str]:
-        info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
-        seen.clear()
-        seen.update(info)
-        return judge_codedeploy(info)
-
-    try:
-        outcome, reason = wait_until(
-            probe,
-            until=lambda r: r[0] is not None,
-            timeout=budget,
-            interval=interval,
-            what=f"CodeDeploy deployment {deployment_id} of {service['serviceName']} to {new_arn.rsplit('/', 1)[-1]}",
-        )
-    except WaitTimeout as exc:
-        return Rollout("timed_out", new_arn, time.monotonic() - started, budget, dict(seen), str(exc), deployment_id)
-    assert outcome is not None
-    return Rollout(outcome, new_arn, time.monotonic() - started, budget, dict(seen), reason, deployment_id)
+    return _follow(
+        lambda: codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"],
+        judge_codedeploy,
+        new_arn,
+        budget,
+        interval,
+        f"CodeDeploy deployment {deployment_id} of {service['serviceName']} to {new_arn.rsplit('/', 1)[-1]}",
+        deployment_id,
+    )

@@ -361,7 +361,6 @@ class BlueGreenSimulation(Simulation):
     ) -> None:
         super().__init__(cfg, boot, seed)
         self.alarm_after = alarm_after
-        self.blue_terminated = False
         if traffic not in TRAFFIC:
             raise ValueError(f"traffic: expected one of {', '.join(TRAFFIC)}, got {traffic!r}")
         self.steps, self.traffic, self.termination_wait = TRAFFIC[traffic], traffic, termination_wait
@@ -376,16 +375,14 @@ class BlueGreenSimulation(Simulation):
                 "replacement task set never healthy: blue kept 100% of the traffic; CodeDeploy fails "
                 "the deployment at its timeout and rolls back"
             )
-        if self.alarm_after is not None and self.shifts and result.outcome == "completed":
-            fires = self.shifts[0][0] + self.alarm_after
-            if fires > result.time or self.blue_terminated:
-                result.timeline.append(
-                    (
-                        round(fires, 3),
-                        "rollback alarm fires after blue was terminated: nothing to roll back to, the "
-                        "failing version keeps serving (the termination wait is shorter than the time to alarm)",
-                    )
+        if self.alarm_after is not None and result.outcome == "completed":  # the alarm came after blue went
+            result.timeline.append(
+                (
+                    round(self.shifts[0][0] + self.alarm_after, 3),
+                    "rollback alarm fires after blue was terminated: nothing to roll back to, the "
+                    "failing version keeps serving (the termination wait is shorter than the time to alarm)",
                 )
+            )
         result.shifts = list(self.shifts)
         return result
 
@@ -420,8 +417,6 @@ class BlueGreenSimulation(Simulation):
         self.fill()
 
     def on_shift(self, step: int) -> None:
-        if self.result is not None or self.green_percent < 0:
-            return
         if not self.shifts and self.alarm_after is not None:
             self.at(self.now + self.alarm_after, "alarm")
         self.green_percent = self.steps[step][1]
@@ -432,9 +427,8 @@ class BlueGreenSimulation(Simulation):
             self.at(self.now + self.termination_wait, "terminate_blue")
 
     def on_alarm(self, _: int) -> None:
-        if self.blue_terminated:
-            return  # too late: reported when the run ends
-        self.green_percent = -1  # no further shift
+        if self.old_running == 0:
+            return  # blue already terminated, too late: reported when the run ends
         self.shifts.append((self.now, 0))
         self.log("rollback alarm: CodeDeploy stops the deployment and rolls back: 100% of the traffic to blue")
         for task in self.new_alive():
@@ -443,7 +437,6 @@ class BlueGreenSimulation(Simulation):
         self.result = Result("rolled_back", self.now, self.timeline, self.replaced, 0)
 
     def on_terminate_blue(self, _: int) -> None:
-        self.blue_terminated = True
         self.log(f"blue task set terminated: its targets drain ({self.cfg.deregistration_delay:.0f}s)")
         for old in self.old:
             self.old_running -= 1

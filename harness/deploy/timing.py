@@ -245,14 +245,8 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
         h = tg["health_check"][0]
         cb = (svc.get("deployment_circuit_breaker") or [{}])[0]
         group = found[name].get("codedeploy") or {}
-        terminate = (
-            (
-                (group.get("blue_green_deployment_config") or [{}])[0].get(
-                    "terminate_blue_instances_on_deployment_success"
-                )
-            )
-            or [{}]
-        )[0]
+        blue_green = (group.get("blue_green_deployment_config") or [{}])[0]
+        terminate = (blue_green.get("terminate_blue_instances_on_deployment_success") or [{}])[0]
         services[name] = ServiceTiming(
             name=name,
             container=Check(

@@ -17,14 +17,14 @@ import json
 
 import pytest
 
-from fixtures.settings import missing
+from fixtures.docker import leftovers
+from fixtures.terraform import moto_platform
 from harness.deploy import observability
 from harness.deploy.driver import deploy
 from harness.deploy.gantt import rehearsal_svg
-from harness.deploy.rehearsal import Platform, Rehearsal
-from harness.errors import ConfigurationError, DependencyMissing
+from harness.deploy.rehearsal import Rehearsal
+from harness.errors import ConfigurationError
 from harness.paths import TERRAFORM_DIR
-from harness.session import LABEL
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
 CANARY = "CodeDeployDefault.ECSCanary10Percent5Minutes"
@@ -45,11 +45,7 @@ def platform(pytestconfig, terraform, harness_session, var_file):
     """The staging plan deployed blue/green, applied to a moto server of its own: moto can neither
     update nor delete a CodeDeploy group (no UpdateDeploymentGroup, DeleteDeploymentGroup or
     DeleteApplication), so the session's shared platform could not be moved back to rolling."""
-    try:
-        own = Platform(harness_session)
-    except DependencyMissing as exc:
-        missing(pytestconfig, "terraform", f"moto: {exc}")
-    with own:
+    with moto_platform(pytestconfig, harness_session) as own:
         own.apply(var_file)
         yield own
 
@@ -133,26 +129,16 @@ def test_a_code_deploy_service_without_a_codedeploy_client_is_refused_with_the_f
         deploy(ecs, cluster, "mlflow", budget=1.0, image="mlplatform-mlflow:2")
 
 
-def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
-    label = {"label": f"{LABEL}={rehearsal.session_id}"}
-    return [c.name for c in docker_client.containers.list(all=True, filters=label)] + [
-        n.name for n in docker_client.networks.list(filters=label)
-    ]
+def staging(platform, var_file, tmp_path, **blue_green) -> Rehearsal:
+    """The staging plan deployed blue/green, both services, on the module's platform."""
+    return Rehearsal("staging", ("mlflow", "api"), tmp_path, var_file=var_file, platform=platform, **blue_green)
 
 
 @pytest.mark.docker
 def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_request_fails(
     docker_client, platform, blue_green, var_file, tmp_path, attach_picture
 ):
-    rehearsal = Rehearsal(
-        "staging",
-        ("mlflow", "api"),
-        tmp_path,
-        var_file=var_file,
-        platform=platform,
-        traffic=CANARY,
-        time_scale=SCALE,
-    )
+    rehearsal = staging(platform, var_file, tmp_path, traffic=CANARY, time_scale=SCALE)
     timelines = rehearsal.run()
     attach_picture(
         rehearsal_svg(timelines, "staging plan, blue/green (canary, steps x0.02) rehearsed on Docker"),
@@ -174,21 +160,15 @@ def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_req
     assert all(n > 0 for n in s["by_target"].values()) and s["on_blue_after_the_last_shift"] == 0, s
     assert round(blue["termination wait over"] - full_at, 1) >= 300 * SCALE
     assert round(blue["SIGTERM"] - blue["draining"], 1) >= 30 and "stopped (exit 0)" in blue
-    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
 
 @pytest.mark.docker
 def test_a_green_that_never_comes_into_service_moves_no_traffic_and_is_removed(
     docker_client, platform, blue_green, var_file, tmp_path
 ):
-    rehearsal = Rehearsal(
-        "staging",
-        ("mlflow", "api"),
-        tmp_path,
-        var_file=var_file,
-        platform=platform,
-        green_env={"API_DB_TIMEOUT": "soon"},  # a revision with a typo in its configuration
-    )
+    # a revision with a typo in its configuration
+    rehearsal = staging(platform, var_file, tmp_path, green_env={"API_DB_TIMEOUT": "soon"})
     timelines = rehearsal.run()
     green = timelines["api (green)"]
     assert not green.ok and "api exited 2" in green.failure and "API_DB_TIMEOUT" in green.failure, green.describe()
@@ -197,4 +177,4 @@ def test_a_green_that_never_comes_into_service_moves_no_traffic_and_is_removed(
     assert s["by_target"]["api (green)"] == 0 and s["by_target"]["api"] > 0
     blue = timelines["api"]
     assert blue.ok and "SIGTERM" not in blue.events, blue.describe()  # blue keeps serving
-    assert leftovers(docker_client, rehearsal) == []
+    assert leftovers(docker_client, rehearsal.session_id) == []

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from fixtures.docker import leftovers
 from harness.deploy.gantt import rehearsal_svg
 from harness.deploy.rehearsal import Rehearsal
 from harness.paths import TERRAFORM_DIR
-from harness.session import LABEL
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow]
 API_WITHOUT_DATABASE = {
@@ -22,14 +22,6 @@ API_WITHOUT_DATABASE = {
         (r"(?m)^  secrets = \{\n", '  secrets = each.key == "api" ? {} : {\n'),
     )
 }
-
-
-def leftovers(docker_client, rehearsal: Rehearsal) -> list[str]:
-    """What this rehearsal left behind (another one may run beside it on the same engine)."""
-    label = {"label": f"{LABEL}={rehearsal.session_id}"}
-    return [c.name for c in docker_client.containers.list(all=True, filters=label)] + [
-        n.name for n in docker_client.networks.list(filters=label)
-    ]
 
 
 def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing(
@@ -54,7 +46,7 @@ def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_not
     assert summary["failed"] == 0 and all(n > 0 for n in summary["by_target"].values()), summary
     measured = json.loads((tmp_path / "timings.json").read_text())["rehearsal"]
     assert set(measured) == {"api", "mlflow"}
-    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
 
 def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(
@@ -66,7 +58,7 @@ def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(
     api = rehearsal.run()["api"]
     assert not api.ok
     assert "api exited 2" in api.failure and "API_DATABASE_URL: required but not set" in api.failure, api.describe()
-    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
 
 def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, applied_platform, tmp_path, attach_picture):
@@ -89,7 +81,7 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, appl
     mlflow = timelines["mlflow"]
     assert not mlflow.ok and "target healthy" not in mlflow.events, mlflow.describe()
     assert "HTTP 404" in mlflow.failure or "UNHEALTHY" in mlflow.failure, mlflow.failure
-    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
 
 def test_a_start_period_below_the_boot_fails(docker_client, applied_platform, tmp_path):
@@ -114,4 +106,4 @@ def test_a_start_period_below_the_boot_fails(docker_client, applied_platform, tm
     # declared unhealthy while MLflow was still held back: the check, not the app, decided
     declared = float(re.search(r"UNHEALTHY after ([0-9.]+)s", mlflow.failure).group(1))
     assert declared < 45, mlflow.failure
-    assert rehearsal.session_id and leftovers(docker_client, rehearsal) == []
+    assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
