@@ -8,7 +8,18 @@ import time
 import pytest
 
 from harness.errors import HarnessError
-from harness.stack.proxy import Bandwidth, Blackhole, FaultProxy, Latency, Refuse, ResetPeer, Respond, SlowClose
+from harness.stack.proxy import (
+    Bandwidth,
+    Blackhole,
+    FaultProxy,
+    Hold,
+    Latency,
+    Refuse,
+    ResetPeer,
+    Respond,
+    SlowClose,
+)
+from harness.wait import wait_until
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
@@ -140,6 +151,20 @@ def test_respond_with_fixed_bytes(proxy):
         with connect(proxy) as s:
             s.sendall(b"GET / HTTP/1.1\r\n\r\n")
             assert s.recv(100).startswith(b"HTTP/1.1 503")
+
+
+def test_hold_keeps_the_matching_request_until_the_toxic_is_removed(proxy):
+    with connect(proxy) as held, connect(proxy) as other:
+        with proxy.toxic(Hold(match=b"search")) as hold:
+            held.sendall(b"GET /search")
+            wait_until(lambda: hold.applied, until=lambda n: n == 1, timeout=2, what="the request to be held")
+            other.sendall(b"GET /search")  # the limit (1) is used: the next one passes
+            assert other.recv(100) == b"GET /search"
+            held.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                held.recv(100)
+            held.settimeout(2)
+        assert held.recv(100) == b"GET /search"  # released with the toxic
 
 
 def test_toxic_removed_even_when_the_block_fails(proxy):

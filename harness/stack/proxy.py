@@ -14,6 +14,8 @@ Toxics (at most one of each kind at a time; they compose):
   Respond(payload, limit)             answer new connections with fixed bytes and close (an HTTP 503)
   CutAfter(match, limit)              when the upstream's answer holds ``match``, drop it and cut the
                                       connection: the request took effect, its answer is lost
+  Hold(match, limit)                  a request that holds ``match`` waits in the proxy until the toxic
+                                      is removed (a fault injected while one known request is in flight)
 ``limit`` applies a toxic to the next N connections only (a transient failure); for CutAfter, to
 the next N answers that match.
 """
@@ -108,6 +110,16 @@ class CutAfter(Toxic):
     match: bytes = b"UPDATE 1\x00"
 
 
+@dataclass
+class Hold(Toxic):
+    """``limit`` (default 1) requests whose bytes towards the upstream hold ``match`` wait in the
+    proxy until the toxic is removed; ``applied`` counts the ones held."""
+
+    match: bytes = b""
+    limit: int | None = 1
+    released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+
 def _rst(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None:
@@ -154,6 +166,11 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def live(self) -> int:
+        """Connections open through the proxy right now."""
+        return len(self._conns)
+
     # -- toxics ------------------------------------------------------------------
     def add(self, toxic: Toxic) -> None:
         self._call(self._add(toxic))
@@ -195,6 +212,8 @@ class FaultProxy:
             await self._listen(self.port)
         if isinstance(toxic, Blackhole):
             self._cut_all()  # held connections would otherwise hang forever
+        if isinstance(toxic, Hold):
+            toxic.released.set()
 
     def _cut_all(self) -> int:
         cut = 0
@@ -333,6 +352,10 @@ class FaultProxy:
                     break
                 if direction == UP and self._intercept(client, dst):
                     return
+                hold = self.toxics.get("hold")
+                if direction == UP and isinstance(hold, Hold) and hold.match in data and hold.claims():
+                    hold.hit()
+                    await hold.released.wait()
                 cut = self.toxics.get("cutafter")
                 if direction == DOWN and isinstance(cut, CutAfter) and cut.match in data and cut.claims():
                     cut.hit()

@@ -336,31 +336,53 @@ class HealthService:
     async def _evaluate(self) -> Evaluation:
         """Run the checks concurrently; once a required check fails the verdict is fail, so the
         others are abandoned rather than awaited (a frozen database must not also wait out
-        MLflow's retries, which hang on the same database)."""
+        MLflow's retries, which hang on the same database).
+
+        While a slow check runs, a check that passed is run again each TTL, so a dependency that
+        fails meanwhile ends the evaluation within TTL + its own budget, however long the slow
+        check takes: a database that freezes after its check passed, while MLflow's check waits on
+        that same database, is not hidden behind MLflow's retries. What still runs once every check
+        has a result is abandoned; the evaluation keeps each check's last result."""
         started = time.perf_counter()
-        tasks = {asyncio.ensure_future(run_check(c, self.secrets)): c for c in self.checks}
+        running: dict[asyncio.Future[CheckResult], Check] = {}
+        passed_at: dict[Check, float] = {}  # checks that passed and are not running again
         by_check: dict[Check, CheckResult] = {}
-        pending = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+
+        def start(c: Check) -> None:
+            running[asyncio.ensure_future(run_check(c, self.secrets))] = c
+
+        for c in self.checks:
+            start(c)
+        failed: list[CheckResult] = []
+        while len(by_check) < len(self.checks) and not failed:
+            rerun_in = min(passed_at.values()) + self.ttl - self.clock() if passed_at and self.ttl > 0 else None
+            done, _ = await asyncio.wait(
+                set(running),
+                timeout=None if rerun_in is None else max(0.0, rerun_in),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             for t in done:
-                by_check[tasks[t]] = t.result()
+                c = running.pop(t)
+                by_check[c] = t.result()
+                if by_check[c].status is Status.PASS:
+                    passed_at[c] = self.clock()
             failed = [r for r in by_check.values() if r.status is Status.FAIL]
-            if failed and pending:
-                for t in pending:
-                    t.cancel()
-                for t in pending:
-                    c = tasks[t]
-                    by_check[c] = CheckResult(
-                        c.component,
-                        c.measurement,
-                        c.component_type,
-                        Status.WARN,
-                        (time.perf_counter() - started) * 1000,
-                        _now_iso(),
-                        f"not awaited: verdict already fail ({failed[0].component} failed)",
-                    )
-                pending = set()
+            for c, at in list(passed_at.items()):
+                if self.ttl > 0 and self.clock() - at >= self.ttl:
+                    del passed_at[c]
+                    start(c)
+        for t, c in running.items():
+            t.cancel()
+            if c not in by_check:
+                by_check[c] = CheckResult(
+                    c.component,
+                    c.measurement,
+                    c.component_type,
+                    Status.WARN,
+                    (time.perf_counter() - started) * 1000,
+                    _now_iso(),
+                    f"not awaited: verdict already fail ({failed[0].component} failed)",
+                )
         results = tuple(by_check[c] for c in self.checks)
         self._answered.update(r.component for r in results if r.status is Status.PASS)
         if self.on_evaluation is not None:

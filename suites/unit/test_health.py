@@ -146,6 +146,64 @@ def test_required_failure_does_not_wait_for_slow_checks():
     assert mlflow["status"] == "warn" and "not awaited" in mlflow["output"]
 
 
+class Freezes:
+    """A database check: answers until ``freeze()``, then hangs (a frozen Postgres)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.frozen = False
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        if self.frozen:
+            await hang()
+
+
+def test_a_check_that_passed_runs_again_each_ttl_while_a_slow_check_hangs():
+    """The database freezes after its check passed, while MLflow's check waits on that same
+    database: the verdict names the database within TTL + its budget, not after MLflow's retries."""
+    db = Freezes()
+
+    async def mlflow() -> None:  # its query reached the database just after the database's own check
+        db.frozen = True
+        await hang()
+
+    service = HealthService(
+        (Check("postgres", "datastore", db, 0.2), Check("mlflow", "component", mlflow, 3.0)), ttl=0.3
+    )
+    started = time.monotonic()
+    report = asyncio.run(service.report(deep=True))
+    elapsed = time.monotonic() - started
+    checks = report.as_json()["checks"]
+    assert report.status is Status.FAIL and checks["postgres:responseTime"][0]["status"] == "fail", checks
+    assert "not awaited" in checks["mlflow:responseTime"][0]["output"]
+    assert 0.3 + 0.2 <= elapsed < 0.3 + 0.2 + 0.4, elapsed  # TTL + the database's budget, not MLflow's 3 s
+    assert db.calls == 2
+
+
+def test_while_a_slow_check_passes_the_others_run_once_per_ttl_and_the_slow_one_is_kept():
+    db = Counting(delay=0)
+
+    async def slow() -> None:
+        await asyncio.sleep(1.0)
+
+    service = HealthService((Check("postgres", "datastore", db, 0.2), Check("mlflow", "component", slow, 3.0)), ttl=0.3)
+    report = asyncio.run(service.report())
+    assert report.status is Status.PASS
+    assert db.calls == 4, db.calls  # at 0, 0.3, 0.6, 0.9 s; MLflow's answer at 1.0 s ends the evaluation
+
+
+def test_without_a_ttl_nothing_runs_twice():
+    db = Counting(delay=0)
+
+    async def slow() -> None:
+        await asyncio.sleep(0.3)
+
+    service = HealthService((Check("postgres", "datastore", db, 0.2), Check("mlflow", "component", slow, 3.0)), ttl=0)
+    assert asyncio.run(service.report()).status is Status.PASS
+    assert db.calls == 1
+
+
 def test_draining_reports_fail_without_probing():
     probe = Counting(delay=0)
     service = HealthService((Check("postgres", "datastore", probe, 1.0),), ttl=5.0)
