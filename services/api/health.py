@@ -354,25 +354,28 @@ class HealthService:
         for c in self.checks:
             start(c)
         failed: list[CheckResult] = []
-        while len(by_check) < len(self.checks) and not failed:
-            rerun_in = min(passed_at.values()) + self.ttl - self.clock() if passed_at and self.ttl > 0 else None
-            done, _ = await asyncio.wait(
-                set(running),
-                timeout=None if rerun_in is None else max(0.0, rerun_in),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            for t in done:
-                c = running.pop(t)
-                by_check[c] = t.result()
-                if by_check[c].status is Status.PASS:
-                    passed_at[c] = self.clock()
-            failed = [r for r in by_check.values() if r.status is Status.FAIL]
-            for c, at in list(passed_at.items()):
-                if self.ttl > 0 and self.clock() - at >= self.ttl:
-                    del passed_at[c]
-                    start(c)
-        for t, c in running.items():
-            t.cancel()
+        try:
+            while len(by_check) < len(self.checks) and not failed:
+                rerun_in = min(passed_at.values()) + self.ttl - self.clock() if passed_at and self.ttl > 0 else None
+                done, _ = await asyncio.wait(
+                    set(running),
+                    timeout=None if rerun_in is None else max(0.0, rerun_in),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for t in done:
+                    c = running.pop(t)
+                    by_check[c] = t.result()
+                    if by_check[c].status is Status.PASS:
+                        passed_at[c] = self.clock()
+                failed = [r for r in by_check.values() if r.status is Status.FAIL]
+                for c, at in list(passed_at.items()):
+                    if not failed and self.ttl > 0 and self.clock() - at >= self.ttl:
+                        del passed_at[c]
+                        start(c)
+        finally:  # what still runs is abandoned, also when this evaluation is cancelled
+            for t in running:
+                t.cancel()
+        for c in self.checks:
             if c not in by_check:
                 by_check[c] = CheckResult(
                     c.component,

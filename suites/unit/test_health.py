@@ -204,6 +204,37 @@ def test_without_a_ttl_nothing_runs_twice():
     assert db.calls == 1
 
 
+def test_closing_cancels_the_checks_of_a_running_evaluation():
+    started, cancelled = [], []
+    both_started, both_cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hangs() -> None:
+        started.append(1)
+        if len(started) == 2:
+            both_started.set()
+        try:
+            await hang()
+        except asyncio.CancelledError:
+            cancelled.append(1)
+            if len(cancelled) == 2:
+                both_cancelled.set()
+            raise
+
+    service = HealthService(
+        (Check("postgres", "datastore", hangs, 5.0), Check("mlflow", "component", hangs, 5.0)), ttl=1.0
+    )
+
+    async def main() -> None:
+        caller = asyncio.ensure_future(service.report())
+        await asyncio.wait_for(both_started.wait(), 1)
+        await service.aclose()
+        await asyncio.wait_for(both_cancelled.wait(), 1)  # not left running until their 5 s budgets
+        await asyncio.gather(caller, return_exceptions=True)
+
+    asyncio.run(main())
+    assert len(cancelled) == 2
+
+
 def test_draining_reports_fail_without_probing():
     probe = Counting(delay=0)
     service = HealthService((Check("postgres", "datastore", probe, 1.0),), ttl=5.0)
