@@ -213,8 +213,11 @@ class Metrics:
     def record(self, results: tuple[CheckResult, ...]) -> None:
         self.evaluations.inc()
         for r in results:
-            self.checks.labels(r.component, r.status.value).inc()
             self.dependency_up.labels(r.component).set(1 if r.status.value == "pass" else 0)
+
+    def check(self, result: CheckResult) -> None:
+        """One dependency check that ran (an evaluation may run a fast check again while a slow one runs)."""
+        self.checks.labels(result.component, result.status.value).inc()
 
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -264,6 +267,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
         max_stale=settings.health_max_stale,
         secrets=secrets,
         on_evaluation=metrics.record,
+        on_check=metrics.check,
         local_checks=(loop.problem, Throttled(descriptors_problem)),
     )
 

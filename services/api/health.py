@@ -251,6 +251,7 @@ class HealthService:
     secrets: tuple[str, ...] = ()
     clock: Callable[[], float] = time.monotonic
     on_evaluation: Callable[[tuple[CheckResult, ...]], None] | None = None
+    on_check: Callable[[CheckResult], None] | None = None  # every check run that finished, re-runs too
     local_checks: tuple[Callable[[], str | None], ...] = ()
     draining: bool = False
     _cached: Evaluation | None = field(default=None, init=False)
@@ -365,6 +366,8 @@ class HealthService:
                 for t in done:
                     c = running.pop(t)
                     by_check[c] = t.result()
+                    if self.on_check is not None:
+                        self.on_check(by_check[c])
                     if by_check[c].status is Status.PASS:
                         passed_at[c] = self.clock()
                 failed = [r for r in by_check.values() if r.status is Status.FAIL]

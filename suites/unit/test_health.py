@@ -187,10 +187,16 @@ def test_while_a_slow_check_passes_the_others_run_once_per_ttl_and_the_slow_one_
     async def slow() -> None:
         await asyncio.sleep(1.0)
 
-    service = HealthService((Check("postgres", "datastore", db, 0.2), Check("mlflow", "component", slow, 3.0)), ttl=0.3)
+    ran: list[str] = []
+    service = HealthService(
+        (Check("postgres", "datastore", db, 0.2), Check("mlflow", "component", slow, 3.0)),
+        ttl=0.3,
+        on_check=lambda r: ran.append(r.component),
+    )
     report = asyncio.run(service.report())
     assert report.status is Status.PASS
     assert db.calls == 4, db.calls  # at 0, 0.3, 0.6, 0.9 s; MLflow's answer at 1.0 s ends the evaluation
+    assert sorted(ran) == ["mlflow"] + ["postgres"] * 4  # what api_health_checks_total counts
 
 
 def test_without_a_ttl_nothing_runs_twice():
