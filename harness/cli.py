@@ -128,6 +128,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             traffic=args.traffic or svc.traffic,
             termination_wait=svc.termination_wait if args.termination_wait is None else args.termination_wait,
             alarm_after=args.alarm_after,
+            test_listener=svc.test_listener,
+            validation=args.validation,
         )
     else:
         result = simulate(cfg, boot=svc.boot)
@@ -143,6 +145,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                     "time_s": result.time,
                     "replaced": result.replaced,
                     "circuit_breaker_threshold": result.threshold,
+                    "test_traffic_t": result.test_traffic_at,
                     "traffic_shifts": [{"t": t, "green_percent": p} for t, p in result.shifts],
                     "timeline": [{"t": t, "event": what} for t, what in result.timeline],
                 },
@@ -474,6 +477,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="blue/green: a rollback alarm fires this long after traffic reached green (a version that fails "
         "in production); within the termination wait it rolls back",
+    )
+    sim.add_argument(
+        "--validation",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="blue/green: how long the AfterAllowTestTraffic hooks validate green on the test listener "
+        "before production traffic moves (default 0: no hooks)",
     )
     sim.add_argument("--service", default="mlflow", choices=["api", "mlflow"])
     sim.add_argument("--desired", type=int, help="override the desired count")

@@ -4,6 +4,8 @@
 # alarms that notify a topic.
 locals {
   name = "${var.name}-${var.environment}"
+  # blue/green: the ALB's test listener, where CodeDeploy sends test traffic to the new tasks
+  test_port = var.deployment_strategy == "blue_green" ? var.blue_green.test_port : null
   images = {
     api    = var.api_image
     mlflow = var.mlflow_image
@@ -45,6 +47,7 @@ module "network" {
   task_ports     = distinct([for s in values(var.services) : s.port])
   internal_ports = [local.mlflow_port]
   database_port  = local.database_port
+  test_port      = local.test_port
   availability_zones = length(var.availability_zones) > 0 ? var.availability_zones : [
     "${var.region}a", "${var.region}b"
   ]
@@ -56,6 +59,7 @@ module "alb" {
   subnet_ids          = module.network.public_subnet_ids
   security_group_id   = module.network.alb_security_group_id
   deletion_protection = var.deletion_protection
+  test_port           = local.test_port
 }
 
 module "database" {
@@ -170,6 +174,7 @@ module "service" {
   subnet_ids           = module.network.private_subnet_ids
   security_group_id    = module.network.task_security_group_id
   listener_arn         = module.alb.listener_arn
+  test_listener_arn    = module.alb.test_listener_arn
   execution_role_arn   = aws_iam_role.execution.arn
   log_retention_days   = var.log_retention_days
   region               = var.region

@@ -88,10 +88,11 @@ variable "deployment_strategy" {
 }
 
 variable "blue_green" {
-  description = "With deployment_strategy = blue_green: CodeDeploy's traffic shifting (one of its predefined ECS configurations) and the minutes the original tasks are kept after the shift, the window in which an alarm can still roll back (the service's health-check-failure and unhealthy-host alarms stop and roll back a deployment)."
+  description = "With deployment_strategy = blue_green: CodeDeploy's traffic shifting (one of its predefined ECS configurations), the minutes the original tasks are kept after the shift, the window in which an alarm can still roll back (the service's health-check-failure and unhealthy-host alarms stop and roll back a deployment), and the port of the ALB's test listener, on which the new tasks take test traffic before any production traffic moves (reachable from inside the VPC only)."
   type = object({
     traffic                  = optional(string, "CodeDeployDefault.ECSAllAtOnce")
     termination_wait_minutes = optional(number, 5)
+    test_port                = optional(number, 8080)
   })
   default = {}
   validation {
@@ -107,6 +108,10 @@ variable "blue_green" {
   validation {
     condition     = var.blue_green.termination_wait_minutes >= 0 && var.blue_green.termination_wait_minutes <= 2880 && floor(var.blue_green.termination_wait_minutes) == var.blue_green.termination_wait_minutes
     error_message = "blue_green.termination_wait_minutes must be a whole number of minutes from 0 to 2880 (CodeDeploy's limit)."
+  }
+  validation {
+    condition     = var.blue_green.test_port >= 1 && var.blue_green.test_port <= 65535 && floor(var.blue_green.test_port) == var.blue_green.test_port && var.blue_green.test_port != 80
+    error_message = "blue_green.test_port must be a port from 1 to 65535 other than 80 (the production listener's)."
   }
 }
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from harness import healthjson
 from harness.deploy.matcher import matches
 from harness.deploy.timing import Alb
 
@@ -165,3 +166,31 @@ class Client:
     @property
     def failed(self) -> list[Answer]:
         return [a for a in self.answers if a.status != 404]
+
+
+def validate(url: str, timeout: float = 10.0) -> str | None:
+    """The rehearsal's AfterAllowTestTraffic hook, sent through the test listener (which routes to
+    green only): ``/health`` answers 200 ``pass``, and one write goes through and reads back
+    (``POST /runs`` 201, then ``GET /runs/<id>`` 200). None when green passed, else what failed: a
+    version can pass the load balancer's check (200 ``warn``) and still be unable to work."""
+    key = uuid.uuid4().hex
+    try:
+        with httpx.Client(base_url=url, timeout=timeout) as http:
+            r = http.get("/health")
+            status = (healthjson.body(r) or {}).get("status")
+            if r.status_code != 200 or status != "pass":
+                output = (healthjson.body(r) or {}).get("output", "")
+                return f"GET /health answered {r.status_code} {status or r.text[:80]!r}" + (
+                    f": {output}" if output else ""
+                )
+            body = {"experiment": "rehearsal-validation", "name": f"v-{key[:8]}", "params": {"v": "1"}, "metrics": {}}
+            r = http.post("/runs", json=body, headers={"Idempotency-Key": key})
+            if r.status_code != 201:
+                return f"POST /runs answered {r.status_code} {r.text[:160]!r}"
+            run_id = r.json()["id"]
+            r = http.get(f"/runs/{run_id}")
+            if r.status_code != 200:
+                return f"GET /runs/{run_id} answered {r.status_code} {r.text[:160]!r}"
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__} from {url}: {exc}"
+    return None

@@ -59,6 +59,8 @@ def simulation_rows(result: Result) -> tuple[list[Row], list[Mark]]:
         marks = [Mark("grace-period-end", task.started + result.grace, "grace period ends")]
         rows.append(Row(f"new {task.id}", _phases(points, end), marks))
     marks = [Mark(f"traffic-{pct}", t, f"{pct}% of traffic to green") for t, pct in result.shifts]
+    if result.test_traffic_at is not None:
+        marks.insert(0, Mark("test-traffic", result.test_traffic_at, "test listener to green"))
     if result.outcome in ("rolled_back", "failed"):
         said = "circuit breaker: rolled back" if result.outcome == "rolled_back" else "circuit breaker: failed"
         marks.append(Mark("circuit-breaker", end, f"{said} ({result.replaced} replaced)", ok=False))

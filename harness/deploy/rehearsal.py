@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from harness.deploy.balancer import Balancer, Client, TargetPoller
+from harness.deploy.balancer import Balancer, Client, TargetPoller, validate
 from harness.deploy.boot import inputs
 from harness.deploy.codedeploy import TRAFFIC
 from harness.deploy.moto import MotoServer
@@ -543,8 +543,10 @@ class Rehearsal:
     def _blue_green(self, ctx: dict, stack: contextlib.ExitStack, svc: ServiceTiming, blue: RunningTask) -> None:
         """CodeDeploy's ECS blue/green of the api under client traffic: green beside blue in the
         second target group, traffic moved on the listener by the configuration's steps once green
-        is in service, blue kept for the termination wait, then deregistered and stopped. A green
-        that never comes into service moves no traffic and is removed (the rollback)."""
+        is in service, blue kept for the termination wait, then deregistered and stopped. With the
+        plan's test listener, green is validated through it first (``balancer.validate``: /health
+        pass and one write read back) before any production traffic moves. A green that never
+        comes into service, or fails its validation, moves no traffic and is removed (the rollback)."""
         traffic = self.traffic or svc.traffic
         if traffic not in TRAFFIC:
             raise ConfigurationError(
@@ -557,6 +559,7 @@ class Rehearsal:
         family_task = {"containerDefinitions": self._task_definitions[blue.service]}
         bev = blue.timeline.events
         shifts: list[tuple[float, int]] = []
+        problem: str | None = None  # what failed the validation through the test listener
         self._say(f"api: blue/green ({traffic}): a green task starts beside blue while a client sends requests")
         limit = svc.grace_period + steps[-1][0] + termination * self.time_scale + svc.deregistration_delay + 120
         with Client(balancer, max_duration=limit) as c:
@@ -567,9 +570,18 @@ class Rehearsal:
                 balancer.register(green.key, green.url, green.target, group="green")
             self._await_in_service([green])
             gev = green.timeline.events
+            if green.timeline.ok:
+                bev["green in service"] = blue.since()
+                if svc.test_listener:
+                    self._say("api: the test listener routes to green: validating it before production traffic moves")
+                    problem = validate(green.url)
+                    bev["validated on the test listener" if problem is None else "validation failed"] = blue.since()
+                    if problem is not None:
+                        green.timeline.failure = f"validation through the test listener failed: {problem}"
             if not green.timeline.ok:
-                bev["rollback: green never in service, no traffic moved"] = blue.since()
-                self._say("api: green never came into service: no traffic moved; green removed (rollback)")
+                why = "green never in service" if problem is None else "green failed its validation"
+                bev[f"rollback: {why}, no traffic moved"] = blue.since()
+                self._say(f"api: {why}{f' ({problem})' if problem else ''}: no traffic moved; green removed (rollback)")
                 if green.main is not None:
                     balancer.drain(green.key)
                     green.started.reload()
@@ -577,7 +589,6 @@ class Rehearsal:
                         self._stop(green, svc)
             else:
                 ready = blue.since()
-                bev["green in service"] = ready
                 for after, percent in steps:
                     self._until(blue, ready + after, f"the traffic step to {percent} % green")
                     balancer.shift({"blue": 100 - percent, "green": percent})
@@ -607,6 +618,7 @@ class Rehearsal:
             "shifts": shifts,
             "on_blue_after_the_last_shift": sum(a.target == blue.key for a in after_last),
             "rolled_back": not green.timeline.ok,
+            "validation": problem or ("passed" if "validated on the test listener" in bev else None),
         }
         self._say(f"api: blue/green: {len(c.answers)} client requests, {len(failed)} failed")
         if failed:

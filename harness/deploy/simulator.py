@@ -121,6 +121,7 @@ class Result:
     old: list[OldTask] = field(default_factory=list)
     grace: float = 0.0
     shifts: list[tuple[float, int]] = field(default_factory=list)  # blue/green: (time, percent on green)
+    test_traffic_at: float | None = None  # blue/green: when the test listener began routing to green
 
     def describe(self, limit: int = 30) -> str:
         lines = [f"{t:8.1f}s  {what}" for t, what in self.timeline[:limit]]
@@ -348,7 +349,12 @@ class BlueGreenSimulation(Simulation):
     traffic). While blue still runs CodeDeploy stops the deployment and rolls back: all traffic to
     blue, green stopped (outcome ``rolled_back``). Once the termination wait is over there is
     nothing to roll back to: the deployment completes with the failing version serving, and the
-    timeline says so."""
+    timeline says so.
+
+    ``test_listener``: once green is in service, CodeDeploy first points the test listener at it
+    (test traffic; the AfterAllowTestTraffic hooks validate the new version there), and production
+    traffic moves ``validation`` seconds later (the hooks' run time; 0 without hooks). Without a
+    test listener, production traffic is the first traffic green gets."""
 
     def __init__(
         self,
@@ -358,9 +364,15 @@ class BlueGreenSimulation(Simulation):
         traffic: str = "CodeDeployDefault.ECSAllAtOnce",
         termination_wait: float = 300.0,
         alarm_after: float | None = None,
+        test_listener: bool = True,
+        validation: float = 0.0,
     ) -> None:
         super().__init__(cfg, boot, seed)
         self.alarm_after = alarm_after
+        if validation < 0:
+            raise ValueError(f"validation: expected seconds >= 0, got {validation!r}")
+        self.test_listener, self.validation = test_listener, validation
+        self.test_traffic_at: float | None = None
         if traffic not in TRAFFIC:
             raise ValueError(f"traffic: expected one of {', '.join(TRAFFIC)}, got {traffic!r}")
         self.steps, self.traffic, self.termination_wait = TRAFFIC[traffic], traffic, termination_wait
@@ -384,6 +396,7 @@ class BlueGreenSimulation(Simulation):
                 )
             )
         result.shifts = list(self.shifts)
+        result.test_traffic_at = self.test_traffic_at
         return result
 
     def fill(self) -> None:
@@ -402,9 +415,20 @@ class BlueGreenSimulation(Simulation):
         ready = len([t for t in self.new_alive() if t.healthy_at is not None]) >= self.cfg.desired
         if ready and not self.shifting:
             self.shifting = True
-            self.log(f"replacement task set ready: traffic shifts by {self.traffic}")
+            start = self.now
+            self.log("replacement task set ready")
+            if self.test_listener:
+                self.test_traffic_at = self.now
+                self.log(
+                    "test listener routes to green: test traffic only; the AfterAllowTestTraffic hooks "
+                    f"validate the new version ({self.validation:.0f}s) before production traffic moves"
+                )
+                start += self.validation
+            else:
+                self.log("no test listener: production traffic is the first traffic green gets")
+            self.log(f"production traffic shifts by {self.traffic}")
             for i, (after, _) in enumerate(self.steps):
-                self.at(self.now + after, "shift", i)
+                self.at(start + after, "shift", i)
 
     def maybe_replace(self, task: Task) -> None:
         unhealthy = task.alb == "unhealthy" or task.container == "UNHEALTHY"
@@ -464,7 +488,11 @@ def simulate_blue_green(
     termination_wait: float = 300.0,
     seed: int = 0,
     alarm_after: float | None = None,
+    test_listener: bool = True,
+    validation: float = 0.0,
 ) -> Result:
     """Simulate one CodeDeploy blue/green deployment (see ``BlueGreenSimulation``)."""
     sampler = boot if callable(boot) else (lambda rng, b=boot: b)
-    return BlueGreenSimulation(cfg, sampler, seed, traffic, termination_wait, alarm_after).run()
+    return BlueGreenSimulation(
+        cfg, sampler, seed, traffic, termination_wait, alarm_after, test_listener, validation
+    ).run()

@@ -143,6 +143,9 @@ class ServiceTiming:
     traffic: str = "CodeDeployDefault.ECSAllAtOnce"
     termination_wait: float = 300.0
     rollback_alarms: tuple[str, ...] = ()  # alarms that stop and roll back a blue/green deployment
+    # CodeDeploy's test traffic route: the new tasks take test traffic on the ALB's test listener
+    # before any production traffic moves (the plan's blue_green.test_port; on by default)
+    test_listener: bool = True
 
     @property
     def environment(self) -> dict[str, str]:
@@ -247,6 +250,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
         group = found[name].get("codedeploy") or {}
         blue_green = (group.get("blue_green_deployment_config") or [{}])[0]
         terminate = (blue_green.get("terminate_blue_instances_on_deployment_success") or [{}])[0]
+        pair = ((group.get("load_balancer_info") or [{}])[0].get("target_group_pair_info") or [{}])[0]
         services[name] = ServiceTiming(
             name=name,
             container=Check(
@@ -272,6 +276,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
             boot=max(budget, estimate.total),
             traffic=group.get("deployment_config_name") or "CodeDeployDefault.ECSAllAtOnce",
             termination_wait=60.0 * float(terminate.get("termination_wait_time_in_minutes", 5)),
+            test_listener=bool(pair.get("test_traffic_route")) if group else True,
             rollback_alarms=tuple(
                 name
                 for cfg in (group.get("alarm_configuration") or [])

@@ -154,6 +154,8 @@ def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_req
     assert (ten, hundred) == (10, 100)
     # traffic moves only once green is in service, the canary holds its (scaled) 5 minutes
     assert blue["green in service"] <= canary_at and round(full_at - canary_at, 1) >= 300 * SCALE
+    # validated through the test listener first (the plan has one), then production traffic moved
+    assert s["validation"] == "passed" and blue["validated on the test listener"] <= canary_at, s
     assert green["in service"] + timelines["api (green)"].offset <= canary_at + timelines["api"].offset + 0.1
     # both served; after the last shift nothing reaches blue; blue kept for the termination wait,
     # then drained for the deregistration delay and stopped gracefully
@@ -177,4 +179,27 @@ def test_a_green_that_never_comes_into_service_moves_no_traffic_and_is_removed(
     assert s["by_target"]["api (green)"] == 0 and s["by_target"]["api"] > 0
     blue = timelines["api"]
     assert blue.ok and "SIGTERM" not in blue.events, blue.describe()  # blue keeps serving
+    assert leftovers(docker_client, rehearsal.session_id) == []
+
+
+@pytest.mark.docker
+def test_a_green_that_passes_its_checks_but_cannot_work_fails_validation_on_the_test_listener_and_is_removed(
+    docker_client, platform, blue_green, var_file, tmp_path
+):
+    """The case the test listener exists for: the load balancer's check passes (MLflow made
+    optional, so its wrong URL only warns), yet no write can go through; the validation through the
+    test listener catches it before any production request reaches green."""
+    wrong = {"API_REQUIRED": "postgres", "API_MLFLOW_URL": "http://mlflow-nowhere.invalid:5000/mlflow"}
+    rehearsal = staging(platform, var_file, tmp_path, green_env=wrong)
+    timelines = rehearsal.run()
+    green, blue = timelines["api (green)"], timelines["api"]
+    assert green.in_service is not None, green.describe()  # it did pass the load balancer's check
+    assert not green.ok and "validation through the test listener failed: GET /health answered 200 'warn'" in (
+        green.failure
+    ), green.describe()
+    s = rehearsal.replacement_summary
+    assert s["rolled_back"] and s["shifts"] == [] and s["failed"] == 0, s
+    assert s["by_target"]["api (green)"] == 0 and s["by_target"]["api"] > 0, s
+    assert "rollback: green failed its validation, no traffic moved" in blue.events, blue.describe()
+    assert blue.ok and "SIGTERM" not in blue.events, blue.describe()
     assert leftovers(docker_client, rehearsal.session_id) == []

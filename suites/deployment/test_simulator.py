@@ -179,6 +179,23 @@ def test_a_rollback_alarm_after_the_termination_wait_has_nothing_to_roll_back_to
     ) in r.timeline
 
 
+def test_green_takes_test_traffic_on_the_test_listener_before_any_production_traffic():
+    # green in service at 15 s: the test listener routes to it at once; the AfterAllowTestTraffic
+    # hooks validate for 40 s, then production traffic moves (55 s); blue kept 300 s, drains 30 s
+    r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=300, validation=40)
+    assert (r.test_traffic_at, r.shifts, r.time) == (15.0, [(55.0, 100)], 385.0), r.describe()
+    events = [what for _, what in r.timeline]
+    assert events.index(next(e for e in events if e.startswith("test listener routes to green"))) < events.index(
+        "production traffic: 100% green, 0% blue"
+    )
+    assert 'id="test-traffic"' in simulation_svg(r, "with a test listener")
+    without = simulate_blue_green(SimConfig(**FIXED), boot=10, test_listener=False, validation=40)
+    assert without.test_traffic_at is None and without.shifts == [(15.0, 100)], without.describe()
+    assert "no test listener: production traffic is the first traffic green gets" in [w for _, w in without.timeline]
+    with pytest.raises(ValueError, match="validation: expected seconds >= 0"):
+        simulate_blue_green(SimConfig(**FIXED), boot=10, validation=-1)
+
+
 def test_blue_green_rejects_an_unknown_traffic_configuration():
     with pytest.raises(ValueError, match="traffic: expected one of CodeDeployDefault.ECSAllAtOnce"):
         simulate_blue_green(SimConfig(**FIXED), boot=10, traffic="AllAtOnce")

@@ -166,6 +166,41 @@ def test_blue_green_option_plans_codedeploy_with_two_target_groups_per_service(t
     assert sorted(a.rsplit("[", 1)[1] for a in alarms) == ['"api-0"]', '"api-1"]', '"mlflow-0"]', '"mlflow-1"]']
 
 
+def test_blue_green_plans_a_test_listener_that_codedeploy_routes_and_only_the_vpc_reaches(terraform):
+    """CodeDeploy's test traffic route: a second ALB listener (blue_green.test_port) with each
+    service's path rule, named in each deployment group, reachable from inside the VPC only; a
+    rolling plan has none; the port is validated."""
+    var_file = str(TERRAFORM_DIR / "environments" / "prod.tfvars")
+    plan = terraform.plan(var_file, offline=True, deployment_strategy="blue_green")
+    after = {r["address"]: r["change"]["after"] for r in plan["resource_changes"]}
+    (test,) = [a for k, a in after.items() if k.endswith("aws_lb_listener.test[0]")]
+    assert test["port"] == 8080
+    rules = {k: a for k, a in after.items() if ".aws_lb_listener_rule." in k}
+    for service in ("api", "mlflow"):
+        prod, on_test = (
+            rules[f'module.service["{service}"].aws_lb_listener_rule.this'],
+            rules[f'module.service["{service}"].aws_lb_listener_rule.test[0]'],
+        )
+        assert (on_test["priority"], on_test["condition"]) == (prod["priority"], prod["condition"]), service
+    groups = [a for k, a in after.items() if k.endswith("aws_codedeploy_deployment_group.this[0]")]
+    routes = [g["load_balancer_info"][0]["target_group_pair_info"][0] for g in groups]
+    assert len(routes) == 2 and all(len(r["test_traffic_route"]) == 1 for r in routes), routes
+    (alb_sg,) = [a for k, a in after.items() if k == "module.network.aws_security_group.alb"]
+    (rule,) = [i for i in alb_sg["ingress"] if i["from_port"] == 8080]
+    assert rule["cidr_blocks"] == [plan["variables"]["vpc_cidr"]["value"]]
+    from harness.deploy.timing import from_plan, plan_resources
+
+    assert all(s.test_listener for s in from_plan(plan, "prod.tfvars", TYPICAL).services.values())  # the simulator's
+    for res in plan_resources(plan["planned_values"]["root_module"]):  # a group without the route reads as none
+        if res["type"] == "aws_codedeploy_deployment_group":
+            res["values"]["load_balancer_info"][0]["target_group_pair_info"][0]["test_traffic_route"] = []
+    assert not any(s.test_listener for s in from_plan(plan, "prod.tfvars", TYPICAL).services.values())
+    rolling = terraform.plan(var_file, offline=True)
+    assert not [r for r in rolling["resource_changes"] if r["address"].endswith("aws_lb_listener.test[0]")]
+    error = terraform.plan_error(var_file, offline=True, deployment_strategy="blue_green", blue_green={"test_port": 80})
+    assert error and "blue_green.test_port must be a port" in " ".join(error.split())
+
+
 def test_blue_green_rolls_back_on_the_services_alarms_only_while_the_original_tasks_are_kept(terraform):
     """The plan's deployment groups take the traffic configuration and termination wait from
     blue_green, roll back on the service's own alarms (not the dependency alarm: a shared outage is

@@ -13,6 +13,11 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+variable "test_port" {
+  description = "Port of a second listener for blue/green test traffic (CodeDeploy's test route); null for none."
+  type        = number
+  default     = null
+}
 variable "security_group_id" {
   description = "The ALB's security group."
   type        = string
@@ -46,6 +51,25 @@ resource "aws_lb_listener" "http" {
   }
 }
 
+# Blue/green: CodeDeploy points the services' rules on this listener at the new tasks first, so
+# they take test traffic before any production request reaches them.
+resource "aws_lb_listener" "test" {
+  #checkov:skip=CKV_AWS_2:HTTP like the production listener (see there)
+  #checkov:skip=CKV_AWS_103:no TLS listener yet (see CKV_AWS_2)
+  count             = var.test_port == null ? 0 : 1
+  load_balancer_arn = aws_lb.this.arn
+  port              = var.test_port
+  protocol          = "HTTP"
+  default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "application/json"
+      message_body = "{\"error\": \"no route\"}"
+      status_code  = "404"
+    }
+  }
+}
+
 output "arn" {
   value = aws_lb.this.arn
 }
@@ -57,4 +81,7 @@ output "dns_name" {
 }
 output "listener_arn" {
   value = aws_lb_listener.http.arn
+}
+output "test_listener_arn" {
+  value = one(aws_lb_listener.test[*].arn)
 }

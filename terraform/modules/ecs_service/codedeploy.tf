@@ -65,6 +65,12 @@ resource "aws_codedeploy_deployment_group" "this" {
       prod_traffic_route {
         listener_arns = [var.listener_arn]
       }
+      dynamic "test_traffic_route" {
+        for_each = local.test_listener ? [var.test_listener_arn] : []
+        content {
+          listener_arns = [test_traffic_route.value]
+        }
+      }
       target_group {
         name = aws_lb_target_group.this[0].name
       }

@@ -80,11 +80,17 @@ variable "deployment_strategy" {
   type        = string
 }
 variable "blue_green" {
-  description = "Blue/green: CodeDeploy's traffic configuration and the termination wait in minutes."
+  description = "Blue/green: CodeDeploy's traffic configuration, the termination wait in minutes and the test listener's port (null: no test listener)."
   type = object({
     traffic                  = string
     termination_wait_minutes = number
+    test_port                = optional(number)
   })
+}
+variable "test_listener_arn" {
+  description = "Blue/green: the ALB's test listener (CodeDeploy's test traffic route); null for none."
+  type        = string
+  default     = null
 }
 variable "rollback_alarms" {
   description = "Alarm names that stop and roll back a blue/green deployment."
@@ -116,7 +122,9 @@ variable "service_registry_arn" {
 locals {
   full       = "${var.name}-${var.service}"
   blue_green = var.deployment_strategy == "blue_green"
-  s          = var.settings
+  # known at plan time (the listener's ARN is not): the port decides whether there is one
+  test_listener = local.blue_green && var.blue_green.test_port != null
+  s             = var.settings
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -210,6 +218,25 @@ resource "aws_lb_listener_rule" "this" {
   }
 }
 
+# Blue/green: the same route on the test listener; CodeDeploy points it at the new tasks first.
+resource "aws_lb_listener_rule" "test" {
+  count        = local.test_listener ? 1 : 0
+  listener_arn = var.test_listener_arn
+  priority     = local.s.priority
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this[0].arn
+  }
+  condition {
+    path_pattern {
+      values = local.s.path_patterns
+    }
+  }
+  lifecycle {
+    ignore_changes = [action] # CodeDeploy swaps the target group during blue/green
+  }
+}
+
 resource "aws_ecs_service" "this" {
   name                               = var.service
   cluster                            = var.cluster_arn
@@ -251,7 +278,7 @@ resource "aws_ecs_service" "this" {
     container_port   = local.s.port
   }
 
-  depends_on = [aws_lb_listener_rule.this]
+  depends_on = [aws_lb_listener_rule.this, aws_lb_listener_rule.test]
 
   lifecycle {
     ignore_changes = [task_definition, load_balancer] # deployments change them, not Terraform

@@ -6,6 +6,11 @@ variable "name" {
   description = "Name prefix."
   type        = string
 }
+variable "test_port" {
+  description = "The ALB's blue/green test listener port (open to the VPC only); null for none."
+  type        = number
+  default     = null
+}
 variable "cidr" {
   description = "VPC CIDR."
   type        = string
@@ -152,6 +157,16 @@ resource "aws_security_group" "alb" {
     to_port     = 80
     protocol    = "tcp"
     cidr_blocks = ["0.0.0.0/0"]
+  }
+  dynamic "ingress" {
+    for_each = var.test_port == null ? [] : [var.test_port]
+    content {
+      description = "blue/green test listener: from inside the VPC only"
+      from_port   = ingress.value
+      to_port     = ingress.value
+      protocol    = "tcp"
+      cidr_blocks = [var.cidr]
+    }
   }
   egress {
     description = "to the tasks"
