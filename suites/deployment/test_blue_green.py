@@ -78,13 +78,13 @@ def test_a_code_deploy_service_is_deployed_through_its_codedeploy_group_with_the
     assert after["taskDefinition"] == before["taskDefinition"]
 
 
-def test_each_deployment_group_rolls_back_and_names_both_target_groups_and_the_listener(platform, blue_green):
+def test_each_deployment_group_rolls_back_and_names_both_target_groups_and_both_listeners(platform, blue_green):
     """What AWS would hold for the plan's deployment groups (moto 5.2 returns no alarmConfiguration:
     the alarms it names are checked on the plan, rule rollback-alarms-fire-within-termination-wait)."""
     _, codedeploy, _ = blue_green
     elbv2 = platform.moto.client("elbv2")
     listeners = {
-        listener["ListenerArn"]
+        listener["ListenerArn"]: listener["Port"]
         for lb in elbv2.describe_load_balancers()["LoadBalancers"]
         for listener in elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     }
@@ -99,7 +99,9 @@ def test_each_deployment_group_rolls_back_and_names_both_target_groups_and_the_l
         (pair,) = group["loadBalancerInfo"]["targetGroupPairInfoList"]
         names = [tg["name"] for tg in pair["targetGroups"]]
         assert len(set(names)) == 2 and set(names) <= target_groups, (names, target_groups)
-        assert set(pair["prodTrafficRoute"]["listenerArns"]) <= listeners
+        assert [listeners[arn] for arn in pair["prodTrafficRoute"]["listenerArns"]] == [80]
+        # the test listener, where green takes test traffic before production traffic moves
+        assert [listeners[arn] for arn in pair["testTrafficRoute"]["listenerArns"]] == [8080]
         assert group["ecsServices"] == [{"clusterName": "mlplatform-staging", "serviceName": service}]
 
 
