@@ -177,12 +177,10 @@ def validate(url: str, timeout: float = 10.0) -> str | None:
     try:
         with httpx.Client(base_url=url, timeout=timeout) as http:
             r = http.get("/health")
-            status = (healthjson.body(r) or {}).get("status")
-            if r.status_code != 200 or status != "pass":
-                output = (healthjson.body(r) or {}).get("output", "")
-                return f"GET /health answered {r.status_code} {status or r.text[:80]!r}" + (
-                    f": {output}" if output else ""
-                )
+            health = healthjson.body(r) or {}
+            if r.status_code != 200 or health.get("status") != "pass":
+                said = f"GET /health answered {r.status_code} {health.get('status') or r.text[:80]!r}"
+                return said + (f": {health['output']}" if health.get("output") else "")
             body = {"experiment": "rehearsal-validation", "name": f"v-{key[:8]}", "params": {"v": "1"}, "metrics": {}}
             r = http.post("/runs", json=body, headers={"Idempotency-Key": key})
             if r.status_code != 201:

@@ -173,13 +173,13 @@ def test_blue_green_plans_a_test_listener_that_codedeploy_routes_and_only_the_vp
     var_file = str(TERRAFORM_DIR / "environments" / "prod.tfvars")
     plan = terraform.plan(var_file, offline=True, deployment_strategy="blue_green")
     after = {r["address"]: r["change"]["after"] for r in plan["resource_changes"]}
-    (test,) = [a for k, a in after.items() if k.endswith("aws_lb_listener.test[0]")]
+    (test,) = [a for k, a in after.items() if k.endswith('aws_lb_listener.this["test"]')]
     assert test["port"] == 8080
     rules = {k: a for k, a in after.items() if ".aws_lb_listener_rule." in k}
     for service in ("api", "mlflow"):
         prod, on_test = (
-            rules[f'module.service["{service}"].aws_lb_listener_rule.this'],
-            rules[f'module.service["{service}"].aws_lb_listener_rule.test[0]'],
+            rules[f'module.service["{service}"].aws_lb_listener_rule.this["prod"]'],
+            rules[f'module.service["{service}"].aws_lb_listener_rule.this["test"]'],
         )
         assert (on_test["priority"], on_test["condition"]) == (prod["priority"], prod["condition"]), service
     groups = [a for k, a in after.items() if k.endswith("aws_codedeploy_deployment_group.this[0]")]
@@ -196,7 +196,7 @@ def test_blue_green_plans_a_test_listener_that_codedeploy_routes_and_only_the_vp
             res["values"]["load_balancer_info"][0]["target_group_pair_info"][0]["test_traffic_route"] = []
     assert not any(s.test_listener for s in from_plan(plan, "prod.tfvars", TYPICAL).services.values())
     rolling = terraform.plan(var_file, offline=True)
-    assert not [r for r in rolling["resource_changes"] if r["address"].endswith("aws_lb_listener.test[0]")]
+    assert not [r for r in rolling["resource_changes"] if r["address"].endswith('aws_lb_listener.this["test"]')]
     error = terraform.plan_error(var_file, offline=True, deployment_strategy="blue_green", blue_green={"test_port": 80})
     assert error and "blue_green.test_port must be a port" in " ".join(error.split())
 

@@ -35,11 +35,15 @@ resource "aws_lb" "this" {
   enable_deletion_protection = var.deletion_protection
 }
 
-resource "aws_lb_listener" "http" {
+# The production listener (port 80) and, for blue/green, the test listener: CodeDeploy points the
+# services' rules on it at the new tasks first, so they take test traffic before any production
+# request reaches them.
+resource "aws_lb_listener" "this" {
   #checkov:skip=CKV_AWS_2:HTTP until an ACM certificate for var.domain_name exists; the health-check timings do not depend on it
   #checkov:skip=CKV_AWS_103:no TLS listener yet (see CKV_AWS_2)
+  for_each          = merge({ http = 80 }, var.test_port == null ? {} : { test = var.test_port })
   load_balancer_arn = aws_lb.this.arn
-  port              = 80
+  port              = each.value
   protocol          = "HTTP"
   default_action {
     type = "fixed-response"
@@ -51,23 +55,9 @@ resource "aws_lb_listener" "http" {
   }
 }
 
-# Blue/green: CodeDeploy points the services' rules on this listener at the new tasks first, so
-# they take test traffic before any production request reaches them.
-resource "aws_lb_listener" "test" {
-  #checkov:skip=CKV_AWS_2:HTTP like the production listener (see there)
-  #checkov:skip=CKV_AWS_103:no TLS listener yet (see CKV_AWS_2)
-  count             = var.test_port == null ? 0 : 1
-  load_balancer_arn = aws_lb.this.arn
-  port              = var.test_port
-  protocol          = "HTTP"
-  default_action {
-    type = "fixed-response"
-    fixed_response {
-      content_type = "application/json"
-      message_body = "{\"error\": \"no route\"}"
-      status_code  = "404"
-    }
-  }
+moved {
+  from = aws_lb_listener.http
+  to   = aws_lb_listener.this["http"]
 }
 
 output "arn" {
@@ -80,8 +70,8 @@ output "dns_name" {
   value = aws_lb.this.dns_name
 }
 output "listener_arn" {
-  value = aws_lb_listener.http.arn
+  value = aws_lb_listener.this["http"].arn
 }
 output "test_listener_arn" {
-  value = one(aws_lb_listener.test[*].arn)
+  value = try(aws_lb_listener.this["test"].arn, null)
 }

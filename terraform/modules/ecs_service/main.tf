@@ -201,8 +201,11 @@ resource "aws_lb_target_group" "this" {
   }
 }
 
+# The service's route on the production listener and, for blue/green, the same route on the test
+# listener (CodeDeploy points that one at the new tasks first).
 resource "aws_lb_listener_rule" "this" {
-  listener_arn = var.listener_arn
+  for_each     = local.test_listener ? { prod = var.listener_arn, test = var.test_listener_arn } : { prod = var.listener_arn }
+  listener_arn = each.value
   priority     = local.s.priority
   action {
     type             = "forward"
@@ -218,23 +221,9 @@ resource "aws_lb_listener_rule" "this" {
   }
 }
 
-# Blue/green: the same route on the test listener; CodeDeploy points it at the new tasks first.
-resource "aws_lb_listener_rule" "test" {
-  count        = local.test_listener ? 1 : 0
-  listener_arn = var.test_listener_arn
-  priority     = local.s.priority
-  action {
-    type             = "forward"
-    target_group_arn = aws_lb_target_group.this[0].arn
-  }
-  condition {
-    path_pattern {
-      values = local.s.path_patterns
-    }
-  }
-  lifecycle {
-    ignore_changes = [action] # CodeDeploy swaps the target group during blue/green
-  }
+moved {
+  from = aws_lb_listener_rule.this
+  to   = aws_lb_listener_rule.this["prod"]
 }
 
 resource "aws_ecs_service" "this" {
@@ -278,7 +267,7 @@ resource "aws_ecs_service" "this" {
     container_port   = local.s.port
   }
 
-  depends_on = [aws_lb_listener_rule.this, aws_lb_listener_rule.test]
+  depends_on = [aws_lb_listener_rule.this]
 
   lifecycle {
     ignore_changes = [task_definition, load_balancer] # deployments change them, not Terraform
