@@ -8,7 +8,7 @@ REQS := requirements.txt pyproject.toml
 # What the lock is made from: the project's dependencies and its extras (the services, the dev tools)
 LOCK_INPUTS := pyproject.toml services/api/requirements.txt services/mlflow/requirements.txt requirements-dev.in
 # Terraform's AWS provider: the harness finds a filesystem mirror on disk by itself
-# (harness/deploy/terraform.py, find_mirror); set TF_PLUGIN_DIR to choose another.
+# (harness/plan/terraform.py, find_mirror); set TF_PLUGIN_DIR to choose another.
 
 .PHONY: test report load verify up down lint lock schemas bench clean
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.deploy.simulator import SimConfig, measured_boot, simulate  # noqa: E402
+from harness.simulation.simulator import SimConfig, measured_boot, simulate  # noqa: E402
 
 STAGING_MLFLOW = dict(
     container_interval=10,

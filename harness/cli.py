@@ -94,9 +94,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 def _model(args: argparse.Namespace):
     from pathlib import Path
 
-    from harness.deploy.boot import inputs
-    from harness.deploy.timing import planned
     from harness.paths import TERRAFORM_DIR
+    from harness.plan.boot import inputs
+    from harness.plan.timing import planned
 
     var_file = Path(args.var_file) if args.var_file else TERRAFORM_DIR / "environments" / f"{args.env}.tfvars"
     if not var_file.is_file():
@@ -108,8 +108,8 @@ def _model(args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a deployment of one service (rolling or blue/green) with the planned timings."""
-    from harness.deploy.dockerfile import service_healthcheck
-    from harness.deploy.simulator import SimConfig, simulate, simulate_blue_green
+    from harness.plan.dockerfile import service_healthcheck
+    from harness.simulation.simulator import SimConfig, simulate, simulate_blue_green
 
     model = _model(args)
     svc = model.services[args.service]
@@ -161,7 +161,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.svg:
         from pathlib import Path
 
-        from harness.deploy.gantt import simulation_svg
+        from harness.gantt import simulation_svg
 
         broken = ", broken dependency" if args.broken_dependency else ""
         plan = Path(args.var_file).name if args.var_file else args.env
@@ -225,7 +225,7 @@ def cmd_outage(args: argparse.Namespace) -> int:
     """Compare the incident's health design with the fleet-safe one for a shared dependency outage."""
     import math
 
-    from harness.deploy.outage import OutageConfig, compare
+    from harness.simulation.outage import OutageConfig, compare
 
     model = _model(args)
     svc = model.services["api"]
@@ -256,7 +256,7 @@ def cmd_outage(args: argparse.Namespace) -> int:
 
 def cmd_timings(args: argparse.Namespace) -> int:
     """Plan an environment offline and print every timing rule with pass or fail."""
-    from harness.deploy.rules import check
+    from harness.plan.rules import check
 
     model = _model(args)
     results = check(model)
@@ -322,7 +322,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     """Run the planned tasks on Docker as ECS would, and judge each against its grace period."""
     from pathlib import Path
 
-    from harness.deploy.rehearsal import main as rehearse
+    from harness.rehearsal.rehearsal import main as rehearse
 
     terminate_as_interrupt()
     reap()
@@ -402,8 +402,8 @@ def cmd_load_worker(args: argparse.Namespace) -> int:
 
 
 def _boot_options(parser: argparse.ArgumentParser) -> None:
-    """What the boot estimate is made of (harness/deploy/boot.py; docs/timings.md, "Boot budgets")."""
-    from harness.deploy.boot import DEFAULT_PULL_MB_S
+    """What the boot estimate is made of (harness/plan/boot.py; docs/timings.md, "Boot budgets")."""
+    from harness.plan.boot import DEFAULT_PULL_MB_S
 
     parser.add_argument("--timings", default="reports/timings.json", help="measured times to ready")
     parser.add_argument("--images", default="reports/images.json", help="the built images (their sizes)")
@@ -423,7 +423,7 @@ def _boot_options(parser: argparse.ArgumentParser) -> None:
 
 def _strategy_options(parser: argparse.ArgumentParser) -> None:
     """How a deployment is made (simulate, rehearse); every default is the plan's."""
-    from harness.deploy.codedeploy import TRAFFIC
+    from harness.plan.codedeploy import TRAFFIC
 
     parser.add_argument(
         "--strategy",

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.deploy.balancer import Balancer
+from harness.rehearsal.balancer import Balancer
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness.deploy.boot import DEFAULT_IMAGE_MB, DEFAULT_START, inputs
+from harness.plan.boot import DEFAULT_IMAGE_MB, DEFAULT_START, inputs
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.deploy.filters import PatternError, matches
+from harness.plan.filters import PatternError, matches
 
 pytestmark = pytest.mark.unit
 
@@ -102,7 +102,7 @@ def test_a_broken_pattern_names_the_problem(pattern, problem):
 
 
 def test_an_alarm_needs_its_threshold_of_lines_in_one_period_and_fires_within_two_runs_of_them_plus_a_minute():
-    from harness.deploy.observability import EVALUATION_INTERVAL, Alarm
+    from harness.plan.observability import EVALUATION_INTERVAL, Alarm
 
     alarm = Alarm("a", "ns", "M", "Sum", 300, 1, 3.0, "GreaterThanOrEqualToThreshold", {})
     assert alarm.lines_to_fire() == 3

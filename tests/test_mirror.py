@@ -4,8 +4,8 @@ in the usual places."""
 
 import pytest
 
-from harness.deploy import terraform as tf
 from harness.errors import DependencyMissing
+from harness.plan import terraform as tf
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 

@@ -1,11 +1,11 @@
-"""The outage model (harness/deploy/outage.py) pinned on hand-computed cases: a shared dependency
+"""The outage model (harness/simulation/outage.py) pinned on hand-computed cases: a shared dependency
 outage of 10 minutes against two api tasks, under the incident's health design and the fleet-safe
 one. Timings: ALB every 10 s, unhealthy after 2 failures, healthy again after 3 passes, grace 60 s,
 RUNNING 20 s after launch, the app answering 5 s after that; the outage from t = 5 s to 605 s."""
 
 import pytest
 
-from harness.deploy.outage import OutageConfig, compare, outage
+from harness.simulation.outage import OutageConfig, compare, outage
 
 pytestmark = pytest.mark.unit
 BASE = OutageConfig(

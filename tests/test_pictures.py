@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.deploy.gantt import rehearsal_marks, rehearsal_rows, rehearsal_svg, simulation_rows, simulation_svg
-from harness.deploy.rehearsal import Timeline
-from harness.deploy.simulator import SimConfig, simulate
 from harness.faults.sampler import Sample, picture
+from harness.gantt import rehearsal_marks, rehearsal_rows, rehearsal_svg, simulation_rows, simulation_svg
 from harness.pictures import OUTCOMES, PHASES, Mark, Panel, Window, charts, health_timeline, runs, thin
+from harness.rehearsal.rehearsal import Timeline
+from harness.simulation.simulator import SimConfig, simulate
 from harness.stack.stack import record_timings
 
 pytestmark = pytest.mark.harness

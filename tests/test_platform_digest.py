@@ -3,7 +3,7 @@ Terraform, by content (an edited copy of the Terraform at the same path is a dif
 
 import pytest
 
-from harness.deploy.rehearsal import _digest
+from harness.rehearsal.rehearsal import _digest
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 

@@ -7,8 +7,8 @@ import io
 import pytest
 
 from harness import progress
-from harness.deploy.terraform import ResourceCounter
 from harness.load.runner import live_figures
+from harness.plan.terraform import ResourceCounter
 from harness.progress import Step, write_stderr
 
 pytestmark = pytest.mark.harness

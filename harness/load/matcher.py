@@ -4,7 +4,7 @@ failure reason a person can read."""
 from __future__ import annotations
 
 from harness import healthjson
-from harness.deploy.matcher import matches, parse_matcher
+from harness.matcher import matches, parse_matcher
 
 __all__ = ["matches", "parse_matcher", "reason"]
 

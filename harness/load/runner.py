@@ -121,9 +121,9 @@ def load_balancer(test: LoadTest) -> tuple[float, str, str]:
     of ``test.env``, else the SLO file's fallback (and "200"), saying which."""
     if test.lb_timeout is not None:
         return test.lb_timeout, test.lb_matcher or "200", test.lb_source
-    from harness.deploy.boot import inputs
-    from harness.deploy.timing import planned
     from harness.paths import TERRAFORM_DIR
+    from harness.plan.boot import inputs
+    from harness.plan.timing import planned
 
     var_file = TERRAFORM_DIR / "environments" / f"{test.env}.tfvars"
     try:

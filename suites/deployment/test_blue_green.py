@@ -19,12 +19,12 @@ import pytest
 
 from fixtures.docker import leftovers
 from fixtures.terraform import moto_platform
-from harness.deploy import observability
-from harness.deploy.driver import deploy
-from harness.deploy.gantt import rehearsal_svg
-from harness.deploy.rehearsal import Rehearsal
 from harness.errors import ConfigurationError
+from harness.gantt import rehearsal_svg
 from harness.paths import TERRAFORM_DIR
+from harness.plan import observability
+from harness.rehearsal.driver import deploy
+from harness.rehearsal.rehearsal import Rehearsal
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
 CANARY = "CodeDeployDefault.ECSCanary10Percent5Minutes"

@@ -5,9 +5,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from harness.deploy.driver import deploy, judge, judge_codedeploy
-from harness.deploy.simulator import SimConfig, simulate
 from harness.errors import ConfigurationError
+from harness.rehearsal.driver import deploy, judge, judge_codedeploy
+from harness.simulation.simulator import SimConfig, simulate
 
 pytestmark = pytest.mark.deployment
 CLUSTER, REGION = "mlplatform-staging", "eu-west-1"

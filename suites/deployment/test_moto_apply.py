@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.deploy import observability
-from harness.deploy.dockerfile import service_healthcheck
-from harness.deploy.driver import deploy
-from harness.deploy.observability import unknown_metrics
 from harness.paths import TERRAFORM_DIR
+from harness.plan import observability
+from harness.plan.dockerfile import service_healthcheck
+from harness.plan.observability import unknown_metrics
+from harness.rehearsal.driver import deploy
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
 VAR_FILE = str(TERRAFORM_DIR / "environments" / "staging.tfvars")

@@ -8,9 +8,9 @@ import re
 import pytest
 
 from fixtures.docker import leftovers
-from harness.deploy.gantt import rehearsal_svg
-from harness.deploy.rehearsal import Rehearsal
+from harness.gantt import rehearsal_svg
 from harness.paths import TERRAFORM_DIR
+from harness.rehearsal.rehearsal import Rehearsal
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow]
 API_WITHOUT_DATABASE = {

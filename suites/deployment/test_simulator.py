@@ -4,8 +4,9 @@ import time
 
 import pytest
 
-from harness.deploy.gantt import simulation_svg
-from harness.deploy.simulator import SimConfig, breaker_threshold, measured_boot, simulate, simulate_blue_green
+from harness.gantt import simulation_svg
+from harness.plan.timing import breaker_threshold
+from harness.simulation.simulator import SimConfig, measured_boot, simulate, simulate_blue_green
 
 pytestmark = pytest.mark.deployment
 
@@ -203,7 +204,7 @@ def test_blue_green_rejects_an_unknown_traffic_configuration():
 
 def test_the_planned_mlflow_deployment_both_ways(make_model, attach_picture):
     """The same service and timings, rolling and blue/green (the README's comparison)."""
-    from harness.deploy.dockerfile import service_healthcheck
+    from harness.plan.dockerfile import service_healthcheck
 
     svc = make_model("staging").services["mlflow"]
     cfg = SimConfig.from_timing(svc, service_healthcheck("mlflow").path)

@@ -4,7 +4,7 @@ the whole path api -> mlflow -> postgres behind containers, and the compose file
 import httpx
 import pytest
 
-from harness.deploy.dockerfile import service_healthcheck
+from harness.plan.dockerfile import service_healthcheck
 from harness.stack.compose import ComposeStack
 from harness.wait import wait_until
 

@@ -3,7 +3,7 @@ failure kind's lines are counted by its filter, healthy lines by none. The lines
 services' own JSON request lines, caused by checks this test sends as the load balancer and the
 container check would, each with an X-Request-ID that finds its line; the filters are the
 patterns in ``terraform show -json`` of the plan (staging, and the incident's MLflow checked on /),
-evaluated by ``harness.deploy.filters`` (tests/test_filters.py: AWS's documented examples).
+evaluated by ``harness.plan.filters`` (tests/test_filters.py: AWS's documented examples).
 
 Failure kinds: Postgres frozen and MLflow down (the api's /health answers 200 warn: the
 dependency filter), a new api task whose required MLflow never answered (503 starting: the health
@@ -17,9 +17,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from harness.deploy.filters import matches
-from harness.deploy.observability import metric_filters
 from harness.faults.kinds import fault
+from harness.plan.filters import matches
+from harness.plan.observability import metric_filters
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive, pytest.mark.terraform]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness.deploy.dockerfile import service_healthcheck
+from harness.plan.dockerfile import service_healthcheck
 from harness.stack.config import StackConfig
 from harness.stack.stack import Stack
 from harness.wait import wait_until

@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 
 from fixtures.terraform import ENVIRONMENTS, TYPICAL
-from harness.deploy.rules import RULES, check
-from harness.deploy.timing import from_plan
 from harness.paths import TERRAFORM_DIR
+from harness.plan.rules import RULES, check
+from harness.plan.timing import from_plan
 
 pytestmark = pytest.mark.terraform
 NEW_RULES = [

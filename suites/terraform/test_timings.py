@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from fixtures.terraform import ENVIRONMENTS, QUICK, SLOW, TYPICAL
-from harness.deploy.rules import RULES, check
 from harness.paths import TERRAFORM_DIR
+from harness.plan.rules import RULES, check
 
 pytestmark = pytest.mark.terraform
 
@@ -188,7 +188,7 @@ def test_blue_green_plans_a_test_listener_that_codedeploy_routes_and_only_the_vp
     (alb_sg,) = [a for k, a in after.items() if k == "module.network.aws_security_group.alb"]
     (rule,) = [i for i in alb_sg["ingress"] if i["from_port"] == 8080]
     assert rule["cidr_blocks"] == [plan["variables"]["vpc_cidr"]["value"]]
-    from harness.deploy.timing import from_plan, plan_resources
+    from harness.plan.timing import from_plan, plan_resources
 
     assert all(s.test_listener for s in from_plan(plan, "prod.tfvars", TYPICAL).services.values())  # the simulator's
     for res in plan_resources(plan["planned_values"]["root_module"]):  # a group without the route reads as none
@@ -206,7 +206,7 @@ def test_blue_green_rolls_back_on_the_services_alarms_only_while_the_original_ta
     blue_green, roll back on the service's own alarms (not the dependency alarm: a shared outage is
     no reason to roll back), and the rule fails a termination wait shorter than an alarm's worst-case
     time to fire (the unhealthy-host alarm: 3 x 15 s, then 2 periods of 60 s and the one it began in)."""
-    from harness.deploy.timing import from_plan
+    from harness.plan.timing import from_plan
 
     var_file = str(TERRAFORM_DIR / "environments" / "prod.tfvars")
     rule = RULES["rollback-alarms-fire-within-termination-wait"]
@@ -257,8 +257,8 @@ def test_an_slo_that_accepts_health_checks_slower_than_the_alb_timeout_fails_its
 
 def test_the_runbook_states_each_alarms_time_to_fire_as_the_plans_give_it(make_plan, make_model):
     """docs/runbook.md's table is what the plans' alarms and check intervals give."""
-    from harness.deploy.observability import time_to_alarm
     from harness.paths import REPO
+    from harness.plan.observability import time_to_alarm
 
     runbook = (REPO / "docs" / "runbook.md").read_text()
     rows: dict[str, list[str]] = {}

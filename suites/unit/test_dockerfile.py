@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.deploy.dockerfile import healthcheck, parse_duration, service_healthcheck
 from harness.errors import ConfigurationError
+from harness.plan.dockerfile import healthcheck, parse_duration, service_healthcheck
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ failed-task count it was configured with (MOTO_ECS_SERVICE_RUNNING, _FAILED_TASK
 was created; CodeDeploy records the deployment with its AppSpec and leaves it ``Created`` for ever
 (moto 5.2: no progression, no stop_deployment, no task sets made). So moto checks the driver's calls
 and its judgement of what AWS reports; the timing verdicts come from the simulator and the
-rehearsal (harness/deploy/rehearsal.py runs blue/green on Docker)."""
+rehearsal (harness/rehearsal/rehearsal.py runs blue/green on Docker)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.deploy.simulator import breaker_threshold
 from harness.errors import ConfigurationError, WaitTimeout
+from harness.plan.timing import breaker_threshold
 from harness.wait import wait_until
 
 REGISTER_KEYS = (

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.deploy.timing import plan_resources
+from harness.plan.timing import plan_resources
 
 EVALUATION_INTERVAL = 60.0  # seconds between evaluations of an alarm
 # AWS's own metrics the dashboard and alarms may name, with the dimensions each must carry

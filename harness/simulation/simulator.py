@@ -19,12 +19,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.deploy.codedeploy import TRAFFIC
-from harness.deploy.timing import CIRCUIT_BREAKER_MIN, ServiceTiming
-
-
-def breaker_threshold(desired: int, minimum: int = CIRCUIT_BREAKER_MIN) -> int:
-    return min(200, max(minimum, math.ceil(0.5 * desired)))
+from harness.plan.codedeploy import TRAFFIC
+from harness.plan.timing import CIRCUIT_BREAKER_MIN, ServiceTiming, breaker_threshold
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from harness import healthjson
-from harness.deploy.matcher import matches
-from harness.deploy.timing import Alb
+from harness.matcher import matches
+from harness.plan.timing import Alb
 
 
 class TargetPoller:

@@ -2,7 +2,7 @@
 would run, in one typed object, read from the saved plan's JSON (the task definitions, the root
 output ``containers``, every planned resource), the Dockerfiles' HEALTHCHECKs, the compose file,
 and each service's boot time (its declared budget against the estimate from this machine's
-measurements, ``harness.deploy.boot``). The rules over it are in ``harness.deploy.rules``.
+measurements, ``harness.plan.boot``). The rules over it are in ``harness.plan.rules``.
 
 Some values exist only after apply (a database's address, a secret's ARN): the plan shows them as
 unknown, and a container's environment is judged with well-formed stand-ins for them and for its
@@ -11,21 +11,29 @@ secrets' values; a variable the plan does not give at all never gets a stand-in.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from harness import slo
-from harness.deploy.boot import BootEstimate, BootInputs
-from harness.deploy.dockerfile import HealthCheck, service_healthcheck
 from harness.errors import ConfigurationError
 from harness.paths import COMPOSE_FILE
+from harness.plan.boot import BootEstimate, BootInputs
+from harness.plan.dockerfile import HealthCheck, service_healthcheck
 from harness.stack.api import ApiConfig, api_config
 from harness.stack.mlflow import mlflow_config
 
 SERVICES = ("api", "mlflow")
 CIRCUIT_BREAKER_MIN = 3  # current AWS docs; older docs say 10 (docs/timings.md); the simulator takes it as a parameter
+
+
+def breaker_threshold(desired: int, minimum: int = CIRCUIT_BREAKER_MIN) -> int:
+    """ECS's rolling-update circuit breaker: the failed tasks that fail a deployment."""
+    return min(200, max(minimum, math.ceil(0.5 * desired)))
+
+
 AWS_RANGES = {
     "container.interval": (5, 300),
     "container.timeout": (2, 60),
@@ -307,7 +315,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
 
 def planned(var_file: Path, boot: BootInputs, source: Path | None = None) -> TimingModel:
     """Plan ``var_file`` offline in a temp copy of terraform/ (or ``source``) and build the model (about 10 s)."""
-    from harness.deploy.terraform import Terraform
+    from harness.plan.terraform import Terraform
     from harness.session import Session
 
     session = Session()

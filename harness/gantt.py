@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from harness.deploy.simulator import Result
 from harness.pictures import Mark, Row, Span, gantt
+from harness.simulation.simulator import Result
 
 if TYPE_CHECKING:  # the rehearsal imports this module to draw
-    from harness.deploy.rehearsal import Timeline
+    from harness.rehearsal.rehearsal import Timeline
 
 
 def _phases(points: list[tuple[str, float | None]], end: float) -> list[Span]:

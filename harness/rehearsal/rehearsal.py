@@ -33,16 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from harness.deploy.balancer import Balancer, Client, TargetPoller, validate
-from harness.deploy.boot import inputs
-from harness.deploy.codedeploy import TRAFFIC
-from harness.deploy.moto import MotoServer
-from harness.deploy.terraform import Terraform
-from harness.deploy.timing import ServiceTiming, TimingModel, plan_resources, planned
 from harness.errors import ConfigurationError, HarnessError, ServiceFailed, WaitTimeout
 from harness.paths import TERRAFORM_DIR
+from harness.plan.boot import inputs
+from harness.plan.codedeploy import TRAFFIC
+from harness.plan.terraform import Terraform
+from harness.plan.timing import ServiceTiming, TimingModel, plan_resources, planned
 from harness.ports import free_port, release
 from harness.process import delayed
+from harness.rehearsal.balancer import Balancer, Client, TargetPoller, validate
+from harness.rehearsal.moto import MotoServer
 from harness.session import LABEL, Session
 from harness.stack.stack import record_timings
 from harness.wait import wait_until
@@ -660,7 +660,7 @@ def main(
         print(f"rehearse: could not run: {exc}", file=sys.stderr)
         return 2
     if svg is not None:
-        from harness.deploy.gantt import rehearsal_svg
+        from harness.gantt import rehearsal_svg
 
         svg.write_text(rehearsal_svg(timelines, f"{env} plan rehearsed on Docker"))
         print(f"timeline picture: {svg}", file=out)

@@ -1,5 +1,5 @@
 """The rules that say whether the planned platform can start at all, beside the timing rules
-(``harness.deploy.rules``): each container's settings pass its own service's configuration check,
+(``harness.plan.rules``): each container's settings pass its own service's configuration check,
 private tasks have a way out to the AWS services they use, the api reaches MLflow by an internal
 name MLflow admits, MLflow's artifacts outlive a task, every alarm notifies someone, draining is
 bounded, and the api's task is sized to what it was measured to need."""
@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from urllib.parse import urlsplit
 
-from harness.deploy.timing import Container, TimingModel
-from harness.deploy.violation import Violation, field_of
 from harness.errors import ConfigurationError
+from harness.plan.timing import Container, TimingModel
+from harness.plan.violation import Violation, field_of
 from harness.stack.black_box import check_config
 
 # the module each container runs: the service's own image command, or the one it names

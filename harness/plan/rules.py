@@ -1,4 +1,4 @@
-"""The timing rules over the model (``harness.deploy.timing``). Each rule has an id; a violation
+"""The timing rules over the model (``harness.plan.timing``). Each rule has an id; a violation
 names the file and field, the value, the rule and a value that would pass."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import math
 import yaml
 
 from harness import slo
-from harness.deploy import deployable
-from harness.deploy.observability import time_to_alarm
-from harness.deploy.timing import AWS_RANGES, TimingModel
-from harness.deploy.violation import Violation, field_of
+from harness.plan import deployable
+from harness.plan.observability import time_to_alarm
+from harness.plan.timing import AWS_RANGES, TimingModel
+from harness.plan.violation import Violation, field_of
 
 # MLflow's measured resident memory (GB) by uvicorn workers, job execution off, after the api's write
 # load (docs/mlflow.md, "Capacity per worker"; bench/mlflow_capacity.py).
@@ -302,7 +302,7 @@ def r_rollback_window(m: TimingModel) -> list[Violation]:
     """Blue/green: an alarm that is to roll a deployment back must be one the plan makes and must be
     able to fire before the termination wait ends: after it the original tasks are gone and
     CodeDeploy has nothing to roll back to. Worst case, every new task failing its checks from the
-    moment traffic moved (harness.deploy.observability.time_to_alarm)."""
+    moment traffic moved (harness.plan.observability.time_to_alarm)."""
     times = time_to_alarm({"planned_values": {"root_module": {"resources": m.resources}}}, m)
     out = []
     for s in m.services.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.deploy.timing import TimingModel
+from harness.plan.timing import TimingModel
 
 
 @dataclass(frozen=True)

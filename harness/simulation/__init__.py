@@ -1,0 +1,1 @@
+"""Virtual-time models of a deployment: the ECS/CodeDeploy simulator and the shared-outage model."""
