@@ -24,17 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StringConstraint
 from starlette.exceptions import HTTPException
 
 from services.api.bulkhead import Bulkhead, Overloaded
+from services.api.checks import Check, CheckResult, LoopMonitor, Throttled, descriptors_problem
 from services.api.config import Settings
-from services.api.health import (
-    HEALTH_MEDIA_TYPE,
-    Check,
-    CheckResult,
-    HealthReport,
-    HealthService,
-    LoopMonitor,
-    Throttled,
-    descriptors_problem,
-)
+from services.api.health import HEALTH_MEDIA_TYPE, HealthReport, HealthService
 from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
 from services.api.store import PENDING, RunRow, Store, StoreUnavailable
 from services.common import jsonlog

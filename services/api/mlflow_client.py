@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from services.api.health import CheckFailed
+from services.api.checks import CheckFailed
 from services.common import jsonlog
 
 RETRYABLE_STATUS = {502, 503, 504}

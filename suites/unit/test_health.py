@@ -7,17 +7,16 @@ import time
 
 import pytest
 
-from services.api.health import (
+from services.api.checks import (
     Check,
     CheckFailed,
     CheckResult,
-    HealthService,
     LoopMonitor,
     Status,
-    aggregate,
     descriptors_problem,
     run_check,
 )
+from services.api.health import HealthService, aggregate
 
 pytestmark = pytest.mark.unit
 

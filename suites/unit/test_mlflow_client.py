@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from services.api.health import CheckFailed
+from services.api.checks import CheckFailed
 from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
 
 pytestmark = pytest.mark.unit
