@@ -4,7 +4,7 @@ A ramp (the ``breakpoint`` profile) holds each client count for one stage. Per s
 ``stats_stats_history.csv`` (``--csv-full-history``: cumulative counts per endpoint every second,
 percentiles over Locust's current 10 s window): requests/s, the error rate and p99 of the
 endpoint judged (``POST /runs``, the write path through both dependencies). The knee is the first
-stage that breaks the endpoint's SLO (p99 or error rate of ``loadtests/slo.yaml``); the capacity is
+stage that breaks the endpoint's SLO (p99 or error rate of ``scenarios/slo.yaml``); the capacity is
 the stage before it. The api's ``/metrics`` sampled during the run (``api_metrics.jsonl``: one line
 per second with ``api_in_flight`` and ``api_shed_total`` per dependency) say which dependency's
 bulkhead filled or shed first.
