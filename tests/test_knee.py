@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from harness.load import locust_csv
 from harness.load.knee import describe, knee, saturated, stage_figures
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
@@ -129,7 +130,7 @@ def test_recovery_after_a_peak_counts_only_the_last_stage_after_the_allowance(tm
     v = recovery(PROFILE, path, 0, 0.01)
     assert not v["ok"] and v["measured"] == 0.1
     assert v["text"] == "POST /runs errors from 0 s after the peak 10.00% of 300 > 1.00%"
-    rows = list(csv.DictReader(path.open()))
+    rows = locust_csv.rows(path)
     for r in rows:  # the same 30 failures, all in the first 5 s of the last stage
         rel = int(r["Timestamp"]) - 1000
         if r["Name"] == "/runs" and rel > 20:

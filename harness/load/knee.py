@@ -15,9 +15,10 @@ bulkhead filled or shed first.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
+
+from harness.load import locust_csv
 
 ENDPOINT = ("POST", "/runs")
 
@@ -33,7 +34,7 @@ def stage_figures(
     profile: dict, history: Path, endpoint: tuple[str, str] = ENDPOINT, time_scale: float = 1.0
 ) -> list[dict]:
     """Per stage of ``profile``: clients, seconds, requests/s, error rate and p99 (ms) of ``endpoint``."""
-    rows = [r for r in csv.DictReader(history.open()) if (r["Type"], r["Name"]) == endpoint]
+    rows = [r for r in locust_csv.rows(history) if (r["Type"], r["Name"]) == endpoint]
     if not rows:
         return []
     t0 = int(rows[0]["Timestamp"])
@@ -186,7 +187,7 @@ def recovery(
     """After a profile's peak: the last stage is the way back. Its requests from ``within`` seconds
     after it began to its end must fail at most at ``limit`` (full service returned in time). A
     verdict in the SLO gate's form."""
-    rows = [r for r in csv.DictReader(history.open()) if (r["Type"], r["Name"]) == endpoint]
+    rows = [r for r in locust_csv.rows(history) if (r["Type"], r["Name"]) == endpoint]
     stages = profile["stages"]
     begin = (stages[-2]["until"] if len(stages) > 1 else 0) * time_scale + within
     end = stages[-1]["until"] * time_scale

@@ -9,13 +9,13 @@ The page is one self-contained HTML file (SVG pictures as data, no script, no ne
 from __future__ import annotations
 
 import base64
-import csv
 import fcntl
 import html
 import json
 from datetime import datetime
 from pathlib import Path
 
+from harness.load import locust_csv
 from harness.pictures import Panel, charts
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 
@@ -216,7 +216,7 @@ def trend_svg(profile: str, runs: list[dict]) -> str:
 def run_svg(summary: dict, history_csv: Path) -> str | None:
     """Requests/s (with the users), p95 and failures/s over one run, from Locust's per-second history."""
     try:
-        rows = [r for r in csv.DictReader(history_csv.open()) if r["Name"] == "Aggregated"]
+        rows = [r for r in locust_csv.rows(history_csv) if r["Name"] == "Aggregated"]
     except OSError:
         return None
     if not rows:
@@ -291,7 +291,7 @@ def publish(root: Path, summary: dict, report_dir: Path) -> tuple[dict, dict | N
     with open(root / (HISTORY + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs finishing together keep both lines and one index
         before = previous(read_history(root), line)
-        picture = run_svg(summary, report_dir / "stats_stats_history.csv")
+        picture = run_svg(summary, report_dir / locust_csv.HISTORY)
         if picture is not None:
             (report_dir / RUN_SVG).write_text(picture)
         (report_dir / "summary.md").write_text(markdown(summary, before, line, picture is not None))

@@ -31,6 +31,7 @@ import httpx
 from harness import slo
 from harness.budgets import Budgets
 from harness.errors import ConfigurationError, HarnessError, WaitTimeout
+from harness.load import locust_csv
 from harness.load import profile as profiles
 from harness.load import report as loadreport
 from harness.load.knee import ENDPOINT, MetricsRecorder, knee, recovery
@@ -43,6 +44,7 @@ from harness.session import Session
 from harness.wait import wait_until
 
 LOCUSTFILE = LOADTESTS_DIR / "locustfile.py"
+HISTORY_TAIL = 8192  # bytes of Locust's history read for the live figures: its newest seconds
 STARTUP = 60.0  # seconds for Locust (and its workers) to start and for the last reports to be written
 STOP_GRACE = 20.0  # after SIGTERM, for Locust to write its reports
 
@@ -298,7 +300,7 @@ def _drive(
             with step(f"load {test.profile}") as s:
 
                 def show(what: str, elapsed: float, budget: float) -> None:
-                    s.update(f"of {planned:.0f}s: {live_figures(report_dir / 'stats_stats_history.csv') or 'starting'}")
+                    s.update(f"of {planned:.0f}s: {live_figures(report_dir / locust_csv.HISTORY) or 'starting'}")
 
                 exited = wait_until(
                     main.exit_code,
@@ -335,17 +337,12 @@ def live_figures(history: Path) -> str | None:
     """Users, requests/s, failures/s and p95 from the newest Aggregated row of Locust's per-second
     history (only the file's tail is read: a soak run's history grows for half an hour)."""
     try:
-        with history.open("rb") as f:
-            header = f.readline().decode()
-            f.seek(max(0, history.stat().st_size - 8192))
-            tail = f.read().decode(errors="replace").splitlines()[1:]
+        table = locust_csv.rows(history, tail=HISTORY_TAIL)
     except OSError:
         return None
-    columns = header.strip().split(",")
-    for line in reversed(tail):
-        row = dict(zip(columns, line.split(","), strict=False))
+    for row in reversed(table):
         if row.get("Name") == "Aggregated" and row.get("Requests/s") not in (None, ""):
-            p95 = row.get("95%", "N/A")
+            p95 = row.get("95%") or "N/A"
             return (
                 f"{row['User Count']} users, {float(row['Requests/s']):.1f} req/s, "
                 f"{float(row['Failures/s']):.1f} failures/s, p95 {p95 if p95 == 'N/A' else p95 + ' ms'}"
@@ -450,9 +447,7 @@ def execute(test: LoadTest) -> LoadResult:
     back = data.get("recover_within")
     if back is not None:
         limit = slo.load(test.slo_file, None, {"alb_timeout": lb[0]}).objectives.get(" ".join(ENDPOINT), {})
-        verdict = recovery(
-            data, report_dir / "stats_stats_history.csv", back, limit.get("error_rate", 0.01), test.time_scale
-        )
+        verdict = recovery(data, report_dir / locust_csv.HISTORY, back, limit.get("error_rate", 0.01), test.time_scale)
         summary["verdicts"] = [*summary.get("verdicts", []), verdict]
         if not verdict["ok"] and code == 0:
             code = 1
@@ -469,7 +464,7 @@ def execute(test: LoadTest) -> LoadResult:
     if data.get("find_knee"):
         limits = slo.load(test.slo_file, test.profile, {"alb_timeout": lb[0]}).objectives.get(" ".join(ENDPOINT), {})
         summary["knee"] = knee(
-            data, report_dir / "stats_stats_history.csv", limits, report_dir / "api_metrics.jsonl", test.time_scale
+            data, report_dir / locust_csv.HISTORY, limits, report_dir / "api_metrics.jsonl", test.time_scale
         )
     if before is not None and after is not None:
         summary["health_cache"] = {
