@@ -154,21 +154,17 @@ class MetricsRecorder:
         import time
 
         import httpx
-        from prometheus_client.parser import text_string_to_metric_families
+
+        from harness.load import prometheus
 
         started = time.monotonic()
         with httpx.Client(timeout=5) as client, self.path.open("a") as out:
             while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
                 line: dict = {"t": round(time.monotonic() - started, 1), "in_flight": {}, "shed": {}}
                 try:
-                    text = client.get(f"{self.base_url}/metrics").text
-                    for family in text_string_to_metric_families(text):
-                        for sample in family.samples:
-                            dep = sample.labels.get("dependency")
-                            if sample.name == "api_in_flight" and dep:
-                                line["in_flight"][dep] = sample.value
-                            elif sample.name == "api_shed_total" and dep:
-                                line["shed"][dep] = sample.value
+                    found = prometheus.samples(client.get(f"{self.base_url}/metrics").text)
+                    line["in_flight"] = prometheus.by_label(found, "api_in_flight", "dependency")
+                    line["shed"] = prometheus.by_label(found, "api_shed_total", "dependency")
                 except (httpx.HTTPError, ValueError) as exc:
                     line["error"] = type(exc).__name__
                 out.write(json.dumps(line) + "\n")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import httpx
 from harness import slo
 from harness.budgets import Budgets
 from harness.errors import ConfigurationError, HarnessError, WaitTimeout
-from harness.load import locust_csv
+from harness.load import locust_csv, prometheus
 from harness.load import profile as profiles
 from harness.load import report as loadreport
 from harness.load.knee import ENDPOINT, MetricsRecorder, knee, recovery
@@ -144,8 +143,16 @@ def dependency_checks(api: str) -> float | None:
         text = httpx.get(f"{api}/metrics", timeout=5).text
     except httpx.HTTPError:
         return None
-    found = re.findall(r'^api_health_checks_total\{component="postgres",[^}]*\} ([0-9.e+]+)$', text, re.M)
-    return sum(float(v) for v in found) if found else None
+    return postgres_checks(text)
+
+
+def postgres_checks(text: str) -> float | None:
+    """Postgres checks counted in a ``/metrics`` text (``api_health_checks_total``, every status)."""
+    try:
+        found = prometheus.samples(text)
+    except ValueError:
+        return None
+    return prometheus.total(found, "api_health_checks_total", component="postgres")
 
 
 def _commit() -> str:
