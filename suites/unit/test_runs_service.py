@@ -1,0 +1,237 @@
+"""The idempotent write without HTTP: ``RunsService`` over the in-memory store and MLflow's REST API
+faked at the transport. Each scenario runs in one event loop; what the stores hold afterwards is
+the verdict, not only what the service answered."""
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from services.api.bulkhead import Bulkhead, Overloaded
+from services.api.mlflow_client import MlflowClient
+from services.api.runs import (
+    RUN_TAG,
+    BeingWritten,
+    KeyInProgress,
+    KeyReused,
+    MlflowRefusedRun,
+    RunNotFound,
+    RunsService,
+    Unavailable,
+)
+from services.api.schemas import RunIn
+from suites.unit.fakes import FakeMlflow, FakeStore
+
+pytestmark = pytest.mark.unit
+
+BODY = RunIn(experiment="exp", params={"a": "b"}, metrics={"m": 1.5})
+KEY = "k-1"
+
+
+@pytest.fixture
+def store():
+    return FakeStore()
+
+
+@pytest.fixture
+def mlflow():
+    return FakeMlflow()
+
+
+@pytest.fixture
+def make_runs(store, mlflow):
+    """A service over the fakes; ``mlflow_limit`` and ``queue_wait`` size its MLflow bulkhead."""
+
+    def make(mlflow_limit=4, queue_wait=0.1):
+        client = MlflowClient(
+            "http://mlflow:5000/mlflow", timeout=0.5, retries=0, backoff=0, transport=httpx.MockTransport(mlflow.handle)
+        )
+        return RunsService(
+            store,
+            client,
+            db_slots=Bulkhead("postgres", 4, queue_wait),
+            mlflow_slots=Bulkhead("mlflow", mlflow_limit, queue_wait),
+            request_timeout=1.0,
+        )
+
+    return make
+
+
+@pytest.fixture
+def runs(make_runs):
+    return make_runs()
+
+
+def tagged(mlflow, run_id):
+    return [r for r in mlflow.runs.values() if r["tags"].get(RUN_TAG) == str(run_id)]
+
+
+def test_a_write_begins_claims_records_and_answers_the_run(runs, store, mlflow):
+    out, recorded = asyncio.run(runs.write(BODY, KEY))
+    assert recorded
+    row = store.rows[out.id]
+    assert row.state == "complete" and row.idempotency_key == KEY and row.mlflow_run_id == out.mlflow_run_id
+    assert store.claimed == set(), "completing the row ends its claim"
+    (made,) = tagged(mlflow, out.id)
+    assert made["info"] == {"run_id": out.mlflow_run_id, "status": "FINISHED"}
+    assert made["data"]["params"] == [{"key": "a", "value": "b"}]
+    assert (out.experiment, out.params, out.metrics, out.mlflow_status) == ("exp", {"a": "b"}, {"m": 1.5}, "FINISHED")
+
+
+def test_a_retry_with_the_same_key_answers_the_same_run_and_records_nothing_more(runs, store, mlflow):
+    async def scenario():
+        first, _ = await runs.write(BODY, KEY)
+        again, recorded = await runs.write(BODY, KEY)
+        return first, again, recorded
+
+    first, again, recorded = asyncio.run(scenario())
+    assert not recorded and again == first
+    assert list(store.rows) == [first.id] and len(mlflow.runs) == 1
+
+
+def test_a_failure_at_mlflow_releases_the_claim_and_the_retry_finishes_the_same_row(runs, store, mlflow):
+    async def scenario():
+        mlflow.status = 503
+        with pytest.raises(Unavailable, match=r"^mlflow: "):
+            await runs.write(BODY, KEY)
+        (row,) = store.rows.values()
+        released = row.id not in store.claimed
+        mlflow.status = 200
+        out, recorded = await runs.write(BODY, KEY)
+        return row, released, out, recorded
+
+    row, released, out, recorded = asyncio.run(scenario())
+    assert row.state == "pending" and released, "the failed write leaves its intent, claim given back"
+    assert recorded and out.id == row.id and len(tagged(mlflow, row.id)) == 1
+    assert store.rows[row.id].state == "complete"
+
+
+def test_a_run_mlflow_refuses_is_refused_and_its_claim_released(runs, store, mlflow):
+    mlflow.status = 400
+    with pytest.raises(MlflowRefusedRun, match="MLflow answered 400"):
+        asyncio.run(runs.write(BODY, KEY))
+    (row,) = store.rows.values()
+    assert row.pending and store.claimed == set()
+
+
+def test_a_release_that_fails_leaves_the_mlflow_failure_as_the_answer(runs, store, mlflow):
+    async def release_lost(run_id):
+        raise ConnectionResetError("connection lost")
+
+    store.release = release_lost
+    mlflow.status = 503
+    with pytest.raises(Unavailable, match=r"^mlflow: "):
+        asyncio.run(runs.write(BODY, KEY))
+    (row,) = store.rows.values()
+    assert row.pending and row.id in store.claimed, "the lease, not the release, frees it now"
+
+
+def test_a_lost_answer_from_mlflow_create_is_finished_by_the_retry_without_a_second_run(runs, store, mlflow):
+    async def scenario():
+        mlflow.lose_create_answer = True
+        with pytest.raises(Unavailable):
+            await runs.write(BODY, KEY)
+        return await runs.write(BODY, KEY)
+
+    out, recorded = asyncio.run(scenario())
+    (made,) = mlflow.runs.values()
+    assert recorded and out.mlflow_run_id == made["info"]["run_id"] and made["info"]["status"] == "FINISHED"
+
+
+def test_the_same_key_with_another_body_is_refused_and_records_nothing(runs, store, mlflow):
+    async def scenario():
+        await runs.write(BODY, KEY)
+        await runs.write(RunIn(experiment="exp", params={"a": "c"}), KEY)
+
+    with pytest.raises(KeyReused, match="another body"):
+        asyncio.run(scenario())
+    assert len(store.rows) == 1 and len(mlflow.runs) == 1
+
+
+def test_a_key_whose_row_another_request_holds_is_in_progress(runs, store, mlflow):
+    async def scenario():
+        mlflow.status = 503
+        with pytest.raises(Unavailable):
+            await runs.write(BODY, KEY)
+        store.claimed = set(store.rows)  # as if the first request still held its lease
+        mlflow.status = 200
+        await runs.write(BODY, KEY)
+
+    with pytest.raises(KeyInProgress, match="still at work"):
+        asyncio.run(scenario())
+    assert mlflow.runs == {}
+
+
+def test_postgres_down_refuses_the_write_before_mlflow_is_touched(runs, store, mlflow):
+    store.down = True
+    with pytest.raises(Unavailable, match=r"^postgres: insert failed"):
+        asyncio.run(runs.write(BODY, KEY))
+    assert store.rows == {} and mlflow.runs == {}
+
+
+def test_a_lost_answer_from_the_row_update_leaves_a_complete_row_the_retry_answers(runs, store, mlflow):
+    async def scenario():
+        store.lose_complete_answer = True
+        with pytest.raises(Unavailable, match=r"^postgres: "):
+            await runs.write(BODY, KEY)
+        return await runs.write(BODY, KEY)
+
+    out, recorded = asyncio.run(scenario())
+    assert not recorded and store.rows[out.id].state == "complete" and len(mlflow.runs) == 1
+    assert mlflow.deleted == [], "nothing is deleted on a failure"
+
+
+def test_a_read_answers_the_run_as_mlflow_holds_it(runs, mlflow):
+    async def scenario():
+        written, _ = await runs.write(BODY)
+        mlflow.runs[written.mlflow_run_id]["data"]["metrics"].append({"key": "later", "value": 2.0})
+        return written, await runs.read(written.id)
+
+    written, read = asyncio.run(scenario())
+    assert read.id == written.id and read.metrics == {"m": 1.5, "later": 2.0}
+
+
+def test_a_read_finishes_a_write_cut_short(runs, store, mlflow):
+    async def scenario():
+        mlflow.lose_create_answer = True
+        with pytest.raises(Unavailable):
+            await runs.write(BODY)
+        (row,) = store.rows.values()
+        return row, await runs.read(row.id)
+
+    row, read = asyncio.run(scenario())
+    assert read.id == row.id and read.params == {"a": "b"} and read.mlflow_status == "FINISHED"
+    assert store.rows[row.id].state == "complete" and len(mlflow.runs) == 1
+
+
+def test_a_read_of_an_unknown_run_or_of_a_row_being_written_is_refused(runs, store, mlflow):
+    with pytest.raises(RunNotFound, match="no run"):
+        asyncio.run(runs.read(uuid.uuid4()))
+    mlflow.status = 503
+    with pytest.raises(Unavailable):
+        asyncio.run(runs.write(BODY))
+    (row,) = store.rows.values()
+    store.claimed = {row.id}
+    with pytest.raises(BeingWritten):
+        asyncio.run(runs.read(row.id))
+
+
+def test_a_read_shed_before_an_mlflow_slot_gives_its_claim_back(make_runs, store, mlflow):
+    """Every MLflow slot is taken: a read of a pending row claims it, is shed, and
+    releases it, so the next reader need not wait out the lease."""
+    runs = make_runs(mlflow_limit=1, queue_wait=0.05)
+
+    async def scenario():
+        mlflow.status = 503
+        with pytest.raises(Unavailable):
+            await runs.write(BODY)
+        (pending,) = store.rows.values()
+        mlflow.status = 200
+        async with runs.mlflow_slots.slot():
+            with pytest.raises(Overloaded):
+                await runs.read(pending.id)
+        return pending
+
+    pending = asyncio.run(scenario())
+    assert store.rows[pending.id].pending and store.claimed == set()
