@@ -17,10 +17,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.load import locust_csv
 
-ENDPOINT = ("POST", "/runs")
+
+class Endpoint(NamedTuple):
+    """A request name as Locust's CSV keys it: its ``Type`` (the method) and ``Name``."""
+
+    method: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.name}"
+
+
+class Totals(NamedTuple):
+    """Locust's cumulative counts of one endpoint at one second of its history."""
+
+    requests: int
+    failures: int
+
+
+class Peak(NamedTuple):
+    """A dependency's highest ``api_in_flight`` and the second it was first seen."""
+
+    value: float
+    t: float
+
+
+ENDPOINT = Endpoint("POST", "/runs")
 
 
 def _number(value: str) -> float | None:
@@ -30,11 +56,13 @@ def _number(value: str) -> float | None:
         return None
 
 
-def stage_figures(
-    profile: dict, history: Path, endpoint: tuple[str, str] = ENDPOINT, time_scale: float = 1.0
-) -> list[dict]:
+def _rows(history: Path, endpoint: Endpoint) -> list[locust_csv.Row]:
+    return [r for r in locust_csv.rows(history) if (r["Type"], r["Name"]) == endpoint]
+
+
+def stage_figures(profile: dict, history: Path, endpoint: Endpoint = ENDPOINT, time_scale: float = 1.0) -> list[dict]:
     """Per stage of ``profile``: clients, seconds, requests/s, error rate and p99 (ms) of ``endpoint``."""
-    rows = [r for r in locust_csv.rows(history) if (r["Type"], r["Name"]) == endpoint]
+    rows = _rows(history, endpoint)
     if not rows:
         return []
     t0 = int(rows[0]["Timestamp"])
@@ -74,18 +102,18 @@ def saturated(metrics: Path) -> dict | None:
             dep = max(shed, key=lambda d: shed[d])
             evidence = f"api_shed_total{{dependency={dep!r}}} {shed[dep]:g}"
             return {"dependency": dep, "t": line["t"], "evidence": evidence}
-    peak: dict[str, tuple[float, float]] = {}
+    peak: dict[str, Peak] = {}
     for line in lines:
         for dep, n in line.get("in_flight", {}).items():
-            if n > peak.get(dep, (-1.0, 0.0))[0]:
-                peak[dep] = (n, line["t"])
+            if n > peak.get(dep, Peak(-1.0, 0.0)).value:
+                peak[dep] = Peak(n, line["t"])
     if not peak:
         return None
-    dep = max(peak, key=lambda d: peak[d][0])
+    dep = max(peak, key=lambda d: peak[d].value)
     return {
         "dependency": dep,
-        "t": peak[dep][1],
-        "evidence": f"api_in_flight{{dependency={dep!r}}} peaked at {peak[dep][0]:g}; nothing was shed",
+        "t": peak[dep].t,
+        "evidence": f"api_in_flight{{dependency={dep!r}}} peaked at {peak[dep].value:g}; nothing was shed",
     }
 
 
@@ -105,7 +133,7 @@ def knee(profile: dict, history: Path, limits: dict, metrics: Path | None = None
             break
         capacity = stage
     return {
-        "endpoint": " ".join(ENDPOINT),
+        "endpoint": str(ENDPOINT),
         "limits": limits,
         "stages": stages,
         "knee": found,
@@ -178,19 +206,19 @@ def recovery(
     within: float,
     limit: float,
     time_scale: float = 1.0,
-    endpoint: tuple[str, str] = ENDPOINT,
+    endpoint: Endpoint = ENDPOINT,
 ) -> dict:
     """After a profile's peak: the last stage is the way back. Its requests from ``within`` seconds
     after it began to its end must fail at most at ``limit`` (full service returned in time). A
     verdict in the SLO gate's form."""
-    rows = [r for r in locust_csv.rows(history) if (r["Type"], r["Name"]) == endpoint]
+    rows = _rows(history, endpoint)
     stages = profile["stages"]
     begin = (stages[-2]["until"] if len(stages) > 1 else 0) * time_scale + within
     end = stages[-1]["until"] * time_scale
-    name = f"{' '.join(endpoint)} errors from {within:g} s after the peak"
+    name = f"{endpoint} errors from {within:g} s after the peak"
     if not rows:
         return {
-            "endpoint": " ".join(endpoint),
+            "endpoint": str(endpoint),
             "objective": "recovered_error_rate",
             "limit": limit,
             "measured": None,
@@ -199,18 +227,19 @@ def recovery(
         }
     t0 = int(rows[0]["Timestamp"])
 
-    def totals(at: float) -> tuple[int, int]:
+    def totals(at: float) -> Totals:
         seen = [r for r in rows if int(r["Timestamp"]) - t0 <= at]
-        last = seen[-1] if seen else {"Total Request Count": 0, "Total Failure Count": 0}
-        return int(last["Total Request Count"]), int(last["Total Failure Count"])
+        if not seen:
+            return Totals(0, 0)
+        return Totals(int(seen[-1]["Total Request Count"]), int(seen[-1]["Total Failure Count"]))
 
-    (n0, f0), (n1, f1) = totals(begin), totals(end)
-    n, failed = n1 - n0, f1 - f0
+    start, finish = totals(begin), totals(end)
+    n, failed = finish.requests - start.requests, finish.failures - start.failures
     rate = failed / n if n else None
     ok = rate is not None and rate <= limit
     measured = "no requests" if rate is None else f"{rate:.2%} of {n}"
     return {
-        "endpoint": " ".join(endpoint),
+        "endpoint": str(endpoint),
         "objective": "recovered_error_rate",
         "limit": limit,
         "measured": rate,

@@ -14,18 +14,42 @@ import html
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.load import locust_csv
 from harness.pictures import Panel, charts
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 
-# the figures kept per run and charted: (key in the history line, label, unit, lower is better)
+
+class KeyFigure(NamedTuple):
+    """A figure kept per run and charted: its key in the history line, label and unit."""
+
+    key: str
+    label: str
+    unit: str
+    lower_is_better: bool
+
+
+class Objective(NamedTuple):
+    """An SLO objective as the gate's verdicts name it."""
+
+    endpoint: str
+    objective: str
+
+
+class Published(NamedTuple):
+    """A run as the history now holds it, and the previous run of its profile (None: the first)."""
+
+    line: dict
+    previous: dict | None
+
+
 KEY_FIGURES = (
-    ("health_p99_ms", f"{HEALTH_ENDPOINT} p99", "ms", True),
-    ("write_p95_ms", "POST /runs p95", "ms", True),
-    ("read_p95_ms", "GET /runs/{id} p95", "ms", True),
-    ("rps", "requests/s", "", False),
-    ("error_rate", "error rate", "", True),
+    KeyFigure("health_p99_ms", f"{HEALTH_ENDPOINT} p99", "ms", True),
+    KeyFigure("write_p95_ms", "POST /runs p95", "ms", True),
+    KeyFigure("read_p95_ms", "GET /runs/{id} p95", "ms", True),
+    KeyFigure("rps", "requests/s", "", False),
+    KeyFigure("error_rate", "error rate", "", True),
 )
 HISTORY = "history.jsonl"
 INDEX = "index.html"
@@ -100,12 +124,12 @@ def changes(line: dict, before: dict | None) -> list[str]:
     if before is None:
         return []
     out = []
-    for key, label, unit, _ in KEY_FIGURES:
-        a, b = before.get(key), line.get(key)
+    for figure in KEY_FIGURES:
+        a, b = before.get(figure.key), line.get(figure.key)
         if a is None or b is None:
             continue
         delta = f" ({(b - a) / a:+.0%})" if a else ""
-        out.append(f"{label}: {_num(a, unit)} -> {_num(b, unit)}{delta}")
+        out.append(f"{figure.label}: {_num(a, figure.unit)} -> {_num(b, figure.unit)}{delta}")
     return out
 
 
@@ -177,18 +201,18 @@ def markdown(summary: dict, before: dict | None, line: dict, picture: bool = Fal
     return "\n".join(lines) + "\n"
 
 
-# the SLO objective each charted figure is held to: key -> (endpoint, objective)
+# the SLO objective each charted figure is held to
 LIMITS = {
-    "health_p99_ms": (HEALTH_ENDPOINT, "p99_ms"),
-    "write_p95_ms": ("POST /runs", "p95_ms"),
-    "read_p95_ms": ("GET /runs/{id}", "p95_ms"),
-    "error_rate": (TOTAL, "error_rate"),
+    "health_p99_ms": Objective(HEALTH_ENDPOINT, "p99_ms"),
+    "write_p95_ms": Objective("POST /runs", "p95_ms"),
+    "read_p95_ms": Objective("GET /runs/{id}", "p95_ms"),
+    "error_rate": Objective(TOTAL, "error_rate"),
 }
 
 
 def limits_of(summary: dict) -> dict[str, float]:
     """The SLO limits the run was judged by, for the charted figures."""
-    by = {(v.get("endpoint"), v.get("objective")): v.get("limit") for v in summary.get("verdicts", [])}
+    by = {Objective(v.get("endpoint"), v.get("objective")): v.get("limit") for v in summary.get("verdicts", [])}
     return {key: by[want] for key, want in LIMITS.items() if by.get(want) is not None}
 
 
@@ -203,13 +227,16 @@ def trend_svg(profile: str, runs: list[dict]) -> str:
     """One panel per key figure over the runs' start dates, the newest run's SLO limit as a line,
     runs that failed their gate crossed."""
     panels = []
-    for key, label, unit, _ in KEY_FIGURES:
+    for figure in KEY_FIGURES:
+        key = figure.key
         points = [(w, r[key]) for r in runs if r.get(key) is not None and (w := _when(r)) is not None]
         failed = [
             (w, r[key]) for r in runs if r.get(key) is not None and not r.get("passed") and (w := _when(r)) is not None
         ]
         limit = next((r["limits"][key] for r in reversed(runs) if key in (r.get("limits") or {})), None)
-        panels.append(Panel(label, {profile: points}, limit=limit, unit=unit, limit_label="SLO", failed=failed))
+        panels.append(
+            Panel(figure.label, {profile: points}, limit=limit, unit=figure.unit, limit_label="SLO", failed=failed)
+        )
     return charts(panels, title=f"{profile}: the last {len(runs)} runs", xlabel="run started (UTC)")
 
 
@@ -283,7 +310,7 @@ def index_html(history: list[dict]) -> str:
     return "".join(parts)
 
 
-def publish(root: Path, summary: dict, report_dir: Path) -> tuple[dict, dict | None]:
+def publish(root: Path, summary: dict, report_dir: Path) -> Published:
     """Write the run's summary.md, append it to the history, rewrite the index.
     Returns the run's history line and the previous run of its profile."""
     line = history_line(summary, report_dir.name)
@@ -299,4 +326,4 @@ def publish(root: Path, summary: dict, report_dir: Path) -> tuple[dict, dict | N
         tmp = root / (INDEX + ".tmp")
         tmp.write_text(index_html(history))
         tmp.replace(root / INDEX)
-    return line, before
+    return Published(line, before)
