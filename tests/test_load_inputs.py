@@ -15,8 +15,9 @@ from harness import slo
 from harness.errors import ConfigurationError
 from harness.load import profile as profiles
 from harness.load import report as loadreport
+from harness.load.config import LoadTest
 from harness.load.matcher import matches, parse_matcher, reason
-from harness.load.runner import LoadTest, RequestLog
+from harness.load.results import RequestLog
 
 pytestmark = pytest.mark.harness
 

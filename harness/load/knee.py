@@ -5,9 +5,9 @@ A ramp (the ``breakpoint`` profile) holds each client count for one stage. Per s
 percentiles over Locust's current 10 s window): requests/s, the error rate and p99 of the
 endpoint judged (``POST /runs``, the write path through both dependencies). The knee is the first
 stage that breaks the endpoint's SLO (p99 or error rate of ``scenarios/slo.yaml``); the capacity is
-the stage before it. The api's ``/metrics`` sampled during the run (``api_metrics.jsonl``: one line
-per second with ``api_in_flight`` and ``api_shed_total`` per dependency) say which dependency's
-bulkhead filled or shed first.
+the stage before it. The api's ``/metrics`` sampled during the run (``api_metrics.jsonl``, written
+by ``live.MetricsRecorder``: one line per second with ``api_in_flight`` and ``api_shed_total`` per
+dependency) say which dependency's bulkhead filled or shed first.
 
     k = knee(profile, report_dir / "stats_stats_history.csv", limits, report_dir / "api_metrics.jsonl")
     k["capacity"] -> {"clients": 24, "rps": 41.5, ...}; k["knee"] -> {...,"broke": "p99 3400 ms > 3000"}
@@ -156,48 +156,6 @@ def describe(k: dict) -> str:
     if sat:
         text += f"; saturated first: {sat['dependency']} at {sat['t']:g} s ({sat['evidence']})"
     return text
-
-
-class MetricsRecorder:
-    """Samples the api's ``/metrics`` once a second into ``api_metrics.jsonl`` while a load test
-    runs: ``api_in_flight`` and ``api_shed_total`` per dependency. Bounded by ``max_seconds``;
-    stops when its ``with`` block ends. A target without those metrics leaves lines without them."""
-
-    def __init__(self, base_url: str, path: Path, interval: float = 1.0, max_seconds: float = 3600.0) -> None:
-        import threading
-
-        self.base_url, self.path, self.interval, self.max_seconds = base_url, path, interval, max_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="api metrics", daemon=True)
-
-    def __enter__(self) -> MetricsRecorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        import time
-
-        import httpx
-
-        from harness.load import prometheus
-
-        started = time.monotonic()
-        with httpx.Client(timeout=5) as client, self.path.open("a") as out:
-            while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
-                line: dict = {"t": round(time.monotonic() - started, 1), "in_flight": {}, "shed": {}}
-                try:
-                    found = prometheus.samples(client.get(f"{self.base_url}/metrics").text)
-                    line["in_flight"] = prometheus.by_label(found, "api_in_flight", "dependency")
-                    line["shed"] = prometheus.by_label(found, "api_shed_total", "dependency")
-                except (httpx.HTTPError, ValueError) as exc:
-                    line["error"] = type(exc).__name__
-                out.write(json.dumps(line) + "\n")
-                out.flush()
-                self._stop.wait(self.interval)
 
 
 def recovery(

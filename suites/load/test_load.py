@@ -21,7 +21,8 @@ from harness.faults.kinds import fault
 from harness.faults.sampler import Sampler
 from harness.faults.writer import Writer, exactly_once
 from harness.load import profile as profiles
-from harness.load.runner import RequestLog
+from harness.load.live import dependency_checks
+from harness.load.results import RequestLog
 from harness.pictures import Window
 from harness.ports import free_port, release
 from harness.session import ENV_VAR
@@ -106,7 +107,7 @@ def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile
     windows = math.ceil(s["health_cache"]["seconds"] / ttl) + 1
     assert health["requests"] >= 4 * windows, (health, windows)
     assert health["failures"] == 0, s["failures"]
-    timeout_ms = lb_check[0] * 1000
+    timeout_ms = lb_check.timeout * 1000
     assert health["p99_ms"] < timeout_ms, f"/health p99 {health['p99_ms']} ms >= ALB timeout {timeout_ms} ms"
     health_verdicts = [v for v in s["verdicts"] if v["endpoint"] == HEALTH_ENDPOINT]
     assert health_verdicts and all(v["ok"] for v in health_verdicts), health_verdicts
@@ -277,7 +278,7 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
             "--target-url",
             api_url,
             "--lb-timeout",
-            str(lb_check[0]),
+            str(lb_check.timeout),
             "--reports-dir",
             str(tmp_path / "reports"),
         ],
@@ -292,8 +293,6 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
 
 
 def _checks(api: str) -> float:
-    from harness.load.runner import dependency_checks
-
     value = dependency_checks(api)
     assert value is not None, "the api's /metrics has no api_health_checks_total for postgres"
     return value
