@@ -2,6 +2,7 @@
 Prometheus text and of Locust's CSV, the records the runner hands on, and the summary it completes."""
 
 import ast
+import io
 import json
 import shutil
 import subprocess
@@ -12,12 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from harness.errors import HarnessError
-from harness.load import locust_csv, prometheus
+from harness.load import locust_csv, locust_process, prometheus
 from harness.load.config import Address, LoadBalancerCheck, LoadTest
 from harness.load.live import bulkheads, live_figures, postgres_checks
 from harness.load.locust_process import locust_argv
 from harness.load.results import RunFacts, read_summary, summarise
-from harness.load.runner import load_balancer
+from harness.load.runner import execute, load_balancer, main
 from harness.paths import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
@@ -212,3 +213,52 @@ def test_no_summary_is_a_failed_load_test_with_locusts_log(tmp_path):
     (tmp_path / "locust-master.log").write_text("Traceback ...\nImportError: no module named x\n")
     with pytest.raises(HarnessError, match="no module named x"):
         read_summary(tmp_path, 2)
+
+
+# stands in for Locust at the process boundary: a worker exits, the master (or the only process)
+# writes the gate's summary from its command line, as loadtests/gate.py does, and exits with 0
+STAND_IN = """
+import json, sys, time
+a = sys.argv
+if "--worker" in a:
+    sys.exit(0)
+if "--profile-name" not in a:
+    print("no options: a Locust that crashed")
+    sys.exit(1)
+value = lambda flag: a[a.index(flag) + 1]
+summary = {
+    "profile": value("--profile-name"), "target": value("--host"), "started": time.time(), "duration_s": 0.1,
+    "stop_reason": "the stand-in ended", "endpoints": {}, "failures": [], "exceptions": [],
+    "load_balancer": {"timeout_s": float(value("--lb-timeout")), "matcher": value("--lb-matcher"),
+                      "source": value("--lb-source")},
+    "slo": {"file": "slo.yaml"}, "verdicts": [], "passed": True, "argv": a[1:],
+}
+open(value("--summary-file"), "w").write(json.dumps(summary))
+"""
+
+
+def test_a_load_test_end_to_end_with_a_stand_in_for_locust(tmp_path, monkeypatch):
+    monkeypatch.setattr(locust_process, "_locust", lambda profile: [sys.executable, "-c", STAND_IN])
+    out = io.StringIO()
+    test = LoadTest("smoke", target_url="http://127.0.0.1:9", workers=1, lb_timeout=5.0, reports_dir=tmp_path, out=out)
+    outcome = execute(test)
+    s = outcome.summary
+    assert outcome.exit_code == 0 and s["passed"] and s["runtime"] == "target" and s["worker_count"] == 1, s
+    assert s["load_balancer"] == {"timeout_s": 5.0, "matcher": "200", "source": "the command line"}
+    argv = " ".join(s["argv"])
+    assert "--master " in argv and "--expect-workers 1 " in argv and "--summary-file" in argv, argv
+    assert "health_cache" not in s  # nothing answers /metrics at the target
+    assert outcome.report_dir.parent == tmp_path / "load" and outcome.report_dir.name.startswith("smoke-")
+    assert {"locust-master.log", "locust-worker-1.log", "summary.json", "summary.md"} <= {
+        p.name for p in outcome.report_dir.iterdir()
+    }
+    assert outcome.history_line["report_dir"] == outcome.report_dir.name and outcome.previous is None
+    assert "load balancer check timeout 5 s, matcher 200 (from the command line)" in out.getvalue()
+
+
+def test_a_locust_that_writes_no_summary_fails_the_load_test_with_its_log(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(locust_process, "locust_argv", lambda *args: [sys.executable, "-c", STAND_IN])
+    test = LoadTest("smoke", target_url="http://127.0.0.1:9", lb_timeout=5.0, reports_dir=tmp_path, out=io.StringIO())
+    assert main(test) == 2
+    error = capsys.readouterr().err
+    assert "exit code 1, no summary" in error and "no options: a Locust that crashed" in error, error
