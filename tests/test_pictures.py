@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from harness.faults.sampler import Sample, picture
-from harness.gantt import rehearsal_marks, rehearsal_rows, rehearsal_svg, simulation_rows, simulation_svg
+from harness.gantt import extent, rollout_marks, rollout_rows, rollout_svg
+from harness.lifecycle import Lifecycle, Milestone, Rollout, Shift, Step
 from harness.pictures import OUTCOMES, PHASES, Mark, Panel, Window, charts, health_timeline, runs, thin
-from harness.rehearsal.rehearsal import Timeline
-from harness.simulation.simulator import SimConfig, simulate
+from harness.simulation.simulator import SimConfig, simulate, simulation_svg
 from harness.stack.stack import record_timings
 
 pytestmark = pytest.mark.harness
@@ -107,7 +107,7 @@ def test_the_simulated_deployment_draws_one_row_per_task_with_its_phases():
     (5 s), so the next runs at 25 s and passes (container healthy). ALB checks every 10 s: 10 and 20
     fail, 30 passes (target healthy, in service). Both old tasks drain for 30 s; done at 60 s."""
     result = simulate(STAGING_API, boot=25.0)
-    rows, marks = simulation_rows(result)
+    rows = rollout_rows(result.rollout, result.time)
     assert [r.label for r in rows] == ["old 1", "old 2", "new 1", "new 2"]
     assert result.outcome == "completed" and result.time == 60.0
     assert spans(rows[0]) == [("in service", 0.0, 30.0), ("draining", 30.0, 60.0)]
@@ -117,8 +117,8 @@ def test_the_simulated_deployment_draws_one_row_per_task_with_its_phases():
         ("in service", 30.0, 60.0),
     ]
     assert [m.at for m in rows[2].marks] == [120.0]  # the grace period's end: after the deployment
-    assert [m.gid for m in marks] == ["completed"]
     found = ids(simulation_svg(result, "api (staging)"))
+    assert "circuit-breaker" not in found
     assert {"completed", "grace-period-end-2", "grace-period-end-3"} <= found
     assert PHASES["draining"].lower() in fills(simulation_svg(result, "x"))
 
@@ -128,60 +128,47 @@ def test_a_broken_dependency_draws_replaced_tasks_the_grace_period_and_the_circu
 
     result = simulate(replace(STAGING_API, dependencies_ok=False), boot=25.0)
     assert result.outcome == "rolled_back"
-    rows, marks = simulation_rows(result)
+    rows = rollout_rows(result.rollout, result.time)
     new1 = next(r for r in rows if r.label == "new 1")
     # never healthy: the target is unhealthy after three failed ALB checks (10, 20, 30 s), which ECS
     # ignores until the grace period is over (120 s); then it replaces the task
     assert spans(new1)[:2] == [("start period", 0.0, 30.0), ("unhealthy", 30.0, 120.0)]
     assert spans(new1)[2][0] == "replaced"
     assert all(spans(r) == [("in service", 0.0, result.time)] for r in rows if r.label.startswith("old"))
-    assert [m.gid for m in marks] == ["circuit-breaker"] and not marks[0].ok
+    assert not new1.marks[0].ok  # its grace period ended without it in service
     svg = simulation_svg(result, "api (staging, broken dependency)")
-    assert {"circuit-breaker", "grace-period-end-2"} <= ids(svg)
+    assert {"circuit-breaker", "grace-period-end-2"} <= ids(svg) and "completed" not in ids(svg)
     assert PHASES["replaced"].lower() in fills(svg)
 
 
+def life(name: str, grace: float, started: float = 0.0, failure: str = "", group: str = "", **at: float) -> Lifecycle:
+    """A lifecycle on the rollout's axis; ``at``: step name (lower case) -> seconds."""
+    steps = {Step.STARTED: started} | {Step[k.upper()]: v for k, v in at.items()}
+    return Lifecycle(name, grace, started, steps, failure=failure, group=group)
+
+
 def test_the_rehearsal_draws_its_tasks_on_one_axis():
-    """Events as the rehearsal records them (seconds after each task's own start)."""
-    api = Timeline(
-        "api",
-        60.0,
-        {
-            "task started": 0.0,
-            "api started": 1.2,
-            "container HEALTHY": 6.1,
-            "target healthy": 8.0,
-            "in service": 8.0,
-            "draining": 40.0,
-            "SIGTERM": 70.1,
-            "stopped (exit 0)": 71.0,
-        },
-        offset=0.0,
-    )
-    new = Timeline(
-        "api (new revision)",
-        60.0,
-        {"task started": 0.0, "container HEALTHY": 5.0, "target healthy": 7.5, "in service": 7.5},
-        offset=30.0,
-    )
-    broken = Timeline(
-        "mlflow",
-        40.0,
-        {"task started": 0.0, "mlflow started": 1.0, "grace period over": 40.2},
-        failure="never healthy",
-        offset=0.5,
-    )
-    rows, end = rehearsal_rows({"api": api, "api (new revision)": new, "mlflow": broken})
-    assert end == 92.0  # the axis shows the last grace period's end (30 + 60 s)
+    """Steps as the rehearsal records them (seconds on the rollout's axis)."""
+    api = life(
+        "api", 60.0, running=1.2, container_healthy=6.1, target_healthy=8.0, in_service=8.0, draining=40.0,
+        stopping=70.1, stopped=71.0,
+    )  # fmt: skip
+    new = life("api (new revision)", 60.0, 30.0, container_healthy=35.0, target_healthy=37.5, in_service=37.5)
+    broken = life("mlflow", 40.0, 0.5, failure="never healthy", running=1.5, replaced=40.7)
+    rollout = Rollout({t.name: t for t in (api, new, broken)})
+    last, end = extent(rollout)
+    assert (last, end) == (72.0, 92.0)  # the axis shows the last grace period's end (30 + 60 s)
+    rows = rollout_rows(rollout, last, end)
     assert spans(rows[0]) == [
-        ("start period", 0.0, 6.1),
+        ("provisioning", 0.0, 1.2),  # dbinit ran and exited 0 before the api's container started
+        ("start period", 1.2, 6.1),
         ("container healthy", 6.1, 8.0),
         ("in service", 8.0, 40.0),
         ("draining", 40.0, 71.0),
         ("stopped", 71.0, 72.0),
     ]
     assert spans(rows[1])[-1] == ("in service", 37.5, 72.0)
-    assert spans(rows[2]) == [("start period", 0.5, 40.7), ("replaced", 40.7, 92.0)]
+    assert spans(rows[2]) == [("provisioning", 0.5, 1.5), ("start period", 1.5, 40.7), ("replaced", 40.7, 92.0)]
     assert [m.at for m in rows[2].marks] == [40.5] and not rows[2].marks[0].ok
 
 
@@ -215,36 +202,24 @@ def test_startup_times_draw_as_a_trend_with_the_readiness_budgets(tmp_path):
 
 
 def test_a_blue_green_rehearsal_shows_blue_kept_without_traffic_and_each_shift_of_the_listener():
-    blue = Timeline(
-        "api",
-        60.0,
-        {
-            "task started": 0.0,
-            "container HEALTHY": 6.0,
-            "target healthy": 8.0,
-            "in service": 8.0,
-            "green in service": 40.0,
-            "traffic 10 % green": 40.0,
-            "traffic 100 % green": 46.0,
-            "termination wait over": 52.0,
-            "draining": 52.0,
-            "SIGTERM": 82.0,
-            "stopped (exit 0)": 83.0,
-        },
+    blue = life(
+        "api", 60.0, group="blue", container_healthy=6.0, target_healthy=8.0, in_service=8.0, draining=52.0,
+        stopping=82.0, stopped=83.0,
+    )  # fmt: skip
+    green = life("api (green)", 60.0, 32.0, group="green", container_healthy=37.0, in_service=40.0)
+    rollout = Rollout(
+        {"api": blue, "api (green)": green},
+        [Shift(40.0, 10), Shift(46.0, 100)],
+        {Milestone.GREEN_IN_SERVICE: 40.0, Milestone.TERMINATION_WAIT_OVER: 52.0},
     )
-    green = Timeline(
-        "api (green)", 60.0, {"task started": 0.0, "container HEALTHY": 5.0, "in service": 8.0}, offset=32.0
-    )
-    rows, _ = rehearsal_rows({"api": blue, "api (green)": green})
+    rows = rollout_rows(rollout, *extent(rollout))
     assert spans(rows[0])[2:] == [
         ("in service", 8.0, 46.0),
         ("kept, no traffic", 46.0, 52.0),
         ("draining", 52.0, 83.0),
         ("stopped", 83.0, 84.0),
     ]
-    assert [(m.gid, m.at) for m in rehearsal_marks({"api": blue, "api (green)": green})] == [
-        ("traffic-10", 40.0),
-        ("traffic-100", 46.0),
-    ]
-    svg = rehearsal_svg({"api": blue, "api (green)": green}, "blue/green")
+    assert not any(s.phase == "kept, no traffic" for s in rows[1].spans)  # green is not blue
+    assert [(m.gid, m.at) for m in rollout_marks(rollout)] == [("traffic-10", 40.0), ("traffic-100", 46.0)]
+    svg = rollout_svg(rollout, "blue/green")
     assert {"traffic-10", "traffic-100"} <= ids(svg)

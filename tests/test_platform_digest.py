@@ -3,7 +3,7 @@ Terraform, by content (an edited copy of the Terraform at the same path is a dif
 
 import pytest
 
-from harness.rehearsal.rehearsal import _digest
+from harness.rehearsal.platform import digest_of
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
@@ -15,13 +15,13 @@ def test_the_digest_changes_with_the_tfvars_or_any_terraform_file_and_ignores_th
     (src / "modules" / "m" / "main.tf").write_text("# grace 120\n")
     var_file = tmp_path / "staging.tfvars"
     var_file.write_text('environment = "staging"\n')
-    first = _digest(var_file, src)
-    assert _digest(var_file, src) == first
+    first = digest_of(var_file, src)
+    assert digest_of(var_file, src) == first
     (src / ".terraform").mkdir()
     (src / ".terraform" / "cache.tf").write_text("# the provider cache\n")
-    assert _digest(var_file, src) == first
+    assert digest_of(var_file, src) == first
     (src / "modules" / "m" / "main.tf").write_text("# grace 60\n")
-    edited = _digest(var_file, src)
+    edited = digest_of(var_file, src)
     assert edited != first
     var_file.write_text('environment = "staging"\ndeployment_strategy = "blue_green"\n')
-    assert _digest(var_file, src) not in (first, edited)
+    assert digest_of(var_file, src) not in (first, edited)

@@ -19,7 +19,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.plan.codedeploy import TRAFFIC
+from harness.gantt import rollout_svg
+from harness.lifecycle import Lifecycle, Rollout, Step
+from harness.pictures import Mark
 from harness.plan.timing import CIRCUIT_BREAKER_MIN, ServiceTiming, breaker_threshold
 
 
@@ -79,10 +81,12 @@ class SimConfig:
 
 @dataclass
 class Task:
+    """A new task: the state of its checks, and its lifecycle (what the picture draws)."""
+
     id: int
-    started: float
-    ready_at: float
+    ready_at: float  # the app answers from here on
     running_at: float
+    life: Lifecycle
     container: str = "UNKNOWN"  # UNKNOWN -> HEALTHY | UNHEALTHY
     alb: str = "initial"  # initial -> healthy | unhealthy
     c_fail: int = 0
@@ -90,45 +94,40 @@ class Task:
     a_pass: int = 0
     a_fail: int = 0
     alive: bool = True
-    healthy_at: float | None = None
-    container_healthy_at: float | None = None
-    target_healthy_at: float | None = None
-    unhealthy_at: float | None = None  # first container UNHEALTHY or target unhealthy verdict
-    stopped_at: float | None = None
 
+    @property
+    def started(self) -> float:
+        return self.life.started
 
-@dataclass
-class OldTask:
-    """A task of the running version: in service until it drains, then stopped."""
-
-    id: int
-    draining_at: float | None = None
-    stopped_at: float | None = None
+    @property
+    def healthy_at(self) -> float | None:
+        return self.life.at(Step.IN_SERVICE)
 
 
 @dataclass
 class Result:
     outcome: str  # completed | rolled_back | failed | stuck
     time: float  # virtual seconds to steady state (or to the verdict)
-    timeline: list[tuple[float, str]] = field(default_factory=list)
+    trace: list[tuple[float, str]] = field(default_factory=list)  # what happened, for a person
     replaced: int = 0
     threshold: int = 0
     tasks: list[Task] = field(default_factory=list)
-    old: list[OldTask] = field(default_factory=list)
+    old: list[Lifecycle] = field(default_factory=list)  # the running version's tasks (blue/green: blue)
     grace: float = 0.0
-    shifts: list[tuple[float, int]] = field(default_factory=list)  # blue/green: (time, percent on green)
-    test_traffic_at: float | None = None  # blue/green: when the test listener began routing to green
+    rollout: Rollout = field(default_factory=Rollout)  # every task's lifecycle, the listener's moves
 
     def describe(self, limit: int = 30) -> str:
-        lines = [f"{t:8.1f}s  {what}" for t, what in self.timeline[:limit]]
-        if len(self.timeline) > limit:
-            lines.append(f"          ... {len(self.timeline) - limit} more events")
+        lines = [f"{t:8.1f}s  {what}" for t, what in self.trace[:limit]]
+        if len(self.trace) > limit:
+            lines.append(f"          ... {len(self.trace) - limit} more events")
         breaker = f", circuit breaker threshold {self.threshold}" if self.threshold else ""
         lines.append(f"outcome: {self.outcome} after {self.time:.1f}s ({self.replaced} tasks replaced{breaker})")
         return "\n".join(lines)
 
 
 class Simulation:
+    group = ""  # the new tasks' group in a blue/green deployment ("green")
+
     def __init__(
         self,
         cfg: SimConfig,
@@ -145,11 +144,12 @@ class Simulation:
         self.ids = itertools.count(1)
         self.old_running = cfg.desired
         self.old_draining = 0
-        self.old = [OldTask(i) for i in range(1, cfg.desired + 1)]
+        self.old = [Lifecycle(f"old {i}", cfg.grace, steps={Step.IN_SERVICE: 0.0}) for i in range(1, cfg.desired + 1)]
         self.failures = 0
         self.replaced = 0
-        self.timeline: list[tuple[float, str]] = []
+        self.trace: list[tuple[float, str]] = []
         self.result: Result | None = None
+        self.rollout = Rollout()
         self.threshold = breaker_threshold(cfg.desired, cfg.breaker_minimum)
 
     # -- plumbing ------------------------------------------------------------------
@@ -159,7 +159,7 @@ class Simulation:
         heapq.heappush(self.events, (t, 1 if kind == "grace_over" else 0, next(self.seq), kind, task))
 
     def log(self, what: str) -> None:
-        self.timeline.append((round(self.now, 3), what))
+        self.trace.append((round(self.now, 3), what))
 
     def run(self) -> Result:
         self.log(f"deployment starts: {self.cfg.desired} old tasks in service")
@@ -171,9 +171,11 @@ class Simulation:
             self.now = t
             getattr(self, f"on_{kind}")(tid)
         if self.result is None:
-            self.result = Result("stuck", self.cfg.horizon, self.timeline, self.replaced, self.threshold)
+            self.result = Result("stuck", self.cfg.horizon, self.trace, self.replaced, self.threshold)
         self.result.tasks, self.result.old = list(self.tasks.values()), self.old
         self.result.grace = self.cfg.grace
+        self.rollout.tasks = {life.name: life for life in self.old} | {t.life.name: t.life for t in self.tasks.values()}
+        self.result.rollout = self.rollout
         return self.result
 
     # -- rolling limits ----------------------------------------------------------------
@@ -206,7 +208,10 @@ class Simulation:
     def launch(self) -> None:
         tid = next(self.ids)
         running_at = self.now + self.cfg.provisioning
-        task = Task(tid, self.now, running_at + self.boot(self.rng), running_at)
+        life = Lifecycle(f"new {tid}", self.cfg.grace, self.now, group=self.group)
+        life.mark(Step.STARTED, self.now)
+        life.mark(Step.RUNNING, running_at)
+        task = Task(tid, running_at + self.boot(self.rng), running_at, life)
         self.tasks[tid] = task
         self.log(f"task {tid} launched (app answers at {task.ready_at - self.now:.1f}s)")
         self.at(running_at + self.cfg.container_interval, "container_check", tid)
@@ -216,14 +221,14 @@ class Simulation:
     def stop_old(self) -> None:
         self.old_running -= 1
         self.old_draining += 1
-        old = next(o for o in self.old if o.draining_at is None)
-        old.draining_at = self.now
+        old = next(o for o in self.old if Step.DRAINING not in o.steps)
+        old.mark(Step.DRAINING, self.now)
         self.log(f"old task draining ({self.cfg.deregistration_delay:.0f}s deregistration delay)")
-        self.at(self.now + self.cfg.deregistration_delay, "old_stopped", old.id)
+        self.at(self.now + self.cfg.deregistration_delay, "old_stopped", self.old.index(old))
 
     # -- events ------------------------------------------------------------------------
-    def on_old_stopped(self, oid: int) -> None:
-        self.old[oid - 1].stopped_at = self.now
+    def on_old_stopped(self, index: int) -> None:
+        self.old[index].mark(Step.STOPPED, self.now)
         self.old_draining -= 1
         self.log("old task stopped")
         self.check_done()
@@ -239,14 +244,14 @@ class Simulation:
             task.c_passed_once = True
             if task.container != "HEALTHY":
                 task.container = "HEALTHY"
-                task.container_healthy_at = task.container_healthy_at or self.now
+                task.life.mark(Step.CONTAINER_HEALTHY, self.now)
                 self.log(f"task {tid} container HEALTHY")
                 self.maybe_healthy(task)
         elif task.c_passed_once or self.now - task.running_at > self.cfg.container_start:
             task.c_fail += 1
             if task.c_fail >= self.cfg.container_retries and task.container != "UNHEALTHY":
                 task.container = "UNHEALTHY"
-                task.unhealthy_at = task.unhealthy_at or self.now
+                task.life.mark(Step.UNHEALTHY, self.now)
                 self.log(f"task {tid} container UNHEALTHY")
                 self.maybe_replace(task)
         # a failing check that times out takes T before the next interval starts
@@ -263,14 +268,14 @@ class Simulation:
             task.a_fail, task.a_pass = 0, task.a_pass + 1
             if task.alb != "healthy" and task.a_pass >= need:
                 task.alb = "healthy"
-                task.target_healthy_at = task.target_healthy_at or self.now
+                task.life.mark(Step.TARGET_HEALTHY, self.now)
                 self.log(f"task {tid} target healthy")
                 self.maybe_healthy(task)
         else:
             task.a_pass, task.a_fail = 0, task.a_fail + 1
             if task.a_fail >= self.cfg.unhealthy_threshold and task.alb != "unhealthy":
                 task.alb = "unhealthy"
-                task.unhealthy_at = task.unhealthy_at or self.now
+                task.life.mark(Step.UNHEALTHY, self.now)
                 self.log(f"task {tid} target unhealthy")
                 self.maybe_replace(task)
         self.at(self.now + self.cfg.alb_interval, "alb_check", tid)
@@ -282,7 +287,7 @@ class Simulation:
 
     def maybe_healthy(self, task: Task) -> None:
         if task.healthy_at is None and task.alb == "healthy" and task.container == "HEALTHY":
-            task.healthy_at = self.now
+            task.life.mark(Step.IN_SERVICE, self.now)
             self.failures = 0  # resetOnHealthyTask
             self.log(f"task {task.id} healthy in service")
             healthy_new = len([t for t in self.new_alive() if t.healthy_at is not None])
@@ -300,14 +305,14 @@ class Simulation:
         if not task.alive or not unhealthy or self.now < task.started + self.cfg.grace:
             return
         task.alive = False
-        task.stopped_at = self.now
+        task.life.mark(Step.REPLACED, self.now)
         self.replaced += 1
         self.failures += 1
         self.log(f"task {task.id} stopped as unhealthy (failure {self.failures} of {self.threshold})")
         if self.cfg.circuit_breaker and self.failures >= self.threshold:
             outcome = "rolled_back" if self.cfg.rollback else "failed"
             self.log(f"circuit breaker: deployment FAILED{', rolling back' if self.cfg.rollback else ''}")
-            self.result = Result(outcome, self.now, self.timeline, self.replaced, self.threshold)
+            self.result = Result(outcome, self.now, self.trace, self.replaced, self.threshold)
             return
         self.fill()
 
@@ -315,7 +320,7 @@ class Simulation:
         healthy_new = len([t for t in self.new_alive() if t.healthy_at is not None])
         if healthy_new >= self.cfg.desired and self.old_running == 0 and self.old_draining == 0:
             self.log("deployment COMPLETED")
-            self.result = Result("completed", self.now, self.timeline, self.replaced, self.threshold)
+            self.result = Result("completed", self.now, self.trace, self.replaced, self.threshold)
 
 
 def simulate(cfg: SimConfig, boot: float | Callable[[random.Random], float], seed: int = 0) -> Result:
@@ -329,166 +334,14 @@ def measured_boot(samples: list[float], factor: float) -> Callable[[random.Rando
     return lambda rng: rng.choice(samples) * factor
 
 
-class BlueGreenSimulation(Simulation):
-    """A CodeDeploy blue/green deployment of an ECS service: the replacement (green) task set is
-    started whole beside the original (blue), registered with the second target group, and
-    judged by the same container and ALB checks; a task that fails them after its grace period is
-    replaced within the task set (there is no circuit breaker). Once every green task is in
-    service, production traffic moves to green in the configuration's steps; after the last one
-    the blue task set is kept for ``termination_wait`` seconds (the rollback window), then drains
-    for the deregistration delay and stops. Blue keeps 100% of the traffic until the first shift,
-    so a green task set that never becomes healthy serves no request: the deployment never
-    completes and CodeDeploy fails it at its own timeout (``horizon`` here), rolling back.
-
-    ``alarm_after``: one of the deployment group's rollback alarms fires this many seconds after
-    traffic first reached green (a new version that passes its checks but fails under production
-    traffic). While blue still runs CodeDeploy stops the deployment and rolls back: all traffic to
-    blue, green stopped (outcome ``rolled_back``). Once the termination wait is over there is
-    nothing to roll back to: the deployment completes with the failing version serving, and the
-    timeline says so.
-
-    ``test_listener``: once green is in service, CodeDeploy first points the test listener at it
-    (test traffic; the AfterAllowTestTraffic hooks validate the new version there), and production
-    traffic moves ``validation`` seconds later (the hooks' run time; 0 without hooks). Without a
-    test listener, production traffic is the first traffic green gets."""
-
-    def __init__(
-        self,
-        cfg: SimConfig,
-        boot: Callable[[random.Random], float],
-        seed: int = 0,
-        traffic: str = "CodeDeployDefault.ECSAllAtOnce",
-        termination_wait: float = 300.0,
-        alarm_after: float | None = None,
-        test_listener: bool = True,
-        validation: float = 0.0,
-    ) -> None:
-        super().__init__(cfg, boot, seed)
-        self.alarm_after = alarm_after
-        if validation < 0:
-            raise ValueError(f"validation: expected seconds >= 0, got {validation!r}")
-        self.test_listener, self.validation = test_listener, validation
-        self.test_traffic_at: float | None = None
-        if traffic not in TRAFFIC:
-            raise ValueError(f"traffic: expected one of {', '.join(TRAFFIC)}, got {traffic!r}")
-        self.steps, self.traffic, self.termination_wait = TRAFFIC[traffic], traffic, termination_wait
-        self.green_percent = 0
-        self.shifting = False
-        self.shifts: list[tuple[float, int]] = []
-
-    def run(self) -> Result:
-        result = super().run()
-        if result.outcome == "stuck":
-            self.log(
-                "replacement task set never healthy: blue kept 100% of the traffic; CodeDeploy fails "
-                "the deployment at its timeout and rolls back"
-            )
-        if self.alarm_after is not None and result.outcome == "completed":  # the alarm came after blue went
-            result.timeline.append(
-                (
-                    round(self.shifts[0][0] + self.alarm_after, 3),
-                    "rollback alarm fires after blue was terminated: nothing to roll back to, the "
-                    "failing version keeps serving (the termination wait is shorter than the time to alarm)",
-                )
-            )
-        result.shifts = list(self.shifts)
-        result.test_traffic_at = self.test_traffic_at
-        return result
-
-    def fill(self) -> None:
-        """The replacement task set at full size from the start (no rolling limits)."""
-        while len(self.new_alive()) < self.cfg.desired:
-            self.launch()
-
-    def stop_old(self) -> None:  # blue stops only after the termination wait
-        return
-
-    def maybe_healthy(self, task: Task) -> None:
-        if task.healthy_at is not None or task.alb != "healthy" or task.container != "HEALTHY":
-            return
-        task.healthy_at = self.now
-        self.log(f"task {task.id} healthy (green target group; no production traffic yet)")
-        ready = len([t for t in self.new_alive() if t.healthy_at is not None]) >= self.cfg.desired
-        if ready and not self.shifting:
-            self.shifting = True
-            start = self.now
-            self.log("replacement task set ready")
-            if self.test_listener:
-                self.test_traffic_at = self.now
-                self.log(
-                    "test listener routes to green: test traffic only; the AfterAllowTestTraffic hooks "
-                    f"validate the new version ({self.validation:.0f}s) before production traffic moves"
-                )
-                start += self.validation
-            else:
-                self.log("no test listener: production traffic is the first traffic green gets")
-            self.log(f"production traffic shifts by {self.traffic}")
-            for i, (after, _) in enumerate(self.steps):
-                self.at(start + after, "shift", i)
-
-    def maybe_replace(self, task: Task) -> None:
-        unhealthy = task.alb == "unhealthy" or task.container == "UNHEALTHY"
-        if not task.alive or not unhealthy or self.now < task.started + self.cfg.grace:
-            return
-        task.alive = False
-        task.stopped_at = self.now
-        self.replaced += 1
-        self.log(f"task {task.id} stopped as unhealthy and replaced in the task set ({self.replaced} so far)")
-        self.fill()
-
-    def on_shift(self, step: int) -> None:
-        if not self.shifts and self.alarm_after is not None:
-            self.at(self.now + self.alarm_after, "alarm")
-        self.green_percent = self.steps[step][1]
-        self.shifts.append((self.now, self.green_percent))
-        self.log(f"production traffic: {self.green_percent}% green, {100 - self.green_percent}% blue")
-        if self.green_percent == 100:
-            self.log(f"blue task set kept {self.termination_wait:.0f}s for rollback (termination wait)")
-            self.at(self.now + self.termination_wait, "terminate_blue")
-
-    def on_alarm(self, _: int) -> None:
-        if self.old_running == 0:
-            return  # blue already terminated, too late: reported when the run ends
-        self.shifts.append((self.now, 0))
-        self.log("rollback alarm: CodeDeploy stops the deployment and rolls back: 100% of the traffic to blue")
-        for task in self.new_alive():
-            task.alive, task.stopped_at = False, self.now
-        self.log("replacement task set stopped")
-        self.result = Result("rolled_back", self.now, self.timeline, self.replaced, 0)
-
-    def on_terminate_blue(self, _: int) -> None:
-        self.log(f"blue task set terminated: its targets drain ({self.cfg.deregistration_delay:.0f}s)")
-        for old in self.old:
-            self.old_running -= 1
-            self.old_draining += 1
-            old.draining_at = self.now
-            self.at(self.now + self.cfg.deregistration_delay, "old_stopped", old.id)
-
-    def on_old_stopped(self, oid: int) -> None:
-        self.old[oid - 1].stopped_at = self.now
-        self.old_draining -= 1
-        if self.old_draining == 0 and self.old_running == 0:
-            self.log("blue task set stopped")
-            self.check_done()
-
-    def check_done(self) -> None:
-        if self.green_percent == 100 and self.old_running == 0 and self.old_draining == 0:
-            self.log("deployment COMPLETED")
-            self.result = Result("completed", self.now, self.timeline, self.replaced, 0)
-
-
-def simulate_blue_green(
-    cfg: SimConfig,
-    boot: float | Callable[[random.Random], float],
-    traffic: str = "CodeDeployDefault.ECSAllAtOnce",
-    termination_wait: float = 300.0,
-    seed: int = 0,
-    alarm_after: float | None = None,
-    test_listener: bool = True,
-    validation: float = 0.0,
-) -> Result:
-    """Simulate one CodeDeploy blue/green deployment (see ``BlueGreenSimulation``)."""
-    sampler = boot if callable(boot) else (lambda rng, b=boot: b)
-    return BlueGreenSimulation(
-        cfg, sampler, seed, traffic, termination_wait, alarm_after, test_listener, validation
-    ).run()
+def simulation_svg(result: Result, title: str) -> str:
+    """The simulated deployment as a Gantt picture, its verdict as a line at its end."""
+    end = result.time
+    if result.outcome in ("rolled_back", "failed"):
+        said = "circuit breaker: rolled back" if result.outcome == "rolled_back" else "circuit breaker: failed"
+        verdict = Mark("circuit-breaker", end, f"{said} ({result.replaced} replaced)", ok=False)
+    elif result.outcome == "completed":
+        verdict = Mark("completed", end, f"completed at {end:.0f} s")
+    else:
+        verdict = Mark("stuck", end, "stuck (no verdict)", ok=False)
+    return rollout_svg(result.rollout, title, [verdict], end=end)

@@ -20,8 +20,9 @@ import pytest
 from fixtures.docker import leftovers
 from fixtures.terraform import moto_platform
 from harness.errors import ConfigurationError
-from harness.gantt import rehearsal_svg
-from harness.paths import TERRAFORM_DIR
+from harness.gantt import rollout_svg
+from harness.lifecycle import Milestone, Step
+from harness.paths import environment_file
 from harness.plan import observability
 from harness.rehearsal.driver import deploy
 from harness.rehearsal.rehearsal import Rehearsal
@@ -35,7 +36,7 @@ SCALE = 0.02  # the canary's 5 minutes and the 5-minute termination wait as 6 s 
 def var_file(tmp_path_factory):
     """staging.tfvars deployed blue/green."""
     path = tmp_path_factory.mktemp("tfvars") / "staging-blue-green.tfvars"
-    staging = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    staging = (environment_file("staging")).read_text()
     path.write_text(staging + '\ndeployment_strategy = "blue_green"\n')
     return path
 
@@ -141,29 +142,29 @@ def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_req
     docker_client, platform, blue_green, var_file, tmp_path, attach_picture
 ):
     rehearsal = staging(platform, var_file, tmp_path, traffic=CANARY, time_scale=SCALE)
-    timelines = rehearsal.run()
+    rollout = rehearsal.run()
     attach_picture(
-        rehearsal_svg(timelines, "staging plan, blue/green (canary, steps x0.02) rehearsed on Docker"),
+        rollout_svg(rollout, "staging plan, blue/green (canary, steps x0.02) rehearsed on Docker"),
         "deployment/rehearsal-staging-blue-green",
         "rehearsal",
     )
-    for t in timelines.values():
+    for t in rollout.tasks.values():
         assert t.ok, t.describe()
     s = rehearsal.replacement_summary
     assert s["strategy"] == "blue_green" and s["traffic"] == CANARY and s["failed"] == 0, s
-    blue, green = timelines["api"].events, timelines["api (green)"].events
+    blue, green, reached = rollout.tasks["api"], rollout.tasks["api (green)"], rollout.milestones
     (canary_at, ten), (full_at, hundred) = s["shifts"]
     assert (ten, hundred) == (10, 100)
     # traffic moves only once green is in service, the canary holds its (scaled) 5 minutes
-    assert blue["green in service"] <= canary_at and round(full_at - canary_at, 1) >= 300 * SCALE
+    assert reached[Milestone.GREEN_IN_SERVICE] <= canary_at and round(full_at - canary_at, 1) >= 300 * SCALE
     # validated through the test listener first (the plan has one), then production traffic moved
-    assert s["validation"] == "passed" and blue["validated on the test listener"] <= canary_at, s
-    assert green["in service"] + timelines["api (green)"].offset <= canary_at + timelines["api"].offset + 0.1
+    assert s["validation"] == "passed" and reached[Milestone.VALIDATED] <= canary_at, s
+    assert green.at(Step.IN_SERVICE) <= canary_at, rollout.describe()
     # both served; after the last shift nothing reaches blue; blue kept for the termination wait,
     # then drained for the deregistration delay and stopped gracefully
     assert all(n > 0 for n in s["by_target"].values()) and s["on_blue_after_the_last_shift"] == 0, s
-    assert round(blue["termination wait over"] - full_at, 1) >= 300 * SCALE
-    assert round(blue["SIGTERM"] - blue["draining"], 1) >= 30 and "stopped (exit 0)" in blue
+    assert round(reached[Milestone.TERMINATION_WAIT_OVER] - full_at, 1) >= 300 * SCALE
+    assert round(blue.at(Step.STOPPING) - blue.at(Step.DRAINING), 1) >= 30 and blue.exit_of("api").code == 0
     assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
 
@@ -173,14 +174,14 @@ def test_a_green_that_never_comes_into_service_moves_no_traffic_and_is_removed(
 ):
     # a revision with a typo in its configuration
     rehearsal = staging(platform, var_file, tmp_path, green_env={"API_DB_TIMEOUT": "soon"})
-    timelines = rehearsal.run()
-    green = timelines["api (green)"]
+    rollout = rehearsal.run()
+    green = rollout.tasks["api (green)"]
     assert not green.ok and "api exited 2" in green.failure and "API_DB_TIMEOUT" in green.failure, green.describe()
     s = rehearsal.replacement_summary
     assert s["rolled_back"] and s["shifts"] == [] and s["failed"] == 0, s
     assert s["by_target"]["api (green)"] == 0 and s["by_target"]["api"] > 0
-    blue = timelines["api"]
-    assert blue.ok and "SIGTERM" not in blue.events, blue.describe()  # blue keeps serving
+    blue = rollout.tasks["api"]
+    assert blue.ok and Step.STOPPING not in blue.steps, blue.describe()  # blue keeps serving
     assert leftovers(docker_client, rehearsal.session_id) == []
 
 
@@ -193,8 +194,8 @@ def test_a_green_that_passes_its_checks_but_cannot_work_fails_validation_on_the_
     test listener catches it before any production request reaches green."""
     wrong = {"API_REQUIRED": "postgres", "API_MLFLOW_URL": "http://mlflow-nowhere.invalid:5000/mlflow"}
     rehearsal = staging(platform, var_file, tmp_path, green_env=wrong)
-    timelines = rehearsal.run()
-    green, blue = timelines["api (green)"], timelines["api"]
+    rollout = rehearsal.run()
+    green, blue = rollout.tasks["api (green)"], rollout.tasks["api"]
     assert green.in_service is not None, green.describe()  # it did pass the load balancer's check
     assert not green.ok and "validation through the test listener failed: GET /health answered 200 'warn'" in (
         green.failure
@@ -202,6 +203,6 @@ def test_a_green_that_passes_its_checks_but_cannot_work_fails_validation_on_the_
     s = rehearsal.replacement_summary
     assert s["rolled_back"] and s["shifts"] == [] and s["failed"] == 0, s
     assert s["by_target"]["api (green)"] == 0 and s["by_target"]["api"] > 0, s
-    assert "rollback: green failed its validation, no traffic moved" in blue.events, blue.describe()
-    assert blue.ok and "SIGTERM" not in blue.events, blue.describe()
+    assert {Milestone.VALIDATION_FAILED, Milestone.ROLLED_BACK} <= set(rollout.milestones), rollout.describe()
+    assert blue.ok and Step.STOPPING not in blue.steps, blue.describe()
     assert leftovers(docker_client, rehearsal.session_id) == []

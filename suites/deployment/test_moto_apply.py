@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import TERRAFORM_DIR
+from harness.paths import environment_file
 from harness.plan import observability
 from harness.plan.dockerfile import service_healthcheck
 from harness.plan.observability import unknown_metrics
 from harness.rehearsal.driver import deploy
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
-VAR_FILE = str(TERRAFORM_DIR / "environments" / "staging.tfvars")
+VAR_FILE = str(environment_file("staging"))
 
 
 @pytest.fixture(scope="module")

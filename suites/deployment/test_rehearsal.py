@@ -8,8 +8,9 @@ import re
 import pytest
 
 from fixtures.docker import leftovers
-from harness.gantt import rehearsal_svg
-from harness.paths import TERRAFORM_DIR
+from harness.gantt import rollout_svg
+from harness.lifecycle import Step
+from harness.paths import environment_file
 from harness.rehearsal.rehearsal import Rehearsal
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow]
@@ -28,20 +29,22 @@ def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_not
     docker_client, applied_platform, tmp_path, attach_picture
 ):
     rehearsal = Rehearsal("staging", ("mlflow", "api"), tmp_path, platform=applied_platform)
-    timelines = rehearsal.run()
+    rollout = rehearsal.run()
     attach_picture(
-        rehearsal_svg(timelines, "staging plan rehearsed on Docker"), "deployment/rehearsal-staging", "rehearsal"
+        rollout_svg(rollout, "staging plan rehearsed on Docker"), "deployment/rehearsal-staging", "rehearsal"
     )
-    for key, t in timelines.items():
-        service = key.split()[0]
+    for t in rollout.tasks.values():
         assert t.ok, t.describe()
-        assert t.events["dbinit exited 0"] < t.events[f"{service} started"] < t.events["container HEALTHY"]
-        assert t.events["in service"] == max(t.events["container HEALTHY"], t.events["target healthy"])
+        dbinit = t.exit_of("dbinit")
+        assert dbinit is not None and dbinit.code == 0, t.describe()
+        assert dbinit.at <= t.at(Step.RUNNING) < t.at(Step.CONTAINER_HEALTHY), t.describe()
+        assert t.at(Step.IN_SERVICE) == max(t.at(Step.CONTAINER_HEALTHY), t.at(Step.TARGET_HEALTHY))
     # the old api task drained for the deregistration delay, then stopped gracefully on SIGTERM
-    old = timelines["api"].events
-    # event times are rounded to 0.1 s: compare their differences rounded alike (92.6 - 62.6 is
+    old = rollout.tasks["api"]
+    # times are rounded to 0.1 s: compare their differences rounded alike (92.6 - 62.6 is
     # 29.999999999999993 in floating point, and failed CI once)
-    assert round(old["SIGTERM"] - old["draining"], 1) >= 30 and round(old["stopped (exit 0)"] - old["SIGTERM"], 1) < 30
+    assert round(old.at(Step.STOPPING) - old.at(Step.DRAINING), 1) >= 30, old.describe()
+    assert round(old.at(Step.STOPPED) - old.at(Step.STOPPING), 1) < 30 and old.exit_of("api").code == 0
     summary = rehearsal.replacement_summary
     assert summary["failed"] == 0 and all(n > 0 for n in summary["by_target"].values()), summary
     measured = json.loads((tmp_path / "timings.json").read_text())["rehearsal"]
@@ -55,7 +58,7 @@ def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(
     rehearsal = Rehearsal(
         "staging", ("api",), tmp_path, source=edit_terraform(API_WITHOUT_DATABASE), platform=applied_platform
     )
-    api = rehearsal.run()["api"]
+    api = rehearsal.run().tasks["api"]
     assert not api.ok
     assert "api exited 2" in api.failure and "API_DATABASE_URL: required but not set" in api.failure, api.describe()
     assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
@@ -65,21 +68,21 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, appl
     """The incident: MLflow's checks on / instead of /mlflow/health. The task starts, MLflow serves,
     and still neither the container check nor the target group ever passes."""
     var_file = tmp_path / "staging.tfvars"
-    text = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    text = (environment_file("staging")).read_text()
     start = text.index("  mlflow = {")
     block = re.sub(r'health_path\s+= "/mlflow/health"', 'health_path = "/"', text[start:])
     var_file.write_text(text[:start] + block)
     rehearsal = Rehearsal(
         "staging", ("mlflow",), tmp_path, var_file=var_file, replacement=False, platform=applied_platform
     )
-    timelines = rehearsal.run()
+    rollout = rehearsal.run()
     attach_picture(
-        rehearsal_svg(timelines, "the incident rehearsed: MLflow checked on /"),
+        rollout_svg(rollout, "the incident rehearsed: MLflow checked on /"),
         "deployment/rehearsal-incident",
         "rehearsal: the incident",
     )
-    mlflow = timelines["mlflow"]
-    assert not mlflow.ok and "target healthy" not in mlflow.events, mlflow.describe()
+    mlflow = rollout.tasks["mlflow"]
+    assert not mlflow.ok and Step.TARGET_HEALTHY not in mlflow.steps, mlflow.describe()
     assert "HTTP 404" in mlflow.failure or "UNHEALTHY" in mlflow.failure, mlflow.failure
     assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
@@ -89,7 +92,7 @@ def test_a_start_period_below_the_boot_fails(docker_client, applied_platform, tm
     declares it UNHEALTHY before it answers (ECS would replace it). The boot is stretched by 45 s so
     the verdict does not depend on how fast this machine is; the shipped 90 s start period covers it."""
     var_file = tmp_path / "staging.tfvars"
-    text = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    text = (environment_file("staging")).read_text()
     start = text.index("  mlflow = {")
     var_file.write_text(text[:start] + re.sub(r"container_start\s+= \d+", "container_start = 0", text[start:], count=1))
     rehearsal = Rehearsal(
@@ -101,7 +104,7 @@ def test_a_start_period_below_the_boot_fails(docker_client, applied_platform, tm
         start_delay={"mlflow": 45},
         platform=applied_platform,
     )
-    mlflow = rehearsal.run()["mlflow"]
+    mlflow = rehearsal.run().tasks["mlflow"]
     assert not mlflow.ok and "container UNHEALTHY" in mlflow.failure, mlflow.describe()
     # declared unhealthy while MLflow was still held back: the check, not the app, decided
     declared = float(re.search(r"UNHEALTHY after ([0-9.]+)s", mlflow.failure).group(1))

@@ -4,9 +4,11 @@ import time
 
 import pytest
 
-from harness.gantt import simulation_svg
+from harness.errors import ConfigurationError
+from harness.lifecycle import Milestone, Step
 from harness.plan.timing import breaker_threshold
-from harness.simulation.simulator import SimConfig, measured_boot, simulate, simulate_blue_green
+from harness.simulation.blue_green import simulate_blue_green
+from harness.simulation.simulator import SimConfig, measured_boot, simulate, simulation_svg
 
 pytestmark = pytest.mark.deployment
 
@@ -26,12 +28,21 @@ FIXED = dict(
 )
 
 
+def replaced(r) -> list[float]:
+    """When each new task was replaced as unhealthy, in order."""
+    return sorted(t.life.at(Step.REPLACED) for t in r.tasks if Step.REPLACED in t.life.steps)
+
+
+def shifts(r) -> list[tuple[float, int]]:
+    return [(s.at, s.percent) for s in r.rollout.shifts]
+
+
 def test_one_task_optimistic():
     # app at 10 s; container check at 10 s passes; first ALB check at 15 s passes (one check
     # suffices); the old task drains 30 s: steady at 45 s
     r = simulate(SimConfig(**FIXED), boot=10)
     assert (r.outcome, r.time, r.replaced) == ("completed", 45.0, 0)
-    assert (15.0, "task 1 healthy in service") in r.timeline
+    assert r.tasks[0].life.at(Step.IN_SERVICE) == 15.0 and r.tasks[0].life.in_service == 15.0
 
 
 def test_one_task_conservative():
@@ -45,7 +56,7 @@ def test_the_incident_rolls_back():
     incident = {**FIXED, "grace": 60, "container_start": 0}
     r = simulate(SimConfig(**incident, alb_path_ok=False, container_path_ok=False), boot=10)
     assert (r.outcome, r.time, r.replaced, r.threshold) == ("rolled_back", 180.0, 3, 3)
-    assert [t for t, what in r.timeline if "stopped as unhealthy" in what] == [60.0, 120.0, 180.0]
+    assert replaced(r) == [60.0, 120.0, 180.0]
 
 
 def test_a_new_task_with_a_broken_dependency_configuration_never_enters_service_and_rolls_back():
@@ -56,7 +67,7 @@ def test_a_new_task_with_a_broken_dependency_configuration_never_enters_service_
     # kept serving throughout
     r = simulate(SimConfig(**FIXED, dependencies_ok=False), boot=10)
     assert (r.outcome, r.replaced, r.threshold) == ("rolled_back", 3, 3)
-    assert [t for t, what in r.timeline if "stopped as unhealthy" in what] == [120.0, 240.0, 360.0]
+    assert replaced(r) == [120.0, 240.0, 360.0]
     assert r.time == 360.0
     assert simulate(SimConfig(**FIXED, dependencies_ok=True), boot=10).outcome == "completed"
 
@@ -79,7 +90,7 @@ def test_rolling_limits_one_new_task_at_a_time_with_max_100():
     # max 100%: an old task must stop before a new one starts (min healthy 50% allows it)
     r = simulate(SimConfig(**{**FIXED, "desired": 2, "max_percent": 100, "min_healthy_percent": 50}), boot=10)
     assert r.outcome == "completed"
-    launches = [t for t, what in r.timeline if "launched" in what]
+    launches = [t.started for t in r.tasks]
     assert len(launches) == 2 and launches[1] > launches[0]
 
 
@@ -134,23 +145,23 @@ def test_blue_green_all_at_once_shifts_when_green_is_in_service_and_keeps_blue_f
     # replacement task set is ready at 15 s, 100% of traffic moves then; blue stays 300 s, drains
     # 30 s: completed at 345 s. Blue served every request until 15 s, green every one after.
     r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=300)
-    assert (r.outcome, r.time, r.replaced, r.shifts) == ("completed", 345.0, 0, [(15.0, 100)])
-    assert [(o.draining_at, o.stopped_at) for o in r.old] == [(315.0, 345.0)]
+    assert (r.outcome, r.time, r.replaced, shifts(r)) == ("completed", 345.0, 0, [(15.0, 100)])
+    assert [(o.at(Step.DRAINING), o.at(Step.STOPPED)) for o in r.old] == [(315.0, 345.0)]
 
 
 def test_blue_green_canary_moves_ten_percent_then_the_rest_after_five_minutes():
     r = simulate_blue_green(
         SimConfig(**FIXED), boot=10, traffic="CodeDeployDefault.ECSCanary10Percent5Minutes", termination_wait=0
     )
-    assert r.shifts == [(15.0, 10), (315.0, 100)] and r.time == 345.0
+    assert shifts(r) == [(15.0, 10), (315.0, 100)] and r.time == 345.0
 
 
 def test_blue_green_linear_moves_ten_percent_a_minute():
     r = simulate_blue_green(
         SimConfig(**{**FIXED, "desired": 3}), boot=10, traffic="CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
     )
-    assert [p for _, p in r.shifts] == list(range(10, 101, 10))
-    assert [t for t, _ in r.shifts] == [15.0 + 60 * i for i in range(10)]
+    assert [p for _, p in shifts(r)] == list(range(10, 101, 10))
+    assert [t for t, _ in shifts(r)] == [15.0 + 60 * i for i in range(10)]
     assert len(r.tasks) == 3, "the replacement task set starts whole"
 
 
@@ -158,47 +169,49 @@ def test_a_blue_green_deployment_whose_green_never_passes_moves_no_traffic_and_n
     """The incident's broken dependency under blue/green: green tasks are replaced within the task
     set (no circuit breaker) while blue keeps all traffic; CodeDeploy fails it at its timeout."""
     r = simulate_blue_green(SimConfig(**FIXED, dependencies_ok=False, horizon=900), boot=10)
-    assert r.outcome == "stuck" and r.shifts == [] and r.replaced >= 5
-    assert all(o.draining_at is None for o in r.old), "blue never stopped"
+    assert r.outcome == "stuck" and shifts(r) == [] and r.replaced >= 5
+    assert all(o.at(Step.DRAINING) is None for o in r.old), "blue never stopped"
 
 
 def test_a_rollback_alarm_while_blue_is_kept_moves_all_traffic_back_and_stops_green():
     # traffic on green at 15 s; the alarm 60 s later, inside the 300 s termination wait
     r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=300, alarm_after=60)
-    assert (r.outcome, r.time, r.shifts) == ("rolled_back", 75.0, [(15.0, 100), (75.0, 0)]), r.describe()
-    assert all(t.stopped_at == 75.0 for t in r.tasks) and all(o.draining_at is None for o in r.old)
+    assert (r.outcome, r.time, shifts(r)) == ("rolled_back", 75.0, [(15.0, 100), (75.0, 0)]), r.describe()
+    assert all(t.life.at(Step.STOPPED) == 75.0 for t in r.tasks) and all(o.at(Step.DRAINING) is None for o in r.old)
     assert 'id="traffic-0"' in simulation_svg(r, "rolled back")
 
 
 def test_a_rollback_alarm_after_the_termination_wait_has_nothing_to_roll_back_to():
     r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=60, alarm_after=225)
-    assert (r.outcome, r.shifts) == ("completed", [(15.0, 100)]), r.describe()
+    assert (r.outcome, shifts(r)) == ("completed", [(15.0, 100)]), r.describe()
     assert (
         240.0,
         "rollback alarm fires after blue was terminated: nothing to roll back to, the failing version "
         "keeps serving (the termination wait is shorter than the time to alarm)",
-    ) in r.timeline
+    ) in r.trace
 
 
 def test_green_takes_test_traffic_on_the_test_listener_before_any_production_traffic():
     # green in service at 15 s: the test listener routes to it at once; the AfterAllowTestTraffic
     # hooks validate for 40 s, then production traffic moves (55 s); blue kept 300 s, drains 30 s
     r = simulate_blue_green(SimConfig(**FIXED), boot=10, termination_wait=300, validation=40)
-    assert (r.test_traffic_at, r.shifts, r.time) == (15.0, [(55.0, 100)], 385.0), r.describe()
-    events = [what for _, what in r.timeline]
+    test_traffic = r.rollout.milestones.get(Milestone.TEST_TRAFFIC)
+    assert (test_traffic, shifts(r), r.time) == (15.0, [(55.0, 100)], 385.0), r.describe()
+    events = [what for _, what in r.trace]
     assert events.index(next(e for e in events if e.startswith("test listener routes to green"))) < events.index(
         "production traffic: 100% green, 0% blue"
     )
     assert 'id="test-traffic"' in simulation_svg(r, "with a test listener")
     without = simulate_blue_green(SimConfig(**FIXED), boot=10, test_listener=False, validation=40)
-    assert without.test_traffic_at is None and without.shifts == [(15.0, 100)], without.describe()
-    assert "no test listener: production traffic is the first traffic green gets" in [w for _, w in without.timeline]
-    with pytest.raises(ValueError, match="validation: expected seconds >= 0"):
+    assert Milestone.TEST_TRAFFIC not in without.rollout.milestones, without.describe()
+    assert shifts(without) == [(15.0, 100)], without.describe()
+    assert "no test listener: production traffic is the first traffic green gets" in [w for _, w in without.trace]
+    with pytest.raises(ConfigurationError, match="validation: seconds, 0 or more"):
         simulate_blue_green(SimConfig(**FIXED), boot=10, validation=-1)
 
 
 def test_blue_green_rejects_an_unknown_traffic_configuration():
-    with pytest.raises(ValueError, match="traffic: expected one of CodeDeployDefault.ECSAllAtOnce"):
+    with pytest.raises(ConfigurationError, match="traffic: one of CodeDeployDefault.ECSAllAtOnce"):
         simulate_blue_green(SimConfig(**FIXED), boot=10, traffic="AllAtOnce")
 
 
@@ -212,7 +225,7 @@ def test_the_planned_mlflow_deployment_both_ways(make_model, attach_picture):
     assert rolling.outcome == blue_green.outcome == "completed"
     # both wait for the new task to pass the same checks; blue/green then keeps blue 5 minutes
     in_service = next(t.healthy_at for t in blue_green.tasks)
-    assert blue_green.shifts == [(in_service, 100)]
+    assert shifts(blue_green) == [(in_service, 100)]
     assert blue_green.time == in_service + 300 + cfg.deregistration_delay
     svg = simulation_svg(blue_green, "mlflow (staging, blue/green)")
     assert 'id="traffic-100"' in svg

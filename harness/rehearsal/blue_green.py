@@ -1,0 +1,107 @@
+"""CodeDeploy's ECS blue/green of the api, rehearsed under client traffic: green beside blue in the
+second target group, traffic moved on the listener by the configuration's steps once green is in
+service, blue kept for the termination wait, then deregistered and stopped. With the plan's test
+listener, green is validated through it first (``balancer.validate``: /health pass and one write
+read back) before any production traffic moves. A green that never comes into service, or fails its
+validation, moves no traffic and is removed (the rollback)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from harness.lifecycle import Milestone, Shift, Step
+from harness.plan.codedeploy import TRAFFIC
+from harness.plan.timing import ServiceTiming
+from harness.rehearsal.balancer import Balancer, Client, validate
+from harness.rehearsal.rolling import failed_requests
+from harness.rehearsal.tasks import Launcher, RunningTask
+from harness.wait import wait_until
+
+
+@dataclass(frozen=True)
+class BlueGreen:
+    """How the deployment group moves traffic: its configuration, the termination wait (seconds),
+    and a scale for both (0.02: a canary's 5 minutes as 6 s; health timing is never scaled)."""
+
+    traffic: str
+    termination_wait: float
+    time_scale: float = 1.0
+
+
+def blue_green(
+    launcher: Launcher,
+    stack: contextlib.ExitStack,
+    svc: ServiceTiming,
+    blue: RunningTask,
+    containers: list[dict],
+    how: BlueGreen,
+    green_env: dict[str, str],
+) -> dict:
+    """The blue/green deployment beside ``blue``; returns its summary."""
+    rollout = launcher.rollout
+    blue.life.group = "blue"
+    steps = [(after * how.time_scale, percent) for after, percent in TRAFFIC[how.traffic]]
+    termination = how.termination_wait * how.time_scale
+    balancer = Balancer()
+    balancer.register(blue.key, blue.url, blue.target, group="blue")
+    problem: str | None = None  # what failed the validation through the test listener
+    launcher.say(f"api: blue/green ({how.traffic}): a green task starts beside blue while a client sends requests")
+    limit = svc.grace_period + steps[-1][0] + termination + svc.deregistration_delay + 120
+    with Client(balancer, max_duration=limit) as c:
+        green = launcher.start(stack, svc, containers, "api (green)", {"API_REVISION": "2", **green_env}, "green")
+        if green.main is not None:
+            balancer.register(green.key, green.url, green.target, group="green")
+        launcher.await_in_service([green])
+        if green.life.ok:
+            rollout.reached(Milestone.GREEN_IN_SERVICE, launcher.now())
+            if svc.test_listener:
+                launcher.say("api: the test listener routes to green: validating it before production traffic moves")
+                rollout.reached(Milestone.TEST_TRAFFIC, launcher.now())
+                problem = validate(green.url)
+                rollout.reached(Milestone.VALIDATED if problem is None else Milestone.VALIDATION_FAILED, launcher.now())
+                if problem is not None:
+                    green.life.failure = f"validation through the test listener failed: {problem}"
+        if not green.life.ok:
+            why = "green never in service" if problem is None else "green failed its validation"
+            rollout.reached(Milestone.ROLLED_BACK, launcher.now())
+            launcher.say(f"api: {why}{f' ({problem})' if problem else ''}: no traffic moved; green removed (rollback)")
+            if green.main is not None:
+                balancer.drain(green.key)
+                green.started.reload()
+                if green.started.attrs["State"]["Status"] == "running":
+                    launcher.stop(green, svc)
+        else:
+            ready = launcher.now()
+            for after, percent in steps:
+                launcher.until(ready + after, f"the traffic step to {percent} % green")
+                balancer.shift({"blue": 100 - percent, "green": percent})
+                rollout.shifts.append(Shift(launcher.now(), percent))
+                launcher.say(f"api: listener forwards {percent} % to green")
+            launcher.until(launcher.now() + termination, "the termination wait (blue kept for a rollback)")
+            rollout.reached(Milestone.TERMINATION_WAIT_OVER, launcher.now())
+            balancer.drain(blue.key)  # the blue task set deleted: its target deregisters
+            blue.life.mark(Step.DRAINING, launcher.now())
+            launcher.until(launcher.now() + svc.deregistration_delay, "blue's deregistration delay")
+            launcher.stop(blue, svc)
+        wait_until(lambda: len(c.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
+    keys = (blue.key, green.key)
+    # the client's clock counts from its own start; the rollout's from the first task's
+    last = rollout.shifts[-1].at + (launcher.began - c.started) + 0.5 if rollout.shifts else None
+    summary = {
+        "strategy": "blue_green",
+        "traffic": how.traffic,
+        "termination_wait": termination,
+        "requests": len(c.answers),
+        "failed": len(c.failed),
+        "by_target": {k: sum(a.target == k for a in c.answers) for k in keys},
+        "shifts": [(s.at, s.percent) for s in rollout.shifts],
+        "on_blue_after_the_last_shift": sum(
+            a.target == blue.key for a in c.answers if last is not None and a.t >= last
+        ),
+        "rolled_back": not green.life.ok,
+        "validation": problem or ("passed" if Milestone.VALIDATED in rollout.milestones else None),
+    }
+    launcher.say(f"api: blue/green: {len(c.answers)} client requests, {len(c.failed)} failed")
+    blue.life.failure = blue.life.failure or failed_requests(c, "the blue/green deployment")
+    return summary

@@ -1,0 +1,267 @@
+"""A task definition's containers run on Docker as ECS runs them, and each task judged as ECS and
+the ALB judge it: its containers in ``dependsOn`` order (an ``essential: false`` one such as dbinit
+must exit 0 first), the task definition's environment, its secrets read from moto's Secrets
+Manager, its command, its health check (not the Dockerfile's: ECS ignores that one) and its
+``stopTimeout``; a poller per target does what the ALB does. What happens is recorded as the
+task's typed lifecycle (``harness.lifecycle``) on the rollout's clock."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.lifecycle import ContainerExit, Lifecycle, Rollout, Step
+from harness.plan.timing import ServiceTiming
+from harness.ports import free_port, release
+from harness.process import delayed
+from harness.rehearsal.balancer import TargetPoller
+from harness.session import LABEL
+from harness.wait import wait_until
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+NS = 1_000_000_000
+
+
+def _tail(container: Container, lines: int = 15) -> str:
+    return container.logs(tail=lines).decode(errors="replace")
+
+
+def secret_value(sm: Any, value_from: str) -> str:
+    """An ECS secret's value: a whole secret, or one JSON key of it (``<arn>:key::``)."""
+    parts = value_from.split(":")
+    arn, key = ":".join(parts[:7]), (parts[7] if len(parts) > 7 else "")
+    raw = sm.get_secret_value(SecretId=arn)["SecretString"]
+    return json.loads(raw)[key] if key else raw
+
+
+def engine_healthcheck(hc: dict) -> dict:
+    """A task definition's healthCheck in the Engine API's form (start period 0 must be 1 ms there)."""
+    return {
+        "test": hc["command"],
+        "interval": int(hc.get("interval", 30) * NS),
+        "timeout": int(hc.get("timeout", 5) * NS),
+        "retries": int(hc.get("retries", 3)),
+        "start_period": int(max(hc.get("startPeriod", 0), 0.001) * NS),
+    }
+
+
+@dataclass
+class RunningTask:
+    key: str  # "api", "mlflow", "api (new revision)", "api (green)"
+    service: str
+    life: Lifecycle
+    t0: float  # time.monotonic() at its start
+    url: str = ""
+    main: Container | None = None  # the service's container
+    poller: TargetPoller | None = None
+
+    @property
+    def started(self) -> Container:
+        """The main container, for a task whose main container was started."""
+        assert self.main is not None, f"{self.key}: its main container was never started"
+        return self.main
+
+    @property
+    def target(self) -> TargetPoller:
+        """The ALB-like poller, for a task whose main container was started."""
+        assert self.poller is not None, f"{self.key}: no target poller (its main container was never started)"
+        return self.poller
+
+
+@dataclass
+class Launcher:
+    """Starts tasks on one Docker network and keeps what it started for the cleanup; every time it
+    records is seconds since the rollout's first task started."""
+
+    client: Any  # docker.DockerClient
+    secrets: Any  # moto's Secrets Manager client
+    net: Any  # the rehearsal's network
+    tags: dict[str, str]  # service -> image tag
+    namespace: str  # the Cloud Map namespace the services answer under
+    say: Callable[[str], None]
+    created: list = field(default_factory=list)  # containers and networks, in creation order
+    rollout: Rollout = field(default_factory=Rollout)
+    stop_timeouts: dict[str, int] = field(default_factory=dict)  # container name -> its stopTimeout
+    ports: list[int] = field(default_factory=list)
+    start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
+    began: float = 0.0  # time.monotonic() when the first task started
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.began, 1)
+
+    def start(
+        self,
+        stack: contextlib.ExitStack,
+        svc: ServiceTiming,
+        containers: list[dict],
+        key: str,
+        env_extra: dict | None = None,
+        group: str = "",
+    ) -> RunningTask:
+        """One task of ``svc`` from its container definitions, with its target poller."""
+        t0 = time.monotonic()
+        self.began = self.began or t0
+        life = self.rollout.tasks[key] = Lifecycle(key, svc.grace_period, self.now(), group=group)
+        life.mark(Step.STARTED, life.started)
+        running = RunningTask(key, svc.name, life, t0)
+        self._run(containers, running, env_extra or {})
+        if running.main is not None:
+            running.poller = stack.enter_context(TargetPoller(running.url, svc.alb, t0, svc.grace_period + 30))
+        return running
+
+    def _run(self, containers: list[dict], running: RunningTask, env_extra: dict) -> None:
+        """The task's containers in dependsOn order (an essential=false one must exit 0 first)."""
+        service, net = running.service, self.net
+        label = {LABEL: net.attrs["Labels"][LABEL], "harness.service": service}
+        suffix = "" if running.key == service else "-new"
+        for d in sorted(containers, key=lambda c: c["name"] == service):
+            env = {e["name"]: e["value"] for e in d.get("environment", [])} | env_extra
+            env |= {s["name"]: secret_value(self.secrets, s["valueFrom"]) for s in d.get("secrets", [])}
+            name = f"{net.name}-{service}-{d['name']}{suffix}"
+            kwargs: dict = {
+                "environment": env,
+                "labels": label,
+                "network": net.name,
+                "name": name,
+                "stop_signal": "SIGTERM",
+            }
+            command = d.get("command")
+            delay = self.start_delay.get(service, 0.0) if d["name"] == service else 0.0
+            if delay:  # a slow boot, made on purpose: the image's own command begins only after ``delay``
+                command = delayed(command or self.client.images.get(self.tags[service]).attrs["Config"]["Cmd"], delay)
+            if command:
+                kwargs["command"] = command
+            if d.get("healthCheck"):
+                kwargs["healthcheck"] = engine_healthcheck(d["healthCheck"])
+            self.stop_timeouts[name] = int(d.get("stopTimeout", 30))
+            main = d["name"] == service
+            if main:
+                port = free_port()
+                self.ports.append(port)
+                running.url = f"http://127.0.0.1:{port}"
+                kwargs["ports"] = {f"{d['portMappings'][0]['containerPort']}/tcp": ("127.0.0.1", port)}
+            container = self.client.containers.create(self.tags[service], **kwargs)
+            self.created.append(container)
+            if main:
+                self.client.networks.get(net.id).disconnect(container)
+                self.client.networks.get(net.id).connect(container, aliases=[service, f"{service}.{self.namespace}"])
+            container.start()
+            if main:
+                running.main = container
+            elif not d.get("essential", True):
+                code = self._exit_code(container, 120)
+                running.life.exits.append(ContainerExit(d["name"], code, self.now()))
+                if code != 0:
+                    running.life.failure = (
+                        f"{d['name']} exited {code}; {service} never started (dependsOn "
+                        f"SUCCESS). Its log ends with:\n{_tail(container)}"
+                    )
+                    running.life.mark(Step.REPLACED, self.now())
+                    return
+        running.life.mark(Step.RUNNING, self.now())
+        self.say(f"{running.key}: task started; its target is polled as the ALB does")
+
+    def _exit_code(self, container: Container, timeout: float) -> int:
+        def state() -> dict:
+            container.reload()
+            return container.attrs["State"]
+
+        return wait_until(
+            state,
+            until=lambda s: s["Status"] == "exited",
+            timeout=timeout,
+            interval=0.5,
+            what=f"{container.name} to finish",
+        )["ExitCode"]
+
+    def await_in_service(self, tasks: list[RunningTask]) -> None:
+        tasks = [r for r in tasks if r.main is not None]
+        deadline = max((r.life.grace for r in tasks), default=0) + 5
+        wait_until(
+            lambda: all([self.judge(r) for r in tasks]),
+            timeout=deadline,
+            interval=1.0,
+            what="every task in service or past its grace period",
+        )
+
+    def judge(self, r: RunningTask) -> bool:
+        """Whether ``r`` is decided (in service, or failed); records what it saw."""
+        life = r.life
+        if life.failure or life.in_service is not None:
+            return True
+        r.started.reload()
+        state = r.started.attrs["State"]
+        health = (state.get("Health") or {}).get("Status")
+        now = self.now()
+        if state["Status"] == "exited":
+            life.exits.append(ContainerExit(r.service, state["ExitCode"], now))
+            life.failure = f"{r.service} exited {state['ExitCode']}; its log ends with:\n{_tail(r.started)}"
+            life.mark(Step.REPLACED, now)
+            return True
+        if health == "healthy":
+            life.mark(Step.CONTAINER_HEALTHY, now)
+        if health == "unhealthy":
+            life.mark(Step.UNHEALTHY, now)
+            log = ((state.get("Health") or {}).get("Log") or [{}])[-1].get("Output", "")[:300]
+            life.failure = (
+                f"container UNHEALTHY after {now - life.started:.1f}s (ECS would replace it); health log: {log}"
+            )
+            life.mark(Step.REPLACED, now)
+            return True
+        if r.target.healthy_at is not None:
+            life.mark(Step.TARGET_HEALTHY, round(life.started + r.target.healthy_at, 1))
+        container, target = life.at(Step.CONTAINER_HEALTHY), life.at(Step.TARGET_HEALTHY)
+        if container is not None and target is not None:
+            life.mark(Step.IN_SERVICE, max(container, target))
+            self.say(f"{r.key}: in service after {life.in_service:.1f}s")
+            return True
+        if now - life.started > life.grace:
+            life.failure = (
+                f"not in service when the grace period ({life.grace:g}s) ended: container "
+                f"{health}, target last answered {r.target.last}"
+            )
+            life.mark(Step.REPLACED, now)
+            return True
+        return False
+
+    def stop(self, task: RunningTask, svc: ServiceTiming) -> None:
+        """SIGTERM, then SIGKILL after stopTimeout; a stop that was not graceful fails the task."""
+        life = task.life
+        life.mark(Step.STOPPING, self.now())
+        task.started.stop(timeout=int(svc.stop_timeout))
+        task.started.reload()
+        code = task.started.attrs["State"]["ExitCode"]
+        life.mark(Step.STOPPED, self.now())
+        life.exits.append(ContainerExit(task.service, code, self.now()))
+        took = life.steps[Step.STOPPED] - life.steps[Step.STOPPING]
+        if code != 0 or took >= svc.stop_timeout:
+            life.failure = life.failure or (
+                f"stopped with exit {code} {took:.1f}s after SIGTERM (stopTimeout {svc.stop_timeout:g}s): "
+                "not a graceful stop"
+            )
+
+    def until(self, at: float, what: str) -> None:
+        """Wait until ``at`` seconds on the rollout's clock (a planned wait, not a state)."""
+        wait_until(self.now, until=lambda s: s >= at, timeout=max(0.0, at - self.now()) + 5, interval=0.2, what=what)
+
+    def cleanup(self) -> None:
+        """Containers first (they hold the network), then the network; each container stopped as
+        ECS stops it (SIGTERM, SIGKILL after its stopTimeout)."""
+        import docker.errors
+        import docker.models.containers
+
+        for obj in reversed(self.created):
+            with contextlib.suppress(docker.errors.APIError):
+                if isinstance(obj, docker.models.containers.Container):
+                    obj.stop(timeout=self.stop_timeouts.get(obj.name or "", 10))
+                    obj.remove(force=True, v=True)
+                else:
+                    obj.remove()
+        for port in self.ports:
+            release(port)
