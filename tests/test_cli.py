@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from harness import __version__
-from harness.paths import REPO, TERRAFORM_DIR
+from harness.paths import REPO, environment_file
 from harness.settings import ini_values, resolve
 from harness.wait import wait_until
 
@@ -42,7 +42,7 @@ def test_version_and_the_top_level_help_name_every_command():
 
 def test_a_broken_invocation_exits_2_naming_the_field():
     done = harness("timings", "--var-file", "/nonexistent.tfvars")
-    assert done.returncode == 2 and "--var-file: an existing tfvars file" in done.stderr
+    assert done.returncode == 2 and "argument --var-file: expected an existing file" in done.stderr
     done = harness("timeline", "/nonexistent.json")
     assert done.returncode == 2 and "not a kept health series" in done.stderr
 
@@ -54,7 +54,7 @@ def test_timings_and_simulate_exit_1_for_a_failing_check_and_print_json(tmp_path
     assert passed.returncode == 0, passed.stderr
     verdict = json.loads(passed.stdout)
     assert verdict["passed"] and verdict["rules"] and all(r["passed"] for r in verdict["rules"])
-    text = (TERRAFORM_DIR / "environments" / "staging.tfvars").read_text()
+    text = (environment_file("staging")).read_text()
     start = text.index("  mlflow = {")
     broken = tmp_path / "short-grace.tfvars"
     broken.write_text(text[:start] + re.sub(r"grace_period\s+= \d+", "grace_period = 20", text[start:], count=1))
@@ -64,7 +64,7 @@ def test_timings_and_simulate_exit_1_for_a_failing_check_and_print_json(tmp_path
     rolled = harness("simulate", "--service", "api", "--broken-dependency", "--json")
     assert rolled.returncode == 1, rolled.stderr
     result = json.loads(rolled.stdout)
-    assert result["outcome"] == "rolled_back" and result["timeline"][-1]["event"].startswith("circuit breaker")
+    assert result["outcome"] == "rolled_back" and result["trace"][-1]["event"].startswith("circuit breaker")
 
 
 def test_the_cli_reads_the_pytest_ini_layer(tmp_path):
@@ -162,7 +162,7 @@ def test_simulate_blue_green_exits_0_when_it_completes_and_1_when_green_never_pa
 
 def test_rehearse_refuses_a_wrong_blue_green_setting_before_it_starts_anything():
     done = harness("rehearse", "--strategy", "blue_green", "--time-scale", "0")
-    assert done.returncode == 2 and "the rehearsal's time_scale: a number above 0" in done.stderr, done.stderr
+    assert done.returncode == 2 and "--time-scale: expected a number above 0, got '0'" in done.stderr, done.stderr
     done = harness("rehearse", "--termination-wait", "-5")
-    assert done.returncode == 2 and "termination_wait: seconds, 0 or more; saw -5.0" in done.stderr, done.stderr
+    assert done.returncode == 2 and "--termination-wait: expected a number 0 or more" in done.stderr, done.stderr
     assert "applying" not in done.stderr  # refused before the plan was applied

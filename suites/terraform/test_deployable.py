@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from fixtures.terraform import ENVIRONMENTS, TYPICAL
-from harness.paths import TERRAFORM_DIR
+from harness.paths import environment_file
 from harness.plan.rules import RULES, check
 from harness.plan.timing import from_plan
 
@@ -125,9 +125,7 @@ def test_an_alarm_without_actions_or_a_topic_without_subscribers_fails(make_mode
     alarms = [r for r in model.resources if r["type"] == "aws_cloudwatch_metric_alarm"]
     assert len(alarms) >= 5, "health failures (api, api dependencies, mlflow) and unhealthy hosts per target group"
     assert len(violations) == len(alarms) and all(".alarm_actions" in v.where for v in violations)
-    error = terraform.plan_error(
-        str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True, alarm_subscriptions=[]
-    )
+    error = terraform.plan_error(str(environment_file("staging")), offline=True, alarm_subscriptions=[])
     assert error and "an alarm that notifies nobody is not an alarm" in " ".join(error.split())
 
 
@@ -160,7 +158,7 @@ def test_an_existing_database_replaces_rds_and_the_tasks_still_pass_their_checks
         "deletion_protection": True,
         "existing": {"host": "pg.corp.internal", "port": 5433, "master_secret_arn": MASTER},
     }
-    plan = terraform.plan(str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True, database=existing)
+    plan = terraform.plan(str(environment_file("staging")), offline=True, database=existing)
     model = from_plan(plan, "terraform/environments/staging.tfvars", TYPICAL)
     assert not model.of_type("aws_db_instance")
     api = model.services["api"]

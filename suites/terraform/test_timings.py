@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from fixtures.terraform import ENVIRONMENTS, QUICK, SLOW, TYPICAL
-from harness.paths import TERRAFORM_DIR
+from harness.paths import TERRAFORM_DIR, environment_file
 from harness.plan.rules import RULES, check
 
 pytestmark = pytest.mark.terraform
@@ -110,7 +110,7 @@ def test_alb_timeout_not_below_interval_is_rejected_by_plan_and_rule(make_model,
     from fixtures.terraform import edited
 
     var_file = edited(
-        TERRAFORM_DIR / "environments" / "staging.tfvars",
+        environment_file("staging"),
         "api",
         ((r"alb_timeout\s+= \d+", "alb_timeout = 15"),),
         terraform.workdir.parent,
@@ -131,9 +131,7 @@ def test_alb_timeout_not_below_interval_is_rejected_by_plan_and_rule(make_model,
 
 
 def test_no_log_retention_is_rejected_by_plan_and_rule(make_model, terraform):
-    error = terraform.plan_error(
-        str(TERRAFORM_DIR / "environments" / "staging.tfvars"), offline=True, log_retention_days=0
-    )
+    error = terraform.plan_error(str(environment_file("staging")), offline=True, log_retention_days=0)
     assert error and "log_retention_days must be one of" in error
     model = make_model("staging")
     bad = dataclasses.replace(model, log_retention={g: None for g in model.log_retention})
@@ -150,9 +148,7 @@ def test_model_reads_every_timing_from_the_plan(make_model):
 
 
 def test_blue_green_option_plans_codedeploy_with_two_target_groups_per_service(terraform):
-    plan = terraform.plan(
-        str(TERRAFORM_DIR / "environments" / "prod.tfvars"), offline=True, deployment_strategy="blue_green"
-    )
+    plan = terraform.plan(str(environment_file("prod")), offline=True, deployment_strategy="blue_green")
     types = [r["type"] for r in plan["resource_changes"]]
     assert types.count("aws_lb_target_group") == 4 and types.count("aws_codedeploy_deployment_group") == 2
     services = [r for r in plan["resource_changes"] if r["type"] == "aws_ecs_service"]
@@ -170,7 +166,7 @@ def test_blue_green_plans_a_test_listener_that_codedeploy_routes_and_only_the_vp
     """CodeDeploy's test traffic route: a second ALB listener (blue_green.test_port) with each
     service's path rule, named in each deployment group, reachable from inside the VPC only; a
     rolling plan has none; the port is validated."""
-    var_file = str(TERRAFORM_DIR / "environments" / "prod.tfvars")
+    var_file = str(environment_file("prod"))
     plan = terraform.plan(var_file, offline=True, deployment_strategy="blue_green")
     after = {r["address"]: r["change"]["after"] for r in plan["resource_changes"]}
     (test,) = [a for k, a in after.items() if k.endswith('aws_lb_listener.this["test"]')]
@@ -208,7 +204,7 @@ def test_blue_green_rolls_back_on_the_services_alarms_only_while_the_original_ta
     time to fire (the unhealthy-host alarm: 3 x 15 s, then 2 periods of 60 s and the one it began in)."""
     from harness.plan.timing import from_plan
 
-    var_file = str(TERRAFORM_DIR / "environments" / "prod.tfvars")
+    var_file = str(environment_file("prod"))
     rule = RULES["rollback-alarms-fire-within-termination-wait"]
     model = from_plan(terraform.plan(var_file, offline=True, deployment_strategy="blue_green"), "prod.tfvars", TYPICAL)
     api = model.services["api"]

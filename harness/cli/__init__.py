@@ -1,0 +1,50 @@
+"""``python -m harness`` (or ``harness``): the stack by hand, the deployment checks and the load runs.
+
+    up         start the stack on a runtime, print one JSON line per service, then "ready"; Ctrl-C stops
+    down       stop what `up` started and remove what crashed runs left behind (JSON report)
+    timings    plan terraform/ offline and check every timing rule
+    simulate   simulate an ECS rolling deployment with the planned timings (--svg: a Gantt picture)
+    outage     a shared dependency outage against the running fleet: the incident's design beside ours
+    rehearse   run the planned tasks on Docker as ECS would and judge each against its grace period
+    timeline   draw a health timeline again from a series a test kept
+    load       run a Locust load profile with the SLO gate; load-worker: a worker on another machine
+
+Exit codes, every command: 0 all checks passed; 1 a check failed (a timing rule, an SLO, a
+simulated or rehearsed deployment); 2 the command could not run (bad input, a missing tool);
+130 interrupted. ``--json`` prints the result as one JSON document on stdout where offered."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness import __version__
+from harness.cli import load, plan, rehearsal, simulation, stack
+from harness.cli.stack import schema_document
+from harness.errors import HarnessError
+
+__all__ = ["main", "schema_document"]
+
+
+def parser() -> argparse.ArgumentParser:
+    """Every command, registered by its wing's module."""
+    top = argparse.ArgumentParser(
+        prog="python -m harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    top.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+    for wing in (stack, plan, simulation, rehearsal, load):
+        wing.register(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as exc:  # bad input or a missing tool: the command could not run
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,121 @@
+"""The load wing's commands: ``load`` (a Locust profile with the SLO gate) and ``load-worker`` (a
+Locust worker on another machine)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from harness.cli.options import COUNT, POSITIVE, SOME, env_option, existing_file, settings_options
+from harness.process import terminate_as_interrupt
+from harness.session import reap
+from harness.settings import ini_values, resolve
+
+
+def _matcher(raw: str) -> str:
+    from harness.matcher import parse_matcher
+
+    try:
+        return parse_matcher(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _address(raw: str) -> str:
+    """HOST:PORT, checked here; the runner parses it again where it binds or connects."""
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 1-65535, got {raw!r}")
+    return raw
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Run one load profile with Locust; reports under reports/load/."""
+    from pathlib import Path
+
+    from harness.load.runner import LoadTest, main
+
+    settings = resolve(
+        {
+            "runtime": args.runtime,
+            "timeout_multiplier": args.timeout_multiplier,
+            "mlflow_workers": args.mlflow_workers,
+            "target_url": args.target_url,
+            "reports_dir": args.reports_dir,
+        },
+        os.environ,
+        ini_values(),
+    )
+    terminate_as_interrupt()
+    reap()
+    try:
+        return main(
+            LoadTest(
+                profile=args.profile,
+                target_url=settings.target_url,
+                workers=args.workers,
+                time_scale=args.time_scale,
+                slo_file=Path(args.slo),
+                reports_dir=settings.reports_path,
+                env=args.env,
+                lb_timeout=args.lb_timeout,
+                lb_matcher=args.lb_matcher,
+                max_requests=args.max_requests,
+                request_log=args.request_log,
+                remote_workers=args.remote_workers,
+                master_bind=args.master_bind or "",
+                runtime=settings.runtime,
+                mlflow_workers=settings.mlflow_workers,
+                timeout_multiplier=settings.timeout_multiplier,
+            )
+        )
+    except KeyboardInterrupt:
+        print("load: interrupted; everything it started was stopped", file=sys.stderr)
+        return 130
+
+
+def cmd_load_worker(args: argparse.Namespace) -> int:
+    from harness.load.runner import worker_main
+
+    terminate_as_interrupt()
+    try:
+        return worker_main(args.profile, args.master)
+    except KeyboardInterrupt:
+        return 130
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from harness.load.profile import names as profile_names
+    from harness.slo import SLO_FILE
+
+    load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")
+    load.add_argument("--profile", required=True, choices=profile_names(), help="loadtests/profiles/<name>.py")
+    load.add_argument(
+        "--workers",
+        type=SOME,
+        default=0,
+        help="Locust distributed mode: one master and N local workers (0: one process)",
+    )
+    load.add_argument("--time-scale", type=POSITIVE, default=1.0, help="multiply every stage's end (0.5: half as long)")
+    load.add_argument("--slo", type=existing_file, default=str(SLO_FILE), help="the SLO file the gate judges by")
+    env_option(load, "whose planned ALB health check (timeout, matcher) the poller and the SLOs use")
+    load.add_argument("--lb-timeout", type=POSITIVE, help="the ALB health-check timeout, s (skips the Terraform plan)")
+    load.add_argument("--lb-matcher", type=_matcher, help="the ALB matcher, e.g. 200 or 200-299")
+    load.add_argument("--max-requests", type=COUNT, help="stop after this many requests (default: the profile's cap)")
+    load.add_argument("--request-log", action="store_true", help="also write requests.jsonl, one line per request")
+    load.add_argument(
+        "--remote-workers",
+        type=SOME,
+        default=0,
+        help="also wait for N workers on other machines (`python -m harness load-worker`)",
+    )
+    load.add_argument(
+        "--master-bind", type=_address, help="HOST:PORT the Locust master listens on (default 127.0.0.1, a free port)"
+    )
+    settings_options(load, ("runtime", "timeout_multiplier", "mlflow_workers", "target_url", "reports_dir"))
+    load.set_defaults(func=cmd_load)
+    worker = sub.add_parser("load-worker", help="a Locust worker for `load --remote-workers` on another machine")
+    worker.add_argument("--profile", required=True, choices=profile_names(), help="the master's profile")
+    worker.add_argument("--master", required=True, type=_address, help="HOST:PORT of the master (its --master-bind)")
+    worker.set_defaults(func=cmd_load_worker)
