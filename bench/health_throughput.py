@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from closed_loop import closed_loop, percentile_ms  # noqa: E402
 
-from harness.load.runner import dependency_checks  # noqa: E402
+from harness.load.live import dependency_checks  # noqa: E402
 from harness.paths import REPO  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 from harness.process import ChildProcess, python_env  # noqa: E402

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from harness import progress
-from harness.load.runner import live_figures
+from harness.load.live import live_figures
 from harness.plan.terraform import ResourceCounter
 from harness.progress import Step, write_stderr
 

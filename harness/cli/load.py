@@ -34,7 +34,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     """Run one load profile with Locust; reports under reports/load/."""
     from pathlib import Path
 
-    from harness.load.runner import LoadTest, main
+    from harness.load.config import LoadTest
+    from harness.load.runner import main
 
     settings = resolve(
         {

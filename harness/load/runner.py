@@ -31,25 +31,11 @@ from harness.errors import HarnessError
 from harness.load import profile as profiles
 from harness.load import report as loadreport
 from harness.load.config import LoadBalancerCheck, LoadTest, parse_address
-from harness.load.live import MetricsRecorder, dependency_checks, live_figures
+from harness.load.live import MetricsRecorder, dependency_checks
 from harness.load.locust_process import STARTUP, drive, run_worker
-from harness.load.results import API_METRICS, LoadResult, RequestLog, RunFacts, new_report_dir, summarise
+from harness.load.results import API_METRICS, LoadResult, RunFacts, new_report_dir, summarise
 from harness.paths import REPO
 from harness.session import Session
-
-# LoadTest, LoadResult, RequestLog, live_figures and dependency_checks lived here before the split:
-# still importable from here for the CLI, tests/test_progress.py and bench/health_throughput.py
-__all__ = [
-    "LoadResult",
-    "LoadTest",
-    "RequestLog",
-    "dependency_checks",
-    "execute",
-    "live_figures",
-    "load_balancer",
-    "main",
-    "worker_main",
-]
 
 
 @dataclass(frozen=True)
@@ -67,11 +53,11 @@ def load_balancer(test: LoadTest) -> LoadBalancerCheck:
     of ``test.env``, else the SLO file's fallback (and "200"), saying which."""
     if test.lb_timeout is not None:
         return LoadBalancerCheck(test.lb_timeout, test.lb_matcher or "200", test.lb_source)
-    from harness.paths import TERRAFORM_DIR
+    from harness.paths import environment_file
     from harness.plan.boot import inputs
     from harness.plan.timing import planned
 
-    var_file = TERRAFORM_DIR / "environments" / f"{test.env}.tfvars"
+    var_file = environment_file(test.env)
     try:
         boot = inputs(test.reports_dir / "timings.json", test.reports_dir / "images.json")
         api = planned(var_file, boot).services["api"]
