@@ -8,10 +8,10 @@ import time
 import pytest
 
 from harness.errors import HarnessError
-from harness.stack.proxy import (
+from harness.stack.proxy import FaultProxy
+from harness.stack.toxics import (
     Bandwidth,
     Blackhole,
-    FaultProxy,
     Hold,
     Latency,
     Refuse,

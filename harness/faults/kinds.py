@@ -4,7 +4,7 @@
     with fault(stack, "latency", "api->postgres", ms=3000):  # a toxic on the link's fault proxy
         ...                                                  # always removed at the end of the block
 
-A new kind is one row here (and, for a network kind, one toxic class in harness/stack/proxy.py);
+A new kind is one row here (and, for a network kind, one toxic class in harness/stack/toxics.py);
 the scenario schema takes its kinds, targets and parameters from this table.
 """
 
@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from harness.errors import ConfigurationError
-from harness.stack.proxy import (
+from harness.stack.runtime.base import Service
+from harness.stack.stack import SPECS, Stack, link_name
+from harness.stack.toxics import (
     Bandwidth,
     Blackhole,
     CutAfter,
@@ -27,8 +29,6 @@ from harness.stack.proxy import (
     SlowClose,
     Toxic,
 )
-from harness.stack.runtime.base import Service
-from harness.stack.stack import SPECS, Stack, link_name
 
 SERVICES = ("postgres", "mlflow")  # the api is what every scenario observes
 LINKS = tuple(link_name(name, dep) for name, spec in SPECS.items() for dep in spec.depends_on)

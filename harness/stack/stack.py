@@ -16,9 +16,10 @@ from harness.stack.api import API
 from harness.stack.config import StackConfig
 from harness.stack.mlflow import MLFLOW
 from harness.stack.postgres import POSTGRES
-from harness.stack.proxy import FaultProxy, Refuse
+from harness.stack.proxy import FaultProxy
 from harness.stack.runtime.base import Runtime, Service
 from harness.stack.spec import Address, Links, ServiceSpec
+from harness.stack.toxics import Refuse
 from harness.wait import wait_until
 
 SPECS: dict[str, ServiceSpec] = {s.name: s for s in (POSTGRES, MLFLOW, API)}

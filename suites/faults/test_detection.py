@@ -12,7 +12,7 @@ from fixtures.faults import budget_names
 from harness.faults.sampler import Sampler
 from harness.pictures import Mark, Window
 from harness.stack.api import api_config
-from harness.stack.proxy import Hold
+from harness.stack.toxics import Hold
 from harness.wait import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
