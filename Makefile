@@ -24,7 +24,8 @@ $(VENV)/.installed: $(REQS)
 ## lock: requirements.txt again from pyproject.toml and the services' lists (after changing a pin)
 lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" -o requirements.txt
+		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" \
+		--refresh-package ml-deploy-harness -o requirements.txt
 
 venv: $(VENV)/.installed
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from services.api.checks import Check, CheckResult, Status, now_iso, run_check
+from services.api.checks import Check, CheckResult, Status, loop_clock, now_iso, run_check
 
 HEALTH_MEDIA_TYPE = "application/health+json"
 SERVICE_ID = "api"
@@ -149,7 +148,7 @@ class HealthService:
     ttl: float
     max_stale: float | None = None
     secrets: tuple[str, ...] = ()
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = loop_clock  # the evaluation's clock: its event loop's
     on_evaluation: Callable[[tuple[CheckResult, ...]], None] | None = None
     on_check: Callable[[CheckResult], None] | None = None  # every check run that finished, re-runs too
     local_checks: tuple[Callable[[], str | None], ...] = ()
@@ -209,7 +208,7 @@ class HealthService:
             age = self.clock() - cached.computed_at
             if age < self.ttl:
                 return cached, True, False
-            if age <= (self.ttl if self.max_stale is None else self.max_stale):
+            if self.max_stale is not None and age <= self.max_stale:
                 self._refresh()
                 return cached, True, True
         # shield: a caller that disconnects must not cancel the evaluation others wait on
@@ -244,7 +243,7 @@ class HealthService:
         check takes: a database that freezes after its check passed, while MLflow's check waits on
         that same database, is not hidden behind MLflow's retries. What still runs once every check
         has a result is abandoned; the evaluation keeps each check's last result."""
-        started = time.perf_counter()
+        started = self.clock()
         running: dict[asyncio.Future[CheckResult], Check] = {}
         passed_at: dict[Check, float] = {}  # checks that passed and are not running again
         by_check: dict[Check, CheckResult] = {}
@@ -285,7 +284,7 @@ class HealthService:
                     c.measurement,
                     c.component_type,
                     Status.WARN,
-                    (time.perf_counter() - started) * 1000,
+                    (self.clock() - started) * 1000,
                     now_iso(),
                     f"not awaited: verdict already fail ({failed[0].component} failed)",
                 )

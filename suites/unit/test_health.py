@@ -1,13 +1,20 @@
 """Health logic: aggregation, HTTP mapping, hard deadlines, TTL cache and single flight,
-stale-while-revalidate, and the fleet-safe load balancer view against the monitoring view."""
+stale-while-revalidate, and the fleet-safe load balancer view against the monitoring view.
+
+In virtual time: every evaluation runs on an event loop whose clock jumps to its next timer
+(looptime), so the budgets, retries, TTLs and backoffs are the real ones, a test takes no wall time
+for them, and a loaded machine cannot stretch them. The one exception watches a loop that is
+really blocked, on the real clock."""
 
 import asyncio
 import resource
 import time
 
+import looptime
 import pytest
 
 from services.api.checks import (
+    DEADLINE_SLACK,
     Check,
     CheckFailed,
     CheckResult,
@@ -19,6 +26,24 @@ from services.api.checks import (
 from services.api.health import HealthService, aggregate
 
 pytestmark = pytest.mark.unit
+
+
+def run(coro):
+    """``coro`` on an event loop in virtual time; the health service and the checks read its clock."""
+    with asyncio.Runner(loop_factory=lambda: looptime.patch_event_loop(asyncio.new_event_loop())) as runner:
+        return runner.run(coro)
+
+
+def timed(coro) -> tuple:
+    """``coro``'s result and how long it took on the loop's (virtual) clock."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await coro
+        return result, loop.time() - started
+
+    return run(main())
 
 
 def result(component: str, status: Status) -> CheckResult:
@@ -52,7 +77,7 @@ async def boom() -> None:
 
 
 def test_passing_check_reports_latency_and_time():
-    r = asyncio.run(run_check(Check("postgres", "datastore", ok, 1.0)))
+    r = run(run_check(Check("postgres", "datastore", ok, 1.0)))
     assert r.status is Status.PASS and r.output is None
     body = r.as_json()
     assert set(body) == {"componentType", "observedValue", "observedUnit", "status", "time"}
@@ -60,15 +85,13 @@ def test_passing_check_reports_latency_and_time():
 
 
 def test_hanging_check_is_cut_at_its_budget():
-    started = time.monotonic()
-    r = asyncio.run(run_check(Check("postgres", "datastore", hang, 0.2)))
-    elapsed = time.monotonic() - started
+    r, elapsed = timed(run_check(Check("postgres", "datastore", hang, 0.2)))
     assert r.status is Status.FAIL and r.output == "timed out after 0.20s"
-    assert 0.2 <= elapsed < 0.2 + 0.3
+    assert elapsed == pytest.approx(0.2 + DEADLINE_SLACK)  # the hard deadline, to the timer
 
 
 def test_optional_failure_is_warn_with_output():
-    r = asyncio.run(run_check(Check("mlflow", "component", boom, 1.0, required=False)))
+    r = run(run_check(Check("mlflow", "component", boom, 1.0, required=False)))
     assert r.status is Status.WARN and r.output == "GET /health answered HTTP 500"
 
 
@@ -76,7 +99,7 @@ def test_output_is_redacted():
     async def leaky() -> None:
         raise RuntimeError("connect to postgresql://app:hunter22@db/api failed")
 
-    r = asyncio.run(run_check(Check("postgres", "datastore", leaky, 1.0), secrets=("hunter22",)))
+    r = run(run_check(Check("postgres", "datastore", leaky, 1.0), secrets=("hunter22",)))
     assert "hunter22" not in r.output and "app:***@db" in r.output
 
 
@@ -100,7 +123,7 @@ def test_single_flight_200_concurrent_callers_one_check():
     async def main():
         return await asyncio.gather(*(service.report() for _ in range(200)))
 
-    reports = asyncio.run(main())
+    reports = run(main())
     assert probe.calls == 1
     assert {r.status for r in reports} == {Status.PASS}
 
@@ -118,7 +141,7 @@ def test_cache_expires_after_ttl():
         third = await service.report()
         return first, second, third
 
-    first, second, third = asyncio.run(main())
+    first, second, third = run(main())
     assert (first.cached, second.cached, third.cached) == (False, True, False)
     assert probe.calls == 2
 
@@ -130,16 +153,15 @@ def test_failures_are_cached_too():
     async def main():
         return [await service.report() for _ in range(10)]
 
-    reports = asyncio.run(main())
+    reports = run(main())
     assert probe.calls == 1 and all(r.status is Status.FAIL for r in reports)
     assert reports[0].http_status == 503
 
 
 def test_required_failure_does_not_wait_for_slow_checks():
     service = HealthService((Check("postgres", "datastore", boom, 1.0), Check("mlflow", "component", hang, 3.0)), ttl=0)
-    started = time.monotonic()
-    report = asyncio.run(service.report())
-    assert time.monotonic() - started < 0.5
+    report, elapsed = timed(service.report())
+    assert elapsed < 0.01  # the required check failed at once: MLflow's 3 s are not waited for
     assert report.status is Status.FAIL
     mlflow = report.as_json()["checks"]["mlflow:responseTime"][0]
     assert mlflow["status"] == "warn" and "not awaited" in mlflow["output"]
@@ -170,9 +192,7 @@ def test_a_check_that_passed_runs_again_each_ttl_while_a_slow_check_hangs():
     service = HealthService(
         (Check("postgres", "datastore", db, 0.2), Check("mlflow", "component", mlflow, 3.0)), ttl=0.3
     )
-    started = time.monotonic()
-    report = asyncio.run(service.report(deep=True))
-    elapsed = time.monotonic() - started
+    report, elapsed = timed(service.report(deep=True))
     checks = report.as_json()["checks"]
     assert report.status is Status.FAIL and checks["postgres:responseTime"][0]["status"] == "fail", checks
     assert "not awaited" in checks["mlflow:responseTime"][0]["output"]
@@ -192,7 +212,7 @@ def test_while_a_slow_check_passes_the_others_run_once_per_ttl_and_the_slow_one_
         ttl=0.3,
         on_check=lambda r: ran.append(r.component),
     )
-    report = asyncio.run(service.report())
+    report = run(service.report())
     assert report.status is Status.PASS
     assert db.calls == 4, db.calls  # at 0, 0.3, 0.6, 0.9 s; MLflow's answer at 1.0 s ends the evaluation
     assert sorted(ran) == ["mlflow"] + ["postgres"] * 4  # what api_health_checks_total counts
@@ -205,7 +225,7 @@ def test_without_a_ttl_nothing_runs_twice():
         await asyncio.sleep(0.3)
 
     service = HealthService((Check("postgres", "datastore", db, 0.2), Check("mlflow", "component", slow, 3.0)), ttl=0)
-    assert asyncio.run(service.report()).status is Status.PASS
+    assert run(service.report()).status is Status.PASS
     assert db.calls == 1
 
 
@@ -236,7 +256,7 @@ def test_closing_cancels_the_checks_of_a_running_evaluation():
         await asyncio.wait_for(both_cancelled.wait(), 1)  # not left running until their 5 s budgets
         await asyncio.gather(caller, return_exceptions=True)
 
-    asyncio.run(main())
+    run(main())
     assert len(cancelled) == 2
 
 
@@ -244,7 +264,7 @@ def test_draining_reports_fail_without_probing():
     probe = Counting(delay=0)
     service = HealthService((Check("postgres", "datastore", probe, 1.0),), ttl=5.0)
     service.draining = True
-    report = asyncio.run(service.report())
+    report = run(service.report())
     assert report.status is Status.FAIL and report.http_status == 503
     assert report.as_json()["output"].startswith("draining")
     assert probe.calls == 0
@@ -254,7 +274,7 @@ def test_health_json_shape():
     service = HealthService(
         (Check("postgres", "datastore", ok, 1.0), Check("mlflow", "component", boom, 1.0, required=False)), ttl=0
     )
-    body = asyncio.run(service.report()).as_json()
+    body = run(service.report()).as_json()
     assert body["status"] == "warn"
     assert set(body["checks"]) == {"postgres:responseTime", "mlflow:responseTime"}
     assert body["checks"]["mlflow:responseTime"][0]["output"] == "GET /health answered HTTP 500"
@@ -298,7 +318,7 @@ def reports(service: HealthService, *steps):
                 step()
         return out
 
-    return asyncio.run(main())
+    return run(main())
 
 
 def test_a_task_is_out_of_service_until_every_required_dependency_answered_once():
@@ -348,14 +368,14 @@ def test_stale_while_revalidate_serves_the_last_result_at_once_and_refreshes_onc
     async def main():
         first = await service.report()  # nothing cached: waits for the evaluation
         now[0] += 5.0  # older than the TTL, within max_stale
-        started = time.monotonic()
+        started = asyncio.get_running_loop().time()
         stale = await asyncio.gather(*(service.report() for _ in range(50)))
-        waited = time.monotonic() - started
+        waited = asyncio.get_running_loop().time() - started
         await asyncio.sleep(0.4)  # the one refresh completes
         fresh = await service.report()
         return first, stale, waited, fresh
 
-    first, stale, waited, fresh = asyncio.run(main())
+    first, stale, waited, fresh = run(main())
     assert not first.cached and first.age == 0
     assert waited < 0.1, "a stale result must be served without waiting on the refresh"
     assert all(r.cached and r.stale and r.age == 5.0 for r in stale)
@@ -376,7 +396,7 @@ def test_a_result_older_than_max_stale_is_not_served_the_caller_waits_for_the_re
         now[0] += 10.5
         return await service.report()
 
-    r = asyncio.run(main())
+    r = run(main())
     assert not r.cached and not r.stale and r.age == 0 and probe.calls == 2
 
 
@@ -447,7 +467,7 @@ def test_the_encoded_body_is_the_json_body(case):
             report = await service.report()
         return report
 
-    report = asyncio.run(main())
+    report = run(main())
     assert json.loads(report.body()) == report.as_json()
     expected = {"pass": "pass", "starting": "fail", "warn": "warn", "stale": "pass", "draining": "fail"}[case]
     assert report.as_json()["status"] == expected, report.as_json()
