@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "fixtures.settings",
+    "fixtures.layout",
     "fixtures.stack",
     "fixtures.docker",
     "fixtures.faults",

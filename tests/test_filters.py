@@ -8,7 +8,7 @@ import pytest
 
 from harness.plan.filters import PatternError, matches
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
 UNSTRUCTURED = [
     "[ERROR] A fatal exception has occurred",

@@ -50,6 +50,7 @@ def test_every_contract_is_kept():
         ("harness/gantt.py", "import harness.simulation.simulator", "The base imports no wing"),
         ("harness/lifecycle.py", "import harness.rehearsal.tasks", "The base imports no wing"),
         ("harness/matcher.py", "import harness.plan.timing", "The base imports no wing"),
+        ("tests/test_wait.py", "import services.api.health", "The harness's own tests import nothing"),
     ],
     ids=[
         "base->wing",
@@ -67,6 +68,7 @@ def test_every_contract_is_kept():
         "gantt->simulation",
         "lifecycle->rehearsal",
         "matcher->plan",
+        "tests->services",
     ],
 )
 def test_a_wrong_import_breaks_its_contract(tmp_path, module, line, contract):

@@ -7,7 +7,7 @@ import pytest
 
 from harness.simulation.outage import OutageConfig, compare, outage
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.harness, pytest.mark.unit]
 BASE = OutageConfig(
     desired=2, alb_interval=10, healthy_threshold=3, unhealthy_threshold=2, grace=60, provisioning=20, boot=5
 )
