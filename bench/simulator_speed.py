@@ -54,7 +54,7 @@ def main() -> None:
             times.append((time.perf_counter() - t0) * 1000)
         print(
             f"| {desired} | {statistics.median(times):.1f} | {min(times):.1f} | {result.outcome} | "
-            f"{result.time:.0f} | {len(result.timeline)} |"
+            f"{result.time:.0f} | {len(result.trace)} |"
         )
 
 

@@ -173,7 +173,7 @@ variable "database" {
 }
 
 # Every timing of both services. Ranges are AWS's; the cross-checks (ALB timeout below interval,
-# grace period against boot time) are the ones the incident needed. harness/timing.py re-checks
+# grace period against boot time) are the ones the incident needed. harness/plan/rules.py re-checks
 # the planned values against the measured boot times.
 variable "services" {
   description = <<-EOT

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from harness.cli.load import run_load
 from harness.errors import HarnessError
 from harness.load import locust_csv, locust_process, prometheus
 from harness.load.config import Address, LoadBalancerCheck, LoadTest
 from harness.load.live import bulkheads, live_figures, postgres_checks
 from harness.load.locust_process import locust_argv
 from harness.load.results import RunFacts, read_summary, summarise
-from harness.load.runner import execute, load_balancer, main
+from harness.load.runner import execute, load_balancer
 from harness.paths import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
@@ -259,6 +260,6 @@ def test_a_load_test_end_to_end_with_a_stand_in_for_locust(tmp_path, monkeypatch
 def test_a_locust_that_writes_no_summary_fails_the_load_test_with_its_log(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(locust_process, "locust_argv", lambda *args: [sys.executable, "-c", STAND_IN])
     test = LoadTest("smoke", target_url="http://127.0.0.1:9", lb_timeout=5.0, reports_dir=tmp_path, out=io.StringIO())
-    assert main(test) == 2
+    assert run_load(test) == 2
     error = capsys.readouterr().err
     assert "exit code 1, no summary" in error and "no options: a Locust that crashed" in error, error

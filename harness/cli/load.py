@@ -35,7 +35,6 @@ def cmd_load(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.load.config import LoadTest
-    from harness.load.runner import main
 
     settings = resolve(
         {
@@ -51,7 +50,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     terminate_as_interrupt()
     reap()
     try:
-        return main(
+        return run_load(
             LoadTest(
                 profile=args.profile,
                 target_url=settings.target_url,
@@ -76,12 +75,60 @@ def cmd_load(args: argparse.Namespace) -> int:
         return 130
 
 
-def cmd_load_worker(args: argparse.Namespace) -> int:
-    from harness.load.runner import worker_main
+def run_load(test) -> int:  # test: harness.load.config.LoadTest
+    """One load test, its verdict printed: the SLO gate, the health cache, the change against the
+    previous run of the profile and where the reports are. Exit: the gate's, or 2 if it could not run."""
+    from harness import slo
+    from harness.errors import HarnessError
+    from harness.load import report as loadreport
+    from harness.load.profile import ProfileError
+    from harness.load.runner import execute
 
+    try:
+        outcome = execute(test)
+    except (HarnessError, ProfileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary, out = outcome.summary, test.out
+    print(f"load: SLO gate ({summary['slo']['file']}):", file=out)
+    for line in slo.gate_lines(summary.get("verdicts", []), summary.get("exceptions", [])):
+        print(line, file=out)
+    cache = summary.get("health_cache")
+    if cache:
+        print(
+            f"load: /health ran {cache['checks']} Postgres checks in {cache['seconds']} s "
+            f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)",
+            file=out,
+        )
+    for text in loadreport.changes(outcome.history_line, outcome.previous):
+        print(f"load: against the previous load test of this profile: {text}", file=out)
+    print(
+        f"load: {'passed' if outcome.exit_code == 0 else 'FAILED'} (exit {outcome.exit_code}); "
+        f"report {outcome.report_dir / 'report.html'}; summary {outcome.report_dir / 'summary.md'}; "
+        f"index {outcome.report_dir.parent / loadreport.INDEX}",
+        file=out,
+        flush=True,
+    )
+    return outcome.exit_code
+
+
+def cmd_load_worker(args: argparse.Namespace) -> int:
+    """One Locust worker for a master on another machine; it gets every option from the master and
+    exits when the master quits."""
+    from harness.errors import HarnessError
+    from harness.load import profile as profiles
+    from harness.load.config import parse_address
+    from harness.load.locust_process import run_worker
+
+    try:
+        profiles.read(args.profile)
+        address = parse_address(args.master, "--master")
+    except (HarnessError, profiles.ProfileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     terminate_as_interrupt()
     try:
-        return worker_main(args.profile, args.master)
+        return run_worker(args.profile, address)
     except KeyboardInterrupt:
         return 130
 

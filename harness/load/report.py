@@ -27,7 +27,6 @@ class KeyFigure(NamedTuple):
     key: str
     label: str
     unit: str
-    lower_is_better: bool
 
 
 class Objective(NamedTuple):
@@ -45,11 +44,11 @@ class Published(NamedTuple):
 
 
 KEY_FIGURES = (
-    KeyFigure("health_p99_ms", f"{HEALTH_ENDPOINT} p99", "ms", True),
-    KeyFigure("write_p95_ms", "POST /runs p95", "ms", True),
-    KeyFigure("read_p95_ms", "GET /runs/{id} p95", "ms", True),
-    KeyFigure("rps", "requests/s", "", False),
-    KeyFigure("error_rate", "error rate", "", True),
+    KeyFigure("health_p99_ms", f"{HEALTH_ENDPOINT} p99", "ms"),
+    KeyFigure("write_p95_ms", "POST /runs p95", "ms"),
+    KeyFigure("read_p95_ms", "GET /runs/{id} p95", "ms"),
+    KeyFigure("rps", "requests/s", ""),
+    KeyFigure("error_rate", "error rate", ""),
 )
 HISTORY = "history.jsonl"
 INDEX = "index.html"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,9 +29,9 @@ from harness.budgets import Budgets
 from harness.errors import HarnessError
 from harness.load import profile as profiles
 from harness.load import report as loadreport
-from harness.load.config import LoadBalancerCheck, LoadTest, parse_address
+from harness.load.config import LoadBalancerCheck, LoadTest
 from harness.load.live import MetricsRecorder, dependency_checks
-from harness.load.locust_process import STARTUP, drive, run_worker
+from harness.load.locust_process import STARTUP, drive
 from harness.load.results import API_METRICS, LoadResult, RunFacts, new_report_dir, summarise
 from harness.paths import REPO
 from harness.session import Session
@@ -138,45 +137,3 @@ def execute(test: LoadTest) -> LoadResult:
     summary = summarise(report_dir, data, test, lb, code, facts)
     published = loadreport.publish(root, summary, report_dir)
     return LoadResult(summary["exit_code"], report_dir, summary, published.line, published.previous)
-
-
-def worker_main(profile: str, master: str) -> int:
-    """``python -m harness load-worker``: one Locust worker for a master on another machine; it gets
-    every option from the master and exits when the master quits."""
-    try:
-        profiles.read(profile)
-        address = parse_address(master, "--master")
-    except (HarnessError, profiles.ProfileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return run_worker(profile, address)
-
-
-def main(test: LoadTest) -> int:
-    try:
-        outcome = execute(test)
-    except (HarnessError, profiles.ProfileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    summary = outcome.summary
-    print(f"load: SLO gate ({summary['slo']['file']}):", file=test.out)
-    for line in slo.gate_lines(summary.get("verdicts", []), summary.get("exceptions", [])):
-        print(line, file=test.out)
-    cache = summary.get("health_cache")
-    if cache:
-        print(
-            f"load: /health ran {cache['checks']} Postgres checks in {cache['seconds']} s "
-            f"(cache TTL {cache['ttl'] if cache['ttl'] else 'unknown'} s)",
-            file=test.out,
-        )
-    for text in loadreport.changes(outcome.history_line, outcome.previous):
-        print(f"load: against the previous load test of this profile: {text}", file=test.out)
-    root = outcome.report_dir.parent
-    print(
-        f"load: {'passed' if outcome.exit_code == 0 else 'FAILED'} (exit {outcome.exit_code}); "
-        f"report {outcome.report_dir / 'report.html'}; summary {outcome.report_dir / 'summary.md'}; "
-        f"index {root / loadreport.INDEX}",
-        file=test.out,
-        flush=True,
-    )
-    return outcome.exit_code

@@ -162,16 +162,6 @@ class Terraform:
             "apply", "-auto-approve", "-input=false", *self._var_args(var_file, variables), timeout=timeout
         )
 
-    def destroy(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
-        self.run_counted(
-            "destroy",
-            "-auto-approve",
-            "-input=false",
-            *self._var_args(var_file, variables),
-            timeout=timeout,
-            check=False,
-        )
-
     def run_counted(self, *args: str, timeout: float, check: bool = True) -> int:
         """An apply or destroy with progress: elapsed and resources done of the plan's count."""
         counter = ResourceCounter()

@@ -8,7 +8,7 @@ real secret ARNs), then each service's task runs on Docker: its containers in ``
 Secrets Manager, its command, its health check (not the Dockerfile's: ECS ignores that one), its
 ``stopTimeout``; a Postgres container stands in for the database under the address the plan
 gives it, and MLflow answers under its Cloud Map name. A poller per target group does what the
-ALB does (path, matcher, interval, timeout, thresholds). Each task gets a timeline (started,
+ALB does (path, matcher, interval, timeout, thresholds). Each task gets a typed lifecycle (started,
 container HEALTHY, target healthy, in service) judged against its grace period.
 
 Then the api's task is replaced under client traffic as the plan deploys it: rolling (the new task

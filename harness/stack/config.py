@@ -27,9 +27,6 @@ class StackConfig:
     def with_api_env(self, **env: str) -> StackConfig:
         return dataclasses.replace(self, api_env=tuple((dict(self.api_env) | env).items()))
 
-    def with_mlflow_env(self, **env: str) -> StackConfig:
-        return dataclasses.replace(self, mlflow_env=tuple((dict(self.mlflow_env) | env).items()))
-
     def with_(self, **changes: object) -> StackConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]  # replace() checks the names
 

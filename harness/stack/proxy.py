@@ -65,7 +65,6 @@ class FaultProxy:
         self.upstream, self.name, self.listen_host, self.requested_port = upstream, name, listen_host, port
         self.port = 0
         self.toxics: dict[str, Toxic] = {}
-        self.connections = 0
         self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"proxy {name}", daemon=True)
@@ -225,7 +224,6 @@ class FaultProxy:
             task.cancel()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         refuse = self.toxics.get("refuse")
         if refuse is not None:
             refuse.hit()

@@ -13,7 +13,6 @@ from services.common.dsn import DsnError, from_pieces
 from services.common.redact import redact
 
 Component = Literal["postgres", "mlflow"]
-COMPONENTS: tuple[str, ...] = ("postgres", "mlflow")
 # Variables whose value must never be echoed back in an error.
 _SECRET_FIELDS = {"database_url"}
 

@@ -223,9 +223,6 @@ class MlflowClient:
             )
         return run_id
 
-    async def delete_run(self, run_id: str) -> None:
-        await self.call("POST", "/api/2.0/mlflow/runs/delete", json={"run_id": run_id})
-
     async def get_run(self, run_id: str) -> dict[str, Any]:
         body = await self.call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
         run: dict[str, Any] = body["run"]
