@@ -71,7 +71,7 @@ def test_every_option_refuses_a_bad_value_with_exit_2_naming_it(command, flag, a
 
 
 def test_a_new_environment_file_works_in_every_command_that_takes_one(tmp_path, monkeypatch):
-    for env in ("staging", "prod"):
+    for env in harness.paths.environments():
         shutil.copy(environment_file(env), tmp_path / f"{env}.tfvars")
     shutil.copy(environment_file("staging"), tmp_path / "qa.tfvars")
     monkeypatch.setattr(harness.paths, "ENVIRONMENTS_DIR", tmp_path)
