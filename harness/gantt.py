@@ -16,7 +16,9 @@ from harness.pictures import Mark, Row, Span, gantt
 def _phases(points: list[tuple[str, float | None]], end: float) -> list[Span]:
     """Each (phase, from) pair begins where it says and lasts until the next one that happened
     (a pair whose time is None did not happen), the last until ``end``."""
-    happened = [(phase, t) for phase, t in points if t is not None and t <= end]
+    # in time order (a stable sort keeps the given order for equal times): a task replaced and then
+    # stopped by a rollback has both, and "stopped" is listed first
+    happened = sorted(((phase, t) for phase, t in points if t is not None and t <= end), key=lambda p: p[1])
     out = []
     for i, (phase, t) in enumerate(happened):
         stop = happened[i + 1][1] if i + 1 < len(happened) else end
@@ -41,8 +43,9 @@ def lifecycle_row(life: Lifecycle, end: float, last_shift: float | None = None) 
     waiting, first_healthy = _first_healthy(at(Step.CONTAINER_HEALTHY), at(Step.TARGET_HEALTHY), in_service)
     kept = last_shift if life.group == "blue" and in_service is not None else None
     points = [
-        ("provisioning", started if started is not None and running is not None and running > started else None),
-        ("start period", running if running is not None else started),
+        # until its essential container runs (dbinit first); a task whose dbinit failed never ran
+        ("provisioning", started if started is not None and (running is None or running > started) else None),
+        ("start period", running),
         (waiting, first_healthy),
         ("unhealthy", at(Step.UNHEALTHY) if in_service is None else None),
         ("in service", in_service),

@@ -99,10 +99,11 @@ class Lifecycle:
         return f"{word}: in service after {self.in_service:.1f}s, grace period {self.grace:g}s"
 
     def describe(self) -> str:
+        """For a person: the verdict, then what happened, in seconds on the deployment's axis."""
         said = [(t, step.value) for step, t in self.steps.items()]
         said += [(e.at, f"{e.container} exited {e.code}") for e in self.exits]
-        lines = [f"{self.name}: {self.verdict()}"]
-        lines += [f"  {t - self.started:7.1f}s  {what}" for t, what in sorted(said, key=lambda s: s[0])]
+        lines = [f"{self.name} (started at {self.started:.1f}s): {self.verdict()}"]
+        lines += [f"  {t:7.1f}s  {what}" for t, what in sorted(said, key=lambda s: s[0])]
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -140,6 +141,6 @@ class Rollout:
         said = [(m.at, f"listener: {m.percent} % of production traffic to green") for m in self.shifts]
         said += [(t, m.value) for m, t in self.milestones.items()]
         if said:
-            lines.append("deployment:")
+            lines.append("deployment (seconds on the same axis):")
             lines += [f"  {t:7.1f}s  {what}" for t, what in sorted(said, key=lambda s: s[0])]
         return "\n".join(lines)

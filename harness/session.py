@@ -216,11 +216,14 @@ def reap(
     """Remove what belongs to dead sessions (all sessions but ``exclude`` when ``force``)."""
     report = ReapReport()
     gone = set(stale_sessions(force, exclude))
-    # processes of sessions whose registry vanished (e.g. the owner was SIGKILLed mid-write)
+    # processes of sessions whose registry vanished (e.g. the owner was SIGKILLed mid-write). The
+    # processes are scanned first and the registry read after: a session registers before it starts
+    # a process, so one that registers during the scan is seen as live, never reaped as an orphan
+    # (the other order killed a test run beside it, the whole process group of its owner)
+    marked = {pid: _session_id_of(pid) for pid in processes_of(None)}
     live_ids = {f.stem for f in REGISTRY.glob("*.json")} if REGISTRY.exists() else set()
     orphans: set[str] = set()
-    for pid in processes_of(None):
-        rid = _session_id_of(pid)
+    for rid in marked.values():
         if rid and rid not in exclude and (rid in gone or rid not in live_ids):
             orphans.add(rid)
     gone |= orphans

@@ -177,3 +177,30 @@ def test_interrupted_load_run_leaves_no_locust_behind(tmp_path, workers, budgets
     assert cli.returncode == 130, out
     assert [p for p in started if Path(f"/proc/{p}").exists()] == [], out
     assert "interrupted; everything it started was stopped" in out
+
+
+def test_the_reaper_never_takes_a_session_that_registers_while_it_scans(tmp_path, monkeypatch):
+    """A run that registers its session while another run's reaper scans the processes (its child
+    already started) is live: the reaper must read the registry after the scan, not before."""
+    import harness.session as session_module
+
+    registry = tmp_path / "sessions"
+    registry.mkdir()
+    monkeypatch.setattr(session_module, "REGISTRY", registry)
+    monkeypatch.setattr(session_module, "TMP", tmp_path)
+    child = 4_000_000  # a pid no process has
+
+    def scan(ids):
+        if ids is None:  # the scan of every process: the new run registers meanwhile
+            (registry / "hnew.json").write_text(json.dumps({"session_id": "hnew", "owner_pid": os.getpid()}))
+            return [child]
+        return [child] if "hnew" in ids else []
+
+    killed: list[list[int]] = []
+    monkeypatch.setattr(session_module, "processes_of", scan)
+    monkeypatch.setattr(session_module, "_session_id_of", lambda pid: "hnew" if pid == child else None)
+    monkeypatch.setattr(session_module, "_kill", lambda pids: killed.append(pids) or pids)
+    monkeypatch.setattr(session_module.ports, "sweep", lambda: [])
+    report = session_module.reap()
+    assert killed == [] and report.sessions == [], (killed, report)
+    assert (registry / "hnew.json").exists()

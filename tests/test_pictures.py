@@ -223,3 +223,16 @@ def test_a_blue_green_rehearsal_shows_blue_kept_without_traffic_and_each_shift_o
     assert [(m.gid, m.at) for m in rollout_marks(rollout)] == [("traffic-10", 40.0), ("traffic-100", 46.0)]
     svg = rollout_svg(rollout, "blue/green")
     assert {"traffic-10", "traffic-100"} <= ids(svg)
+
+
+def test_a_green_replaced_and_then_stopped_by_the_rollback_draws_its_phases_in_time_order():
+    """The rollback stops a green that was already judged replaced: "stopped" is listed before
+    "replaced" among the phases, and must not swallow the start period."""
+    green = life("api (green)", 60.0, 30.0, group="green", running=31.0, replaced=90.6, stopping=91.0, stopped=92.1)
+    rows = rollout_rows(Rollout({"api (green)": green}), 93.0)
+    assert spans(rows[0]) == [
+        ("provisioning", 30.0, 31.0),
+        ("start period", 31.0, 90.6),
+        ("replaced", 90.6, 92.1),
+        ("stopped", 92.1, 93.0),
+    ]

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from harness.cli.options import COUNT, POSITIVE, SOME, env_option, existing_file, settings_options
+from harness.cli.options import env_option, existing_file, number, settings_options
 from harness.process import terminate_as_interrupt
 from harness.session import reap
 from harness.settings import ini_values, resolve
@@ -23,11 +23,23 @@ def _matcher(raw: str) -> str:
 
 
 def _address(raw: str) -> str:
-    """HOST:PORT, checked here; the runner parses it again where it binds or connects."""
-    host, _, port = raw.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 1-65535, got {raw!r}")
+    """HOST:PORT, checked as the runner checks it; the raw text goes on."""
+    from harness.errors import ConfigurationError
+    from harness.load.config import parse_address
+
+    try:
+        parse_address(raw, "the address")
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("\n", " ")) from None
     return raw
+
+
+def _bounded(name: str, kind: type = float):
+    """The ``type=`` of a load test's number, with the bounds the load test itself checks."""
+    from harness.load.config import BOUNDS
+
+    low, high = BOUNDS[name]
+    return number(kind, low, high)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -141,20 +153,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--profile", required=True, choices=profile_names(), help="loadtests/profiles/<name>.py")
     load.add_argument(
         "--workers",
-        type=SOME,
+        type=_bounded("workers", int),
         default=0,
         help="Locust distributed mode: one master and N local workers (0: one process)",
     )
-    load.add_argument("--time-scale", type=POSITIVE, default=1.0, help="multiply every stage's end (0.5: half as long)")
+    load.add_argument(
+        "--time-scale", type=_bounded("time_scale"), default=1.0, help="multiply every stage's end (0.5: half as long)"
+    )
     load.add_argument("--slo", type=existing_file, default=str(SLO_FILE), help="the SLO file the gate judges by")
     env_option(load, "whose planned ALB health check (timeout, matcher) the poller and the SLOs use")
-    load.add_argument("--lb-timeout", type=POSITIVE, help="the ALB health-check timeout, s (skips the Terraform plan)")
+    load.add_argument(
+        "--lb-timeout", type=_bounded("lb_timeout"), help="the ALB health-check timeout, s (skips the Terraform plan)"
+    )
     load.add_argument("--lb-matcher", type=_matcher, help="the ALB matcher, e.g. 200 or 200-299")
-    load.add_argument("--max-requests", type=COUNT, help="stop after this many requests (default: the profile's cap)")
+    load.add_argument(
+        "--max-requests",
+        type=_bounded("max_requests", int),
+        help="stop after this many requests (default: the profile's cap)",
+    )
     load.add_argument("--request-log", action="store_true", help="also write requests.jsonl, one line per request")
     load.add_argument(
         "--remote-workers",
-        type=SOME,
+        type=_bounded("remote_workers", int),
         default=0,
         help="also wait for N workers on other machines (`python -m harness load-worker`)",
     )

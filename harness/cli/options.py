@@ -24,9 +24,15 @@ def var_file(args: argparse.Namespace) -> Path:
     return path
 
 
-def number(kind: type, low: float, *, above: bool = False, what: str = "") -> Callable[[str], float]:
-    """A ``type=`` for argparse: an int or float at least ``low`` (above it, with ``above``)."""
-    bound = f"above {low:g}" if above else f"{low:g} or more"
+def number(
+    kind: type, low: float, high: float | None = None, *, above: bool = False, what: str = ""
+) -> Callable[[str], float]:
+    """A ``type=`` for argparse: an int or float at least ``low`` (above it, with ``above``) and at
+    most ``high``."""
+    if high is not None:
+        bound = f"between {low:g} and {high:g}"
+    else:
+        bound = f"above {low:g}" if above else f"{low:g} or more"
     expected = f"{'a whole number' if kind is int else 'a number'} {bound}{f' ({what})' if what else ''}"
 
     def parse(raw: str) -> float:
@@ -34,7 +40,7 @@ def number(kind: type, low: float, *, above: bool = False, what: str = "") -> Ca
             value = kind(raw)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {raw!r}") from None
-        if value < low or (above and value == low):
+        if value < low or (above and value == low) or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {raw!r}")
         return value
 

@@ -26,7 +26,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         dependencies_ok=not args.broken_dependency,
         **({"desired": args.desired} if args.desired else {}),
     )
-    strategy = args.strategy or ("blue_green" if svc.deployment_controller == "CODE_DEPLOY" else "rolling")
+    strategy = args.strategy or svc.strategy
     if strategy == "blue_green":
         result = simulate_blue_green(
             cfg,

@@ -10,17 +10,18 @@ import signal
 import sys
 import threading
 
-from harness.budgets import Budgets
 from harness.cli.options import settings_options
 from harness.process import terminate_as_interrupt
-from harness.progress import Progress
 from harness.session import Session, reap, reap_session, stop_up_sessions
 from harness.settings import ini_values, resolve
-from harness.stack.runtime import make_runtime, resolve_runtime
-from harness.stack.stack import Stack, record_timings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from harness.budgets import Budgets
+    from harness.progress import Progress
+    from harness.stack.runtime import make_runtime, resolve_runtime
+    from harness.stack.stack import Stack, record_timings
+
     settings = resolve(
         {"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier, "mlflow_workers": args.mlflow_workers},
         os.environ,

@@ -27,6 +27,17 @@ class LoadBalancerCheck(NamedTuple):
     source: str
 
 
+# The numbers a load test takes, with their bounds (None: no upper bound); the CLI checks the same.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "workers": (0, 16),  # 0: one process
+    "remote_workers": (0, 256),
+    "time_scale": (0.01, 10),
+    "lb_timeout": (2, 120),  # AWS's range for a target group's health-check timeout
+    "max_requests": (1, None),
+}
+BOUND_HINTS = {"time_scale": "it multiplies the end of every stage of the profile"}
+
+
 @dataclass
 class LoadTest:
     """What one load test needs. ``lb_timeout``/``lb_matcher`` None: read them from the Terraform plan."""
@@ -54,27 +65,19 @@ class LoadTest:
     def validate(self) -> dict:
         """Check everything before anything starts; returns the profile's data."""
         data = profiles.read(self.profile)
-        if not 0 <= self.workers <= 16:
-            raise ConfigurationError("--workers between 0 (one process) and 16", repr(self.workers), "")
-        if not 0 <= self.remote_workers <= 256:
-            raise ConfigurationError("--remote-workers between 0 and 256", repr(self.remote_workers), "")
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and not (low <= value and (high is None or value <= high)):
+                flag = "--" + name.replace("_", "-")
+                span = f"{low:g} or more" if high is None else f"between {low:g} and {high:g}"
+                raise ConfigurationError(f"{flag} {span}", repr(value), BOUND_HINTS.get(name, ""))
         if self.master_bind:
             parse_address(self.master_bind, "--master-bind")
-        if not 0.01 <= self.time_scale <= 10:
-            raise ConfigurationError(
-                "--time-scale between 0.01 and 10",
-                repr(self.time_scale),
-                "it multiplies the end of every stage of the profile",
-            )
-        if self.lb_timeout is not None and not 2 <= self.lb_timeout <= 120:
-            raise ConfigurationError("--lb-timeout between 2 and 120 s (AWS's range)", repr(self.lb_timeout), "")
         if self.lb_matcher is not None:
             try:
                 parse_matcher(self.lb_matcher)
             except ValueError as exc:
                 raise ConfigurationError("--lb-matcher", str(exc), "") from None
-        if self.max_requests is not None and self.max_requests < 1:
-            raise ConfigurationError("--max-requests of at least 1", repr(self.max_requests), "")
         # a wrong SLO file fails now, not after the load (alb_timeout: the plan's value comes later)
         slo.load(self.slo_file, profile=self.profile, names={"alb_timeout": self.lb_timeout or 5.0})
         return data

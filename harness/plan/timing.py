@@ -156,6 +156,11 @@ class ServiceTiming:
     test_listener: bool = True
 
     @property
+    def strategy(self) -> str:
+        """How the plan deploys the service: ``blue_green`` by CodeDeploy, else ECS's ``rolling``."""
+        return "blue_green" if self.deployment_controller == "CODE_DEPLOY" else "rolling"
+
+    @property
     def environment(self) -> dict[str, str]:
         """The service container's environment as it would see it (stand-ins for the unknown)."""
         return self.containers[0].checked_environment()

@@ -14,9 +14,8 @@ from harness.lifecycle import Milestone, Shift, Step
 from harness.plan.codedeploy import TRAFFIC
 from harness.plan.timing import ServiceTiming
 from harness.rehearsal.balancer import Balancer, Client, validate
-from harness.rehearsal.rolling import failed_requests
+from harness.rehearsal.rolling import some_more_requests, summary
 from harness.rehearsal.tasks import Launcher, RunningTask
-from harness.wait import wait_until
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ def blue_green(
             launcher.say(f"api: {why}{f' ({problem})' if problem else ''}: no traffic moved; green removed (rollback)")
             if green.main is not None:
                 balancer.drain(green.key)
+                green.life.mark(Step.DRAINING, launcher.now())
                 green.started.reload()
                 if green.started.attrs["State"]["Status"] == "running":
                     launcher.stop(green, svc)
@@ -84,17 +84,14 @@ def blue_green(
             blue.life.mark(Step.DRAINING, launcher.now())
             launcher.until(launcher.now() + svc.deregistration_delay, "blue's deregistration delay")
             launcher.stop(blue, svc)
-        wait_until(lambda: len(c.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
-    keys = (blue.key, green.key)
+        some_more_requests(c)
     # the client's clock counts from its own start; the rollout's from the first task's
     last = rollout.shifts[-1].at + (launcher.began - c.started) + 0.5 if rollout.shifts else None
-    summary = {
+    return {
         "strategy": "blue_green",
         "traffic": how.traffic,
         "termination_wait": termination,
-        "requests": len(c.answers),
-        "failed": len(c.failed),
-        "by_target": {k: sum(a.target == k for a in c.answers) for k in keys},
+        **summary(launcher, c, blue, green, "the blue/green deployment"),
         "shifts": [(s.at, s.percent) for s in rollout.shifts],
         "on_blue_after_the_last_shift": sum(
             a.target == blue.key for a in c.answers if last is not None and a.t >= last
@@ -102,6 +99,3 @@ def blue_green(
         "rolled_back": not green.life.ok,
         "validation": problem or ("passed" if Milestone.VALIDATED in rollout.milestones else None),
     }
-    launcher.say(f"api: blue/green: {len(c.answers)} client requests, {len(c.failed)} failed")
-    blue.life.failure = blue.life.failure or failed_requests(c, "the blue/green deployment")
-    return summary

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from harness.errors import ConfigurationError, ServiceFailed
+from harness.errors import ConfigurationError, DependencyMissing, ServiceFailed
 from harness.lifecycle import Rollout, Step
 from harness.paths import TERRAFORM_DIR, environment_file
 from harness.plan.boot import inputs
-from harness.plan.codedeploy import TRAFFIC
-from harness.plan.timing import TimingModel, planned
+from harness.plan.codedeploy import traffic_steps
+from harness.plan.timing import ServiceTiming, TimingModel, planned
 from harness.rehearsal.blue_green import BlueGreen, blue_green
 from harness.rehearsal.moto import MotoServer
 from harness.rehearsal.platform import Platform
@@ -71,61 +71,68 @@ class Rehearsal:
         """Refuse a wrong blue/green setting before anything starts, naming it."""
         checks = (
             ("strategy", self.strategy in (None, "rolling", "blue_green"), "rolling or blue_green"),
-            ("traffic", self.traffic is None or self.traffic in TRAFFIC, f"one of {', '.join(TRAFFIC)}"),
             ("time_scale", self.time_scale > 0, "a number above 0 (0.02: a canary's 5 minutes as 6 s)"),
             ("termination_wait", self.termination_wait is None or self.termination_wait >= 0, "seconds, 0 or more"),
         )
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigurationError(f"the rehearsal's {name}: {expected}", repr(getattr(self, name)))
+        if self.traffic is not None:
+            traffic_steps(self.traffic, "the rehearsal's traffic")
 
     @property
     def ok(self) -> bool:
         return all(life.ok for life in self.rollout.tasks.values())
 
     def run(self) -> Rollout:
-        import docker
-
         from harness.stack.images import ensure_images
 
         var_file = self.var_file or environment_file(self.env)
-        session = Session()
-        self.session_id = session.id
-        client = docker.from_env()
-        launcher: Launcher | None = None
-        try:
+        with contextlib.ExitStack() as cleanup:  # each cleanup registered right after its creation
+            session = Session()
+            cleanup.callback(session.close)
+            self.session_id = session.id
+            client = _docker()
+            cleanup.callback(client.close)
             self._say(f"planning {var_file.name} (the timings) and applying it to a moto server (the task definitions)")
             model = planned(
                 var_file,
                 inputs(self.reports_dir / "timings.json", self.reports_dir / "images.json"),
                 source=self.source,
             )
+            how = self._how(model.services["api"]) if "api" in self.services else None
             tags = ensure_images(client)[0]
-            with contextlib.ExitStack() as own:
-                platform = self.platform or own.enter_context(Platform(session))
-                platform.apply(var_file, self.source)
-                moto = platform.moto
-                secrets, namespace = moto.client("secretsmanager"), moto.client("servicediscovery")
-                namespace = namespace.list_namespaces()["Namespaces"][0]["Name"]
-                net = client.networks.create(f"harness-{session.id}-rehearsal", labels={LABEL: session.id})
-                launcher = Launcher(
-                    client, secrets, net, tags, namespace, self._say, [net], self.rollout, start_delay=self.start_delay
-                )
-                self._database(client, moto, net, tags, launcher.created)
-                self._tasks(launcher, moto, platform.task_definitions(), model)
-        finally:
-            if launcher is not None:
-                launcher.cleanup()
-            client.close()
-            session.close()
+            platform = self.platform or cleanup.enter_context(Platform(session))
+            platform.apply(var_file, self.source)
+            moto = platform.moto
+            secrets, namespace = moto.client("secretsmanager"), moto.client("servicediscovery")
+            namespace = namespace.list_namespaces()["Namespaces"][0]["Name"]
+            net = client.networks.create(f"harness-{session.id}-rehearsal", labels={LABEL: session.id})
+            cleanup.callback(_remove, net)
+            launcher = Launcher(
+                client, secrets, net, tags, namespace, self._say, rollout=self.rollout, start_delay=self.start_delay
+            )
+            cleanup.callback(launcher.cleanup)  # the containers, before their network
+            self._database(client, moto, net, tags, launcher.created)
+            self._tasks(launcher, moto, platform.task_definitions(), model, how)
         ready = {
-            key: life.steps[Step.CONTAINER_HEALTHY] - life.started
+            key: seconds
             for key, life in self.rollout.tasks.items()
-            if key in self.services and Step.CONTAINER_HEALTHY in life.steps
+            if key in self.services and (seconds := life.after_start(Step.CONTAINER_HEALTHY)) is not None
         }
         if ready:  # task start to the health path answering, under the plan's own settings
             record_timings(self.reports_dir / "timings.json", "rehearsal", ready)
         return self.rollout
+
+    def _how(self, svc: ServiceTiming) -> BlueGreen | None:
+        """How the api's task is replaced: None for rolling, else blue/green's settings (the plan's
+        unless given), refused before anything starts when CodeDeploy has no such configuration."""
+        if (self.strategy or svc.strategy) == "rolling":
+            return None
+        traffic = self.traffic or svc.traffic
+        traffic_steps(traffic, "the deployment group's traffic configuration")
+        wait = svc.termination_wait if self.termination_wait is None else self.termination_wait
+        return BlueGreen(traffic, wait, self.time_scale)
 
     def _say(self, text: str) -> None:
         print(f"rehearse: {text}", file=self.out, flush=True)
@@ -169,7 +176,9 @@ class Rehearsal:
             health, until=lambda s: s == "healthy", timeout=60, interval=0.5, what="the database stand-in to be healthy"
         )
 
-    def _tasks(self, launcher: Launcher, moto: MotoServer, revisions: dict[str, str], model: TimingModel) -> None:
+    def _tasks(
+        self, launcher: Launcher, moto: MotoServer, revisions: dict[str, str], model: TimingModel, how: BlueGreen | None
+    ) -> None:
         ecs = moto.client("ecs")
         definitions = {}
         with contextlib.ExitStack() as stack:
@@ -183,15 +192,26 @@ class Rehearsal:
             if not (self.replacement and api is not None and all(r.life.ok for r in running)):
                 return
             svc = model.services["api"]
-            strategy = self.strategy or ("blue_green" if svc.deployment_controller == "CODE_DEPLOY" else "rolling")
-            if strategy == "rolling":
+            if how is None:
                 self.replacement_summary = replace(launcher, stack, svc, api, definitions["api"])
-                return
-            traffic = self.traffic or svc.traffic
-            if traffic not in TRAFFIC:
-                raise ConfigurationError(
-                    "the deployment group's traffic configuration", repr(traffic), f"one of {', '.join(TRAFFIC)}"
+            else:
+                self.replacement_summary = blue_green(
+                    launcher, stack, svc, api, definitions["api"], how, self.green_env
                 )
-            wait = svc.termination_wait if self.termination_wait is None else self.termination_wait
-            how = BlueGreen(traffic, wait, self.time_scale)
-            self.replacement_summary = blue_green(launcher, stack, svc, api, definitions["api"], how, self.green_env)
+
+
+def _docker():  # -> docker.DockerClient
+    """A client of the Docker engine, or the harness's error saying none answers."""
+    import docker
+
+    try:
+        return docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise DependencyMissing("a Docker engine for the rehearsal", str(exc), "start dockerd") from None
+
+
+def _remove(network) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.APIError):
+        network.remove()

@@ -13,14 +13,26 @@ from harness.rehearsal.tasks import Launcher, RunningTask
 from harness.wait import wait_until
 
 
-def failed_requests(client: Client, during: str) -> str:
-    """A failure for the task's record when any client request failed, else ''."""
+def summary(launcher: Launcher, client: Client, old: RunningTask, new: RunningTask, during: str) -> dict:
+    """What the client saw during a replacement: its requests, how many failed, by target; a failed
+    request fails the old task's record (no request may fail while tasks are replaced)."""
     failed = client.failed
-    if not failed:
-        return ""
-    return f"{len(failed)} of {len(client.answers)} client requests failed during {during}: " + "; ".join(
-        f"t={a.t}s {a.target} {a.status or a.error}" for a in failed[:5]
-    )
+    launcher.say(f"api: {during}: {len(client.answers)} client requests, {len(failed)} failed")
+    if failed:
+        old.life.failure = old.life.failure or (
+            f"{len(failed)} of {len(client.answers)} client requests failed during {during}: "
+            + "; ".join(f"t={a.t}s {a.target} {a.status or a.error}" for a in failed[:5])
+        )
+    return {
+        "requests": len(client.answers),
+        "failed": len(failed),
+        "by_target": {k: sum(a.target == k for a in client.answers) for k in (old.key, new.key)},
+    }
+
+
+def some_more_requests(client: Client) -> None:
+    """A few requests after the last change, so the picture of what the client saw ends served."""
+    wait_until(lambda: len(client.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
 
 
 def replace(
@@ -43,13 +55,5 @@ def replace(
                 f"the old target to drain for its deregistration delay ({svc.deregistration_delay:g}s)",
             )
             launcher.stop(old, svc)
-            wait_until(lambda: len(c.answers), until=lambda n: n >= 10, timeout=10, what="a few requests afterwards")
-    summary = {
-        "strategy": "rolling",
-        "requests": len(c.answers),
-        "failed": len(c.failed),
-        "by_target": {k: sum(a.target == k for a in c.answers) for k in (old.key, new.key)},
-    }
-    launcher.say(f"api: replacement: {len(c.answers)} client requests, {len(c.failed)} failed")
-    old.life.failure = old.life.failure or failed_requests(c, "the replacement")
-    return summary
+            some_more_requests(c)
+    return {"strategy": "rolling", **summary(launcher, c, old, new, "the replacement")}

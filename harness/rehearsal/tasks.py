@@ -85,7 +85,7 @@ class Launcher:
     tags: dict[str, str]  # service -> image tag
     namespace: str  # the Cloud Map namespace the services answer under
     say: Callable[[str], None]
-    created: list = field(default_factory=list)  # containers and networks, in creation order
+    created: list = field(default_factory=list)  # its containers, in creation order
     rollout: Rollout = field(default_factory=Rollout)
     stop_timeouts: dict[str, int] = field(default_factory=dict)  # container name -> its stopTimeout
     ports: list[int] = field(default_factory=list)
@@ -251,17 +251,15 @@ class Launcher:
         wait_until(self.now, until=lambda s: s >= at, timeout=max(0.0, at - self.now()) + 5, interval=0.2, what=what)
 
     def cleanup(self) -> None:
-        """Containers first (they hold the network), then the network; each container stopped as
-        ECS stops it (SIGTERM, SIGKILL after its stopTimeout)."""
+        """Every container it started, stopped as ECS stops one (SIGTERM, SIGKILL after its
+        stopTimeout) and removed; then its ports."""
         import docker.errors
-        import docker.models.containers
 
-        for obj in reversed(self.created):
-            with contextlib.suppress(docker.errors.APIError):
-                if isinstance(obj, docker.models.containers.Container):
-                    obj.stop(timeout=self.stop_timeouts.get(obj.name or "", 10))
-                    obj.remove(force=True, v=True)
-                else:
-                    obj.remove()
-        for port in self.ports:
-            release(port)
+        try:
+            for container in reversed(self.created):
+                with contextlib.suppress(docker.errors.APIError):
+                    container.stop(timeout=self.stop_timeouts.get(container.name or "", 10))
+                    container.remove(force=True, v=True)
+        finally:
+            for port in self.ports:
+                release(port)

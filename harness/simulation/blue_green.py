@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from harness.errors import ConfigurationError
 from harness.lifecycle import Milestone, Shift, Step
-from harness.plan.codedeploy import TRAFFIC
+from harness.plan.codedeploy import traffic_steps
 from harness.simulation.simulator import Result, SimConfig, Simulation, Task
 
 
@@ -55,11 +55,9 @@ class BlueGreenSimulation(Simulation):
         if validation < 0:
             raise ConfigurationError("validation: seconds, 0 or more", repr(validation))
         self.test_listener, self.validation = test_listener, validation
-        if traffic not in TRAFFIC:
-            raise ConfigurationError(f"traffic: one of {', '.join(TRAFFIC)}", repr(traffic))
         if termination_wait < 0:
             raise ConfigurationError("termination_wait: seconds, 0 or more", repr(termination_wait))
-        self.steps, self.traffic, self.termination_wait = TRAFFIC[traffic], traffic, termination_wait
+        self.steps, self.traffic, self.termination_wait = traffic_steps(traffic), traffic, termination_wait
         self.green_percent = 0
         self.shifting = False
         self.shifts: list[Shift] = []
