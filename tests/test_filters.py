@@ -112,3 +112,12 @@ def test_an_alarm_needs_its_threshold_of_lines_in_one_period_and_fires_within_tw
     assert alarm.seconds_to_fire(2 / 300) == float("inf"), "two lines a period never reach three"
     above = Alarm("b", "ns", "M", "Sum", 60, 2, 0.0, "GreaterThanThreshold", {})
     assert above.lines_to_fire() == 1
+
+
+def test_an_alarm_that_cannot_fire_on_failures_is_refused_naming_its_comparison():
+    from harness.errors import ConfigurationError
+    from harness.plan.observability import Alarm
+
+    alarm = Alarm("a", "ns", "m", "Sum", 60, 1, 1.0, "LessThanThreshold", {})
+    with pytest.raises(ConfigurationError, match="alarm a: comparison_operator GreaterThanThreshold"):
+        alarm.lines_to_fire()

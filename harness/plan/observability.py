@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.errors import ConfigurationError
 from harness.plan.timing import plan_resources
 
 EVALUATION_INTERVAL = 60.0  # seconds between evaluations of an alarm
@@ -57,7 +58,11 @@ class Alarm:
             return max(1, math.ceil(self.threshold))
         if self.comparison == "GreaterThanThreshold":
             return math.floor(self.threshold) + 1
-        raise ValueError(f"{self.name}: {self.comparison} does not fire on failures")
+        raise ConfigurationError(
+            f"alarm {self.name}: comparison_operator GreaterThanThreshold or GreaterThanOrEqualToThreshold "
+            "(an alarm on a count of failures)",
+            self.comparison,
+        )
 
     def seconds_to_fire(self, failures_per_second: float) -> float:
         """Worst case from the first failing line to the alarm, failures arriving steadily at
