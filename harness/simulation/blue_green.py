@@ -9,7 +9,7 @@ from collections.abc import Callable
 from harness.errors import ConfigurationError
 from harness.lifecycle import Milestone, Shift, Step
 from harness.plan.codedeploy import traffic_steps
-from harness.simulation.simulator import Result, SimConfig, Simulation, Task
+from harness.simulation.simulator import Result, SimConfig, Simulation, Task, sampler
 
 
 class BlueGreenSimulation(Simulation):
@@ -112,13 +112,9 @@ class BlueGreenSimulation(Simulation):
             for i, (after, _) in enumerate(self.steps):
                 self.at(start + after, "shift", i)
 
-    def maybe_replace(self, task: Task) -> None:
-        unhealthy = task.alb == "unhealthy" or task.container == "UNHEALTHY"
-        if not task.alive or not unhealthy or self.now < task.started + self.cfg.grace:
+    def maybe_replace(self, task: Task) -> None:  # within the task set: no circuit breaker
+        if not self.replace_if_unhealthy(task):
             return
-        task.alive = False
-        task.life.mark(Step.REPLACED, self.now)
-        self.replaced += 1
         self.log(f"task {task.id} stopped as unhealthy and replaced in the task set ({self.replaced} so far)")
         self.fill()
 
@@ -177,7 +173,6 @@ def simulate_blue_green(
     validation: float = 0.0,
 ) -> Result:
     """Simulate one CodeDeploy blue/green deployment (see ``BlueGreenSimulation``)."""
-    sampler = boot if callable(boot) else (lambda rng, b=boot: b)
     return BlueGreenSimulation(
-        cfg, sampler, seed, traffic, termination_wait, alarm_after, test_listener, validation
+        cfg, sampler(boot), seed, traffic, termination_wait, alarm_after, test_listener, validation
     ).run()

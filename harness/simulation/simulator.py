@@ -300,13 +300,19 @@ class Simulation:
             self.check_done()
             self.fill()
 
-    def maybe_replace(self, task: Task) -> None:
+    def replace_if_unhealthy(self, task: Task) -> bool:
+        """ECS stops a task that a check judged unhealthy once its grace period is over."""
         unhealthy = task.alb == "unhealthy" or task.container == "UNHEALTHY"
         if not task.alive or not unhealthy or self.now < task.started + self.cfg.grace:
-            return
+            return False
         task.alive = False
         task.life.mark(Step.REPLACED, self.now)
         self.replaced += 1
+        return True
+
+    def maybe_replace(self, task: Task) -> None:
+        if not self.replace_if_unhealthy(task):
+            return
         self.failures += 1
         self.log(f"task {task.id} stopped as unhealthy (failure {self.failures} of {self.threshold})")
         if self.cfg.circuit_breaker and self.failures >= self.threshold:
@@ -325,8 +331,12 @@ class Simulation:
 
 def simulate(cfg: SimConfig, boot: float | Callable[[random.Random], float], seed: int = 0) -> Result:
     """Simulate one deployment; ``boot`` is seconds from RUNNING to the app answering, or a sampler."""
-    sampler = boot if callable(boot) else (lambda rng, b=boot: b)
-    return Simulation(cfg, sampler, seed).run()
+    return Simulation(cfg, sampler(boot), seed).run()
+
+
+def sampler(boot: float | Callable[[random.Random], float]) -> Callable[[random.Random], float]:
+    """Boot times: a fixed number of seconds, or a sampler as given."""
+    return boot if callable(boot) else (lambda rng: boot)
 
 
 def measured_boot(samples: list[float], factor: float) -> Callable[[random.Random], float]:
