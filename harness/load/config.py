@@ -35,7 +35,10 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "lb_timeout": (2, 120),  # AWS's range for a target group's health-check timeout
     "max_requests": (1, None),
 }
-BOUND_HINTS = {"time_scale": "it multiplies the end of every stage of the profile"}
+BOUND_HINTS = {
+    "time_scale": "it multiplies the end of every stage of the profile",
+    "lb_timeout": "AWS's range for a target group's health-check timeout",
+}
 
 
 @dataclass
@@ -69,7 +72,7 @@ class LoadTest:
             value = getattr(self, name)
             if value is not None and not (low <= value and (high is None or value <= high)):
                 flag = "--" + name.replace("_", "-")
-                span = f"{low:g} or more" if high is None else f"between {low:g} and {high:g}"
+                span = f"of at least {low:g}" if high is None else f"between {low:g} and {high:g}"
                 raise ConfigurationError(f"{flag} {span}", repr(value), BOUND_HINTS.get(name, ""))
         if self.master_bind:
             parse_address(self.master_bind, "--master-bind")

@@ -256,6 +256,8 @@ class HealthService:
         failed: list[CheckResult] = []
         try:
             while len(by_check) < len(self.checks) and not failed:
+                # a passed check is due again at ``at + ttl``: the wait and the test below use that one
+                # deadline (two roundings of it could disagree by a float's last bit, and the loop spin)
                 rerun_in = min(passed_at.values()) + self.ttl - self.clock() if passed_at and self.ttl > 0 else None
                 done, _ = await asyncio.wait(
                     set(running),
@@ -271,7 +273,7 @@ class HealthService:
                         passed_at[c] = self.clock()
                 failed = [r for r in by_check.values() if r.status is Status.FAIL]
                 for c, at in list(passed_at.items()):
-                    if not failed and self.ttl > 0 and self.clock() - at >= self.ttl:
+                    if not failed and self.ttl > 0 and self.clock() >= at + self.ttl:
                         del passed_at[c]
                         start(c)
         finally:  # what still runs is abandoned, also when this evaluation is cancelled

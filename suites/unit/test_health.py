@@ -2,7 +2,7 @@
 stale-while-revalidate, and the fleet-safe load balancer view against the monitoring view.
 
 In virtual time: every evaluation runs on an event loop whose clock jumps to its next timer
-(looptime), so the budgets, retries, TTLs and backoffs are the real ones, a test takes no wall time
+(suites/unit/virtual_time.py), so the budgets, retries, TTLs and backoffs are the real ones, a test takes no wall time
 for them, and a loaded machine cannot stretch them. The one exception watches a loop that is
 really blocked, on the real clock."""
 
@@ -10,7 +10,6 @@ import asyncio
 import resource
 import time
 
-import looptime
 import pytest
 
 from services.api.checks import (
@@ -24,14 +23,9 @@ from services.api.checks import (
     run_check,
 )
 from services.api.health import HealthService, aggregate
+from suites.unit.virtual_time import run
 
 pytestmark = pytest.mark.unit
-
-
-def run(coro):
-    """``coro`` on an event loop in virtual time; the health service and the checks read its clock."""
-    with asyncio.Runner(loop_factory=lambda: looptime.patch_event_loop(asyncio.new_event_loop())) as runner:
-        return runner.run(coro)
 
 
 def timed(coro) -> tuple:
