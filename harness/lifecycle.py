@@ -138,8 +138,8 @@ class Rollout:
 
     def describe(self) -> str:
         lines = [life.describe() for life in self.tasks.values()]
-        said = [(m.at, f"listener: {m.percent} % of production traffic to green") for m in self.shifts]
-        said += [(t, m.value) for m, t in self.milestones.items()]
+        said = [(t, m.value) for m, t in self.milestones.items()]  # first at equal times: the cause
+        said += [(m.at, f"listener: {m.percent} % of production traffic to green") for m in self.shifts]
         if said:
             lines.append("deployment (seconds on the same axis):")
             lines += [f"  {t:7.1f}s  {what}" for t, what in sorted(said, key=lambda s: s[0])]
