@@ -152,7 +152,7 @@ def r_container_matches_dockerfile(m: TimingModel) -> list[Violation]:
                         "container-check-matches-dockerfile",
                         field_of(m, s.name, tf_name),
                         getattr(s.container, attr),
-                        f"equal to {d.source} HEALTHCHECK --{attr}",
+                        f"equal to {d.source} HEALTHCHECK --{attr.replace('_', '-')}",
                         getattr(d, attr),
                     )
                 )

@@ -267,3 +267,39 @@ def test_the_runbook_states_each_alarms_time_to_fire_as_the_plans_give_it(make_p
     for short, cells in rows.items():
         row = f"| `<name>-{short}` | " + " | ".join(cells) + " |"
         assert row in runbook, f"docs/runbook.md lacks, or has other figures than:\n{row}"
+
+
+def test_a_task_check_other_than_the_dockerfiles_fails_naming_each_field(make_model):
+    """ECS ignores the image's HEALTHCHECK: the task definition's check must carry the Dockerfile's
+    own timings. Each of the four put back to another value is named with the value that passes."""
+    edits = (
+        (r"container_interval\s+= \d+", "container_interval = 20"),
+        (r"container_timeout\s+= \d+", "container_timeout = 4"),
+        (r"container_retries\s+= \d+", "container_retries = 5"),
+        (r"container_start\s+= \d+", "container_start = 120"),
+    )
+    model = make_model("staging", "mlflow", edits)
+    violations = check(model)["container-check-matches-dockerfile"]
+    where = "terraform/environments/staging.tfvars: services.mlflow."
+    assert {v.where: (v.value, v.passing) for v in violations} == {
+        where + "container_interval": (20, 10),
+        where + "container_timeout": (4, 5),
+        where + "container_retries": (5, 3),
+        where + "container_start": (120, 90),
+    }, [str(v) for v in violations]
+    text = "\n".join(str(v) for v in violations)
+    assert "expected equal to services/mlflow/Dockerfile HEALTHCHECK --interval" in text, text
+    assert "expected equal to services/mlflow/Dockerfile HEALTHCHECK --start-period" in text, text
+
+
+def test_a_deregistration_delay_shorter_than_the_request_timeout_fails(make_model):
+    """The api's target is cut when its deregistration delay ends: a delay shorter than the api's
+    request deadline (API_REQUEST_TIMEOUT, 10 s by default) cuts requests still at work."""
+    model = make_model("staging", "api", ((r"deregistration_delay\s+= \d+", "deregistration_delay = 5"),))
+    assert model.api_settings() is not None and model.api_settings().request_timeout == 10.0
+    # the rule runs inside stop-timeout-covers-drain (r_drain): find its violations by their own id
+    violations = [v for found in check(model).values() for v in found if v.rule == "deregistration-covers-requests"]
+    assert [(v.where, v.value, v.passing) for v in violations] == [
+        ("terraform/environments/staging.tfvars: services.api.deregistration_delay", 5.0, 10)
+    ], [str(v) for v in violations]
+    assert "expected >= API_REQUEST_TIMEOUT 10.0s" in str(violations[0])
