@@ -38,6 +38,11 @@ locals {
   }
 }
 
+# the account that administers the alarm topic's key (offline plans have no AWS to ask: a stand-in)
+data "aws_caller_identity" "current" {
+  count = var.offline ? 0 : 1
+}
+
 module "network" {
   source         = "./modules/network"
   name           = local.name
@@ -60,6 +65,7 @@ module "alb" {
   security_group_id   = module.network.alb_security_group_id
   deletion_protection = var.deletion_protection
   test_port           = local.test_port
+  certificate_arn     = var.certificate_arn
 }
 
 module "database" {
@@ -167,6 +173,9 @@ module "service" {
       DBINIT_PASSWORD        = "${module.database.service_secret_arns[each.key]}:password::"
     }
   }
+  # MLflow has no authentication of its own: its route admits only the VPC, or signs users in first
+  route_sources        = each.key == "mlflow" && var.mlflow_sign_in == null ? [var.vpc_cidr] : null
+  sign_in              = each.key == "mlflow" ? var.mlflow_sign_in : null
   task_role_arn        = each.key == "mlflow" ? aws_iam_role.mlflow.arn : null
   service_registry_arn = each.key == "mlflow" ? aws_service_discovery_service.mlflow.arn : null
   cluster_arn          = aws_ecs_cluster.this.arn
@@ -200,4 +209,5 @@ module "observability" {
   alarm_actions       = var.alarm_actions
   alarm_subscriptions = var.alarm_subscriptions
   region              = var.region
+  account_id          = var.offline ? "000000000000" : data.aws_caller_identity.current[0].account_id
 }

@@ -16,10 +16,12 @@ provider "aws" {
   dynamic "endpoints" {
     for_each = var.aws_endpoint == null ? [] : [var.aws_endpoint]
     content {
+      acm                    = endpoints.value
       ec2                    = endpoints.value
       ecs                    = endpoints.value
       elbv2                  = endpoints.value
       iam                    = endpoints.value
+      kms                    = endpoints.value
       logs                   = endpoints.value
       cloudwatch             = endpoints.value
       codedeploy             = endpoints.value

@@ -44,9 +44,34 @@ variable "availability_zones" {
 }
 
 variable "domain_name" {
-  description = "Host name clients use for the ALB (a DNS record points it at alb_dns_name); the api calls MLflow through it."
+  description = "Host name clients use for the ALB (a DNS record points it at alb_dns_name); certificate_arn must cover it."
   type        = string
   default     = "mlplatform.example.internal"
+}
+
+variable "certificate_arn" {
+  description = "The ACM certificate (issued) for domain_name that the ALB's HTTPS listeners present; port 80 only redirects to them."
+  type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate's ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
+}
+
+variable "mlflow_sign_in" {
+  description = <<-EOT
+    MLflow has no authentication of its own. null (the default): its route on the ALB admits only
+    the VPC's addresses, so nobody on the internet reaches it (the api calls it by its internal
+    name; people reach it from inside the VPC). An object: its route is public, and the ALB signs
+    users in through this Cognito user pool first (user_pool_arn, user_pool_client_id,
+    user_pool_domain).
+  EOT
+  type = object({
+    user_pool_arn       = string
+    user_pool_client_id = string
+    user_pool_domain    = string
+  })
+  default = null
 }
 
 variable "vpc_cidr" {
@@ -55,16 +80,25 @@ variable "vpc_cidr" {
   default     = "10.40.0.0/16"
 }
 
+# An image is named by what it holds: a digest, or a content tag (hex, as the harness tags its
+# builds, or a commit id). A mutable tag (latest, v1, main) lets two tasks of one task definition
+# run different code, and a rollback return to whatever the tag points at today.
 variable "api_image" {
-  description = "Image of the api (services/api/Dockerfile)."
+  description = "Image of the api (services/api/Dockerfile), by digest (<repo>@sha256:<64 hex>) or content tag (<repo>:<7-64 hex>)."
   type        = string
-  default     = "mlplatform-api:latest"
+  validation {
+    condition     = can(regex("^[^@\\s]+(@sha256:[0-9a-f]{64}|:[0-9a-f]{7,64})$", var.api_image))
+    error_message = "api_image must name an immutable image: <repo>@sha256:<64 hex> or <repo>:<7-64 hex content tag>, not latest or another mutable tag."
+  }
 }
 
 variable "mlflow_image" {
-  description = "Image of MLflow (services/mlflow/Dockerfile)."
+  description = "Image of MLflow (services/mlflow/Dockerfile), by digest (<repo>@sha256:<64 hex>) or content tag (<repo>:<7-64 hex>)."
   type        = string
-  default     = "mlplatform-mlflow:latest"
+  validation {
+    condition     = can(regex("^[^@\\s]+(@sha256:[0-9a-f]{64}|:[0-9a-f]{7,64})$", var.mlflow_image))
+    error_message = "mlflow_image must name an immutable image: <repo>@sha256:<64 hex> or <repo>:<7-64 hex content tag>, not latest or another mutable tag."
+  }
 }
 
 variable "log_retention_days" {

@@ -137,8 +137,15 @@ class Terraform:
         return json.loads(self.run("validate", "-json", check=False).stdout.replace("-no-color", "") or "{}")
 
     @staticmethod
-    def _var_args(var_file: str | None, variables: dict[str, object]) -> list[str]:
-        args = [f"-var-file={Path(var_file).resolve()}"] if var_file else []
+    def var_args(var_file: str | None, variables: dict[str, object]) -> list[str]:
+        """The tfvars and the variables; before them, the services' images named by the content of
+        this checkout (the plan refuses mutable tags), which a tfvars or a variable that names its
+        own images overrides (Terraform takes the last value given)."""
+        from harness.stack.images import content_tag
+
+        images = {f"{s}_image": content_tag(s) for s in ("api", "mlflow") if f"{s}_image" not in variables}
+        args = [f"-var={key}={value}" for key, value in images.items()]
+        args += [f"-var-file={Path(var_file).resolve()}"] if var_file else []
         for key, value in variables.items():
             args.append(f"-var={key}={json.dumps(value) if not isinstance(value, str) else value}")
         return args
@@ -147,20 +154,18 @@ class Terraform:
         """``terraform plan`` to a file, then ``show -json`` of it."""
         self.init()
         out = self.workdir / "tfplan"
-        self.run("plan", "-input=false", "-refresh=false", f"-out={out}", *self._var_args(var_file, variables))
+        self.run("plan", "-input=false", "-refresh=false", f"-out={out}", *self.var_args(var_file, variables))
         return json.loads(self.run("show", "-json", str(out)).stdout)
 
     def plan_error(self, var_file: str | None = None, **variables: object) -> str | None:
         """The error text when the plan is rejected (a failing validation block), else None."""
         self.init()
-        result = self.run("plan", "-input=false", "-refresh=false", *self._var_args(var_file, variables), check=False)
+        result = self.run("plan", "-input=false", "-refresh=false", *self.var_args(var_file, variables), check=False)
         return None if result.returncode == 0 else (result.stderr or result.stdout)
 
     def apply(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
         self.init()
-        self.run_counted(
-            "apply", "-auto-approve", "-input=false", *self._var_args(var_file, variables), timeout=timeout
-        )
+        self.run_counted("apply", "-auto-approve", "-input=false", *self.var_args(var_file, variables), timeout=timeout)
 
     def run_counted(self, *args: str, timeout: float, check: bool = True) -> int:
         """An apply or destroy with progress: elapsed and resources done of the plan's count."""

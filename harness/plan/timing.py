@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class Container:
     environment: dict[str, str | None]  # None: known only after apply
     secrets: dict[str, str | None]  # variable -> valueFrom (None: the ARN is known only after apply)
     depends_on: tuple[tuple[str, str], ...]
+    image: str | None = None  # None: known only after apply
 
     def checked_environment(self) -> dict[str, str]:
         """What the container would see, with stand-ins where the plan cannot know the value."""
@@ -121,6 +123,7 @@ def _containers(after: list, unknown: list) -> list[Container]:
                 environment,
                 secrets,
                 tuple((d["containerName"], d["condition"]) for d in c.get("dependsOn") or []),
+                None if unk.get("image") else c.get("image"),
             )
         )
     return out
@@ -208,6 +211,32 @@ def plan_resources(module: dict) -> list[dict]:
     return out
 
 
+def references(plan: dict) -> dict[str, dict[str, list[str]]]:
+    """Per resource of the configuration (its address with module instance keys and indexes
+    removed: ``module.observability.aws_sns_topic.alarms``), each argument's references as
+    addresses in that module (``module.observability.aws_kms_key.alarms``): what the plan's
+    values leave unknown, such as which key encrypts a topic, the configuration still says."""
+    out: dict[str, dict[str, list[str]]] = {}
+
+    def walk(module: dict, prefix: str) -> None:
+        for res in module.get("resources", []):
+            out[prefix + res["address"]] = {
+                arg: [prefix + ref for ref in (expr or {}).get("references", [])]
+                for arg, expr in (res.get("expressions") or {}).items()
+                if isinstance(expr, dict)
+            }
+        for name, call in (module.get("module_calls") or {}).items():
+            walk(call.get("module") or {}, f"{prefix}module.{name}.")
+
+    walk((plan.get("configuration") or {}).get("root_module") or {}, "")
+    return out
+
+
+def config_address(address: str) -> str:
+    """``module.service["api"].aws_lb_listener_rule.this["prod"]`` -> ``module.service.aws_lb_listener_rule.this``."""
+    return re.sub(r"\[[^\]]*\]", "", address)
+
+
 def _service_of(address: str) -> str | None:
     for name in SERVICES:
         if f'module.service["{name}"]' in address:
@@ -237,6 +266,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
     planned_containers = (plan.get("output_changes") or {}).get("containers") or {}
     outputs = {k: v.get("after") for k, v in (plan.get("output_changes") or {}).items()}
     unknown_after = {c["address"]: c["change"].get("after_unknown") or {} for c in plan.get("resource_changes", [])}
+    refs = references(plan)
     services = {}
     for name in SERVICES:
         budget = float(declared.get(name, {}).get("boot_budget") or 0)
@@ -310,6 +340,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
                 "type": r["type"],
                 "values": r.get("values", {}),
                 "unknown": unknown_after.get(r["address"], {}),
+                "refs": refs.get(config_address(r["address"]), {}),
             }
             for r in plan_resources(plan.get("planned_values", {}).get("root_module", {}))
         ],

@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.paths import TERRAFORM_DIR
 from harness.plan.terraform import Terraform
 from harness.plan.timing import plan_resources
+from harness.rehearsal.certificate import import_certificate
 from harness.rehearsal.moto import MotoServer
 from harness.session import Session
 
@@ -42,6 +43,7 @@ class Platform:
         self.tf: Terraform | None = None
         self.applies: list[tuple[str, str, float]] = []  # (var file, source, seconds)
         self._applied = ""  # digest of the tfvars and Terraform the state holds
+        self.certificate_arn: str | None = None
 
     def __enter__(self) -> Platform:
         self.moto.__enter__()
@@ -61,7 +63,11 @@ class Platform:
             self.tf = Terraform(self.session.mkdtemp("tf-platform"), source=source)
         else:
             self.tf.use_source(source)
-        self.tf.apply(str(var_file), aws_endpoint=self.moto.url, deletion_protection=False)
+        if self.certificate_arn is None:  # the listeners' certificate must exist in (moto's) ACM
+            self.certificate_arn = import_certificate(self.moto.client("acm"), "mlplatform.example.internal")
+        self.tf.apply(
+            str(var_file), aws_endpoint=self.moto.url, deletion_protection=False, certificate_arn=self.certificate_arn
+        )
         self._applied = digest
         self.applies.append((str(var_file), str(source), time.monotonic() - started))
 

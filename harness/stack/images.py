@@ -42,8 +42,10 @@ def _inputs(service: str) -> list[Path]:
     return sorted(set(files))
 
 
-def content_tag(service: str, base: BaseChoice) -> str:
-    h = hashlib.sha256(f"{base.image}|{base.offline}".encode())
+def content_tag(service: str, base: BaseChoice | None = None) -> str:
+    """``mlplatform-<service>:<12 hex>``, a hash of the image's inputs (and of the base, when
+    known): an immutable name, as the plan requires (rule images-immutable)."""
+    h = hashlib.sha256(f"{base.image}|{base.offline}".encode() if base else b"source")
     for path in _inputs(service):
         h.update(str(path.relative_to(REPO)).encode())
         h.update(path.read_bytes())

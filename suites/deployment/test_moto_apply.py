@@ -39,6 +39,63 @@ def applied(applied_platform, make_model):
     return moto, platform.tf, model, cluster
 
 
+def test_the_alarm_topics_key_lets_cloudwatch_publish(applied):
+    """As applied: the topic is encrypted with the plan's own key, and that key's policy (read back
+    from KMS) lets CloudWatch use it, so an alarm reaches the subscribers."""
+    from harness.plan.exposure import key_admits_cloudwatch
+
+    moto, tf, _, _ = applied
+    topic = moto.client("sns").get_topic_attributes(TopicArn=tf.output()["alarm_topic_arn"])["Attributes"]
+    key_id = topic.get("KmsMasterKeyId", "")
+    assert key_id and not key_id.startswith("alias/aws/"), topic
+    kms = moto.client("kms")
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyManager"] == "CUSTOMER"
+    policy = kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
+    assert "cloudwatch.amazonaws.com" in policy and key_admits_cloudwatch(policy) == [], policy
+    assert key_admits_cloudwatch(policy.replace("cloudwatch.amazonaws.com", "sns.amazonaws.com")) == [
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    ], "the check reads the principal"
+
+
+def test_the_bucket_refuses_plain_http(applied):
+    from harness.plan.exposure import denies_plain_http
+
+    moto, tf, _, _ = applied
+    bucket = tf.output()["artifact_bucket"]
+    policy = json.loads(moto.client("s3").get_bucket_policy(Bucket=bucket)["Policy"])
+    assert any(denies_plain_http(s, bucket) for s in policy["Statement"]), policy
+
+
+def test_the_public_listeners_serve_https_and_mlflow_is_routed_for_the_vpc_only(applied):
+    """As applied: 443 presents the imported certificate with a TLS 1.2+ policy; 80 holds no rule
+    (rules are evaluated before the default action) and only redirects to HTTPS; MLflow's routes
+    admit only the VPC's addresses."""
+    moto, tf, model, _ = applied
+    elb = moto.client("elbv2")
+    (lb,) = elb.describe_load_balancers()["LoadBalancers"]
+    assert lb["Scheme"] == "internet-facing"
+    listeners = {x["Port"]: x for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
+    assert listeners[443]["Protocol"] == "HTTPS" and listeners[443]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    cert = listeners[443]["Certificates"][0]["CertificateArn"]
+    assert moto.client("acm").describe_certificate(CertificateArn=cert)["Certificate"]["Status"] == "ISSUED"
+    assert listeners[80]["Protocol"] == "HTTP"
+    (redirect,) = listeners[80]["DefaultActions"]
+    assert redirect["Type"] == "redirect" and redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert [
+        r for r in elb.describe_rules(ListenerArn=listeners[80]["ListenerArn"])["Rules"] if not r["IsDefault"]
+    ] == []
+    rules = elb.describe_rules(ListenerArn=listeners[443]["ListenerArn"])["Rules"]
+    groups = {tg: n for n, s in tf.output()["services"].items() for tg in s["target_group_arns"]}
+    for rule in (r for r in rules if not r["IsDefault"]):
+        (forward,) = [a for a in rule["Actions"] if a["Type"] == "forward"]
+        sources = [v for c in rule["Conditions"] if c["Field"] == "source-ip" for v in c["SourceIpConfig"]["Values"]]
+        if groups[forward["TargetGroupArn"]] == "mlflow":
+            assert sources == [model.variables["vpc_cidr"]], rule
+        else:
+            assert sources == [], rule
+
+
 def test_services_hold_the_planned_timings(applied):
     moto, _, model, cluster = applied
     services = moto.client("ecs").describe_services(cluster=cluster, services=["api", "mlflow"])["services"]
@@ -159,8 +216,11 @@ def test_alarms_notify_the_topic_and_the_bucket_is_private(applied):
     assert all(block["PublicAccessBlockConfiguration"].values())
 
 
-def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the_reports(applied, harness_settings):
+def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the_reports(
+    applied, applied_platform, harness_settings
+):
     moto, tf, _, _ = applied
+    certificate_arn = applied_platform.certificate_arn
     sm = moto.client("secretsmanager")
     database = tf.output()["database"]
 
@@ -172,14 +232,8 @@ def test_no_database_password_appears_in_plain_text_in_the_state_the_plan_or_the
     passwords = [password(database["master_secret_arn"]), *generated]  # moto's RDS keeps a fixed one
     state = tf.run("show", "-json").stdout
     plan_file = tf.workdir / "after-apply.tfplan"
-    tf.run(
-        "plan",
-        "-input=false",
-        f"-out={plan_file}",
-        f"-var-file={Path(VAR_FILE).resolve()}",
-        f"-var=aws_endpoint={moto.url}",
-        "-var=deletion_protection=false",
-    )
+    variables = {"aws_endpoint": moto.url, "deletion_protection": False, "certificate_arn": certificate_arn}
+    tf.run("plan", "-input=false", f"-out={plan_file}", *tf.var_args(VAR_FILE, variables))
     plan = tf.run("show", "-json", str(plan_file)).stdout
     reports = "".join(
         p.read_text(errors="replace")

@@ -10,6 +10,8 @@ database = {
   backup_retention_days = 14
   deletion_protection   = true
 }
+# the ALB's HTTPS listeners present this certificate (ACM, issued, covering domain_name)
+certificate_arn     = "arn:aws:acm:eu-west-1:123456789012:certificate/5e2d8a47-1c3b-4f6e-8d90-a2b4c6d8e0f1"
 alarm_subscriptions = [{ protocol = "email", endpoint = "platform-oncall@example.com" }]
 log_retention_days  = 90
 services = {

@@ -10,6 +10,8 @@ database = {
   backup_retention_days = 7
   deletion_protection   = true
 }
+# the ALB's HTTPS listeners present this certificate (ACM, issued, covering domain_name)
+certificate_arn     = "arn:aws:acm:eu-west-1:123456789012:certificate/0b6f4c9e-5d1a-4d3e-9a51-7f2c1e8b9a10"
 alarm_subscriptions = [{ protocol = "email", endpoint = "platform-oncall@example.com" }]
 log_retention_days  = 30
 services = {

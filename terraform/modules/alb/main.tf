@@ -1,5 +1,6 @@
-# The one ALB and its HTTP listener. Path rules to each service's target group live in the
-# ecs_service module; requests no rule matches get a 404 here.
+# The one ALB: its HTTPS listener (the services' path rules live in the ecs_service module;
+# requests no rule matches get a 404 here), port 80 only redirecting to it, and, for blue/green,
+# the HTTPS test listener.
 variable "name" {
   description = "Name prefix."
   type        = string
@@ -18,6 +19,15 @@ variable "test_port" {
   type        = number
   default     = null
 }
+variable "certificate_arn" {
+  description = "The ACM certificate of the clients' host name (issued: a listener refuses a pending one)."
+  type        = string
+}
+variable "ssl_policy" {
+  description = "The HTTPS listeners' security policy: TLS 1.3 and 1.2 only."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+}
 variable "security_group_id" {
   description = "The ALB's security group."
   type        = string
@@ -26,8 +36,8 @@ variable "security_group_id" {
 resource "aws_lb" "this" {
   #checkov:skip=CKV_AWS_91:access logs need an S3 bucket with a bucket policy for the ELB account; add with the account's log bucket
   #checkov:skip=CKV2_AWS_28:WAF is an account-level choice (web ACL, rules, cost); attach one before exposing the ALB publicly
-  #checkov:skip=CKV2_AWS_20:no HTTPS listener yet (needs an ACM certificate for var.domain_name), so there is nothing to redirect to
   name                       = "${var.name}-alb"
+  internal                   = false # internet-facing: the rules treat its world-open ports as public
   load_balancer_type         = "application"
   subnets                    = var.subnet_ids
   security_groups            = [var.security_group_id]
@@ -35,16 +45,17 @@ resource "aws_lb" "this" {
   enable_deletion_protection = var.deletion_protection
 }
 
-# The production listener (port 80) and, for blue/green, the test listener: CodeDeploy points the
-# services' rules on it at the new tasks first, so they take test traffic before any production
-# request reaches them.
+# The production listener (HTTPS, 443) and, for blue/green, the test listener (HTTPS on
+# blue_green.test_port, reachable from inside the VPC only): CodeDeploy points the services' rules
+# on it at the new tasks first, so they take test traffic before any production request reaches
+# them. Both present the certificate and accept TLS 1.2 and 1.3 only.
 resource "aws_lb_listener" "this" {
-  #checkov:skip=CKV_AWS_2:HTTP until an ACM certificate for var.domain_name exists; the health-check timings do not depend on it
-  #checkov:skip=CKV_AWS_103:no TLS listener yet (see CKV_AWS_2)
-  for_each          = merge({ http = 80 }, var.test_port == null ? {} : { test = var.test_port })
+  for_each          = merge({ https = 443 }, var.test_port == null ? {} : { test = var.test_port })
   load_balancer_arn = aws_lb.this.arn
   port              = each.value
-  protocol          = "HTTP"
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = var.certificate_arn
   default_action {
     type = "fixed-response"
     fixed_response {
@@ -55,9 +66,25 @@ resource "aws_lb_listener" "this" {
   }
 }
 
+# Port 80 answers every request with a permanent redirect to the same URL over HTTPS, and nothing
+# else: no rule is ever attached to it (rule public-listeners-serve-https).
+resource "aws_lb_listener" "redirect" {
+  load_balancer_arn = aws_lb.this.arn
+  port              = 80
+  protocol          = "HTTP"
+  default_action {
+    type = "redirect"
+    redirect {
+      port        = "443"
+      protocol    = "HTTPS"
+      status_code = "HTTP_301"
+    }
+  }
+}
+
 moved {
-  from = aws_lb_listener.http
-  to   = aws_lb_listener.this["http"]
+  from = aws_lb_listener.this["http"]
+  to   = aws_lb_listener.redirect
 }
 
 output "arn" {
@@ -70,7 +97,7 @@ output "dns_name" {
   value = aws_lb.this.dns_name
 }
 output "listener_arn" {
-  value = aws_lb_listener.this["http"].arn
+  value = aws_lb_listener.this["https"].arn
 }
 output "test_listener_arn" {
   value = try(aws_lb_listener.this["test"].arn, null)

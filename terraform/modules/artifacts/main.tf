@@ -10,11 +10,16 @@ variable "force_destroy" {
   type        = bool
 }
 
+locals {
+  bucket = "${var.name}-mlflow-artifacts"
+  arn    = "arn:aws:s3:::${local.bucket}" # known at plan time, so the policy is too
+}
+
 resource "aws_s3_bucket" "this" {
   #checkov:skip=CKV_AWS_18:access logging needs the account's log bucket, which this module does not own
   #checkov:skip=CKV_AWS_144:cross-region replication is a disaster-recovery choice of the account, not a deployability check
   #checkov:skip=CKV2_AWS_62:nothing consumes object events; MLflow reads artifacts through its own API
-  bucket        = "${var.name}-mlflow-artifacts"
+  bucket        = local.bucket
   force_destroy = var.force_destroy
 }
 
@@ -42,6 +47,30 @@ resource "aws_s3_bucket_public_access_block" "this" {
   block_public_policy     = true
   ignore_public_acls      = true
   restrict_public_buckets = true
+}
+
+# Only TLS: a request over plain HTTP is refused whoever sends it (rule artifacts-deny-plain-http).
+resource "aws_s3_bucket_policy" "this" {
+  bucket = aws_s3_bucket.this.id
+  policy = data.aws_iam_policy_document.tls_only.json
+}
+
+data "aws_iam_policy_document" "tls_only" {
+  statement {
+    sid     = "DenyPlainHTTP"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = [local.arn, "${local.arn}/*"]
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {

@@ -113,6 +113,20 @@ variable "task_role_arn" {
   type        = string
   default     = null
 }
+variable "route_sources" {
+  description = "Client addresses (CIDRs) the service's route admits; null: any address (the route is public)."
+  type        = list(string)
+  default     = null
+}
+variable "sign_in" {
+  description = "Sign users in through a Cognito user pool before the route forwards (user_pool_arn, user_pool_client_id, user_pool_domain); null: no sign-in at the balancer."
+  type = object({
+    user_pool_arn       = string
+    user_pool_client_id = string
+    user_pool_domain    = string
+  })
+  default = null
+}
 variable "service_registry_arn" {
   description = "Cloud Map service that gives the tasks an internal name; null for none."
   type        = string
@@ -207,13 +221,36 @@ resource "aws_lb_listener_rule" "this" {
   for_each     = local.test_listener ? { prod = var.listener_arn, test = var.test_listener_arn } : { prod = var.listener_arn }
   listener_arn = each.value
   priority     = local.s.priority
+  dynamic "action" {
+    for_each = var.sign_in == null ? [] : [var.sign_in]
+    content {
+      type  = "authenticate-cognito"
+      order = 1
+      authenticate_cognito {
+        user_pool_arn       = action.value.user_pool_arn
+        user_pool_client_id = action.value.user_pool_client_id
+        user_pool_domain    = action.value.user_pool_domain
+      }
+    }
+  }
   action {
     type             = "forward"
+    order            = 2
     target_group_arn = aws_lb_target_group.this[0].arn
   }
   condition {
     path_pattern {
       values = local.s.path_patterns
+    }
+  }
+  # on an internet-facing balancer the client's own address is what source_ip sees: a route that
+  # admits only the VPC's range is reached by nobody outside it
+  dynamic "condition" {
+    for_each = var.route_sources == null ? [] : [var.route_sources]
+    content {
+      source_ip {
+        values = condition.value
+      }
     }
   }
   lifecycle {

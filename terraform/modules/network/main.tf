@@ -1,6 +1,6 @@
 # A VPC with two public subnets (the ALB) and two private subnets (the tasks and the database),
 # the private subnets' way out (VPC endpoints for the AWS services the tasks use, or NAT), and the
-# security groups: the ALB's (HTTP from anywhere), the tasks' (from the ALB; MLflow's port from
+# security groups: the ALB's (HTTPS, and HTTP that redirects to it, from anywhere), the tasks' (from the ALB; MLflow's port from
 # the tasks), the database's (its port from the tasks only) and the endpoints' (HTTPS from the tasks).
 variable "name" {
   description = "Name prefix."
@@ -146,17 +146,20 @@ resource "aws_default_security_group" "this" {
 }
 
 resource "aws_security_group" "alb" {
-  #checkov:skip=CKV_AWS_260:the ALB is the public entry point; port 80 until the HTTPS listener exists (see the alb module)
+  #checkov:skip=CKV_AWS_260:port 80 from anywhere is the HTTP listener that only redirects to HTTPS (the alb module): clients that type the bare name are sent to 443 instead of timing out
   #checkov:skip=CKV2_AWS_5:attached in the alb module (checkov does not follow module outputs)
   name        = "${var.name}-alb"
-  description = "ALB: HTTP from the clients"
+  description = "ALB: HTTPS from the clients, and HTTP that only redirects to it"
   vpc_id      = aws_vpc.this.id
-  ingress {
-    description = "HTTP"
-    from_port   = 80
-    to_port     = 80
-    protocol    = "tcp"
-    cidr_blocks = ["0.0.0.0/0"]
+  dynamic "ingress" {
+    for_each = { HTTPS = 443, "HTTP (redirected to HTTPS)" = 80 }
+    content {
+      description = ingress.key
+      from_port   = ingress.value
+      to_port     = ingress.value
+      protocol    = "tcp"
+      cidr_blocks = ["0.0.0.0/0"]
+    }
   }
   dynamic "ingress" {
     for_each = var.test_port == null ? [] : [var.test_port]

@@ -40,6 +40,10 @@ variable "region" {
   description = "AWS region of the dashboard's metrics."
   type        = string
 }
+variable "account_id" {
+  description = "The AWS account that administers the alarm topic's key."
+  type        = string
+}
 variable "alarm_actions" {
   description = "More ARNs the alarms notify, beside the topic."
   type        = list(string)
@@ -54,9 +58,38 @@ locals {
   }]...)
 }
 
+# The topic is encrypted with a key of its own: CloudWatch publishes an alarm to an encrypted topic
+# only when the key's policy lets cloudwatch.amazonaws.com use it, and the AWS-managed key
+# (alias/aws/sns) has a policy nobody can change, so a topic under it never receives an alarm
+# (rule alarm-topic-key-admits-cloudwatch; docs/runbook.md).
+resource "aws_kms_key" "alarms" {
+  description             = "${var.name}: the alarm topic's key (CloudWatch may use it to publish alarms)"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "TheAccountAdministersTheKey"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:aws:iam::${var.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchPublishesAlarms"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+      },
+    ]
+  })
+}
+
 resource "aws_sns_topic" "alarms" {
   name              = "${var.name}-alarms"
-  kms_master_key_id = "alias/aws/sns"
+  kms_master_key_id = aws_kms_key.alarms.arn
 }
 
 resource "aws_sns_topic_subscription" "alarms" {
