@@ -302,12 +302,56 @@ def r_rollback_window(m: TimingModel) -> list[Violation]:
     """Blue/green: an alarm that is to roll a deployment back must be one the plan makes and must be
     able to fire before the termination wait ends: after it the original tasks are gone and
     CodeDeploy has nothing to roll back to. Worst case, every new task failing its checks from the
-    moment traffic moved (harness.plan.observability.time_to_alarm)."""
+    moment traffic moved (harness.plan.observability.time_to_alarm). And the deployment group must
+    act on them: its automatic rollback on with DEPLOYMENT_STOP_ON_ALARM among the events, its alarm
+    configuration on with the alarms listed (read from the planned group itself: with either off,
+    an alarm that fires stops nothing, or stops the deployment without rolling it back)."""
     times = time_to_alarm({"planned_values": {"root_module": {"resources": m.resources}}}, m)
+    source, event = "terraform/modules/ecs_service/codedeploy.tf", "DEPLOYMENT_STOP_ON_ALARM"
+
+    def known(after_unknown: object) -> bool:  # the plan's after_unknown: true at each value known only at apply
+        if isinstance(after_unknown, dict):
+            return all(known(v) for v in after_unknown.values())
+        if isinstance(after_unknown, list):
+            return all(known(v) for v in after_unknown)
+        return after_unknown is not True
+
     out = []
     for s in m.services.values():
         if s.deployment_controller != "CODE_DEPLOY":
             continue
+        for group in m.of_type("aws_codedeploy_deployment_group"):
+            if f'module.service["{s.name}"].' not in group["address"]:
+                continue
+            values, unknown = group["values"], group["unknown"]
+            rollback = (values.get("auto_rollback_configuration") or [{}])[0]
+            alarms = (values.get("alarm_configuration") or [{}])[0]
+            seen_rollback = {"enabled": bool(rollback.get("enabled")), "events": sorted(rollback.get("events") or [])}
+            if known(unknown.get("auto_rollback_configuration")) and not (
+                seen_rollback["enabled"] and event in seen_rollback["events"]
+            ):
+                out.append(
+                    Violation(
+                        "rollback-alarms-fire-within-termination-wait",
+                        f"{m.source}: {group['address']}.auto_rollback_configuration ({source})",
+                        seen_rollback,
+                        f"enabled, with {event} among the events: otherwise an alarm that fires stops the "
+                        "deployment without rolling it back, and the failing version keeps serving",
+                        {"enabled": True, "events": sorted({*seen_rollback["events"], "DEPLOYMENT_FAILURE", event})},
+                    )
+                )
+            seen_alarms = {"enabled": bool(alarms.get("enabled")), "alarms": list(alarms.get("alarms") or [])}
+            if known(unknown.get("alarm_configuration")) and not (seen_alarms["enabled"] and seen_alarms["alarms"]):
+                out.append(
+                    Violation(
+                        "rollback-alarms-fire-within-termination-wait",
+                        f"{m.source}: {group['address']}.alarm_configuration ({source})",
+                        seen_alarms,
+                        f"enabled, listing the service's alarms: otherwise no alarm stops the deployment "
+                        f"({event} never happens) and nothing rolls it back",
+                        {"enabled": True, "alarms": seen_alarms["alarms"] or ["<the service's alarms>"]},
+                    )
+                )
         for name in s.rollback_alarms:
             seconds = times.get(name)
             if seconds is None:

@@ -303,3 +303,47 @@ def test_a_deregistration_delay_shorter_than_the_request_timeout_fails(make_mode
         ("terraform/environments/staging.tfvars: services.api.deregistration_delay", 5.0, 10)
     ], [str(v) for v in violations]
     assert "expected >= API_REQUEST_TIMEOUT 10.0s" in str(violations[0])
+
+
+BLUE_GREEN = {
+    "variables.tf": ((r'(variable "deployment_strategy" \{[^}]*?default\s+=) "rolling"', r'\1 "blue_green"'),)
+}
+NO_ROLLBACK_ON_ALARMS = [
+    pytest.param(
+        (
+            (
+                r'events\s+= \["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"\]',
+                'events = ["DEPLOYMENT_FAILURE"]',
+            ),
+        ),
+        "auto_rollback_configuration",
+        id="stop-on-alarm-not-an-event",
+    ),
+    pytest.param(
+        ((r"(auto_rollback_configuration \{\n\s+enabled\s+=) true", r"\1 false"),),
+        "auto_rollback_configuration",
+        id="auto-rollback-disabled",
+    ),
+    pytest.param(
+        ((r"(alarm_configuration \{\n\s+enabled\s+=) true", r"\1 false"),),
+        "alarm_configuration",
+        id="alarm-configuration-disabled",
+    ),
+]
+
+
+@pytest.mark.parametrize("edits, field", NO_ROLLBACK_ON_ALARMS)
+def test_a_deployment_group_that_does_not_roll_back_on_alarms_fails(make_edited_model, edits, field):
+    """Blue/green: the alarms can roll a deployment back only when the deployment group's automatic
+    rollback is on with DEPLOYMENT_STOP_ON_ALARM among its events and its alarm configuration is on
+    with the alarms listed. Any of them put back off, and a failing version stays once the alarm
+    fires: the rule names each service's deployment group and the field."""
+    model = make_edited_model("prod", {**BLUE_GREEN, "modules/ecs_service/codedeploy.tf": edits})
+    assert {s.deployment_controller for s in model.services.values()} == {"CODE_DEPLOY"}
+    violations = check(model)["rollback-alarms-fire-within-termination-wait"]
+    assert sorted(v.where for v in violations) == [
+        f'terraform/environments/prod.tfvars: module.service["{svc}"].aws_codedeploy_deployment_group.this[0]'
+        f".{field} (terraform/modules/ecs_service/codedeploy.tf)"
+        for svc in ("api", "mlflow")
+    ], [str(v) for v in violations]
+    assert all("DEPLOYMENT_STOP_ON_ALARM" in v.expected for v in violations), [str(v) for v in violations]
