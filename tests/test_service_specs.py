@@ -8,6 +8,7 @@ import yaml
 from harness.errors import ConfigurationError
 from harness.paths import COMPOSE_FILE, REPO
 from harness.stack.api import api_config
+from harness.stack.compose import check_compose_file, depends_on_problems
 from harness.stack.config import StackConfig
 from harness.stack.mlflow import mlflow_config
 from harness.stack.stack import ORDER, SPECS
@@ -42,6 +43,67 @@ def test_compose_port_image_and_order_are_the_specs(name):
     assert container_ports == {spec.port}
     assert REPO / service["build"]["dockerfile"] == spec.dockerfile and spec.dockerfile.exists()
     assert sorted(service.get("depends_on") or {}) == sorted(spec.depends_on)
+
+
+def test_compose_waits_on_each_dependency_as_the_harness_does():
+    """The harness starts a service only once each of its dependencies is ready; compose must wait
+    the same way (service_healthy), or the stack on Docker starts the api beside a booting MLflow."""
+    edges = {name: spec.depends_on for name, spec in SPECS.items()}
+    assert sum(len(deps) for deps in edges.values()) == 3, edges  # mlflow -> postgres, api -> postgres, mlflow
+    assert depends_on_problems(COMPOSE, edges) == []
+    check_compose_file()  # what ComposeStack.up checks before it starts anything
+
+
+def test_a_dependency_compose_only_starts_fails_naming_the_service_and_field(tmp_path):
+    text = COMPOSE_FILE.read_text()
+    broken = text.replace("mlflow: {condition: service_healthy}", "mlflow: {condition: service_started}")
+    assert broken != text, "the compose file no longer writes the api's dependency on mlflow this way"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(broken)
+    with pytest.raises(ConfigurationError) as err:
+        check_compose_file(path)
+    assert err.value.seen == (
+        f"{path}: services.api.depends_on.mlflow.condition = 'service_started': expected service_healthy "
+        "(compose would start api before mlflow passed its health check)"
+    )
+
+
+@pytest.mark.parametrize(
+    "name, depends_on, problems",
+    [
+        (
+            "api",
+            ["postgres", "mlflow"],
+            [
+                "services.api.depends_on.postgres.condition = 'service_started': expected service_healthy",
+                "services.api.depends_on.mlflow.condition = 'service_started': expected service_healthy",
+            ],
+        ),
+        (
+            "api",
+            {"postgres": {"condition": "service_healthy"}, "mlflow": {}},
+            ["services.api.depends_on.mlflow.condition = 'service_started': expected service_healthy"],
+        ),
+        ("mlflow", None, ["services.mlflow.depends_on.postgres: missing; expected {condition: service_healthy}"]),
+    ],
+    ids=["list-form", "no-condition", "edge-missing"],
+)
+def test_compose_forms_that_mean_started_fail(name, depends_on, problems):
+    services = {**COMPOSE, name: {**COMPOSE[name], "depends_on": depends_on}}
+    found = depends_on_problems(services, {n: s.depends_on for n, s in SPECS.items()}, source="compose.yml")
+    assert [p.split(" (", 1)[0] for p in found] == [f"compose.yml: {p}" for p in problems], found
+
+
+def test_a_one_shot_dependency_must_complete():
+    edges = {"app": ("init",)}
+    waits_healthy = {"app": {"depends_on": {"init": {"condition": "service_healthy"}}}}
+    (problem,) = depends_on_problems(waits_healthy, edges, one_shot={"init"}, source="compose.yml")
+    assert problem.startswith(
+        "compose.yml: services.app.depends_on.init.condition = 'service_healthy': "
+        "expected service_completed_successfully"
+    )
+    completes = {"app": {"depends_on": {"init": {"condition": "service_completed_successfully"}}}}
+    assert depends_on_problems(completes, edges, one_shot={"init"}) == []
 
 
 def test_start_order_respects_dependencies():

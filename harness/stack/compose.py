@@ -7,13 +7,66 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 
-from harness.errors import DependencyMissing, HarnessError, ServiceFailed
-from harness.paths import COMPOSE_FILE
+import yaml
+
+from harness.errors import ConfigurationError, DependencyMissing, HarnessError, ServiceFailed
+from harness.paths import COMPOSE_FILE, shown
 from harness.ports import free_port, release
+from harness.stack.stack import SPECS
 from harness.wait import wait_until
 
 PROJECT_PREFIX = "harness-"
+HEALTHY, COMPLETED = "service_healthy", "service_completed_successfully"
+
+
+def depends_on_problems(
+    services: Mapping[str, object],
+    edges: Mapping[str, Sequence[str]],
+    one_shot: Collection[str] = (),
+    source: str = shown(COMPOSE_FILE),
+) -> list[str]:
+    """Each dependency edge the harness knows (``edges``: service -> the services it depends on, the
+    specs' ``depends_on``) in the compose file's ``services`` with the condition that makes compose
+    wait as the harness does: ``service_healthy`` (the dependency passed its HEALTHCHECK), or
+    ``service_completed_successfully`` for a one-shot service in ``one_shot`` (none today). Compose's
+    list form and a missing condition both mean ``service_started``: the dependent starts while its
+    dependency still boots, and the stack comes up on Docker only by luck."""
+    out = []
+    for name, deps in edges.items():
+        service = services.get(name)
+        declared = service.get("depends_on") if isinstance(service, dict) else None
+        if isinstance(declared, list):  # the short form: started, not healthy
+            declared = {dep: {} for dep in declared}
+        declared = declared or {}
+        for dep in deps:
+            want = COMPLETED if dep in one_shot else HEALTHY
+            field = f"{source}: services.{name}.depends_on.{dep}"
+            if dep not in declared:
+                out.append(f"{field}: missing; expected {{condition: {want}}} ({name} needs {dep} to start)")
+                continue
+            seen = (declared[dep] or {}).get("condition", "service_started")
+            if seen != want:
+                out.append(
+                    f"{field}.condition = {seen!r}: expected {want} (compose would start {name} before {dep} "
+                    f"{'passed its health check' if want == HEALTHY else 'ran to completion'})"
+                )
+    return out
+
+
+def check_compose_file(path: Path = COMPOSE_FILE) -> None:
+    """The compose file waits on each dependency as the harness does (``depends_on_problems`` over
+    every service spec), else a ConfigurationError naming each service and field."""
+    services = (yaml.safe_load(path.read_text()) or {}).get("services") or {}
+    problems = depends_on_problems(services, {n: s.depends_on for n, s in SPECS.items()}, source=shown(path))
+    if problems:
+        raise ConfigurationError(
+            f"each dependency of the service specs in {shown(path)} with the condition compose waits on",
+            "\n".join(problems),
+            f"depends_on: {{<dependency>: {{condition: {HEALTHY}}}}}: the Dockerfiles' HEALTHCHECKs make it mean ready",
+        )
 
 
 def compose_command() -> list[str]:
@@ -62,6 +115,7 @@ class ComposeStack:
         return result
 
     def up(self) -> None:
+        check_compose_file()
         self._run("up", "-d", "--no-build")
 
     def container_ids(self) -> dict[str, str]:
