@@ -66,6 +66,8 @@ module "alb" {
   deletion_protection = var.deletion_protection
   test_port           = local.test_port
   certificate_arn     = var.certificate_arn
+  access_logs         = var.alb_access_logs
+  web_acl_arn         = var.web_acl_arn
 }
 
 module "database" {

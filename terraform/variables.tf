@@ -58,6 +58,21 @@ variable "certificate_arn" {
   }
 }
 
+variable "alb_access_logs" {
+  description = "The account's log bucket (with the ELB delivery policy) and prefix for the ALB's access logs; null: none."
+  type = object({
+    bucket = string
+    prefix = string
+  })
+  default = null
+}
+
+variable "web_acl_arn" {
+  description = "The account's regional WAF web ACL to associate with the ALB; null: none."
+  type        = string
+  default     = null
+}
+
 variable "mlflow_sign_in" {
   description = <<-EOT
     MLflow has no authentication of its own. null (the default): its route on the ALB admits only

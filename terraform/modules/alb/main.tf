@@ -28,14 +28,27 @@ variable "ssl_policy" {
   type        = string
   default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 }
+variable "access_logs" {
+  description = "Where the ALB writes its access logs (the account's log bucket, with its ELB delivery policy, and a prefix); null: none."
+  type = object({
+    bucket = string
+    prefix = string
+  })
+  default = null
+}
+variable "web_acl_arn" {
+  description = "The account's WAF web ACL (regional) to associate with the ALB; null: none."
+  type        = string
+  default     = null
+}
 variable "security_group_id" {
   description = "The ALB's security group."
   type        = string
 }
 
 resource "aws_lb" "this" {
-  #checkov:skip=CKV_AWS_91:access logs need an S3 bucket with a bucket policy for the ELB account; add with the account's log bucket
-  #checkov:skip=CKV2_AWS_28:WAF is an account-level choice (web ACL, rules, cost); attach one before exposing the ALB publicly
+  #checkov:skip=CKV_AWS_91:access logs go to the account's log bucket (it and its ELB delivery policy belong to the account, like the flow logs' destination) when the variable access_logs names it
+  #checkov:skip=CKV2_AWS_28:the web ACL is the account's (its managed rules tuned to the account's traffic, often by Firewall Manager) and is associated when web_acl_arn names it
   name                       = "${var.name}-alb"
   internal                   = false # internet-facing: the rules treat its world-open ports as public
   load_balancer_type         = "application"
@@ -43,6 +56,20 @@ resource "aws_lb" "this" {
   security_groups            = [var.security_group_id]
   drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection
+  dynamic "access_logs" {
+    for_each = var.access_logs == null ? [] : [var.access_logs]
+    content {
+      enabled = true
+      bucket  = access_logs.value.bucket
+      prefix  = access_logs.value.prefix
+    }
+  }
+}
+
+resource "aws_wafv2_web_acl_association" "this" {
+  count        = var.web_acl_arn == null ? 0 : 1
+  resource_arn = aws_lb.this.arn
+  web_acl_arn  = var.web_acl_arn
 }
 
 # The production listener (HTTPS, 443) and, for blue/green, the test listener (HTTPS on

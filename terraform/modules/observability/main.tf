@@ -82,6 +82,8 @@ resource "aws_kms_key" "alarms" {
         Principal = { Service = "cloudwatch.amazonaws.com" }
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
+        # only for this account's alarms (the confused-deputy guard)
+        Condition = { StringEquals = { "aws:SourceAccount" = var.account_id } }
       },
     ]
   })
