@@ -2,6 +2,7 @@
 Each rule is a test per environment; putting back any of the incident's values fails a named rule."""
 
 import dataclasses
+import functools
 import subprocess
 
 import pytest
@@ -347,3 +348,57 @@ def test_a_deployment_group_that_does_not_roll_back_on_alarms_fails(make_edited_
         for svc in ("api", "mlflow")
     ], [str(v) for v in violations]
     assert all("DEPLOYMENT_STOP_ON_ALARM" in v.expected for v in violations), [str(v) for v in violations]
+
+
+def test_deployment_md_states_each_environments_strategy_with_the_simulators_figures(make_plan, make_model):
+    """docs/deployment.md, "Which strategy each environment uses": for every environment file and
+    service, the strategy the plan deploys with and the simulator's outcome for both strategies
+    (blue/green with the plan's traffic, termination wait and test listener): a deployment that
+    passes, one whose checks never pass, and, for blue/green, one whose unhealthy-host alarm fires at
+    its worst case after the shift."""
+    from harness.paths import REPO
+    from harness.plan.dockerfile import service_healthcheck
+    from harness.plan.observability import time_to_alarm
+    from harness.simulation.blue_green import simulate_blue_green
+    from harness.simulation.simulator import Result, SimConfig, simulate
+
+    def said(r: Result) -> str:
+        if r.outcome == "completed":
+            return f"done at {r.time:.0f} s"
+        if r.outcome == "rolled_back":
+            return f"rolled back at {r.time:.0f} s"
+        return f"no verdict by {r.time:.0f} s ({r.replaced} tasks replaced)"
+
+    doc = (REPO / "docs" / "deployment.md").read_text()
+    missing = []
+    for env in ENVIRONMENTS:
+        plan, model = make_plan(env), make_model(env)
+        alarms = time_to_alarm(plan, model)
+        for name, s in model.services.items():
+            passes, never = (
+                SimConfig.from_timing(s, service_healthcheck(name).path, dependencies_ok=ok) for ok in (True, False)
+            )
+            alarm = alarms[f"mlplatform-{env}-{name}-0-unhealthy-hosts"]
+            blue_green = functools.partial(
+                simulate_blue_green,
+                boot=s.boot,
+                traffic=s.traffic,
+                termination_wait=s.termination_wait,
+                test_listener=s.test_listener,
+            )
+
+            cells = [
+                env,
+                name,
+                str(s.desired_count),
+                s.strategy.replace("_", "/"),
+                said(simulate(passes, boot=s.boot)),
+                said(simulate(never, boot=s.boot)),
+                said(blue_green(passes)),
+                said(blue_green(never)),
+                f"alarm at {alarm:.0f} s: {said(blue_green(passes, alarm_after=alarm))}",
+            ]
+            row = "| " + " | ".join(cells) + " |"
+            if row not in doc:
+                missing.append(row)
+    assert not missing, "docs/deployment.md lacks, or has other figures than:\n" + "\n".join(missing)
