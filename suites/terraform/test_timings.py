@@ -298,8 +298,7 @@ def test_a_deregistration_delay_shorter_than_the_request_timeout_fails(make_mode
     request deadline (API_REQUEST_TIMEOUT, 10 s by default) cuts requests still at work."""
     model = make_model("staging", "api", ((r"deregistration_delay\s+= \d+", "deregistration_delay = 5"),))
     assert model.api_settings() is not None and model.api_settings().request_timeout == 10.0
-    # the rule runs inside stop-timeout-covers-drain (r_drain): find its violations by their own id
-    violations = [v for found in check(model).values() for v in found if v.rule == "deregistration-covers-requests"]
+    violations = check(model)["deregistration-covers-requests"]
     assert [(v.where, v.value, v.passing) for v in violations] == [
         ("terraform/environments/staging.tfvars: services.api.deregistration_delay", 5.0, 10)
     ], [str(v) for v in violations]

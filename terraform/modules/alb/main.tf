@@ -49,6 +49,7 @@ variable "security_group_id" {
 resource "aws_lb" "this" {
   #checkov:skip=CKV_AWS_91:access logs go to the account's log bucket (it and its ELB delivery policy belong to the account, like the flow logs' destination) when the variable access_logs names it
   #checkov:skip=CKV2_AWS_28:the web ACL is the account's (its managed rules tuned to the account's traffic, often by Firewall Manager) and is associated when web_acl_arn names it
+  #checkov:skip=CKV2_AWS_76:the rule groups (AWS's known-bad-inputs group for Log4j among them) are the account's web ACL's, named by web_acl_arn, not this module's
   name                       = "${var.name}-alb"
   internal                   = false # internet-facing: the rules treat its world-open ports as public
   load_balancer_type         = "application"
