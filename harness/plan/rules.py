@@ -333,10 +333,9 @@ def r_rollback_window(m: TimingModel) -> list[Violation]:
             values, unknown = group["values"], group["unknown"]
             rollback = (values.get("auto_rollback_configuration") or [{}])[0]
             alarms = (values.get("alarm_configuration") or [{}])[0]
-            seen_rollback = {"enabled": bool(rollback.get("enabled")), "events": sorted(rollback.get("events") or [])}
-            if known(unknown.get("auto_rollback_configuration")) and not (
-                seen_rollback["enabled"] and event in seen_rollback["events"]
-            ):
+            enabled, events = bool(rollback.get("enabled")), sorted(rollback.get("events") or [])
+            seen_rollback = {"enabled": enabled, "events": events}
+            if known(unknown.get("auto_rollback_configuration")) and not (enabled and event in events):
                 out.append(
                     Violation(
                         "rollback-alarms-fire-within-termination-wait",
@@ -344,7 +343,7 @@ def r_rollback_window(m: TimingModel) -> list[Violation]:
                         seen_rollback,
                         f"enabled, with {event} among the events: otherwise an alarm that fires stops the "
                         "deployment without rolling it back, and the failing version keeps serving",
-                        {"enabled": True, "events": sorted({*seen_rollback["events"], "DEPLOYMENT_FAILURE", event})},
+                        {"enabled": True, "events": sorted({*events, "DEPLOYMENT_FAILURE", event})},
                     )
                 )
             seen_alarms = {"enabled": bool(alarms.get("enabled")), "alarms": list(alarms.get("alarms") or [])}
