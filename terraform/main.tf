@@ -3,7 +3,8 @@
 # S3, the api reaching MLflow by an internal name, private tasks with a way out to AWS, and
 # alarms that notify a topic.
 locals {
-  name = "${var.name}-${var.environment}"
+  name       = "${var.name}-${var.environment}"
+  account_id = var.offline ? "000000000000" : data.aws_caller_identity.current[0].account_id
   # blue/green: the ALB's test listener, where CodeDeploy sends test traffic to the new tasks
   test_port = var.deployment_strategy == "blue_green" ? var.blue_green.test_port : null
   images = {
@@ -38,7 +39,7 @@ locals {
   }
 }
 
-# the account that administers the alarm topic's key (offline plans have no AWS to ask: a stand-in)
+# the account (the alarm key's administrator, the secrets' ARNs); offline plans have no AWS to ask
 data "aws_caller_identity" "current" {
   count = var.offline ? 0 : 1
 }
@@ -116,26 +117,48 @@ resource "aws_ecs_cluster" "this" {
   }
 }
 
+# Each service's tasks have an execution role of their own (it pulls the image, writes the logs and
+# injects the task's secrets): it reads the service's own database secret, named by its name so the
+# policy is known at plan time (Secrets Manager appends "-" and six characters to the name), and the
+# master secret, which only the task's dbinit container is given (rule roles-least-privilege).
 resource "aws_iam_role" "execution" {
-  name               = "${local.name}-task-execution"
+  for_each           = var.services
+  name               = "${local.name}-${each.key}-task-execution"
   assume_role_policy = local.ecs_tasks_trust
 }
 
 resource "aws_iam_role_policy_attachment" "execution" {
-  role       = aws_iam_role.execution.name
+  for_each   = var.services
+  role       = aws_iam_role.execution[each.key].name
   policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
-# the execution role injects the tasks' secrets: exactly these, and nothing else
 resource "aws_iam_role_policy" "execution_secrets" {
-  name = "read-the-tasks-secrets"
-  role = aws_iam_role.execution.id
+  for_each = var.services
+  name     = "read-its-own-secret"
+  role     = aws_iam_role.execution[each.key].id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
+      Sid      = "ItsOwnDatabaseSecret"
       Effect   = "Allow"
       Action   = ["secretsmanager:GetSecretValue"]
-      Resource = concat([module.database.master_secret_arn], values(module.database.service_secret_arns))
+      Resource = "arn:aws:secretsmanager:${var.region}:${local.account_id}:secret:${module.database.service_secret_names[each.key]}-??????"
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "execution_master" {
+  for_each = var.services
+  name     = "read-the-master-secret-for-dbinit"
+  role     = aws_iam_role.execution[each.key].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "TheMasterSecretForDbinit"
+      Effect   = "Allow"
+      Action   = ["secretsmanager:GetSecretValue"]
+      Resource = module.database.master_secret_arn
     }]
   })
 }
@@ -186,7 +209,7 @@ module "service" {
   security_group_id    = module.network.task_security_group_id
   listener_arn         = module.alb.listener_arn
   test_listener_arn    = module.alb.test_listener_arn
-  execution_role_arn   = aws_iam_role.execution.arn
+  execution_role_arn   = aws_iam_role.execution[each.key].arn
   log_retention_days   = var.log_retention_days
   region               = var.region
   deployment_strategy  = var.deployment_strategy
@@ -211,5 +234,5 @@ module "observability" {
   alarm_actions       = var.alarm_actions
   alarm_subscriptions = var.alarm_subscriptions
   region              = var.region
-  account_id          = var.offline ? "000000000000" : data.aws_caller_identity.current[0].account_id
+  account_id          = local.account_id
 }

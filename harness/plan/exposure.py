@@ -1,5 +1,6 @@
 """The rules that say whether the planned platform is safe to expose: who can reach what, what
-travels in clear, whether an alarm can reach anyone, and whether a task runs the code it names.
+travels in clear, whether an alarm can reach anyone, which secrets each role may read, and
+whether a task runs the code it names.
 
 Read as AWS applies them (docs/security.md gives the sources):
 - a listener of an internet-facing balancer is public on every port its security groups open to
@@ -11,6 +12,8 @@ Read as AWS applies them (docs/security.md gives the sources):
   receives an alarm;
 - S3 serves plain HTTP unless the bucket policy denies requests whose ``aws:SecureTransport`` is
   false;
+- a Secrets Manager secret's ARN is its name, ``-`` and six characters, so a policy can name one
+  secret before it exists (``secret:<name>-??????``);
 - a tag such as ``latest`` can point at new code at any time: two tasks of one task definition
   may run different images, and a rollback returns to whatever the tag names today."""
 
@@ -324,6 +327,93 @@ def r_images_immutable(m: TimingModel) -> list[Violation]:
     ]
 
 
+# actions AWS authorises only on "*" (no resource-level permissions)
+STAR_ONLY_ACTIONS = ("ecr:GetAuthorizationToken",)
+SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[^:]*:[^:]*:secret:(?P<name>.+)$")
+
+
+def _key_of(address: str) -> str | None:
+    found = re.search(r'\["([^"]+)"\]$', address)
+    return found.group(1) if found else None
+
+
+def r_least_privilege(m: TimingModel) -> list[Violation]:
+    """Every inline policy of the plan's roles names its resources (no ``*`` but for actions AWS
+    authorises only on ``*``), and a role kept for one service (its policy keyed by the service)
+    reads no secret another service owns; a policy the plan cannot show must not name the
+    services' secrets as a whole."""
+    secrets = {
+        r["values"].get("name"): _service_of_secret(r["values"].get("name") or "", m)
+        for r in m.of_type("aws_secretsmanager_secret")
+    }
+    out = []
+    for r in m.of_type("aws_iam_role_policy"):
+        where = f"{m.source}: {r['address']}.policy"
+        owner = _key_of(r["address"])
+        owner = owner if owner in m.services else None
+        policy = r["values"].get("policy")
+        if policy is None:
+            broad = [ref for ref in r["refs"].get("policy", []) if ref.endswith("service_secret_arns")]
+            if broad:
+                out.append(
+                    Violation(
+                        "roles-least-privilege",
+                        where,
+                        f"(known after apply) from {', '.join(sorted(set(broad)))}",
+                        "a policy whose secrets the plan shows: each service's role names its own secret "
+                        "(arn:...:secret:<name>-??????), not the services' secrets as a whole",
+                        'Resource = "arn:aws:secretsmanager:<region>:<account>:secret:<its secret name>-??????"',
+                    )
+                )
+            continue
+        for i, st in enumerate(_statements(policy)):
+            if st.get("Effect") != "Allow":
+                continue
+            actions = _as_list(st.get("Action"))
+            resources = _as_list(st.get("Resource"))
+            if "*" in resources and not all(a in STAR_ONLY_ACTIONS for a in actions):
+                out.append(
+                    Violation(
+                        "roles-least-privilege",
+                        f"{where} Statement[{i}]",
+                        {"Action": actions, "Resource": "*"},
+                        "the resources the actions need, by ARN (a * reaches every resource of the account)",
+                        "the ARNs of its own bucket, secret or log group",
+                    )
+                )
+                continue
+            for resource in resources:
+                matched = SECRET_ARN.match(resource)
+                if not matched:
+                    continue
+                others = sorted(
+                    {
+                        svc
+                        for name, svc in secrets.items()
+                        if svc and svc != owner and fnmatch.fnmatchcase(f"{name}-AbCdEf", matched["name"])
+                    }
+                )
+                if others:
+                    out.append(
+                        Violation(
+                            "roles-least-privilege",
+                            f"{where} Statement[{i}]",
+                            resource,
+                            f"only {owner}'s own secret: this reads the secret of {', '.join(others)}"
+                            if owner
+                            else f"a role of one service: this one reads the secrets of {', '.join(others)}",
+                            f"arn:...:secret:<{owner or 'its service'}'s secret name>-??????",
+                        )
+                    )
+    return out
+
+
+def _service_of_secret(name: str, m: TimingModel) -> str | None:
+    """The service a secret belongs to: the one its name carries as a path segment (<name>/<service>/...)."""
+    parts = name.split("/")
+    return next((s for s in m.services if s in parts[1:]), None)
+
+
 RULES = {
     "public-listeners-serve-https": r_public_https,
     "no-public-unauthenticated-admin": r_admin_not_public,
@@ -331,4 +421,5 @@ RULES = {
     "alarm-topic-key-admits-cloudwatch": r_alarm_topic_key,
     "artifacts-deny-plain-http": r_artifacts_tls,
     "images-immutable": r_images_immutable,
+    "roles-least-privilege": r_least_privilege,
 }

@@ -179,27 +179,44 @@ def _secret_arn(value_from: str) -> str:
     return ":".join(value_from.split(":")[:7])
 
 
-def test_every_secret_a_task_reads_exists_and_the_execution_role_may_read_exactly_those(applied):
+def test_every_secret_a_task_reads_exists_and_each_services_execution_role_may_read_only_its_own(applied):
+    """As applied: each service's task has an execution role of its own; it may read its service's
+    database secret (by name, matching the secret's ARN and not the other service's) and the master
+    secret, which only the dbinit container is given."""
+    import fnmatch
+
     moto, tf, _, cluster = applied
     ecs, sm, iam = moto.client("ecs"), moto.client("secretsmanager"), moto.client("iam")
-    read: set[str] = set()
+    database = tf.output()["database"]
+    master, own = database["master_secret_arn"], database["service_secret_arns"]
+    roles = set()
     for name in ("api", "mlflow"):
         arn = ecs.describe_services(cluster=cluster, services=[name])["services"][0]["taskDefinition"]
         task = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
         containers = {c["name"]: c for c in task["containerDefinitions"]}
         assert containers[name]["dependsOn"] == [{"containerName": "dbinit", "condition": "SUCCESS"}]
         assert containers["dbinit"]["essential"] is False
-        for c in containers.values():
-            for secret in c.get("secrets", []):
-                read.add(_secret_arn(secret["valueFrom"]))
-    assert len(read) == 3, read  # the database's master secret and one per service
-    for arn in read:
-        assert sm.describe_secret(SecretId=arn)["ARN"] == arn
-    role = task["executionRoleArn"].rsplit("/", 1)[1]
-    policy = iam.get_role_policy(RoleName=role, PolicyName="read-the-tasks-secrets")["PolicyDocument"]
-    statements = policy["Statement"]
-    assert [s["Action"] for s in statements] == [["secretsmanager:GetSecretValue"]]
-    assert set(statements[0]["Resource"]) == read
+        read = {c: {_secret_arn(s["valueFrom"]) for s in containers[c].get("secrets", [])} for c in containers}
+        assert read[name] == {own[name]} and read["dbinit"] == {own[name], master}, read
+        for secret in read["dbinit"]:
+            assert sm.describe_secret(SecretId=secret)["ARN"] == secret
+        role = task["executionRoleArn"].rsplit("/", 1)[1]
+        roles.add(role)
+        assert sorted(iam.list_role_policies(RoleName=role)["PolicyNames"]) == [
+            "read-its-own-secret",
+            "read-the-master-secret-for-dbinit",
+        ]
+        (mine,) = iam.get_role_policy(RoleName=role, PolicyName="read-its-own-secret")["PolicyDocument"]["Statement"]
+        assert mine["Action"] == ["secretsmanager:GetSecretValue"]
+        other = next(o for o in own if o != name)
+        assert fnmatch.fnmatchcase(own[name], mine["Resource"]) and not fnmatch.fnmatchcase(
+            own[other], mine["Resource"]
+        )
+        (for_dbinit,) = iam.get_role_policy(RoleName=role, PolicyName="read-the-master-secret-for-dbinit")[
+            "PolicyDocument"
+        ]["Statement"]
+        assert for_dbinit["Resource"] == master
+    assert len(roles) == 2, "one execution role per service"
 
 
 def test_alarms_notify_the_topic_and_the_bucket_is_private(applied):

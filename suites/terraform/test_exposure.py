@@ -12,7 +12,8 @@ from harness.plan.rules import check
 pytestmark = pytest.mark.terraform
 
 # The plan as the review found it: MLflow routed from anywhere, HTTP only on port 80, the topic
-# under AWS's key, no TLS-only bucket policy, images by mutable tag, the database open to the world.
+# under AWS's key, no TLS-only bucket policy, images by mutable tag, every task's execution role
+# reading every service's secret, the database open to the world.
 REVIEWED = {
     "main.tf": (
         (
@@ -20,6 +21,11 @@ REVIEWED = {
             "route_sources = null",
         ),
         (r"    api    = var\.api_image\n", '    api    = "mlplatform-api:latest"\n'),
+        (
+            r'Resource = "arn:aws:secretsmanager:\$\{var\.region\}:\$\{local\.account_id\}:secret:'
+            r'\$\{module\.database\.service_secret_names\[each\.key\]\}-\?\?\?\?\?\?"',
+            "Resource = concat([module.database.master_secret_arn], values(module.database.service_secret_arns))",
+        ),
     ),
     "modules/alb/main.tf": (
         (r"merge\(\{ https = 443 \}", "merge({ https = 80 }"),
@@ -158,3 +164,40 @@ def test_mlflow_behind_the_balancers_sign_in_is_public_and_passes(terraform):
     assert [a["type"] for a in rule["values"]["action"]] == ["authenticate-cognito", "forward"]
     assert not [c for c in rule["values"]["condition"] if c["source_ip"]], "public, behind sign-in"
     assert RULES["no-public-unauthenticated-admin"](model) == []
+
+
+def test_an_execution_role_that_reads_every_services_secret_fails(reviewed):
+    found = reviewed["roles-least-privilege"]
+    assert sorted(v.where.rsplit(": ", 1)[1] for v in found) == [
+        'aws_iam_role_policy.execution_secrets["api"].policy',
+        'aws_iam_role_policy.execution_secrets["mlflow"].policy',
+    ]
+    assert all("module.database.service_secret_arns" in v.value for v in found), found
+
+
+def test_a_secret_of_another_service_or_a_star_resource_fails(make_edited_model):
+    found = check(
+        make_edited_model(
+            "staging",
+            {
+                "main.tf": (
+                    (r"\$\{module\.database\.service_secret_names\[each\.key\]\}-", "${local.name}/*/database-"),
+                ),
+                "modules/artifacts/main.tf": ((r"resources = \[local\.arn\]", 'resources = ["*"]'),),
+            },
+        )
+    )["roles-least-privilege"]
+    by_where = {v.where.rsplit(": ", 1)[1]: v for v in found}
+    assert sorted(by_where) == [
+        'aws_iam_role_policy.execution_secrets["api"].policy Statement[0]',
+        'aws_iam_role_policy.execution_secrets["mlflow"].policy Statement[0]',
+        "aws_iam_role_policy.mlflow_artifacts.policy Statement[0]",
+    ], found
+    assert (
+        "this reads the secret of mlflow"
+        in by_where['aws_iam_role_policy.execution_secrets["api"].policy Statement[0]'].expected
+    )
+    assert by_where["aws_iam_role_policy.mlflow_artifacts.policy Statement[0]"].value == {
+        "Action": ["s3:ListBucket"],
+        "Resource": "*",
+    }

@@ -92,12 +92,12 @@ data "aws_iam_policy_document" "use" {
   statement {
     sid       = "ListTheBucket"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this.arn]
+    resources = [local.arn]
   }
   statement {
     sid       = "ReadAndWriteArtifacts"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this.arn}/*"]
+    resources = ["${local.arn}/*"]
   }
 }
 

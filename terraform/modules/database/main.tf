@@ -83,7 +83,7 @@ resource "aws_db_instance" "this" {
 }
 
 resource "aws_secretsmanager_secret" "service" {
-  #checkov:skip=CKV2_AWS_57:the password follows the secret (dbinit sets it at each task start); rotation needs a rotation function of the platform's own
+  #checkov:skip=CKV2_AWS_57:the running tasks read the password once, at start, so a rotation under them would fail their next connections; a new secret version takes effect with the next deployment, whose dbinit sets it
   #checkov:skip=CKV_AWS_149:encrypted with the account's aws/secretsmanager key; a customer-managed key is an account policy choice
   for_each                = toset(var.services)
   name                    = "${var.name}/${each.key}/database"
@@ -115,6 +115,10 @@ output "port" {
 }
 output "master_secret_arn" {
   value = local.create ? aws_db_instance.this[0].master_user_secret[0].secret_arn : local.existing.master_secret_arn
+}
+output "service_secret_names" {
+  description = "Per service, its secret's name (known at plan time: IAM policies name a secret by it)."
+  value       = { for k, s in aws_secretsmanager_secret.service : k => s.name }
 }
 output "service_secret_arns" {
   value = { for k, s in aws_secretsmanager_secret.service : k => s.arn }
