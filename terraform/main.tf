@@ -53,7 +53,9 @@ module "network" {
   task_ports     = distinct([for s in values(var.services) : s.port])
   internal_ports = [local.mlflow_port]
   database_port  = local.database_port
-  test_port      = local.test_port
+  # the ALB calls the identity provider when it signs users in to MLflow
+  alb_https_egress = var.mlflow_sign_in != null
+  test_port        = local.test_port
   availability_zones = length(var.availability_zones) > 0 ? var.availability_zones : [
     "${var.region}a", "${var.region}b"
   ]
@@ -220,6 +222,27 @@ module "service" {
     ["${local.name}-${each.key}-health-check-failures"],
     [for i in range(var.deployment_strategy == "blue_green" ? 2 : 1) : "${local.name}-${each.key}-${i}-unhealthy-hosts"],
   )
+}
+
+# The api's Prometheus metrics and its deep health (which names each dependency's error) are for the
+# platform's own eyes: the public listener answers them 404 before the api's /* route; they are read
+# inside the VPC (rule no-public-unauthenticated-admin).
+resource "aws_lb_listener_rule" "internal_paths" {
+  listener_arn = module.alb.listener_arn
+  priority     = 1
+  action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "application/json"
+      message_body = "{\"error\": \"no route\"}"
+      status_code  = "404"
+    }
+  }
+  condition {
+    path_pattern {
+      values = ["/metrics", "/health/deep"]
+    }
+  }
 }
 
 module "observability" {

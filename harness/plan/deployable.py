@@ -172,6 +172,17 @@ def r_alarm_actions(m: TimingModel) -> list[Violation]:
         for r in m.of_type("aws_cloudwatch_metric_alarm")
         if not r["values"].get("alarm_actions") and not r["unknown"].get("alarm_actions")
     ]
+    out += [
+        Violation(
+            "alarms-notify",
+            f"{m.source}: {r['address']}.actions_enabled",
+            False,
+            "true: an alarm with its actions disabled changes state and notifies nobody",
+            True,
+        )
+        for r in m.of_type("aws_cloudwatch_metric_alarm")
+        if r["values"].get("actions_enabled") is False
+    ]
     if m.of_type("aws_sns_topic") and not m.of_type("aws_sns_topic_subscription"):
         out.append(
             Violation(

@@ -28,26 +28,46 @@ from collections.abc import Iterator
 from harness.plan.timing import TimingModel, config_address
 from harness.plan.violation import Violation
 
-WORLD = ("0.0.0.0/0", "::/0")
+# address space the internet cannot send from: RFC 1918, shared (CGNAT), loopback, link-local, ULA
+PRIVATE_SPACE = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16")
+) + tuple(ipaddress.ip_network(n) for n in ("fc00::/7", "fe80::/10", "::1/128"))
 # services that serve everyone who reaches them: no sign-in of their own
 UNAUTHENTICATED = {
     "mlflow": "MLflow has no authentication: whoever reaches it reads, changes and deletes experiments, "
     "runs and artifacts",
 }
 SIGN_IN_ACTIONS = ("authenticate-cognito", "authenticate-oidc")
+# paths of a public service that are for the platform's own eyes: answered before its route
+INTERNAL_PATHS = {"api": ("/metrics", "/health/deep")}
 # what CloudWatch must be allowed to do with a topic's key to publish an alarm to it
 CLOUDWATCH = "cloudwatch.amazonaws.com"
 CLOUDWATCH_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 IMMUTABLE_IMAGE = re.compile(r"^[^@\s]+(@sha256:[0-9a-f]{64}|:[0-9a-f]{7,64})$")
 TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}  # the condition that refuses plain HTTP
-MODERN_TLS = re.compile(r"TLS13|TLS-1-2")  # ELB security policies that refuse TLS 1.0 and 1.1
+# ELB security policies that refuse TLS 1.0 and 1.1 (TLS13-1-0 and TLS13-1-1 accept them)
+MODERN_TLS = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]|TLS-1-2|FS-1-2)-")
+
+
+def _from_internet(cidrs: list[str]) -> bool:
+    """Whether any of ``cidrs`` holds an address outside private address space (``0.0.0.0/0``, but
+    also ``0.0.0.0/1`` + ``128.0.0.0/1``, or one office's public range)."""
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            continue
+        if not any(net.version == n.version and net.subnet_of(n) for n in PRIVATE_SPACE):
+            return True
+    return False
 
 
 def _world_ingress(m: TimingModel) -> Iterator[tuple[str, str, int, int, str]]:
-    """(address, description, from port, to port, protocol) of every ingress open to the world."""
+    """(address, description, from port, to port, protocol) of every ingress the internet reaches."""
     for r in m.of_type("aws_security_group"):
         for i, rule in enumerate(r["values"].get("ingress") or []):
-            if set(WORLD) & set((rule.get("cidr_blocks") or []) + (rule.get("ipv6_cidr_blocks") or [])):
+            if _from_internet((rule.get("cidr_blocks") or []) + (rule.get("ipv6_cidr_blocks") or [])):
                 yield (
                     f"{r['address']}.ingress[{i}]",
                     rule.get("description") or "",
@@ -57,7 +77,7 @@ def _world_ingress(m: TimingModel) -> Iterator[tuple[str, str, int, int, str]]:
                 )
     for r in m.of_type("aws_vpc_security_group_ingress_rule"):
         v = r["values"]
-        if v.get("cidr_ipv4") in WORLD or v.get("cidr_ipv6") in WORLD:
+        if _from_internet([c for c in (v.get("cidr_ipv4"), v.get("cidr_ipv6")) if c]):
             yield (
                 r["address"],
                 v.get("description") or "",
@@ -67,7 +87,7 @@ def _world_ingress(m: TimingModel) -> Iterator[tuple[str, str, int, int, str]]:
             )
     for r in m.of_type("aws_security_group_rule"):
         v = r["values"]
-        if v.get("type") == "ingress" and set(WORLD) & set(
+        if v.get("type") == "ingress" and _from_internet(
             (v.get("cidr_blocks") or []) + (v.get("ipv6_cidr_blocks") or [])
         ):
             yield r["address"], v.get("description") or "", v["from_port"], v["to_port"], v["protocol"]
@@ -101,7 +121,7 @@ def r_public_https(m: TimingModel) -> list[Violation]:
         where = f"{m.source}: {r['address']} (port {v.get('port')})"
         if v.get("protocol") == "HTTPS":
             policy = v.get("ssl_policy") or ""
-            if not MODERN_TLS.search(policy):
+            if not MODERN_TLS.match(policy):
                 out.append(
                     Violation(
                         "public-listeners-serve-https",
@@ -130,6 +150,22 @@ def r_public_https(m: TimingModel) -> list[Violation]:
                 "HTTPS",
             )
         )
+    # rules are evaluated before a listener's default action: a rule on a plain-HTTP listener serves in clear
+    plain = {config_address(r["address"]): r for r in _public_listeners(m) if r["values"].get("protocol") != "HTTPS"}
+    for rule in m.of_type("aws_lb_listener_rule"):
+        on = [config_address(ref) for ref in rule["refs"].get("listener_arn", [])]
+        hit = sorted({a for a in on if a in plain})
+        if hit:
+            out.append(
+                Violation(
+                    "public-listeners-serve-https",
+                    f"{m.source}: {rule['address']}.listener_arn",
+                    hit,
+                    "a rule on an HTTPS listener: the ALB evaluates rules before a listener's default action, so "
+                    "a rule on the redirect listener serves plain HTTP",
+                    "module.alb.listener_arn (HTTPS)",
+                )
+            )
     return out
 
 
@@ -154,23 +190,41 @@ def _inside(cidr: str, networks: list) -> bool:
 
 def r_admin_not_public(m: TimingModel) -> list[Violation]:
     """A service without authentication of its own is routed on a public balancer only behind the
-    balancer's sign-in (an authenticate action before the forward) or for the VPC's addresses only
-    (a source-ip condition inside the VPC's range)."""
+    balancer's sign-in (an authenticate action before the forward that does not let the
+    unauthenticated through, and a way out to the identity provider) or for the VPC's addresses
+    only (a source-ip condition inside the VPC's range); a public service's internal paths (the
+    api's metrics and deep health) are answered by the listener before its route."""
     if not _public(m):
         return []
     vpc = _vpc_networks(m)
     out = []
+    signs_in = False
     for r in m.of_type("aws_lb_listener_rule"):
         service = _service(r["address"])
         if service not in UNAUTHENTICATED:
             continue
         v = r["values"]
-        types = [a.get("type") for a in sorted(v.get("action") or [], key=lambda a: a.get("order") or 0)]
-        signed = any(t in SIGN_IN_ACTIONS for t in types[: types.index("forward")] if "forward" in types)
+        actions = sorted(v.get("action") or [], key=lambda a: a.get("order") or 0)
+        types = [a.get("type") for a in actions]
+        signed = (
+            any(
+                a.get("type") in SIGN_IN_ACTIONS
+                and all(
+                    (c.get("on_unauthenticated_request") or "authenticate") != "allow"
+                    for c in (a.get("authenticate_cognito") or []) + (a.get("authenticate_oidc") or [])
+                )
+                for a in actions[: types.index("forward")]
+            )
+            if "forward" in types
+            else False
+        )
         sources = [
             s for c in v.get("condition") or [] for cond in c.get("source_ip") or [] for s in cond.get("values") or []
         ]
-        if signed or (sources and all(_inside(s, vpc) for s in sources)):
+        signs_in = signs_in or any(a.get("type") in SIGN_IN_ACTIONS for a in actions)
+        if signed:
+            continue
+        if sources and all(_inside(s, vpc) for s in sources):
             continue
         out.append(
             Violation(
@@ -182,7 +236,61 @@ def r_admin_not_public(m: TimingModel) -> list[Violation]:
                 "mlflow_sign_in = null (VPC only) or a Cognito user pool",
             )
         )
+    if signs_in and not _alb_reaches_internet_https(m):
+        out.append(
+            Violation(
+                "no-public-unauthenticated-admin",
+                f"{m.source}: mlflow_sign_in (the ALB's security group egress)",
+                "no HTTPS egress beyond the VPC",
+                "tcp 443 to the internet: the ALB calls the identity provider's token and user-info "
+                "endpoints, and every sign-in fails without them",
+                "alb_https_egress = true",
+            )
+        )
+    forwards = {
+        _service(r["address"]): r["values"].get("priority")
+        for r in m.of_type("aws_lb_listener_rule")
+        if any(a.get("type") == "forward" for a in r["values"].get("action") or [])
+    }
+    for service, paths in INTERNAL_PATHS.items():
+        route = forwards.get(service)
+        for path in paths:
+            if not any(_answers_before(r, path, route) for r in m.of_type("aws_lb_listener_rule")):
+                out.append(
+                    Violation(
+                        "no-public-unauthenticated-admin",
+                        f"{m.source}: aws_lb_listener_rule.internal_paths (path {path})",
+                        f"routed to {service}",
+                        f"answered by the listener itself (fixed-response) before {service}'s route (priority "
+                        f"{route}): it is for the platform's own eyes, read inside the VPC",
+                        f'a fixed-response rule with path_pattern "{path}" and a priority below {route}',
+                    )
+                )
     return out
+
+
+def _answers_before(rule: dict, path: str, route: int | None) -> bool:
+    """Whether a listener rule answers ``path`` itself (a fixed response) ahead of priority ``route``."""
+    v = rule["values"]
+    patterns = [
+        p for c in v.get("condition") or [] for pp in c.get("path_pattern") or [] for p in pp.get("values") or []
+    ]
+    fixed = any(a.get("type") == "fixed-response" for a in v.get("action") or [])
+    return (
+        fixed
+        and any(fnmatch.fnmatchcase(path, p) for p in patterns)
+        and (route is None or (v.get("priority") or 0) < route)
+    )
+
+
+def _alb_reaches_internet_https(m: TimingModel) -> bool:
+    for r in m.of_type("aws_security_group"):
+        if ".alb" not in r["address"]:
+            continue
+        for rule in r["values"].get("egress") or []:
+            if rule["from_port"] <= 443 <= rule["to_port"] and _from_internet(rule.get("cidr_blocks") or []):
+                return True
+    return False
 
 
 def r_world_listener_ports(m: TimingModel) -> list[Violation]:
@@ -197,7 +305,7 @@ def r_world_listener_ports(m: TimingModel) -> list[Violation]:
             Violation(
                 "world-reaches-only-listener-ports",
                 f"{m.source}: {address}" + (f" ({description})" if description else ""),
-                f"{protocol} {lo}-{hi} from {' or '.join(WORLD)}",
+                f"{protocol} {lo}-{hi} from the internet",
                 f"TCP to a public listener's port only ({', '.join(map(str, sorted(listener_ports))) or 'none'})",
                 "the VPC's CIDR or another security group as the source",
             )
@@ -226,10 +334,19 @@ def _allows(statement: dict, principal_service: str, action: str) -> bool:
     return any(fnmatch.fnmatchcase(action, pattern) for pattern in _as_list(statement.get("Action")))
 
 
+def _denies(statement: dict, principal_service: str, action: str) -> bool:
+    return statement.get("Effect") == "Deny" and _allows({**statement, "Effect": "Allow"}, principal_service, action)
+
+
 def key_admits_cloudwatch(policy: str | None) -> list[str]:
-    """The actions CloudWatch needs on a topic's key that the key policy does not allow it."""
+    """The actions CloudWatch needs on a topic's key that the key policy does not allow it (an
+    explicit Deny wins over any Allow)."""
     statements = _statements(policy)
-    return [a for a in CLOUDWATCH_KEY_ACTIONS if not any(_allows(s, CLOUDWATCH, a) for s in statements)]
+    return [
+        a
+        for a in CLOUDWATCH_KEY_ACTIONS
+        if not any(_allows(s, CLOUDWATCH, a) for s in statements) or any(_denies(s, CLOUDWATCH, a) for s in statements)
+    ]
 
 
 def r_alarm_topic_key(m: TimingModel) -> list[Violation]:
@@ -243,7 +360,7 @@ def r_alarm_topic_key(m: TimingModel) -> list[Violation]:
         if not key_id and not topic["unknown"].get("kms_master_key_id"):
             continue  # unencrypted: CloudWatch may publish (checkov asks for encryption)
         expected = f"a customer-managed key whose policy allows {CLOUDWATCH} {' and '.join(CLOUDWATCH_KEY_ACTIONS)}*"
-        if key_id and key_id.startswith("alias/aws/"):
+        if key_id and (key_id.startswith("alias/aws/") or ":alias/aws/" in key_id):
             out.append(
                 Violation(
                     "alarm-topic-key-admits-cloudwatch",
@@ -254,7 +371,10 @@ def r_alarm_topic_key(m: TimingModel) -> list[Violation]:
                 )
             )
             continue
-        named = [a for a in topic["refs"].get("kms_master_key_id", []) if a in keys]
+        aliases = {config_address(r["address"]): r for r in m.of_type("aws_kms_alias")}
+        refs = topic["refs"].get("kms_master_key_id", [])
+        refs = refs + [k for a in refs if a in aliases for k in aliases[a]["refs"].get("target_key_id", [])]
+        named = [a for a in refs if a in keys]
         if not named:
             out.append(
                 Violation(
@@ -287,7 +407,7 @@ def denies_plain_http(statement: dict, bucket: str) -> bool:
     resources = set(_as_list(statement.get("Resource")))
     return (
         statement.get("Effect") == "Deny"
-        and str(condition.get("aws:SecureTransport")).lower() == "false"
+        and [str(v).lower() for v in _as_list(condition.get("aws:SecureTransport"))] == ["false"]
         and (principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))))
         and any(a in ("*", "s3:*") for a in _as_list(statement.get("Action")))
         and {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"} <= resources
@@ -310,6 +430,45 @@ def r_artifacts_tls(m: TimingModel) -> list[Violation]:
     ]
 
 
+PUBLIC_ACCESS_BLOCK = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+
+
+def r_buckets_private(m: TimingModel) -> list[Violation]:
+    """Every bucket has its public access block with all four settings on, and no policy statement
+    allows everyone (``Principal: *``) in."""
+    blocks = {ref: r for r in m.of_type("aws_s3_bucket_public_access_block") for ref in r["refs"].get("bucket", [])}
+    out = []
+    for r in m.of_type("aws_s3_bucket"):
+        block = blocks.get(config_address(r["address"]))
+        off = [k for k in PUBLIC_ACCESS_BLOCK if not (block and block["values"].get(k))]
+        if off:
+            out.append(
+                Violation(
+                    "buckets-private",
+                    f"{m.source}: {r['address']} (its aws_s3_bucket_public_access_block)",
+                    {k: bool(block and block["values"].get(k)) for k in PUBLIC_ACCESS_BLOCK},
+                    "all four on: S3 then refuses any ACL or policy that would make the bucket public",
+                    dict.fromkeys(PUBLIC_ACCESS_BLOCK, True),
+                )
+            )
+    for r in m.of_type("aws_s3_bucket_policy"):
+        for i, st in enumerate(_statements(r["values"].get("policy"))):
+            principal = st.get("Principal")
+            if st.get("Effect") == "Allow" and (
+                principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS")))
+            ):
+                out.append(
+                    Violation(
+                        "buckets-private",
+                        f"{m.source}: {r['address']}.policy Statement[{i}]",
+                        {"Effect": "Allow", "Principal": principal, "Action": st.get("Action")},
+                        "no Allow to everyone: the platform's roles are granted by their own policies",
+                        "remove the statement",
+                    )
+                )
+    return out
+
+
 def r_images_immutable(m: TimingModel) -> list[Violation]:
     """Every container names its image by digest or by a content tag (hex), never a mutable tag."""
     return [
@@ -329,6 +488,12 @@ def r_images_immutable(m: TimingModel) -> list[Violation]:
 
 # actions AWS authorises only on "*" (no resource-level permissions)
 STAR_ONLY_ACTIONS = ("ecr:GetAuthorizationToken",)
+# the AWS-managed policies a role of the plan may carry: what ECS and CodeDeploy document for
+# their roles (the limited CodeDeploy one: the full one reads every bucket and invokes every function)
+MANAGED_POLICIES = (
+    "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+    "arn:aws:iam::aws:policy/AWSCodeDeployRoleForECSLimited",
+)
 SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[^:]*:[^:]*:secret:(?P<name>.+)$")
 
 
@@ -337,15 +502,73 @@ def _key_of(address: str) -> str | None:
     return found.group(1) if found else None
 
 
-def r_least_privilege(m: TimingModel) -> list[Violation]:
-    """Every inline policy of the plan's roles names its resources (no ``*`` but for actions AWS
-    authorises only on ``*``), and a role kept for one service (its policy keyed by the service)
-    reads no secret another service owns; a policy the plan cannot show must not name the
-    services' secrets as a whole."""
-    secrets = {
+def _broad(resource: str) -> bool:
+    """``*``, or an ARN whose resource part is ``*`` (``arn:aws:s3:::*``, ``arn:...:secretsmanager:r:a:*``)."""
+    parts = resource.split(":", 5)
+    return resource == "*" or (len(parts) == 6 and parts[5].startswith("*"))
+
+
+def statement_findings(statement: dict, owner: str | None, secrets: dict[str, str | None]) -> list[tuple[object, str]]:
+    """(value, what was expected) for each way one Allow statement grants more than its role needs:
+    a wildcard action, a resource the whole account matches (but for actions AWS authorises only on
+    ``*``), or a secret of another service than ``owner`` (``secrets``: secret name -> its service)."""
+    if statement.get("Effect") != "Allow":
+        return []
+    actions = [str(a) for a in _as_list(statement.get("Action"))]
+    resources = [str(r) for r in _as_list(statement.get("Resource"))]
+    found: list[tuple[object, str]] = []
+    wild = [a for a in actions if a == "*" or a.endswith(":*")]
+    if wild:
+        found.append(
+            ({"Action": wild}, "the actions the role uses, by name (s3:* would also let it delete the bucket's policy)")
+        )
+    broad = [r for r in resources if _broad(r)]
+    if broad and not all(a in STAR_ONLY_ACTIONS for a in actions):
+        found.append(
+            (
+                {"Action": actions, "Resource": broad},
+                "the resources the actions need, by ARN (a * reaches every resource of the account)",
+            )
+        )
+    for resource in resources:
+        matched = SECRET_ARN.match(resource)
+        if not matched or _broad(resource):
+            continue
+        others = sorted(
+            {
+                svc
+                for name, svc in secrets.items()
+                if svc and svc != owner and fnmatch.fnmatchcase(f"{name}-AbCdEf", matched["name"])
+            }
+        )
+        if others:
+            found.append(
+                (
+                    resource,
+                    f"only {owner}'s own secret: this reads the secret of {', '.join(others)}"
+                    if owner
+                    else f"a role of one service: this one reads the secrets of {', '.join(others)}",
+                )
+            )
+    return found
+
+
+def secret_owners(m: TimingModel) -> dict[str, str | None]:
+    """Each planned secret's name -> the service it belongs to (the one its name carries: <name>/<service>/...)."""
+    return {
         r["values"].get("name"): _service_of_secret(r["values"].get("name") or "", m)
         for r in m.of_type("aws_secretsmanager_secret")
     }
+
+
+def r_least_privilege(m: TimingModel) -> list[Violation]:
+    """Every inline policy of the plan's roles names its actions and resources (no wildcard action,
+    no ``*`` resource but for actions AWS authorises only on ``*``); a role kept for one service
+    (its policy keyed by the service) reads no secret another service owns; a policy the plan
+    cannot show names no collection of secrets; only the AWS-managed policies ECS and CodeDeploy
+    document are attached."""
+    secrets = secret_owners(m)
+    passing = "the ARNs and actions of its own bucket, secret or log group"
     out = []
     for r in m.of_type("aws_iam_role_policy"):
         where = f"{m.source}: {r['address']}.policy"
@@ -353,7 +576,7 @@ def r_least_privilege(m: TimingModel) -> list[Violation]:
         owner = owner if owner in m.services else None
         policy = r["values"].get("policy")
         if policy is None:
-            broad = [ref for ref in r["refs"].get("policy", []) if ref.endswith("service_secret_arns")]
+            broad = [ref for ref in r["refs"].get("policy", []) if ref.endswith("_arns")]
             if broad:
                 out.append(
                     Violation(
@@ -367,44 +590,21 @@ def r_least_privilege(m: TimingModel) -> list[Violation]:
                 )
             continue
         for i, st in enumerate(_statements(policy)):
-            if st.get("Effect") != "Allow":
-                continue
-            actions = _as_list(st.get("Action"))
-            resources = _as_list(st.get("Resource"))
-            if "*" in resources and not all(a in STAR_ONLY_ACTIONS for a in actions):
-                out.append(
-                    Violation(
-                        "roles-least-privilege",
-                        f"{where} Statement[{i}]",
-                        {"Action": actions, "Resource": "*"},
-                        "the resources the actions need, by ARN (a * reaches every resource of the account)",
-                        "the ARNs of its own bucket, secret or log group",
-                    )
+            for value, expected in statement_findings(st, owner, secrets):
+                out.append(Violation("roles-least-privilege", f"{where} Statement[{i}]", value, expected, passing))
+    for r in m.of_type("aws_iam_role_policy_attachment"):
+        arn = r["values"].get("policy_arn")
+        if arn and arn not in MANAGED_POLICIES:
+            out.append(
+                Violation(
+                    "roles-least-privilege",
+                    f"{m.source}: {r['address']}.policy_arn",
+                    arn,
+                    "one of the managed policies ECS and CodeDeploy document for their roles "
+                    f"({', '.join(sorted(MANAGED_POLICIES))}); anything more as an inline policy naming its resources",
+                    sorted(MANAGED_POLICIES)[0],
                 )
-                continue
-            for resource in resources:
-                matched = SECRET_ARN.match(resource)
-                if not matched:
-                    continue
-                others = sorted(
-                    {
-                        svc
-                        for name, svc in secrets.items()
-                        if svc and svc != owner and fnmatch.fnmatchcase(f"{name}-AbCdEf", matched["name"])
-                    }
-                )
-                if others:
-                    out.append(
-                        Violation(
-                            "roles-least-privilege",
-                            f"{where} Statement[{i}]",
-                            resource,
-                            f"only {owner}'s own secret: this reads the secret of {', '.join(others)}"
-                            if owner
-                            else f"a role of one service: this one reads the secrets of {', '.join(others)}",
-                            f"arn:...:secret:<{owner or 'its service'}'s secret name>-??????",
-                        )
-                    )
+            )
     return out
 
 
@@ -420,6 +620,7 @@ RULES = {
     "world-reaches-only-listener-ports": r_world_listener_ports,
     "alarm-topic-key-admits-cloudwatch": r_alarm_topic_key,
     "artifacts-deny-plain-http": r_artifacts_tls,
+    "buckets-private": r_buckets_private,
     "images-immutable": r_images_immutable,
     "roles-least-privilege": r_least_privilege,
 }

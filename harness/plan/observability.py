@@ -173,6 +173,8 @@ def time_to_alarm(plan: dict, model: Any, tasks: int | None = None) -> dict[str,
         elif a.metric == "UnHealthyHostCount":
             service = model.services[a.name.rsplit("-unhealthy-hosts", 1)[0].rsplit("-", 2)[-2]]
             out[a.name] = service.alb.unhealthy_threshold * service.alb.interval + (a.evaluation_periods + 1) * a.period
+        elif a.metric == "RunningTaskCount":  # from the last task gone: its whole periods, and the one it went in
+            out[a.name] = (a.evaluation_periods + 1) * a.period
     return out
 
 

@@ -225,10 +225,19 @@ def references(plan: dict) -> dict[str, dict[str, list[str]]]:
                 for arg, expr in (res.get("expressions") or {}).items()
                 if isinstance(expr, dict)
             }
+        for name, output in (module.get("outputs") or {}).items():  # a module's output: what it refers to
+            out[f"{prefix}output.{name}"] = {
+                "value": [prefix + ref for ref in (output.get("expression") or {}).get("references", [])]
+            }
         for name, call in (module.get("module_calls") or {}).items():
             walk(call.get("module") or {}, f"{prefix}module.{name}.")
 
     walk((plan.get("configuration") or {}).get("root_module") or {}, "")
+    # a reference to a child module's output (module.alb.listener_arn) also names what that output refers to
+    for args in out.values():
+        for arg, refs in args.items():
+            outputs = {re.sub(r"^((?:module\.[^.]+\.)+)([^.]+)$", r"\1output.\2", ref) for ref in refs}
+            args[arg] = refs + [d for o in sorted(outputs - set(refs)) for d in out.get(o, {}).get("value", [])]
     return out
 
 

@@ -58,6 +58,34 @@ def test_the_alarm_topics_key_lets_cloudwatch_publish(applied):
     ], "the check reads the principal"
 
 
+def test_turning_mlflow_sign_in_on_replaces_its_route_with_the_sign_in(applied, applied_platform):
+    """Terraform ignores the routes' actions (CodeDeploy swaps their target groups): on a running
+    platform, setting mlflow_sign_in must still put the sign-in on MLflow's route, not only drop the
+    VPC condition (which would leave MLflow public and unauthenticated)."""
+    moto, tf, _, _ = applied
+    pool = {
+        "user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEfGhI",
+        "user_pool_client_id": "1example23456789",
+        "user_pool_domain": "mlplatform-staging",
+    }
+    variables = {
+        "aws_endpoint": moto.url,
+        "deletion_protection": False,
+        "certificate_arn": applied_platform.certificate_arn,
+        "mlflow_sign_in": pool,
+    }
+    plan_file = tf.workdir / "sign-in.tfplan"
+    tf.run("plan", "-input=false", f"-out={plan_file}", *tf.var_args(VAR_FILE, variables))
+    changes = {
+        c["address"]: c["change"]
+        for c in json.loads(tf.run("show", "-json", str(plan_file)).stdout)["resource_changes"]
+    }
+    route = changes['module.service["mlflow"].aws_lb_listener_rule.this["prod"]']
+    assert route["actions"] == ["delete", "create"], route["actions"]
+    assert [a["type"] for a in route["after"]["action"]] == ["authenticate-cognito", "forward"]
+    assert changes['module.service["api"].aws_lb_listener_rule.this["prod"]']["actions"] == ["no-op"]
+
+
 def test_the_bucket_refuses_plain_http(applied):
     from harness.plan.exposure import denies_plain_http
 
@@ -87,7 +115,10 @@ def test_the_public_listeners_serve_https_and_mlflow_is_routed_for_the_vpc_only(
     ] == []
     rules = elb.describe_rules(ListenerArn=listeners[443]["ListenerArn"])["Rules"]
     groups = {tg: n for n, s in tf.output()["services"].items() for tg in s["target_group_arns"]}
-    for rule in (r for r in rules if not r["IsDefault"]):
+    answered = [r for r in rules if [a["Type"] for a in r["Actions"]] == ["fixed-response"]]
+    paths = [sorted(c.get("Values") or c["PathPatternConfig"]["Values"]) for r in answered for c in r["Conditions"]]
+    assert paths == [["/health/deep", "/metrics"]], answered
+    for rule in (r for r in rules if not r["IsDefault"] and r not in answered):
         (forward,) = [a for a in rule["Actions"] if a["Type"] == "forward"]
         sources = [v for c in rule["Conditions"] if c["Field"] == "source-ip" for v in c["SourceIpConfig"]["Values"]]
         if groups[forward["TargetGroupArn"]] == "mlflow":
@@ -217,6 +248,31 @@ def test_every_secret_a_task_reads_exists_and_each_services_execution_role_may_r
         ]["Statement"]
         assert for_dbinit["Resource"] == master
     assert len(roles) == 2, "one execution role per service"
+
+
+def test_every_applied_roles_inline_statements_name_their_actions_and_resources(applied):
+    """What the plan cannot show (a policy with a value known only after apply) is checked as
+    applied: every inline statement of every role, with the rule's own test."""
+    from harness.plan.exposure import statement_findings
+
+    moto, _, _, _ = applied
+    iam, sm = moto.client("iam"), moto.client("secretsmanager")
+    secrets = {
+        s["Name"]: next((x for x in ("api", "mlflow") if f"/{x}/" in s["Name"]), None)
+        for s in sm.list_secrets()["SecretList"]
+    }
+    checked = 0
+    for role in iam.list_roles()["Roles"]:
+        name = role["RoleName"]
+        owner = next((s for s in ("api", "mlflow") if f"-{s}-" in name), None)
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+            statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+            for st in statements:
+                assert statement_findings(st, owner, secrets) == [], (name, policy, st)
+                checked += 1
+    assert checked >= 5, "two roles' own secret and master statements, MLflow's bucket"
+    assert statement_findings({"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}, "api", secrets)
 
 
 def test_alarms_notify_the_topic_and_the_bucket_is_private(applied):

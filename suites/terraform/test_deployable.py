@@ -129,6 +129,17 @@ def test_an_alarm_without_actions_or_a_topic_without_subscribers_fails(make_mode
     assert error and "an alarm that notifies nobody is not an alarm" in " ".join(error.split())
 
 
+def test_an_alarm_with_its_actions_disabled_fails(make_model):
+    model = make_model("staging")
+    muted = [
+        dict(r, values={**r["values"], "actions_enabled": False}) if r["type"] == "aws_cloudwatch_metric_alarm" else r
+        for r in model.resources
+    ]
+    violations = RULES["alarms-notify"](dataclasses.replace(model, resources=muted))
+    alarms = [r for r in model.resources if r["type"] == "aws_cloudwatch_metric_alarm"]
+    assert len(violations) == len(alarms) and all(v.where.endswith(".actions_enabled") for v in violations)
+
+
 def test_awss_default_deregistration_delay_fails(make_model):
     model = make_model("staging", "mlflow", ((r"deregistration_delay\s+= \d+", "deregistration_delay = 300"),))
     violations = check(model)["deregistration-bounded"]

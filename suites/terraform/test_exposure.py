@@ -12,8 +12,9 @@ from harness.plan.rules import check
 pytestmark = pytest.mark.terraform
 
 # The plan as the review found it: MLflow routed from anywhere, HTTP only on port 80, the topic
-# under AWS's key, no TLS-only bucket policy, images by mutable tag, every task's execution role
-# reading every service's secret, the database open to the world.
+# under AWS's key, no TLS-only bucket policy and no public access block, images by mutable tag,
+# every task's execution role reading every service's secret, the api's metrics and deep health
+# public, the database open to the world.
 REVIEWED = {
     "main.tf": (
         (
@@ -21,6 +22,7 @@ REVIEWED = {
             "route_sources = null",
         ),
         (r"    api    = var\.api_image\n", '    api    = "mlplatform-api:latest"\n'),
+        (r'resource "aws_lb_listener_rule" "internal_paths" \{\n(.|\n)*?\n\}\n', ""),
         (
             r'Resource = "arn:aws:secretsmanager:\$\{var\.region\}:\$\{local\.account_id\}:secret:'
             r'\$\{module\.database\.service_secret_names\[each\.key\]\}-\?\?\?\?\?\?"',
@@ -46,7 +48,10 @@ REVIEWED = {
     "modules/observability/main.tf": (
         (r"kms_master_key_id = aws_kms_key\.alarms\.arn", 'kms_master_key_id = "alias/aws/sns"'),
     ),
-    "modules/artifacts/main.tf": ((r'resource "aws_s3_bucket_policy" "this" \{\n(.|\n)*?\n\}\n', ""),),
+    "modules/artifacts/main.tf": (
+        (r'resource "aws_s3_bucket_policy" "this" \{\n(.|\n)*?\n\}\n', ""),
+        (r'resource "aws_s3_bucket_public_access_block" "this" \{\n(.|\n)*?\n\}\n', ""),
+    ),
 }
 
 
@@ -63,12 +68,24 @@ def test_the_shipped_environments_are_safe_to_expose(make_model, env):
 
 
 def test_mlflow_routed_from_anywhere_without_sign_in_fails(reviewed):
-    (v,) = reviewed["no-public-unauthenticated-admin"]
-    assert (
-        v.where == "terraform/environments/staging.tfvars: "
-        'mlflow_sign_in (module.service["mlflow"].aws_lb_listener_rule.this["prod"])'
-    )
+    found = {v.where.split(": ", 1)[1]: v for v in reviewed["no-public-unauthenticated-admin"]}
+    v = found['mlflow_sign_in (module.service["mlflow"].aws_lb_listener_rule.this["prod"])']
     assert v.value == {"actions": ["forward"], "source_ip": "any address"} and "10.40.0.0/16" in v.expected
+
+
+def test_the_apis_metrics_and_deep_health_on_the_public_listener_fail(reviewed):
+    found = sorted(v.where.split(": ", 1)[1] for v in reviewed["no-public-unauthenticated-admin"])
+    assert found == [
+        "aws_lb_listener_rule.internal_paths (path /health/deep)",
+        "aws_lb_listener_rule.internal_paths (path /metrics)",
+        'mlflow_sign_in (module.service["mlflow"].aws_lb_listener_rule.this["prod"])',
+    ], found
+
+
+def test_a_bucket_without_its_public_access_block_fails(reviewed):
+    (v,) = reviewed["buckets-private"]
+    assert v.where.endswith("module.artifacts.aws_s3_bucket.this (its aws_s3_bucket_public_access_block)")
+    assert not any(v.value.values())
 
 
 def test_a_public_listener_serving_plain_http_fails(reviewed):
@@ -84,7 +101,7 @@ def test_the_world_reaching_the_database_port_fails(reviewed):
     assert v.where.startswith(
         "terraform/environments/staging.tfvars: module.network.aws_security_group.database.ingress[0]"
     )
-    assert v.value == "tcp 5432-5432 from 0.0.0.0/0 or ::/0" and "(80)" in v.expected
+    assert v.value == "tcp 5432-5432 from the internet" and "(80)" in v.expected
 
 
 def test_the_alarm_topic_under_awss_managed_key_fails(reviewed):
@@ -111,8 +128,9 @@ def test_an_image_by_mutable_tag_fails(reviewed, terraform):
 
 
 def test_the_same_rules_hold_against_a_subtler_plan(make_edited_model):
-    """HTTP that redirects to HTTP, an old TLS policy, MLflow admitted from an office's public range,
-    a key whose policy forgets CloudWatch: each is named."""
+    """HTTP that redirects to HTTP, a TLS policy that still accepts TLS 1.0, a rule on the redirect
+    listener, MLflow admitted from an office's public range, the database opened to the internet in
+    two halves, a key whose policy forgets CloudWatch: each is named."""
     found = check(
         make_edited_model(
             "staging",
@@ -124,10 +142,28 @@ def test_the_same_rules_hold_against_a_subtler_plan(make_edited_model):
                     ),
                     (
                         r'default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"',
-                        'default     = "ELBSecurityPolicy-2016-08"',
+                        'default     = "ELBSecurityPolicy-TLS13-1-0-2021-06"',
+                    ),
+                    (
+                        r'output "listener_arn" \{',
+                        'output "redirect_listener_arn" {\n  value = aws_lb_listener.redirect.arn\n}\n'
+                        'output "listener_arn" {',
                     ),
                 ),
-                "main.tf": ((r"\? \[var\.vpc_cidr\] : null", '? ["203.0.113.0/24"] : null'),),
+                "main.tf": (
+                    (r"\? \[var\.vpc_cidr\] : null", '? ["203.0.113.0/24"] : null'),
+                    (
+                        r'(resource "aws_lb_listener_rule" "internal_paths" \{\n'
+                        r"  listener_arn = module\.alb\.)listener_arn",
+                        r"\1redirect_listener_arn",
+                    ),
+                ),
+                "modules/network/main.tf": (
+                    (
+                        r'("from the tasks"\n(?:.*\n){3})    security_groups = \[aws_security_group\.tasks\.id\]',
+                        r'\1    cidr_blocks = ["0.0.0.0/1", "128.0.0.0/1"]',
+                    ),
+                ),
                 "modules/observability/main.tf": (
                     (
                         r'Principal = \{ Service = "cloudwatch\.amazonaws\.com" \}',
@@ -139,31 +175,64 @@ def test_the_same_rules_hold_against_a_subtler_plan(make_edited_model):
     )
     https = sorted(v.where.rsplit(": ", 1)[1] for v in found["public-listeners-serve-https"])
     assert https == [
+        "aws_lb_listener_rule.internal_paths.listener_arn",
         "module.alb.aws_lb_listener.redirect (port 80).protocol",
         'module.alb.aws_lb_listener.this["https"] (port 443).ssl_policy',
     ], found["public-listeners-serve-https"]
     (admin,) = found["no-public-unauthenticated-admin"]
     assert admin.value == {"actions": ["forward"], "source_ip": ["203.0.113.0/24"]}
+    (world,) = found["world-reaches-only-listener-ports"]
+    assert "aws_security_group.database.ingress[0]" in world.where and world.value == "tcp 5432-5432 from the internet"
     (key,) = found["alarm-topic-key-admits-cloudwatch"]
     assert key.where.endswith("module.observability.aws_kms_key.alarms.policy")
     assert key.value == "no Allow of kms:Decrypt, kms:GenerateDataKey to cloudwatch.amazonaws.com"
+
+
+POOL = {
+    "user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEfGhI",
+    "user_pool_client_id": "1example23456789",
+    "user_pool_domain": "mlplatform-staging",
+}
 
 
 def test_mlflow_behind_the_balancers_sign_in_is_public_and_passes(terraform):
     from fixtures.terraform import TYPICAL
     from harness.plan.timing import from_plan
 
-    pool = {
-        "user_pool_arn": "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEfGhI",
-        "user_pool_client_id": "1example23456789",
-        "user_pool_domain": "mlplatform-staging",
-    }
-    plan = terraform.plan(str(environment_file("staging")), offline=True, mlflow_sign_in=pool)
+    plan = terraform.plan(str(environment_file("staging")), offline=True, mlflow_sign_in=POOL)
     model = from_plan(plan, "staging.tfvars", TYPICAL)
     (rule,) = [r for r in model.of_type("aws_lb_listener_rule") if '"mlflow"' in r["address"]]
     assert [a["type"] for a in rule["values"]["action"]] == ["authenticate-cognito", "forward"]
     assert not [c for c in rule["values"]["condition"] if c["source_ip"]], "public, behind sign-in"
     assert RULES["no-public-unauthenticated-admin"](model) == []
+
+
+def test_a_sign_in_that_lets_everyone_through_or_cannot_reach_its_provider_fails(harness_session, edit_terraform):
+    from fixtures.terraform import TYPICAL
+    from harness.plan.terraform import Terraform
+    from harness.plan.timing import from_plan
+
+    source = edit_terraform(
+        {
+            "modules/ecs_service/main.tf": (
+                (
+                    r"user_pool_domain    = action\.value\.user_pool_domain\n",
+                    "user_pool_domain    = action.value.user_pool_domain\n"
+                    '        on_unauthenticated_request = "allow"\n',
+                ),
+            ),
+            "main.tf": ((r"alb_https_egress = var\.mlflow_sign_in != null", "alb_https_egress = false"),),
+        }
+    )
+    tf = Terraform(harness_session.mkdtemp("tf-sign-in"), source=source)
+    model = from_plan(
+        tf.plan(str(environment_file("staging")), offline=True, mlflow_sign_in=POOL), "staging.tfvars", TYPICAL
+    )
+    found = {v.where.split(": ", 1)[1]: v for v in RULES["no-public-unauthenticated-admin"](model)}
+    assert sorted(found) == [
+        'mlflow_sign_in (module.service["mlflow"].aws_lb_listener_rule.this["prod"])',
+        "mlflow_sign_in (the ALB's security group egress)",
+    ], found
 
 
 def test_an_execution_role_that_reads_every_services_secret_fails(reviewed):
@@ -175,15 +244,24 @@ def test_an_execution_role_that_reads_every_services_secret_fails(reviewed):
     assert all("module.database.service_secret_arns" in v.value for v in found), found
 
 
-def test_a_secret_of_another_service_or_a_star_resource_fails(make_edited_model):
+def test_a_secret_of_another_service_a_broad_resource_a_wildcard_action_or_a_broad_managed_policy_fails(
+    make_edited_model,
+):
     found = check(
         make_edited_model(
             "staging",
             {
                 "main.tf": (
                     (r"\$\{module\.database\.service_secret_names\[each\.key\]\}-", "${local.name}/*/database-"),
+                    (
+                        r'(resource "aws_iam_role_policy_attachment" "execution" \{\n(?:.*\n){2})  policy_arn = ".*"',
+                        r'\1  policy_arn = "arn:aws:iam::aws:policy/SecretsManagerReadWrite"',
+                    ),
                 ),
-                "modules/artifacts/main.tf": ((r"resources = \[local\.arn\]", 'resources = ["*"]'),),
+                "modules/artifacts/main.tf": (
+                    (r"resources = \[local\.arn\]", 'resources = ["arn:aws:s3:::*"]'),
+                    (r'actions   = \["s3:GetObject", "s3:PutObject", "s3:DeleteObject"\]', 'actions   = ["s3:*"]'),
+                ),
             },
         )
     )["roles-least-privilege"]
@@ -192,12 +270,49 @@ def test_a_secret_of_another_service_or_a_star_resource_fails(make_edited_model)
         'aws_iam_role_policy.execution_secrets["api"].policy Statement[0]',
         'aws_iam_role_policy.execution_secrets["mlflow"].policy Statement[0]',
         "aws_iam_role_policy.mlflow_artifacts.policy Statement[0]",
+        "aws_iam_role_policy.mlflow_artifacts.policy Statement[1]",
+        'aws_iam_role_policy_attachment.execution["api"].policy_arn',
+        'aws_iam_role_policy_attachment.execution["mlflow"].policy_arn',
     ], found
-    assert (
-        "this reads the secret of mlflow"
-        in by_where['aws_iam_role_policy.execution_secrets["api"].policy Statement[0]'].expected
-    )
+    api = by_where['aws_iam_role_policy.execution_secrets["api"].policy Statement[0]']
+    assert "this reads the secret of mlflow" in api.expected
     assert by_where["aws_iam_role_policy.mlflow_artifacts.policy Statement[0]"].value == {
         "Action": ["s3:ListBucket"],
+        "Resource": ["arn:aws:s3:::*"],
+    }
+    assert by_where["aws_iam_role_policy.mlflow_artifacts.policy Statement[1]"].value == {"Action": ["s3:*"]}
+
+
+def test_the_rules_read_aws_semantics_not_spelling():
+    """The helpers on their own: TLS policies that still accept 1.0/1.1, the internet in two halves,
+    a Deny that cancels CloudWatch's Allow, the TLS condition written as a list."""
+    from harness.plan.exposure import MODERN_TLS, _from_internet, denies_plain_http, key_admits_cloudwatch
+
+    assert [
+        bool(MODERN_TLS.match(p))
+        for p in (
+            "ELBSecurityPolicy-TLS13-1-2-2021-06",
+            "ELBSecurityPolicy-TLS13-1-3-2021-06",
+            "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+            "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+            "ELBSecurityPolicy-TLS13-1-0-2021-06",
+            "ELBSecurityPolicy-TLS13-1-1-2021-06",
+            "ELBSecurityPolicy-2016-08",
+        )
+    ] == [True, True, True, True, False, False, False]
+    assert _from_internet(["0.0.0.0/1"]) and _from_internet(["81.2.69.0/24"]) and _from_internet(["::/0"])
+    assert not _from_internet(["10.40.0.0/16", "fd00::/8", "100.64.0.0/10"])
+    allow = {
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
         "Resource": "*",
     }
+    deny = {**allow, "Effect": "Deny", "Action": "kms:Decrypt"}
+    import json
+
+    assert key_admits_cloudwatch(json.dumps({"Statement": [allow]})) == []
+    assert key_admits_cloudwatch(json.dumps({"Statement": [allow, deny]})) == ["kms:Decrypt"]
+    tls = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]}
+    assert denies_plain_http({**tls, "Condition": {"Bool": {"aws:SecureTransport": ["false"]}}}, "b")
+    assert not denies_plain_http({**tls, "Condition": {"Bool": {"aws:SecureTransport": ["true"]}}}, "b")

@@ -14,7 +14,7 @@ resource "aws_iam_role" "codedeploy" {
 resource "aws_iam_role_policy_attachment" "codedeploy" {
   count      = local.blue_green ? 1 : 0
   role       = aws_iam_role.codedeploy[0].name
-  policy_arn = "arn:aws:iam::aws:policy/AWSCodeDeployRoleForECS"
+  policy_arn = "arn:aws:iam::aws:policy/AWSCodeDeployRoleForECSLimited" # not the full one: it reads every bucket and invokes every function
 }
 
 resource "aws_codedeploy_app" "this" {

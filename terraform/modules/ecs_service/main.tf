@@ -215,6 +215,13 @@ resource "aws_lb_target_group" "this" {
   }
 }
 
+# Who the route admits: a change replaces the route, since CodeDeploy's swaps make Terraform ignore
+# the route's actions (without this, turning sign-in on would drop the source condition and never
+# add the sign-in: the service public and unauthenticated).
+resource "terraform_data" "route_access" {
+  input = { sign_in = var.sign_in, sources = var.route_sources }
+}
+
 # The service's route on the production listener and, for blue/green, the same route on the test
 # listener (CodeDeploy points that one at the new tasks first).
 resource "aws_lb_listener_rule" "this" {
@@ -254,7 +261,8 @@ resource "aws_lb_listener_rule" "this" {
     }
   }
   lifecycle {
-    ignore_changes = [action] # CodeDeploy swaps the target group during blue/green
+    ignore_changes       = [action] # CodeDeploy swaps the target group during blue/green
+    replace_triggered_by = [terraform_data.route_access]
   }
 }
 

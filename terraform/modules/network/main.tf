@@ -36,6 +36,11 @@ variable "internal_ports" {
   description = "Ports a task may call on other tasks inside the VPC (MLflow's, for the api)."
   type        = list(number)
 }
+variable "alb_https_egress" {
+  description = "The ALB may call HTTPS anywhere: the identity provider's token and user-info endpoints when it signs users in."
+  type        = bool
+  default     = false
+}
 variable "database_port" {
   description = "The database's port (tasks may reach it, nothing else)."
   type        = number
@@ -177,6 +182,16 @@ resource "aws_security_group" "alb" {
     to_port     = 65535
     protocol    = "tcp"
     cidr_blocks = [var.cidr]
+  }
+  dynamic "egress" {
+    for_each = var.alb_https_egress ? [1] : []
+    content {
+      description = "to the identity provider (sign-in: token and user-info endpoints)"
+      from_port   = 443
+      to_port     = 443
+      protocol    = "tcp"
+      cidr_blocks = ["0.0.0.0/0"]
+    }
   }
 }
 

@@ -176,6 +176,26 @@ resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {
   ok_actions          = local.actions
 }
 
+# When tasks cannot start (image pull, secrets, dbinit), no target registers and nothing is logged:
+# the alarms above stay quiet. Container Insights' running-task count pages then (missing data
+# counts as none running).
+resource "aws_cloudwatch_metric_alarm" "no_running_tasks" {
+  for_each            = toset(keys(var.target_groups))
+  alarm_name          = "${var.name}-${each.key}-no-running-tasks"
+  alarm_description   = "${each.key}: no task running for 2 minutes"
+  namespace           = "ECS/ContainerInsights"
+  metric_name         = "RunningTaskCount"
+  dimensions          = { ClusterName = var.cluster_name, ServiceName = each.key }
+  statistic           = "Minimum"
+  period              = 60
+  evaluation_periods  = 2
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
 resource "aws_cloudwatch_dashboard" "health" {
   dashboard_name = "${var.name}-health"
   dashboard_body = jsonencode({
