@@ -430,6 +430,36 @@ def r_artifacts_tls(m: TimingModel) -> list[Violation]:
     ]
 
 
+def r_database_tls(m: TimingModel) -> list[Violation]:
+    """Every Postgres instance refuses connections without TLS: its parameter group sets
+    ``rds.force_ssl = 1`` (RDS for PostgreSQL turns it on by default only from version 16)."""
+    groups = {r["values"].get("name"): r for r in m.of_type("aws_db_parameter_group")}
+    out = []
+    for r in m.of_type("aws_db_instance"):
+        v = r["values"]
+        if v.get("engine") != "postgres":
+            continue
+        major = int(str(v.get("engine_version") or "0").split(".")[0] or 0)
+        name = v.get("parameter_group_name")
+        group = groups.get(name)
+        params = {p.get("name"): str(p.get("value")) for p in (group["values"].get("parameter") or [])} if group else {}
+        if params.get("rds.force_ssl") == "1" or (
+            name is None and not r["unknown"].get("parameter_group_name") and major >= 16
+        ):
+            continue
+        out.append(
+            Violation(
+                "database-requires-tls",
+                f"{m.source}: {r['address']}.parameter_group_name",
+                {"parameter_group": name, "rds.force_ssl": params.get("rds.force_ssl", "0 (the default)")},
+                f"a parameter group of the plan with rds.force_ssl = 1: PostgreSQL {major or '?'} on RDS accepts "
+                "connections in clear otherwise, dbinit's password among them",
+                'aws_db_parameter_group with parameter { name = "rds.force_ssl", value = "1" }',
+            )
+        )
+    return out
+
+
 PUBLIC_ACCESS_BLOCK = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
 
 
@@ -621,6 +651,7 @@ RULES = {
     "alarm-topic-key-admits-cloudwatch": r_alarm_topic_key,
     "artifacts-deny-plain-http": r_artifacts_tls,
     "buckets-private": r_buckets_private,
+    "database-requires-tls": r_database_tls,
     "images-immutable": r_images_immutable,
     "roles-least-privilege": r_least_privilege,
 }

@@ -86,6 +86,15 @@ def test_turning_mlflow_sign_in_on_replaces_its_route_with_the_sign_in(applied, 
     assert changes['module.service["api"].aws_lb_listener_rule.this["prod"]']["actions"] == ["no-op"]
 
 
+def test_the_database_requires_tls_as_applied(applied):
+    rds = applied[0].client("rds")
+    (db,) = rds.describe_db_instances()["DBInstances"]
+    (group,) = [g["DBParameterGroupName"] for g in db["DBParameterGroups"]]
+    found = rds.describe_db_parameters(DBParameterGroupName=group)["Parameters"]
+    params = {p["ParameterName"]: p.get("ParameterValue") for p in found}
+    assert params.get("rds.force_ssl") == "1", params
+
+
 def test_the_bucket_refuses_plain_http(applied):
     from harness.plan.exposure import denies_plain_http
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.terraform
 # The plan as the review found it: MLflow routed from anywhere, HTTP only on port 80, the topic
 # under AWS's key, no TLS-only bucket policy and no public access block, images by mutable tag,
 # every task's execution role reading every service's secret, the api's metrics and deep health
-# public, the database open to the world.
+# public, the database open to the world and accepting connections in clear.
 REVIEWED = {
     "main.tf": (
         (
@@ -48,6 +48,7 @@ REVIEWED = {
     "modules/observability/main.tf": (
         (r"kms_master_key_id = aws_kms_key\.alarms\.arn", 'kms_master_key_id = "alias/aws/sns"'),
     ),
+    "modules/database/main.tf": ((r"  parameter_group_name += aws_db_parameter_group\.this\[0\]\.name\n", ""),),
     "modules/artifacts/main.tf": (
         (r'resource "aws_s3_bucket_policy" "this" \{\n(.|\n)*?\n\}\n', ""),
         (r'resource "aws_s3_bucket_public_access_block" "this" \{\n(.|\n)*?\n\}\n', ""),
@@ -80,6 +81,12 @@ def test_the_apis_metrics_and_deep_health_on_the_public_listener_fail(reviewed):
         "aws_lb_listener_rule.internal_paths (path /metrics)",
         'mlflow_sign_in (module.service["mlflow"].aws_lb_listener_rule.this["prod"])',
     ], found
+
+
+def test_a_database_that_accepts_plain_connections_fails(reviewed):
+    (v,) = reviewed["database-requires-tls"]
+    assert v.where.endswith("module.database.aws_db_instance.this[0].parameter_group_name")
+    assert v.value == {"parameter_group": None, "rds.force_ssl": "0 (the default)"} and "PostgreSQL 15" in v.expected
 
 
 def test_a_bucket_without_its_public_access_block_fails(reviewed):

@@ -54,6 +54,19 @@ resource "aws_db_subnet_group" "this" {
   subnet_ids = var.subnet_ids
 }
 
+# Every connection must be TLS: RDS for PostgreSQL 15 accepts plain ones unless rds.force_ssl is on
+# (the default turned on only with version 16), and dbinit's ALTER ROLE carries a password.
+resource "aws_db_parameter_group" "this" {
+  count       = local.create ? 1 : 0
+  name        = "${var.name}-postgres15"
+  family      = "postgres15"
+  description = "${var.name}: TLS required"
+  parameter {
+    name  = "rds.force_ssl"
+    value = "1"
+  }
+}
+
 resource "aws_db_instance" "this" {
   #checkov:skip=CKV_AWS_118:enhanced monitoring needs a monitoring role and costs per instance; CloudWatch's basic metrics cover the health alarms
   #checkov:skip=CKV_AWS_353:Performance Insights is a tuning tool, not a deployability check; enable per environment when needed
@@ -71,6 +84,7 @@ resource "aws_db_instance" "this" {
   backup_retention_period         = var.settings.backup_retention_days
   deletion_protection             = var.settings.deletion_protection
   db_subnet_group_name            = aws_db_subnet_group.this[0].name
+  parameter_group_name            = aws_db_parameter_group.this[0].name
   vpc_security_group_ids          = [var.security_group_id]
   port                            = var.port
   username                        = "platform_admin"
