@@ -24,6 +24,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from harness.plan.timing import TimingModel, config_address
 from harness.plan.violation import Violation
@@ -50,6 +51,11 @@ TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}  # the condition that refu
 MODERN_TLS = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]|TLS-1-2|FS-1-2)-")
 
 
+def _subnet(net: Any, of: Any) -> bool:
+    """``net`` lies within ``of`` (networks of either IP version; different versions never do)."""
+    return bool(net.version == of.version and net.subnet_of(of))
+
+
 def _from_internet(cidrs: list[str]) -> bool:
     """Whether any of ``cidrs`` holds an address outside private address space (``0.0.0.0/0``, but
     also ``0.0.0.0/1`` + ``128.0.0.0/1``, or one office's public range)."""
@@ -58,7 +64,7 @@ def _from_internet(cidrs: list[str]) -> bool:
             net = ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             continue
-        if not any(net.version == n.version and net.subnet_of(n) for n in PRIVATE_SPACE):
+        if not any(_subnet(net, n) for n in PRIVATE_SPACE):
             return True
     return False
 
