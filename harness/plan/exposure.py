@@ -23,7 +23,7 @@ import fnmatch
 import ipaddress
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from harness.plan.timing import TimingModel, config_address
@@ -59,14 +59,7 @@ def _subnet(net: Any, of: Any) -> bool:
 def _from_internet(cidrs: list[str]) -> bool:
     """Whether any of ``cidrs`` holds an address outside private address space (``0.0.0.0/0``, but
     also ``0.0.0.0/1`` + ``128.0.0.0/1``, or one office's public range)."""
-    for cidr in cidrs:
-        try:
-            net = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            continue
-        if not any(_subnet(net, n) for n in PRIVATE_SPACE):
-            return True
-    return False
+    return any(_valid(c) and not _inside(c, PRIVATE_SPACE) for c in cidrs)
 
 
 def _world_ingress(m: TimingModel) -> Iterator[tuple[str, str, int, int, str]]:
@@ -186,12 +179,17 @@ def _vpc_networks(m: TimingModel) -> list[ipaddress.IPv4Network | ipaddress.IPv6
     ]
 
 
-def _inside(cidr: str, networks: list) -> bool:
+def _valid(cidr: str) -> bool:
     try:
-        net = ipaddress.ip_network(cidr, strict=False)
+        ipaddress.ip_network(cidr, strict=False)
+        return True
     except ValueError:
         return False
-    return any(net.version == n.version and net.subnet_of(n) for n in networks)
+
+
+def _inside(cidr: str, networks: Iterable[Any]) -> bool:
+    """``cidr`` lies within one of ``networks`` (an unreadable CIDR lies nowhere)."""
+    return _valid(cidr) and any(_subnet(ipaddress.ip_network(cidr, strict=False), n) for n in networks)
 
 
 def r_admin_not_public(m: TimingModel) -> list[Violation]:
