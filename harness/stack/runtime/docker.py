@@ -22,6 +22,7 @@ from harness.stack.config import StackConfig
 from harness.stack.images import ensure_images
 from harness.stack.runtime.base import Runtime, Service
 from harness.stack.spec import Address, Links, ServiceSpec
+from harness.wait import wait_until
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TC_HOST", "127.0.0.1")
@@ -96,7 +97,16 @@ class DockerService(Service):
         self.raw.wait()
 
     def pause(self) -> None:
-        self.raw.pause()
+        """Freeze the container. The kernel's freezer may not converge while a process is in an
+        uninterruptible wait (Postgres writing under load): runc then answers "unable to freeze"
+        and leaves the container running, so the pause is tried again until it holds."""
+
+        def paused() -> str:
+            if self._state().get("Status") != "paused":
+                self.raw.pause()
+            return str(self._state().get("Status"))
+
+        wait_until(paused, until=lambda s: s == "paused", timeout=15, interval=0.2, what=f"{self.name} paused")
 
     def resume(self) -> None:
         self.raw.unpause()
