@@ -1,6 +1,6 @@
 """The rules that say whether the planned platform is safe to expose: who can reach what, what
-travels in clear, whether an alarm can reach anyone, which secrets each role may read, and
-whether a task runs the code it names.
+travels in clear, whether an alarm can reach anyone, and whether a task runs the
+code it names (which secrets each role may read: ``harness.plan.privilege``).
 
 Read as AWS applies them (docs/security.md gives the sources):
 - a listener of an internet-facing balancer is public on every port its security groups open to
@@ -12,8 +12,6 @@ Read as AWS applies them (docs/security.md gives the sources):
   receives an alarm;
 - S3 serves plain HTTP unless the bucket policy denies requests whose ``aws:SecureTransport`` is
   false;
-- a Secrets Manager secret's ARN is its name, ``-`` and six characters, so a policy can name one
-  secret before it exists (``secret:<name>-??????``);
 - a tag such as ``latest`` can point at new code at any time: two tasks of one task definition
   may run different images, and a rollback returns to whatever the tag names today."""
 
@@ -317,14 +315,14 @@ def r_world_listener_ports(m: TimingModel) -> list[Violation]:
     return out
 
 
-def _statements(policy: str | None) -> list[dict]:
+def policy_statements(policy: str | None) -> list[dict]:
     if not policy:
         return []
     statements = json.loads(policy).get("Statement") or []
     return statements if isinstance(statements, list) else [statements]
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
     return value if isinstance(value, list) else [value] if value is not None else []
 
 
@@ -332,10 +330,10 @@ def _allows(statement: dict, principal_service: str, action: str) -> bool:
     if statement.get("Effect") != "Allow":
         return False
     principal = statement.get("Principal")
-    services = _as_list(principal.get("Service")) if isinstance(principal, dict) else []
+    services = as_list(principal.get("Service")) if isinstance(principal, dict) else []
     if principal_service not in services and principal != "*":
         return False
-    return any(fnmatch.fnmatchcase(action, pattern) for pattern in _as_list(statement.get("Action")))
+    return any(fnmatch.fnmatchcase(action, pattern) for pattern in as_list(statement.get("Action")))
 
 
 def _denies(statement: dict, principal_service: str, action: str) -> bool:
@@ -345,7 +343,7 @@ def _denies(statement: dict, principal_service: str, action: str) -> bool:
 def key_admits_cloudwatch(policy: str | None) -> list[str]:
     """The actions CloudWatch needs on a topic's key that the key policy does not allow it (an
     explicit Deny wins over any Allow)."""
-    statements = _statements(policy)
+    statements = policy_statements(policy)
     return [
         a
         for a in CLOUDWATCH_KEY_ACTIONS
@@ -408,19 +406,19 @@ def r_alarm_topic_key(m: TimingModel) -> list[Violation]:
 def denies_plain_http(statement: dict, bucket: str) -> bool:
     condition = (statement.get("Condition") or {}).get("Bool") or {}
     principal = statement.get("Principal")
-    resources = set(_as_list(statement.get("Resource")))
+    resources = set(as_list(statement.get("Resource")))
     return (
         statement.get("Effect") == "Deny"
-        and [str(v).lower() for v in _as_list(condition.get("aws:SecureTransport"))] == ["false"]
-        and (principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))))
-        and any(a in ("*", "s3:*") for a in _as_list(statement.get("Action")))
+        and [str(v).lower() for v in as_list(condition.get("aws:SecureTransport"))] == ["false"]
+        and (principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))))
+        and any(a in ("*", "s3:*") for a in as_list(statement.get("Action")))
         and {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"} <= resources
     )
 
 
 def r_artifacts_tls(m: TimingModel) -> list[Violation]:
     """Every bucket's policy denies every request made over plain HTTP, to the bucket and its objects."""
-    statements = [s for r in m.of_type("aws_s3_bucket_policy") for s in _statements(r["values"].get("policy"))]
+    statements = [s for r in m.of_type("aws_s3_bucket_policy") for s in policy_statements(r["values"].get("policy"))]
     return [
         Violation(
             "artifacts-deny-plain-http",
@@ -486,10 +484,10 @@ def r_buckets_private(m: TimingModel) -> list[Violation]:
                 )
             )
     for r in m.of_type("aws_s3_bucket_policy"):
-        for i, st in enumerate(_statements(r["values"].get("policy"))):
+        for i, st in enumerate(policy_statements(r["values"].get("policy"))):
             principal = st.get("Principal")
             if st.get("Effect") == "Allow" and (
-                principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS")))
+                principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS")))
             ):
                 out.append(
                     Violation(
@@ -520,134 +518,6 @@ def r_images_immutable(m: TimingModel) -> list[Violation]:
     ]
 
 
-# actions AWS authorises only on "*" (no resource-level permissions)
-STAR_ONLY_ACTIONS = ("ecr:GetAuthorizationToken",)
-# the AWS-managed policies a role of the plan may carry: what ECS and CodeDeploy document for
-# their roles (the limited CodeDeploy one: the full one reads every bucket and invokes every function)
-MANAGED_POLICIES = (
-    "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
-    "arn:aws:iam::aws:policy/AWSCodeDeployRoleForECSLimited",
-)
-SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[^:]*:[^:]*:secret:(?P<name>.+)$")
-
-
-def _key_of(address: str) -> str | None:
-    found = re.search(r'\["([^"]+)"\]$', address)
-    return found.group(1) if found else None
-
-
-def _broad(resource: str) -> bool:
-    """``*``, or an ARN whose resource part is ``*`` (``arn:aws:s3:::*``, ``arn:...:secretsmanager:r:a:*``)."""
-    parts = resource.split(":", 5)
-    return resource == "*" or (len(parts) == 6 and parts[5].startswith("*"))
-
-
-def statement_findings(statement: dict, owner: str | None, secrets: dict[str, str | None]) -> list[tuple[object, str]]:
-    """(value, what was expected) for each way one Allow statement grants more than its role needs:
-    a wildcard action, a resource the whole account matches (but for actions AWS authorises only on
-    ``*``), or a secret of another service than ``owner`` (``secrets``: secret name -> its service)."""
-    if statement.get("Effect") != "Allow":
-        return []
-    actions = [str(a) for a in _as_list(statement.get("Action"))]
-    resources = [str(r) for r in _as_list(statement.get("Resource"))]
-    found: list[tuple[object, str]] = []
-    wild = [a for a in actions if a == "*" or a.endswith(":*")]
-    if wild:
-        found.append(
-            ({"Action": wild}, "the actions the role uses, by name (s3:* would also let it delete the bucket's policy)")
-        )
-    broad = [r for r in resources if _broad(r)]
-    if broad and not all(a in STAR_ONLY_ACTIONS for a in actions):
-        found.append(
-            (
-                {"Action": actions, "Resource": broad},
-                "the resources the actions need, by ARN (a * reaches every resource of the account)",
-            )
-        )
-    for resource in resources:
-        matched = SECRET_ARN.match(resource)
-        if not matched or _broad(resource):
-            continue
-        others = sorted(
-            {
-                svc
-                for name, svc in secrets.items()
-                if svc and svc != owner and fnmatch.fnmatchcase(f"{name}-AbCdEf", matched["name"])
-            }
-        )
-        if others:
-            found.append(
-                (
-                    resource,
-                    f"only {owner}'s own secret: this reads the secret of {', '.join(others)}"
-                    if owner
-                    else f"a role of one service: this one reads the secrets of {', '.join(others)}",
-                )
-            )
-    return found
-
-
-def secret_owners(m: TimingModel) -> dict[str, str | None]:
-    """Each planned secret's name -> the service it belongs to (the one its name carries: <name>/<service>/...)."""
-    return {
-        r["values"].get("name"): _service_of_secret(r["values"].get("name") or "", m)
-        for r in m.of_type("aws_secretsmanager_secret")
-    }
-
-
-def r_least_privilege(m: TimingModel) -> list[Violation]:
-    """Every inline policy of the plan's roles names its actions and resources (no wildcard action,
-    no ``*`` resource but for actions AWS authorises only on ``*``); a role kept for one service
-    (its policy keyed by the service) reads no secret another service owns; a policy the plan
-    cannot show names no collection of secrets; only the AWS-managed policies ECS and CodeDeploy
-    document are attached."""
-    secrets = secret_owners(m)
-    passing = "the ARNs and actions of its own bucket, secret or log group"
-    out = []
-    for r in m.of_type("aws_iam_role_policy"):
-        where = f"{m.source}: {r['address']}.policy"
-        owner = _key_of(r["address"])
-        owner = owner if owner in m.services else None
-        policy = r["values"].get("policy")
-        if policy is None:
-            broad = [ref for ref in r["refs"].get("policy", []) if ref.endswith("_arns")]
-            if broad:
-                out.append(
-                    Violation(
-                        "roles-least-privilege",
-                        where,
-                        f"(known after apply) from {', '.join(sorted(set(broad)))}",
-                        "a policy whose secrets the plan shows: each service's role names its own secret "
-                        "(arn:...:secret:<name>-??????), not the services' secrets as a whole",
-                        'Resource = "arn:aws:secretsmanager:<region>:<account>:secret:<its secret name>-??????"',
-                    )
-                )
-            continue
-        for i, st in enumerate(_statements(policy)):
-            for value, expected in statement_findings(st, owner, secrets):
-                out.append(Violation("roles-least-privilege", f"{where} Statement[{i}]", value, expected, passing))
-    for r in m.of_type("aws_iam_role_policy_attachment"):
-        arn = r["values"].get("policy_arn")
-        if arn and arn not in MANAGED_POLICIES:
-            out.append(
-                Violation(
-                    "roles-least-privilege",
-                    f"{m.source}: {r['address']}.policy_arn",
-                    arn,
-                    "one of the managed policies ECS and CodeDeploy document for their roles "
-                    f"({', '.join(sorted(MANAGED_POLICIES))}); anything more as an inline policy naming its resources",
-                    sorted(MANAGED_POLICIES)[0],
-                )
-            )
-    return out
-
-
-def _service_of_secret(name: str, m: TimingModel) -> str | None:
-    """The service a secret belongs to: the one its name carries as a path segment (<name>/<service>/...)."""
-    parts = name.split("/")
-    return next((s for s in m.services if s in parts[1:]), None)
-
-
 RULES = {
     "public-listeners-serve-https": r_public_https,
     "no-public-unauthenticated-admin": r_admin_not_public,
@@ -657,5 +527,4 @@ RULES = {
     "buckets-private": r_buckets_private,
     "database-requires-tls": r_database_tls,
     "images-immutable": r_images_immutable,
-    "roles-least-privilege": r_least_privilege,
 }

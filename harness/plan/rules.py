@@ -8,7 +8,7 @@ import math
 import yaml
 
 from harness import slo
-from harness.plan import deployable, exposure
+from harness.plan import deployable, exposure, privilege
 from harness.plan.observability import time_to_alarm
 from harness.plan.timing import AWS_RANGES, TimingModel
 from harness.plan.violation import Violation, field_of
@@ -405,6 +405,7 @@ RULES = {
 
 RULES.update(deployable.RULES)
 RULES.update(exposure.RULES)
+RULES.update(privilege.RULES)
 
 
 def check(model: TimingModel) -> dict[str, list[Violation]]:

@@ -262,7 +262,7 @@ def test_every_secret_a_task_reads_exists_and_each_services_execution_role_may_r
 def test_every_applied_roles_inline_statements_name_their_actions_and_resources(applied):
     """What the plan cannot show (a policy with a value known only after apply) is checked as
     applied: every inline statement of every role, with the rule's own test."""
-    from harness.plan.exposure import statement_findings
+    from harness.plan.privilege import statement_findings
 
     moto, _, _, _ = applied
     iam, sm = moto.client("iam"), moto.client("secretsmanager")
