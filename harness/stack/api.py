@@ -16,6 +16,7 @@ from harness import healthjson
 from harness.process import python_env
 from harness.stack.black_box import check_config
 from harness.stack.config import StackConfig
+from harness.stack.postgres import client_tls, local_bundle
 from harness.stack.spec import Launch, Links, Readiness, ServiceSpec
 
 MODULE = "services.api"
@@ -57,12 +58,19 @@ class Api(ServiceSpec):
         host, port = links["mlflow"]
         return {
             "API_DATABASE_URL": config.dsn(links["postgres"], "api"),
+            **client_tls("API_DATABASE_"),
             "API_MLFLOW_URL": f"http://{host}:{port}/mlflow",
             **dict(config.api_env),
         }
 
     def local(self, config: StackConfig, links: Links, port: int, workdir: Path) -> Launch:
-        env = {**python_env(workdir), **self.environment(config, links), "API_HOST": "127.0.0.1", "API_PORT": str(port)}
+        env = {
+            **python_env(workdir),
+            **self.environment(config, links),
+            **client_tls("API_DATABASE_", local_bundle(config, workdir)),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+        }
         return Launch([sys.executable, "-m", MODULE], env)
 
     def readiness(self, url: str, status: str = "pass") -> Readiness:

@@ -6,6 +6,8 @@ import dataclasses
 import secrets
 from dataclasses import dataclass, field
 
+from harness.certificates import Authority
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -23,6 +25,9 @@ class StackConfig:
         ("API_SHUTDOWN_GRACE", "5"),
         ("API_HEALTH_CACHE_TTL", "1"),
     )
+
+    # Postgres serves TLS with a certificate from this authority; the services verify it (verify-full)
+    authority: Authority = field(default_factory=Authority, repr=False, compare=False)
 
     def with_api_env(self, **env: str) -> StackConfig:
         return dataclasses.replace(self, api_env=tuple((dict(self.api_env) | env).items()))

@@ -13,6 +13,7 @@ import httpx
 from harness.process import python_env
 from harness.stack.black_box import check_config
 from harness.stack.config import StackConfig
+from harness.stack.postgres import client_tls, local_bundle
 from harness.stack.spec import Launch, Links, Readiness, ServiceSpec
 
 MODULE = "services.mlflow.entrypoint"
@@ -47,6 +48,7 @@ class Mlflow(ServiceSpec):
         hosts = ",".join(f"{h},{h}:*" for h in (*ALLOWED_HOSTS, *reached_as))
         return {
             "MLFLOW_BACKEND_STORE_URI": config.dsn(links["postgres"], "mlflow"),
+            **client_tls("MLFLOW_DATABASE_"),
             "MLFLOW_ALLOWED_HOSTS": hosts,
             "MLFLOW_WORKERS": str(config.mlflow_workers),
             **dict(config.mlflow_env),
@@ -56,6 +58,7 @@ class Mlflow(ServiceSpec):
         env = {
             **python_env(workdir),
             **self.environment(config, links),
+            **client_tls("MLFLOW_DATABASE_", local_bundle(config, workdir)),
             "MLFLOW_HOST": "127.0.0.1",
             "MLFLOW_PORT": str(port),
             "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "artifacts"),

@@ -1,4 +1,6 @@
-"""Postgres: one server, one database per service (``StackConfig.databases``), password auth.
+"""Postgres: one server, one database per service (``StackConfig.databases``), password auth, TLS
+only (as RDS with ``rds.force_ssl``): its certificate comes from the stack's test authority and
+names every address the services use for it, so that they connect with ``verify-full``.
 
 Docker runs ``services/postgres/Dockerfile`` (its entrypoint creates the role and databases);
 the local runtime runs the server binaries from ``initdb``/``postgres`` in a temp dir, as an
@@ -82,6 +84,31 @@ def ensure_databases(admin_dsn: str, names: tuple[str, ...]) -> None:
                 conn.execute(f'CREATE DATABASE "{name}"')
 
 
+NAMES = ("postgres", "localhost", "127.0.0.1")  # its name on a Docker network, and loopback
+# what a local server admits: TLS only, from loopback (the local socket is the harness's own)
+LOCAL_HBA = """local all all trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostssl all all ::1/128 scram-sha-256
+"""
+
+
+# where the api and MLflow images carry Amazon RDS's CA bundle, and where a container runtime puts
+# the stack's own CA instead: the services verify the stand-in as they verify RDS
+IMAGE_BUNDLE = "/etc/ssl/certs/rds-global-bundle.pem"
+
+
+def client_tls(prefix: str, bundle: str = IMAGE_BUNDLE) -> dict[str, str]:
+    """A service's TLS settings for its database (``<prefix>SSLMODE``, ``<prefix>SSLROOTCERT``)."""
+    return {f"{prefix}SSLMODE": "verify-full", f"{prefix}SSLROOTCERT": bundle}
+
+
+def local_bundle(config: StackConfig, workdir: Path) -> str:
+    """The stack's CA written into a local service's ``workdir``: its ``SSLROOTCERT``."""
+    path = workdir / "ca.pem"
+    path.write_bytes(config.authority.pem)
+    return str(path)
+
+
 class Postgres(ServiceSpec):
     name = "postgres"
     port = 5432
@@ -89,10 +116,13 @@ class Postgres(ServiceSpec):
     budget = "postgres_ready"
 
     def environment(self, config: StackConfig, links: Links, reached_as: tuple[str, ...] = ()) -> dict[str, str]:
+        cert, key = config.authority.issue((*NAMES, *reached_as))
         return {
             "POSTGRES_USER": config.user,
             "POSTGRES_PASSWORD": config.password,
             "POSTGRES_DBS": ",".join(config.databases),
+            "POSTGRES_TLS_CERT": cert.decode(),
+            "POSTGRES_TLS_KEY": key.decode(),
         }
 
     def url(self, config: StackConfig, host: str, port: int) -> str:
@@ -103,6 +133,11 @@ class Postgres(ServiceSpec):
         pg_bin, user = find_pg_bin(), unprivileged_user()
         data, pwfile = workdir / "data", workdir / "pwfile"
         pwfile.write_text(config.password + "\n")
+        cert, key = config.authority.issue(NAMES)
+        (workdir / "server.crt").write_bytes(cert)
+        (workdir / "server.key").touch(mode=0o600)
+        (workdir / "server.key").write_bytes(key)
+        (workdir / "pg_hba.conf").write_text(LOCAL_HBA)
         env = {"PATH": f"{pg_bin}:{os.environ.get('PATH', '')}", "LANG": "C.UTF-8", "TMPDIR": str(workdir)}
         initdb = shlex.join(
             [
@@ -134,6 +169,14 @@ class Postgres(ServiceSpec):
             "fsync=off",
             "-c",
             "max_connections=200",
+            "-c",
+            f"hba_file={workdir / 'pg_hba.conf'}",
+            "-c",
+            "ssl=on",
+            "-c",
+            f"ssl_cert_file={workdir / 'server.crt'}",
+            "-c",
+            f"ssl_key_file={workdir / 'server.key'}",
         ]
         # SIGINT: "fast" shutdown; SIGTERM is "smart" and waits for every client to leave
         return Launch(argv, env, user=user, stop_signal=signal.SIGINT, setup=(setup,))

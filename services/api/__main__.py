@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from services.api.config import ConfigError, Settings, load_settings
+from services.common.dsn import DsnError, bundle_of, check_bundle
 from services.common.redact import safe_dsn
 
 logger = logging.getLogger("api.startup")
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         print(json.dumps(effective(settings)))
         return 0
+    try:
+        check_bundle(bundle_of(settings.database_url), "API_DATABASE_SSLROOTCERT")
+    except DsnError as exc:
+        print(f"invalid api configuration: {exc}", file=sys.stderr)
+        return 2
     return serve(settings)
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.common.dsn import DsnError, from_pieces
+from services.common.dsn import DsnError, database_url
 from services.common.redact import redact
 
 Component = Literal["postgres", "mlflow"]
@@ -147,10 +147,11 @@ class ConfigError(SystemExit):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; on any problem raise ConfigError naming the variable. The
     database is ``API_DATABASE_URL``, or its pieces (``API_DATABASE_HOST``, ``_PORT``, ``_NAME``,
-    ``_USER``, ``_PASSWORD``) when a secret store injects the password alone."""
+    ``_USER``, ``_PASSWORD``) when a secret store injects the password alone; ``API_DATABASE_SSLMODE``
+    and ``API_DATABASE_SSLROOTCERT`` add TLS to either (``services.common.dsn``)."""
     try:
         if "database_url" not in overrides:
-            url = from_pieces(os.environ, "API_DATABASE_", "API_DATABASE_URL")
+            url = database_url(os.environ, "API_DATABASE_", "API_DATABASE_URL")
             if url is not None:
                 overrides["database_url"] = url
         return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates every value

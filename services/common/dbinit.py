@@ -12,6 +12,7 @@ Configuration (environment; the passwords come from a secret store, never from p
   DBINIT_ADMIN_DATABASE (postgres)         where the master connects
   DBINIT_NAME, DBINIT_USER, DBINIT_PASSWORD  the service's database, role and its password
   DBINIT_TIMEOUT (60)                      seconds to wait for the server (bounded, logged retry)
+  DBINIT_SSLMODE, DBINIT_SSLROOTCERT       TLS to the server (verify-full and the CA bundle; libpq's names)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from services.common.dsn import DsnError, check_bundle, tls
 from services.common.startup import DependencyTimeout, retry_until_ready
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -68,6 +70,10 @@ def settings(env: dict[str, str]) -> dict[str, Any]:
         problems.append(f"DBINIT_TIMEOUT: expected seconds between 0 and 3600, got {timeout!r}")
     if env.get("DBINIT_USER") and env.get("DBINIT_USER") == env.get("DBINIT_MASTER_USER"):
         problems.append("DBINIT_USER: expected a role of the service's own, not the master user")
+    try:
+        transport = tls(env, "DBINIT_")
+    except DsnError as exc:
+        problems.append(str(exc))
     if problems:
         raise ConfigError("; ".join(problems))
     return {
@@ -78,6 +84,7 @@ def settings(env: dict[str, str]) -> dict[str, Any]:
         "database": env["DBINIT_NAME"],
         "user": env["DBINIT_USER"],
         "timeout": float(timeout),
+        "tls": transport,
     }
 
 
@@ -95,6 +102,7 @@ def bootstrap(cfg: dict[str, Any], master_password: str, password: str) -> dict[
             password=master_password,
             connect_timeout=5,
             autocommit=True,
+            **cfg["tls"],
         )
 
     with retry_until_ready(connect, what="postgres", timeout=cfg["timeout"], log=log) as conn:
@@ -125,6 +133,11 @@ def main(args: list[str] | None = None) -> int:
     if args:
         print(json.dumps(cfg))
         return 0
+    try:
+        check_bundle(cfg["tls"].get("sslrootcert"), "DBINIT_SSLROOTCERT")
+    except DsnError as exc:
+        print(f"invalid dbinit configuration: {exc}", file=sys.stderr)
+        return 2
     try:
         done = bootstrap(cfg, env["DBINIT_MASTER_PASSWORD"], env["DBINIT_PASSWORD"])
     except DependencyTimeout as exc:

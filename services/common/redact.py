@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 # scheme://user:password@host -> scheme://user:***@host
 _DSN_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)")
@@ -39,6 +39,12 @@ def dsn_secrets(dsn: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for s in (raw, unquote(raw)) if s))
 
 
+SHOWN_PARAMETERS = ("sslmode", "sslrootcert")  # a DSN's query keeps only these in logs
+
+
 def safe_dsn(dsn: str) -> str:
-    """A DSN fit for logs: password masked, query string dropped."""
-    return redact(dsn.split("?", 1)[0])
+    """A DSN fit for logs: password masked; of its query, only the TLS settings are kept (any
+    other parameter may carry a secret)."""
+    base, _, query = dsn.partition("?")
+    shown = [(k, v) for k, v in parse_qsl(query) if k in SHOWN_PARAMETERS]
+    return redact(base) + (f"?{urlencode(shown)}" if shown else "")

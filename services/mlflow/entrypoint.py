@@ -6,7 +6,9 @@ environment: prints the effective settings as JSON and exits 0, or the problem a
 Configuration (environment):
   MLFLOW_BACKEND_STORE_URI       postgresql:// (psycopg 3) or postgresql+psycopg2://; required, unless
                                  given in pieces: MLFLOW_DATABASE_HOST, _PORT (5432), _NAME, _USER,
-                                 _PASSWORD (a platform's secret store may inject the password alone)
+                                 _PASSWORD (a platform's secret store may inject the password alone);
+  MLFLOW_DATABASE_SSLMODE / _SSLROOTCERT  TLS to Postgres for either form (verify-full and a CA bundle:
+                                 the image carries Amazon RDS's at /etc/ssl/certs/rds-global-bundle.pem)
   MLFLOW_HOST / MLFLOW_PORT      bind address (0.0.0.0 / 5000)
   MLFLOW_STATIC_PREFIX           URL prefix (/mlflow); /mlflow/health is the health check
   MLFLOW_WORKERS                 uvicorn workers (1: 0.4 GB; 4 with jobs: ~3 GB; docs/mlflow.md)
@@ -26,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.common.dsn import DsnError, from_pieces
+from services.common.dsn import DsnError, bundle_of, check_bundle, database_url
 from services.common.redact import safe_dsn
 from services.common.startup import DependencyTimeout, retry_until_ready
 
@@ -68,7 +70,7 @@ def _number(env: dict[str, str], name: str, default: str, kind: type, low: float
 def resolved(env: dict[str, str]) -> dict[str, str]:
     """``env`` with MLFLOW_BACKEND_STORE_URI built from its pieces when they are given instead."""
     try:
-        uri = from_pieces(env, "MLFLOW_DATABASE_", "MLFLOW_BACKEND_STORE_URI")
+        uri = database_url(env, "MLFLOW_DATABASE_", "MLFLOW_BACKEND_STORE_URI")
     except DsnError as exc:
         raise ConfigError(str(exc)) from None
     return env if uri is None else {**env, "MLFLOW_BACKEND_STORE_URI": uri}
@@ -176,6 +178,11 @@ def main(args: list[str] | None = None) -> int:
     if args:
         print(json.dumps(effective(env, argv, startup)))
         return 0
+    try:
+        check_bundle(bundle_of(env["MLFLOW_BACKEND_STORE_URI"]), "MLFLOW_DATABASE_SSLROOTCERT")
+    except DsnError as exc:
+        print(f"invalid mlflow configuration: {exc}", file=sys.stderr)
+        return 2
     log("starting", {"backend": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:]})
     try:
         wait_for_postgres(env["MLFLOW_BACKEND_STORE_URI"], startup)

@@ -1,5 +1,7 @@
 #!/bin/sh
 # Initialise the cluster on first start, create the role and databases, then exec postgres.
+# With POSTGRES_TLS_CERT and POSTGRES_TLS_KEY (PEM), it serves TLS only, as RDS does with
+# rds.force_ssl=1: a client that does not ask for TLS is refused.
 set -eu
 : "${POSTGRES_USER:=app}"
 : "${POSTGRES_DBS:=mlflow,api}"
@@ -13,11 +15,25 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 \
         -E UTF8 >/dev/null
     rm -f "$pwfile"
-    echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    if [ -n "${POSTGRES_TLS_CERT:-}" ]; then
+        sed -i 's/^host /hostssl /' "$PGDATA/pg_hba.conf"
+        echo "hostssl all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    else
+        echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    fi
     pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k /run/postgresql" -w start >/dev/null
     for db in $(echo "$POSTGRES_DBS" | tr ',' ' '); do
         psql -h /run/postgresql -U "$POSTGRES_USER" -d postgres -qc "CREATE DATABASE \"$db\"" 
     done
     pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
-exec postgres -D "$PGDATA" -c listen_addresses='*' -k /run/postgresql
+if [ -n "${POSTGRES_TLS_CERT:-}" ]; then
+    if [ -z "${POSTGRES_TLS_KEY:-}" ]; then
+        echo "invalid postgres configuration: POSTGRES_TLS_KEY: required with POSTGRES_TLS_CERT" >&2
+        exit 2
+    fi
+    printf '%s\n' "$POSTGRES_TLS_CERT" > "$PGDATA/server.crt"
+    (umask 077 && printf '%s\n' "$POSTGRES_TLS_KEY" > "$PGDATA/server.key")
+    set -- -c ssl=on
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*' -k /run/postgresql "$@"

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from fixtures.stack import local_postgres
+from harness.certificates import Authority
 from harness.paths import REPO
 
 pytestmark = pytest.mark.integration
@@ -19,6 +20,16 @@ pytestmark = pytest.mark.integration
 def server():
     with local_postgres() as (svc, _, config):
         yield svc, config
+
+
+@pytest.fixture(scope="module")
+def bundles(server, tmp_path_factory):
+    """The server's CA, and another CA's certificate (a server it did not issue)."""
+    _, config = server
+    where = tmp_path_factory.mktemp("bundles")
+    (where / "ours.pem").write_bytes(config.authority.pem)
+    (where / "theirs.pem").write_bytes(Authority().pem)
+    return where
 
 
 def dbinit(svc, config, *args, **env):
@@ -81,3 +92,63 @@ def test_an_unreachable_server_fails_within_its_timeout(server):
         svc, config, DBINIT_PORT="1", DBINIT_TIMEOUT="1", DBINIT_NAME="x", DBINIT_USER="x", DBINIT_PASSWORD="x-pw"
     )
     assert result.returncode == 1 and "postgres: not reachable after" in result.stdout
+
+
+def test_the_bootstrap_verifies_the_server_and_the_server_refuses_plain_connections(server, bundles):
+    """The master password and the service's password travel only over TLS to a server whose
+    certificate chains to the bundle and names the host connected to (libpq's verify-full)."""
+    svc, config = server
+    names = {"DBINIT_NAME": "svc_tls", "DBINIT_USER": "svc_tls", "DBINIT_PASSWORD": "tls-pw"}
+    ok = dbinit(svc, config, DBINIT_SSLMODE="verify-full", DBINIT_SSLROOTCERT=str(bundles / "ours.pem"), **names)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    stranger = dbinit(
+        svc,
+        config,
+        DBINIT_SSLMODE="verify-full",
+        DBINIT_SSLROOTCERT=str(bundles / "theirs.pem"),
+        DBINIT_TIMEOUT="1",
+        **names,
+    )
+    assert stranger.returncode == 1 and "certificate verify failed" in stranger.stdout, stranger.stdout
+    # a name the certificate does not carry: the CA is right, the host is not one it vouches for
+    # (libpq connects to PGHOSTADDR and verifies the certificate against the host name given)
+    wrong_name = dbinit(
+        svc,
+        config,
+        DBINIT_HOST="db.elsewhere.internal",
+        PGHOSTADDR="127.0.0.1",
+        DBINIT_SSLMODE="verify-full",
+        DBINIT_SSLROOTCERT=str(bundles / "ours.pem"),
+        DBINIT_TIMEOUT="1",
+        **names,
+    )
+    assert wrong_name.returncode == 1, wrong_name.stdout
+    assert 'does not match host name \\"db.elsewhere.internal\\"' in wrong_name.stdout, wrong_name.stdout
+    plain = dbinit(svc, config, DBINIT_SSLMODE="disable", DBINIT_TIMEOUT="1", **names)
+    assert plain.returncode == 1 and "no encryption" in plain.stdout, plain.stdout
+
+
+def test_a_missing_bundle_is_named_at_the_start(server):
+    svc, config = server
+    result = dbinit(
+        svc,
+        config,
+        DBINIT_SSLMODE="verify-full",
+        DBINIT_SSLROOTCERT="/nowhere/ca.pem",
+        DBINIT_NAME="x",
+        DBINIT_USER="x",
+        DBINIT_PASSWORD="x-pw",
+    )
+    assert result.returncode == 2 and "DBINIT_SSLROOTCERT: expected a readable CA bundle" in result.stderr
+    assert (
+        dbinit(
+            svc,
+            config,
+            "--check-config",
+            DBINIT_SSLMODE="verify-full",
+            DBINIT_NAME="x",
+            DBINIT_USER="x",
+            DBINIT_PASSWORD="x-pw",
+        ).stderr.count("DBINIT_SSLROOTCERT: required with DBINIT_SSLMODE=verify-full")
+        == 1
+    )

@@ -7,6 +7,7 @@ import httpx
 import psycopg
 import pytest
 
+from harness.certificates import Authority
 from harness.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -112,3 +113,28 @@ def test_one_request_id_is_followed_through_the_api_and_mlflow(api_url, stack):
     assert {"/mlflow/api/2.0/mlflow/runs/create", "/mlflow/api/2.0/mlflow/runs/update"} <= set(paths), paths
     assert all(c["service"] == "mlflow" and c["request_id"] == rid and c["duration_ms"] >= 0 for c in calls)
     assert all(c["status"] in (200, 404) for c in calls), calls  # 404: the experiment did not exist yet
+
+
+def test_every_database_connection_of_the_services_is_tls(stack, api_url, pg_dsn, budgets):
+    """Postgres serves TLS only (as RDS with rds.force_ssl), and the services verify it
+    (verify-full against the stack's CA, as against RDS's bundle): MLflow's pooled connections
+    are TLS, a plain connection is refused, and an api given another CA does not start."""
+    r = httpx.post(f"{api_url}/runs", json={"experiment": "tls", "name": "tls-check"}, timeout=10)
+    assert r.status_code == 201, r.text
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT a.datname, s.ssl, s.version FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)"
+            " WHERE a.datname = 'mlflow' AND a.client_addr IS NOT NULL"
+        ).fetchall()
+    assert rows and all(r[1] and r[2].startswith("TLSv1.") for r in rows), rows
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(pg_dsn + "?sslmode=disable", connect_timeout=5).close()
+    stranger = stack.config.with_(authority=Authority()).with_api_env(API_STARTUP_TIMEOUT="2")
+    extra = stack.start_extra("api", stranger, instance="stranger-ca")
+    try:
+        code = wait_until(
+            extra.exit_code, until=lambda c: c is not None, timeout=budgets.api_ready, what="the api to give up"
+        )
+        assert code == 1 and "certificate verify failed" in extra.logs(), extra.logs()
+    finally:
+        extra.close(budgets.stop)

@@ -1,7 +1,11 @@
 """Configuration: every bad or missing variable is named, with what was expected."""
 
+from pathlib import Path
+from urllib.parse import quote
+
 import pytest
 
+from services.api.__main__ import main as api_main
 from services.api.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.unit
@@ -116,3 +120,70 @@ def test_the_url_and_its_pieces_together_are_refused(env):
 def test_a_missing_database_says_both_ways_to_give_it(env):
     env.delenv("API_DATABASE_URL")
     assert "API_DATABASE_URL: required but not set (or its pieces: API_DATABASE_HOST" in error_of(env)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return str(path)
+
+
+def test_tls_settings_join_the_url_whole_or_in_pieces(env, bundle):
+    env.setenv("API_DATABASE_SSLMODE", "verify-full")
+    env.setenv("API_DATABASE_SSLROOTCERT", bundle)
+    whole = load_settings().database_url
+    assert whole.endswith(f"?sslmode=verify-full&sslrootcert={quote(bundle, safe='')}"), whole
+    env.delenv("API_DATABASE_URL")
+    for k, v in PIECES.items():
+        env.setenv(k, v)
+    assert load_settings().database_url.startswith("postgresql://api:p%40ss%3Aw%2Frd%25@db.internal:5432/api?sslmode=")
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        ("verify-ful", "API_DATABASE_SSLMODE: expected one of disable, allow, prefer, require, verify-ca, "),
+        ("verify-full", "API_DATABASE_SSLROOTCERT: required with API_DATABASE_SSLMODE=verify-full"),
+        ("verify-ca", "API_DATABASE_SSLROOTCERT: required with API_DATABASE_SSLMODE=verify-ca"),
+    ],
+)
+def test_bad_tls_settings_name_the_variable(env, mode, expected):
+    env.setenv("API_DATABASE_SSLMODE", mode)
+    assert expected in error_of(env)
+
+
+@pytest.mark.parametrize(
+    "root, expected",
+    [
+        ("/nowhere/ca.pem", "API_DATABASE_SSLROOTCERT: expected a readable CA bundle, got '/nowhere/ca.pem'"),
+        ("empty", "API_DATABASE_SSLROOTCERT: expected PEM certificates in"),
+    ],
+)
+def test_a_bundle_that_is_not_there_stops_the_start_not_the_check(env, tmp_path, capsys, root, expected):
+    """The configuration check may run where the image's bundle is not (on the host, for a task
+    definition's settings); the start, where the service runs, refuses a bundle it cannot read."""
+    if root == "empty":
+        root = str(tmp_path / "empty.pem")
+        Path(root).write_text("not a certificate")
+    env.setenv("API_DATABASE_SSLMODE", "verify-full")
+    env.setenv("API_DATABASE_SSLROOTCERT", root)
+    assert api_main(["--check-config"]) == 0
+    capsys.readouterr()
+    assert api_main([]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_tls_settings_that_contradict_the_url_are_refused(env, bundle):
+    env.setenv("API_DATABASE_URL", "postgresql://u:p@db/api?sslmode=disable")
+    env.setenv("API_DATABASE_SSLMODE", "verify-full")
+    env.setenv("API_DATABASE_SSLROOTCERT", bundle)
+    assert "API_DATABASE_URL: its sslmode differs from the TLS settings given beside it" in error_of(env)
+    env.setenv("API_DATABASE_URL", "postgresql://u:p@db/api?sslmode=verify-full")
+    assert load_settings().database_url.count("sslmode") == 1
+
+
+def test_tls_settings_without_a_database_are_refused(env):
+    env.delenv("API_DATABASE_URL")
+    env.setenv("API_DATABASE_SSLMODE", "require")
+    assert "API_DATABASE_SSLMODE: given without API_DATABASE_URL or its pieces" in error_of(env)

@@ -31,7 +31,12 @@ def test_redact(text, expected):
 def test_redact_literal_secrets_and_helpers():
     assert redact("error: pw123 rejected", ("pw123",)) == "error: *** rejected"
     assert dsn_password("postgresql://app:pw123@db/api") == "pw123"
-    assert safe_dsn("postgresql://app:pw123@db/api?sslmode=require") == "postgresql://app:***@db/api"
+    assert safe_dsn("postgresql://app:pw123@db/api?password=pw123") == "postgresql://app:***@db/api"
+    # the TLS settings stay readable in logs and in --check-config; any other parameter goes
+    assert (
+        safe_dsn("postgresql://app:pw123@db/api?sslmode=verify-full&options=-c+x%3Dpw123&sslrootcert=/ca.pem")
+        == "postgresql://app:***@db/api?sslmode=verify-full&sslrootcert=%2Fca.pem"
+    )
 
 
 def test_retry_until_ready_backs_off_and_logs():

@@ -28,6 +28,11 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TC_HOST", "127.0.0.1")
 
 
+def trusted_paths(env: dict[str, str]) -> list[str]:
+    """Where a container's settings expect the CA bundle its database clients verify against."""
+    return sorted({v for k, v in env.items() if k.endswith("_SSLROOTCERT") and v})
+
+
 class DockerService(Service):
     def __init__(self, name: str, container, host_port: int, url: str, container_port: int) -> None:
         self.name, self.container, self.host_port, self.url = name, container, host_port, url
@@ -152,6 +157,7 @@ class DockerRuntime(Runtime):
         self.tags, self.build_s, self.base = ensure_images(self.client)
         self.network = Network(docker_network_kw={"labels": {LABEL: session.id}}).create()
         self._gateway: str | None = None
+        self._bundles: dict[int, str] = {}
 
     def start(
         self,
@@ -178,6 +184,8 @@ class DockerRuntime(Runtime):
             .with_network_aliases(*([] if instance else [spec.name]))
             .with_kwargs(**kwargs)
         )
+        for path in trusted_paths(env):  # the stack's CA where the image keeps RDS's bundle
+            c.with_volume_mapping(self.bundle(config), path, "ro")
         # loopback only, and a fixed host port so a restarted container keeps its URL
         # (the docker SDK takes an (address, port) pair; testcontainers' annotation knows only a port)
         c.ports[f"{spec.port}/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
@@ -194,6 +202,16 @@ class DockerRuntime(Runtime):
                 self.client.containers.get(str(c._name)).remove(force=True, v=True)
             raise
         return DockerService(spec.name, c, port, spec.url(config, "127.0.0.1", port), spec.port)
+
+    def bundle(self, config: StackConfig) -> str:
+        """The stack's CA as a file on the host, to mount into containers (one per authority)."""
+        key = id(config.authority)
+        if key not in self._bundles:
+            path = self.session.mkdtemp("tls") / "ca.pem"
+            path.write_bytes(config.authority.pem)
+            path.chmod(0o644)  # read by the containers' own users
+            self._bundles[key] = str(path)
+        return self._bundles[key]
 
     def address(self, service: Service) -> Address:
         assert isinstance(service, DockerService), service
