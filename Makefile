@@ -82,7 +82,7 @@ schemas: $(VENV)/.installed
 ## lint: the static checks, fast, before the tests: Python (ruff lint and format, mypy), import
 ## contracts, Dockerfiles (hadolint), shell scripts (shellcheck), pipeline files (the GitHub workflow
 ## schema and actionlint), Terraform format
-SHELL_SCRIPTS := .ci/run services/base/build.sh services/postgres/entrypoint.sh
+SHELL_SCRIPTS := .ci/run services/base/build.sh services/postgres/entrypoint.sh services/common/certs/update.sh
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
