@@ -16,11 +16,15 @@ locals {
   mlflow_host   = "mlflow.${local.namespace}"
   mlflow_port   = var.services["mlflow"].port
   database_port = 5432
-  # each service's database and role are named after it; the password is in its secret
+  # each service's database and role are named after it; the password is in its secret. Every
+  # client (the service and its dbinit) verifies the server: TLS with the host name checked
+  # against Amazon RDS's CA bundle, which the images carry (docs/security.md)
   database_env = { for k in keys(var.services) : k => {
-    HOST = module.database.host
-    PORT = tostring(module.database.port)
-    NAME = k
+    HOST        = module.database.host
+    PORT        = tostring(module.database.port)
+    NAME        = k
+    SSLMODE     = "verify-full"
+    SSLROOTCERT = "/etc/ssl/certs/rds-global-bundle.pem"
   } }
   prefix = { api = "API_DATABASE_", mlflow = "MLFLOW_DATABASE_" }
   # the roles of the tasks (execution, and MLflow's own) are for ECS tasks to assume

@@ -116,6 +116,15 @@ variable "mlflow_image" {
   }
 }
 
+variable "planned_writes_per_second" {
+  description = "The write rate (POST /runs per second, every task together) the environment is sized for. Not used by AWS: the plan rule mlflow-cpu-fits-planned-writes checks MLflow's tasks take it, from MLflow's measured writes per vCPU (docs/mlflow.md)."
+  type        = number
+  validation {
+    condition     = var.planned_writes_per_second >= 0
+    error_message = "planned_writes_per_second: expected a rate of 0 or more writes per second."
+  }
+}
+
 variable "log_retention_days" {
   description = "CloudWatch log retention in days (a value CloudWatch accepts; never 0 = forever)."
   type        = number

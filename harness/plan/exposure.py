@@ -1,6 +1,7 @@
 """The rules that say whether the planned platform is safe to expose: who can reach what, what
 travels in clear, whether an alarm can reach anyone, and whether a task runs the
-code it names (which secrets each role may read: ``harness.plan.privilege``).
+code it names (which secrets each role may read: ``harness.plan.privilege``; what travels in
+clear: ``harness.plan.transit``).
 
 Read as AWS applies them (docs/security.md gives the sources):
 - a listener of an internet-facing balancer is public on every port its security groups open to
@@ -10,8 +11,6 @@ Read as AWS applies them (docs/security.md gives the sources):
   service principal ``cloudwatch.amazonaws.com`` use ``kms:Decrypt`` and ``kms:GenerateDataKey*``;
   the AWS-managed key ``alias/aws/sns`` has a policy nobody can change, so such a topic never
   receives an alarm;
-- S3 serves plain HTTP unless the bucket policy denies requests whose ``aws:SecureTransport`` is
-  false;
 - a tag such as ``latest`` can point at new code at any time: two tasks of one task definition
   may run different images, and a rollback returns to whatever the tag names today."""
 
@@ -44,7 +43,7 @@ INTERNAL_PATHS = {"api": ("/metrics", "/health/deep")}
 CLOUDWATCH = "cloudwatch.amazonaws.com"
 CLOUDWATCH_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 IMMUTABLE_IMAGE = re.compile(r"^[^@\s]+(@sha256:[0-9a-f]{64}|:[0-9a-f]{7,64})$")
-TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}  # the condition that refuses plain HTTP
+
 # ELB security policies that refuse TLS 1.0 and 1.1 (TLS13-1-0 and TLS13-1-1 accept them)
 MODERN_TLS = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]|TLS-1-2|FS-1-2)-")
 
@@ -403,65 +402,6 @@ def r_alarm_topic_key(m: TimingModel) -> list[Violation]:
     return out
 
 
-def denies_plain_http(statement: dict, bucket: str) -> bool:
-    condition = (statement.get("Condition") or {}).get("Bool") or {}
-    principal = statement.get("Principal")
-    resources = set(as_list(statement.get("Resource")))
-    return (
-        statement.get("Effect") == "Deny"
-        and [str(v).lower() for v in as_list(condition.get("aws:SecureTransport"))] == ["false"]
-        and (principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))))
-        and any(a in ("*", "s3:*") for a in as_list(statement.get("Action")))
-        and {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"} <= resources
-    )
-
-
-def r_artifacts_tls(m: TimingModel) -> list[Violation]:
-    """Every bucket's policy denies every request made over plain HTTP, to the bucket and its objects."""
-    statements = [s for r in m.of_type("aws_s3_bucket_policy") for s in policy_statements(r["values"].get("policy"))]
-    return [
-        Violation(
-            "artifacts-deny-plain-http",
-            f"{m.source}: {r['address']} (its aws_s3_bucket_policy)",
-            "no policy statement denying aws:SecureTransport = false",
-            "a Deny of s3:* to * on the bucket and its objects when aws:SecureTransport is false",
-            {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Condition": TLS_ONLY},
-        )
-        for r in m.of_type("aws_s3_bucket")
-        if not any(denies_plain_http(s, r["values"].get("bucket") or "") for s in statements)
-    ]
-
-
-def r_database_tls(m: TimingModel) -> list[Violation]:
-    """Every Postgres instance refuses connections without TLS: its parameter group sets
-    ``rds.force_ssl = 1`` (RDS for PostgreSQL turns it on by default only from version 16)."""
-    groups = {r["values"].get("name"): r for r in m.of_type("aws_db_parameter_group")}
-    out = []
-    for r in m.of_type("aws_db_instance"):
-        v = r["values"]
-        if v.get("engine") != "postgres":
-            continue
-        major = int(str(v.get("engine_version") or "0").split(".")[0] or 0)
-        name = v.get("parameter_group_name")
-        group = groups.get(name)
-        params = {p.get("name"): str(p.get("value")) for p in (group["values"].get("parameter") or [])} if group else {}
-        if params.get("rds.force_ssl") == "1" or (
-            name is None and not r["unknown"].get("parameter_group_name") and major >= 16
-        ):
-            continue
-        out.append(
-            Violation(
-                "database-requires-tls",
-                f"{m.source}: {r['address']}.parameter_group_name",
-                {"parameter_group": name, "rds.force_ssl": params.get("rds.force_ssl", "0 (the default)")},
-                f"a parameter group of the plan with rds.force_ssl = 1: PostgreSQL {major or '?'} on RDS accepts "
-                "connections in clear otherwise, dbinit's password among them",
-                'aws_db_parameter_group with parameter { name = "rds.force_ssl", value = "1" }',
-            )
-        )
-    return out
-
-
 PUBLIC_ACCESS_BLOCK = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
 
 
@@ -523,8 +463,6 @@ RULES = {
     "no-public-unauthenticated-admin": r_admin_not_public,
     "world-reaches-only-listener-ports": r_world_listener_ports,
     "alarm-topic-key-admits-cloudwatch": r_alarm_topic_key,
-    "artifacts-deny-plain-http": r_artifacts_tls,
     "buckets-private": r_buckets_private,
-    "database-requires-tls": r_database_tls,
     "images-immutable": r_images_immutable,
 }

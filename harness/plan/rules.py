@@ -8,15 +8,10 @@ import math
 import yaml
 
 from harness import slo
-from harness.plan import deployable, exposure, privilege
+from harness.plan import capacity, deployable, exposure, privilege, transit
 from harness.plan.observability import time_to_alarm
 from harness.plan.timing import AWS_RANGES, TimingModel
 from harness.plan.violation import Violation, field_of
-
-# MLflow's measured resident memory (GB) by uvicorn workers, job execution off, after the api's write
-# load (docs/mlflow.md, "Capacity per worker"; bench/mlflow_capacity.py).
-MLFLOW_RSS_GB = {1: 0.51, 2: 0.80, 4: 1.27}
-MLFLOW_RSS_JOBS_ON_GB = 3.0
 
 
 def r_ranges(m: TimingModel) -> list[Violation]:
@@ -246,27 +241,6 @@ def r_log_retention(m: TimingModel) -> list[Violation]:
     ]
 
 
-def r_mlflow_memory(m: TimingModel) -> list[Violation]:
-    s = m.services["mlflow"]
-    cfg = m.mlflow_settings()
-    if cfg is None:
-        return []
-    workers, jobs = cfg["workers"], cfg["job_execution"]
-    need_gb = MLFLOW_RSS_JOBS_ON_GB if jobs else MLFLOW_RSS_GB.get(workers, 0.3 * workers + 0.2)
-    need_mb = math.ceil(need_gb * 1024 * 1.5)
-    if s.memory < need_mb:
-        return [
-            Violation(
-                "mlflow-memory-fits",
-                field_of(m, "mlflow", "memory"),
-                s.memory,
-                f">= 1.5 x measured {need_gb} GB for {workers} workers (jobs {'on' if jobs else 'off'})",
-                need_mb,
-            )
-        ]
-    return []
-
-
 def r_slo_health(m: TimingModel) -> list[Violation]:
     """The load SLO for the load balancer's /health checks must hold a p99 below the planned ALB
     timeout, in every profile: a gate that accepts slower checks accepts targets taken out of service."""
@@ -397,7 +371,6 @@ RULES = {
     "check-timeout-above-health-budget": r_health_budget,
     "circuit-breaker-with-rollback": r_circuit_breaker,
     "log-retention-set": r_log_retention,
-    "mlflow-memory-fits": r_mlflow_memory,
     "slo-health-p99-below-alb-timeout": r_slo_health,
     "rollback-alarms-fire-within-termination-wait": r_rollback_window,
 }
@@ -406,6 +379,8 @@ RULES = {
 RULES.update(deployable.RULES)
 RULES.update(exposure.RULES)
 RULES.update(privilege.RULES)
+RULES.update(transit.RULES)
+RULES.update(capacity.RULES)
 
 
 def check(model: TimingModel) -> dict[str, list[Violation]]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from harness.certificates import Authority
 from harness.errors import ConfigurationError, DependencyMissing, ServiceFailed
 from harness.lifecycle import Rollout, Step
 from harness.paths import TERRAFORM_DIR, environment_file
@@ -109,11 +110,23 @@ class Rehearsal:
             namespace = namespace.list_namespaces()["Namespaces"][0]["Name"]
             net = client.networks.create(f"harness-{session.id}-rehearsal", labels={LABEL: session.id})
             cleanup.callback(_remove, net)
+            authority = Authority()  # the database stand-in's certificate; the tasks verify it
+            bundle = session.mkdtemp("tls") / "ca.pem"
+            bundle.write_bytes(authority.pem)
+            bundle.chmod(0o644)  # read by the containers' own users
             launcher = Launcher(
-                client, secrets, net, tags, namespace, self._say, rollout=self.rollout, start_delay=self.start_delay
+                client,
+                secrets,
+                net,
+                tags,
+                namespace,
+                self._say,
+                rollout=self.rollout,
+                start_delay=self.start_delay,
+                bundle=str(bundle),
             )
             cleanup.callback(launcher.cleanup)  # the containers, before their network
-            self._database(client, moto, net, tags, launcher.created)
+            self._database(client, moto, net, tags, launcher.created, authority)
             self._tasks(launcher, moto, platform.task_definitions(), model, how)
         ready = {
             key: seconds
@@ -137,9 +150,10 @@ class Rehearsal:
     def _say(self, text: str) -> None:
         print(f"rehearse: {text}", file=self.out, flush=True)
 
-    def _database(self, client, moto: MotoServer, net, tags: dict, created: list) -> None:
+    def _database(self, client, moto: MotoServer, net, tags: dict, created: list, authority: Authority) -> None:
         """Postgres under the address the plan gives the database, with the master credentials
-        that moto's Secrets Manager holds for it."""
+        that moto's Secrets Manager holds for it, serving TLS only under a certificate for that
+        address (as RDS with rds.force_ssl)."""
         db = moto.client("rds").describe_db_instances()["DBInstances"][0]
         master = json.loads(
             moto.client("secretsmanager").get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])["SecretString"]
@@ -149,6 +163,8 @@ class Rehearsal:
             "POSTGRES_PASSWORD": master["password"],
             "POSTGRES_DBS": "rehearsal",
         }
+        cert, key = authority.issue((db["Endpoint"]["Address"],))
+        env |= {"POSTGRES_TLS_CERT": cert.decode(), "POSTGRES_TLS_KEY": key.decode()}
         c = client.containers.run(
             tags["postgres"],
             detach=True,

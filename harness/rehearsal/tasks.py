@@ -20,6 +20,7 @@ from harness.ports import free_port, release
 from harness.process import delayed
 from harness.rehearsal.balancer import TargetPoller
 from harness.session import LABEL
+from harness.stack.runtime.docker import trusted_paths
 from harness.wait import wait_until
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class Launcher:
     ports: list[int] = field(default_factory=list)
     start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
     began: float = 0.0  # time.monotonic() when the first task started
+    # the database stand-in's CA on the host: mounted where a container's *_SSLROOTCERT expects
+    # Amazon RDS's bundle, so the task's own TLS settings verify the stand-in as they would RDS
+    bundle: str = ""
 
     def now(self) -> float:
         return round(time.monotonic() - self.began, 1)
@@ -139,6 +143,8 @@ class Launcher:
                 kwargs["command"] = command
             if d.get("healthCheck"):
                 kwargs["healthcheck"] = engine_healthcheck(d["healthCheck"])
+            if self.bundle:
+                kwargs["volumes"] = [f"{self.bundle}:{path}:ro" for path in trusted_paths(env)]
             self.stop_timeouts[name] = int(d.get("stopTimeout", 30))
             main = d["name"] == service
             if main:

@@ -96,7 +96,7 @@ def test_the_database_requires_tls_as_applied(applied):
 
 
 def test_the_bucket_refuses_plain_http(applied):
-    from harness.plan.exposure import denies_plain_http
+    from harness.plan.transit import denies_plain_http
 
     moto, tf, _, _ = applied
     bucket = tf.output()["artifact_bucket"]

@@ -6,7 +6,7 @@ import pytest
 
 from fixtures.terraform import ENVIRONMENTS
 from harness.paths import environment_file
-from harness.plan import privilege
+from harness.plan import privilege, transit
 from harness.plan.exposure import RULES
 from harness.plan.rules import check
 
@@ -15,9 +15,11 @@ pytestmark = pytest.mark.terraform
 # The plan as the review found it: MLflow routed from anywhere, HTTP only on port 80, the topic
 # under AWS's key, no TLS-only bucket policy and no public access block, images by mutable tag,
 # every task's execution role reading every service's secret, the api's metrics and deep health
-# public, the database open to the world and accepting connections in clear.
+# public, the database open to the world and accepting connections in clear, and its clients
+# connecting without verifying it (no sslmode: libpq's prefer).
 REVIEWED = {
     "main.tf": (
+        (r'    SSLMODE     = "verify-full"\n    SSLROOTCERT = "/etc/ssl/certs/rds-global-bundle.pem"\n', ""),
         (
             r'route_sources        = each\.key == "mlflow" && var\.mlflow_sign_in == null \? \[var\.vpc_cidr\] : null',
             "route_sources = null",
@@ -65,7 +67,7 @@ def reviewed(make_edited_model):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_shipped_environments_are_safe_to_expose(make_model, env):
     model = make_model(env)
-    found = {rule: [str(v) for v in fn(model)] for rule, fn in {**RULES, **privilege.RULES}.items()}
+    found = {rule: [str(v) for v in fn(model)] for rule, fn in {**RULES, **privilege.RULES, **transit.RULES}.items()}
     assert not any(found.values()), found
 
 
@@ -88,6 +90,40 @@ def test_a_database_that_accepts_plain_connections_fails(reviewed):
     (v,) = reviewed["database-requires-tls"]
     assert v.where.endswith("module.database.aws_db_instance.this[0].parameter_group_name")
     assert v.value == {"parameter_group": None, "rds.force_ssl": "0 (the default)"} and "PostgreSQL 15" in v.expected
+
+
+def test_database_clients_that_do_not_verify_the_server_fail(reviewed):
+    found = {(v.where.split(": ", 1)[1], tuple(v.value)) for v in reviewed["database-clients-verify-tls"]}
+    assert found == {
+        ("api task, container api", ("API_DATABASE_SSLMODE", "API_DATABASE_SSLROOTCERT")),
+        ("api task, container dbinit", ("DBINIT_SSLMODE", "DBINIT_SSLROOTCERT")),
+        ("mlflow task, container mlflow", ("MLFLOW_DATABASE_SSLMODE", "MLFLOW_DATABASE_SSLROOTCERT")),
+        ("mlflow task, container dbinit", ("DBINIT_SSLMODE", "DBINIT_SSLROOTCERT")),
+    }, found
+
+
+@pytest.mark.parametrize(
+    "tls, fails",
+    [
+        ({"SSLMODE": "verify-full", "SSLROOTCERT": "/etc/ssl/certs/rds-global-bundle.pem"}, False),
+        ({"SSLMODE": "require", "SSLROOTCERT": "/etc/ssl/certs/rds-global-bundle.pem"}, True),  # chain, not name
+        ({"SSLMODE": "verify-ca", "SSLROOTCERT": "/etc/ssl/certs/rds-global-bundle.pem"}, True),
+        ({"SSLMODE": "verify-full"}, True),
+        ({}, True),
+    ],
+)
+def test_only_verify_full_with_a_bundle_verifies_the_database(tls, fails):
+    from types import SimpleNamespace
+
+    from harness.plan.timing import Container
+
+    env = {"DBINIT_HOST": None, "DBINIT_NAME": "api", **{f"DBINIT_{k}": v for k, v in tls.items()}}
+    secrets = {"DBINIT_USER": "arn:user", "DBINIT_PASSWORD": "arn:pw"}
+    dbinit = Container("dbinit", False, (), env, secrets, ())
+    other = Container("sidecar", False, (), {"SIDECAR_HOST": "x"}, {}, ())  # no database: not a client
+    model = SimpleNamespace(source="plan", services={"api": SimpleNamespace(name="api", containers=(dbinit, other))})
+    found = transit.r_database_clients_verify(model)
+    assert [v.where for v in found] == (["plan: api task, container dbinit"] if fails else [])
 
 
 def test_a_bucket_without_its_public_access_block_fails(reviewed):
@@ -294,7 +330,8 @@ def test_a_secret_of_another_service_a_broad_resource_a_wildcard_action_or_a_bro
 def test_the_rules_read_aws_semantics_not_spelling():
     """The helpers on their own: TLS policies that still accept 1.0/1.1, the internet in two halves,
     a Deny that cancels CloudWatch's Allow, the TLS condition written as a list."""
-    from harness.plan.exposure import MODERN_TLS, _from_internet, denies_plain_http, key_admits_cloudwatch
+    from harness.plan.exposure import MODERN_TLS, _from_internet, key_admits_cloudwatch
+    from harness.plan.transit import denies_plain_http
 
     assert [
         bool(MODERN_TLS.match(p))

@@ -401,3 +401,19 @@ def test_deployment_md_states_each_environments_strategy_with_the_simulators_fig
             if row not in doc:
                 missing.append(row)
     assert not missing, "docs/deployment.md lacks, or has other figures than:\n" + "\n".join(missing)
+
+
+def test_mlflow_cpu_is_sized_from_the_planned_write_rate(make_model):
+    """MLflow takes about 22 writes/s per vCPU (docs/mlflow.md); the plan states the rate it is
+    sized for, and a rate its tasks cannot take fails naming the CPU and the workers."""
+    model = make_model("staging")
+    assert model.variables["planned_writes_per_second"] == 5 and not RULES["mlflow-cpu-fits-planned-writes"](model)
+    busy = dataclasses.replace(model, variables={**model.variables, "planned_writes_per_second": 40})
+    found = {v.where.split(": ", 1)[1]: (v.value, v.passing) for v in RULES["mlflow-cpu-fits-planned-writes"](busy)}
+    # 40 x 1.5 over 1 task at 22 per vCPU: 2.7 vCPU, so 4096 units and 3 workers
+    assert found == {"services.mlflow.cpu": (1024, 4096), "services.mlflow.environment.MLFLOW_WORKERS": (2, 3)}, found
+    unstated = dataclasses.replace(
+        model, variables={k: v for k, v in model.variables.items() if k != "planned_writes_per_second"}
+    )
+    (v,) = RULES["mlflow-cpu-fits-planned-writes"](unstated)
+    assert v.where.endswith("planned_writes_per_second") and v.value is None

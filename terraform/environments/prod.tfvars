@@ -14,6 +14,8 @@ database = {
 certificate_arn     = "arn:aws:acm:eu-west-1:123456789012:certificate/5e2d8a47-1c3b-4f6e-8d90-a2b4c6d8e0f1"
 alarm_subscriptions = [{ protocol = "email", endpoint = "platform-oncall@example.com" }]
 log_retention_days  = 90
+# the write rate this environment is sized for (rule mlflow-cpu-fits-planned-writes)
+planned_writes_per_second = 10
 services = {
   api = {
     port = 8000

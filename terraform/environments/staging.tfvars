@@ -14,6 +14,8 @@ database = {
 certificate_arn     = "arn:aws:acm:eu-west-1:123456789012:certificate/0b6f4c9e-5d1a-4d3e-9a51-7f2c1e8b9a10"
 alarm_subscriptions = [{ protocol = "email", endpoint = "platform-oncall@example.com" }]
 log_retention_days  = 30
+# the write rate this environment is sized for (rule mlflow-cpu-fits-planned-writes)
+planned_writes_per_second = 5
 services = {
   api = {
     port = 8000
