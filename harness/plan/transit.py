@@ -16,6 +16,7 @@ from __future__ import annotations
 from harness.plan.exposure import as_list, policy_statements
 from harness.plan.timing import Container, TimingModel
 from harness.plan.violation import Violation
+from harness.stack.postgres import IMAGE_BUNDLE
 
 TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}  # the condition that refuses plain HTTP
 # a container is a database client when it is told where the database is: <prefix>HOST beside
@@ -111,7 +112,7 @@ def r_database_clients_verify(m: TimingModel) -> list[Violation]:
                         "answers, and require or verify-ca accept any certificate the bundle's CAs issued",
                         {
                             prefix + "SSLMODE": "verify-full",
-                            prefix + "SSLROOTCERT": "/etc/ssl/certs/rds-global-bundle.pem",
+                            prefix + "SSLROOTCERT": IMAGE_BUNDLE,
                         },
                     )
                 )

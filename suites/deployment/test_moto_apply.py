@@ -93,6 +93,28 @@ def test_the_database_requires_tls_as_applied(applied):
     found = rds.describe_db_parameters(DBParameterGroupName=group)["Parameters"]
     params = {p["ParameterName"]: p.get("ParameterValue") for p in found}
     assert params.get("rds.force_ssl") == "1", params
+    assert db["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"  # a CA the images' bundle holds
+
+
+def test_every_applied_database_client_verifies_the_server(applied):
+    """As applied: the service and dbinit containers of each task definition connect with
+    verify-full against the bundle the images carry (the rule reads the plan; this, what ECS got)."""
+    from harness.plan.timing import Container
+    from harness.plan.transit import database_clients
+    from harness.stack.postgres import IMAGE_BUNDLE
+
+    moto, _, _, cluster = applied
+    ecs = moto.client("ecs")
+    seen = []
+    for name in ("api", "mlflow"):
+        arn = ecs.describe_services(cluster=cluster, services=[name])["services"][0]["taskDefinition"]
+        for c in ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"]:
+            env = {e["name"]: e["value"] for e in c.get("environment", [])}
+            secrets = {s["name"]: s["valueFrom"] for s in c.get("secrets", [])}
+            for prefix in database_clients(Container(c["name"], c["essential"], (), env, secrets, ())):
+                seen.append(f"{name}/{c['name']}")
+                assert (env.get(f"{prefix}SSLMODE"), env.get(f"{prefix}SSLROOTCERT")) == ("verify-full", IMAGE_BUNDLE)
+    assert sorted(seen) == ["api/api", "api/dbinit", "mlflow/dbinit", "mlflow/mlflow"]
 
 
 def test_the_bucket_refuses_plain_http(applied):
