@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from harness.plan.exposure import as_list, policy_statements
+from harness.plan.policies import as_list, policy_statements
 from harness.plan.timing import TimingModel
 from harness.plan.violation import Violation
 

@@ -8,7 +8,7 @@ import math
 import yaml
 
 from harness import slo
-from harness.plan import capacity, deployable, exposure, privilege, transit
+from harness.plan import capacity, deployable, exposure, policies, privilege, transit
 from harness.plan.observability import time_to_alarm
 from harness.plan.timing import AWS_RANGES, TimingModel
 from harness.plan.violation import Violation, field_of
@@ -378,6 +378,7 @@ RULES = {
 
 RULES.update(deployable.RULES)
 RULES.update(exposure.RULES)
+RULES.update(policies.RULES)
 RULES.update(privilege.RULES)
 RULES.update(transit.RULES)
 RULES.update(capacity.RULES)

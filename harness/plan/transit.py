@@ -13,7 +13,7 @@ Read as AWS and libpq apply them (docs/security.md gives the sources):
 
 from __future__ import annotations
 
-from harness.plan.exposure import as_list, policy_statements
+from harness.plan.policies import as_list, policy_statements
 from harness.plan.timing import Container, TimingModel
 from harness.plan.violation import Violation
 from harness.stack.postgres import IMAGE_BUNDLE

@@ -42,7 +42,7 @@ def applied(applied_platform, make_model):
 def test_the_alarm_topics_key_lets_cloudwatch_publish(applied):
     """As applied: the topic is encrypted with the plan's own key, and that key's policy (read back
     from KMS) lets CloudWatch use it, so an alarm reaches the subscribers."""
-    from harness.plan.exposure import key_admits_cloudwatch
+    from harness.plan.policies import key_admits_cloudwatch
 
     moto, tf, _, _ = applied
     topic = moto.client("sns").get_topic_attributes(TopicArn=tf.output()["alarm_topic_arn"])["Attributes"]

@@ -6,7 +6,7 @@ import pytest
 
 from fixtures.terraform import ENVIRONMENTS
 from harness.paths import environment_file
-from harness.plan import privilege, transit
+from harness.plan import policies, privilege, transit
 from harness.plan.exposure import RULES
 from harness.plan.rules import check
 
@@ -67,7 +67,10 @@ def reviewed(make_edited_model):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_shipped_environments_are_safe_to_expose(make_model, env):
     model = make_model(env)
-    found = {rule: [str(v) for v in fn(model)] for rule, fn in {**RULES, **privilege.RULES, **transit.RULES}.items()}
+    found = {
+        rule: [str(v) for v in fn(model)]
+        for rule, fn in {**RULES, **policies.RULES, **privilege.RULES, **transit.RULES}.items()
+    }
     assert not any(found.values()), found
 
 
@@ -330,7 +333,8 @@ def test_a_secret_of_another_service_a_broad_resource_a_wildcard_action_or_a_bro
 def test_the_rules_read_aws_semantics_not_spelling():
     """The helpers on their own: TLS policies that still accept 1.0/1.1, the internet in two halves,
     a Deny that cancels CloudWatch's Allow, the TLS condition written as a list."""
-    from harness.plan.exposure import MODERN_TLS, _from_internet, key_admits_cloudwatch
+    from harness.plan.exposure import MODERN_TLS, _from_internet
+    from harness.plan.policies import key_admits_cloudwatch
     from harness.plan.transit import denies_plain_http
 
     assert [
