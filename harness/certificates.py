@@ -68,8 +68,9 @@ class Authority:
     against; ``issue`` makes a server certificate for the host names and addresses a client uses."""
 
     name: str = field(default_factory=lambda: f"harness test CA {secrets.token_hex(4)}")
-    days: int = 2
+    days: int = 365  # a stack kept up with `harness up` must not stop reconnecting after a weekend
     _key: Key = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()), repr=False)
+    _issued: dict[tuple[str, ...], tuple[bytes, bytes]] = field(default_factory=dict, repr=False)
 
     @cached_property
     def certificate(self) -> x509.Certificate:
@@ -82,9 +83,15 @@ class Authority:
 
     def issue(self, names: tuple[str, ...]) -> tuple[bytes, bytes]:
         """(certificate PEM, private key PEM) of a server known by every one of ``names`` (host
-        names or IP addresses: ``verify-full`` checks the one the client connected to)."""
+        names or IP addresses: ``verify-full`` checks the one the client connected to). The same
+        names get the same certificate: a fault proxy in front of Postgres presents the server's
+        own, or SCRAM's channel binding (which hashes the certificate the client saw into the
+        password exchange, libpq's default over TLS) would refuse every login through it."""
+        names = tuple(dict.fromkeys(names))
         if not names:
             raise ValueError("a server certificate needs at least one host name or address")
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(names[0], key, self.certificate.subject, self._key, names, ca=False, days=self.days)
-        return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+        if names not in self._issued:
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = _certificate(names[0], key, self.certificate.subject, self._key, names, ca=False, days=self.days)
+            self._issued[names] = (cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        return self._issued[names]

@@ -158,3 +158,15 @@ def test_mlflow_is_asked_for_its_settings():
     assert cfg["workers"] == 4 and cfg["job_execution"] is True and cfg["static_prefix"] == "/mlflow"
     with pytest.raises(ConfigurationError, match="MLFLOW_WORKERS: expected a value between 1 and 16"):
         mlflow_config({**MLFLOW_ENV, "MLFLOW_WORKERS": "0"})
+
+
+@pytest.mark.parametrize("name", ["api", "mlflow"])
+def test_each_database_clients_image_carries_the_rds_bundle_where_the_plan_and_the_rule_expect_it(name):
+    """The plan's *_SSLROOTCERT, the rule database-clients-verify-tls and the Docker runtime all
+    name IMAGE_BUNDLE; the image must hold the vendored bundle there (Docker and the rehearsal
+    mount the stack's CA over that path, so no run would notice a missing COPY)."""
+    from harness.stack.postgres import IMAGE_BUNDLE
+
+    copies = re.findall(r"(?m)^COPY\s+(\S+)\s+(\S+)\s*$", SPECS[name].dockerfile.read_text())
+    assert ("services/common/certs/rds-global-bundle.pem", IMAGE_BUNDLE) in copies, copies
+    assert "BEGIN CERTIFICATE" in (REPO / "services/common/certs/rds-global-bundle.pem").read_text()

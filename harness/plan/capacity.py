@@ -16,8 +16,8 @@ MLFLOW_RSS_JOBS_ON_GB = 3.0
 # one MLflow worker on one core took about 22 of the api's writes per second (the write sequence of
 # POST /runs); more workers than vCPUs add no throughput
 MLFLOW_WRITES_PER_VCPU = 22.0
-# headroom over the measured figures: Fargate's vCPU is slower than a core here, and a fleet must
-# keep its rate while one task is being replaced
+# headroom over the measured figures, as for memory: Fargate's vCPU is slower than a core here.
+# It does not cover the loss of a task (one of two is half the fleet): desired_count is for that.
 HEADROOM = 1.5
 FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 

@@ -13,15 +13,21 @@ Read as AWS and libpq apply them (docs/security.md gives the sources):
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 from harness.plan.policies import as_list, policy_statements
 from harness.plan.timing import Container, TimingModel
 from harness.plan.violation import Violation
 from harness.stack.postgres import IMAGE_BUNDLE
 
 TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}  # the condition that refuses plain HTTP
-# a container is a database client when it is told where the database is: <prefix>HOST beside
-# <prefix>NAME (the services' DATABASE_ pieces, dbinit's DBINIT_)
-CLIENT_MARKERS = ("HOST", "NAME")
+# how the platform's containers are told of a database: under each prefix, its pieces (HOST ...)
+# or a whole URL (the variable named here; the TLS settings beside it or in its query)
+DATABASE_SETTINGS = {
+    "API_DATABASE_": "API_DATABASE_URL",
+    "MLFLOW_DATABASE_": "MLFLOW_BACKEND_STORE_URI",
+    "DBINIT_": None,
+}
 
 
 def denies_plain_http(statement: dict, bucket: str) -> bool:
@@ -86,30 +92,41 @@ def r_database_tls(m: TimingModel) -> list[Violation]:
 def database_clients(c: Container) -> list[str]:
     """The prefixes under which ``c`` is told of a database (``API_DATABASE_``, ``DBINIT_``)."""
     names = set(c.environment) | set(c.secrets)
-    return sorted(
-        k.removesuffix("HOST") for k in names if k.endswith("HOST") and k.removesuffix("HOST") + "NAME" in names
-    )
+    return sorted(p for p, whole in DATABASE_SETTINGS.items() if p + "HOST" in names or whole in names)
+
+
+def tls_settings(c: Container, prefix: str) -> tuple[str | None, str | None]:
+    """(sslmode, sslrootcert) of ``c``'s database under ``prefix``: the settings beside the URL, or
+    its query when the URL is plainly in the environment (a URL in a secret shows nothing)."""
+    env = c.checked_environment()
+    mode, bundle = env.get(prefix + "SSLMODE"), env.get(prefix + "SSLROOTCERT")
+    whole = DATABASE_SETTINGS[prefix]
+    if whole and c.environment.get(whole):
+        query = dict(parse_qsl(urlsplit(str(c.environment[whole])).query))
+        mode, bundle = mode or query.get("sslmode"), bundle or query.get("sslrootcert")
+    return mode, bundle
 
 
 def r_database_clients_verify(m: TimingModel) -> list[Violation]:
     """Every container that connects to the database verifies the server: ``sslmode=verify-full``
-    with a CA bundle (the images carry Amazon RDS's), so that neither the service's password nor
+    against the RDS CA bundle the images carry (``IMAGE_BUNDLE``; a test holds the Dockerfiles to
+    it), so that neither the service's password nor
     dbinit's master password is sent to a server that only claims to be the database."""
     out = []
     for s in m.services.values():
         for c in s.containers:
-            env = c.checked_environment()
             for prefix in database_clients(c):
-                mode, bundle = env.get(prefix + "SSLMODE"), env.get(prefix + "SSLROOTCERT")
-                if mode == "verify-full" and bundle:
+                mode, bundle = tls_settings(c, prefix)
+                if mode == "verify-full" and bundle == IMAGE_BUNDLE:
                     continue
                 out.append(
                     Violation(
                         "database-clients-verify-tls",
                         f"{m.source}: {s.name} task, container {c.name}",
                         {prefix + "SSLMODE": mode, prefix + "SSLROOTCERT": bundle},
-                        "verify-full and a CA bundle: libpq's default (prefer) sends the password to whoever "
-                        "answers, and require or verify-ca accept any certificate the bundle's CAs issued",
+                        f"verify-full and the RDS CA bundle the images carry ({IMAGE_BUNDLE}): libpq's "
+                        "default (prefer) sends the password to whoever answers, require or verify-ca accept "
+                        "any certificate the bundle's CAs issued, and another bundle lacks RDS's CAs",
                         {
                             prefix + "SSLMODE": "verify-full",
                             prefix + "SSLROOTCERT": IMAGE_BUNDLE,

@@ -18,6 +18,12 @@ Toxics (at most one of each kind at a time; they compose):
                                       is removed (a fault injected while one known request is in flight)
 ``limit`` applies a toxic to the next N connections only (a transient failure); for CutAfter, to
 the next N answers that match.
+
+A proxy in front of a Postgres that serves TLS (``tls=PostgresTls(...)``) takes part in the
+protocol's TLS negotiation on both sides: it answers the client's SSLRequest with a certificate of
+the stack's own authority (which the client verifies, as it verifies Postgres), and opens its own
+verified TLS connection upstream. Toxics then see the protocol in clear, as they did before TLS: a
+proxy that only relayed the encrypted bytes could not find a command tag or a statement in them.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ import asyncio
 import contextlib
 import random
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Iterator
 
 from harness.errors import HarnessError
+from harness.stack.pgwire import PostgresTls, accept, upstream
 from harness.stack.toxics import (
     BOTH,
     DOWN,
@@ -60,9 +68,16 @@ def _rst(writer: asyncio.StreamWriter) -> None:
 
 class FaultProxy:
     def __init__(
-        self, upstream: tuple[str, int], *, name: str = "proxy", listen_host: str = "127.0.0.1", port: int = 0
+        self,
+        upstream: tuple[str, int],
+        *,
+        name: str = "proxy",
+        listen_host: str = "127.0.0.1",
+        port: int = 0,
+        tls: PostgresTls | None = None,
     ) -> None:
         self.upstream, self.name, self.listen_host, self.requested_port = upstream, name, listen_host, port
+        self.tls = tls
         self.port = 0
         self.toxics: dict[str, Toxic] = {}
         self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
@@ -186,14 +201,18 @@ class FaultProxy:
             task.add_done_callback(self._tasks.discard)
 
     async def _adopt(self, conn: socket.socket) -> None:
+        prelude: bytes | None = None
         try:
-            reader, writer = await asyncio.open_connection(sock=conn)
-        except OSError:
+            if self.tls is None:
+                reader, writer = await asyncio.open_connection(sock=conn)
+            else:
+                reader, writer, prelude = await accept(conn, self.tls)
+        except (OSError, ssl.SSLError):
             conn.close()
             return
         finally:
             self._pending.discard(conn)
-        await self._handle(reader, writer)
+        await self._handle(reader, writer, prelude)
 
     async def _stop_listening(self) -> None:
         if self._server is None:
@@ -223,7 +242,9 @@ class FaultProxy:
         for task in list(self._tasks):
             task.cancel()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, prelude: bytes | None = None
+    ) -> None:
         refuse = self.toxics.get("refuse")
         if refuse is not None:
             refuse.hit()
@@ -256,6 +277,13 @@ class FaultProxy:
             self._conns.discard(entry)
             entry = (writer, up_writer)
             self._conns.add(entry)
+            if self.tls is not None:
+                try:
+                    await upstream(self.tls, up_reader, up_writer, prelude)
+                except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
+                    _rst(writer)
+                    up_writer.transport.abort()
+                    return
             if reset_this is not None:
                 reset_this.hit()
                 await asyncio.sleep(reset_this.after_ms / 1000)

@@ -15,7 +15,8 @@ from harness.budgets import Budgets
 from harness.stack.api import API
 from harness.stack.config import StackConfig
 from harness.stack.mlflow import MLFLOW
-from harness.stack.postgres import POSTGRES
+from harness.stack.pgwire import proxy_tls
+from harness.stack.postgres import NAMES, POSTGRES
 from harness.stack.proxy import FaultProxy
 from harness.stack.runtime.base import Runtime, Service
 from harness.stack.spec import Address, Links, ServiceSpec
@@ -113,9 +114,11 @@ class Stack:
         SPECS[name].prepare(self.url(name), self.config)
 
     def _proxy(self, link: str, target: str) -> FaultProxy:
-        return FaultProxy(
-            ("127.0.0.1", self.services[target].host_port), name=link, listen_host=self.runtime.proxy_host()
-        ).start()
+        """A fault proxy on ``link``; in front of Postgres, a trusted party to its TLS, so that the
+        toxics see the protocol while the services still verify (``harness.stack.pgwire``)."""
+        host = self.runtime.proxy_host()
+        tls = proxy_tls(self.config.authority, (*NAMES, host), "127.0.0.1") if target == POSTGRES.name else None
+        return FaultProxy(("127.0.0.1", self.services[target].host_port), name=link, listen_host=host, tls=tls).start()
 
     def _link(self, link: str, target: str) -> Address:
         """The address a service uses for ``target``: direct, or a fault proxy when enabled."""

@@ -5,7 +5,7 @@ settings.
 
 TLS is two more settings that serve the whole URL and the pieces alike: ``<prefix>SSLMODE``
 (libpq's sslmode) and ``<prefix>SSLROOTCERT`` (the CA bundle a verifying mode checks the server
-against: the images carry Amazon RDS's at ``RDS_CA_BUNDLE``). They become the URL's query, which
+against: the images carry Amazon RDS's at /etc/ssl/certs/rds-global-bundle.pem). They become the URL's query, which
 libpq reads, so psycopg, psycopg2 and SQLAlchemy all connect the same way."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ PIECES = ("HOST", "PORT", "NAME", "USER", "PASSWORD")
 REQUIRED = ("HOST", "NAME", "USER", "PASSWORD")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING = ("verify-ca", "verify-full")
-RDS_CA_BUNDLE = "/etc/ssl/certs/rds-global-bundle.pem"  # where the api and MLflow images carry it
 
 
 class DsnError(ValueError):
@@ -83,11 +82,12 @@ def with_tls(url: str, settings: Mapping[str, str], what: str) -> str:
     if not settings:
         return url
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
     clash = [k for k, v in settings.items() if k in query and query[k] != v]
     if clash:
         raise DsnError(f"{what}: its {', '.join(clash)} differs from the TLS settings given beside it")
-    return urlunsplit(parts._replace(query=urlencode(query | dict(settings))))
+    # %20, not +: libpq decodes only %XX in a URL's query, so a space must not become a plus
+    return urlunsplit(parts._replace(query=urlencode(query | dict(settings), quote_via=quote)))
 
 
 def database_url(env: Mapping[str, str], prefix: str, whole: str) -> str | None:

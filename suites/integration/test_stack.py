@@ -118,7 +118,7 @@ def test_one_request_id_is_followed_through_the_api_and_mlflow(api_url, stack):
 def test_every_database_connection_of_the_services_is_tls(stack, api_url, pg_dsn, budgets):
     """Postgres serves TLS only (as RDS with rds.force_ssl), and the services verify it
     (verify-full against the stack's CA, as against RDS's bundle): MLflow's pooled connections
-    are TLS, a plain connection is refused, and an api given another CA does not start."""
+    are TLS, a plain connection is refused, and an api or an MLflow given another CA does not start."""
     r = httpx.post(f"{api_url}/runs", json={"experiment": "tls", "name": "tls-check"}, timeout=10)
     assert r.status_code == 201, r.text
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -129,12 +129,20 @@ def test_every_database_connection_of_the_services_is_tls(stack, api_url, pg_dsn
     assert rows and all(r[1] and r[2].startswith("TLSv1.") for r in rows), rows
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         psycopg.connect(pg_dsn + "?sslmode=disable", connect_timeout=5).close()
-    stranger = stack.config.with_(authority=Authority()).with_api_env(API_STARTUP_TIMEOUT="2")
-    extra = stack.start_extra("api", stranger, instance="stranger-ca")
+    stranger = stack.config.with_(authority=Authority(), mlflow_env=(("MLFLOW_STARTUP_TIMEOUT", "2"),))
+    extras = [
+        stack.start_extra("api", stranger.with_api_env(API_STARTUP_TIMEOUT="2"), instance="stranger-ca"),
+        stack.start_extra("mlflow", stranger, instance="stranger-ca"),
+    ]
     try:
-        code = wait_until(
-            extra.exit_code, until=lambda c: c is not None, timeout=budgets.api_ready, what="the api to give up"
-        )
-        assert code == 1 and "certificate verify failed" in extra.logs(), extra.logs()
+        for extra in extras:
+            code = wait_until(
+                extra.exit_code,
+                until=lambda c: c is not None,
+                timeout=budgets.api_ready,
+                what=f"{extra.name} to give up",
+            )
+            assert code == 1 and "certificate verify failed" in extra.logs(), extra.logs()
     finally:
-        extra.close(budgets.stop)
+        for extra in extras:
+            extra.close(budgets.stop)

@@ -112,6 +112,7 @@ def test_database_clients_that_do_not_verify_the_server_fail(reviewed):
         ({"SSLMODE": "require", "SSLROOTCERT": "/etc/ssl/certs/rds-global-bundle.pem"}, True),  # chain, not name
         ({"SSLMODE": "verify-ca", "SSLROOTCERT": "/etc/ssl/certs/rds-global-bundle.pem"}, True),
         ({"SSLMODE": "verify-full"}, True),
+        ({"SSLMODE": "verify-full", "SSLROOTCERT": "/etc/ssl/certs/ca-certificates.crt"}, True),  # no RDS CA there
         ({}, True),
     ],
 )
@@ -123,10 +124,39 @@ def test_only_verify_full_with_a_bundle_verifies_the_database(tls, fails):
     env = {"DBINIT_HOST": None, "DBINIT_NAME": "api", **{f"DBINIT_{k}": v for k, v in tls.items()}}
     secrets = {"DBINIT_USER": "arn:user", "DBINIT_PASSWORD": "arn:pw"}
     dbinit = Container("dbinit", False, (), env, secrets, ())
-    other = Container("sidecar", False, (), {"SIDECAR_HOST": "x"}, {}, ())  # no database: not a client
+    other = Container("sidecar", False, (), {"SIDECAR_HOST": "x", "SIDECAR_NAME": "y"}, {}, ())  # not a database
     model = SimpleNamespace(source="plan", services={"api": SimpleNamespace(name="api", containers=(dbinit, other))})
     found = transit.r_database_clients_verify(model)
     assert [v.where for v in found] == (["plan: api task, container dbinit"] if fails else [])
+
+
+@pytest.mark.parametrize(
+    "environment, secrets, fails",
+    [
+        (
+            {
+                "API_DATABASE_URL": "postgresql://u@db/api?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fcerts%2Frds-global-bundle.pem"
+            },
+            {},
+            False,
+        ),
+        ({"API_DATABASE_URL": "postgresql://u@db/api"}, {}, True),  # a whole URL without TLS
+        ({}, {"API_DATABASE_URL": "arn:secret"}, True),  # a URL in a secret shows nothing: say it beside
+        (
+            {"API_DATABASE_SSLMODE": "verify-full", "API_DATABASE_SSLROOTCERT": "/etc/ssl/certs/rds-global-bundle.pem"},
+            {"API_DATABASE_URL": "arn:secret"},
+            False,
+        ),
+    ],
+)
+def test_a_database_given_as_a_whole_url_is_a_client_too(environment, secrets, fails):
+    from types import SimpleNamespace
+
+    from harness.plan.timing import Container
+
+    api = Container("api", True, (), environment, secrets, ())
+    model = SimpleNamespace(source="plan", services={"api": SimpleNamespace(name="api", containers=(api,))})
+    assert bool(transit.r_database_clients_verify(model)) is fails
 
 
 def test_a_bucket_without_its_public_access_block_fails(reviewed):

@@ -187,3 +187,15 @@ def test_tls_settings_without_a_database_are_refused(env):
     env.delenv("API_DATABASE_URL")
     env.setenv("API_DATABASE_SSLMODE", "require")
     assert "API_DATABASE_SSLMODE: given without API_DATABASE_URL or its pieces" in error_of(env)
+
+
+def test_tls_settings_keep_the_urls_other_parameters_as_libpq_reads_them(env, bundle):
+    """libpq decodes only %XX in a URL's query: a space encoded as + would reach the server as +."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    env.setenv("API_DATABASE_URL", "postgresql://u:p@db/api?options=-c%20statement_timeout%3D5000&application_name=")
+    env.setenv("API_DATABASE_SSLMODE", "verify-full")
+    env.setenv("API_DATABASE_SSLROOTCERT", bundle)
+    seen = conninfo_to_dict(load_settings().database_url)
+    assert seen["options"] == "-c statement_timeout=5000" and seen["application_name"] == "", seen
+    assert (seen["sslmode"], seen["sslrootcert"]) == ("verify-full", bundle)

@@ -184,3 +184,25 @@ def test_the_fast_request_line_says_what_the_generic_line_says(tmp_path, extra):
     assert fast.pop("ts") and generic.pop("ts")
     assert fast == generic and list(fast) == list(generic)
     assert "hunter22" not in path.read_text() and fast["path"] == '/runs/"é\\***'
+
+
+def test_mlflows_database_engine_connects_with_the_tls_settings(tmp_path):
+    """MLflow's store is a SQLAlchemy engine on the backend URI: the TLS settings given beside it
+    must reach the driver's connect call, as they reach the entrypoint's own psycopg check."""
+    from sqlalchemy import create_engine
+
+    from services.mlflow.entrypoint import resolved
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {
+        "MLFLOW_DATABASE_HOST": "db.internal",
+        "MLFLOW_DATABASE_NAME": "mlflow",
+        "MLFLOW_DATABASE_USER": "mlflow",
+        "MLFLOW_DATABASE_PASSWORD": "p w",
+        "MLFLOW_DATABASE_SSLMODE": "verify-full",
+        "MLFLOW_DATABASE_SSLROOTCERT": str(bundle),
+    }
+    engine = create_engine(resolved(env)["MLFLOW_BACKEND_STORE_URI"])
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    assert (kwargs["sslmode"], kwargs["sslrootcert"], kwargs["password"]) == ("verify-full", str(bundle), "p w")

@@ -9,6 +9,7 @@ dependencies by service name, exactly as in services/docker-compose.yml. Host cl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -157,7 +158,7 @@ class DockerRuntime(Runtime):
         self.tags, self.build_s, self.base = ensure_images(self.client)
         self.network = Network(docker_network_kw={"labels": {LABEL: session.id}}).create()
         self._gateway: str | None = None
-        self._bundles: dict[int, str] = {}
+        self._bundles: dict[str, str] = {}
 
     def start(
         self,
@@ -205,7 +206,7 @@ class DockerRuntime(Runtime):
 
     def bundle(self, config: StackConfig) -> str:
         """The stack's CA as a file on the host, to mount into containers (one per authority)."""
-        key = id(config.authority)
+        key = hashlib.sha256(config.authority.pem).hexdigest()  # not id(): a collected authority's id returns
         if key not in self._bundles:
             path = self.session.mkdtemp("tls") / "ca.pem"
             path.write_bytes(config.authority.pem)

@@ -72,7 +72,7 @@ resource "aws_db_instance" "this" {
   #checkov:skip=CKV_AWS_353:Performance Insights is a tuning tool, not a deployability check; enable per environment when needed
   #checkov:skip=CKV_AWS_354:Performance Insights is off (see CKV_AWS_353)
   #checkov:skip=CKV_AWS_161:the services log in with passwords from Secrets Manager; IAM tokens would need code in both services
-  #checkov:skip=CKV2_AWS_30:statement logging would write dbinit's ALTER ROLE ... PASSWORD into the logs; the exported postgresql log keeps errors and connections
+  #checkov:skip=CKV2_AWS_30:statement logging would export every statement with its values (the runs' contents) to CloudWatch; dbinit sends only a SCRAM verifier, and the exported postgresql log keeps errors and connections
   count                   = local.create ? 1 : 0
   identifier              = var.name
   engine                  = "postgres"
