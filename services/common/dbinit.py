@@ -1,7 +1,10 @@
 """The database bootstrap a task runs before its service: with the database's master credentials,
 make the service's own role (with the password kept in the service's secret) and its own
-database, idempotently. On ECS it is a non-essential container that the service's container
-depends on (``dependsOn: SUCCESS``); it ships in both service images.
+database, idempotently, and safely when every task of a service runs it at once (an advisory
+lock serialises them). The password reaches the server only as a SCRAM verifier computed here,
+so no server log (a failed statement, or every statement) can show it. On ECS it is a
+non-essential container that the service's container depends on (``dependsOn: SUCCESS``); it
+ships in both service images.
 
     python -m services.common.dbinit                 # bootstrap, exit 0; 1 when Postgres never answered
     python -m services.common.dbinit --check-config  # validate the environment; JSON and 0, or 2
@@ -28,6 +31,7 @@ from services.common.dsn import DsnError, check_bundle, tls
 from services.common.startup import DependencyTimeout, retry_until_ready
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+LOCK_KEY = 0x6462696E74  # the advisory lock that serialises the bootstraps of one server ("dbint")
 REQUIRED = (
     "DBINIT_HOST",
     "DBINIT_MASTER_USER",
@@ -106,10 +110,19 @@ def bootstrap(cfg: dict[str, Any], master_password: str, password: str) -> dict[
         )
 
     with retry_until_ready(connect, what="postgres", timeout=cfg["timeout"], log=log) as conn:
+        # every task of a service runs this at once: one at a time, each seeing the one before
+        # done (a session lock, so CREATE DATABASE, which no transaction may hold, is inside it)
+        # bounded like the wait for the server (0 would mean "wait forever" to Postgres)
+        wait_ms = max(1000, int(cfg["timeout"] * 1000))
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{wait_ms}ms")))
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         role, database = sql.Identifier(cfg["user"]), sql.Identifier(cfg["database"])
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (cfg["user"],)).fetchone()
         verb = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if exists else "CREATE ROLE {} WITH LOGIN PASSWORD {}"
-        conn.execute(sql.SQL(verb).format(role, sql.Literal(password)))
+        # the server gets a SCRAM verifier computed here (libpq's PQencryptPasswordConn, as psql's
+        # \password does), never the password: a logged statement cannot show it
+        verifier = conn.pgconn.encrypt_password(password.encode(), cfg["user"].encode(), b"scram-sha-256")
+        conn.execute(sql.SQL(verb).format(role, sql.Literal(verifier.decode())))
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))  # to create a database it owns
         created = not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg["database"],)).fetchone()
         if created:
@@ -142,6 +155,9 @@ def main(args: list[str] | None = None) -> int:
         done = bootstrap(cfg, env["DBINIT_MASTER_PASSWORD"], env["DBINIT_PASSWORD"])
     except DependencyTimeout as exc:
         log("giving up", {"error": str(exc)})
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a statement that failed (another task held the lock too long)
+        log("failed", {"error": f"{type(exc).__name__}: {exc}"})
         return 1
     log("database ready", done)
     return 0

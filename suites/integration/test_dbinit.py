@@ -152,3 +152,66 @@ def test_a_missing_bundle_is_named_at_the_start(server):
         ).stderr.count("DBINIT_SSLROOTCERT: required with DBINIT_SSLMODE=verify-full")
         == 1
     )
+
+
+ROUNDS, AT_ONCE = 3, 6  # as ECS starts a service's tasks: all of them, each with its dbinit
+
+
+def _all_at_once(svc, config, name: str, password: str) -> list[subprocess.CompletedProcess]:
+    env = {"DBINIT_NAME": name, "DBINIT_USER": name, "DBINIT_PASSWORD": password}
+    base = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(REPO),
+        "DBINIT_HOST": "127.0.0.1",
+        "DBINIT_PORT": str(svc.host_port),
+        "DBINIT_MASTER_USER": config.user,
+        "DBINIT_MASTER_PASSWORD": config.password,
+        "DBINIT_TIMEOUT": "20",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "services.common.dbinit"],
+            env={**base, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(AT_ONCE)
+    ]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=60)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+@pytest.mark.parametrize("statements", ["none", "all"])
+def test_dbinits_started_together_all_succeed_and_never_log_the_password(server, statements):
+    """The planned tasks of a service start together, each with its dbinit. Every one exits 0, one
+    role and one database result, and the password is never in the server's log: not in a failed
+    statement (logged whole at the default log_min_error_statement = error), and not in a logged
+    statement (log_statement = all), because only a SCRAM verifier computed in the client is sent."""
+    svc, config = server
+    admin = f"postgresql://{config.user}:{config.password}@127.0.0.1:{svc.host_port}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"ALTER SYSTEM SET log_statement = '{statements}'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        for i in range(ROUNDS):
+            name, password = f"race_{statements}_{i}", f"pw-race-{statements}-{i}-s3cret"
+            results = _all_at_once(svc, config, name, password)
+            assert [r.returncode for r in results] == [0] * AT_ONCE, [
+                r.stdout[-400:] + r.stderr[-400:] for r in results
+            ]
+            with psycopg.connect(admin, autocommit=True) as conn:
+                roles = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)).fetchone()[0]
+                dbs = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()[0]
+                verifier = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (name,)).fetchone()[0]
+            assert (roles, dbs) == (1, 1)
+            assert verifier.startswith("SCRAM-SHA-256$")
+            assert login(svc, name, name, password) == name
+            assert password not in svc.log_path.read_text(errors="replace"), f"round {i}: the password is in the log"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM RESET log_statement")
+            conn.execute("SELECT pg_reload_conf()")
