@@ -55,3 +55,28 @@ def test_a_group_with_no_target_in_service_routes_nothing():
 def test_weights_must_be_percents_summing_to_100(weights):
     with pytest.raises(ValueError, match="summing to 100"):
         Balancer().shift(weights)
+
+
+@pytest.mark.parametrize(
+    "desired, min_healthy, max_percent, expected",
+    [
+        (3, 100, 200, (3, 6)),  # prod's api: three new tasks beside the three old ones
+        (2, 50, 100, (1, 2)),  # no room beside: one old task stops first
+        (3, 50, 150, (2, 4)),  # ECS rounds the minimum up and the maximum down
+        (1, 0, 100, (0, 1)),
+    ],
+)
+def test_a_rolling_deployments_bounds_round_as_ecs_rounds_them(desired, min_healthy, max_percent, expected):
+    from harness.rehearsal.rolling import bounds
+
+    svc = SimpleNamespace(min_healthy_percent=min_healthy, max_percent=max_percent)
+    assert bounds(desired, svc) == expected
+
+
+def test_task_keys_and_their_container_names_are_unique_per_task():
+    from harness.rehearsal.tasks import _suffix, task_key
+
+    keys = [task_key(base, i) for base in ("api", "api (new revision)", "api (green)") for i in range(3)]
+    assert keys[:4] == ["api", "api #2", "api #3", "api (new revision)"]
+    suffixes = [_suffix(k, "api") for k in keys]
+    assert suffixes[:3] == ["", "-2", "-3"] and len(set(suffixes)) == len(keys), suffixes

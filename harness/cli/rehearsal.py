@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.cli.options import POSITIVE, env_option, existing_file, strategy_options
+from harness.cli.options import COUNT, POSITIVE, env_option, existing_file, strategy_options
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
@@ -28,6 +28,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         traffic=args.traffic,
         termination_wait=args.termination_wait,
         time_scale=args.time_scale,
+        tasks=args.tasks,
     )
     terminate_as_interrupt()
     reap()
@@ -58,7 +59,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         if summary:
             how = f"blue/green ({summary['traffic']})" if summary["strategy"] == "blue_green" else "rolling replacement"
             print(
-                f"{how} of the api's task: {summary['requests']} client requests, {summary['failed']} failed "
+                f"{how} of the api's tasks: {summary['requests']} client requests, {summary['failed']} failed "
                 f"(by target: {summary['by_target']})"
                 + (f"; listener shifts (s, % green): {summary['shifts']}" if summary.get("shifts") else "")
                 + ("; green never in service: no traffic moved, rolled back" if summary.get("rolled_back") else "")
@@ -74,12 +75,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     rehearse.add_argument(
         "--var-file", type=existing_file, help="a tfvars file instead of terraform/environments/<env>.tfvars"
     )
-    rehearse.add_argument("--service", choices=["api", "mlflow"], help="only this service's task")
+    rehearse.add_argument("--service", choices=["api", "mlflow"], help="only this service's tasks")
+    rehearse.add_argument(
+        "--tasks",
+        type=COUNT,
+        metavar="N",
+        help="at most N tasks per service (default: each service's desired count in the plan); said when it cuts",
+    )
     rehearse.add_argument("--json", action="store_true", help="every task's lifecycle and verdict as JSON")
     rehearse.add_argument(
         "--no-replacement",
         action="store_true",
-        help="skip the rolling replacement of the api's task under client traffic",
+        help="skip the replacement of the api's tasks under client traffic",
     )
     strategy_options(rehearse)
     rehearse.add_argument(

@@ -42,7 +42,7 @@ from harness.rehearsal.blue_green import BlueGreen, blue_green
 from harness.rehearsal.moto import MotoServer
 from harness.rehearsal.platform import Platform
 from harness.rehearsal.rolling import replace
-from harness.rehearsal.tasks import Launcher
+from harness.rehearsal.tasks import Launcher, task_key
 from harness.session import LABEL, Session
 from harness.stack.stack import record_timings
 from harness.wait import wait_until
@@ -67,6 +67,7 @@ class Rehearsal:
     rollout: Rollout = field(default_factory=Rollout)  # what happened: every task's lifecycle
     replacement_summary: dict = field(default_factory=dict)
     session_id: str = ""  # what everything it started is labelled with
+    tasks: int | None = None  # at most this many tasks per service (a small machine); None: the plan's counts
 
     def __post_init__(self) -> None:
         """Refuse a wrong blue/green setting before anything starts, naming it."""
@@ -74,6 +75,7 @@ class Rehearsal:
             ("strategy", self.strategy in (None, "rolling", "blue_green"), "rolling or blue_green"),
             ("time_scale", self.time_scale > 0, "a number above 0 (0.02: a canary's 5 minutes as 6 s)"),
             ("termination_wait", self.termination_wait is None or self.termination_wait >= 0, "seconds, 0 or more"),
+            ("tasks", self.tasks is None or self.tasks >= 1, "a count of 1 or more, or None for the plan's"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -192,20 +194,31 @@ class Rehearsal:
             health, until=lambda s: s == "healthy", timeout=60, interval=0.5, what="the database stand-in to be healthy"
         )
 
+    def count(self, svc: ServiceTiming) -> int:
+        """How many tasks of ``svc`` run: its desired count, cut to ``tasks`` (and said so)."""
+        if self.tasks is not None and self.tasks < svc.desired_count:
+            self._say(f"{svc.name}: {self.tasks} of the plan's {svc.desired_count} tasks (--tasks {self.tasks})")
+            return self.tasks
+        return svc.desired_count
+
     def _tasks(
         self, launcher: Launcher, moto: MotoServer, revisions: dict[str, str], model: TimingModel, how: BlueGreen | None
     ) -> None:
+        """Every service's tasks at its desired count, started together as ECS starts a new
+        service's tasks; then the api's replaced (rolling or blue/green) under client traffic."""
         ecs = moto.client("ecs")
         definitions = {}
         with contextlib.ExitStack() as stack:
-            running = []
+            wanted = []
             for service in self.services:
                 task = ecs.describe_task_definition(taskDefinition=revisions[service])["taskDefinition"]
                 definitions[service] = task["containerDefinitions"]
-                running.append(launcher.start(stack, model.services[service], definitions[service], service))
+                svc = model.services[service]
+                wanted += [(svc, definitions[service], task_key(service, i)) for i in range(self.count(svc))]
+            running = launcher.start_together(stack, wanted)
             launcher.await_in_service(running)
-            api = next((r for r in running if r.service == "api" and r.life.ok), None)
-            if not (self.replacement and api is not None and all(r.life.ok for r in running)):
+            api = [r for r in running if r.service == "api"]
+            if not (self.replacement and api and all(r.life.ok for r in running)):
                 return
             svc = model.services["api"]
             if how is None:

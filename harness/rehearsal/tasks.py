@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +78,17 @@ class RunningTask:
         return self.poller
 
 
+def task_key(base: str, index: int) -> str:
+    """The name of a service's ``index``-th task (from 0) in a set named ``base``: ``api``,
+    ``api #2``; ``api (new revision)``, ``api (new revision) #2``."""
+    return base if index == 0 else f"{base} #{index + 1}"
+
+
+def _suffix(key: str, service: str) -> str:
+    """What a task's containers add to their names: nothing for the service's first task."""
+    return "" if key == service else "-" + re.sub(r"[^a-z0-9]+", "-", key.removeprefix(service).lower()).strip("-")
+
+
 @dataclass
 class Launcher:
     """Starts tasks on one Docker network and keeps what it started for the cleanup; every time it
@@ -96,8 +110,34 @@ class Launcher:
     # Amazon RDS's bundle, so the task's own TLS settings verify the stand-in as they would RDS
     bundle: str = ""
 
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()  # tasks start and stop side by side, as ECS runs them
+
     def now(self) -> float:
         return round(time.monotonic() - self.began, 1)
+
+    def start_together(
+        self,
+        stack: contextlib.ExitStack,
+        tasks: list[tuple[ServiceTiming, list[dict], str]],
+        env_extra: dict | None = None,
+        group: str = "",
+    ) -> list[RunningTask]:
+        """Several tasks at once, as ECS starts a service's tasks: each ``(service, its container
+        definitions, key)`` on a thread of its own (each waits for its own dbinit)."""
+        self.began = self.began or time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="task") as pool:
+            futures = [pool.submit(self.start, stack, svc, defs, key, env_extra, group) for svc, defs, key in tasks]
+            started = [f.result() for f in futures]
+        for _, _, key in tasks:  # the rollout lists them in the order asked, whichever thread came first
+            self.rollout.tasks[key] = self.rollout.tasks.pop(key)
+        return started
+
+    def stop_together(self, tasks: list[RunningTask], svc: ServiceTiming) -> None:
+        """SIGTERM to every one of ``tasks`` at once, each then judged as ``stop`` does."""
+        with ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="stop") as pool:
+            for f in [pool.submit(self.stop, t, svc) for t in tasks]:
+                f.result()
 
     def start(
         self,
@@ -116,14 +156,16 @@ class Launcher:
         running = RunningTask(key, svc.name, life, t0)
         self._run(containers, running, env_extra or {})
         if running.main is not None:
-            running.poller = stack.enter_context(TargetPoller(running.url, svc.alb, t0, svc.grace_period + 30))
+            poller = TargetPoller(running.url, svc.alb, t0, svc.grace_period + 30)
+            with self._lock:  # an ExitStack is not for threads
+                running.poller = stack.enter_context(poller)
         return running
 
     def _run(self, containers: list[dict], running: RunningTask, env_extra: dict) -> None:
         """The task's containers in dependsOn order (an essential=false one must exit 0 first)."""
         service, net = running.service, self.net
         label = {LABEL: net.attrs["Labels"][LABEL], "harness.service": service}
-        suffix = "" if running.key == service else "-new"
+        suffix = _suffix(running.key, service)
         for d in sorted(containers, key=lambda c: c["name"] == service):
             env = {e["name"]: e["value"] for e in d.get("environment", [])} | env_extra
             env |= {s["name"]: secret_value(self.secrets, s["valueFrom"]) for s in d.get("secrets", [])}

@@ -138,6 +138,7 @@ def staging(platform, var_file, tmp_path, **blue_green) -> Rehearsal:
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(600)  # the fleet: two blue and two green api tasks beside MLflow
 def test_blue_green_moves_traffic_to_green_only_once_it_is_in_service_and_no_request_fails(
     docker_client, platform, blue_green, var_file, tmp_path, attach_picture
 ):

@@ -25,6 +25,7 @@ API_WITHOUT_DATABASE = {
 }
 
 
+@pytest.mark.timeout(600)  # the fleet (five tasks) and, when it runs first, the session's apply (about 100 s)
 def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing(
     docker_client, applied_platform, tmp_path, attach_picture
 ):
@@ -39,13 +40,22 @@ def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_not
         assert dbinit is not None and dbinit.code == 0, t.describe()
         assert dbinit.at <= t.at(Step.RUNNING) < t.at(Step.CONTAINER_HEALTHY), t.describe()
         assert t.at(Step.IN_SERVICE) == max(t.at(Step.CONTAINER_HEALTHY), t.at(Step.TARGET_HEALTHY))
-    # the old api task drained for the deregistration delay, then stopped gracefully on SIGTERM
-    old = rollout.tasks["api"]
-    # times are rounded to 0.1 s: compare their differences rounded alike (92.6 - 62.6 is
-    # 29.999999999999993 in floating point, and failed CI once)
-    assert round(old.at(Step.STOPPING) - old.at(Step.DRAINING), 1) >= 30, old.describe()
-    assert round(old.at(Step.STOPPED) - old.at(Step.STOPPING), 1) < 30 and old.exit_of("api").code == 0
+    # the plan's counts (staging: two api tasks, one MLflow), started together, each with its dbinit;
+    # then both api tasks replaced at once (minimum healthy 100 %, maximum 200 % of 2)
+    assert list(rollout.tasks) == ["mlflow", "api", "api #2", "api (new revision)", "api (new revision) #2"]
+    starts = [rollout.tasks[k].started for k in ("mlflow", "api", "api #2")]
+    assert max(starts) - min(starts) < 5, starts  # together, not one after another
     summary = rehearsal.replacement_summary
+    assert summary["batches"] == [{"started": 2, "stopped": 2}], summary
+    for key in ("api", "api #2"):
+        # each old api task drained for the deregistration delay, then stopped gracefully on SIGTERM;
+        # times are rounded to 0.1 s: compare their differences rounded alike (92.6 - 62.6 is
+        # 29.999999999999993 in floating point, and failed CI once)
+        old = rollout.tasks[key]
+        assert round(old.at(Step.STOPPING) - old.at(Step.DRAINING), 1) >= 30, old.describe()
+        assert round(old.at(Step.STOPPED) - old.at(Step.STOPPING), 1) < 30 and old.exit_of("api").code == 0
+        # old tasks leave only once both new ones are in service
+        assert old.at(Step.DRAINING) >= max(rollout.tasks[n].in_service for n in summary["by_target"] if "new" in n)
     assert summary["failed"] == 0 and all(n > 0 for n in summary["by_target"].values()), summary
     measured = json.loads((tmp_path / "timings.json").read_text())["rehearsal"]
     assert set(measured) == {"api", "mlflow"}

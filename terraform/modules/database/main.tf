@@ -73,23 +73,20 @@ resource "aws_db_instance" "this" {
   #checkov:skip=CKV_AWS_354:Performance Insights is off (see CKV_AWS_353)
   #checkov:skip=CKV_AWS_161:the services log in with passwords from Secrets Manager; IAM tokens would need code in both services
   #checkov:skip=CKV2_AWS_30:statement logging would export every statement with its values (the runs' contents) to CloudWatch; dbinit sends only a SCRAM verifier, and the exported postgresql log keeps errors and connections
-  count                   = local.create ? 1 : 0
-  identifier              = var.name
-  engine                  = "postgres"
-  engine_version          = "15"
-  instance_class          = var.settings.instance_class
-  allocated_storage       = var.settings.allocated_storage
-  storage_encrypted       = true
-  multi_az                = var.settings.multi_az
-  backup_retention_period = var.settings.backup_retention_days
-  deletion_protection     = var.settings.deletion_protection
-  db_subnet_group_name    = aws_db_subnet_group.this[0].name
-  parameter_group_name    = aws_db_parameter_group.this[0].name
-  vpc_security_group_ids  = [var.security_group_id]
-  port                    = var.port
-  # the server certificate's CA, named rather than left to the account's default: the images'
-  # bundle (Amazon RDS's global bundle) holds it for every region, and the clients verify against it
-  ca_cert_identifier              = "rds-ca-rsa2048-g1"
+  count                           = local.create ? 1 : 0
+  identifier                      = var.name
+  engine                          = "postgres"
+  engine_version                  = "15"
+  instance_class                  = var.settings.instance_class
+  allocated_storage               = var.settings.allocated_storage
+  storage_encrypted               = true
+  multi_az                        = var.settings.multi_az
+  backup_retention_period         = var.settings.backup_retention_days
+  deletion_protection             = var.settings.deletion_protection
+  db_subnet_group_name            = aws_db_subnet_group.this[0].name
+  parameter_group_name            = aws_db_parameter_group.this[0].name
+  vpc_security_group_ids          = [var.security_group_id]
+  port                            = var.port
   username                        = "platform_admin"
   manage_master_user_password     = true # RDS generates it and keeps it in Secrets Manager
   auto_minor_version_upgrade      = true
