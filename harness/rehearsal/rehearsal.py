@@ -3,7 +3,8 @@
     python -m harness rehearse --env staging [--service api|mlflow] [--json]
 
 The plan is applied to a moto server (so every task definition is the JSON ECS would get, with
-real secret ARNs), then each service's task runs on Docker: its containers in ``dependsOn`` order
+real secret ARNs), then each service's tasks run on Docker, as many as its desired count (``tasks``
+caps it), all started together as ECS starts a new service's tasks; each task: its containers in ``dependsOn`` order
 (dbinit must exit 0 first), with the task definition's environment, its secrets read from moto's
 Secrets Manager, its command, its health check (not the Dockerfile's: ECS ignores that one), its
 ``stopTimeout``; a Postgres container stands in for the database under the address the plan
@@ -11,8 +12,9 @@ gives it, and MLflow answers under its Cloud Map name. A poller per target group
 ALB does (path, matcher, interval, timeout, thresholds). Each task gets a typed lifecycle (started,
 container HEALTHY, target healthy, in service) judged against its grace period.
 
-Then the api's task is replaced under client traffic as the plan deploys it: rolling (the new task
-in service, the old one drained for the deregistration delay, SIGTERM) or, for a CODE_DEPLOY
+Then the api's tasks are replaced under client traffic as the plan deploys them: rolling (new
+tasks in batches within the plan's minimum healthy and maximum percent, each old one drained for
+the deregistration delay, then SIGTERM; ``harness.rehearsal.rolling``) or, for a CODE_DEPLOY
 service (``--strategy blue_green``), as CodeDeploy does: the replacement (green) task beside the
 original (blue) one, registered in the second target group with its own poller; traffic moves on
 the listener by the deployment group's configuration (all at once, linear or canary) only once

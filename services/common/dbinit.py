@@ -14,7 +14,8 @@ Configuration (environment; the passwords come from a secret store, never from p
   DBINIT_MASTER_USER, DBINIT_MASTER_PASSWORD  the master credentials (RDS keeps them in Secrets Manager)
   DBINIT_ADMIN_DATABASE (postgres)         where the master connects
   DBINIT_NAME, DBINIT_USER, DBINIT_PASSWORD  the service's database, role and its password
-  DBINIT_TIMEOUT (60)                      seconds to wait for the server (bounded, logged retry)
+  DBINIT_TIMEOUT (60)                      seconds to wait for the server (bounded, logged retry), and
+                                           again at most for the other tasks' bootstraps (the lock)
   DBINIT_SSLMODE, DBINIT_SSLROOTCERT       TLS to the server (verify-full and the CA bundle; libpq's names)
 """
 
@@ -31,7 +32,9 @@ from services.common.dsn import DsnError, check_bundle, tls
 from services.common.startup import DependencyTimeout, retry_until_ready
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-LOCK_KEY = 0x6462696E74  # the advisory lock that serialises the bootstraps of one server ("dbint")
+# the advisory lock that serialises the bootstraps ("dbint"); advisory locks belong to a database,
+# and every dbinit takes it in the admin database it connects to (DBINIT_ADMIN_DATABASE)
+LOCK_KEY = 0x6462696E74
 REQUIRED = (
     "DBINIT_HOST",
     "DBINIT_MASTER_USER",

@@ -55,7 +55,9 @@ def test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_not
         assert round(old.at(Step.STOPPING) - old.at(Step.DRAINING), 1) >= 30, old.describe()
         assert round(old.at(Step.STOPPED) - old.at(Step.STOPPING), 1) < 30 and old.exit_of("api").code == 0
         # old tasks leave only once both new ones are in service
-        assert old.at(Step.DRAINING) >= max(rollout.tasks[n].in_service for n in summary["by_target"] if "new" in n)
+        # (both on the rollout's clock: ``in_service`` alone counts from the task's own start)
+        new = [rollout.tasks[n].at(Step.IN_SERVICE) for n in summary["by_target"] if "new" in n]
+        assert old.at(Step.DRAINING) >= max(new), (old.describe(), new)
     assert summary["failed"] == 0 and all(n > 0 for n in summary["by_target"].values()), summary
     measured = json.loads((tmp_path / "timings.json").read_text())["rehearsal"]
     assert set(measured) == {"api", "mlflow"}

@@ -32,16 +32,21 @@ def bundles(server, tmp_path_factory):
     return where
 
 
-def dbinit(svc, config, *args, **env):
-    base = {
+def base_env(svc, config, timeout: int = 10) -> dict[str, str]:
+    """What every task's dbinit is given: the server and its master credentials."""
+    return {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(REPO),
         "DBINIT_HOST": "127.0.0.1",
         "DBINIT_PORT": str(svc.host_port),
         "DBINIT_MASTER_USER": config.user,
         "DBINIT_MASTER_PASSWORD": config.password,
-        "DBINIT_TIMEOUT": "10",
+        "DBINIT_TIMEOUT": str(timeout),
     }
+
+
+def dbinit(svc, config, *args, **env):
+    base = base_env(svc, config)
     return subprocess.run(
         [sys.executable, "-m", "services.common.dbinit", *args],
         env={**base, **env},
@@ -159,15 +164,7 @@ ROUNDS, AT_ONCE = 3, 6  # as ECS starts a service's tasks: all of them, each wit
 
 def _all_at_once(svc, config, name: str, password: str) -> list[subprocess.CompletedProcess]:
     env = {"DBINIT_NAME": name, "DBINIT_USER": name, "DBINIT_PASSWORD": password}
-    base = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(REPO),
-        "DBINIT_HOST": "127.0.0.1",
-        "DBINIT_PORT": str(svc.host_port),
-        "DBINIT_MASTER_USER": config.user,
-        "DBINIT_MASTER_PASSWORD": config.password,
-        "DBINIT_TIMEOUT": "20",
-    }
+    base = base_env(svc, config, timeout=20)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "services.common.dbinit"],
