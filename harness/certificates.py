@@ -10,6 +10,7 @@ import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -80,6 +81,14 @@ class Authority:
     def pem(self) -> bytes:
         """The CA certificate: what a client's ``sslrootcert`` names."""
         return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def write(self, directory: Path) -> str:
+        """The CA certificate as ``directory/ca.pem``, readable by every user (a container's own
+        user reads it through a bind mount): what a client's ``sslrootcert`` names."""
+        path = directory / "ca.pem"
+        path.write_bytes(self.pem)
+        path.chmod(0o644)
+        return str(path)
 
     def issue(self, names: tuple[str, ...]) -> tuple[bytes, bytes]:
         """(certificate PEM, private key PEM) of a server known by every one of ``names`` (host

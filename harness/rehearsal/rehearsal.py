@@ -115,9 +115,7 @@ class Rehearsal:
             net = client.networks.create(f"harness-{session.id}-rehearsal", labels={LABEL: session.id})
             cleanup.callback(_remove, net)
             authority = Authority()  # the database stand-in's certificate; the tasks verify it
-            bundle = session.mkdtemp("tls") / "ca.pem"
-            bundle.write_bytes(authority.pem)
-            bundle.chmod(0o644)  # read by the containers' own users
+            bundle = authority.write(session.mkdtemp("tls"))
             launcher = Launcher(
                 client,
                 secrets,
@@ -127,7 +125,7 @@ class Rehearsal:
                 self._say,
                 rollout=self.rollout,
                 start_delay=self.start_delay,
-                bundle=str(bundle),
+                bundle=bundle,
             )
             cleanup.callback(launcher.cleanup)  # the containers, before their network
             self._database(client, moto, net, tags, launcher.created, authority)

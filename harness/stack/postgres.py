@@ -104,9 +104,7 @@ def client_tls(prefix: str, bundle: str = IMAGE_BUNDLE) -> dict[str, str]:
 
 def local_bundle(config: StackConfig, workdir: Path) -> str:
     """The stack's CA written into a local service's ``workdir``: its ``SSLROOTCERT``."""
-    path = workdir / "ca.pem"
-    path.write_bytes(config.authority.pem)
-    return str(path)
+    return config.authority.write(workdir)
 
 
 class Postgres(ServiceSpec):

@@ -208,10 +208,7 @@ class DockerRuntime(Runtime):
         """The stack's CA as a file on the host, to mount into containers (one per authority)."""
         key = hashlib.sha256(config.authority.pem).hexdigest()  # not id(): a collected authority's id returns
         if key not in self._bundles:
-            path = self.session.mkdtemp("tls") / "ca.pem"
-            path.write_bytes(config.authority.pem)
-            path.chmod(0o644)  # read by the containers' own users
-            self._bundles[key] = str(path)
+            self._bundles[key] = config.authority.write(self.session.mkdtemp("tls"))
         return self._bundles[key]
 
     def address(self, service: Service) -> Address:
