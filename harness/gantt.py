@@ -1,6 +1,7 @@
 """Deployments as Gantt pictures: one row per task (provisioning, start period, container healthy,
 target healthy, unhealthy (a verdict the grace period may still be ignoring), in service, blue kept
-without traffic for the termination wait, draining, stopped or replaced), each task's grace period
+without traffic for the termination wait, draining, stopping after SIGTERM, SIGKILL (a forced stop),
+stopped or replaced), each task's grace period
 end as a tick, the listener's moves and the deployment's verdict as lines. It reads the typed
 lifecycle (``harness.lifecycle``) that the simulator and the rehearsal both fill;
 ``harness.pictures.gantt`` draws it."""
@@ -51,6 +52,9 @@ def lifecycle_row(life: Lifecycle, end: float, last_shift: float | None = None) 
         ("in service", in_service),
         ("kept, no traffic", kept),
         ("draining", at(Step.DRAINING)),
+        # SIGTERM: the app drains its own requests (a replaced task's stop is part of "replaced")
+        ("stopping", at(Step.STOPPING) if at(Step.REPLACED) is None else None),
+        ("SIGKILL", at(Step.KILLED)),  # the stop timeout ended first: a forced stop
         ("stopped", at(Step.STOPPED)),
         ("replaced", at(Step.REPLACED)),
     ]

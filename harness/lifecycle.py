@@ -8,6 +8,7 @@ is on that axis too, so its grace period ends at ``started + grace``."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -22,6 +23,7 @@ class Step(enum.Enum):
     UNHEALTHY = "unhealthy"  # a container UNHEALTHY or target unhealthy verdict
     DRAINING = "draining"  # deregistered: in-flight requests finish for the deregistration delay
     STOPPING = "SIGTERM"  # stop requested; SIGKILL follows after the stop timeout
+    KILLED = "SIGKILL"  # still running when the stop timeout ended: forced to stop, in-flight work lost
     STOPPED = "stopped"
     REPLACED = "replaced"  # never in service: stopped as unhealthy and replaced
 
@@ -61,6 +63,7 @@ class Lifecycle:
     exits: list[ContainerExit] = field(default_factory=list)
     group: str = ""  # blue/green: "blue" (the original task set) or "green" (the replacement)
     failure: str = ""  # why the task failed, for a person
+    answered: float | None = None  # the rehearsal: its target group's first passing check
 
     def at(self, step: Step) -> float | None:
         return self.steps.get(step)
@@ -144,3 +147,46 @@ class Rollout:
             lines.append("deployment (seconds on the same axis):")
             lines += [f"  {t:7.1f}s  {what}" for t, what in sorted(said, key=lambda s: s[0])]
         return "\n".join(lines)
+
+
+# what the simulator and the rehearsal are compared on: new tasks come in (or are replaced), old
+# ones leave; the steps between (checks passing) differ in kind between the two and are left out
+NEW_STEPS = (Step.STARTED, Step.IN_SERVICE, Step.REPLACED)
+OLD_STEPS = (Step.DRAINING, Step.STOPPING, Step.KILLED, Step.STOPPED)
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float  # seconds since the deployment began
+    kind: str  # "new in service", "old SIGTERM", "traffic 100%"
+
+
+def timeline(rollout: Rollout, role: Callable[[str], str | None], since: float = 0.0) -> list[Event]:
+    """What a deployment did, in time order, from ``since`` on (and counted from it): each task's
+    comings and goings under its ``role`` ("old" or "new"; None leaves a task out), the listener's
+    moves."""
+    out = []
+    for name, life in rollout.tasks.items():
+        kind = role(name)
+        steps = NEW_STEPS if kind == "new" else OLD_STEPS if kind == "old" else ()
+        out += [Event(round(t - since, 1), f"{kind} {s.value}") for s, t in life.steps.items() if s in steps]
+    out += [Event(round(s.at - since, 1), f"traffic {s.percent}%") for s in rollout.shifts]
+    return sorted((e for e in out if e.at >= 0), key=lambda e: (e.at, e.kind))
+
+
+def disagreements(a: list[Event], b: list[Event], tolerance: float, names: tuple[str, str] = ("a", "b")) -> list[str]:
+    """Where two timelines of one deployment disagree: a kind of event one has more often than the
+    other, or the k-th event of a kind more than ``tolerance`` seconds apart (so two events may
+    swap places only when they are that close). Empty when they agree."""
+    out = []
+    for kind in sorted({e.kind for e in a + b}):
+        ta, tb = [e.at for e in a if e.kind == kind], [e.at for e in b if e.kind == kind]
+        if len(ta) != len(tb):
+            out.append(f"{kind}: {len(ta)} in {names[0]}, {len(tb)} in {names[1]}")
+            continue
+        out += [
+            f"{kind} #{k + 1}: at {x:.1f}s in {names[0]}, {y:.1f}s in {names[1]} (more than {tolerance:g}s apart)"
+            for k, (x, y) in enumerate(zip(ta, tb, strict=True))
+            if abs(x - y) > tolerance
+        ]
+    return out

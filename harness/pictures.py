@@ -86,6 +86,8 @@ PHASES = {
     "in service": "#009E73",
     "kept, no traffic": "#A6DBA0",  # blue/green: blue after the shift, for the termination wait
     "draining": "#E69F00",
+    "stopping": "#F0E442",  # SIGTERM sent: the app finishes what it has
+    "SIGKILL": "#882255",  # the stop timeout ended first: a forced stop
     "stopped": "#EEEEEE",
     "replaced": "#D55E00",
 }

@@ -12,7 +12,7 @@ import pytest
 from harness.faults.sampler import Sample, picture
 from harness.gantt import extent, rollout_marks, rollout_rows, rollout_svg
 from harness.lifecycle import Lifecycle, Milestone, Rollout, Shift, Step
-from harness.pictures import OUTCOMES, PHASES, Mark, Panel, Window, charts, health_timeline, runs, thin
+from harness.pictures import OUTCOMES, PHASES, Mark, Panel, Window, charts, gantt, health_timeline, runs, thin
 from harness.simulation.simulator import SimConfig, simulate, simulation_svg
 from harness.stack.stack import record_timings
 
@@ -164,12 +164,20 @@ def test_the_rehearsal_draws_its_tasks_on_one_axis():
         ("start period", 1.2, 6.1),
         ("container healthy", 6.1, 8.0),
         ("in service", 8.0, 40.0),
-        ("draining", 40.0, 71.0),
+        ("draining", 40.0, 70.1),
+        ("stopping", 70.1, 71.0),  # SIGTERM: the api finished its own requests and exited
         ("stopped", 71.0, 72.0),
     ]
     assert spans(rows[1])[-1] == ("in service", 37.5, 72.0)
     assert spans(rows[2]) == [("provisioning", 0.5, 1.5), ("start period", 1.5, 40.7), ("replaced", 40.7, 92.0)]
     assert [m.at for m in rows[2].marks] == [40.5] and not rows[2].marks[0].ok
+
+
+def test_a_forced_stop_is_drawn_as_sigkill_after_the_stop_timeout():
+    old = life("api", 60.0, running=1.0, in_service=8.0, draining=10.0, stopping=40.0, killed=50.0, stopped=50.4)
+    rows = rollout_rows(Rollout({"api": old}), 51.0)
+    assert spans(rows[0])[-3:] == [("stopping", 40.0, 50.0), ("SIGKILL", 50.0, 50.4), ("stopped", 50.4, 51.0)]
+    assert PHASES["SIGKILL"].lower() in fills(gantt(rows, title="forced stop"))
 
 
 def test_charts_over_dates_carry_the_slo_line_and_a_date_axis():
@@ -216,7 +224,8 @@ def test_a_blue_green_rehearsal_shows_blue_kept_without_traffic_and_each_shift_o
     assert spans(rows[0])[2:] == [
         ("in service", 8.0, 46.0),
         ("kept, no traffic", 46.0, 52.0),
-        ("draining", 52.0, 83.0),
+        ("draining", 52.0, 82.0),
+        ("stopping", 82.0, 83.0),
         ("stopped", 83.0, 84.0),
     ]
     assert not any(s.phase == "kept, no traffic" for s in rows[1].spans)  # green is not blue

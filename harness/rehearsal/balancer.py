@@ -26,6 +26,7 @@ class TargetPoller:
     def __init__(self, url: str, alb: Alb, started: float, limit: float) -> None:
         self.url, self.alb, self.started, self.limit = url, alb, started, limit
         self.healthy_at: float | None = None
+        self.first_pass: float | None = None  # the first passing check (seconds since ``started``)
         self.last = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"target poller {url}", daemon=True)
@@ -51,6 +52,8 @@ class TargetPoller:
             except httpx.HTTPError as exc:
                 passed, self.last = False, type(exc).__name__
             streak = streak + 1 if passed else 0
+            if passed and self.first_pass is None:
+                self.first_pass = round(time.monotonic() - self.started, 1)
             if streak >= self.alb.healthy_threshold and self.healthy_at is None:
                 self.healthy_at = round(time.monotonic() - self.started, 1)
             self._stop.wait(self.alb.interval)
@@ -129,11 +132,13 @@ class Client:
 
     balancer: Balancer
     interval: float = 0.1
-    max_requests: int = 5000
+    max_requests: int | None = None  # None: as many as ``max_duration`` holds at ``interval``
     max_duration: float = 600.0
     answers: list[Answer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.max_requests is None:
+            self.max_requests = int(self.max_duration / self.interval) + 1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rehearsal client", daemon=True)
 
@@ -147,6 +152,7 @@ class Client:
         self._thread.join(15)
 
     def _loop(self) -> None:
+        assert self.max_requests is not None  # set in __post_init__
         with httpx.Client(timeout=10) as http:
             for _ in range(self.max_requests):
                 if self._stop.is_set() or time.monotonic() - self.started > self.max_duration:

@@ -36,7 +36,7 @@ def blue_green(
     blue: list[RunningTask],
     containers: list[dict],
     how: BlueGreen,
-    green_env: dict[str, str],
+    revision_env: dict[str, str],
 ) -> dict:
     """The blue/green deployment beside the ``blue`` task set; returns its summary."""
     rollout = launcher.rollout
@@ -55,7 +55,7 @@ def blue_green(
     with Client(balancer, max_duration=limit) as c:
         keys = [task_key("api (green)", i) for i in range(len(blue))]
         green = launcher.start_together(
-            stack, [(svc, containers, k) for k in keys], {"API_REVISION": "2", **green_env}, "green"
+            stack, [(svc, containers, k) for k in keys], {"API_REVISION": "2", **revision_env}, "green"
         )
         for t in green:
             if t.main is not None:
@@ -66,10 +66,12 @@ def blue_green(
             if svc.test_listener:
                 launcher.say("api: the test listener routes to green: validating it before production traffic moves")
                 rollout.reached(Milestone.TEST_TRAFFIC, launcher.now())
-                problem = validate(green[0].url)
+                for t in green:  # the test listener spreads the hook's requests over every green target
+                    problem = validate(t.url)
+                    if problem is not None:
+                        t.life.failure = f"validation through the test listener failed: {problem}"
+                        break
                 rollout.reached(Milestone.VALIDATED if problem is None else Milestone.VALIDATION_FAILED, launcher.now())
-                if problem is not None:
-                    green[0].life.failure = f"validation through the test listener failed: {problem}"
         rolled_back = not all(t.life.ok for t in green)
         if rolled_back:
             why = "green never in service" if problem is None else "green failed its validation"

@@ -64,12 +64,15 @@ class Rehearsal:
     traffic: str | None = None  # blue/green: CodeDeploy's configuration; None: the plan's deployment group's
     termination_wait: float | None = None  # blue/green: seconds blue is kept after the shift; None: the plan's
     time_scale: float = 1.0  # blue/green: scales the traffic steps and the termination wait (not health timing)
-    green_env: dict[str, str] = field(default_factory=dict)  # blue/green: extra environment of the green task
+    # the new revision's environment beyond the plan's (a deliberately broken revision): the rolling
+    # deployment's new tasks, blue/green's green ones
+    revision_env: dict[str, str] = field(default_factory=dict)
     start_delay: dict[str, float] = field(default_factory=dict)  # service -> seconds its boot is stretched by
     rollout: Rollout = field(default_factory=Rollout)  # what happened: every task's lifecycle
     replacement_summary: dict = field(default_factory=dict)
     session_id: str = ""  # what everything it started is labelled with
     tasks: int | None = None  # at most this many tasks per service (a small machine); None: the plan's counts
+    model: TimingModel | None = None  # the plan's timing model, once ``run`` planned it
 
     def __post_init__(self) -> None:
         """Refuse a wrong blue/green setting before anything starts, naming it."""
@@ -105,6 +108,7 @@ class Rehearsal:
                 inputs(self.reports_dir / "timings.json", self.reports_dir / "images.json"),
                 source=self.source,
             )
+            self.model = model
             how = self._how(model.services["api"]) if "api" in self.services else None
             tags = ensure_images(client)[0]
             platform = self.platform or cleanup.enter_context(Platform(session))
@@ -222,10 +226,10 @@ class Rehearsal:
                 return
             svc = model.services["api"]
             if how is None:
-                self.replacement_summary = replace(launcher, stack, svc, api, definitions["api"])
+                self.replacement_summary = replace(launcher, stack, svc, api, definitions["api"], self.revision_env)
             else:
                 self.replacement_summary = blue_green(
-                    launcher, stack, svc, api, definitions["api"], how, self.green_env
+                    launcher, stack, svc, api, definitions["api"], how, self.revision_env
                 )
 
 

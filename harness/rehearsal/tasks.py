@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 NS = 1_000_000_000
 
 
+class Abandoned(Exception):
+    """The rehearsal stopped (Ctrl-C, a timeout, another task's error) while a task still waited."""
+
+
 def _tail(container: Container, lines: int = 15) -> str:
     return container.logs(tail=lines).decode(errors="replace")
 
@@ -78,6 +82,13 @@ class RunningTask:
         return self.poller
 
 
+def _quietly_stopped(container: Container, timeout: int) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.APIError):
+        container.stop(timeout=timeout)
+
+
 def task_key(base: str, index: int) -> str:
     """The name of a service's ``index``-th task (from 0) in a set named ``base``: ``api``,
     ``api #2``; ``api (new revision)``, ``api (new revision) #2``."""
@@ -112,6 +123,7 @@ class Launcher:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # tasks start and stop side by side, as ECS runs them
+        self.abandoned = threading.Event()  # set when the rehearsal stops early: every wait ends
 
     def now(self) -> float:
         return round(time.monotonic() - self.began, 1)
@@ -126,9 +138,15 @@ class Launcher:
         """Several tasks at once, as ECS starts a service's tasks: each ``(service, its container
         definitions, key)`` on a thread of its own (each waits for its own dbinit)."""
         self.began = self.began or time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="task") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="task")
+        try:
             futures = [pool.submit(self.start, stack, svc, defs, key, env_extra, group) for svc, defs, key in tasks]
             started = [f.result() for f in futures]
+        except BaseException:  # Ctrl-C, a timeout, a failed start: the other threads give up their waits
+            self.abandoned.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         for _, _, key in tasks:  # the rollout lists them in the order asked, whichever thread came first
             self.rollout.tasks[key] = self.rollout.tasks.pop(key)
         return started
@@ -194,6 +212,8 @@ class Launcher:
                 self.ports.append(port)
                 running.url = f"http://127.0.0.1:{port}"
                 kwargs["ports"] = {f"{d['portMappings'][0]['containerPort']}/tcp": ("127.0.0.1", port)}
+            if self.abandoned.is_set():
+                raise Abandoned(f"the rehearsal stopped before {name} was created")
             container = self.client.containers.create(self.tags[service], **kwargs)
             self.created.append(container)
             if main:
@@ -217,6 +237,8 @@ class Launcher:
 
     def _exit_code(self, container: Container, timeout: float) -> int:
         def state() -> dict:
+            if self.abandoned.is_set():
+                raise Abandoned(f"the rehearsal stopped while {container.name} ran")
             container.reload()
             return container.attrs["State"]
 
@@ -226,6 +248,7 @@ class Launcher:
             timeout=timeout,
             interval=0.5,
             what=f"{container.name} to finish",
+            fatal=(Abandoned,),
         )["ExitCode"]
 
     def await_in_service(self, tasks: list[RunningTask]) -> None:
@@ -262,6 +285,8 @@ class Launcher:
             )
             life.mark(Step.REPLACED, now)
             return True
+        if r.target.first_pass is not None and life.answered is None:
+            life.answered = round(life.started + r.target.first_pass, 1)
         if r.target.healthy_at is not None:
             life.mark(Step.TARGET_HEALTHY, round(life.started + r.target.healthy_at, 1))
         container, target = life.at(Step.CONTAINER_HEALTHY), life.at(Step.TARGET_HEALTHY)
@@ -279,20 +304,35 @@ class Launcher:
         return False
 
     def stop(self, task: RunningTask, svc: ServiceTiming) -> None:
-        """SIGTERM, then SIGKILL after stopTimeout; a stop that was not graceful fails the task."""
+        """SIGTERM, then SIGKILL after stopTimeout (as ECS stops a task); a task still running when
+        the stop timeout ended is marked KILLED (a forced stop: what it was finishing is lost), and
+        a stop that was not graceful fails the task."""
         life = task.life
         life.mark(Step.STOPPING, self.now())
         task.started.stop(timeout=int(svc.stop_timeout))
         task.started.reload()
-        code = task.started.attrs["State"]["ExitCode"]
-        life.mark(Step.STOPPED, self.now())
-        life.exits.append(ContainerExit(task.service, code, self.now()))
-        took = life.steps[Step.STOPPED] - life.steps[Step.STOPPING]
-        if code != 0 or took >= svc.stop_timeout:
+        state = task.started.attrs["State"]
+        code, killed = state["ExitCode"], bool(state.get("OOMKilled")) or state["ExitCode"] == 137
+        now = self.now()
+        took = now - life.steps[Step.STOPPING]
+        if killed or took >= svc.stop_timeout:
+            life.mark(Step.KILLED, round(life.steps[Step.STOPPING] + svc.stop_timeout, 1))
+        life.mark(Step.STOPPED, now)
+        life.exits.append(ContainerExit(task.service, code, now))
+        if code != 0 or Step.KILLED in life.steps:
             life.failure = life.failure or (
                 f"stopped with exit {code} {took:.1f}s after SIGTERM (stopTimeout {svc.stop_timeout:g}s): "
-                "not a graceful stop"
+                + ("SIGKILL, a forced stop" if Step.KILLED in life.steps else "not a graceful stop")
             )
+
+    def discard(self, task: RunningTask) -> None:
+        """A task ECS stops as unhealthy (its record says why): SIGTERM, SIGKILL after its stop
+        timeout, on a thread of its own so that the deployment goes on meanwhile."""
+        container = task.started
+        timeout = self.stop_timeouts.get(container.name or "", 10)
+        threading.Thread(
+            target=_quietly_stopped, args=(container, timeout), name=f"discard {task.key}", daemon=True
+        ).start()
 
     def until(self, at: float, what: str) -> None:
         """Wait until ``at`` seconds on the rollout's clock (a planned wait, not a state)."""
@@ -303,6 +343,7 @@ class Launcher:
         stopTimeout) and removed; then its ports."""
         import docker.errors
 
+        self.abandoned.set()  # a task still starting on a thread creates nothing more
         try:
             for container in reversed(self.created):
                 with contextlib.suppress(docker.errors.APIError):

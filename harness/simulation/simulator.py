@@ -12,6 +12,7 @@ floor(desired x max%) running. Old tasks drain for the deregistration delay befo
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -50,6 +51,8 @@ class SimConfig:
     # but its /health stays 503 "starting" until a dependency answered once, so never)
     dependencies_ok: bool = True
     conservative: bool = False  # first healthy verdict after H checks instead of one
+    stop_duration: float = 0.0  # SIGTERM to exit of an old task (the app's own drain); 0: at once
+    stop_timeout: float = 30.0  # ECS sends SIGKILL this long after SIGTERM (a forced stop)
     horizon: float = 3600.0  # virtual seconds before a deployment counts as stuck
 
     @classmethod
@@ -72,6 +75,7 @@ class SimConfig:
             max_percent=s.max_percent,
             circuit_breaker=s.circuit_breaker,
             rollback=s.rollback,
+            stop_timeout=s.stop_timeout,
         )
         if served_path is not None:
             values.update(alb_path_ok=s.alb.path == served_path, container_path_ok=s.container.path == served_path)
@@ -224,9 +228,22 @@ class Simulation:
         old = next(o for o in self.old if Step.DRAINING not in o.steps)
         old.mark(Step.DRAINING, self.now)
         self.log(f"old task draining ({self.cfg.deregistration_delay:.0f}s deregistration delay)")
-        self.at(self.now + self.cfg.deregistration_delay, "old_stopped", self.old.index(old))
+        self.at(self.now + self.cfg.deregistration_delay, "old_sigterm", self.old.index(old))
 
     # -- events ------------------------------------------------------------------------
+    def on_old_sigterm(self, index: int) -> None:
+        """The deregistration delay is over: SIGTERM; the task stops after its own drain, or is
+        killed when the stop timeout ends first."""
+        old = self.old[index]
+        old.mark(Step.STOPPING, self.now)
+        if self.cfg.stop_duration <= 0:
+            self.on_old_stopped(index)
+            return
+        if self.cfg.stop_duration >= self.cfg.stop_timeout:
+            old.mark(Step.KILLED, self.now + self.cfg.stop_timeout)
+            self.log(f"old task still running at its stop timeout ({self.cfg.stop_timeout:g}s): SIGKILL")
+        self.at(self.now + min(self.cfg.stop_duration, self.cfg.stop_timeout), "old_stopped", index)
+
     def on_old_stopped(self, index: int) -> None:
         self.old[index].mark(Step.STOPPED, self.now)
         self.old_draining -= 1
@@ -329,9 +346,48 @@ class Simulation:
             self.result = Result("completed", self.now, self.trace, self.replaced, self.threshold)
 
 
-def simulate(cfg: SimConfig, boot: float | Callable[[random.Random], float], seed: int = 0) -> Result:
-    """Simulate one deployment; ``boot`` is seconds from RUNNING to the app answering, or a sampler."""
-    return Simulation(cfg, sampler(boot), seed).run()
+def simulate(
+    cfg: SimConfig,
+    boot: float | Callable[[random.Random], float],
+    seed: int = 0,
+    alb_phase: Callable[[random.Random], float] | None = None,
+) -> Result:
+    """Simulate one deployment; ``boot`` is seconds from RUNNING to the app answering, or a sampler;
+    ``alb_phase``: seconds from RUNNING to a target's first check (default: one interval)."""
+    return Simulation(cfg, sampler(boot), seed, alb_phase).run()
+
+
+def replay(cfg: SimConfig, rollout: Rollout, role: Callable[[str], str | None]) -> Result:
+    """The simulator given what a rehearsal of the same plan measured, to compare the two: each new
+    task's boot (its first passing target check, less half a check interval: the app came up
+    between that check and the one before), their start-to-RUNNING time (dbinit), the old tasks'
+    SIGTERM-to-exit time; checks start as the task runs and ask H passes in a row, as the
+    rehearsal's poller does. ``role`` names a task "old" or "new" (None: not part of it)."""
+    new = [life for name, life in rollout.tasks.items() if role(name) == "new"]
+    old = [life for name, life in rollout.tasks.items() if role(name) == "old"]
+    running = [life.at(Step.RUNNING) for life in new]
+    boots = [
+        max(0.0, life.answered - run - cfg.alb_interval / 2)
+        for life, run in zip(new, running, strict=True)
+        if life.answered is not None and run is not None
+    ]
+    if not boots:
+        raise ValueError("the rehearsal has no new task whose check ever passed: nothing to replay")
+    provisioning = [run - life.started for life, run in zip(new, running, strict=True) if run is not None]
+    stops = [
+        life.steps[Step.STOPPED] - life.steps[Step.STOPPING]
+        for life in old
+        if Step.STOPPED in life.steps and Step.STOPPING in life.steps
+    ]
+    queue = iter(boots)
+    cfg = dataclasses.replace(
+        cfg,
+        desired=len(old),
+        conservative=True,
+        provisioning=sum(provisioning) / len(provisioning),
+        stop_duration=sum(stops) / len(stops) if stops else 0.0,
+    )
+    return Simulation(cfg, lambda rng: next(queue, boots[-1]), 0, lambda rng: 0.0).run()
 
 
 def sampler(boot: float | Callable[[random.Random], float]) -> Callable[[random.Random], float]:

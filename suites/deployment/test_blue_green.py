@@ -174,7 +174,7 @@ def test_a_green_that_never_comes_into_service_moves_no_traffic_and_is_removed(
     docker_client, platform, blue_green, var_file, tmp_path
 ):
     # a revision with a typo in its configuration
-    rehearsal = staging(platform, var_file, tmp_path, green_env={"API_DB_TIMEOUT": "soon"})
+    rehearsal = staging(platform, var_file, tmp_path, revision_env={"API_DB_TIMEOUT": "soon"})
     rollout = rehearsal.run()
     green = rollout.tasks["api (green)"]
     assert not green.ok and "api exited 2" in green.failure and "API_DB_TIMEOUT" in green.failure, green.describe()
@@ -194,7 +194,7 @@ def test_a_green_that_passes_its_checks_but_cannot_work_fails_validation_on_the_
     optional, so its wrong URL only warns), yet no write can go through; the validation through the
     test listener catches it before any production request reaches green."""
     wrong = {"API_REQUIRED": "postgres", "API_MLFLOW_URL": "http://mlflow-nowhere.invalid:5000/mlflow"}
-    rehearsal = staging(platform, var_file, tmp_path, green_env=wrong)
+    rehearsal = staging(platform, var_file, tmp_path, revision_env=wrong)
     rollout = rehearsal.run()
     green, blue = rollout.tasks["api (green)"], rollout.tasks["api"]
     assert green.in_service is not None, green.describe()  # it did pass the load balancer's check

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from harness.errors import ConfigurationError
-from harness.lifecycle import Milestone, Step
+from harness.lifecycle import Lifecycle, Milestone, Rollout, Step, disagreements, timeline
 from harness.plan.timing import breaker_threshold
 from harness.simulation.blue_green import simulate_blue_green
 from harness.simulation.simulator import SimConfig, measured_boot, simulate, simulation_svg
@@ -230,3 +230,36 @@ def test_the_planned_mlflow_deployment_both_ways(make_model, attach_picture):
     svg = simulation_svg(blue_green, "mlflow (staging, blue/green)")
     assert 'id="traffic-100"' in svg
     attach_picture(svg, "deployment/simulate-blue-green-mlflow", "blue/green")
+
+
+def test_an_old_task_stops_after_its_own_drain_or_is_killed_at_its_stop_timeout():
+    # the old task drains until 45 s (as above), then SIGTERM: it exits 5 s later (its own drain),
+    # and the deployment completes then; an app that would take 40 s is killed at the 30 s timeout
+    graceful = simulate(SimConfig(**FIXED, stop_duration=5), boot=10)
+    assert graceful.time == 50.0 and Step.KILLED not in graceful.old[0].steps
+    assert (graceful.old[0].at(Step.STOPPING), graceful.old[0].at(Step.STOPPED)) == (45.0, 50.0)
+    forced = simulate(SimConfig(**FIXED, stop_duration=40, stop_timeout=30), boot=10)
+    assert forced.time == 75.0 and forced.old[0].at(Step.KILLED) == 75.0
+    assert "SIGKILL" in forced.describe()
+
+
+def test_two_timelines_agree_only_within_the_tolerance_and_with_the_same_events():
+    def rollout(old_drain: float, new_in: float, stopped: bool = True) -> Rollout:
+        old = Lifecycle("old 1", 60, 0.0, {Step.IN_SERVICE: 0.0, Step.DRAINING: old_drain})
+        if stopped:
+            old.mark(Step.STOPPED, old_drain + 30)
+        new = Lifecycle("new 1", 60, 0.0, {Step.STARTED: 0.0, Step.IN_SERVICE: new_in})
+        return Rollout({"old 1": old, "new 1": new})
+
+    def role(name: str) -> str:
+        return name.split()[0]
+
+    a = timeline(rollout(30.0, 30.0), role)
+    assert [e.kind for e in a] == ["new task started", "new in service", "old draining", "old stopped"]
+    assert disagreements(a, timeline(rollout(33.0, 32.0), role), 5) == []
+    late = disagreements(a, timeline(rollout(40.0, 30.0), role), 5, ("rehearsal", "simulator"))
+    assert late == [
+        "old draining #1: at 30.0s in rehearsal, 40.0s in simulator (more than 5s apart)",
+        "old stopped #1: at 60.0s in rehearsal, 70.0s in simulator (more than 5s apart)",
+    ]
+    assert disagreements(a, timeline(rollout(30.0, 30.0, stopped=False), role), 5) == ["old stopped: 1 in a, 0 in b"]
