@@ -63,6 +63,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                 f"(by target: {summary['by_target']})"
                 + (f"; listener shifts (s, % green): {summary['shifts']}" if summary.get("shifts") else "")
                 + ("; green never in service: no traffic moved, rolled back" if summary.get("rolled_back") else "")
+                + (
+                    f"; {summary['outcome']}"
+                    + (f" ({summary['replaced']} new tasks replaced)" if summary["replaced"] else "")
+                    if summary["strategy"] == "rolling"
+                    else ""
+                )
             )
     return 0 if rehearsal.ok else 1
 

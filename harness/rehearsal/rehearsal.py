@@ -13,8 +13,9 @@ ALB does (path, matcher, interval, timeout, thresholds). Each task gets a typed 
 container HEALTHY, target healthy, in service) judged against its grace period.
 
 Then the api's tasks are replaced under client traffic as the plan deploys them: rolling (new
-tasks in batches within the plan's minimum healthy and maximum percent, each old one drained for
-the deregistration delay, then SIGTERM; ``harness.rehearsal.rolling``) or, for a CODE_DEPLOY
+tasks within the plan's maximum percent, an old one deregistered as each new one comes into
+service within the minimum healthy percent, drained for the deregistration delay, then SIGTERM;
+failed new tasks replaced until the circuit breaker rolls back; ``harness.rehearsal.rolling``) or, for a CODE_DEPLOY
 service (``--strategy blue_green``), as CodeDeploy does: the replacement (green) task beside the
 original (blue) one, registered in the second target group with its own poller; traffic moves on
 the listener by the deployment group's configuration (all at once, linear or canary) only once

@@ -15,7 +15,15 @@ Configuration (environment):
   MLFLOW_ARTIFACTS_DESTINATION   artifact root (./mlartifacts: the task's disk; s3://bucket/prefix to keep them)
   MLFLOW_ALLOWED_HOSTS           Host-header allow-list; must admit the api's name for MLflow
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  false unless asked for (job runner: 7 extra processes)
-  MLFLOW_STARTUP_TIMEOUT         seconds to wait for Postgres (60)
+  MLFLOW_STARTUP_TIMEOUT         seconds to wait for Postgres (60), and at most as long again for
+                                 another task creating MLflow's tables (the schema lock)
+
+Every task of the service starts at once: on a fresh database each ``mlflow server`` would create
+MLflow's tables, and all but one fail (``duplicate key ... alembic_version``, seen when the
+rehearsal started prod's two MLflow tasks together). So the entrypoint creates them first, under a
+Postgres advisory lock in MLflow's database, as ``mlflow server`` does on an empty database; the
+other tasks wait for the lock and find them. An existing schema is left as it is (an upgrade is
+``mlflow db upgrade``, a step of its own, taken with a backup).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from services.common.redact import safe_dsn
 from services.common.startup import DependencyTimeout, retry_until_ready
 
 DEFAULT_ALLOWED_HOSTS = "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
+# the advisory lock (in MLflow's database) under which one task at a time creates MLflow's tables
+SCHEMA_LOCK_KEY = 0x6D6C666C6F77  # "mlflow"
 DRIVERS = {
     "postgresql": "psycopg",
     "postgres": "psycopg",
@@ -142,10 +152,34 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
 def wait_for_postgres(uri: str, timeout: float) -> None:
     import psycopg
 
-    plain = uri.replace("+psycopg2", "").replace("+psycopg", "")
     retry_until_ready(
-        lambda: psycopg.connect(plain, connect_timeout=3).close(), what="postgres", timeout=timeout, log=log
+        lambda: psycopg.connect(_plain(uri), connect_timeout=3).close(), what="postgres", timeout=timeout, log=log
     )
+
+
+def _plain(uri: str) -> str:
+    """The backend URI as libpq takes it (no SQLAlchemy driver name)."""
+    return uri.replace("+psycopg2", "").replace("+psycopg", "")
+
+
+def prepare_schema(uri: str, timeout: float) -> bool:
+    """MLflow's tables, created once however many tasks start together: under a session advisory
+    lock (waited for at most ``timeout`` s), created as ``mlflow server`` creates them on an empty
+    database, unless another task already did. True when this task created them."""
+    import psycopg
+    from mlflow.store.db import utils
+
+    with psycopg.connect(_plain(uri), connect_timeout=5, autocommit=True) as conn:
+        conn.execute(f"SET lock_timeout = '{max(1000, int(timeout * 1000))}ms'")
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        engine = utils.create_sqlalchemy_engine_with_retry(uri)  # type: ignore[no-untyped-call]
+        try:
+            if utils._all_tables_exist(engine):  # type: ignore[no-untyped-call]
+                return False
+            utils._initialize_tables(engine)  # type: ignore[no-untyped-call]
+            return True
+        finally:
+            engine.dispose()  # the lock goes with the session, when ``conn`` closes
 
 
 def effective(env: dict[str, str], argv: list[str], startup: float) -> dict[str, Any]:
@@ -189,6 +223,12 @@ def main(args: list[str] | None = None) -> int:
     except DependencyTimeout as exc:
         log("giving up", {"error": str(exc)})
         return 1
+    try:
+        created = prepare_schema(env["MLFLOW_BACKEND_STORE_URI"], startup)
+    except Exception as exc:  # noqa: BLE001 - the lock waited too long, or the tables could not be made
+        log("giving up", {"error": f"MLflow's tables: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"})
+        return 1
+    log("schema ready", {"created_here": created})
     sys.stdout.flush()
     os.execve(argv[0], argv, child_env(env))
     return 0  # pragma: no cover - exec does not return

@@ -212,3 +212,43 @@ def test_dbinits_started_together_all_succeed_and_never_log_the_password(server,
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM RESET log_statement")
             conn.execute("SELECT pg_reload_conf()")
+
+
+SCHEMA_AT_ONCE = 4
+CREATE_SCHEMA = (
+    "import sys; from services.mlflow.entrypoint import prepare_schema; print(prepare_schema(sys.argv[1], 60))"
+)
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_mlflow_tasks_started_together_create_its_tables_once(server, round_):
+    """The planned MLflow tasks start together on a fresh database; each entrypoint creates MLflow's
+    tables under the schema lock unless another already did: all exit 0, one creates them, and the
+    schema is MLflow's head revision. (Without the lock, prod's two MLflow tasks, rehearsed
+    together, failed one with ``duplicate key ... alembic_version``.)"""
+    svc, config = server
+    admin = f"postgresql://{config.user}:{config.password}@127.0.0.1:{svc.host_port}"
+    name = f"mlflow_fresh_{round_}"
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_SCHEMA, f"{admin}/{name}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(SCHEMA_AT_ONCE)
+    ]
+    results = [(p.communicate(timeout=120), p.returncode) for p in procs]
+    assert [code for _, code in results] == [0] * SCHEMA_AT_ONCE, [err[-600:] for (_, err), _ in results]
+    assert sorted(out.strip().splitlines()[-1] for (out, _), _ in results) == ["False"] * (SCHEMA_AT_ONCE - 1) + [
+        "True"
+    ]
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    with psycopg.connect(f"{admin}/{name}") as conn:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version == _get_latest_schema_revision()
