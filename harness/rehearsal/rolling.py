@@ -93,7 +93,7 @@ class Rolling:
     balancer: Balancer
     pool: ThreadPoolExecutor
     running_old: list[RunningTask] = field(default_factory=list)  # old tasks not yet deregistered
-    draining: list[Future] = field(default_factory=list)
+    draining: list[tuple[Future, int]] = field(default_factory=list)  # each drain, and how many tasks it stops
     new: list[RunningTask] = field(default_factory=list)  # every new task started
     alive: list[RunningTask] = field(default_factory=list)  # new tasks not replaced
     failures: int = 0  # the circuit breaker's count (a task in service resets it)
@@ -112,16 +112,20 @@ class Rolling:
         self.launcher.say(f"api: {text}")
 
     def pending_drains(self) -> int:
-        return sum(not f.done() for f in self.draining)
+        """Old tasks deregistered and not yet stopped (they still count as running)."""
+        return sum(n for f, n in self.draining if not f.done())
 
     def step(self) -> str | None:
         """Judge the new tasks, replace a failed one (or trip the breaker), stop the old ones the
         new ones took over from, start what the limits allow; the outcome once there is one."""
-        for f in [f for f in self.draining if f.done()]:
-            f.result()  # a drain that raised stops the rehearsal with its error
+        for f, _ in self.draining:
+            if f.done():
+                f.result()  # a drain that raised stops the rehearsal with its error
+        draining = self.pending_drains()  # read once: a drain ending mid-step must not change the story
         for t in self.alive:
             if t.main is not None:
                 self.launcher.judge(t)
+                self.launcher.still_serving(t)
         for t in [t for t in self.alive if t.life.failure]:
             self.replace_failed(t)
             if self.outcome:
@@ -136,25 +140,26 @@ class Rolling:
         ):
             stop += 1
         need = self.desired - len(self.alive)
-        room = min(need, self.ceiling - len(self.running_old) - self.pending_drains() - len(self.alive))
+        room = min(need, self.ceiling - len(self.running_old) - draining - len(self.alive))
         if (
             not stop
             and need > 0
             and room <= 0
             and self.running_old
-            and not self.pending_drains()
+            and not draining
             and len(self.running_old) - 1 + len(healthy) >= self.floor
         ):
             stop = 1  # no room to start one: stop an old task first, as far as the minimum allows
         if stop:
             batch, self.running_old = self.running_old[:stop], self.running_old[stop:]
             self.events.append({"at": self.launcher.now(), "stopped": [t.key for t in batch]})
-            self.draining.append(self.pool.submit(drain_and_stop, self.launcher, self.balancer, self.svc, batch))
+            future = self.pool.submit(drain_and_stop, self.launcher, self.balancer, self.svc, batch)
+            self.draining.append((future, len(batch)))
         if room > 0:
             self.start(room)
-        if len(healthy) == self.desired and not self.running_old and not self.pending_drains():
+        if len(healthy) == self.desired and not self.running_old and not draining and not stop:
             self.outcome = "completed"
-        elif need > 0 and room <= 0 and not stop and not self.pending_drains() and not self.waiting():
+        elif need > 0 and room <= 0 and not stop and not draining and not self.waiting():
             self.outcome = "stuck"
             self.old[0].life.failure = self.old[0].life.failure or (
                 f"the deployment cannot move: {len(self.running_old)} old task(s) and no room to start or "
@@ -208,6 +213,7 @@ class Rolling:
             self.alive.remove(t)
             if t.main is not None:
                 self.balancer.drain(t.key)
+                t.life.mark(Step.STOPPING, self.launcher.now())  # stopped by the rollback
                 self.launcher.discard(t)
         missing = self.desired - len(self.running_old)
         if missing > 0:  # old tasks already stopped come back, as the old revision
@@ -254,7 +260,7 @@ def replace(
         except WaitTimeout as exc:  # without a circuit breaker, a revision that never serves runs on
             rolling.outcome = "stuck"
             old[0].life.failure = old[0].life.failure or f"the deployment never finished: {exc}"
-        for f in rolling.draining:
+        for f, _ in rolling.draining:
             f.result()
         some_more_requests(c)
     return {

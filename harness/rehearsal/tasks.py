@@ -123,6 +123,7 @@ class Launcher:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # tasks start and stop side by side, as ECS runs them
+        self._creating = threading.Lock()
         self.abandoned = threading.Event()  # set when the rehearsal stops early: every wait ends
 
     def now(self) -> float:
@@ -212,10 +213,11 @@ class Launcher:
                 self.ports.append(port)
                 running.url = f"http://127.0.0.1:{port}"
                 kwargs["ports"] = {f"{d['portMappings'][0]['containerPort']}/tcp": ("127.0.0.1", port)}
-            if self.abandoned.is_set():
-                raise Abandoned(f"the rehearsal stopped before {name} was created")
-            container = self.client.containers.create(self.tags[service], **kwargs)
-            self.created.append(container)
+            with self._creating:  # cleanup takes it too: nothing is created behind its back
+                if self.abandoned.is_set():
+                    raise Abandoned(f"the rehearsal stopped before {name} was created")
+                container = self.client.containers.create(self.tags[service], **kwargs)
+                self.created.append(container)
             if main:
                 self.client.networks.get(net.id).disconnect(container)
                 self.client.networks.get(net.id).connect(container, aliases=[service, f"{service}.{self.namespace}"])
@@ -303,6 +305,25 @@ class Launcher:
             return True
         return False
 
+    def still_serving(self, r: RunningTask) -> None:
+        """A task in service that exited or turned UNHEALTHY since: failed (ECS replaces it)."""
+        life = r.life
+        if life.failure or life.in_service is None:
+            return
+        r.started.reload()
+        state = r.started.attrs["State"]
+        now = self.now()
+        if state["Status"] == "exited":
+            life.exits.append(ContainerExit(r.service, state["ExitCode"], now))
+            life.failure = (
+                f"{r.service} exited {state['ExitCode']} while in service; its log ends with:\n{_tail(r.started)}"
+            )
+        elif (state.get("Health") or {}).get("Status") == "unhealthy":
+            life.failure = "container UNHEALTHY while in service (ECS would replace it)"
+        if life.failure:
+            life.mark(Step.UNHEALTHY, now)
+            life.mark(Step.REPLACED, now)
+
     def stop(self, task: RunningTask, svc: ServiceTiming) -> None:
         """SIGTERM, then SIGKILL after stopTimeout (as ECS stops a task); a task still running when
         the stop timeout ended is marked KILLED (a forced stop: what it was finishing is lost), and
@@ -312,10 +333,11 @@ class Launcher:
         task.started.stop(timeout=int(svc.stop_timeout))
         task.started.reload()
         state = task.started.attrs["State"]
+        # SIGKILL shows as exit 137 (128 + 9); a task that exited by itself at the last moment is not killed
         code, killed = state["ExitCode"], bool(state.get("OOMKilled")) or state["ExitCode"] == 137
         now = self.now()
         took = now - life.steps[Step.STOPPING]
-        if killed or took >= svc.stop_timeout:
+        if killed:
             life.mark(Step.KILLED, round(life.steps[Step.STOPPING] + svc.stop_timeout, 1))
         life.mark(Step.STOPPED, now)
         life.exits.append(ContainerExit(task.service, code, now))
@@ -343,7 +365,8 @@ class Launcher:
         stopTimeout) and removed; then its ports."""
         import docker.errors
 
-        self.abandoned.set()  # a task still starting on a thread creates nothing more
+        with self._creating:
+            self.abandoned.set()  # a task still starting on a thread creates nothing more
         try:
             for container in reversed(self.created):
                 with contextlib.suppress(docker.errors.APIError):

@@ -163,23 +163,26 @@ def _plain(uri: str) -> str:
 
 
 def prepare_schema(uri: str, timeout: float) -> bool:
-    """MLflow's tables, created once however many tasks start together: under a session advisory
-    lock (waited for at most ``timeout`` s), created as ``mlflow server`` creates them on an empty
-    database, unless another task already did. True when this task created them."""
+    """MLflow's tables, created once however many tasks start together: if they are missing, under
+    a session advisory lock (waited for at most ``timeout`` s) and checked again there, created as
+    ``mlflow server`` creates them on an empty database. True when this task created them. The
+    engine is made before the lock, so no task holds the lock through MLflow's connection retries."""
     import psycopg
     from mlflow.store.db import utils
 
-    with psycopg.connect(_plain(uri), connect_timeout=5, autocommit=True) as conn:
-        conn.execute(f"SET lock_timeout = '{max(1000, int(timeout * 1000))}ms'")
-        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
-        engine = utils.create_sqlalchemy_engine_with_retry(uri)  # type: ignore[no-untyped-call]
-        try:
+    engine = utils.create_sqlalchemy_engine_with_retry(uri)  # type: ignore[no-untyped-call]
+    try:
+        if utils._all_tables_exist(engine):  # type: ignore[no-untyped-call]
+            return False  # every start after the first: no lock taken
+        with psycopg.connect(_plain(uri), connect_timeout=5, autocommit=True) as conn:
+            conn.execute(f"SET lock_timeout = '{max(1000, int(timeout * 1000))}ms'")
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
             if utils._all_tables_exist(engine):  # type: ignore[no-untyped-call]
-                return False
+                return False  # another task made them while this one waited
             utils._initialize_tables(engine)  # type: ignore[no-untyped-call]
-            return True
-        finally:
-            engine.dispose()  # the lock goes with the session, when ``conn`` closes
+            return True  # the lock goes with the session, when ``conn`` closes
+    finally:
+        engine.dispose()
 
 
 def effective(env: dict[str, str], argv: list[str], startup: float) -> dict[str, Any]:

@@ -215,8 +215,8 @@ def test_a_new_revision_that_never_serves_trips_the_circuit_breaker_and_the_old_
     assert s["failed"] == 0 and s["by_target"]["api"] > 0 and s["by_target"]["api #2"] > 0, s
     new = [life for name, life in rollout.tasks.items() if role(name) == "new"]
     assert len(new) == 4 and all(life.at(Step.IN_SERVICE) is None for life in new), rollout.describe()
-    # the breaker counted three; the fourth, failing alike, was stopped by the rollback
-    assert all(Step.REPLACED in life.steps for life in new), rollout.describe()
+    # the breaker counted three; the fourth was stopped by the rollback (replaced or SIGTERM)
+    assert all({Step.REPLACED, Step.STOPPING} & set(life.steps) for life in new), rollout.describe()
     assert all(s["by_target"][life.name] == 0 for life in new), s  # no request ever reached the bad revision
     for key in ("api", "api #2"):
         assert rollout.tasks[key].ok and Step.DRAINING not in rollout.tasks[key].steps, rollout.tasks[key].describe()
@@ -247,6 +247,7 @@ def test_a_stop_timeout_below_the_drain_fails_its_rule_and_is_a_forced_stop_in_t
     assert "stop_timeout" in str(violation), violation
     old = rollout.tasks["api"]
     assert not old.ok and old.at(Step.KILLED) is not None and old.exit_of("api").code == 137, old.describe()
-    assert round(old.at(Step.KILLED) - old.at(Step.STOPPING), 1) == 10.0, old.describe()
+    # killed at the stop timeout, not at the end of its own 15 s drain (Docker's SIGKILL, measured)
+    assert 10.0 <= round(old.at(Step.STOPPED) - old.at(Step.STOPPING), 1) < 15.0, old.describe()
     assert "SIGKILL, a forced stop" in old.failure, old.failure
     assert leftovers(docker_client, rehearsal.session_id) == []
