@@ -80,3 +80,65 @@ def test_task_keys_and_their_container_names_are_unique_per_task():
     assert keys[:4] == ["api", "api #2", "api #3", "api (new revision)"]
     suffixes = [_suffix(k, "api") for k in keys]
     assert suffixes[:3] == ["", "-2", "-3"] and len(set(suffixes)) == len(keys), suffixes
+
+
+@pytest.fixture
+def targets():
+    """Two small HTTP servers on loopback that answer with their name, the path and the body."""
+    import http.server
+    import threading
+
+    servers = []
+
+    def serve(name: str):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                said = f"{name} {self.command} {self.path} {body.decode()} {self.headers.get('Idempotency-Key')}"
+                self.send_response(201)
+                self.send_header("Content-Length", str(len(said)))
+                self.end_headers()
+                self.wfile.write(said.encode())
+
+            do_GET = do_POST
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def test_the_listener_forwards_each_request_to_a_target_in_service_and_answers_as_the_alb(targets):
+    import httpx
+
+    from harness.ports import free_port, release
+    from harness.rehearsal.balancer import Listener
+
+    b = Balancer()
+    b.register("api", targets("api"), poller())
+    b.register("api #2", targets("api #2"), poller())
+    with Listener(b, timeout=5) as listener:
+        answers = [
+            httpx.post(f"{listener.url}/runs?x=1", content=b"{}", headers={"Idempotency-Key": "k"}) for _ in range(4)
+        ]
+        assert [a.status_code for a in answers] == [201] * 4
+        assert {a.text for a in answers} == {"api POST /runs?x=1 {} k", "api #2 POST /runs?x=1 {} k"}
+        assert {a.headers["X-Harness-Target"] for a in answers} == {"api", "api #2"}
+        b.drain("api")
+        b.drain("api #2")
+        assert httpx.get(f"{listener.url}/health").status_code == 503  # no target in service
+        port = free_port()  # held, so nothing listens there meanwhile
+        try:
+            b.register("gone", f"http://127.0.0.1:{port}", poller())
+            gone = httpx.get(f"{listener.url}/health")
+        finally:
+            release(port)
+        assert (gone.status_code, gone.headers["X-Harness-Target"]) == (502, "gone")

@@ -198,3 +198,73 @@ def validate(url: str, timeout: float = 10.0) -> str | None:
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__} from {url}: {exc}"
     return None
+
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+
+
+class Listener:
+    """The balancer as an ALB listener on a loopback port, so that any HTTP client (the fault
+    suite's sampler and writer) reaches the rehearsal's fleet through it: each request is forwarded
+    to the target ``Balancer.pick`` names (method, path, query, body, end-to-end headers) and its
+    answer returned, with ``X-Harness-Target`` naming the target. As the ALB answers: 503 when the
+    routed group has no target in service, 502 when the target did not answer, 504 when it took
+    longer than ``timeout`` (the ALB's idle timeout)."""
+
+    def __init__(self, balancer: Balancer, timeout: float = 60.0) -> None:
+        import http.server
+
+        self.balancer, self.timeout = balancer, timeout
+        self._http = httpx.Client(timeout=timeout)
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+                pass  # the client records what it saw; a line per request here would only be noise
+
+            def _forward(self) -> None:
+                status, headers, body = listener.forward(
+                    self.command,
+                    self.path,
+                    {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP},
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0)),
+                )
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward  # noqa: N815 - the base class's names
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rehearsal listener", daemon=True)
+
+    def __enter__(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
+        """(status, headers, body) of one request sent on to the picked target."""
+        target = self.balancer.pick()
+        if target is None:
+            return 503, [("X-Harness-Target", "(none)")], b"no target in service in the routed group\n"
+        mark = [("X-Harness-Target", target.name)]
+        try:
+            r = self._http.request(method, target.url + path, headers=headers, content=body)
+        except httpx.TimeoutException:
+            return 504, mark, f"{target.name} did not answer within {self.timeout:g}s\n".encode()
+        except httpx.HTTPError as exc:
+            return 502, mark, f"{target.name}: {type(exc).__name__}\n".encode()
+        kept = [(k, v) for k, v in r.headers.items() if k.lower() not in HOP_BY_HOP | {"content-encoding"}]
+        return r.status_code, kept + mark, r.content
