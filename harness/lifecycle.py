@@ -176,8 +176,9 @@ def timeline(rollout: Rollout, role: Callable[[str], str | None], since: float =
 
 def disagreements(a: list[Event], b: list[Event], tolerance: float, names: tuple[str, str] = ("a", "b")) -> list[str]:
     """Where two timelines of one deployment disagree: a kind of event one has more often than the
-    other, or the k-th event of a kind more than ``tolerance`` seconds apart (so two events may
-    swap places only when they are that close). Empty when they agree."""
+    other, or the k-th event of a kind more than ``tolerance`` seconds apart. Kinds are compared
+    one by one, so two events of different kinds may swap places when they are at most twice the
+    tolerance apart. Empty when they agree."""
     out = []
     for kind in sorted({e.kind for e in a + b}):
         ta, tb = [e.at for e in a if e.kind == kind], [e.at for e in b if e.kind == kind]
