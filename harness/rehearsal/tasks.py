@@ -273,9 +273,7 @@ class Launcher:
         health = (state.get("Health") or {}).get("Status")
         now = self.now()
         if state["Status"] == "exited":
-            life.exits.append(ContainerExit(r.service, state["ExitCode"], now))
-            life.failure = f"{r.service} exited {state['ExitCode']}; its log ends with:\n{_tail(r.started)}"
-            life.mark(Step.REPLACED, now)
+            self._exited(r, state, now, "")
             return True
         if health == "healthy":
             life.mark(Step.CONTAINER_HEALTHY, now)
@@ -305,6 +303,12 @@ class Launcher:
             return True
         return False
 
+    def _exited(self, r: RunningTask, state: dict, now: float, when: str) -> None:
+        """``r``'s main container exited: recorded, with its log's tail, and the task replaced."""
+        r.life.exits.append(ContainerExit(r.service, state["ExitCode"], now))
+        r.life.failure = f"{r.service} exited {state['ExitCode']}{when}; its log ends with:\n{_tail(r.started)}"
+        r.life.mark(Step.REPLACED, now)
+
     def still_serving(self, r: RunningTask) -> None:
         """A task in service that exited or turned UNHEALTHY since: failed (ECS replaces it)."""
         life = r.life
@@ -314,10 +318,7 @@ class Launcher:
         state = r.started.attrs["State"]
         now = self.now()
         if state["Status"] == "exited":
-            life.exits.append(ContainerExit(r.service, state["ExitCode"], now))
-            life.failure = (
-                f"{r.service} exited {state['ExitCode']} while in service; its log ends with:\n{_tail(r.started)}"
-            )
+            self._exited(r, state, now, " while in service")
         elif (state.get("Health") or {}).get("Status") == "unhealthy":
             life.failure = "container UNHEALTHY while in service (ECS would replace it)"
         if life.failure:

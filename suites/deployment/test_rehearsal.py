@@ -13,7 +13,8 @@ from harness.lifecycle import Step, disagreements, timeline
 from harness.paths import environment_file
 from harness.plan.rules import check
 from harness.rehearsal.rehearsal import Rehearsal
-from harness.simulation.simulator import SimConfig, replay, simulation_svg
+from harness.simulation.replay import replay
+from harness.simulation.simulator import SimConfig, simulation_svg
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow]
 API_WITHOUT_DATABASE = {
