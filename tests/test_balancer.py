@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
 
 def poller(healthy: bool = True):
-    return SimpleNamespace(healthy_at=1.0 if healthy else None)
+    return SimpleNamespace(healthy=healthy)
 
 
 def groups(balancer: Balancer, n: int = 100) -> Counter:
@@ -142,3 +142,31 @@ def test_the_listener_forwards_each_request_to_a_target_in_service_and_answers_a
         finally:
             release(port)
         assert (gone.status_code, gone.headers["X-Harness-Target"]) == (502, "gone")
+
+
+def test_a_target_turns_healthy_after_h_passes_in_a_row_and_unhealthy_again_after_u_failures():
+    """As the ALB: H passing checks in a row make a target healthy, U failing ones in a row take it
+    out of service again (a fleet drained by a shared outage shows here), H passes bring it back."""
+    from harness.plan.timing import Alb
+    from harness.rehearsal.balancer import TargetPoller
+
+    p = TargetPoller("http://t", Alb(5, 2, healthy_threshold=2, unhealthy_threshold=3, matcher="200", path="/"), 0, 1)
+    for at, passed in enumerate([True, False, True, True], start=1):
+        p.record(passed, float(at))
+    assert (p.healthy, p.healthy_at, p.first_pass) == (True, 4.0, 1.0)
+    for at in (5.0, 6.0):  # two failures of three: still in service
+        p.record(False, at)
+    p.record(True, 7.0)  # a pass resets the failures
+    for at in (8.0, 9.0):
+        p.record(False, at)
+    assert p.healthy and p.unhealthy_at == []
+    p.record(False, 10.0)
+    assert not p.healthy and p.unhealthy_at == [10.0]
+    p.record(True, 11.0)
+    assert not p.healthy  # one pass is not H
+    p.record(True, 12.0)
+    assert p.healthy and p.healthy_at == 4.0 and p.unhealthy_at == [10.0]
+    b = Balancer()
+    b.register("t", "http://t", p)
+    p.record(False, 13.0), p.record(False, 14.0), p.record(False, 15.0)
+    assert b.pick() is None  # out of service: no request routed to it

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from harness.errors import ConfigurationError
+from harness.stack.proxy import FaultProxy
 from harness.stack.runtime.base import Service
-from harness.stack.stack import SPECS, Stack, link_name
+from harness.stack.stack import SPECS, link_name
 from harness.stack.toxics import (
     Bandwidth,
     Blackhole,
@@ -32,6 +34,16 @@ from harness.stack.toxics import (
 
 SERVICES = ("postgres", "mlflow")  # the api is what every scenario observes
 LINKS = tuple(link_name(name, dep) for name, spec in SPECS.items() for dep in spec.depends_on)
+
+
+class Targets(Protocol):
+    """What a fault is injected into: a stack, or a rehearsed fleet (harness.rehearsal.rehearsal.Fleet)."""
+
+    @property
+    def services(self) -> Mapping[str, Service]: ...
+
+    @property
+    def proxies(self) -> Mapping[str, FaultProxy]: ...
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,7 @@ KINDS: dict[str, Kind] = {
 
 
 @contextlib.contextmanager
-def fault(stack: Stack, kind: str, target: str, grace: float = 10.0, **params: object) -> Iterator[Toxic | None]:
+def fault(stack: Targets, kind: str, target: str, grace: float = 10.0, **params: object) -> Iterator[Toxic | None]:
     """Inject a fault for the duration of the block; the service or link is restored on exit.
     Yields the toxic for link faults (its ``applied`` count shows the fault took effect)."""
     row = KINDS.get(kind)
@@ -134,7 +146,7 @@ def fault(stack: Stack, kind: str, target: str, grace: float = 10.0, **params: o
             raise ConfigurationError(
                 f"a fault proxy on {target}",
                 "none (the stack runs without proxies)",
-                "start the stack with StackConfig(proxies=True)",
+                "start the stack with StackConfig(proxies=True) (a rehearsal: Rehearsal(mlflow_proxy=True))",
             )
         assert row.toxic is not None
         with proxy.toxic(row.toxic(params)) as toxic:

@@ -17,8 +17,11 @@ from harness.budgets import evaluate
 from harness.errors import ConfigurationError
 from harness.faults.kinds import KINDS, LINKS, SERVICES
 from harness.paths import SCENARIOS_DIR, shown
+from harness.rehearsal.tasks import MOMENTS
 
 FAULTS_DIR = SCENARIOS_DIR / "faults"
+ROLLOUTS_DIR = SCENARIOS_DIR / "rollouts"  # faults in the middle of a rehearsed deployment
+ROLLOUT_TARGETS = ("postgres", "api->mlflow")
 PROCESS_KINDS = [k.name for k in KINDS.values() if not k.on_link]
 NETWORK_KINDS = [k.name for k in KINDS.values() if k.on_link]
 BUDGET = {"type": ["number", "string"], "description": "seconds, or an expression such as db_timeout + 0.5"}
@@ -27,6 +30,9 @@ SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "description", "fault", "expect"],
+    # a rehearsed fleet has the database stand-in and the api's link to MLflow to fault
+    "if": {"required": ["rollout"]},
+    "then": {"properties": {"fault": {"properties": {"target": {"enum": list(ROLLOUT_TARGETS)}}}}},
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
         "description": {"type": "string", "minLength": 10},
@@ -64,6 +70,20 @@ SCHEMA = {
                     for k in KINDS.values()
                 ),
             ],
+        },
+        "rollout": {
+            "type": "object",
+            "description": "the fault injected at a moment of a rehearsed deployment (harness/faults/rollout.py)",
+            "additionalProperties": False,
+            "required": ["strategy", "at", "outcome"],
+            "properties": {
+                "env": {"type": "string", "pattern": "^[a-z0-9-]+$", "description": "the plan's environment"},
+                "strategy": {"enum": ["rolling", "blue_green"]},
+                "at": {"enum": [m for m in MOMENTS if m not in ("replacing", "replaced")]},
+                "outcome": {"enum": ["completed", "rolled_back"]},
+                "tasks": {"type": "integer", "minimum": 1, "maximum": 10},
+                "time_scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            },
         },
         "probe": {
             "type": "object",
@@ -126,6 +146,7 @@ class Scenario:
     interval: float
     writer: dict | None
     expect: dict = field(default_factory=dict)
+    rollout: dict | None = None  # when and in which deployment the fault is injected
 
     @property
     def id(self) -> str:
@@ -175,6 +196,7 @@ def load(path: Path) -> Scenario:
         float(probe.get("interval", 0.1)),
         data.get("writer"),
         data["expect"],
+        data.get("rollout"),
     )
 
 

@@ -8,11 +8,18 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 import psycopg
 
-from harness.stack.stack import Stack
+
+class Stores(Protocol):
+    """Where ``exactly_once`` reads what was written: a stack, or a rehearsed fleet."""
+
+    def url(self, name: str) -> str: ...
+
+    def dsn(self, database: str) -> str: ...
 
 
 @dataclass
@@ -128,7 +135,7 @@ class Writer:
         return [r for r in self.results if id(r) not in ok]
 
 
-def exactly_once(stack: Stack, writer: Writer) -> list[str]:
+def exactly_once(stack: Stores, writer: Writer) -> list[str]:
     """Every write of ``writer`` recorded once, checked in the stores themselves, not through the
     api: one complete row per key, whose id the api answered, and one active, finished MLflow run
     tagged with that id, holding the write's param; nothing else in the writer's experiment."""

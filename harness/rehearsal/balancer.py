@@ -21,13 +21,18 @@ from harness.plan.timing import Alb
 
 class TargetPoller:
     """One target group's view of one target: checks on the planned interval with the planned
-    timeout, healthy after H passing checks in a row (the conservative reading), bounded in time."""
+    timeout; healthy after H passing checks in a row (the conservative reading), unhealthy again
+    after U failing ones (the load balancer stops routing to it, and ECS replaces its task); bounded
+    in time, and stopped with its ``with`` block."""
 
     def __init__(self, url: str, alb: Alb, started: float, limit: float) -> None:
         self.url, self.alb, self.started, self.limit = url, alb, started, limit
-        self.healthy_at: float | None = None
+        self.healthy = False
+        self.healthy_at: float | None = None  # the first time it turned healthy (seconds since ``started``)
+        self.unhealthy_at: list[float] = []  # each time it turned unhealthy after being healthy
         self.first_pass: float | None = None  # the first passing check (seconds since ``started``)
         self.last = ""
+        self._passes = self._fails = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"target poller {url}", daemon=True)
 
@@ -39,8 +44,20 @@ class TargetPoller:
         self._stop.set()
         self._thread.join(self.alb.timeout + 2)
 
+    def record(self, passed: bool, at: float) -> None:
+        """One check's result ``at`` seconds since ``started``: the target's state moves by the
+        thresholds in a row (a check that fails resets the passes, one that passes the failures)."""
+        self._passes, self._fails = (self._passes + 1, 0) if passed else (0, self._fails + 1)
+        if passed and self.first_pass is None:
+            self.first_pass = at
+        if not self.healthy and self._passes >= self.alb.healthy_threshold:
+            self.healthy = True
+            self.healthy_at = at if self.healthy_at is None else self.healthy_at
+        elif self.healthy and self._fails >= self.alb.unhealthy_threshold:
+            self.healthy = False
+            self.unhealthy_at.append(at)
+
     def _loop(self) -> None:
-        streak = 0
         while not self._stop.is_set() and time.monotonic() - self.started < self.limit:
             try:
                 r = httpx.get(
@@ -51,11 +68,7 @@ class TargetPoller:
                 passed, self.last = matches(r.status_code, self.alb.matcher), f"HTTP {r.status_code}"
             except httpx.HTTPError as exc:
                 passed, self.last = False, type(exc).__name__
-            streak = streak + 1 if passed else 0
-            if passed and self.first_pass is None:
-                self.first_pass = round(time.monotonic() - self.started, 1)
-            if streak >= self.alb.healthy_threshold and self.healthy_at is None:
-                self.healthy_at = round(time.monotonic() - self.started, 1)
+            self.record(passed, round(time.monotonic() - self.started, 1))
             self._stop.wait(self.alb.interval)
 
 
@@ -112,7 +125,7 @@ class Balancer:
             ready = [
                 t
                 for t in self._targets.values()
-                if t.group == group and t.poller.healthy_at is not None and not t.draining
+                if t.group == group and t.poller.healthy and not t.draining
             ]
         return ready[next(self._turn) % len(ready)] if ready else None
 
@@ -135,6 +148,9 @@ class Client:
     max_requests: int | None = None  # None: as many as ``max_duration`` holds at ``interval``
     max_duration: float = 600.0
     answers: list[Answer] = field(default_factory=list)
+    # [start, end] on time.monotonic() of faults injected on purpose (Launcher.excused): answers
+    # within them are the fault's judge's to judge, not failed requests of the deployment
+    excused: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.max_requests is None:
@@ -169,9 +185,18 @@ class Client:
                         self.answers.append(Answer(t, target.name, None, type(exc).__name__))
                 self._stop.wait(self.interval)
 
+    def _excused(self, a: Answer) -> bool:
+        return any(start <= self.started + a.t <= end for start, end in self.excused)
+
     @property
     def failed(self) -> list[Answer]:
-        return [a for a in self.answers if a.status != 404]
+        """Answers other than the 404 a random id deserves, outside the faults injected on purpose."""
+        return [a for a in self.answers if a.status != 404 and not self._excused(a)]
+
+    @property
+    def during_faults(self) -> list[Answer]:
+        """Answers other than 404 within a fault injected on purpose."""
+        return [a for a in self.answers if a.status != 404 and self._excused(a)]
 
 
 def validate(url: str, timeout: float = 10.0) -> str | None:

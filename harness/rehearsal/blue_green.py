@@ -37,22 +37,25 @@ def blue_green(
     containers: list[dict],
     how: BlueGreen,
     revision_env: dict[str, str],
+    balancer: Balancer | None = None,
 ) -> dict:
-    """The blue/green deployment beside the ``blue`` task set; returns its summary."""
+    """The blue/green deployment beside the ``blue`` task set (registered in ``balancer``, a new
+    one when None); returns its summary."""
     rollout = launcher.rollout
     for t in blue:
         t.life.group = "blue"
     steps = [(after * how.time_scale, percent) for after, percent in TRAFFIC[how.traffic]]
     termination = how.termination_wait * how.time_scale
-    balancer = Balancer()
-    for t in blue:
-        balancer.register(t.key, t.url, t.target, group="blue")
+    if balancer is None:
+        balancer = Balancer()
+        for t in blue:
+            balancer.register(t.key, t.url, t.target, group="blue")
     problem: str | None = None  # what failed the validation through the test listener
     launcher.say(
         f"api: blue/green ({how.traffic}): {len(blue)} green task(s) start beside blue while a client sends requests"
     )
     limit = svc.grace_period + steps[-1][0] + termination + svc.deregistration_delay + 120
-    with Client(balancer, max_duration=limit) as c:
+    with Client(balancer, max_duration=limit, excused=launcher.excused) as c:
         keys = [task_key("api (green)", i) for i in range(len(blue))]
         green = launcher.start_together(
             stack, [(svc, containers, k) for k in keys], {"API_REVISION": "2", **revision_env}, "green"
@@ -63,6 +66,7 @@ def blue_green(
         launcher.await_in_service(green)
         if all(t.life.ok for t in green):
             rollout.reached(Milestone.GREEN_IN_SERVICE, launcher.now())
+            launcher.moment("green in service")
             if svc.test_listener:
                 launcher.say("api: the test listener routes to green: validating it before production traffic moves")
                 rollout.reached(Milestone.TEST_TRAFFIC, launcher.now())
@@ -94,6 +98,7 @@ def blue_green(
                 balancer.shift({"blue": 100 - percent, "green": percent})
                 rollout.shifts.append(Shift(launcher.now(), percent))
                 launcher.say(f"api: listener forwards {percent} % to green")
+                launcher.moment("traffic shifted")
             launcher.until(launcher.now() + termination, "the termination wait (blue kept for a rollback)")
             rollout.reached(Milestone.TERMINATION_WAIT_OVER, launcher.now())
             drain_and_stop(launcher, balancer, svc, blue)  # the blue task set deleted: its targets deregister

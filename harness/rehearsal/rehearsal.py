@@ -30,9 +30,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import quote, urlsplit
 
 from harness.certificates import Authority
 from harness.errors import ConfigurationError, DependencyMissing, ServiceFailed
@@ -41,14 +43,55 @@ from harness.paths import TERRAFORM_DIR, environment_file
 from harness.plan.boot import inputs
 from harness.plan.codedeploy import traffic_steps
 from harness.plan.timing import ServiceTiming, TimingModel, planned
+from harness.ports import free_port
+from harness.rehearsal.balancer import Balancer, Listener
 from harness.rehearsal.blue_green import BlueGreen, blue_green
 from harness.rehearsal.moto import MotoServer
 from harness.rehearsal.platform import Platform
 from harness.rehearsal.rolling import replace
 from harness.rehearsal.tasks import Launcher, task_key
 from harness.session import LABEL, Session
+from harness.stack.proxy import FaultProxy
+from harness.stack.runtime.docker import DockerService
 from harness.stack.stack import record_timings
 from harness.wait import wait_until
+
+
+class StandIn(DockerService):
+    """A container the rehearsal made (docker-py's own, not a testcontainers one), as a fault's
+    target: paused, killed, restarted as the stack's services are (``harness.faults.kinds``)."""
+
+    @property
+    def raw(self):
+        return self.container
+
+
+@dataclass
+class Fleet:
+    """The rehearsed fleet as a watcher reaches it (``Rehearsal.watch``): through the listener in
+    front of the api's tasks, as the fault suite reaches a stack; with the stores to check after
+    (``url``, ``dsn``) and the targets of a fault (``services``, ``proxies``)."""
+
+    listener: str = ""  # the ALB listener in front of the api's tasks (once the replacement begins)
+    mlflow: str = ""  # one MLflow task, host side (MLflow answers under /mlflow)
+    database: StandIn | None = None  # the database stand-in
+    api_env: dict[str, str] = field(default_factory=dict)  # the api's environment in its task definition
+    proxies: dict[str, FaultProxy] = field(default_factory=dict)  # link -> its fault proxy
+    launcher: Launcher | None = None
+
+    @property
+    def services(self) -> dict[str, StandIn]:
+        return {"postgres": self.database} if self.database is not None else {}
+
+    def url(self, name: str) -> str:
+        """The api (through the listener) or MLflow (one task), as the stack's ``url``."""
+        return {"api": self.listener, "mlflow": f"{self.mlflow}/mlflow"}[name]
+
+    def dsn(self, database: str) -> str:
+        """``database`` on the stand-in, as its master user, over TLS (the certificate names the
+        plan's address, not the loopback port: encrypted, not verified)."""
+        assert self.database is not None, "the database stand-in is not up yet"
+        return f"{self.database.url}/{database}?sslmode=require"
 
 
 @dataclass
@@ -74,6 +117,12 @@ class Rehearsal:
     session_id: str = ""  # what everything it started is labelled with
     tasks: int | None = None  # at most this many tasks per service (a small machine); None: the plan's counts
     model: TimingModel | None = None  # the plan's timing model, once ``run`` planned it
+    # told of each moment of the deployment (``MOMENTS``) with the fleet: how a fault is injected
+    # in the middle of one (harness.faults.rollout)
+    watch: Callable[[str, Fleet], None] | None = None
+    # the api's tasks reach MLflow through a fault proxy (``Fleet.proxies["api->mlflow"]``) on the
+    # network's gateway, under MLflow's Cloud Map name and port, so a watcher can slow MLflow down
+    mlflow_proxy: bool = False
 
     def __post_init__(self) -> None:
         """Refuse a wrong blue/green setting before anything starts, naming it."""
@@ -121,6 +170,13 @@ class Rehearsal:
             cleanup.callback(_remove, net)
             authority = Authority()  # the database stand-in's certificate; the tasks verify it
             bundle = authority.write(session.mkdtemp("tls"))
+            fleet = Fleet()
+            hosts = {}
+            if self.mlflow_proxy and "api" in self.services:
+                api = moto.client("ecs").describe_task_definition(taskDefinition=platform.task_definitions()["api"])
+                proxy, name = self._mlflow_proxy(net, api["taskDefinition"]["containerDefinitions"])
+                cleanup.callback(proxy.close)
+                fleet.proxies["api->mlflow"], hosts = proxy, {"api": {name: proxy.listen_host}}
             launcher = Launcher(
                 client,
                 secrets,
@@ -131,10 +187,15 @@ class Rehearsal:
                 rollout=self.rollout,
                 start_delay=self.start_delay,
                 bundle=bundle,
+                extra_hosts=hosts,
             )
+            if self.watch is not None:
+                watch = self.watch
+                launcher.on_moment = lambda moment: watch(moment, fleet)
             cleanup.callback(launcher.cleanup)  # the containers, before their network
-            self._database(client, moto, net, tags, launcher.created, authority)
-            self._tasks(launcher, moto, platform.task_definitions(), model, how)
+            fleet.database = self._database(client, moto, net, tags, launcher.created, authority, launcher.ports)
+            fleet.launcher = launcher
+            self._tasks(launcher, moto, platform.task_definitions(), model, how, fleet)
         ready = {
             key: seconds
             for key, life in self.rollout.tasks.items()
@@ -154,13 +215,33 @@ class Rehearsal:
         wait = svc.termination_wait if self.termination_wait is None else self.termination_wait
         return BlueGreen(traffic, wait, self.time_scale)
 
+    def _mlflow_proxy(self, net, containers: list[dict]) -> tuple[FaultProxy, str]:
+        """A fault proxy on the network's gateway under the port of the api's MLflow address; the
+        api's containers resolve MLflow's name to it (its upstream is set once MLflow runs)."""
+        env = {e["name"]: e["value"] for c in containers if c["name"] == "api" for e in c.get("environment", [])}
+        address = urlsplit(env.get("API_MLFLOW_URL", ""))
+        if not address.hostname or not address.port:
+            raise ConfigurationError("the api's API_MLFLOW_URL with a host and a port", repr(address.geturl()), "")
+        net.reload()
+        gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+        proxy = FaultProxy(("127.0.0.1", 9), name="api->mlflow", listen_host=gateway, port=address.port)
+        try:
+            proxy.start()
+        except OSError as exc:
+            raise ServiceFailed(f"a fault proxy on {gateway}:{address.port} (MLflow's port)", str(exc), "") from None
+        self._say(f"the api's tasks reach {address.hostname} through a fault proxy on {gateway}:{address.port}")
+        return proxy, address.hostname
+
     def _say(self, text: str) -> None:
         print(f"rehearse: {text}", file=self.out, flush=True)
 
-    def _database(self, client, moto: MotoServer, net, tags: dict, created: list, authority: Authority) -> None:
+    def _database(
+        self, client, moto: MotoServer, net, tags: dict, created: list, authority: Authority, ports: list[int]
+    ) -> StandIn:
         """Postgres under the address the plan gives the database, with the master credentials
         that moto's Secrets Manager holds for it, serving TLS only under a certificate for that
-        address (as RDS with rds.force_ssl)."""
+        address (as RDS with rds.force_ssl); published on a loopback port for the harness's own
+        reads (``Fleet.dsn``)."""
         db = moto.client("rds").describe_db_instances()["DBInstances"][0]
         master = json.loads(
             moto.client("secretsmanager").get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])["SecretString"]
@@ -172,6 +253,8 @@ class Rehearsal:
         }
         cert, key = authority.issue((db["Endpoint"]["Address"],))
         env |= {"POSTGRES_TLS_CERT": cert.decode(), "POSTGRES_TLS_KEY": key.decode()}
+        port = free_port()
+        ports.append(port)
         c = client.containers.run(
             tags["postgres"],
             detach=True,
@@ -179,6 +262,7 @@ class Rehearsal:
             environment=env,
             labels={LABEL: net.attrs["Labels"][LABEL]},
             network=net.name,
+            ports={"5432/tcp": ("127.0.0.1", port)},
         )
         created.append(c)
         client.networks.get(net.id).disconnect(c)
@@ -198,6 +282,8 @@ class Rehearsal:
         wait_until(
             health, until=lambda s: s == "healthy", timeout=60, interval=0.5, what="the database stand-in to be healthy"
         )
+        url = f"postgresql://{quote(master['username'])}:{quote(master['password'])}@127.0.0.1:{port}"
+        return StandIn("postgres", c, port, url, 5432)
 
     def count(self, svc: ServiceTiming) -> int:
         """How many tasks of ``svc`` run: its desired count, cut to ``tasks`` (and said so)."""
@@ -207,10 +293,17 @@ class Rehearsal:
         return svc.desired_count
 
     def _tasks(
-        self, launcher: Launcher, moto: MotoServer, revisions: dict[str, str], model: TimingModel, how: BlueGreen | None
+        self,
+        launcher: Launcher,
+        moto: MotoServer,
+        revisions: dict[str, str],
+        model: TimingModel,
+        how: BlueGreen | None,
+        fleet: Fleet,
     ) -> None:
         """Every service's tasks at its desired count, started together as ECS starts a new
-        service's tasks; then the api's replaced (rolling or blue/green) under client traffic."""
+        service's tasks; then the api's replaced (rolling or blue/green) under client traffic,
+        behind a listener a watcher's clients reach the fleet by."""
         ecs = moto.client("ecs")
         definitions = {}
         with contextlib.ExitStack() as stack:
@@ -221,17 +314,36 @@ class Rehearsal:
                 svc = model.services[service]
                 wanted += [(svc, definitions[service], task_key(service, i)) for i in range(self.count(svc))]
             running = launcher.start_together(stack, wanted)
+            mlflow = [r for r in running if r.service == "mlflow" and r.main is not None]
+            if mlflow:
+                fleet.mlflow = mlflow[0].url
+                if "api->mlflow" in fleet.proxies:  # Cloud Map would answer with every task; the proxy has one
+                    fleet.proxies["api->mlflow"].upstream = ("127.0.0.1", int(urlsplit(mlflow[0].url).port or 0))
             launcher.await_in_service(running)
             api = [r for r in running if r.service == "api"]
             if not (self.replacement and api and all(r.life.ok for r in running)):
                 return
             svc = model.services["api"]
+            fleet.api_env = {
+                e["name"]: e["value"]
+                for d in definitions["api"]
+                if d["name"] == "api"
+                for e in d.get("environment", [])
+            }
+            balancer = Balancer()
+            for t in api:
+                balancer.register(t.key, t.url, t.target)
+            fleet.listener = stack.enter_context(Listener(balancer)).url  # the ALB's default idle timeout, 60 s
+            launcher.moment("replacing")
             if how is None:
-                self.replacement_summary = replace(launcher, stack, svc, api, definitions["api"], self.revision_env)
+                self.replacement_summary = replace(
+                    launcher, stack, svc, api, definitions["api"], self.revision_env, balancer
+                )
             else:
                 self.replacement_summary = blue_green(
-                    launcher, stack, svc, api, definitions["api"], how, self.revision_env
+                    launcher, stack, svc, api, definitions["api"], how, self.revision_env, balancer
                 )
+            launcher.moment("replaced")
 
 
 def _docker():  # -> docker.DockerClient

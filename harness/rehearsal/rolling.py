@@ -47,6 +47,7 @@ def summary(launcher: Launcher, client: Client, old: list[RunningTask], new: lis
     return {
         "requests": len(client.answers),
         "failed": len(failed),
+        "during_faults": len(client.during_faults),  # not 404 within a fault injected on purpose
         "by_target": {t.key: sum(a.target == t.key for a in client.answers) for t in (*old, *new)},
     }
 
@@ -131,7 +132,8 @@ class Rolling:
             if self.outcome:
                 return self.outcome
         healthy = [t for t in self.alive if t.life.in_service is not None]
-        if any(t.key not in self._counted for t in healthy):
+        came = [t for t in healthy if t.key not in self._counted]
+        if came:
             self.failures = 0  # ECS's circuit breaker: a task in service resets the count
             self._counted |= {t.key for t in healthy}
         stop = 0
@@ -155,6 +157,8 @@ class Rolling:
             self.events.append({"at": self.launcher.now(), "stopped": [t.key for t in batch]})
             future = self.pool.submit(drain_and_stop, self.launcher, self.balancer, self.svc, batch)
             self.draining.append((future, len(batch)))
+        if came:
+            self.launcher.moment("new task in service")
         if room > 0:
             self.start(room)
         if len(healthy) == self.desired and not self.running_old and not draining and not stop:
@@ -183,6 +187,7 @@ class Rolling:
                 self.balancer.register(t.key, t.url, t.target)
         self.new += batch
         self.alive += batch
+        self.launcher.moment("new task started")
         return batch
 
     def replace_failed(self, task: RunningTask) -> None:
@@ -228,14 +233,17 @@ def replace(
     old: list[RunningTask],
     containers: list[dict],
     env: dict[str, str] | None = None,
+    balancer: Balancer | None = None,
 ) -> dict:
-    """The rolling replacement of every task in ``old`` by tasks of ``containers`` with ``env``
-    added (the new revision); returns its summary (outcome, requests, failed, by target, the
-    events: which tasks started, stopped, were replaced, when)."""
+    """The rolling replacement of every task in ``old`` (registered in ``balancer``, a new one
+    when None) by tasks of ``containers`` with ``env`` added (the new revision); returns its
+    summary (outcome, requests, failed, by target, the events: which tasks started, stopped, were
+    replaced, when)."""
     desired = len(old)
-    balancer = Balancer()
-    for t in old:
-        balancer.register(t.key, t.url, t.target)
+    if balancer is None:
+        balancer = Balancer()
+        for t in old:
+            balancer.register(t.key, t.url, t.target)
     floor, ceiling = bounds(desired, svc)
     launcher.say(
         f"api: rolling replacement of {desired} task(s) (at least {floor} in service, at most {ceiling} running) "
@@ -244,7 +252,7 @@ def replace(
     threshold = breaker_threshold(desired, CIRCUIT_BREAKER_MIN)
     limit = (svc.grace_period + svc.deregistration_delay + svc.stop_timeout + 60) * (desired + threshold)
     with (
-        Client(balancer, max_duration=limit) as c,
+        Client(balancer, max_duration=limit, excused=launcher.excused) as c,
         ThreadPoolExecutor(max_workers=desired, thread_name_prefix="drain") as pool,
     ):
         rolling = Rolling(launcher, stack, svc, old, containers, {"API_REVISION": "2"} | (env or {}), balancer, pool)

@@ -30,6 +30,16 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 NS = 1_000_000_000
+POLL_LIMIT = 3600.0  # seconds a target is checked at most (its poller also stops with the rehearsal)
+# the moments of a deployment a watcher is told of (``Launcher.moment``), in the order they come
+MOMENTS = (
+    "replacing",  # every task in service; the replacement begins (the listener routes to the old tasks)
+    "new task started",  # rolling: new tasks' containers started (their dbinit done)
+    "new task in service",  # rolling: a new task came into service (an old one is deregistered next)
+    "green in service",  # blue/green: every green task in service, before any traffic moves
+    "traffic shifted",  # blue/green: the listener moved a traffic step to green
+    "replaced",  # the replacement is over (every container still up, for a check of the stores)
+)
 
 
 class Abandoned(Exception):
@@ -120,6 +130,14 @@ class Launcher:
     # the database stand-in's CA on the host: mounted where a container's *_SSLROOTCERT expects
     # Amazon RDS's bundle, so the task's own TLS settings verify the stand-in as they would RDS
     bundle: str = ""
+    extra_hosts: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> host name -> address
+    # what happened so far, for whoever watches the rehearsal (a fault injected at a moment of the
+    # deployment: harness.faults.rollout): called with one of MOMENTS, on the deployment's thread
+    on_moment: Callable[[str], None] = lambda moment: None
+    # [start, end] on time.monotonic() of faults injected on purpose (end: inf while one lasts): the
+    # client's answers within them are judged by the fault's judge, not counted as failed requests
+    excused: list[list[float]] = field(default_factory=list)
+    tasks: list[RunningTask] = field(default_factory=list)  # every task started, in order
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # tasks start and stop side by side, as ECS runs them
@@ -128,6 +146,11 @@ class Launcher:
 
     def now(self) -> float:
         return round(time.monotonic() - self.began, 1)
+
+    def moment(self, name: str) -> None:
+        """Tell the watcher that the deployment reached ``name`` (one of MOMENTS)."""
+        assert name in MOMENTS, name
+        self.on_moment(name)
 
     def start_together(
         self,
@@ -173,9 +196,11 @@ class Launcher:
         life = self.rollout.tasks[key] = Lifecycle(key, svc.grace_period, self.now(), group=group)
         life.mark(Step.STARTED, life.started)
         running = RunningTask(key, svc.name, life, t0)
+        self.tasks.append(running)
         self._run(containers, running, env_extra or {})
         if running.main is not None:
-            poller = TargetPoller(running.url, svc.alb, t0, svc.grace_period + 30)
+            # checked as long as the task may run: a rehearsal is over well within the hour
+            poller = TargetPoller(running.url, svc.alb, t0, POLL_LIMIT)
             with self._lock:  # an ExitStack is not for threads
                 running.poller = stack.enter_context(poller)
         return running
@@ -204,6 +229,8 @@ class Launcher:
                 kwargs["command"] = command
             if d.get("healthCheck"):
                 kwargs["healthcheck"] = engine_healthcheck(d["healthCheck"])
+            if d["name"] == service and service in self.extra_hosts:
+                kwargs["extra_hosts"] = self.extra_hosts[service]
             if self.bundle:
                 kwargs["volumes"] = [f"{self.bundle}:{path}:ro" for path in trusted_paths(env)]
             self.stop_timeouts[name] = int(d.get("stopTimeout", 30))
@@ -321,6 +348,12 @@ class Launcher:
             self._exited(r, state, now, " while in service")
         elif (state.get("Health") or {}).get("Status") == "unhealthy":
             life.failure = "container UNHEALTHY while in service (ECS would replace it)"
+        elif r.target.unhealthy_at:
+            life.failure = (
+                f"target UNHEALTHY in its target group {life.started + r.target.unhealthy_at[0]:.1f}s into the "
+                f"rollout, while in service (the load balancer stopped routing to it; ECS would replace it); "
+                f"its last check: {r.target.last}"
+            )
         if life.failure:
             life.mark(Step.UNHEALTHY, now)
             life.mark(Step.REPLACED, now)
