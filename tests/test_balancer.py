@@ -170,3 +170,35 @@ def test_a_target_turns_healthy_after_h_passes_in_a_row_and_unhealthy_again_afte
     b.register("t", "http://t", p)
     p.record(False, 13.0), p.record(False, 14.0), p.record(False, 15.0)
     assert b.pick() is None  # out of service: no request routed to it
+
+
+def test_each_connection_goes_round_robin_on_its_own_whatever_others_send_meanwhile():
+    """A sampler's stream behind the listener (one connection, one thread) sees every target in
+    turn, even when another client's requests come between each of its own (a shared rotation
+    would send all of them to one target)."""
+    import threading
+
+    b = Balancer()
+    b.register("api", "http://a", poller())
+    b.register("api #2", "http://b", poller())
+    seen: list[str] = []
+    mine, theirs = threading.Event(), threading.Event()
+
+    def other_stream():
+        for _ in range(6):
+            mine.wait(5)
+            mine.clear()
+            seen.append(b.pick().name)
+            theirs.set()
+
+    t = threading.Thread(target=other_stream)
+    t.start()
+    own = []
+    for _ in range(6):
+        own.append(b.pick().name)
+        mine.set()
+        theirs.wait(5)
+        theirs.clear()
+    t.join(5)
+    assert own.count("api") == 3 and own.count("api #2") == 3, own
+    assert own[0] != own[1] and seen[0] != seen[1], (own, seen)

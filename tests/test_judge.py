@@ -116,3 +116,50 @@ def test_every_kind_builds_its_fault_and_a_wrong_parameter_is_named(tmp_path):
     with pytest.raises(ConfigurationError) as err:
         load(bad)
     assert "fault.params" in str(err.value) and "'msec' is not one of" in str(err.value)
+
+
+def fleet(b_detects: bool = True, outage: bool = False) -> Observation:
+    """A fleet behind the rehearsal's listener, the database frozen from 1 s to 13 s: targets A and
+    B answer throughout (B's cache says pass a second longer than A's), D leaves (drained) before the
+    detection budget ends, E joins during the fault (and detects 1.5 s after), C joins after the
+    fault; ``outage``: once, no target in service."""
+    from harness.faults.scenarios import ROLLOUTS_DIR
+
+    def answers(source, points, endpoint):
+        return [Sample(endpoint, t, st, 0.01, h, source=source) for t, st, h in points]
+
+    b_fail = (503, "fail") if b_detects else (200, "pass")
+    samples = (
+        answers("A", [(0.5, 200, "pass"), (2.0, 503, "fail"), (6.0, 503, "fail"), (14.0, 200, "pass")], "/health/deep")
+        + answers(
+            "B",
+            [(0.7, 200, "pass"), (2.2, 200, "pass"), (3.2, *b_fail), (9.0, *b_fail), (15.0, 200, "pass")],
+            "/health/deep",
+        )
+        + answers("D", [(0.8, 200, "pass")], "/health/deep")
+        + answers("C", [(20.0, 200, "pass")], "/health/deep")
+        + answers("E", [(2.5, 200, "pass"), (4.0, 503, "fail"), (14.6, 200, "pass")], "/health/deep")
+        + answers("E", [(2.6, 200, "warn"), (14.5, 200, "pass")], "/health")
+        + answers("A", [(0.4, 200, "pass"), (4.0, 200, "warn"), (14.0, 200, "pass")], "/health")
+        + answers("B", [(0.6, 200, "pass"), (5.0, 200, "warn"), (15.0, 200, "pass")], "/health")
+        + answers("C", [(20.1, 200, "pass")], "/health")
+        + (answers("(none)", [(7.0, 503, None)], "/health") if outage else [])
+    )
+    scenario = load(ROLLOUTS_DIR / "rolling-postgres-frozen.yaml")
+    return Observation(scenario, fault_start=1.0, fault_end=13.0, samples=samples)
+
+
+def test_a_fleet_is_judged_target_by_target_and_a_listener_without_a_target_is_an_outage():
+    v = verdicts_by_name(fleet())
+    timing = ("detect", "during /health/deep", "during /health", "recover")  # no writer here: no write verdicts
+    assert all(v[n].ok for n in timing), [str(v[n]) for n in timing]
+    # the slowest target present at the start decides detection (B: 3.2 s), each target's window
+    # opens at its own detection (B's cached pass at 2.2 s is not a failure), recovery waits for
+    # every target there at the end (B: 15 s), not for C, which joined later; E, which joined during
+    # the fault, is counted from its joining
+    assert v["detect"].measured == pytest.approx(2.21) and "from B" in v["detect"].detail
+    assert v["recover"].measured == pytest.approx(2.01) and "from B" in v["recover"].detail
+    blind = verdicts_by_name(fleet(b_detects=False))
+    assert not blind["detect"].ok and "never seen from B" in blind["detect"].detail
+    drained = verdicts_by_name(fleet(outage=True))["during /health"]
+    assert not drained.ok and "(none)" in drained.detail

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from harness.faults.exercise import Observation
 from harness.faults.sampler import Sample
 from harness.pictures import Mark
+from harness.rehearsal.balancer import NO_TARGET
 
 Match = Callable[[Sample], bool]
 
@@ -51,12 +52,37 @@ def first_after(samples: Sequence[Sample], after: float, match: Match) -> Sample
     return next((s for s in samples if s.t >= after and match(s)), None)
 
 
+def by_source(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
+    """The samples of each target that answered (one api: all under ""), without the listener's own
+    answers when it had no target ("(none)"): those are an outage of the fleet, not a target."""
+    out: dict[str, list[Sample]] = {}
+    for s in samples:
+        if s.source != NO_TARGET:
+            out.setdefault(s.source, []).append(s)
+    return out
+
+
 def detected(samples: Sequence[Sample], start: float, budget: float, match: Match, what: str = "detect") -> Verdict:
-    """The first matching sample sent after ``start`` must have answered within ``budget`` of it."""
-    hit = first_after(samples, start, match)
-    if hit is None:
+    """The first matching sample sent after ``start`` must have answered within ``budget`` of it.
+    Behind a fleet's listener, each target's own, the slowest deciding, counted from ``start`` or
+    from the target's first answer if it joined later; a target that first answered only after the
+    budget ended is not judged (it joined after what it would detect), nor is one no longer
+    sampled when its budget ended (it left, drained)."""
+    hits = []
+    for source, series in by_source(samples).items():
+        joined = max(start, series[0].t)
+        if joined > start + budget:
+            continue
+        hit = first_after(series, start, match)
+        if hit is None and any(s.t >= joined + budget for s in series):  # it still answered, and never so
+            by = f" from {source}" if source else ""
+            return Verdict(what, False, None, round(budget, 2), f"never seen{by} after {start:.2f}s: {_tail(series)}")
+        if hit is not None:
+            hits.append((hit, joined))
+    if not hits:
         return Verdict(what, False, None, round(budget, 2), f"never seen after {start:.2f}s: {_tail(samples)}")
-    seconds = round(hit.t + hit.latency - start, 2)
+    hit, joined = max(hits, key=lambda h: h[0].t + h[0].latency - h[1])
+    seconds = round(hit.t + hit.latency - joined, 2)
     return Verdict(what, seconds <= budget, seconds, round(budget, 2), str(hit))
 
 
@@ -79,19 +105,28 @@ def judge(obs: Observation, names: dict[str, float]) -> list[Verdict]:
         ok = bool(obs.applied) and (not limit or obs.applied == limit)
         said = f"the {sc.kind} toxic on {sc.target} took effect {obs.applied} times"
         out.append(Verdict("applied", ok, obs.applied, limit, said + (f" (limit {limit})" if limit else "")))
-    detect_budget, detected_at = sc.budget("detect_within", names), start
-    want = during.get("/health")
-    if want and not want.get("always") and detect_budget is not None:
-        verdict = detected(health, start, detect_budget, answered(want["status"], want.get("health")))
-        out.append(verdict)
-        hit = first_after(health, start, answered(want["status"], want.get("health")))
-        detected_at = hit.t if hit is not None else end
+    # detection: on the first endpoint the fault must change (the load balancer's /health, as a rule)
+    detect_budget = sc.budget("detect_within", names)
+    detect_on = next(((e, w) for e, w in during.items() if not w.get("always")), None)
+    detected_at: dict[str, float] = {}  # each target's detection (one api: under "")
+    if detect_on and detect_budget is not None:
+        series, match = obs.series(detect_on[0]), answered(detect_on[1]["status"], detect_on[1].get("health"))
+        out.append(detected(series, start, detect_budget, match))
+        for source, own in by_source(series).items():
+            hit = first_after(own, start, match)
+            detected_at[source] = hit.t if hit is not None else end
+    fallback = min(detected_at.values(), default=start if detect_budget is None else end)
     for endpoint, want in during.items():
-        # from the detection on (itself held to its budget) to the end of the fault; "always": throughout
-        lo = start if want.get("always") else detected_at
+        # from the detection on (itself held to its budget; each target's own) to the end of the
+        # fault; "always": throughout, and through the recovery
         hi = end + (recover or 0) if want.get("always") else end
-        window = [s for s in obs.series(endpoint) if lo <= s.t and s.t + s.latency <= hi]
+        window = [
+            s
+            for s in obs.series(endpoint)
+            if (start if want.get("always") else detected_at.get(s.source, fallback)) <= s.t and s.t + s.latency <= hi
+        ]
         wrong = [s for s in window if not answered(want["status"], want.get("health"))(s)]
+        lo = start if want.get("always") else fallback
         detail = f"expected {want} from {lo:.2f}s to {hi:.2f}s; " + (
             f"got: {_tail(wrong)}" if wrong else "no samples" if not window else f"{len(window)} samples"
         )

@@ -18,6 +18,7 @@ import httpx
 
 from harness import healthjson
 from harness.pictures import Mark, Window, health_timeline
+from harness.rehearsal.balancer import TARGET_HEADER
 
 RECORDED: list[Sampler] = []  # every sampler started since the list was last emptied
 
@@ -30,10 +31,12 @@ class Sample:
     latency: float  # seconds
     health: str | None = None
     error: str | None = None
+    source: str = ""  # behind a rehearsed fleet's listener: the target that answered (else one api)
 
     def __str__(self) -> str:
         what = self.status if self.status is not None else f"no answer ({self.error})"
-        return f"t={self.t:7.3f}s {self.endpoint} -> {what} {self.health or ''} in {self.latency * 1000:.0f} ms"
+        by = f" from {self.source}" if self.source else ""
+        return f"t={self.t:7.3f}s {self.endpoint} -> {what} {self.health or ''}{by} in {self.latency * 1000:.0f} ms"
 
 
 class Sampler:
@@ -85,7 +88,8 @@ class Sampler:
                 try:
                     r = client.get(endpoint)
                     health = (healthjson.body(r) or {}).get("status")
-                    sample = Sample(endpoint, t0 - self.started, r.status_code, time.monotonic() - t0, health)
+                    took, source = time.monotonic() - t0, r.headers.get(TARGET_HEADER, "")
+                    sample = Sample(endpoint, t0 - self.started, r.status_code, took, health, source=source)
                 except httpx.HTTPError as exc:
                     sample = Sample(endpoint, t0 - self.started, None, time.monotonic() - t0, error=type(exc).__name__)
                 self.samples.append(sample)

@@ -17,6 +17,7 @@ from harness.budgets import evaluate
 from harness.errors import ConfigurationError
 from harness.faults.kinds import KINDS, LINKS, SERVICES
 from harness.paths import SCENARIOS_DIR, shown
+from harness.plan.codedeploy import TRAFFIC
 from harness.rehearsal.tasks import MOMENTS
 
 FAULTS_DIR = SCENARIOS_DIR / "faults"
@@ -82,7 +83,13 @@ SCHEMA = {
                 "at": {"enum": [m for m in MOMENTS if m not in ("replacing", "replaced")]},
                 "outcome": {"enum": ["completed", "rolled_back"]},
                 "tasks": {"type": "integer", "minimum": 1, "maximum": 10},
-                "time_scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "traffic": {"enum": list(TRAFFIC), "description": "blue/green: CodeDeploy's configuration"},
+                "time_scale": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 1,
+                    "description": "blue/green: its traffic steps and termination wait scaled (0.02: 5 minutes as 6 s)",
+                },
             },
         },
         "probe": {

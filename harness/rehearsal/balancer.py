@@ -88,7 +88,12 @@ class Balancer:
     def __init__(self) -> None:
         self._targets: dict[str, Target] = {}
         self._lock = threading.Lock()
+        # each connection's requests go round robin on their own, from where the listener's rotation
+        # stood when it opened (each ALB node keeps its own rotation, and a connection reaches one
+        # node): a sampler sees every target in turn, whatever other clients send meanwhile. The
+        # listener serves a connection on one thread, so the rotation is the thread's.
         self._turn = itertools.count()
+        self._turns = threading.local()
         self._requests = itertools.count()
         self.weights: dict[str, int] = {"blue": 100}  # target group -> percent of the listener's requests
 
@@ -122,20 +127,21 @@ class Balancer:
         """The target of the next request; None when its target group has none in service."""
         with self._lock:
             group = self._group()
-            ready = [
-                t
-                for t in self._targets.values()
-                if t.group == group and t.poller.healthy and not t.draining
-            ]
-        return ready[next(self._turn) % len(ready)] if ready else None
+            ready = [t for t in self._targets.values() if t.group == group and t.poller.healthy and not t.draining]
+        turn = getattr(self._turns, "next", None)
+        if turn is None:
+            turn = next(self._turn)
+        self._turns.next = turn + 1
+        return ready[turn % len(ready)] if ready else None
 
 
 @dataclass
 class Answer:
-    t: float
+    t: float  # when it was sent (seconds since the client started)
     target: str
     status: int | None
     error: str = ""
+    latency: float = 0.0  # seconds until it was answered
 
 
 @dataclass
@@ -147,6 +153,7 @@ class Client:
     interval: float = 0.1
     max_requests: int | None = None  # None: as many as ``max_duration`` holds at ``interval``
     max_duration: float = 600.0
+    timeout: float = 10.0  # seconds one request may take
     answers: list[Answer] = field(default_factory=list)
     # [start, end] on time.monotonic() of faults injected on purpose (Launcher.excused): answers
     # within them are the fault's judge's to judge, not failed requests of the deployment
@@ -169,7 +176,7 @@ class Client:
 
     def _loop(self) -> None:
         assert self.max_requests is not None  # set in __post_init__
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=self.timeout) as http:
             for _ in range(self.max_requests):
                 if self._stop.is_set() or time.monotonic() - self.started > self.max_duration:
                     return
@@ -178,15 +185,19 @@ class Client:
                 if target is None:  # the ALB answers 503 when the group has no target in service
                     self.answers.append(Answer(t, "(none)", None, "no target in service in the routed group"))
                 else:
+                    sent = time.monotonic()
                     try:
                         r = http.get(f"{target.url}/runs/{uuid.uuid4()}")
-                        self.answers.append(Answer(t, target.name, r.status_code))
+                        status, error = r.status_code, ""
                     except httpx.HTTPError as exc:
-                        self.answers.append(Answer(t, target.name, None, type(exc).__name__))
+                        status, error = None, type(exc).__name__
+                    self.answers.append(Answer(t, target.name, status, error, round(time.monotonic() - sent, 3)))
                 self._stop.wait(self.interval)
 
     def _excused(self, a: Answer) -> bool:
-        return any(start <= self.started + a.t <= end for start, end in self.excused)
+        """Whether ``a`` was in flight at some moment of a fault (sent before it began counts)."""
+        sent = self.started + a.t
+        return any(start <= sent + a.latency and sent <= end for start, end in self.excused)
 
     @property
     def failed(self) -> list[Answer]:
@@ -225,6 +236,8 @@ def validate(url: str, timeout: float = 10.0) -> str | None:
     return None
 
 
+TARGET_HEADER = "X-Harness-Target"  # the listener's answers name the target that gave them
+NO_TARGET = "(none)"  # ... or say it had none in service (its 503)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
 
 
@@ -283,13 +296,15 @@ class Listener:
         """(status, headers, body) of one request sent on to the picked target."""
         target = self.balancer.pick()
         if target is None:
-            return 503, [("X-Harness-Target", "(none)")], b"no target in service in the routed group\n"
-        mark = [("X-Harness-Target", target.name)]
+            return 503, [(TARGET_HEADER, NO_TARGET)], b"no target in service in the routed group\n"
+        mark = [(TARGET_HEADER, target.name)]
         try:
             r = self._http.request(method, target.url + path, headers=headers, content=body)
         except httpx.TimeoutException:
             return 504, mark, f"{target.name} did not answer within {self.timeout:g}s\n".encode()
         except httpx.HTTPError as exc:
             return 502, mark, f"{target.name}: {type(exc).__name__}\n".encode()
+        except RuntimeError:  # the listener closed while a kept-alive connection still sent
+            return 503, mark, b"the listener is closing\n"
         kept = [(k, v) for k, v in r.headers.items() if k.lower() not in HOP_BY_HOP | {"content-encoding"}]
         return r.status_code, kept + mark, r.content

@@ -49,8 +49,9 @@ from harness.rehearsal.blue_green import BlueGreen, blue_green
 from harness.rehearsal.moto import MotoServer
 from harness.rehearsal.platform import Platform
 from harness.rehearsal.rolling import replace
-from harness.rehearsal.tasks import Launcher, task_key
+from harness.rehearsal.tasks import Launcher, RunningTask, task_key
 from harness.session import LABEL, Session
+from harness.stack.api import ApiConfig
 from harness.stack.proxy import FaultProxy
 from harness.stack.runtime.docker import DockerService
 from harness.stack.stack import record_timings
@@ -75,7 +76,7 @@ class Fleet:
     listener: str = ""  # the ALB listener in front of the api's tasks (once the replacement begins)
     mlflow: str = ""  # one MLflow task, host side (MLflow answers under /mlflow)
     database: StandIn | None = None  # the database stand-in
-    api_env: dict[str, str] = field(default_factory=dict)  # the api's environment in its task definition
+    api: ApiConfig | None = None  # the api's settings, as it reads its planned environment
     proxies: dict[str, FaultProxy] = field(default_factory=dict)  # link -> its fault proxy
     launcher: Launcher | None = None
 
@@ -123,6 +124,7 @@ class Rehearsal:
     # the api's tasks reach MLflow through a fault proxy (``Fleet.proxies["api->mlflow"]``) on the
     # network's gateway, under MLflow's Cloud Map name and port, so a watcher can slow MLflow down
     mlflow_proxy: bool = False
+    launched: list[RunningTask] = field(default_factory=list)  # every task started, with its target's checks
 
     def __post_init__(self) -> None:
         """Refuse a wrong blue/green setting before anything starts, naming it."""
@@ -189,6 +191,7 @@ class Rehearsal:
                 bundle=bundle,
                 extra_hosts=hosts,
             )
+            self.launched = launcher.tasks
             if self.watch is not None:
                 watch = self.watch
                 launcher.on_moment = lambda moment: watch(moment, fleet)
@@ -324,12 +327,7 @@ class Rehearsal:
             if not (self.replacement and api and all(r.life.ok for r in running)):
                 return
             svc = model.services["api"]
-            fleet.api_env = {
-                e["name"]: e["value"]
-                for d in definitions["api"]
-                if d["name"] == "api"
-                for e in d.get("environment", [])
-            }
+            fleet.api = model.api_settings()
             balancer = Balancer()
             for t in api:
                 balancer.register(t.key, t.url, t.target)

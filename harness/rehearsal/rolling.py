@@ -54,12 +54,13 @@ def summary(launcher: Launcher, client: Client, old: list[RunningTask], new: lis
 
 def some_more_requests(client: Client, count: int = 10) -> None:
     """``count`` more requests after the last change, so the picture of what the client saw ends
-    served (counted from now, not from the client's start)."""
+    served (counted from now, not from the client's start; each may take its whole timeout while
+    a fault injected on purpose lasts)."""
     mark = len(client.answers)
     wait_until(
         lambda: len(client.answers) - mark,
         until=lambda n: n >= count,
-        timeout=max(10.0, count * client.interval * 5),
+        timeout=count * (client.interval + client.timeout),
         what=f"{count} client requests after the last change",
     )
 
