@@ -218,11 +218,17 @@ def deployment_verdicts(rehearsal: Rehearsal, expected: str) -> list[Verdict]:
         if poller is None:
             continue
         # the deployment's own deregistration (draining) or stop comes first: after it, failing is right
-        out_at = [life.steps[s] for s in (Step.DRAINING, Step.STOPPING, Step.REPLACED) if s in life.steps]
+        out_at = [life.steps[s] for s in (Step.DRAINING, Step.STOPPING) if s in life.steps]
         taken_out = min(out_at, default=math.inf)
-        early = [round(life.started + t, 1) for t in poller.unhealthy_at if life.started + t < taken_out]
-        if early:
-            dropped.append(f"{key} at {early[0]}s (its last check: {poller.last})")
+        early = [
+            f"{key}: its target unhealthy at {life.started + t:.1f}s (its last check: {poller.last})"
+            for t in poller.unhealthy_at
+            if life.started + t < taken_out
+        ]
+        replaced = life.steps.get(Step.REPLACED)
+        if life.in_service is not None and replaced is not None and replaced < taken_out:
+            early.append(f"{key}: replaced while in service at {replaced:.1f}s ({life.failure})")
+        dropped += early[:1]
     out.append(
         Verdict(
             "no target left service",

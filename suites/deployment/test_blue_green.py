@@ -18,11 +18,9 @@ import json
 import pytest
 
 from fixtures.docker import leftovers
-from fixtures.terraform import moto_platform
 from harness.errors import ConfigurationError
 from harness.gantt import rollout_svg
 from harness.lifecycle import Milestone, Step
-from harness.paths import environment_file
 from harness.plan import observability
 from harness.rehearsal.driver import deploy
 from harness.rehearsal.rehearsal import Rehearsal
@@ -33,22 +31,13 @@ SCALE = 0.02  # the canary's 5 minutes and the 5-minute termination wait as 6 s 
 
 
 @pytest.fixture(scope="module")
-def var_file(tmp_path_factory):
-    """staging.tfvars deployed blue/green."""
-    path = tmp_path_factory.mktemp("tfvars") / "staging-blue-green.tfvars"
-    staging = (environment_file("staging")).read_text()
-    path.write_text(staging + '\ndeployment_strategy = "blue_green"\n')
-    return path
+def var_file(blue_green_var_file):
+    return blue_green_var_file
 
 
 @pytest.fixture(scope="module")
-def platform(pytestconfig, terraform, harness_session, var_file):
-    """The staging plan deployed blue/green, applied to a moto server of its own: moto can neither
-    update nor delete a CodeDeploy group (no UpdateDeploymentGroup, DeleteDeploymentGroup or
-    DeleteApplication), so the session's shared platform could not be moved back to rolling."""
-    with moto_platform(pytestconfig, harness_session) as own:
-        own.apply(var_file)
-        yield own
+def platform(blue_green_platform):
+    return blue_green_platform
 
 
 @pytest.fixture(scope="module")

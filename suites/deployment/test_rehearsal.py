@@ -252,30 +252,3 @@ def test_a_stop_timeout_below_the_drain_fails_its_rule_and_is_a_forced_stop_in_t
     assert 10.0 <= round(old.at(Step.STOPPED) - old.at(Step.STOPPING), 1) < 15.0, old.describe()
     assert "SIGKILL, a forced stop" in old.failure, old.failure
     assert leftovers(docker_client, rehearsal.session_id) == []
-
-
-@pytest.mark.timeout(600)
-def test_postgres_frozen_in_the_middle_of_a_rolling_replacement_drains_no_task_and_loses_nothing(
-    docker_client, applied_platform, rollout_fault
-):
-    """scenarios/rollouts/rolling-postgres-frozen.yaml: the database paused for longer than the
-    load balancer needs to take a failing target out of service, from the moment the first new
-    task comes into service, the old ones still draining. Judged as the fault scenarios are
-    (detection on /health/deep by every target, the load balancer's /health never failing on any,
-    recovery, every acknowledged write recorded once), and as a deployment (completed, no target
-    out of service before its deregistration, every task clean). With /health/deep as the load
-    balancer's path (the incident's check), every target leaves service and this fails
-    (docs/measured.md)."""
-    result = rollout_fault("rolling-postgres-frozen", applied_platform)
-    assert result.verdicts, "never judged"
-    failed = [str(v) for v in result.verdicts if not v.ok]
-    assert not failed, "\n".join(failed)
-    rehearsal, (start, end) = result.rehearsal, result.window
-    alb = rehearsal.model.services["api"].alb
-    # long enough for the load balancer to drain every target, were its check to fail
-    assert end - start > alb.interval * alb.unhealthy_threshold + alb.timeout, (start, end, alb)
-    # in the middle of the replacement: the old tasks had not stopped yet when the database froze
-    assert all(start < rehearsal.rollout.tasks[k].at(Step.STOPPED) for k in ("api", "api #2")), start
-    writer = result.observation.writer
-    assert writer.clear_failures and writer.retried, "the freeze never reached a write"
-    assert leftovers(docker_client, result.rehearsal.session_id) == []
