@@ -202,3 +202,63 @@ def test_each_connection_goes_round_robin_on_its_own_whatever_others_send_meanwh
     t.join(5)
     assert own.count("api") == 3 and own.count("api #2") == 3, own
     assert own[0] != own[1] and seen[0] != seen[1], (own, seen)
+
+
+def test_only_the_apis_own_answers_in_flight_during_a_fault_are_excused():
+    """Answers within a fault injected on purpose are the fault judge's, not failed requests of the
+    deployment: a 503 the api gave, also one sent just before the fault began; never "no target in
+    service" nor a request that got no answer (those are the fleet's failures, fault or not)."""
+    from harness.rehearsal.balancer import NO_TARGET, Answer, Client
+
+    c = Client(Balancer())
+    c.started = 100.0
+    c.excused = [[110.0, 120.0]]
+    c.answers = [
+        Answer(5.0, "api", 404),  # right
+        Answer(12.0, "api", 503, latency=1.0),  # the api's own, during the fault: excused
+        Answer(9.5, "api #2", 503, latency=1.0),  # sent before, answered during: excused
+        Answer(13.0, NO_TARGET, None, "no target in service in the routed group"),
+        Answer(14.0, "api", None, "ConnectError", 0.01),
+        Answer(25.0, "api", 503),  # after the fault and its recovery
+    ]
+    assert [(a.t, a.target) for a in c.during_faults] == [(12.0, "api"), (9.5, "api #2")]
+    assert [(a.t, a.target) for a in c.failed] == [(13.0, NO_TARGET), (14.0, "api"), (25.0, "api")]
+
+
+def test_the_target_is_checked_on_a_fixed_schedule_however_slow_its_answers():
+    """As the ALB: a check every interval, not an interval after each answer, so that a target
+    whose checks time out fails U of them in U intervals (a drifting poller would need longer than
+    the fault lasts to see what the ALB sees)."""
+    import http.server
+    import threading
+    import time
+
+    from harness.plan.timing import Alb
+    from harness.rehearsal.balancer import TargetPoller
+    from harness.wait import wait_until
+
+    checks: list[float] = []
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            checks.append(time.monotonic())
+            time.sleep(0.3)  # slower than nothing, within the check's timeout
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        alb = Alb(0.5, 1, healthy_threshold=2, unhealthy_threshold=3, matcher="200", path="/health")
+        with TargetPoller(f"http://127.0.0.1:{server.server_address[1]}", alb, time.monotonic(), 2.2) as poller:
+            # its own limit (2.2 s) ends it
+            wait_until(poller._thread.is_alive, until=lambda alive: not alive, timeout=5, what="the poller's end")
+    finally:
+        server.shutdown()
+        server.server_close()
+    gaps = [round(b - a, 2) for a, b in zip(checks, checks[1:], strict=False)]
+    assert len(checks) == 5 and all(0.4 <= g <= 0.6 for g in gaps), gaps  # 0, 0.5, 1.0, 1.5, 2.0 s

@@ -118,7 +118,7 @@ def test_every_kind_builds_its_fault_and_a_wrong_parameter_is_named(tmp_path):
     assert "fault.params" in str(err.value) and "'msec' is not one of" in str(err.value)
 
 
-def fleet(b_detects: bool = True, outage: bool = False) -> Observation:
+def fleet(b_detects: bool = True, outage: bool = False, late_blind: bool = False, lost: bool = False) -> Observation:
     """A fleet behind the rehearsal's listener, the database frozen from 1 s to 13 s: targets A and
     B answer throughout (B's cache says pass a second longer than A's), D leaves (drained) before the
     detection budget ends, E joins during the fault (and detects 1.5 s after), C joins after the
@@ -144,6 +144,12 @@ def fleet(b_detects: bool = True, outage: bool = False) -> Observation:
         + answers("B", [(0.6, 200, "pass"), (5.0, 200, "warn"), (15.0, 200, "pass")], "/health")
         + answers("C", [(20.1, 200, "pass")], "/health")
         + (answers("(none)", [(7.0, 503, None)], "/health") if outage else [])
+        + (
+            answers("F", [(6.0, 200, "pass"), (9.5, 200, "pass"), (12.0, 200, "pass")], "/health/deep")
+            if late_blind
+            else []
+        )
+        + ([Sample("/health/deep", 5.0, None, 30.0, error="ReadTimeout")] if lost else [])
     )
     scenario = load(ROLLOUTS_DIR / "rolling-postgres-frozen.yaml")
     return Observation(scenario, fault_start=1.0, fault_end=13.0, samples=samples)
@@ -163,3 +169,10 @@ def test_a_fleet_is_judged_target_by_target_and_a_listener_without_a_target_is_a
     assert not blind["detect"].ok and "never seen from B" in blind["detect"].detail
     drained = verdicts_by_name(fleet(outage=True))["during /health"]
     assert not drained.ok and "(none)" in drained.detail
+    # a target that came into service well into the fault is held to it too: blind, it fails
+    late = verdicts_by_name(fleet(late_blind=True))
+    assert not late["detect"].ok and "never seen from F" in late["detect"].detail, str(late["detect"])
+    assert not late["during /health/deep"].ok and "from F" in late["during /health/deep"].detail
+    # a request of the sampler that got no answer names no target: it is not one more target
+    v = verdicts_by_name(fleet(lost=True))
+    assert v["detect"].ok and v["detect"].measured == pytest.approx(2.21), str(v["detect"])

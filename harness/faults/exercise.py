@@ -5,6 +5,7 @@ the fault took effect) goes to the judge (``harness.faults.judge``)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,9 +85,12 @@ def observe(es: contextlib.ExitStack, target: Reached, scenario: Scenario) -> tu
     return sampler, writer
 
 
-def hold(target: Targets, scenario: Scenario, sampler: Sampler) -> tuple[float, float, Toxic | None, float]:
-    """The scenario's fault in effect on ``target`` for its duration, then removed, its window
-    drawn on ``sampler``'s picture: (start, end, the toxic, seconds it took to take effect)."""
+def hold(
+    target: Targets, scenario: Scenario, sampler: Sampler, stop: threading.Event | None = None
+) -> tuple[float, float, Toxic | None, float]:
+    """The scenario's fault in effect on ``target`` for its duration (or until ``stop`` is set),
+    then removed, its window drawn on ``sampler``'s picture: (start, end, the toxic, seconds it
+    took to take effect)."""
     # the window opens when the fault is in effect (``docker pause`` returned, the toxic is
     # installed), not when its injection began: on a busy machine a pause takes a second or
     # more, which would otherwise count against the health check's detection budget
@@ -96,7 +100,7 @@ def hold(target: Targets, scenario: Scenario, sampler: Sampler) -> tuple[float, 
             start = sampler.now()
             wait_until(
                 sampler.now,
-                until=lambda t: t >= start + scenario.duration,
+                until=lambda t: t >= start + scenario.duration or (stop is not None and stop.is_set()),
                 timeout=scenario.duration + 5,
                 interval=0.05,
                 what=f"the {scenario.duration}s fault window",

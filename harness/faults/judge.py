@@ -9,6 +9,7 @@ same ``detected``/``recovered``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,30 +54,39 @@ def first_after(samples: Sequence[Sample], after: float, match: Match) -> Sample
 
 
 def by_source(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
-    """The samples of each target that answered (one api: all under ""), without the listener's own
-    answers when it had no target ("(none)"): those are an outage of the fleet, not a target."""
+    """The samples of each target that answered (one api: all under ""). Behind a fleet's listener,
+    neither its own answers when it had no target ("(none)": an outage of the fleet, not a target)
+    nor the sampler's requests that got no answer at all (no target named) are a target's."""
+    fleet = any(s.source for s in samples)
     out: dict[str, list[Sample]] = {}
     for s in samples:
-        if s.source != NO_TARGET:
+        if s.source != NO_TARGET and (s.source or not fleet):
             out.setdefault(s.source, []).append(s)
     return out
 
 
-def detected(samples: Sequence[Sample], start: float, budget: float, match: Match, what: str = "detect") -> Verdict:
+def detected(
+    samples: Sequence[Sample],
+    start: float,
+    budget: float,
+    match: Match,
+    what: str = "detect",
+    until: float = math.inf,
+) -> Verdict:
     """The first matching sample sent after ``start`` must have answered within ``budget`` of it.
     Behind a fleet's listener, each target's own, the slowest deciding, counted from ``start`` or
-    from the target's first answer if it joined later; a target that first answered only after the
-    budget ended is not judged (it joined after what it would detect), nor is one no longer
-    sampled when its budget ended (it left, drained)."""
+    from the target's first answer if it joined later (up to ``until``, the end of what it
+    detects; one that joined after it is not judged), except one no longer sampled when its
+    budget ended (it left, drained)."""
     hits = []
     for source, series in by_source(samples).items():
         joined = max(start, series[0].t)
-        if joined > start + budget:
+        if joined > until:
             continue
         hit = first_after(series, start, match)
         if hit is None and any(s.t >= joined + budget for s in series):  # it still answered, and never so
             by = f" from {source}" if source else ""
-            return Verdict(what, False, None, round(budget, 2), f"never seen{by} after {start:.2f}s: {_tail(series)}")
+            return Verdict(what, False, None, round(budget, 2), f"never seen{by} after {joined:.2f}s: {_tail(series)}")
         if hit is not None:
             hits.append((hit, joined))
     if not hits:
@@ -111,10 +121,11 @@ def judge(obs: Observation, names: dict[str, float]) -> list[Verdict]:
     detected_at: dict[str, float] = {}  # each target's detection (one api: under "")
     if detect_on and detect_budget is not None:
         series, match = obs.series(detect_on[0]), answered(detect_on[1]["status"], detect_on[1].get("health"))
-        out.append(detected(series, start, detect_budget, match))
+        out.append(detected(series, start, detect_budget, match, until=end))
         for source, own in by_source(series).items():
+            # a target that never detected is held to it from the end of its budget
             hit = first_after(own, start, match)
-            detected_at[source] = hit.t if hit is not None else end
+            detected_at[source] = hit.t if hit is not None else min(end, max(start, own[0].t) + detect_budget)
     fallback = min(detected_at.values(), default=start if detect_budget is None else end)
     for endpoint, want in during.items():
         # from the detection on (itself held to its budget; each target's own) to the end of the

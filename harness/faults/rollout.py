@@ -81,6 +81,7 @@ class _Watch:
     error: BaseException | None = None
     missing: list[str] = field(default_factory=list)
     at: float | None = None
+    stop: threading.Event = field(default_factory=threading.Event)  # set when the rehearsal ends early
     began: float = 0.0  # the rollout clock's origin (time.monotonic())
 
     def __call__(self, moment: str, fleet: Fleet) -> None:
@@ -98,6 +99,9 @@ class _Watch:
             self.thread.start()
         elif moment == "replaced" and self.sampler is not None:
             self._after(fleet)
+        elif moment == "closing" and self.thread is not None:  # the fault out before the containers go
+            self.stop.set()
+            self.thread.join(30)
 
     def recover_budget(self) -> float:
         return self.scenario.budget("recover_within", self.names) or 10.0
@@ -107,7 +111,7 @@ class _Watch:
         excused = [time.monotonic(), math.inf]  # the client's answers within it are the judge's
         launcher.excused.append(excused)
         try:
-            self.held = hold(fleet, self.scenario, self.sampler)
+            self.held = hold(fleet, self.scenario, self.sampler, self.stop)
         except BaseException as exc:  # noqa: BLE001 - given to the deployment's thread at "replaced"
             self.error = exc
         finally:

@@ -80,7 +80,7 @@ SCHEMA = {
             "properties": {
                 "env": {"type": "string", "pattern": "^[a-z0-9-]+$", "description": "the plan's environment"},
                 "strategy": {"enum": ["rolling", "blue_green"]},
-                "at": {"enum": [m for m in MOMENTS if m not in ("replacing", "replaced")]},
+                "at": {"enum": [m for m in MOMENTS if m not in ("replacing", "replaced", "closing")]},
                 "outcome": {"enum": ["completed", "rolled_back"]},
                 "tasks": {"type": "integer", "minimum": 1, "maximum": 10},
                 "traffic": {"enum": list(TRAFFIC), "description": "blue/green: CodeDeploy's configuration"},

@@ -58,6 +58,7 @@ class TargetPoller:
             self.unhealthy_at.append(at)
 
     def _loop(self) -> None:
+        due = time.monotonic()
         while not self._stop.is_set() and time.monotonic() - self.started < self.limit:
             try:
                 r = httpx.get(
@@ -69,7 +70,9 @@ class TargetPoller:
             except httpx.HTTPError as exc:
                 passed, self.last = False, type(exc).__name__
             self.record(passed, round(time.monotonic() - self.started, 1))
-            self._stop.wait(self.alb.interval)
+            # on the ALB's fixed schedule: a slow or timed-out check does not push the next one later
+            due += self.alb.interval
+            self._stop.wait(max(0.0, due - time.monotonic()))
 
 
 @dataclass
@@ -183,7 +186,7 @@ class Client:
                 target = self.balancer.pick()
                 t = round(time.monotonic() - self.started, 2)
                 if target is None:  # the ALB answers 503 when the group has no target in service
-                    self.answers.append(Answer(t, "(none)", None, "no target in service in the routed group"))
+                    self.answers.append(Answer(t, NO_TARGET, None, "no target in service in the routed group"))
                 else:
                     sent = time.monotonic()
                     try:
@@ -195,19 +198,33 @@ class Client:
                 self._stop.wait(self.interval)
 
     def _excused(self, a: Answer) -> bool:
-        """Whether ``a`` was in flight at some moment of a fault (sent before it began counts)."""
+        """Whether ``a`` is the fault's to explain: an answer of the api itself (a target's status;
+        never "no target in service", a refused connection or no answer at all) in flight at some
+        moment of a fault (sent before it began counts)."""
+        if a.status is None or a.target == NO_TARGET:
+            return False
         sent = self.started + a.t
         return any(start <= sent + a.latency and sent <= end for start, end in self.excused)
+
+    def split(self) -> tuple[list[Answer], list[Answer]]:
+        """(failed, during faults) in one pass, so that a fault's window closing meanwhile counts
+        each answer in exactly one of them."""
+        failed: list[Answer] = []
+        during: list[Answer] = []
+        for a in list(self.answers):
+            if a.status != 404:
+                (during if self._excused(a) else failed).append(a)
+        return failed, during
 
     @property
     def failed(self) -> list[Answer]:
         """Answers other than the 404 a random id deserves, outside the faults injected on purpose."""
-        return [a for a in self.answers if a.status != 404 and not self._excused(a)]
+        return self.split()[0]
 
     @property
     def during_faults(self) -> list[Answer]:
         """Answers other than 404 within a fault injected on purpose."""
-        return [a for a in self.answers if a.status != 404 and self._excused(a)]
+        return self.split()[1]
 
 
 def validate(url: str, timeout: float = 10.0) -> str | None:

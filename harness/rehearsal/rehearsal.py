@@ -196,6 +196,7 @@ class Rehearsal:
                 watch = self.watch
                 launcher.on_moment = lambda moment: watch(moment, fleet)
             cleanup.callback(launcher.cleanup)  # the containers, before their network
+            cleanup.callback(launcher.moment, "closing")  # before the containers: a watcher's fault is undone
             fleet.database = self._database(client, moto, net, tags, launcher.created, authority, launcher.ports)
             fleet.launcher = launcher
             self._tasks(launcher, moto, platform.task_definitions(), model, how, fleet)

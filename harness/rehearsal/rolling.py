@@ -37,7 +37,7 @@ OLD = "api (rolled back)"  # tasks of the old revision a rollback starts
 def summary(launcher: Launcher, client: Client, old: list[RunningTask], new: list[RunningTask], during: str) -> dict:
     """What the client saw during a replacement: its requests, how many failed, by target; a failed
     request fails the first old task's record (no request may fail while tasks are replaced)."""
-    failed = client.failed
+    failed, in_faults = client.split()
     launcher.say(f"api: {during}: {len(client.answers)} client requests, {len(failed)} failed")
     if failed and old:
         old[0].life.failure = old[0].life.failure or (
@@ -47,7 +47,7 @@ def summary(launcher: Launcher, client: Client, old: list[RunningTask], new: lis
     return {
         "requests": len(client.answers),
         "failed": len(failed),
-        "during_faults": len(client.during_faults),  # not 404 within a fault injected on purpose
+        "during_faults": len(in_faults),  # the api's own answers other than 404 within a fault injected on purpose
         "by_target": {t.key: sum(a.target == t.key for a in client.answers) for t in (*old, *new)},
     }
 

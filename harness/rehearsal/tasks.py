@@ -39,6 +39,7 @@ MOMENTS = (
     "green in service",  # blue/green: every green task in service, before any traffic moves
     "traffic shifted",  # blue/green: the listener moved a traffic step to green
     "replaced",  # the replacement is over (every container still up, for a check of the stores)
+    "closing",  # the rehearsal ends, normally or not, before its containers go: undo what was injected
 )
 
 
@@ -202,6 +203,8 @@ class Launcher:
             # checked as long as the task may run: a rehearsal is over well within the hour
             poller = TargetPoller(running.url, svc.alb, t0, POLL_LIMIT)
             with self._lock:  # an ExitStack is not for threads
+                if self.abandoned.is_set():  # the stack may already be unwinding: no poller it would not stop
+                    raise Abandoned(f"the rehearsal stopped before {key}'s target was checked")
                 running.poller = stack.enter_context(poller)
         return running
 
