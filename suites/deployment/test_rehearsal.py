@@ -8,6 +8,7 @@ import re
 import pytest
 
 from fixtures.docker import leftovers
+from harness.faults.rollout import deployment_verdicts
 from harness.gantt import rollout_svg
 from harness.lifecycle import Step, disagreements, timeline
 from harness.paths import environment_file
@@ -222,6 +223,10 @@ def test_a_new_revision_that_never_serves_trips_the_circuit_breaker_and_the_old_
     for key in ("api", "api #2"):
         assert rollout.tasks[key].ok and Step.DRAINING not in rollout.tasks[key].steps, rollout.tasks[key].describe()
     assert {"breaker": "rolled_back"} == {k: v for e in s["events"] for k, v in e.items() if k == "breaker"}
+    # the deployment's judge, as for a fault in the middle of one (harness.faults.rollout): rolled
+    # back, no target out of service before the deployment took it out, the old tasks clean, no failure
+    verdicts = deployment_verdicts(rehearsal, "rolled_back")
+    assert all(v.ok for v in verdicts), [str(v) for v in verdicts]
     assert leftovers(docker_client, rehearsal.session_id) == []
 
 
