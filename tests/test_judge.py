@@ -176,3 +176,19 @@ def test_a_fleet_is_judged_target_by_target_and_a_listener_without_a_target_is_a
     # a request of the sampler that got no answer names no target: it is not one more target
     v = verdicts_by_name(fleet(lost=True))
     assert v["detect"].ok and v["detect"].measured == pytest.approx(2.21), str(v["detect"])
+
+
+def test_behind_a_listener_a_target_seen_seldom_is_late_only_if_it_answered_the_old_state_after_its_budget():
+    """A canary's green target is routed one request in twenty: its first answer seen bounds its
+    detection from above, it does not measure it. Late is an answer of the old state sent after
+    the budget (2.75 s from the fault's start at 1 s) ended."""
+
+    def with_target(points):
+        obs = fleet()
+        obs.samples += [Sample("/health/deep", t, st, 0.01, h, source="G") for t, st, h in points]
+        return verdicts_by_name(obs)["detect"]
+
+    seldom = with_target([(0.6, 200, "pass"), (5.0, 503, "fail"), (8.0, 503, "fail")])
+    assert seldom.ok and seldom.measured == pytest.approx(4.01), str(seldom)
+    late = with_target([(0.6, 200, "pass"), (4.0, 200, "pass"), (5.0, 503, "fail")])
+    assert not late.ok and "late: t=  4.000s /health/deep -> 200 pass from G" in late.detail, str(late)
