@@ -8,7 +8,6 @@ task's typed lifecycle (``harness.lifecycle``) on the rollout's clock."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 import time
@@ -22,6 +21,7 @@ from harness.plan.timing import ServiceTiming
 from harness.ports import free_port, release
 from harness.process import delayed
 from harness.rehearsal.balancer import TargetPoller
+from harness.rehearsal.definitions import engine_healthcheck, secret_value
 from harness.session import LABEL
 from harness.stack.runtime.docker import trusted_paths
 from harness.wait import wait_until
@@ -29,7 +29,6 @@ from harness.wait import wait_until
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
-NS = 1_000_000_000
 POLL_LIMIT = 3600.0  # seconds a target is checked at most (its poller also stops with the rehearsal)
 # the moments of a deployment a watcher is told of (``Launcher.moment``), in the order they come
 MOMENTS = (
@@ -49,25 +48,6 @@ class Abandoned(Exception):
 
 def _tail(container: Container, lines: int = 15) -> str:
     return container.logs(tail=lines).decode(errors="replace")
-
-
-def secret_value(sm: Any, value_from: str) -> str:
-    """An ECS secret's value: a whole secret, or one JSON key of it (``<arn>:key::``)."""
-    parts = value_from.split(":")
-    arn, key = ":".join(parts[:7]), (parts[7] if len(parts) > 7 else "")
-    raw = sm.get_secret_value(SecretId=arn)["SecretString"]
-    return json.loads(raw)[key] if key else raw
-
-
-def engine_healthcheck(hc: dict) -> dict:
-    """A task definition's healthCheck in the Engine API's form (start period 0 must be 1 ms there)."""
-    return {
-        "test": hc["command"],
-        "interval": int(hc.get("interval", 30) * NS),
-        "timeout": int(hc.get("timeout", 5) * NS),
-        "retries": int(hc.get("retries", 3)),
-        "start_period": int(max(hc.get("startPeriod", 0), 0.001) * NS),
-    }
 
 
 @dataclass
