@@ -7,6 +7,7 @@ must answer its callers within seconds, so it talks to the REST API itself.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -15,8 +16,10 @@ import httpx
 from services.api.checks import CheckFailed
 from services.common import jsonlog
 
-RETRYABLE_STATUS = {502, 503, 504}
 T = TypeVar("T")
+MESSAGE_LIMIT = 200  # characters of MLflow's own message an answer may carry
+# what a message quoting the database looks like (SQLAlchemy's "[SQL: ...]", a driver's name, a statement)
+_QUOTES_DATABASE = re.compile(r"(?i:\[SQL|\[parameters|psycopg|sqlalchemy)|\b(?:SELECT|INSERT|UPDATE|DELETE)\b")
 
 
 class MlflowUnavailable(Exception):
@@ -31,7 +34,7 @@ class MlflowRejected(Exception):
     """MLflow answered a definite 4xx: retrying will not help."""
 
     def __init__(self, status: int, error_code: str, message: str) -> None:
-        super().__init__(f"MLflow answered {status} {error_code}: {message}")
+        super().__init__(f"MLflow answered {status} {error_code}: {safe_message(message)}")
         self.status = status
         self.error_code = error_code
 
@@ -83,7 +86,7 @@ class MlflowClient:
 
     async def _call_once(self, method: str, path: str, **kw: object) -> dict[str, Any]:
         response = await self._once(method, path, **kw)
-        if response.status_code in RETRYABLE_STATUS:
+        if response.status_code >= 500:  # MLflow (or a proxy before it) failed: not a refusal of the value
             raise _Transient(f"{method} {path}: HTTP {response.status_code} {_error_code(response)}")
         if response.status_code >= 400:
             body = _json(response)
@@ -227,6 +230,16 @@ class MlflowClient:
         body = await self.call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
         run: dict[str, Any] = body["run"]
         return run
+
+
+def safe_message(message: str) -> str:
+    """MLflow's message as an answer may carry it: its first line, at most ``MESSAGE_LIMIT``
+    characters, and withheld whole when it quotes the database (MLflow passes SQLAlchemy's errors
+    through, statement and parameters included)."""
+    if _QUOTES_DATABASE.search(message):
+        return "(MLflow's message withheld: it quotes the database; MLflow's log has it)"
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
 
 
 def _traced() -> dict[str, str]:

@@ -120,3 +120,44 @@ def test_experiment_created_when_absent_and_found_after_a_race():
     )
     assert asyncio.run(script.client().experiment_id("e")) == "7"
     assert [c.rsplit("/", 1)[1] for c in script.calls] == ["get-by-name", "create", "get-by-name"]
+
+
+SQL_ERROR = (
+    "(psycopg2.errors.QueryCanceled) canceling statement due to statement timeout\n"
+    "[SQL: INSERT INTO runs (run_uuid, name, source_type, user_id, status) VALUES (%(run_uuid)s, ...)]\n"
+    "[parameters: {'run_uuid': 'abc', 'password': 'hunter22'}]"
+)
+
+
+def test_an_mlflow_5xx_is_unavailability_retried_never_a_refusal():
+    """A 500 says MLflow failed, not that it refuses the value: the call is retried like a 503 and
+    ends as unavailability (the api answers 503 with Retry-After), and MLflow's text is not kept."""
+    script = Script(httpx.Response(500, json={"error_code": "INTERNAL_ERROR", "message": SQL_ERROR}))
+    with pytest.raises(MlflowUnavailable) as caught:
+        asyncio.run(script.client(retries=2).call("GET", "/api/2.0/mlflow/runs/get"))
+    assert len(script.calls) == 3, "retried as a transient failure"
+    assert "HTTP 500 INTERNAL_ERROR" in str(caught.value)
+    assert "SQL" not in str(caught.value) and "hunter22" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [SQL_ERROR, "x" * 5000, "Invalid value 'SELECT * FROM users WHERE 1=1' for parameter 'name'"],
+    ids=["sql", "long", "sql-in-a-value"],
+)
+def test_a_refusal_keeps_a_bounded_sql_free_message(message):
+    script = Script(httpx.Response(400, json={"error_code": "INVALID_PARAMETER_VALUE", "message": message}))
+    with pytest.raises(MlflowRejected) as caught:
+        asyncio.run(script.client().call("POST", "/api/2.0/mlflow/runs/create"))
+    text = str(caught.value)
+    assert text.startswith("MLflow answered 400 INVALID_PARAMETER_VALUE")
+    assert len(text) <= 300 and "\n" not in text
+    assert not any(word in text for word in ("SQL", "SELECT", "INSERT", "hunter22", "psycopg"))
+
+
+def test_a_plain_refusal_message_is_kept():
+    script = Script(
+        httpx.Response(400, json={"error_code": "INVALID_PARAMETER_VALUE", "message": "Param value too long"})
+    )
+    with pytest.raises(MlflowRejected, match="Param value too long$"):
+        asyncio.run(script.client().call("POST", "/api/2.0/mlflow/runs/create"))

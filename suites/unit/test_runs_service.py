@@ -235,3 +235,12 @@ def test_a_read_shed_before_an_mlflow_slot_gives_its_claim_back(make_runs, store
 
     pending = asyncio.run(scenario())
     assert store.rows[pending.id].pending and store.claimed == set()
+
+
+def test_an_mlflow_500_during_the_write_is_unavailable_not_a_refusal(runs, store, mlflow):
+    """MLflow failing (500 INTERNAL_ERROR) is not MLflow refusing the run: the client must retry."""
+    mlflow.status = 500
+    with pytest.raises(Unavailable, match=r"^mlflow: .*HTTP 500"):
+        asyncio.run(runs.write(BODY, KEY))
+    (row,) = store.rows.values()
+    assert row.pending

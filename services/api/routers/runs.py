@@ -45,9 +45,12 @@ router = APIRouter()
         ),
         413: error_answer("the body is larger than API_MAX_BODY_BYTES (chunked bodies are counted too)"),
         422: INVALID,
-        502: error_answer("MLflow refused the run (a value it does not accept)"),
+        502: error_answer(
+            "MLflow refused the run: a 4xx for a value it does not accept (its message cut to 200 "
+            "characters, withheld when it quotes the database); retrying will not help"
+        ),
         503: error_answer(
-            "MLflow or Postgres unavailable, or the api is shedding load (`overloaded`); "
+            "MLflow or Postgres unavailable (MLflow's 5xx included), or the api is shedding load (`overloaded`); "
             "retry with the same Idempotency-Key: the run is then recorded once; Retry-After says when",
             retry=True,
         ),
