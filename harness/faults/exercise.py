@@ -137,8 +137,8 @@ def recover(sampler: Sampler, writer: Writer | None, scenario: Scenario, end: fl
 
 def settle_writes(stores: Stores, writer: Writer | None, settle: float) -> list[str]:
     """Every failed write again, with its key (a pending row a failed request still holds is free
-    when its lease, 3 x API_REQUEST_TIMEOUT, 30 s by default, runs out); then what is not recorded
-    exactly once in ``stores``."""
+    when its lease, API_CLAIM_LEASE, 30 s by default, runs out: the answers' Retry-After says when);
+    then what is not recorded exactly once in ``stores``."""
     if writer is None:
         return []
     unsettled = writer.settle(timeout=max(settle, LEASE_WAIT))

@@ -33,6 +33,7 @@ class WriteResult:
     retries: int = 0  # how many times ``settle`` sent it again
     settled: WriteResult | None = None  # the last retry's answer
     answers: list[str] = field(default_factory=list)  # each retry's status and detail, in order
+    retry_after: float | None = None  # the answer's Retry-After, seconds
 
     @property
     def acknowledged(self) -> bool:
@@ -83,7 +84,15 @@ class Writer:
         try:
             r = client.post(f"{self.api_url}/runs", json=self.body(i), headers={"Idempotency-Key": key})
             body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-            return WriteResult(t, r.status_code, body.get("id"), body.get("detail"), key=key)
+            after = r.headers.get("retry-after", "")
+            return WriteResult(
+                t,
+                r.status_code,
+                body.get("id"),
+                body.get("detail"),
+                key=key,
+                retry_after=float(after) if after.isdigit() else None,
+            )
         except (httpx.HTTPError, ValueError) as exc:
             return WriteResult(t, None, error=type(exc).__name__, key=key)
 
@@ -95,17 +104,25 @@ class Writer:
                 self.results.append(self._send(client, i, f"{self.experiment}-{i}"))
                 self._stop.wait(self.interval)
 
-    def settle(self, timeout: float = 60.0, interval: float = 0.5, parallel: int = 8) -> list[WriteResult]:
+    def settle(
+        self, timeout: float = 60.0, interval: float = 0.5, parallel: int = 8, longest: float = 300.0
+    ) -> list[WriteResult]:
         """Send every write that was not acknowledged again, with its key, until each is recorded
         (or ``timeout`` passes): as clients that retry their 503s would, ``parallel`` at a time.
-        Returns those still not recorded."""
-        deadline = time.monotonic() + timeout
+        A write told to come back later (Retry-After: a key held while an earlier create may still
+        land) is given that long and 5 s more, at most ``longest`` seconds in all. Returns those
+        still not recorded."""
+        started = time.monotonic()
         failed = [(n, r) for n, r in enumerate(list(self.results)) if r.recorded_id is None]
 
         def retry(item: tuple[int, WriteResult]) -> None:
             n, result = item
+            deadline = started + timeout
             while result.recorded_id is None and time.monotonic() < deadline:
                 result.settled = self._send(client, n, result.key)
+                told = result.settled.retry_after
+                if told is not None:
+                    deadline = min(max(deadline, time.monotonic() + told + 5.0), started + longest)
                 result.retries += 1
                 result.answers.append(f"{result.settled.status or result.settled.error} {result.settled.detail or ''}")
                 if result.recorded_id is None:

@@ -39,6 +39,7 @@ class ApiConfig:
     request_timeout: float
     drain_seconds: float
     shutdown_grace: float
+    claim_lease: float
 
 
 def api_config(env: Mapping[str, str], where: str = "") -> ApiConfig:

@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
             "mlflow", settings.mlflow_concurrency, settings.queue_wait, metrics.in_flight_changed, metrics.shed
         ),
         request_timeout=settings.request_timeout,
+        lease=settings.claim_lease,
     )
     loop = LoopMonitor(settings.loop_stall_limit)
     health = HealthService(

@@ -28,11 +28,13 @@ class Bulkhead:
     ) -> None:
         self.name, self.limit, self.queue_wait = name, limit, queue_wait
         self.in_flight = 0
+        self.waiting = 0  # requests queued for a slot now
         self._slots = asyncio.Semaphore(limit)
         self._on_change, self._on_shed = on_change, on_shed
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
+        self.waiting += 1
         try:
             async with asyncio.timeout(self.queue_wait):
                 await self._slots.acquire()
@@ -42,6 +44,8 @@ class Bulkhead:
             raise Overloaded(
                 f"{self.name}: {self.limit} requests at work on it, none finished within {self.queue_wait:g}s"
             ) from None
+        finally:
+            self.waiting -= 1
         self._moved(+1)
         try:
             yield

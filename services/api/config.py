@@ -78,6 +78,24 @@ class Settings(BaseSettings):
         le=30,
         description=("seconds a request waits for a free Postgres or MLflow slot before it is shed with 503"),
     )
+    mlflow_settle_time: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description=(
+            "seconds MLflow may still take to carry out a call the api stopped waiting for (a create "
+            "whose answer timed out); the claim lease covers it"
+        ),
+    )
+    claim_lease: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "seconds a request holds a pending run's row; at least API_QUEUE_WAIT + API_REQUEST_TIMEOUT "
+            "+ API_MLFLOW_SETTLE_TIME, so no retry searches MLflow while an earlier create may still land"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")
@@ -119,7 +137,20 @@ class Settings(BaseSettings):
                 f"health budget {self.health_budget:.2f}s (from API_MLFLOW_TIMEOUT, API_MLFLOW_RETRIES, "
                 f"API_MLFLOW_BACKOFF, API_DB_TIMEOUT) must be below API_REQUEST_TIMEOUT={self.request_timeout}"
             )
+        if self.claim_lease < self.longest_write:
+            raise ValueError(
+                f"API_CLAIM_LEASE={self.claim_lease:g} must be at least the longest write, "
+                f"{self.longest_write:g}s (API_QUEUE_WAIT={self.queue_wait:g} + API_REQUEST_TIMEOUT="
+                f"{self.request_timeout:g} + API_MLFLOW_SETTLE_TIME={self.mlflow_settle_time:g}): a shorter "
+                "lease lets a retry search MLflow while an earlier create may still land, and make a second run"
+            )
         return self
+
+    @property
+    def longest_write(self) -> float:
+        """Seconds from a write's claim to the last moment MLflow may act on it: the slot wait, the
+        request's deadline, MLflow's own time for a call the api stopped waiting for."""
+        return self.queue_wait + self.request_timeout + self.mlflow_settle_time
 
     @property
     def mlflow_budget(self) -> float:

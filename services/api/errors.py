@@ -4,6 +4,7 @@ runs service's failures, shed requests)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 
@@ -71,8 +72,11 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def runs_failure(request: Request, exc: RunsFailure) -> JSONResponse:
+    """The failure's answer; Retry-After is the seconds the service said (a held key's lease left),
+    rounded up, else 1."""
     status, kind, retry = RUNS_FAILURES[type(exc)]
-    return error(status, kind, str(exc), headers=RETRY if retry else None)
+    after = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))} if exc.retry_after else RETRY
+    return error(status, kind, str(exc), headers=after if retry else None)
 
 
 async def shed(request: Request, exc: Overloaded) -> JSONResponse:

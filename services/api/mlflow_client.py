@@ -27,7 +27,11 @@ class MlflowUnavailable(Exception):
 
 
 class _Transient(MlflowUnavailable):
-    """Unavailable in a way a retry may cure (no answer, a 5xx gateway answer)."""
+    """Unavailable in a way a retry may cure (no answer, a 5xx answer)."""
+
+
+class MlflowNotSent(_Transient):
+    """No connection to MLflow was made: the call cannot have taken effect."""
 
 
 class MlflowRejected(Exception):
@@ -79,6 +83,8 @@ class MlflowClient:
             async with asyncio.timeout(self.timeout):
                 # (the caller's keywords are httpx's own: json=, params=)
                 return await self._http.request(method, path, headers=_traced(), **kw)  # type: ignore[arg-type]
+        except httpx.ConnectError as exc:
+            raise MlflowNotSent(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _Transient(f"{method} {path}: no answer within {self.timeout:.2f}s") from exc
         except httpx.TransportError as exc:
@@ -144,17 +150,12 @@ class MlflowClient:
         body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
         return str(body["experiment"]["experiment_id"])
 
-    async def log_run(
-        self,
-        experiment_id: str,
-        run_name: str,
-        params: Mapping[str, str],
-        metrics: Mapping[str, float],
-        timestamp_ms: int,
-        tags: Mapping[str, str] | None = None,
+    async def create_run(
+        self, experiment_id: str, run_name: str, timestamp_ms: int, tags: Mapping[str, str] | None = None
     ) -> str:
-        """Create a run (never retried: a lost answer would make two), log its params and
-        metrics, finish it. ``tags`` let ``find_run`` find it again."""
+        """Create a run; never retried (a lost answer would make two). Any failure but a refusal
+        (``MlflowRejected``) or ``MlflowNotSent`` leaves it unknown whether MLflow made the run:
+        ``tags`` let ``find_runs`` find it again."""
         body = await self.call(
             "POST",
             "/api/2.0/mlflow/runs/create",
@@ -166,9 +167,13 @@ class MlflowClient:
                 "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
             },
         )
-        run_id = str(body["run"]["info"]["run_id"])
+        return str(body["run"]["info"]["run_id"])
+
+    async def log_and_finish(
+        self, run_id: str, params: Mapping[str, str], metrics: Mapping[str, float], timestamp_ms: int
+    ) -> None:
+        """Log a new run's params and metrics, then finish it."""
         await self._log(run_id, params, metrics, timestamp_ms)
-        return run_id
 
     async def _log(
         self, run_id: str, params: Mapping[str, str], metrics: Mapping[str, float], timestamp_ms: int
@@ -191,9 +196,8 @@ class MlflowClient:
             json={"run_id": run_id, "status": "FINISHED", "end_time": timestamp_ms},
         )
 
-    async def find_run(self, experiment_id: str, tag: str, value: str) -> dict[str, Any] | None:
-        """The active run of the experiment whose tag ``tag`` is ``value`` (the oldest, should a
-        race have made two), or None."""
+    async def find_runs(self, experiment_id: str, tag: str, value: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The experiment's active runs whose tag ``tag`` is ``value``, oldest first."""
         body = await self.call(
             "POST",
             "/api/2.0/mlflow/runs/search",
@@ -202,16 +206,20 @@ class MlflowClient:
                 "filter": f"tags.{tag} = '{value}'",
                 "run_view_type": "ACTIVE_ONLY",
                 "order_by": ["attributes.start_time ASC"],
-                "max_results": 1,
+                "max_results": limit,
             },
         )
         runs: list[dict[str, Any]] = body.get("runs", [])
-        return runs[0] if runs else None
+        return runs
+
+    async def delete_run(self, run_id: str) -> None:
+        """Mark a run deleted (MLflow keeps it, out of active searches)."""
+        await self.call("POST", "/api/2.0/mlflow/runs/delete", json={"run_id": run_id})
 
     async def finish_run(
         self, run: dict[str, Any], params: Mapping[str, str], metrics: Mapping[str, float], timestamp_ms: int
     ) -> str:
-        """Complete a run ``log_run`` began (its answer was lost, or the api stopped half way):
+        """Complete a run ``create_run`` began (its answer was lost, or the api stopped half way):
         log what it does not hold yet, then finish it. Returns its id."""
         run_id = str(run["info"]["run_id"])
         if run["info"].get("status") != "FINISHED":

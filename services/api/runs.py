@@ -3,20 +3,37 @@
 A write is an intent first (a pending row with the request's hash: ``begin``), then the MLflow run
 tagged with the row's id, then the row completed (``record``). Nothing is deleted on a failure:
 the retry with the same key, or a read, claims the pending row (``claim``) and finishes it, finding
-the tagged run instead of making a second one. A request gives its claim back when MLflow fails
-(``release``), so a retry need not wait out the lease. The service knows no HTTP: it answers a
-``RunOut`` (``answer``) or raises one of these, which ``errors.py`` turns into answers::
+the tagged run instead of making a second one.
+
+A claim belongs to the request that made it (an owner token) and lasts a lease that covers the
+longest path a request can take, MLflow's own time to carry out a call the api stopped waiting for
+included (``API_CLAIM_LEASE``, checked against the others at start-up). So:
+
+- a request gives its claim back when MLflow failed in a way that made nothing (a refusal, no
+  connection, a failure before or after the create), and a retry need not wait;
+- when the create itself failed without a definite answer (a timeout, a 5xx, a cut connection),
+  MLflow may still make the run: the claim is kept, and the answer's Retry-After says when the
+  lease ends; only then does a retry search for the tagged run, and by then it is there or never
+  will be;
+- a resumed write keeps the oldest tagged run and deletes the others; after completing, it deletes
+  any tagged run but the row's; a request that finds the row answered by another meanwhile
+  deletes the run it made itself and answers the row as it stands;
+- only the owner gives back or completes its claim, and a complete row is never written again.
+
+The service knows no HTTP: it answers a ``RunOut`` (``answer``) or raises one of these, which
+``errors.py`` turns into answers::
 
     RunsFailure
     ├── KeyReused         the Idempotency-Key came with another body
     ├── KeyInProgress     a request with the key still holds its pending row
-    ├── BeingWritten      a read found the row held by a write at work
+    ├── BeingWritten      a read found the row held by a write at work, or a write was taken over
     ├── RunNotFound       no row with the id
     ├── MlflowRefusedRun  MLflow refused a value of the run
     ├── RunMissingInMlflow  the row's MLflow run is gone
     └── Unavailable       Postgres or MLflow did not answer within the request's deadline
 
-A request shed for want of a slot raises the bulkhead's ``Overloaded``.
+A request shed for want of a slot raises the bulkhead's ``Overloaded``; slots are taken before
+claims, so a shed request holds nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +46,8 @@ import time
 import uuid
 from typing import Any
 
-from services.api.bulkhead import Bulkhead, Overloaded
-from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
+from services.api.bulkhead import Bulkhead
+from services.api.mlflow_client import MlflowClient, MlflowNotSent, MlflowRejected, MlflowUnavailable
 from services.api.schemas import RunIn, RunOut
 from services.api.store import PENDING, RunRow, Store, StoreUnavailable
 from services.common import jsonlog
@@ -40,7 +57,12 @@ RUN_TAG = "api_run_id"  # the MLflow tag that names the api's row of a run
 
 
 class RunsFailure(Exception):
-    """The runs service answers no run; the message says why, for a person."""
+    """The runs service answers no run; the message says why, for a person. ``retry_after``:
+    seconds after which a retry can succeed, when known."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class KeyReused(RunsFailure):
@@ -73,7 +95,8 @@ class Unavailable(RunsFailure):
 
 class RunsService:
     """Writes and reads of runs over the two stores, each bounded by ``request_timeout`` and by the
-    dependencies' bulkheads; a pending row is held for a lease of 3 x ``request_timeout``."""
+    dependencies' bulkheads; a pending row is held for ``lease`` seconds by the request that
+    claimed it."""
 
     def __init__(
         self,
@@ -83,22 +106,29 @@ class RunsService:
         db_slots: Bulkhead,
         mlflow_slots: Bulkhead,
         request_timeout: float,
+        lease: float,
     ) -> None:
         self.store, self.mlflow = store, mlflow
         self.db_slots, self.mlflow_slots = db_slots, mlflow_slots
         self.request_timeout = request_timeout
-        self.lease = 3 * request_timeout  # how long a request may hold a pending row
+        self.lease = lease  # how long a request may hold a pending row
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.request_timeout
 
     async def write(self, body: RunIn, idempotency_key: str | None = None) -> tuple[RunOut, bool]:
         """The run recorded for ``body``, and whether this call recorded it (else an earlier one
         with the same key had)."""
         intent = self.intent(body, idempotency_key)
-        # the MLflow slot first: a write shed for want of one has recorded nothing anywhere
+        owner = uuid.uuid4()
+        # the MLflow slot first: a write shed for want of one has recorded and claimed nothing
         async with self.mlflow_slots.slot():
-            row, fresh = await self.begin(intent)
+            deadline = self._deadline()  # one deadline for the claim and MLflow, which the lease covers
+            row, fresh = await self.begin(intent, owner, deadline)
             if not fresh and not row.pending:
                 return self.answer(row), False
-            return self.answer(await self.record(row, resumed=not fresh)), True
+            done, recorded = await self.record(row, owner, not fresh, deadline)
+            return self.answer(done), recorded
 
     @staticmethod
     def intent(body: RunIn, idempotency_key: str | None) -> RunRow:
@@ -117,95 +147,140 @@ class RunsService:
             request_hash=digest,
         )
 
-    async def begin(self, intent: RunRow) -> tuple[RunRow, bool]:
-        """The row for the intent's key, and whether it is new. A new row is claimed by this call;
+    async def begin(self, intent: RunRow, owner: uuid.UUID, deadline: float) -> tuple[RunRow, bool]:
+        """The row for the intent's key, and whether it is new. A new row is claimed by ``owner``;
         an earlier pending row with the key is claimed here, or ``KeyInProgress`` when another
         request holds it; a complete one is left as it is."""
         try:
-            async with asyncio.timeout(self.request_timeout), self.db_slots.slot():
-                row, fresh = await self.store.begin(intent, self.lease)
+            async with asyncio.timeout_at(deadline), self.db_slots.slot():
+                row, fresh = await self.store.begin(intent, self.lease, owner)
                 if not fresh and row.request_hash != intent.request_hash:
                     raise KeyReused("this Idempotency-Key was sent with another body")
-                if not fresh and row.pending and not await self.store.claim(row.id, self.lease):
-                    raise KeyInProgress("a request with this Idempotency-Key is still at work")
+                if not fresh and row.pending and not await self.store.claim(row.id, self.lease, owner):
+                    raise KeyInProgress(
+                        "a request with this Idempotency-Key is still at work", await self.store.held_for(row.id)
+                    )
         except (StoreUnavailable, TimeoutError) as exc:
             raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc
         return row, fresh
 
-    async def record(self, row: RunRow, resumed: bool) -> RunRow:
-        """The MLflow run for a claimed pending row (found by its tag when an earlier attempt may
-        have made it), then the row completed; the caller holds an MLflow slot. Nothing is
-        deleted on a failure: the row stays pending for a retry with its key, or a read, to finish."""
+    async def record(self, row: RunRow, owner: uuid.UUID, resumed: bool, deadline: float) -> tuple[RunRow, bool]:
+        """The MLflow run for a pending row ``owner`` claimed (found by its tag when an earlier
+        attempt may have made it), then the row completed; the caller holds an MLflow slot.
+        Returns the row as it stands and whether this call completed it. Nothing is deleted on a
+        failure: the row stays pending for a retry with its key, or a read, to finish."""
+        claimed_at = asyncio.get_running_loop().time()
+        creating, made = False, None
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout_at(deadline):
                 exp_id = await self.mlflow.experiment_id(row.experiment)
                 now_ms = int(time.time() * 1000)
-                found = await self.mlflow.find_run(exp_id, RUN_TAG, str(row.id)) if resumed else None
+                found = await self._keep_one(exp_id, row.id) if resumed else None
                 if found is None:
-                    run_id = await self.mlflow.log_run(
-                        exp_id, row.run_name, row.params, row.metrics, now_ms, tags={RUN_TAG: str(row.id)}
-                    )
+                    creating = True
+                    made = run_id = await self.mlflow.create_run(exp_id, row.run_name, now_ms, {RUN_TAG: str(row.id)})
+                    creating = False
+                    await self.mlflow.log_and_finish(run_id, row.params, row.metrics, now_ms)
                 else:
                     run_id = await self.mlflow.finish_run(found, row.params, row.metrics, now_ms)
         except (MlflowUnavailable, MlflowRejected, TimeoutError) as exc:
-            await self.release(row.id)
+            reason = f"mlflow: {exc or 'request deadline exceeded'}"
+            if creating and not isinstance(exc, (MlflowRejected, MlflowNotSent)):
+                # MLflow may still make the run: the claim stays until the lease ends, when the
+                # run is there to be found or never will be
+                left = max(1.0, self.lease - (asyncio.get_running_loop().time() - claimed_at))
+                held = f"{reason}; the run may still be made: its key is held for {left:.0f}s"
+                raise Unavailable(held, left) from exc
+            await self.release(row.id, owner)
             if isinstance(exc, MlflowRejected):
                 raise MlflowRefusedRun(str(exc)) from exc
-            raise Unavailable(f"mlflow: {exc or 'request deadline exceeded'}") from exc
+            raise Unavailable(reason) from exc
         try:
             async with asyncio.timeout(self.request_timeout), self.db_slots.slot():
-                return await self.store.complete(row.id, exp_id, run_id)
+                done = await self.store.complete(row.id, exp_id, run_id, owner)
+                stands = done or await self.store.get(row.id)
         except (StoreUnavailable, TimeoutError) as exc:
             # the update may have committed with its answer lost: the retry or a read will see
             raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc
+        if stands is None or stands.pending:
+            # another request took the row over when this one's lease ran out; it finishes it, and
+            # removes a run this one made, should it keep another
+            raise BeingWritten("another request took this write over and finishes it", 1.0)
+        if stands.mlflow_run_id != run_id and made == run_id:
+            await self._delete(made, row.id)  # answered by another meanwhile: this run is a duplicate
+        elif done is not None and resumed:
+            await self._sweep(exp_id, row.id, done.mlflow_run_id)
+        return stands, done is not None
 
-    async def release(self, run_id: uuid.UUID) -> None:
+    async def _keep_one(self, exp_id: str, row_id: uuid.UUID) -> dict[str, Any] | None:
+        """The oldest active run tagged with the row (an earlier attempt's), the others deleted."""
+        runs = await self.mlflow.find_runs(exp_id, RUN_TAG, str(row_id))
+        for extra in runs[1:]:
+            await self.mlflow.delete_run(str(extra["info"]["run_id"]))
+        return runs[0] if runs else None
+
+    async def _sweep(self, exp_id: str, row_id: uuid.UUID, keep: str) -> None:
+        """Best effort, after a resumed write completed its row: delete any other run tagged with
+        it (one a request made after this one searched, while its lease ran out)."""
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                for run in await self.mlflow.find_runs(exp_id, RUN_TAG, str(row_id)):
+                    if run["info"]["run_id"] != keep:
+                        await self._delete(str(run["info"]["run_id"]), row_id)
+        except (MlflowUnavailable, MlflowRejected, TimeoutError) as exc:
+            self._could_not("sweep the runs tagged with a completed row", row_id, exc)
+
+    async def _delete(self, mlflow_run_id: str, row_id: uuid.UUID) -> None:
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                await self.mlflow.delete_run(mlflow_run_id)
+        except (MlflowUnavailable, MlflowRejected, TimeoutError) as exc:
+            self._could_not(f"delete the duplicate MLflow run {mlflow_run_id}", row_id, exc)
+
+    @staticmethod
+    def _could_not(what: str, row_id: uuid.UUID, exc: Exception) -> None:
+        jsonlog.log(logger, f"could not {what}", logging.WARNING, run_id=str(row_id), error=type(exc).__name__)
+
+    async def release(self, run_id: uuid.UUID, owner: uuid.UUID) -> None:
         """Best effort: give a pending row back so a retry need not wait out the lease."""
         try:
-            await self.store.release(run_id)
+            await self.store.release(run_id, owner)
         except Exception as exc:  # noqa: BLE001 - the caller already answers the failure
-            jsonlog.log(
-                logger,
-                "could not release a pending run",
-                logging.WARNING,
-                run_id=str(run_id),
-                error=type(exc).__name__,
-            )
+            self._could_not("release a pending run", run_id, exc)
 
     async def read(self, run_id: uuid.UUID) -> RunOut:
         """The run as both stores hold it; a pending row (a write cut short) is finished first."""
         try:
             async with asyncio.timeout(self.request_timeout), self.db_slots.slot():
                 row = await self.store.get(run_id)
-                if row is not None and row.pending and not await self.store.claim(row.id, self.lease):
-                    raise BeingWritten("the run is being written")
         except (StoreUnavailable, TimeoutError) as exc:
             raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc
         if row is None:
             raise RunNotFound(f"no run {run_id}")
-        if row.pending:
-            row = await self._finish(row)
-        try:
-            async with asyncio.timeout(self.request_timeout), self.mlflow_slots.slot():
-                run = await self.mlflow.get_run(row.mlflow_run_id)
-        except (MlflowUnavailable, TimeoutError) as exc:
-            raise Unavailable(f"mlflow: {exc or 'request deadline exceeded'}") from exc
-        except MlflowRejected as exc:
-            raise RunMissingInMlflow(str(exc)) from exc
+        # the MLflow slot before the claim: a read that queues or is shed holds no claim
+        async with self.mlflow_slots.slot():
+            if row.pending:
+                row = await self._resume(row)
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    run = await self.mlflow.get_run(row.mlflow_run_id)
+            except (MlflowUnavailable, TimeoutError) as exc:
+                raise Unavailable(f"mlflow: {exc or 'request deadline exceeded'}") from exc
+            except MlflowRejected as exc:
+                raise RunMissingInMlflow(str(exc)) from exc
         return self.answer(row, run)
 
-    async def _finish(self, row: RunRow) -> RunRow:
-        """A read's ``record`` of the pending row it claimed; shed before it got an MLflow slot, it
-        gives the claim back (shed later, at the row's update, the lease runs out as for a write)."""
-        admitted = False
+    async def _resume(self, row: RunRow) -> RunRow:
+        """A read's claim of a pending row (a write cut short) and its ``record``."""
+        owner, deadline = uuid.uuid4(), self._deadline()
         try:
-            async with self.mlflow_slots.slot():
-                admitted = True
-                return await self.record(row, resumed=True)
-        except Overloaded:
-            if not admitted:
-                await self.release(row.id)
-            raise
+            async with asyncio.timeout_at(deadline), self.db_slots.slot():
+                if not await self.store.claim(row.id, self.lease, owner):
+                    raise BeingWritten("the run is being written", await self.store.held_for(row.id))
+        except (StoreUnavailable, TimeoutError) as exc:
+            raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc
+        done, _ = await self.record(row, owner, True, deadline)
+        return done
 
     @staticmethod
     def answer(row: RunRow, mlflow_run: dict[str, Any] | None = None) -> RunOut:

@@ -17,7 +17,9 @@ from psycopg.rows import dict_row
 # request and its hash), then the MLflow run (tagged with the row's id), then the row completed.
 # Nothing is ever deleted on a failure, so no row points at a deleted run: a lost answer leaves a
 # pending row and perhaps a tagged run, which the retry with the same Idempotency-Key, or a read,
-# finishes. ``claimed_until`` is the lease of the request working on a pending row.
+# finishes. ``claimed_until`` is the lease of the request working on a pending row, ``claimed_by``
+# that request's own token: only it may give the row back or complete it, and a complete row is
+# never written again, so a request that outlived its lease cannot undo the one that took over.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_runs (
     id              uuid PRIMARY KEY,
@@ -31,12 +33,14 @@ CREATE TABLE IF NOT EXISTS api_runs (
     state           text NOT NULL DEFAULT 'complete',
     idempotency_key text UNIQUE,
     request_hash    text,
-    claimed_until   timestamptz
+    claimed_until   timestamptz,
+    claimed_by      uuid
 );
 ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'complete';
 ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS idempotency_key text UNIQUE;
 ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS request_hash text;
 ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
+ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS claimed_by uuid;
 ALTER TABLE api_runs ALTER COLUMN experiment_id DROP NOT NULL;
 ALTER TABLE api_runs ALTER COLUMN mlflow_run_id DROP NOT NULL;
 """
@@ -129,14 +133,15 @@ class Store:
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"{what} failed: {type(exc).__name__}") from exc
 
-    async def begin(self, row: RunRow, lease: float) -> tuple[RunRow, bool]:
-        """The intent: a pending row claimed for ``lease`` seconds. Returns it and True, or, when
-        a row holds the same idempotency key already, that row and False (nothing written)."""
+    async def begin(self, row: RunRow, lease: float, owner: uuid.UUID) -> tuple[RunRow, bool]:
+        """The intent: a pending row claimed by ``owner`` for ``lease`` seconds. Returns it and
+        True, or, when a row holds the same idempotency key already, that row and False (nothing
+        written)."""
         created = await self._run(
             "insert",
             "INSERT INTO api_runs (id, experiment, run_name, params, metrics, state, idempotency_key,"
-            " request_hash, claimed_until) VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s,"
-            " now() + make_interval(secs => %s)) ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            " request_hash, claimed_until, claimed_by) VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s,"
+            " now() + make_interval(secs => %s), %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
             (
                 row.id,
                 row.experiment,
@@ -146,43 +151,60 @@ class Store:
                 row.idempotency_key,
                 row.request_hash,
                 lease,
+                owner,
             ),
         )
         if created:
             return RunRow.from_record(created[0]), True
         found = await self._run("read", "SELECT * FROM api_runs WHERE idempotency_key = %s", (row.idempotency_key,))
         if not found:  # the holder of the key went away between the two statements: try again
-            return await self.begin(row, lease)
+            return await self.begin(row, lease, owner)
         return RunRow.from_record(found[0]), False
 
-    async def claim(self, run_id: uuid.UUID, lease: float) -> bool:
-        """Take a pending row for ``lease`` seconds; False when another request holds it."""
+    async def claim(self, run_id: uuid.UUID, lease: float, owner: uuid.UUID) -> bool:
+        """Take a pending row for ``owner`` for ``lease`` seconds; False when another request's
+        lease on it still runs."""
         return bool(
             await self._run(
                 "claim",
-                "UPDATE api_runs SET claimed_until = now() + make_interval(secs => %s)"
+                "UPDATE api_runs SET claimed_until = now() + make_interval(secs => %s), claimed_by = %s"
                 " WHERE id = %s AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < now())"
                 " RETURNING id",
-                (lease, run_id),
+                (lease, owner, run_id),
             )
         )
 
-    async def release(self, run_id: uuid.UUID) -> None:
-        """Give a pending row back at once (the request failed; a retry need not wait the lease)."""
+    async def held_for(self, run_id: uuid.UUID) -> float:
+        """Seconds until the lease on the row runs out (0 when none runs)."""
+        found = await self._run(
+            "read",
+            "SELECT GREATEST(0, EXTRACT(EPOCH FROM claimed_until - now()))::float AS left FROM api_runs WHERE id = %s",
+            (run_id,),
+        )
+        return float(found[0]["left"] or 0) if found else 0.0
+
+    async def release(self, run_id: uuid.UUID, owner: uuid.UUID) -> None:
+        """Give a pending row back at once (the request failed; a retry need not wait the lease);
+        only its owner can."""
         await self._run(
-            "release", "UPDATE api_runs SET claimed_until = NULL WHERE id = %s AND state = 'pending'", (run_id,)
+            "release",
+            "UPDATE api_runs SET claimed_until = NULL, claimed_by = NULL WHERE id = %s AND state = 'pending'"
+            " AND claimed_by = %s",
+            (run_id, owner),
         )
 
-    async def complete(self, run_id: uuid.UUID, experiment_id: str, mlflow_run_id: str) -> RunRow:
+    async def complete(
+        self, run_id: uuid.UUID, experiment_id: str, mlflow_run_id: str, owner: uuid.UUID
+    ) -> RunRow | None:
+        """The row completed with its MLflow run by ``owner``; None when ``owner`` holds it no
+        more (another request took it over, or completed it: a complete row is never rewritten)."""
         done = await self._run(
             "update",
             "UPDATE api_runs SET state = 'complete', experiment_id = %s, mlflow_run_id = %s, claimed_until = NULL"
-            " WHERE id = %s RETURNING *",
-            (experiment_id, mlflow_run_id, run_id),
+            " WHERE id = %s AND state = 'pending' AND claimed_by = %s RETURNING *",
+            (experiment_id, mlflow_run_id, run_id, owner),
         )
-        if not done:
-            raise StoreUnavailable(f"update failed: no row {run_id}")
-        return RunRow.from_record(done[0])
+        return RunRow.from_record(done[0]) if done else None
 
     async def get(self, run_id: uuid.UUID) -> RunRow | None:
         found = await self._run("read", "SELECT * FROM api_runs WHERE id = %s", (run_id,))

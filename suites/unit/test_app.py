@@ -193,15 +193,23 @@ def test_a_key_whose_request_is_still_at_work_is_409_with_retry_after(call, deps
     deps[0].claimed = set(deps[0].rows)  # as if the first request still held its lease
     deps[1].status = 200
     busy = call("POST", "/runs", json=BODY, headers=KEY)
-    assert busy.status_code == 409 and busy.headers["retry-after"] == "1" and deps[1].runs == {}
+    assert busy.status_code == 409 and deps[1].runs == {}
+    assert 3590 <= int(busy.headers["retry-after"]) <= 3600, "Retry-After says when the lease ends"
 
 
-def test_a_lost_answer_from_mlflow_create_is_finished_by_the_retry_without_a_second_run(call, deps):
+def test_a_lost_answer_from_mlflow_create_is_finished_by_the_retry_without_a_second_run(call, deps, settings):
+    """MLflow made the run and its answer was lost: the key stays held for the lease (a retry
+    meanwhile is 409, Retry-After the lease left); after it, the retry finishes that run."""
     store, mlflow = deps
     mlflow.lose_create_answer = True
-    assert call("POST", "/runs", json=BODY, headers=KEY).status_code == 503
+    first = call("POST", "/runs", json=BODY, headers=KEY)
+    assert first.status_code == 503 and "the run may still be made" in first.json()["detail"]
+    assert settings.claim_lease - 2 <= int(first.headers["retry-after"]) <= settings.claim_lease
     (made,) = mlflow.runs.values()
     assert made["info"]["status"] == "RUNNING" and made["data"]["params"] == []
+    busy = call("POST", "/runs", json=BODY, headers=KEY)
+    assert busy.status_code == 409 and int(busy.headers["retry-after"]) > 1, busy.text
+    store.expire()
     again = call("POST", "/runs", json=BODY, headers=KEY)
     assert again.status_code == 201 and len(mlflow.runs) == 1, again.text
     assert made["info"]["status"] == "FINISHED" and made["data"]["params"] == [{"key": "a", "value": "b"}]
@@ -224,6 +232,8 @@ def test_a_read_finishes_a_write_cut_short(call, deps):
     mlflow.lose_create_answer = True
     assert call("POST", "/runs", json=BODY).status_code == 503
     (row,) = store.rows.values()
+    assert call("GET", f"/runs/{row.id}").status_code == 503, "held while the create may still land"
+    store.expire()
     read = call("GET", f"/runs/{row.id}")
     assert read.status_code == 200, read.text
     assert read.json()["params"] == {"a": "b"} and read.json()["mlflow_status"] == "FINISHED"
@@ -367,7 +377,7 @@ def test_writes_beyond_the_mlflow_limit_are_shed_fast_with_503_and_retry_after(m
         async def handle(request: httpx.Request) -> httpx.Response:
             if request.url.path.endswith("/runs/create"):
                 await gate.wait()
-            return fake.handle(request)
+            return await fake.handle(request)
 
         app = create_app(
             s,

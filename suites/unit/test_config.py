@@ -66,6 +66,25 @@ def test_health_budget_must_fit_request_timeout(env):
     assert "must be below API_REQUEST_TIMEOUT" in error_of(env)
 
 
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("API_CLAIM_LEASE", "20"),
+        ("API_QUEUE_WAIT", "15"),
+        ("API_MLFLOW_SETTLE_TIME", "25"),
+        ("API_REQUEST_TIMEOUT", "25"),
+    ],
+)
+def test_the_claim_lease_must_cover_the_longest_write(env, var, value):
+    """A lease shorter than queue wait + request deadline + MLflow's settle time lets a retry
+    search MLflow while an earlier create may still land: refused at start-up, the pieces named."""
+    assert load_settings().claim_lease >= load_settings().longest_write
+    env.setenv(var, value)
+    message = error_of(env)
+    assert "API_CLAIM_LEASE=" in message and "must be at least the longest write" in message
+    assert all(name in message for name in ("API_QUEUE_WAIT=", "API_REQUEST_TIMEOUT=", "API_MLFLOW_SETTLE_TIME="))
+
+
 def test_database_url_is_never_echoed(env):
     env.setenv("API_DATABASE_URL", "mysql://u:topsecretpw@h/db")
     message = error_of(env)

@@ -43,7 +43,7 @@ def mlflow():
 def make_runs(store, mlflow):
     """A service over the fakes; ``mlflow_limit`` and ``queue_wait`` size its MLflow bulkhead."""
 
-    def make(mlflow_limit=4, queue_wait=0.1):
+    def make(mlflow_limit=4, queue_wait=0.1, lease=3.0):
         client = MlflowClient(
             "http://mlflow:5000/mlflow", timeout=0.5, retries=0, backoff=0, transport=httpx.MockTransport(mlflow.handle)
         )
@@ -53,6 +53,7 @@ def make_runs(store, mlflow):
             db_slots=Bulkhead("postgres", 4, queue_wait),
             mlflow_slots=Bulkhead("mlflow", mlflow_limit, queue_wait),
             request_timeout=1.0,
+            lease=lease,
         )
 
     return make
@@ -130,8 +131,12 @@ def test_a_release_that_fails_leaves_the_mlflow_failure_as_the_answer(runs, stor
 def test_a_lost_answer_from_mlflow_create_is_finished_by_the_retry_without_a_second_run(runs, store, mlflow):
     async def scenario():
         mlflow.lose_create_answer = True
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable, match="the run may still be made") as held:
             await runs.write(BODY, KEY)
+        assert 2.5 <= held.value.retry_after <= 3.0, "the answer says when the lease ends"
+        with pytest.raises(KeyInProgress):
+            await runs.write(BODY, KEY)
+        store.expire()
         return await runs.write(BODY, KEY)
 
     out, recorded = asyncio.run(scenario())
@@ -198,6 +203,7 @@ def test_a_read_finishes_a_write_cut_short(runs, store, mlflow):
         with pytest.raises(Unavailable):
             await runs.write(BODY)
         (row,) = store.rows.values()
+        store.expire()
         return row, await runs.read(row.id)
 
     row, read = asyncio.run(scenario())
@@ -244,3 +250,52 @@ def test_an_mlflow_500_during_the_write_is_unavailable_not_a_refusal(runs, store
         asyncio.run(runs.write(BODY, KEY))
     (row,) = store.rows.values()
     assert row.pending
+
+
+def test_a_create_that_lands_after_its_caller_gave_up_makes_no_second_run(make_runs, store, mlflow):
+    """The ambiguous create: MLflow takes the create, the api's attempt times out (0.5 s), and
+    MLflow makes the run 0.8 s after it began. A client retrying at once, and again whenever it is
+    told, ends with one tagged run: the key stays held for the lease (1.2 s, longer than MLflow's
+    0.8 s), so no retry searches before the late run is there."""
+    runs = make_runs(lease=1.2)
+
+    async def scenario():
+        mlflow.late_create = 0.8
+        answers = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while loop.time() < deadline:
+            try:
+                out, _ = await runs.write(BODY, KEY)
+                answers.append("ok")
+                return out, answers
+            except (Unavailable, KeyInProgress) as exc:
+                answers.append(type(exc).__name__)
+                await asyncio.sleep(0.05)  # a client retrying as fast as it may
+        raise AssertionError(f"no answer within 10 s: {answers}")
+
+    out, answers = asyncio.run(scenario())
+    (row,) = store.rows.values()
+    active = [r for r in tagged(mlflow, row.id) if r["info"]["run_id"] not in mlflow.deleted]
+    assert [r["info"]["run_id"] for r in active] == [out.mlflow_run_id], (answers, len(tagged(mlflow, row.id)))
+    assert "KeyInProgress" in answers, "retries during the lease were told the key is held"
+
+
+def test_a_resumed_write_keeps_the_oldest_tagged_run_and_deletes_the_others(runs, store, mlflow):
+    """Two tagged runs for one pending row (the lease was too short once): the resumed write keeps
+    the oldest and deletes the other."""
+
+    async def scenario():
+        mlflow.status = 503
+        with pytest.raises(Unavailable):
+            await runs.write(BODY, KEY)
+        mlflow.status = 200
+        (row,) = store.rows.values()
+        client = runs.mlflow
+        older = await client.create_run("1", "r", 1, {RUN_TAG: str(row.id)})
+        newer = await client.create_run("1", "r", 2, {RUN_TAG: str(row.id)})
+        out, _ = await runs.write(BODY, KEY)
+        return older, newer, out
+
+    older, newer, out = asyncio.run(scenario())
+    assert out.mlflow_run_id == older and mlflow.deleted == [newer]
