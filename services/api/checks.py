@@ -61,16 +61,16 @@ class CheckResult:
     output: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        body = {
+        """The check as a health answer shows it: status, latency, time; not ``output``, the
+        dependency's own error text (a host, a port, a driver's words), which the request's log
+        line keeps: the public listener routes the health paths too."""
+        return {
             "componentType": self.component_type,
             "observedValue": round(self.latency_ms, 1),
             "observedUnit": "ms",
             "status": self.status.value,
             "time": self.time,
         }
-        if self.output:
-            body["output"] = self.output
-        return body
 
 
 def loop_clock() -> float:

@@ -95,12 +95,13 @@ class Error(BaseModel):
 
 
 class CheckBody(BaseModel):
+    """One check as answered: no error text (the request's log line has it)."""
+
     componentType: str
     observedValue: float
     observedUnit: str
     status: Literal["pass", "warn", "fail"]
     time: str
-    output: str | None = None
 
 
 class Health(BaseModel):
