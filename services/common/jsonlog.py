@@ -1,4 +1,8 @@
-"""One JSON object per log line, secrets scrubbed, correlation id carried in a context var."""
+"""One JSON object per log line, secrets scrubbed, correlation id carried in a context var.
+
+Secrets are masked in each string of the line (keys too) before the line is encoded: masking the
+encoded text could cut a JSON string open (a client's request id ``password=x``) and misses a
+password that JSON escapes (a quote, a backslash, a non-ASCII character)."""
 
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if exc:
             line["exc"] = exc
-        return redact(_ENCODER.encode(line), self.secrets)
+        return _ENCODER.encode(scrub(line, self.secrets))
 
     def format(self, record: logging.LogRecord) -> str:
         return self.line(
@@ -124,6 +128,20 @@ class JsonFormatter(logging.Formatter):
             getattr(record, "fields", None),
             self.formatException(record.exc_info) if record.exc_info else None,
         )
+
+
+def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with ``redact`` applied to every string in it, keys included (dicts, lists and
+    tuples are rebuilt; anything else the encoder shows as ``str``, so it is masked as that)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(k, secrets) if isinstance(k, str) else k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v, secrets) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value), secrets)
 
 
 def configure(service: str, level: str = "INFO", secrets: tuple[str, ...] = (), stream: TextIO | None = None) -> None:
@@ -173,10 +191,12 @@ def request_line(
             request_id.reset(token)
         return
     fmt = handler.formatter
+    secrets = fmt.secrets
     text = (
         f'{{"ts":"{fmt.timestamp(time.time())}","level":"info","service":{fmt.service_json},'
-        f'"logger":{_escape(logger.name)},"msg":"request","request_id":{_escape(rid)},'
-        f'"method":{_escape(method)},"path":{_escape(path)},"status":{status:d},"duration_ms":{duration_ms!r}'
+        f'"logger":{_escape(logger.name)},"msg":"request","request_id":{_escape(redact(rid, secrets))},'
+        f'"method":{_escape(redact(method, secrets))},"path":{_escape(redact(path, secrets))},'
+        f'"status":{status:d},"duration_ms":{duration_ms!r}'
     )
-    text += "," + _ENCODER.encode(extra)[1:] if extra else "}"
-    handler.add((redact(text, fmt.secrets) + "\n").encode())
+    text += "," + _ENCODER.encode(scrub(extra, secrets))[1:] if extra else "}"
+    handler.add((text + "\n").encode())

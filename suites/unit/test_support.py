@@ -206,3 +206,51 @@ def test_mlflows_database_engine_connects_with_the_tls_settings(tmp_path):
     engine = create_engine(resolved(env)["MLFLOW_BACKEND_STORE_URI"])
     _, kwargs = engine.dialect.create_connect_args(engine.url)
     assert (kwargs["sslmode"], kwargs["sslrootcert"], kwargs["password"]) == ("verify-full", str(bundle), "p w")
+
+
+@pytest.mark.parametrize(
+    "secret,rid",
+    [
+        ("hunter22", "password=x"),
+        ('pa"ss', "rid-2"),
+        ("pa\\ss", "rid-3"),
+        ("pässwörd", "rid-4"),
+        ("pa ss=ok", "password = 'quoted value' and more"),
+    ],
+    ids=["request-id-password=x", "quote", "backslash", "non-ascii", "spaces"],
+)
+def test_every_log_line_stays_json_and_masks_the_secret_whatever_a_client_sends(tmp_path, secret, rid):
+    """Redaction runs on each field before the line is encoded: a client's request id of
+    ``password=x`` cannot break the line's JSON, and a password with a quote, a backslash or
+    non-ASCII characters is masked although JSON escapes it."""
+    import json
+    import logging
+
+    from services.common import jsonlog
+
+    path = tmp_path / "log"
+    with path.open("w") as stream:
+        jsonlog.configure("api", "INFO", (secret,), stream=stream)
+        logger = logging.getLogger("api")
+        extra = {"checks": {"postgres": {"output": f"connection for app:{secret}@db refused"}}, "note": [secret]}
+        jsonlog.request_line(logger, rid, "GET", f"/runs/{secret}", 200, 0.1, extra)
+        token = jsonlog.request_id.set(rid)
+        jsonlog.log(logger, f"a message with {secret}", **extra)
+        logger.warning("plain %s", secret)
+        jsonlog.request_id.reset(token)
+    jsonlog.configure("api", "INFO")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        decoded = json.loads(line)  # every line parses
+        assert not [s for s in strings(decoded) if secret in s], line
+        assert decoded["request_id"].startswith(rid.split("=")[0]), line
+
+
+def strings(value) -> list[str]:
+    """Every string in a decoded JSON value, keys included."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
