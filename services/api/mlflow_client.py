@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -17,6 +18,8 @@ from services.api.checks import CheckFailed
 from services.common import jsonlog
 
 T = TypeVar("T")
+# MLflow starts no call past this (services/mlflow/deadline.py): the api's attempt has given up by then
+DEADLINE_HEADER = "X-Request-Deadline"
 MESSAGE_LIMIT = 200  # characters of MLflow's own message an answer may carry
 # what a message quoting the database looks like (SQLAlchemy's "[SQL: ...]", a driver's name, a statement)
 _QUOTES_DATABASE = re.compile(r"(?i:\[SQL|\[parameters|psycopg|sqlalchemy)|\b(?:SELECT|INSERT|UPDATE|DELETE)\b")
@@ -82,7 +85,8 @@ class MlflowClient:
         try:
             async with asyncio.timeout(self.timeout):
                 # (the caller's keywords are httpx's own: json=, params=)
-                return await self._http.request(method, path, headers=_traced(), **kw)  # type: ignore[arg-type]
+                headers = {**_traced(), DEADLINE_HEADER: f"{time.time() + self.timeout:.3f}"}
+                return await self._http.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
         except httpx.ConnectError as exc:
             raise MlflowNotSent(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         except (TimeoutError, httpx.TimeoutException) as exc:

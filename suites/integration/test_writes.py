@@ -3,6 +3,7 @@ lease on a pending row, and a read that finishes a write cut short. Each checks 
 themselves (Postgres' rows, MLflow's runs by their ``api_run_id`` tag), not only the answers."""
 
 import concurrent.futures
+import time
 import uuid
 
 import httpx
@@ -107,3 +108,26 @@ def test_a_read_finishes_a_write_cut_short(api_url, mlflow_url, pg_dsn, experime
         assert conn.execute("SELECT state FROM api_runs WHERE id = %s", (rid,)).fetchone() == ("complete",)
     with httpx.Client() as client:
         assert len(tagged_runs(client, mlflow_url, experiment)[rid]) == 1
+
+
+def test_mlflow_starts_no_create_past_the_callers_deadline(mlflow_url, experiment):
+    """The fence the claim lease relies on, in the real MLflow: a create whose caller already gave
+    up is refused (504 DEADLINE_EXCEEDED) and makes no run; one in time is made."""
+    with httpx.Client(timeout=10) as client:
+        made = client.post(f"{mlflow_url}/api/2.0/mlflow/experiments/create", json={"name": experiment})
+        exp_id = made.json()["experiment_id"]
+        create = {"experiment_id": exp_id, "tags": [{"key": "api_run_id", "value": "fenced"}]}
+        late = client.post(
+            f"{mlflow_url}/api/2.0/mlflow/runs/create",
+            json=create,
+            headers={"X-Request-Deadline": f"{time.time() - 1:.3f}"},
+        )
+        assert late.status_code == 504 and late.json()["error_code"] == "DEADLINE_EXCEEDED", late.text
+        assert tagged_runs(client, mlflow_url, experiment) == {}
+        in_time = client.post(
+            f"{mlflow_url}/api/2.0/mlflow/runs/create",
+            json=create,
+            headers={"X-Request-Deadline": f"{time.time() + 5:.3f}"},
+        )
+        assert in_time.status_code == 200, in_time.text
+        assert list(tagged_runs(client, mlflow_url, experiment)) == ["fenced"]

@@ -161,3 +161,34 @@ def test_a_plain_refusal_message_is_kept():
     )
     with pytest.raises(MlflowRejected, match="Param value too long$"):
         asyncio.run(script.client().call("POST", "/api/2.0/mlflow/runs/create"))
+
+
+def test_every_call_carries_the_deadline_after_which_mlflow_must_not_start_it():
+    seen = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(float(request.headers["X-Request-Deadline"]))
+        return httpx.Response(200, json={"run": {"info": {"run_id": "r"}}})
+
+    client = MlflowClient(
+        "http://mlflow:5000/mlflow", timeout=0.7, retries=0, backoff=0, transport=httpx.MockTransport(handler)
+    )
+    before = time.time()
+    asyncio.run(client.create_run("1", "n", 1))
+    assert before + 0.7 <= seen[0] <= time.time() + 0.7
+
+
+def test_mlflow_refuses_a_call_past_its_deadline_before_the_handler_runs():
+    from flask import Flask
+
+    from services.mlflow import deadline
+
+    app, ran = Flask("t"), []
+    app.add_url_rule("/x", "x", lambda: ran.append(1) or "ok", methods=["POST"])
+    deadline.install(app)
+    client = app.test_client()
+    late = client.post("/x", headers={"X-Request-Deadline": f"{time.time() - 0.01:.3f}"})
+    assert late.status_code == 504 and late.json["error_code"] == "DEADLINE_EXCEEDED" and ran == []
+    for header in ({"X-Request-Deadline": f"{time.time() + 5:.3f}"}, {}, {"X-Request-Deadline": "soon"}):
+        assert client.post("/x", headers=header).status_code == 200
+    assert ran == [1, 1, 1]
