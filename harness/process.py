@@ -7,6 +7,7 @@ the harness dies (PR_SET_PDEATHSIG), and writes its log into a file of its worki
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import os
 import signal
@@ -23,6 +24,11 @@ from harness.session import ENV_VAR, Session, tree
 from harness.wait import wait_until
 
 _PR_SET_PDEATHSIG = 1
+# Every child is forked on this one thread. PR_SET_PDEATHSIG fires when the *thread* that forked
+# the child exits, not the process (prctl(2)): a service restarted on a short-lived thread (a
+# fault held on a thread of its own) was SIGKILLed when that thread ended. This thread lives as
+# long as the harness, so "the parent died" means the harness died.
+_FORKER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harness-forker")
 
 
 def _die_with_parent() -> None:
@@ -84,7 +90,8 @@ class ChildProcess:
         env = {**self.env, ENV_VAR: self.session.id}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it; closed below
         try:
-            self.proc = subprocess.Popen(
+            self.proc = _FORKER.submit(
+                subprocess.Popen,
                 self.argv,
                 env=env,
                 cwd=self.cwd,
@@ -94,7 +101,7 @@ class ChildProcess:
                 process_group=0,
                 user=self.user,
                 preexec_fn=_die_with_parent,
-            )
+            ).result()
         finally:
             log.close()
         self.paused = False

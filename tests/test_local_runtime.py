@@ -1,6 +1,7 @@
 """The local runtime's operations on a real Postgres: start, freeze, resume, kill, restart, stop."""
 
 import os
+import threading
 from pathlib import Path
 
 import psycopg
@@ -63,3 +64,28 @@ def test_stop_is_graceful_and_leaves_no_process(pg):
     svc, session = pg
     assert svc.stop(Budgets().stop) == 0
     assert processes_of({session.id}) == []
+
+
+def test_a_child_started_from_a_thread_outlives_the_thread(tmp_path):
+    """PR_SET_PDEATHSIG fires when the forking *thread* exits, not the process: a service the
+    nemesis restarts from a fault's thread was SIGKILLed when that thread ended (Postgres exited
+    -9 a moment after its restart). Children are forked from one thread that lives as long as
+    the harness."""
+    from harness.process import ChildProcess
+    from harness.session import Session
+    from harness.wait import wait_until
+
+    session = Session()
+    child = ChildProcess(
+        "sleeper", ["sleep", "60"], env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path, url="", session=session
+    )
+    try:
+        starter = threading.Thread(target=child.start)
+        starter.start()
+        starter.join()
+        with pytest.raises(WaitTimeout):  # it must still run a second after its starting thread ended
+            wait_until(child.status, until=lambda s: s != "running", timeout=1.0, what="the child to die")
+        assert child.status() == "running"
+    finally:
+        child.close(1)
+        session.close()
