@@ -241,9 +241,18 @@ def health_timeline(
     return _svg(fig, title)
 
 
-def gantt(rows: Sequence[Row], *, title: str, marks: Sequence[Mark] = (), end: float | None = None) -> str:
-    """One row per task with its phases as coloured spans; ``marks`` (circuit breaker, rollback)
-    across every row, each row's own marks (its grace period's end) as ticks on it."""
+def gantt(
+    rows: Sequence[Row],
+    *,
+    title: str,
+    marks: Sequence[Mark] = (),
+    end: float | None = None,
+    colors: Mapping[str, str] = PHASES,
+    xlabel: str = "seconds since the deployment began",
+) -> str:
+    """One row per task with its phases as coloured spans (``colors``: phase -> colour); ``marks``
+    (circuit breaker, rollback) across every row, each row's own marks (its grace period's end) as
+    ticks on it."""
     fig, (ax,) = _figure(1.2 + 0.28 * max(1, len(rows)))
     seen: set[str] = set()
     for i, row in enumerate(rows):
@@ -253,7 +262,7 @@ def gantt(rows: Sequence[Row], *, title: str, marks: Sequence[Mark] = (), end: f
             ax.broken_barh(
                 [(span.start, max(span.end - span.start, 0.01))],
                 (i - 0.38, 0.76),
-                facecolors=PHASES.get(span.phase, "#999999"),
+                facecolors=colors.get(span.phase, "#999999"),
                 edgecolor="#FFFFFF",
                 linewidth=0.3,
                 label=label,
@@ -267,7 +276,7 @@ def gantt(rows: Sequence[Row], *, title: str, marks: Sequence[Mark] = (), end: f
         ax.plot([], [], color="#000000", linewidth=1.5, label="grace period ends")
     ax.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=7)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel("seconds since the deployment began", fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
     if end is not None:
         ax.set_xlim(0, end * 1.02 or 1)
     ax.set_title(title, fontsize=10, loc="left")

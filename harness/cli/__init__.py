@@ -8,6 +8,7 @@
     rehearse   run the planned tasks on Docker as ECS would and judge each against its grace period
     timeline   draw a health timeline again from a series a test kept
     load       run a Locust load profile with the SLO gate; load-worker: a worker on another machine
+    nemesis    keyed writes under a seeded fault schedule, then both stores checked (exactly once)
 
 Exit codes, every command: 0 all checks passed; 1 a check failed (a timing rule, an SLO, a
 simulated or rehearsed deployment); 2 the command could not run (bad input, a missing tool);
@@ -19,7 +20,7 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import load, plan, rehearsal, simulation, stack
+from harness.cli import load, nemesis, plan, rehearsal, simulation, stack
 from harness.cli.stack import schema_document
 from harness.errors import HarnessError
 
@@ -33,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
-    for wing in (stack, plan, simulation, rehearsal, load):
+    for wing in (stack, plan, simulation, rehearsal, load, nemesis):
         wing.register(sub)
     return top
 

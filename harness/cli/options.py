@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.errors import ConfigurationError
 from harness.paths import environment_file, environments
+from harness.settings import Settings
 
 
 def var_file(args: argparse.Namespace) -> Path:
@@ -144,3 +145,21 @@ def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
 
     check.__name__ = "setting"
     return check
+
+
+STACK_SETTINGS = ("runtime", "timeout_multiplier", "mlflow_workers")
+
+
+def stack_settings(args: argparse.Namespace) -> tuple[Settings, str]:
+    """The settings of a command that starts a stack (``STACK_SETTINGS`` from its options, the
+    environment and pytest.ini), and the runtime it resolves to; the runtime and why, on stderr."""
+    import os
+    import sys
+
+    from harness.settings import ini_values, resolve
+    from harness.stack.runtime import resolve_runtime
+
+    settings = resolve({name: getattr(args, name) for name in STACK_SETTINGS}, os.environ, ini_values())
+    runtime_name, why = resolve_runtime(settings.runtime)
+    print(f"runtime: {runtime_name} ({why})", file=sys.stderr, flush=True)
+    return settings, runtime_name

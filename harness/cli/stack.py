@@ -5,30 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 
-from harness.cli.options import settings_options
+from harness.cli.options import STACK_SETTINGS, settings_options, stack_settings
 from harness.process import terminate_as_interrupt
 from harness.session import Session, reap, reap_session, stop_up_sessions
-from harness.settings import ini_values, resolve
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.budgets import Budgets
     from harness.progress import Progress
-    from harness.stack.runtime import make_runtime, resolve_runtime
+    from harness.stack.runtime import make_runtime
     from harness.stack.stack import Stack, record_timings
 
-    settings = resolve(
-        {"runtime": args.runtime, "timeout_multiplier": args.timeout_multiplier, "mlflow_workers": args.mlflow_workers},
-        os.environ,
-        ini_values(),
-    )
-    runtime_name, why = resolve_runtime(settings.runtime)
-    print(f"runtime: {runtime_name} ({why})", file=sys.stderr, flush=True)
+    settings, runtime_name = stack_settings(args)
     terminate_as_interrupt()
     # a background job of a script starts with SIGINT ignored; Ctrl-C's signal must still stop `up`
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -129,7 +121,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start the stack, print one JSON line per service, then 'ready'; Ctrl-C stops")
-    settings_options(up, ("runtime", "timeout_multiplier", "mlflow_workers"))
+    settings_options(up, STACK_SETTINGS)
     up.set_defaults(func=cmd_up)
     down = sub.add_parser(
         "down",

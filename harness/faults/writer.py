@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,6 +35,8 @@ class WriteResult:
     settled: WriteResult | None = None  # the last retry's answer
     answers: list[str] = field(default_factory=list)  # each retry's status and detail, in order
     retry_after: float | None = None  # the answer's Retry-After, seconds
+    ended: float = 0.0  # when the answer (or the error) came, seconds on the same clock as ``t``
+    client: int = 0  # which of several concurrent clients sent it (the nemesis)
 
     @property
     def acknowledged(self) -> bool:
@@ -80,21 +83,7 @@ class Writer:
         return {"experiment": self.experiment, "name": f"w{i}", "params": {"i": str(i)}, "metrics": {"i": float(i)}}
 
     def _send(self, client: httpx.Client, i: int, key: str) -> WriteResult:
-        t = time.monotonic() - self.started
-        try:
-            r = client.post(f"{self.api_url}/runs", json=self.body(i), headers={"Idempotency-Key": key})
-            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-            after = r.headers.get("retry-after", "")
-            return WriteResult(
-                t,
-                r.status_code,
-                body.get("id"),
-                body.get("detail"),
-                key=key,
-                retry_after=float(after) if after.isdigit() else None,
-            )
-        except (httpx.HTTPError, ValueError) as exc:
-            return WriteResult(t, None, error=type(exc).__name__, key=key)
+        return send_write(client, self.api_url, self.body(i), key, self.started)
 
     def _loop(self) -> None:
         with httpx.Client(timeout=30) as client:
@@ -104,34 +93,10 @@ class Writer:
                 self.results.append(self._send(client, i, f"{self.experiment}-{i}"))
                 self._stop.wait(self.interval)
 
-    def settle(
-        self, timeout: float = 60.0, interval: float = 0.5, parallel: int = 8, longest: float = 300.0
-    ) -> list[WriteResult]:
-        """Send every write that was not acknowledged again, with its key, until each is recorded
-        (or ``timeout`` passes): as clients that retry their 503s would, ``parallel`` at a time.
-        A write told to come back later (Retry-After: a key held while an earlier create may still
-        land) is given that long and 5 s more, at most ``longest`` seconds in all. Returns those
-        still not recorded."""
-        started = time.monotonic()
-        failed = [(n, r) for n, r in enumerate(list(self.results)) if r.recorded_id is None]
-
-        def retry(item: tuple[int, WriteResult]) -> None:
-            n, result = item
-            deadline = started + timeout
-            while result.recorded_id is None and time.monotonic() < deadline:
-                result.settled = self._send(client, n, result.key)
-                told = result.settled.retry_after
-                if told is not None:
-                    deadline = min(max(deadline, time.monotonic() + told + 5.0), started + longest)
-                result.retries += 1
-                result.answers.append(f"{result.settled.status or result.settled.error} {result.settled.detail or ''}")
-                if result.recorded_id is None:
-                    time.sleep(interval)
-
-        limits = httpx.Limits(max_connections=parallel)
-        with httpx.Client(timeout=30, limits=limits) as client, ThreadPoolExecutor(parallel) as pool:
-            list(pool.map(retry, failed))
-        return [r for _, r in failed if r.recorded_id is None]
+    def settle(self, timeout: float = 60.0, interval: float = 0.5, parallel: int = 8) -> list[WriteResult]:
+        """Every write that was not acknowledged sent again until recorded (``settle``)."""
+        again = lambda client, r: self._send(client, int(r.key.rsplit("-", 1)[1]), r.key)  # noqa: E731
+        return settle(self.results, again, timeout, interval, parallel)
 
     @property
     def acknowledged(self) -> list[WriteResult]:
@@ -150,6 +115,61 @@ class Writer:
     def unclear_failures(self) -> list[WriteResult]:
         ok = {id(r) for r in self.acknowledged + self.clear_failures}
         return [r for r in self.results if id(r) not in ok]
+
+
+def send_write(client: httpx.Client, api_url: str, body: dict, key: str, started: float) -> WriteResult:
+    """One ``POST /runs`` with ``key``; its answer (or the transport error) as a ``WriteResult``
+    stamped with seconds since ``started``."""
+    t = time.monotonic() - started
+    try:
+        r = client.post(f"{api_url}/runs", json=body, headers={"Idempotency-Key": key})
+        answer = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        after = r.headers.get("retry-after", "")
+        return WriteResult(
+            t,
+            r.status_code,
+            answer.get("id"),
+            answer.get("detail"),
+            key=key,
+            retry_after=float(after) if after.isdigit() else None,
+            ended=time.monotonic() - started,
+        )
+    except (httpx.HTTPError, ValueError) as exc:
+        return WriteResult(t, None, error=type(exc).__name__, key=key, ended=time.monotonic() - started)
+
+
+def settle(
+    results: list[WriteResult],
+    send: Callable[[httpx.Client, WriteResult], WriteResult],
+    timeout: float = 60.0,
+    interval: float = 0.5,
+    parallel: int = 8,
+    longest: float = 300.0,
+) -> list[WriteResult]:
+    """Send every write of ``results`` that was not acknowledged again, with its key, until each
+    is recorded (or ``timeout`` passes): as clients that retry their 503s would, ``parallel`` at a
+    time. A write told to come back later (Retry-After: a key held while an earlier create may
+    still land) is given that long and 5 s more, at most ``longest`` seconds in all. Returns those
+    still not recorded."""
+    started = time.monotonic()
+    failed = [r for r in list(results) if r.recorded_id is None]
+
+    def retry(result: WriteResult) -> None:
+        deadline = started + timeout
+        while result.recorded_id is None and time.monotonic() < deadline:
+            result.settled = send(client, result)
+            told = result.settled.retry_after
+            if told is not None:
+                deadline = min(max(deadline, time.monotonic() + told + 5.0), started + longest)
+            result.retries += 1
+            result.answers.append(f"{result.settled.status or result.settled.error} {result.settled.detail or ''}")
+            if result.recorded_id is None:
+                time.sleep(interval)
+
+    limits = httpx.Limits(max_connections=parallel)
+    with httpx.Client(timeout=30, limits=limits) as client, ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(retry, failed))
+    return [r for r in failed if r.recorded_id is None]
 
 
 def exactly_once(stack: Stores, writer: Writer) -> list[str]:

@@ -36,8 +36,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.common import jsonlog
 from services.common.dsn import DsnError, bundle_of, check_bundle, database_url
-from services.common.redact import safe_dsn
+from services.common.redact import dsn_secrets, safe_dsn
 from services.common.startup import DependencyTimeout, retry_until_ready
 
 DEFAULT_ALLOWED_HOSTS = "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
@@ -146,6 +147,8 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
     out = dict(env)
     out.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     out.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's own log handler writes plain text; without it, its loggers reach ours (JSON)
+    out.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     return out
 
 
@@ -168,6 +171,9 @@ def prepare_schema(uri: str, timeout: float) -> bool:
     ``mlflow server`` creates them on an empty database. True when this task created them. The
     engine is made before the lock, so no task holds the lock through MLflow's connection retries."""
     import psycopg
+
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # its lines in our JSON, not its text
+    jsonlog.configure("mlflow-entrypoint", "INFO", dsn_secrets(uri))
     from mlflow.store.db import utils
 
     engine = utils.create_sqlalchemy_engine_with_retry(uri)  # type: ignore[no-untyped-call]

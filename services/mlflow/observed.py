@@ -6,10 +6,8 @@ before its handler starts (``services.mlflow.deadline``)."""
 
 from __future__ import annotations
 
+import logging
 import os
-
-from mlflow.server import app as flask_app
-from mlflow.server.fastapi_app import app as mlflow_app
 
 from services.common import jsonlog
 from services.common.middleware import RequestObserver
@@ -21,6 +19,11 @@ jsonlog.configure(
     os.environ.get("MLFLOW_LOG_LEVEL", "INFO"),
     dsn_secrets(os.environ.get("MLFLOW_BACKEND_STORE_URI", "")),
 )
+logging.captureWarnings(True)  # a warning at import (a deprecation) is a JSON line too
+
+from mlflow.server import app as flask_app  # noqa: E402 - after the log is set up: its import warns
+from mlflow.server.fastapi_app import app as mlflow_app  # noqa: E402
+
 deadline.install(flask_app)
 # no body limit or read deadline here: MLflow takes artifact uploads of any size and paces them
 app = RequestObserver(mlflow_app, max_body_bytes=None, body_timeout=None, logger_name="mlflow")

@@ -32,8 +32,21 @@ def observed_command(*args: Any, **kwargs: Any) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+    import logging
+    import os
+
+    import click
     from mlflow.cli import cli
 
+    from services.common import jsonlog
+    from services.common.redact import dsn_secrets
+
+    secrets = dsn_secrets(os.environ.get("MLFLOW_BACKEND_STORE_URI", ""))
+    jsonlog.configure("mlflow", os.environ.get("MLFLOW_LOG_LEVEL", "INFO"), secrets)
+    logging.captureWarnings(True)
+    logger = logging.getLogger("mlflow.cli")
+    # the CLI's notices ("Registry store URI not provided ...") as JSON lines like every other
+    click.echo = lambda message=None, *args, **kwargs: jsonlog.log(logger, str(message))
     server._build_uvicorn_command = observed_command
     cli(["server", *argv], prog_name="mlflow")
 
