@@ -24,6 +24,7 @@ from harness.stack.toxics import (
     Bandwidth,
     Blackhole,
     CutAfter,
+    Hold,
     Latency,
     Refuse,
     ResetPeer,
@@ -80,6 +81,12 @@ def _cut_after(params: dict) -> Toxic:
     return CutAfter(match=str(params.get("match", "UPDATE 1\0")).encode("latin-1"), limit=params.get("limit", 1))
 
 
+def _hold(params: dict) -> Toxic:
+    """``match`` is text on its way to the upstream (latin-1: an SQL statement, an HTTP path);
+    ``limit`` such requests (default 1) wait in the proxy until the fault ends, then go on."""
+    return Hold(match=str(params.get("match", "")).encode("latin-1"), limit=params.get("limit", 1))
+
+
 @contextlib.contextmanager
 def _paused(svc: Service, grace: float) -> Iterator[None]:
     svc.pause()
@@ -122,6 +129,7 @@ KINDS: dict[str, Kind] = {
         Kind("refuse", True, (), _toxic(Refuse)),
         Kind("respond", True, ("status", "limit"), _respond),
         Kind("cut_after", True, ("match", "limit"), _cut_after),
+        Kind("hold", True, ("match", "limit"), _hold),
     )
 }
 

@@ -46,6 +46,9 @@ MOVES: tuple[Move, ...] = (
     Move("mlflow slower than the api's timeout", "latency", "api->mlflow", {"ms": 1500}),
     Move("reset api->mlflow", "reset", "api->mlflow"),
     Move("cut mlflow's answer after the create", "cut_after", "api->mlflow", {"match": '"run_uuid"', "limit": 3}),
+    # MLflow's own statements late: a create it began in time commits after the api gave up on it
+    Move("mlflow's database slow", "latency", "mlflow->postgres", {"ms": 1500}),
+    Move("mlflow's create held before its database", "hold", "mlflow->postgres", {"match": "INSERT INTO runs"}),
 )
 assert all(m.kind in KINDS for m in MOVES)
 
@@ -80,8 +83,8 @@ def draw(
     seed: int,
     duration: float,
     moves: tuple[Move, ...] = MOVES,
-    hold: tuple[float, float] = (0.5, 5.0),
-    gap: tuple[float, float] = (1.0, 6.0),
+    hold: tuple[float, float] = (0.5, 4.0),
+    gap: tuple[float, float] = (2.0, 9.0),
 ) -> Schedule:
     """The seed's schedule: per slot, faults one after another with a gap before each, each
     held for ``hold`` seconds (uniform), all of it within ``duration``; slots overlap freely."""

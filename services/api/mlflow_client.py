@@ -20,6 +20,7 @@ from services.common import jsonlog
 T = TypeVar("T")
 # MLflow starts no call past this (services/mlflow/deadline.py): the api's attempt has given up by then
 DEADLINE_HEADER = "X-Request-Deadline"
+EXPERIMENTS_KEPT = 1024
 MESSAGE_LIMIT = 200  # characters of MLflow's own message an answer may carry
 # what a message quoting the database looks like (SQLAlchemy's "[SQL: ...]", a driver's name, a statement)
 _QUOTES_DATABASE = re.compile(r"(?i:\[SQL|\[parameters|psycopg|sqlalchemy)|\b(?:SELECT|INSERT|UPDATE|DELETE)\b")
@@ -61,6 +62,7 @@ class MlflowClient:
         self.retries = retries
         self.backoff = backoff
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._experiments: dict[str, str] = {}  # name -> id, as MLflow answered (an id never changes)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -138,7 +140,21 @@ class MlflowClient:
 
     # -- tracking ----------------------------------------------------------------
     async def experiment_id(self, name: str) -> str:
-        """Find the experiment by name, creating it when absent (safe against a concurrent create)."""
+        """The experiment's id: asked of MLflow once per name (at most ``EXPERIMENTS_KEPT`` names
+        kept), the experiment created when absent (safe against a concurrent create)."""
+        known = self._experiments.get(name)
+        if known is None:
+            known = await self._experiment_id(name)
+            if len(self._experiments) >= EXPERIMENTS_KEPT:
+                self._experiments.pop(next(iter(self._experiments)))
+            self._experiments[name] = known
+        return known
+
+    def forget_experiment(self, name: str) -> None:
+        """MLflow no longer knows the id kept for ``name`` (the experiment was deleted)."""
+        self._experiments.pop(name, None)
+
+    async def _experiment_id(self, name: str) -> str:
         try:
             body = await self.call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
             return str(body["experiment"]["experiment_id"])

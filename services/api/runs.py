@@ -193,6 +193,8 @@ class RunsService:
                 raise Unavailable(held, left) from exc
             await self.release(row.id, owner)
             if isinstance(exc, MlflowRejected):
+                # the id kept for the name may be a deleted experiment's: asked again next time
+                self.mlflow.forget_experiment(row.experiment)
                 raise MlflowRefusedRun(str(exc)) from exc
             raise Unavailable(reason) from exc
         try:

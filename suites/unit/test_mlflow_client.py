@@ -192,3 +192,19 @@ def test_mlflow_refuses_a_call_past_its_deadline_before_the_handler_runs():
     for header in ({"X-Request-Deadline": f"{time.time() + 5:.3f}"}, {}, {"X-Request-Deadline": "soon"}):
         assert client.post("/x", headers=header).status_code == 200
     assert ran == [1, 1, 1]
+
+
+def test_an_experiments_id_is_asked_once_and_forgotten_when_mlflow_no_longer_knows_it():
+    """A write needs its experiment's id: asked of MLflow once per name (an id never changes), so a
+    write is three MLflow calls, not four; forgotten on request (the experiment was deleted)."""
+    script = Script(httpx.Response(200, json={"experiment": {"experiment_id": "7"}}))
+    client = script.client()
+
+    async def scenario():
+        first = await client.experiment_id("e")
+        again = await client.experiment_id("e")
+        client.forget_experiment("e")
+        return first, again, await client.experiment_id("e")
+
+    assert asyncio.run(scenario()) == ("7", "7", "7")
+    assert [c.rsplit("/", 1)[1] for c in script.calls] == ["get-by-name", "get-by-name"]
