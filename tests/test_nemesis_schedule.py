@@ -51,3 +51,18 @@ def test_the_schedules_draw_every_move_and_overlap_across_slots():
 def test_a_duration_that_is_not_positive_is_refused_by_name():
     with pytest.raises(ValueError, match="duration: expected seconds > 0"):
         draw(1, 0)
+
+
+def test_a_kept_seed_is_written_and_read_back_and_a_wrong_field_is_named(tmp_path):
+    from harness.errors import ConfigurationError
+    from harness.nemesis.schedule import keep_regression, load_regressions
+
+    kept = keep_regression(tmp_path, 17, 20.0, ["k: 2 rows"], "python -m harness nemesis --seed 17")
+    (back,) = load_regressions(tmp_path)
+    assert (back.seed, back.duration, back.source) == (17, 20.0, str(kept))
+    kept.write_text("seed: seventeen\nduration: 20\n")
+    with pytest.raises(ConfigurationError, match=r"(?s)seed-17.yaml: seed.*'seventeen'.*a whole number"):
+        load_regressions(tmp_path)
+    kept.write_text("seed: 17\nduration: 0\n")
+    with pytest.raises(ConfigurationError, match=r"(?s)duration.*0.*above 0"):
+        load_regressions(tmp_path)

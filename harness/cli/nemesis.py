@@ -39,7 +39,7 @@ def keep(run: object, out: Path) -> tuple[Path, Path]:
 def cmd_nemesis(args: argparse.Namespace) -> int:
     from harness.budgets import Budgets
     from harness.nemesis.run import run
-    from harness.nemesis.schedule import draw
+    from harness.nemesis.schedule import draw, keep_regression
     from harness.stack.config import StackConfig
     from harness.stack.runtime import make_runtime
     from harness.stack.stack import Stack
@@ -59,10 +59,11 @@ def cmd_nemesis(args: argparse.Namespace) -> int:
                 history, picture = keep(result, out)
                 line = {"seed": seed, "ok": result.ok, "attempts": len(result.attempts), "history": str(history)}
                 if not result.ok:
-                    line |= {
-                        "violations": result.violations,
-                        "replay": replay_command(seed, args.duration, runtime_name),
-                    }
+                    replay = replay_command(seed, args.duration, runtime_name)
+                    line |= {"violations": result.violations, "replay": replay}
+                    if args.keep_failing:
+                        kept = keep_regression(Path(args.keep_failing), seed, args.duration, result.violations, replay)
+                        line["kept"] = str(kept)
                     failed.append(line)
                 print(json.dumps(line), flush=True)
     finally:
@@ -81,6 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     nem.add_argument("--seeds", type=number(int, 1, 10000), default=1, help="how many seeds from --seed (default 1)")
     nem.add_argument(
         "--duration", type=number(float, 1, 600), default=20.0, help="seconds of faults per seed (default 20)"
+    )
+    nem.add_argument(
+        "--keep-failing",
+        metavar="FOLDER",
+        help="write each failing seed as FOLDER/seed-N.yaml, a regression file CI replays "
+        "(commit it into scenarios/nemesis/)",
     )
     settings_options(nem, STACK_SETTINGS)
     nem.set_defaults(func=cmd_nemesis)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from harness.faults.kinds import KINDS
 
@@ -101,3 +102,50 @@ def draw(
             ops.append(Op(round(t, 2), round(end, 2), move))
             t = end + rng.uniform(*gap)
     return Schedule(seed, duration, tuple(sorted(ops, key=lambda o: (o.start, o.move.slot))))
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A seed that once found a violation, kept as a file so every CI run replays it
+    (scenarios/nemesis/seed-<N>.yaml, written by ``nemesis --keep-failing``)."""
+
+    seed: int
+    duration: float
+    source: str
+
+
+def load_regressions(folder: Path) -> list[Regression]:
+    """Every kept seed in ``folder``; a file with a wrong field is refused naming it."""
+    import yaml
+
+    from harness.errors import ConfigurationError
+
+    kept = []
+    for path in sorted(folder.glob("seed-*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        seed, duration = data.get("seed"), data.get("duration")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigurationError(f"{path}: seed", repr(seed), "a whole number, 0 or more")
+        if not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration <= 0:
+            raise ConfigurationError(f"{path}: duration", repr(duration), "seconds of faults, above 0")
+        kept.append(Regression(seed, float(duration), str(path)))
+    return kept
+
+
+def keep_regression(folder: Path, seed: int, duration: float, violations: list[str], replay: str) -> Path:
+    """A failing seed as a regression file (the nightly run uploads it for a person to commit)."""
+    import datetime
+
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"seed-{seed}.yaml"
+    record = {
+        "seed": seed,
+        "duration": duration,
+        "found": datetime.date.today().isoformat(),
+        "replay": replay,
+        "violations": violations[:20],
+    }
+    path.write_text(yaml.safe_dump(record, sort_keys=False, width=120))
+    return path

@@ -3,8 +3,8 @@ retry as clients do while faults drawn from the kinds table run on Postgres, MLf
 links to them; after settle the checker reads both stores. A failing seed names its violations and
 the command that replays it; every seed keeps its history and timeline in reports/nemesis/.
 
-CI runs the seeds below on every change; the nightly workflow runs many more
-(``python -m harness nemesis --seed 1 --seeds 200``)."""
+CI runs the seeds below, and every seed kept in scenarios/nemesis/, on every change; the nightly
+workflow runs many more (``python -m harness nemesis --seed 1 --seeds 100 --keep-failing ...``)."""
 
 import json
 import os
@@ -13,25 +13,28 @@ import pytest
 
 from harness.cli.nemesis import keep, replay_command
 from harness.nemesis.run import run
-from harness.nemesis.schedule import draw
+from harness.nemesis.schedule import draw, load_regressions
+from harness.paths import REPO
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
-CI_SEEDS = [int(s) for s in os.environ.get("HARNESS_NEMESIS_SEEDS", "1,2,3").split(",")]
 DURATION = 15.0
+CI_SEEDS = [(int(s), DURATION) for s in os.environ.get("HARNESS_NEMESIS_SEEDS", "1,2,3").split(",")]
+# every seed that once found a violation, replayed on every run (python -m harness nemesis --keep-failing)
+KEPT = [(r.seed, r.duration) for r in load_regressions(REPO / "scenarios" / "nemesis")]
 
 
-@pytest.mark.parametrize("seed", CI_SEEDS)
+@pytest.mark.parametrize(("seed", "duration"), CI_SEEDS + KEPT, ids=[f"seed-{s}" for s, _ in CI_SEEDS + KEPT])
 def test_every_acknowledged_write_is_recorded_exactly_once_under_the_nemesis(
-    seed, fault_stack, attach_picture, pytestconfig
+    seed, duration, fault_stack, attach_picture, pytestconfig
 ):
-    result = run(fault_stack, draw(seed, DURATION))
+    result = run(fault_stack, draw(seed, duration))
     history, picture = keep(result, pytestconfig.rootpath / "reports" / "nemesis")
     attach_picture(picture.read_text(), f"nemesis/seed-{seed}", f"nemesis seed {seed}")
     took = [a for a in result.faults if a.start is not None]
     assert took, f"no fault of seed {seed} took effect: {[a.error for a in result.faults]}"
     keys = {a.key for a in result.attempts}
     assert len(keys) >= 8, f"the clients sent {len(keys)} keys: too few to judge"
-    replay = replay_command(seed, DURATION, fault_stack.runtime.name)
+    replay = replay_command(seed, duration, fault_stack.runtime.name)
     assert result.ok, "\n".join([*result.violations, f"history: {history}", f"replay: {replay}"])
 
 
