@@ -1,3 +1,3 @@
 """The deployment test harness."""
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
