@@ -215,8 +215,9 @@ def exactly_once(stack: Stores, writer: Writer) -> list[str]:
 def tagged_runs(client: httpx.Client, mlflow: str, experiment: str) -> dict[str, list[dict]]:
     """The experiment's active runs, by the api's row id tag (api_run_id)."""
     got = client.get(f"{mlflow}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment})
-    if got.status_code != 200:
-        return {}
+    if got.status_code == 404:
+        return {}  # no experiment: no run was made in it
+    got.raise_for_status()  # MLflow failing must not read as "no runs": the checks above it would pass
     experiment_id = got.json()["experiment"]["experiment_id"]
     out: dict[str, list[dict]] = {}
     token = None

@@ -7,6 +7,7 @@ must answer its callers within seconds, so it talks to the REST API itself.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +22,10 @@ T = TypeVar("T")
 # MLflow starts no call past this (services/mlflow/deadline.py): the api's attempt has given up by then
 DEADLINE_HEADER = "X-Request-Deadline"
 EXPERIMENTS_KEPT = 1024
+# the request's own deadline (Unix seconds), set by the runs service: no call is announced to
+# MLflow as good for longer than the request that makes it
+request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
+TRANSIENT_4XX = {408, 429}  # a timeout or a rate limit (a gateway's): try again, not a refusal
 MESSAGE_LIMIT = 200  # characters of MLflow's own message an answer may carry
 # what a message quoting the database looks like (SQLAlchemy's "[SQL: ...]", a driver's name, a statement)
 _QUOTES_DATABASE = re.compile(r"(?i:\[SQL|\[parameters|psycopg|sqlalchemy)|\b(?:SELECT|INSERT|UPDATE|DELETE)\b")
@@ -87,7 +92,8 @@ class MlflowClient:
         try:
             async with asyncio.timeout(self.timeout):
                 # (the caller's keywords are httpx's own: json=, params=)
-                headers = {**_traced(), DEADLINE_HEADER: f"{time.time() + self.timeout:.3f}"}
+                ends = min(time.time() + self.timeout, request_deadline.get() or float("inf"))
+                headers = {**_traced(), DEADLINE_HEADER: f"{ends:.3f}"}
                 return await self._http.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
         except httpx.ConnectError as exc:
             raise MlflowNotSent(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
@@ -98,7 +104,7 @@ class MlflowClient:
 
     async def _call_once(self, method: str, path: str, **kw: object) -> dict[str, Any]:
         response = await self._once(method, path, **kw)
-        if response.status_code >= 500:  # MLflow (or a proxy before it) failed: not a refusal of the value
+        if response.status_code >= 500 or response.status_code in TRANSIENT_4XX:  # failed, not a refusal
             raise _Transient(f"{method} {path}: HTTP {response.status_code} {_error_code(response)}")
         if response.status_code >= 400:
             body = _json(response)

@@ -46,8 +46,14 @@ import time
 import uuid
 from typing import Any
 
-from services.api.bulkhead import Bulkhead
-from services.api.mlflow_client import MlflowClient, MlflowNotSent, MlflowRejected, MlflowUnavailable
+from services.api.bulkhead import Bulkhead, Overloaded
+from services.api.mlflow_client import (
+    MlflowClient,
+    MlflowNotSent,
+    MlflowRejected,
+    MlflowUnavailable,
+    request_deadline,
+)
 from services.api.schemas import RunIn, RunOut
 from services.api.store import PENDING, RunRow, Store, StoreUnavailable
 from services.common import jsonlog
@@ -114,6 +120,9 @@ class RunsService:
         self.lease = lease  # how long a request may hold a pending row
 
     def _deadline(self) -> float:
+        """The request's deadline on the loop's clock; MLflow is told it on the wall clock, so no
+        call it starts outlives the request (and the lease, which covers the request)."""
+        request_deadline.set(time.time() + self.request_timeout)
         return asyncio.get_running_loop().time() + self.request_timeout
 
     async def write(self, body: RunIn, idempotency_key: str | None = None) -> tuple[RunOut, bool]:
@@ -161,6 +170,7 @@ class RunsService:
                         "a request with this Idempotency-Key is still at work", await self.store.held_for(row.id)
                     )
         except (StoreUnavailable, TimeoutError) as exc:
+            await self.release(intent.id, owner)  # the intent may have committed with its answer lost
             raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc
         return row, fresh
 
@@ -201,9 +211,14 @@ class RunsService:
             async with asyncio.timeout(self.request_timeout), self.db_slots.slot():
                 done = await self.store.complete(row.id, exp_id, run_id, owner)
                 stands = done or await self.store.get(row.id)
-        except (StoreUnavailable, TimeoutError) as exc:
-            # the update may have committed with its answer lost: the retry or a read will see
-            raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc
+        except (StoreUnavailable, TimeoutError, Overloaded) as exc:
+            # the update may have committed with its answer lost: the retry or a read will see. If
+            # it did not, the claim is given back (only a pending row of this owner's is): the run
+            # is made and finished, a retry finds it by its tag at once
+            await self.release(row.id, owner)
+            raise Unavailable(
+                f"postgres: {exc or 'request deadline exceeded'}; the run is made, retry the key"
+            ) from exc
         if stands is None or stands.pending:
             # another request took the row over when this one's lease ran out; it finishes it, and
             # removes a run this one made, should it keep another
@@ -270,6 +285,8 @@ class RunsService:
                 raise Unavailable(f"mlflow: {exc or 'request deadline exceeded'}") from exc
             except MlflowRejected as exc:
                 raise RunMissingInMlflow(str(exc)) from exc
+        if run.get("info", {}).get("lifecycle_stage") == "deleted":
+            raise RunMissingInMlflow(f"MLflow's run {row.mlflow_run_id} is deleted")
         return self.answer(row, run)
 
     async def _resume(self, row: RunRow) -> RunRow:
@@ -278,6 +295,9 @@ class RunsService:
         try:
             async with asyncio.timeout_at(deadline), self.db_slots.slot():
                 if not await self.store.claim(row.id, self.lease, owner):
+                    now = await self.store.get(row.id)
+                    if now is not None and not now.pending:
+                        return now  # completed meanwhile by the request that held it
                     raise BeingWritten("the run is being written", await self.store.held_for(row.id))
         except (StoreUnavailable, TimeoutError) as exc:
             raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc

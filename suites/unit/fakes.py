@@ -168,6 +168,7 @@ class FakeMlflow:
             return httpx.Response(200, json={})
         if path.endswith("/runs/delete"):
             self.deleted.append(body["run_id"])
+            self.runs[body["run_id"]]["info"]["lifecycle_stage"] = "deleted"
             return httpx.Response(200, json={})
         if path.endswith("/runs/get"):
             return httpx.Response(200, json={"run": self.runs[request.url.params["run_id"]]})

@@ -175,7 +175,7 @@ def test_every_call_carries_the_deadline_after_which_mlflow_must_not_start_it():
     )
     before = time.time()
     asyncio.run(client.create_run("1", "n", 1))
-    assert before + 0.7 <= seen[0] <= time.time() + 0.7
+    assert before + 0.7 - 0.001 <= seen[0] <= time.time() + 0.7 + 0.001  # the header keeps milliseconds
 
 
 def test_mlflow_refuses_a_call_past_its_deadline_before_the_handler_runs():
@@ -208,3 +208,34 @@ def test_an_experiments_id_is_asked_once_and_forgotten_when_mlflow_no_longer_kno
 
     assert asyncio.run(scenario()) == ("7", "7", "7")
     assert [c.rsplit("/", 1)[1] for c in script.calls] == ["get-by-name", "get-by-name"]
+
+
+def test_no_call_is_announced_as_good_for_longer_than_its_request():
+    """The request's deadline caps the header: MLflow may start nothing after the request ends."""
+    from services.api.mlflow_client import request_deadline
+
+    seen = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(float(request.headers["X-Request-Deadline"]))
+        return httpx.Response(200, json={"run": {"info": {"run_id": "r"}}})
+
+    client = MlflowClient(
+        "http://mlflow:5000/mlflow", timeout=5.0, retries=0, backoff=0, transport=httpx.MockTransport(handler)
+    )
+
+    async def scenario():
+        request_deadline.set(time.time() + 0.2)
+        await client.create_run("1", "n", 1)
+
+    started = time.time()
+    asyncio.run(scenario())
+    assert seen[0] <= started + 0.2 + 0.1, "capped at the request's deadline, not the attempt's 5 s"
+
+
+@pytest.mark.parametrize("status", [408, 429])
+def test_a_gateway_timeout_or_rate_limit_is_unavailability_not_a_refusal(status):
+    script = Script(httpx.Response(status, json={"error_code": "X"}))
+    with pytest.raises(MlflowUnavailable):
+        asyncio.run(script.client(retries=1).call("GET", "/api/2.0/mlflow/runs/get"))
+    assert len(script.calls) == 2

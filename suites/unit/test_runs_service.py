@@ -16,11 +16,13 @@ from services.api.runs import (
     KeyInProgress,
     KeyReused,
     MlflowRefusedRun,
+    RunMissingInMlflow,
     RunNotFound,
     RunsService,
     Unavailable,
 )
 from services.api.schemas import RunIn
+from services.api.store import StoreUnavailable
 from suites.unit.fakes import FakeMlflow, FakeStore
 
 pytestmark = pytest.mark.unit
@@ -299,3 +301,34 @@ def test_a_resumed_write_keeps_the_oldest_tagged_run_and_deletes_the_others(runs
 
     older, newer, out = asyncio.run(scenario())
     assert out.mlflow_run_id == older and mlflow.deleted == [newer]
+
+
+def test_a_write_that_could_not_complete_its_row_gives_the_claim_back(runs, store, mlflow):
+    """MLflow's run is made and finished, the row's update fails: the claim is given back, so the
+    client's retry finishes at once with that run instead of a 409 for the rest of the lease."""
+
+    async def scenario():
+        original = store.complete
+
+        async def down(*args):
+            raise StoreUnavailable("update failed: OperationalError")
+
+        store.complete = down
+        with pytest.raises(Unavailable, match="the run is made"):
+            await runs.write(BODY, KEY)
+        released = store.claimed == set()
+        store.complete = original
+        return released, await runs.write(BODY, KEY)
+
+    released, (out, recorded) = asyncio.run(scenario())
+    assert released and recorded and len(mlflow.runs) == 1 and out.mlflow_run_id in mlflow.runs
+
+
+def test_a_read_of_a_run_deleted_in_mlflow_says_it_is_missing(runs, store, mlflow):
+    async def scenario():
+        out, _ = await runs.write(BODY, KEY)
+        await runs.mlflow.delete_run(out.mlflow_run_id)
+        await runs.read(out.id)
+
+    with pytest.raises(RunMissingInMlflow, match="deleted"):
+        asyncio.run(scenario())
