@@ -37,6 +37,7 @@ class WriteResult:
     retry_after: float | None = None  # the answer's Retry-After, seconds
     ended: float = 0.0  # when the answer (or the error) came, seconds on the same clock as ``t``
     client: int = 0  # which of several concurrent clients sent it (the nemesis)
+    mlflow_run_id: str | None = None  # the MLflow run a 2xx answer named
 
     @property
     def acknowledged(self) -> bool:
@@ -133,6 +134,7 @@ def send_write(client: httpx.Client, api_url: str, body: dict, key: str, started
             key=key,
             retry_after=float(after) if after.isdigit() else None,
             ended=time.monotonic() - started,
+            mlflow_run_id=answer.get("mlflow_run_id"),
         )
     except (httpx.HTTPError, ValueError) as exc:
         return WriteResult(t, None, error=type(exc).__name__, key=key, ended=time.monotonic() - started)

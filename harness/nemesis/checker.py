@@ -1,7 +1,8 @@
 """The nemesis' checker: after settle, both stores read directly (not through the api) against
 the history of answers. A violation is any of:
 
-- a key answered 2xx with two different run ids (acknowledged twice, differently);
+- a key answered 2xx with two different run ids (acknowledged twice, differently), or naming an
+  MLflow run that is not its row's;
 - a write answered something a client cannot act on (not 200, 201, 409 or 503);
 - a key not recorded after settle;
 - a key without exactly one row, or its row not complete, or not the id the api answered;
@@ -31,14 +32,13 @@ def check(
 ) -> list[str]:
     problems: list[str] = []
     answered: dict[str, set[str]] = {}
-    for a in attempts:
+    named: dict[str, set[str]] = {}  # the MLflow run ids the 2xx answers named, per key
+    for a in attempts + [r.settled for r in last.values() if r.settled is not None]:
         if a.status is not None and a.status not in EXPECTED:
             problems.append(f"{a.key}: answered {a.status} ({a.detail}) at {a.t:.2f} s: a client cannot act on it")
         if a.acknowledged and a.run_id:
             answered.setdefault(a.key, set()).add(a.run_id)
-    for r in last.values():
-        if r.settled is not None and r.settled.acknowledged and r.settled.run_id:
-            answered.setdefault(r.key, set()).add(r.settled.run_id)
+            named.setdefault(a.key, set()).add(a.mlflow_run_id or "(none)")
     for key, ids in sorted(answered.items()):
         if len(ids) > 1:
             problems.append(f"{key}: acknowledged with {len(ids)} different ids {sorted(ids)}")
@@ -64,6 +64,9 @@ def check(
         rid, state, mlflow_run_id = found[0]
         if state != "complete" or ids != {rid}:
             problems.append(f"{key}: row {rid} ({state}); the api answered {sorted(ids)}")
+            continue
+        if named.get(key, set()) != {mlflow_run_id}:
+            problems.append(f"{key}: answered MLflow runs {sorted(named.get(key, set()))}, the row has {mlflow_run_id}")
             continue
         mine = runs.get(rid, [])
         if len(mine) != 1 or mine[0]["info"]["run_id"] != mlflow_run_id:
