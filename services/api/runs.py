@@ -160,9 +160,11 @@ class RunsService:
         """The row for the intent's key, and whether it is new. A new row is claimed by ``owner``;
         an earlier pending row with the key is claimed here, or ``KeyInProgress`` when another
         request holds it; a complete one is left as it is."""
+        claiming = intent.id
         try:
             async with asyncio.timeout_at(deadline), self.db_slots.slot():
                 row, fresh = await self.store.begin(intent, self.lease, owner)
+                claiming = row.id
                 if not fresh and row.request_hash != intent.request_hash:
                     raise KeyReused("this Idempotency-Key was sent with another body")
                 if not fresh and row.pending and not await self.store.claim(row.id, self.lease, owner):
@@ -170,7 +172,7 @@ class RunsService:
                         "a request with this Idempotency-Key is still at work", await self.store.held_for(row.id)
                     )
         except (StoreUnavailable, TimeoutError) as exc:
-            await self.release(intent.id, owner)  # the intent may have committed with its answer lost
+            await self.release(claiming, owner)  # the intent or the claim may have committed, its answer lost
             raise Unavailable(f"postgres: {exc or 'request deadline exceeded'}") from exc
         return row, fresh
 
@@ -240,16 +242,22 @@ class RunsService:
         """Best effort, after a resumed write completed its row: delete any other run tagged with
         it (one a request made after this one searched, while its lease ran out)."""
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(self._after_deadline()):
                 for run in await self.mlflow.find_runs(exp_id, RUN_TAG, str(row_id)):
                     if run["info"]["run_id"] != keep:
                         await self._delete(str(run["info"]["run_id"]), row_id)
         except (MlflowUnavailable, MlflowRejected, TimeoutError) as exc:
             self._could_not("sweep the runs tagged with a completed row", row_id, exc)
 
+    def _after_deadline(self) -> float:
+        """Clean-up after the row is answered may outlast the request's deadline: its MLflow calls
+        get a deadline of their own (the fence would refuse them), and as long to finish."""
+        request_deadline.set(time.time() + self.request_timeout)
+        return self.request_timeout
+
     async def _delete(self, mlflow_run_id: str, row_id: uuid.UUID) -> None:
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(self._after_deadline()):
                 await self.mlflow.delete_run(mlflow_run_id)
         except (MlflowUnavailable, MlflowRejected, TimeoutError) as exc:
             self._could_not(f"delete the duplicate MLflow run {mlflow_run_id}", row_id, exc)
