@@ -11,9 +11,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.cli.options import STACK_SETTINGS, number, settings_options, stack_settings
 from harness.session import Session, reap
+
+if TYPE_CHECKING:  # the run's module starts threads and imports httpx: loaded when a command runs
+    from harness.nemesis.run import Run
 
 
 def replay_command(seed: int, duration: float, runtime: str) -> str:
@@ -24,15 +28,15 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def keep(run: object, out: Path) -> tuple[Path, Path]:
+def keep(run: Run, out: Path) -> tuple[Path, Path]:
     """The run's history and verdict as JSON, and its timeline picture, under ``out``."""
     from harness.nemesis.picture import timeline
 
     out.mkdir(parents=True, exist_ok=True)
-    seed = run.schedule.seed  # type: ignore[attr-defined]
+    seed = run.schedule.seed
     history, picture = out / f"seed-{seed}.json", out / f"seed-{seed}.svg"
-    history.write_text(json.dumps(run.as_json(), indent=1))  # type: ignore[attr-defined]
-    picture.write_text(timeline(run))  # type: ignore[arg-type]
+    history.write_text(json.dumps(run.as_json(), indent=1))
+    picture.write_text(timeline(run))
     return history, picture
 
 
@@ -53,9 +57,7 @@ def cmd_nemesis(args: argparse.Namespace) -> int:
         config = StackConfig(mlflow_workers=settings.mlflow_workers, proxies=True)
         with Stack(make_runtime(runtime_name, session), config, Budgets(settings.timeout_multiplier)) as stack:
             for seed in range(args.seed, args.seed + args.seeds):
-                result = run(
-                    stack, draw(seed, args.duration), progress=lambda line: print(line, file=sys.stderr, flush=True)
-                )
+                result = run(stack, draw(seed, args.duration), progress=say)
                 history, picture = keep(result, out)
                 line = {"seed": seed, "ok": result.ok, "attempts": len(result.attempts), "history": str(history)}
                 if not result.ok:

@@ -20,7 +20,7 @@ import psycopg
 
 from harness.faults.writer import Stores, WriteResult, tagged_runs
 
-EXPECTED = {200, 201, 409, 503}
+EXPECTED = {200, 201, 409, 503}  # what a write may answer under faults; anything else is a violation
 
 
 def check(

@@ -24,11 +24,10 @@ import httpx
 from harness.errors import HarnessError
 from harness.faults.kinds import Targets, fault
 from harness.faults.writer import Stores, WriteResult, send_write, settle
-from harness.nemesis.checker import check
+from harness.nemesis.checker import EXPECTED, check
 from harness.nemesis.schedule import Op, Schedule
 from harness.wait import wait_until
 
-EXPECTED = {200, 201, 409, 503}  # what a write may answer under faults; anything else is a violation
 LOST_ANSWER_TIMEOUT = 0.8  # a client that gives up this early loses answers the api still sends
 PATIENT_TIMEOUT = 15.0
 

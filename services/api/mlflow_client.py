@@ -198,12 +198,7 @@ class MlflowClient:
     async def log_and_finish(
         self, run_id: str, params: Mapping[str, str], metrics: Mapping[str, float], timestamp_ms: int
     ) -> None:
-        """Log a new run's params and metrics, then finish it."""
-        await self._log(run_id, params, metrics, timestamp_ms)
-
-    async def _log(
-        self, run_id: str, params: Mapping[str, str], metrics: Mapping[str, float], timestamp_ms: int
-    ) -> None:
+        """Log a run's params and metrics (when it has any), then finish it."""
         if params or metrics:
             await self.call(
                 "POST",
@@ -252,7 +247,7 @@ class MlflowClient:
             data = run.get("data", {})
             have_params = {p["key"] for p in data.get("params", [])}
             have_metrics = {m["key"] for m in data.get("metrics", [])}
-            await self._log(
+            await self.log_and_finish(
                 run_id,
                 {k: v for k, v in params.items() if k not in have_params},
                 {k: v for k, v in metrics.items() if k not in have_metrics},

@@ -163,7 +163,11 @@ def test_a_plain_refusal_message_is_kept():
         asyncio.run(script.client().call("POST", "/api/2.0/mlflow/runs/create"))
 
 
-def test_every_call_carries_the_deadline_after_which_mlflow_must_not_start_it():
+def announced_deadline(timeout: float, request_ends_in: float | None = None) -> tuple[float, float]:
+    """When a create was started, and the X-Request-Deadline MLflow was told (``request_ends_in``:
+    the request's own deadline, as the runs service sets it)."""
+    from services.api.mlflow_client import request_deadline
+
     seen = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -171,11 +175,22 @@ def test_every_call_carries_the_deadline_after_which_mlflow_must_not_start_it():
         return httpx.Response(200, json={"run": {"info": {"run_id": "r"}}})
 
     client = MlflowClient(
-        "http://mlflow:5000/mlflow", timeout=0.7, retries=0, backoff=0, transport=httpx.MockTransport(handler)
+        "http://mlflow:5000/mlflow", timeout=timeout, retries=0, backoff=0, transport=httpx.MockTransport(handler)
     )
-    before = time.time()
-    asyncio.run(client.create_run("1", "n", 1))
-    assert before + 0.7 - 0.001 <= seen[0] <= time.time() + 0.7 + 0.001  # the header keeps milliseconds
+
+    async def scenario():
+        if request_ends_in is not None:
+            request_deadline.set(time.time() + request_ends_in)
+        await client.create_run("1", "n", 1)
+
+    started = time.time()
+    asyncio.run(scenario())
+    return started, seen[0]
+
+
+def test_every_call_carries_the_deadline_after_which_mlflow_must_not_start_it():
+    started, announced = announced_deadline(0.7)
+    assert started + 0.7 - 0.001 <= announced <= time.time() + 0.7 + 0.001  # the header keeps milliseconds
 
 
 def test_mlflow_refuses_a_call_past_its_deadline_before_the_handler_runs():
@@ -212,25 +227,8 @@ def test_an_experiments_id_is_asked_once_and_forgotten_when_mlflow_no_longer_kno
 
 def test_no_call_is_announced_as_good_for_longer_than_its_request():
     """The request's deadline caps the header: MLflow may start nothing after the request ends."""
-    from services.api.mlflow_client import request_deadline
-
-    seen = []
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(float(request.headers["X-Request-Deadline"]))
-        return httpx.Response(200, json={"run": {"info": {"run_id": "r"}}})
-
-    client = MlflowClient(
-        "http://mlflow:5000/mlflow", timeout=5.0, retries=0, backoff=0, transport=httpx.MockTransport(handler)
-    )
-
-    async def scenario():
-        request_deadline.set(time.time() + 0.2)
-        await client.create_run("1", "n", 1)
-
-    started = time.time()
-    asyncio.run(scenario())
-    assert seen[0] <= started + 0.2 + 0.1, "capped at the request's deadline, not the attempt's 5 s"
+    started, announced = announced_deadline(5.0, request_ends_in=0.2)
+    assert announced <= started + 0.2 + 0.1, "capped at the request's deadline, not the attempt's 5 s"
 
 
 @pytest.mark.parametrize("status", [408, 429])
