@@ -1,5 +1,6 @@
-"""Benchmark: the api's Postgres access, a connection per operation (what ``services/api/store.py``
-does) beside a psycopg_pool pool with bounded reconnect, on the same local Postgres in the same run.
+"""Benchmark: the api's Postgres access (``services/api/store.py``: a connection kept idle between
+operations, checked before it serves again) beside a connection per operation (what the Store did
+before) and a psycopg_pool pool with bounded reconnect, on the same local Postgres in the same run.
 
     .venv/bin/python bench/store_pool.py [--concurrency 8] [--seconds 10] [--restarts 2] [--down 1 10]
 
@@ -34,13 +35,14 @@ from harness.stack import postgres  # noqa: E402
 from harness.stack.config import StackConfig  # noqa: E402
 from harness.stack.runtime.local import LocalRuntime  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
+from services.api.store import Store  # noqa: E402
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS bench_runs (id uuid PRIMARY KEY, params jsonb NOT NULL)"
 TIMEOUT = 1.0  # the api's API_DB_TIMEOUT: one operation's deadline
 
 
 class PerOperation:
-    name = "connection per operation (the api's Store)"
+    name = "connection per operation (the api's Store until 0.6)"
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -77,6 +79,23 @@ class Pooled:
 
     async def op(self) -> None:
         async with self.pool.connection() as conn:
+            await _write_read(conn)
+
+
+class Kept:
+    name = "the api's Store: kept idle, checked on borrow"
+
+    def __init__(self, dsn: str, size: int) -> None:
+        self.store = Store(dsn, timeout=TIMEOUT, max_connections=size)
+
+    async def open(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def op(self) -> None:
+        async with self.store._connection() as conn:  # noqa: SLF001 - the Store's own access, with the same statements
             await _write_read(conn)
 
 
@@ -135,7 +154,7 @@ async def run(dsn: str, svc, args: argparse.Namespace) -> list[tuple]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute(SCHEMA)
     rows = []
-    for store in (PerOperation(dsn), Pooled(dsn, args.concurrency)):
+    for store in (PerOperation(dsn), Pooled(dsn, args.concurrency), Kept(dsn, args.concurrency)):
         await store.open()
         try:
             rps, p50, p99, errors = await throughput(store, args.concurrency, args.seconds)

@@ -69,7 +69,10 @@ class Settings(BaseSettings):
         10,
         ge=1,
         le=100,
-        description=("requests at work on Postgres at once (one connection each; the health check has one more)"),
+        description=(
+            "requests at work on Postgres at once (one connection each, kept between requests;"
+            " the health check has one more)"
+        ),
     )
     mlflow_concurrency: int = Field(8, ge=1, le=200, description="requests at work on MLflow at once")
     queue_wait: float = Field(

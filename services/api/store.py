@@ -87,45 +87,79 @@ class RunRow:
 
 
 class Store:
-    """One short-lived connection per operation, at most ``max_connections`` at once.
+    """At most ``max_connections`` connections; one that served an operation is kept idle for the
+    next, and checked before it serves again.
 
-    Not a pool, chosen with the numbers (``bench/store_pool.py``, docs/measured.md "Benchmarks"): a pool with
-    bounded reconnect (psycopg_pool 3.3, ``check``, ``reconnect_timeout``) does 16 times the
-    operations per second here (a connection's SCRAM handshake is most of a short operation's
-    40 ms), but after a Postgres restart it served its first operation 0.4 to 3 s late while a
-    fresh connection (and so /health) worked at once. The api's write path is bound by MLflow (the
-    breakpoint profile's knee: MLflow saturates first at about 10 writes/s, where Postgres per
-    operation has 185 operations/s of room), so the truthful recovery wins. Revisit when the
-    breakpoint profile names Postgres; or put PgBouncer or RDS Proxy in front."""
+    Chosen with the numbers (``bench/store_pool.py``, docs/measured.md "Benchmarks"). A fresh
+    connection per operation pays a TLS and SCRAM handshake on both sides, most of a short
+    operation's 40 ms and of the CPU it takes; a pool (psycopg_pool 3.3 with ``check`` and
+    ``reconnect_timeout``) is 16 times faster but came back up to 3 s after Postgres did: its
+    workers reconnect with a backoff while callers wait. So no pool and no background work: an
+    operation takes the most recently used idle connection, checks it with an empty query (one
+    round trip, bounded by ``CHECK_TIMEOUT``), and when that fails, Postgres went away since the
+    connection was kept: every idle connection is closed, and the operation connects afresh at
+    once, as a fresh connection per operation did. A connection that failed or was cut short is
+    never kept. The health check always connects afresh: it answers whether a new task could
+    connect, not whether an old connection still works."""
+
+    CHECK_TIMEOUT = 0.25  # seconds an idle connection has to answer its check before it is dropped
 
     def __init__(self, dsn: str, *, timeout: float, max_connections: int) -> None:
         self.dsn = dsn
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
+        self._idle: list[psycopg.AsyncConnection[dict[str, Any]]] = []  # most recently used last
+        self.connections_opened = 0
 
     async def open(self) -> None:
         return None
 
     async def close(self) -> None:
+        await self._drop_idle()
+
+    async def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+    async def _borrow(self) -> psycopg.AsyncConnection[dict[str, Any]] | None:
+        """An idle connection that answered its check, or None."""
+        while self._idle:
+            conn = self._idle.pop()
+            try:
+                async with asyncio.timeout(min(self.CHECK_TIMEOUT, self.timeout)):
+                    await conn.execute("")
+                return conn
+            except (psycopg.Error, OSError, TimeoutError):
+                await conn.close()
+                await self._drop_idle()  # kept from before Postgres went away, as this one was
         return None
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    async def _connection(self, fresh: bool = False) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
         async with self._slots:
-            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, row_factory=dict_row)
+            conn = None if fresh else await self._borrow()
+            if conn is None:
+                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, row_factory=dict_row)
+                self.connections_opened += 1
             try:
                 yield conn
-            finally:
+            except BaseException:
+                await conn.close()  # failed, timed out or cancelled mid-statement: its state is unknown
+                raise
+            if fresh or conn.closed:
                 await conn.close()
+            else:
+                self._idle.append(conn)
 
     async def ping(self) -> None:
         """A real round trip on a fresh connection."""
-        async with self._connection() as conn:
+        async with self._connection(fresh=True) as conn:
             cur = await conn.execute("SELECT 1 FROM pg_catalog.pg_class LIMIT 1")
             await cur.fetchone()
 
     async def _run(self, what: str, query: str, args: tuple[object, ...]) -> list[dict[str, Any]]:
-        """One statement on a connection of its own; every row it returns."""
+        """One statement on a connection it holds alone while it runs; every row it returns."""
         try:
             async with asyncio.timeout(self.timeout * 3), self._connection() as conn:
                 cur = await conn.execute(query.encode(), args)
