@@ -40,6 +40,7 @@ def create_app(settings: Settings, *, store: Store | None = None, mlflow: Mlflow
         timeout=settings.mlflow_timeout,
         retries=settings.mlflow_retries,
         backoff=settings.mlflow_backoff,
+        settle_time=settings.mlflow_settle_time,
     )
     metrics = Metrics()
     runs = RunsService(

@@ -86,8 +86,9 @@ class Settings(BaseSettings):
         ge=0,
         le=600,
         description=(
-            "seconds MLflow may still take to carry out a call the api stopped waiting for (a create "
-            "whose answer timed out); the claim lease covers it"
+            "seconds after the api stops waiting for an MLflow call during which MLflow may still "
+            "commit its writes (sent as X-Commit-Deadline; MLflow commits nothing later); the claim "
+            "lease covers it"
         ),
     )
     claim_lease: float = Field(

@@ -21,6 +21,9 @@ from services.common import jsonlog
 T = TypeVar("T")
 # MLflow starts no call past this (services/mlflow/deadline.py): the api's attempt has given up by then
 DEADLINE_HEADER = "X-Request-Deadline"
+# MLflow commits nothing of the call past this: the attempt's end plus MLflow's settle time, which the
+# claim lease covers
+COMMIT_HEADER = "X-Commit-Deadline"
 EXPERIMENTS_KEPT = 1024
 # the request's own deadline (Unix seconds), set by the runs service: no call is announced to
 # MLflow as good for longer than the request that makes it
@@ -60,10 +63,12 @@ class MlflowClient:
         timeout: float,
         retries: int,
         backoff: float,
+        settle_time: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.settle_time = settle_time  # seconds MLflow may commit a call's writes after the attempt ends
         self.retries = retries
         self.backoff = backoff
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
@@ -94,6 +99,8 @@ class MlflowClient:
                 # (the caller's keywords are httpx's own: json=, params=)
                 ends = min(time.time() + self.timeout, request_deadline.get() or float("inf"))
                 headers = {**_traced(), DEADLINE_HEADER: f"{ends:.3f}"}
+                if self.settle_time is not None:
+                    headers[COMMIT_HEADER] = f"{ends + self.settle_time:.3f}"
                 return await self._http.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
         except httpx.ConnectError as exc:
             raise MlflowNotSent(f"{method} {path}: {type(exc).__name__}: {exc}") from exc

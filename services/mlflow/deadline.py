@@ -1,47 +1,104 @@
-"""A call the api stopped waiting for is not started: the api sends each MLflow call with
-``X-Request-Deadline`` (Unix seconds, its attempt's timeout from now), and MLflow's Flask app
-refuses the call with 504 ``DEADLINE_EXCEEDED`` when its handler would start after it.
+"""Two fences that bound how late MLflow acts on a call its caller gave up on.
+
+The api sends each MLflow call with two headers (Unix seconds, the hosts' clocks):
+
+- ``X-Request-Deadline``, when its attempt stops waiting: MLflow's Flask app refuses a call whose
+  handler would start after it, with 504 ``DEADLINE_EXCEEDED``;
+- ``X-Commit-Deadline``, the last moment MLflow may still commit what the call writes (the
+  attempt's end plus ``API_MLFLOW_SETTLE_TIME``): before MLflow commits a write made for such a
+  call, one statement on its database asks the database's own clock how long is left and sets
+  ``idle_in_transaction_session_timeout`` to that, for the transaction only. Nothing left: the
+  transaction is rolled back (504 ``DEADLINE_EXCEEDED``). Time left: the COMMIT must reach the
+  database within it, or the database ends the session and the write with it. So no write of a
+  call lands after its commit deadline, however the call was held up (a paused worker, a slow or
+  held statement, the COMMIT itself delayed on the way).
 
 Why: the api keeps a run's claim for a lease that must outlast the last moment MLflow may still
-act on a create the api gave up on (``API_MLFLOW_SETTLE_TIME``). Without the fence that moment is
-unbounded: a paused or saturated MLflow takes the request off its socket whenever it resumes and
-creates the run then, after a retry has searched for it and made a second. With the fence, what
-remains is a handler that had started in time, which a few statements on MLflow's database bound.
-The clocks are the hosts' (NTP, or the Amazon Time Sync Service on AWS): skew in milliseconds
-against a lease of seconds."""
+act on a create the api gave up on. Without the fences that moment is unbounded (a paused or
+saturated MLflow takes the request off its socket whenever it resumes, or a statement held on the
+way to the database commits whenever it arrives), after a retry has searched for the run and made
+a second. The clocks are the hosts' (NTP, or the Amazon Time Sync Service on AWS): skew in
+milliseconds against a lease of seconds."""
 
 from __future__ import annotations
 
 import time
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, has_request_context, jsonify, request
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 HEADER = "X-Request-Deadline"
+COMMIT_HEADER = "X-Commit-Deadline"
+INT_MAX = 2**31 - 1  # the largest idle_in_transaction_session_timeout Postgres takes, in ms
+# on Postgres' clock: the ms left before the commit deadline (at least 1: 0 would mean "no timeout"),
+# set as the transaction's idle timeout in the same statement, and whether any time was left
+_ARM = text(
+    "SELECT set_config('idle_in_transaction_session_timeout', LEAST(:int_max, GREATEST(1, CEIL(EXTRACT(EPOCH FROM"
+    " to_timestamp(:by) - clock_timestamp()) * 1000)))::bigint::text, true) AS ms,"
+    " clock_timestamp() < to_timestamp(:by) AS in_time"
+)
+
+
+class CommitTooLate(MlflowException):
+    """A write's commit deadline passed before it could commit: rolled back (MLflow's session
+    maker rolls back on an MlflowException and its handlers answer it: 504 DEADLINE_EXCEEDED)."""
+
+    def __init__(self, by: float) -> None:
+        super().__init__(f"the commit deadline {by:.3f} passed; nothing was written", error_code=DEADLINE_EXCEEDED)
+
+
+def seconds(value: str | None) -> float | None:
+    """A header's Unix time, or None when absent or not a number (the call then runs as any call
+    without the header)."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def past_deadline(value: str | None, now: float) -> bool:
-    """Whether a call with this header value is already late; a value that is not a number is
-    ignored (the call runs as any call without the header)."""
-    if not value:
-        return False
-    try:
-        return now > float(value)
-    except ValueError:
-        return False
+    """Whether a call with this X-Request-Deadline value is already late."""
+    at = seconds(value)
+    return at is not None and now > at
 
 
 def install(app: Flask) -> None:
-    """Refuse, before its handler, every call whose deadline has passed."""
+    """Refuse, before its handler, every call whose deadline has passed; hold every write's commit
+    to its call's commit deadline."""
 
     def fence() -> Response | None:
+        g.commit_deadline = seconds(request.headers.get(COMMIT_HEADER)) if request.method != "GET" else None
         deadline = request.headers.get(HEADER)
         if not past_deadline(deadline, time.time()):
             return None
-        answer = jsonify(
-            error_code="DEADLINE_EXCEEDED",
-            message=f"the caller stopped waiting at {deadline}; the call was not started",
-        )
-        answer.status_code = 504
-        return answer
+        return late(f"the caller stopped waiting at {deadline}; the call was not started")
 
     app.before_request(fence)
+    if not event.contains(Session, "before_commit", commit_fence):
+        event.listen(Session, "before_commit", commit_fence)
+
+
+def late(message: str) -> Response:
+    answer = jsonify(error_code="DEADLINE_EXCEEDED", message=message)
+    answer.status_code = 504
+    return answer
+
+
+def commit_fence(session: Session) -> None:
+    """SQLAlchemy's ``before_commit`` for every session: within a call that has a commit deadline,
+    the commit lands before it or not at all."""
+    by = g.get("commit_deadline") if has_request_context() else None
+    if by is None:
+        return
+    session.flush()  # the writes first (a commit flushes only after this hook): then only the COMMIT is left
+    if session.get_bind().dialect.name != "postgresql":  # no server-side bound: the host's clock only
+        if time.time() >= by:
+            raise CommitTooLate(by)
+        return
+    if not session.execute(_ARM, {"by": by, "int_max": INT_MAX}).one().in_time:
+        raise CommitTooLate(by)

@@ -193,6 +193,26 @@ def test_every_call_carries_the_deadline_after_which_mlflow_must_not_start_it():
     assert started + 0.7 - 0.001 <= announced <= time.time() + 0.7 + 0.001  # the header keeps milliseconds
 
 
+def test_every_call_carries_the_commit_deadline_its_settle_time_after_the_attempt_ends():
+    """MLflow commits nothing of a call past X-Commit-Deadline (services/mlflow/deadline.py): the
+    attempt's end plus the settle time the claim lease covers."""
+    seen = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(200, json={"run": {"info": {"run_id": "r"}}})
+
+    transport = httpx.MockTransport(handler)
+    for settle in (10.0, None):
+        client = MlflowClient(
+            "http://mlflow:5000/mlflow", timeout=0.7, retries=0, backoff=0, settle_time=settle, transport=transport
+        )
+        asyncio.run(client.create_run("1", "n", 1))
+    fenced, unfenced = seen
+    assert float(fenced["X-Commit-Deadline"]) == pytest.approx(float(fenced["X-Request-Deadline"]) + 10.0, abs=0.002)
+    assert "X-Commit-Deadline" not in unfenced
+
+
 def test_mlflow_refuses_a_call_past_its_deadline_before_the_handler_runs():
     from flask import Flask
 
