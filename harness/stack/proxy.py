@@ -7,7 +7,8 @@
 Toxics (at most one of each kind at a time; they compose):
   Latency(ms, jitter_ms, direction)   delay every chunk
   Bandwidth(kbps, direction)          cap throughput
-  Blackhole()                         accept, read and drop; never answer, never close
+  Blackhole()                         accept, read and drop; never answer, never close (live connections
+                                      go silent too; with a limit, new ones past it pass)
   ResetPeer(after_ms, limit)          close affected connections with RST (SO_LINGER 0)
   SlowClose(ms)                       delay closing the client side after the upstream closed
   Refuse()                            partition: new connections are refused, live ones are cut
@@ -267,6 +268,7 @@ class FaultProxy:
                 while await reader.read(CHUNK):
                     pass
                 return
+            passed = blackhole  # accepted past this blackhole's limit: it does not silence this one
             reset = self.toxics.get("resetpeer")
             reset_this = reset if isinstance(reset, ResetPeer) and reset.claims() else None
             try:
@@ -291,15 +293,20 @@ class FaultProxy:
                 up_writer.transport.abort()
                 return
             await asyncio.gather(
-                self._pipe(reader, up_writer, UP, writer),
-                self._pipe(up_reader, writer, DOWN, writer),
+                self._pipe(reader, up_writer, UP, writer, passed),
+                self._pipe(up_reader, writer, DOWN, writer, passed),
                 return_exceptions=True,
             )
         finally:
             self._conns.discard(entry)
 
     async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, direction: str, client: asyncio.StreamWriter
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        direction: str,
+        client: asyncio.StreamWriter,
+        passed: Toxic | None = None,
     ) -> None:
         try:
             while True:
@@ -319,7 +326,7 @@ class FaultProxy:
                     return
                 await self._delay(direction, len(data))
                 blackhole = self.toxics.get("blackhole")
-                if blackhole is not None:
+                if blackhole is not None and blackhole is not passed:
                     blackhole.hit()
                     continue  # swallowed: a live connection goes silent too
                 dst.write(data)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import generators, pq
 from psycopg.rows import dict_row
 
 # A run is recorded in two stores. The row is written first, as an intent ("pending", with the
@@ -92,23 +93,29 @@ class Store:
 
     Chosen with the numbers (``bench/store_pool.py``, docs/measured.md "Benchmarks"). A fresh
     connection per operation pays a TLS and SCRAM handshake on both sides, most of a short
-    operation's 40 ms and of the CPU it takes; a pool (psycopg_pool 3.3 with ``check`` and
-    ``reconnect_timeout``) is 16 times faster but came back up to 3 s after Postgres did: its
-    workers reconnect with a backoff while callers wait. So no pool and no background work: an
-    operation takes the most recently used idle connection, checks it with an empty query (one
-    round trip, bounded by ``CHECK_TIMEOUT``), and when that fails, Postgres went away since the
-    connection was kept: every idle connection is closed, and the operation connects afresh at
-    once, as a fresh connection per operation did. A connection that failed or was cut short is
-    never kept. The health check always connects afresh: it answers whether a new task could
-    connect, not whether an old connection still works."""
+    operation's time and of the CPU it takes; a pool (psycopg_pool 3.3 with ``check`` and
+    ``reconnect_timeout``) is over 20 times faster but came back 0.4 to 2 s after Postgres did:
+    its workers reconnect with a backoff while callers wait. So no pool and no background work: an
+    operation takes the most recently used idle connection and checks it with an empty query, one
+    round trip bounded by ``CHECK_TIMEOUT``. When the check fails, Postgres went away (or
+    the network path to it did) since the connection was kept: every idle connection is closed,
+    and the operation connects afresh at once, as a fresh connection per operation did. A
+    connection idle longer than ``IDLE_LIMIT`` is closed rather than checked (a NAT or a proxy may
+    have dropped it silently); one that failed or was cut short is never kept. Statements are never
+    prepared on the server (``prepare_threshold=None``): a kept connection would otherwise keep a
+    plan of ``SELECT *`` that a migration adding a column breaks. The health check always connects
+    afresh: it answers whether a new task could connect, not whether an old connection still
+    works."""
 
-    CHECK_TIMEOUT = 0.25  # seconds an idle connection has to answer its check before it is dropped
+    CHECK_TIMEOUT = 0.5  # seconds an idle connection has to answer its check before it is dropped
+    IDLE_LIMIT = 60.0  # seconds a connection may sit idle and still be checked for reuse
 
     def __init__(self, dsn: str, *, timeout: float, max_connections: int) -> None:
         self.dsn = dsn
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
-        self._idle: list[psycopg.AsyncConnection[dict[str, Any]]] = []  # most recently used last
+        # (connection, when it went idle on the loop's clock), most recently used last
+        self._idle: list[tuple[psycopg.AsyncConnection[dict[str, Any]], float]] = []
         self.connections_opened = 0
 
     async def open(self) -> None:
@@ -119,28 +126,43 @@ class Store:
 
     async def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             await conn.close()
 
     async def _borrow(self) -> psycopg.AsyncConnection[dict[str, Any]] | None:
         """An idle connection that answered its check, or None."""
+        now = asyncio.get_running_loop().time()
         while self._idle:
-            conn = self._idle.pop()
-            try:
-                async with asyncio.timeout(min(self.CHECK_TIMEOUT, self.timeout)):
-                    await conn.execute("")
+            conn, since = self._idle.pop()
+            if now - since <= self.IDLE_LIMIT and await self._answers(conn):
                 return conn
-            except (psycopg.Error, OSError, TimeoutError):
-                await conn.close()
+            await conn.close()
+            if now - since <= self.IDLE_LIMIT:
                 await self._drop_idle()  # kept from before Postgres went away, as this one was
         return None
+
+    async def _answers(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> bool:
+        """Whether ``conn`` answers an empty query within ``CHECK_TIMEOUT``. Not ``conn.execute``
+        under ``asyncio.timeout``: psycopg meets a cancelled query by asking the server to cancel
+        it on a new connection and waiting up to 5 s, then 5 s more, for the answer, which a
+        connection to a host that went away never gives. psycopg's own wait with a timeout
+        (``AsyncConnection.wait``, over its generator for a sent query; psycopg 3.3) stops
+        without that, and the connection is closed."""
+        try:
+            conn.pgconn.send_query(b"")
+            results = await conn.wait(generators._execute(conn.pgconn), timeout=min(self.CHECK_TIMEOUT, self.timeout))
+        except (psycopg.Error, OSError):  # psycopg's timeout is an OperationalError too
+            return False
+        return [r.status for r in results] == [pq.ExecStatus.EMPTY_QUERY]
 
     @asynccontextmanager
     async def _connection(self, fresh: bool = False) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
         async with self._slots:
             conn = None if fresh else await self._borrow()
             if conn is None:
-                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, row_factory=dict_row)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, row_factory=dict_row, prepare_threshold=None
+                )
                 self.connections_opened += 1
             try:
                 yield conn
@@ -150,7 +172,7 @@ class Store:
             if fresh or conn.closed:
                 await conn.close()
             else:
-                self._idle.append(conn)
+                self._idle.append((conn, asyncio.get_running_loop().time()))
 
     async def ping(self) -> None:
         """A real round trip on a fresh connection."""
@@ -164,7 +186,8 @@ class Store:
             async with asyncio.timeout(self.timeout * 3), self._connection() as conn:
                 cur = await conn.execute(query.encode(), args)
                 return await cur.fetchall() if cur.description else []
-        except (psycopg.OperationalError, TimeoutError) as exc:
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction, TimeoutError) as exc:
+            # read-only: a kept connection to a primary that was demoted in a failover
             raise StoreUnavailable(f"{what} failed: {type(exc).__name__}") from exc
 
     async def begin(self, row: RunRow, lease: float, owner: uuid.UUID) -> tuple[RunRow, bool]:
