@@ -5,13 +5,17 @@ The api sends each MLflow call with two headers (Unix seconds, the hosts' clocks
 - ``X-Request-Deadline``, when its attempt stops waiting: MLflow's Flask app refuses a call whose
   handler would start after it, with 504 ``DEADLINE_EXCEEDED``;
 - ``X-Commit-Deadline``, the last moment MLflow may still commit what the call writes (the
-  attempt's end plus ``API_MLFLOW_SETTLE_TIME``): before MLflow commits a write made for such a
-  call, one statement on its database asks the database's own clock how long is left and sets
-  ``idle_in_transaction_session_timeout`` to that, for the transaction only. Nothing left: the
-  transaction is rolled back (504 ``DEADLINE_EXCEEDED``). Time left: the COMMIT must reach the
-  database within it, or the database ends the session and the write with it. So no write of a
-  call lands after its commit deadline, however the call was held up (a paused worker, a slow or
-  held statement, the COMMIT itself delayed on the way).
+  attempt's end plus ``API_MLFLOW_SETTLE_TIME``): before MLflow commits a transaction of such a
+  call (any but a GET), one statement on its database asks the database's own clock how long is
+  left until ``COMMIT_TIME`` before the deadline and sets ``idle_in_transaction_session_timeout``
+  to that, for the transaction only. Nothing left: the transaction is rolled back (504
+  ``DEADLINE_EXCEEDED``). Time left: the COMMIT must reach the database within it, or the
+  database ends the session and the write with it; ``COMMIT_TIME`` is kept for the commit to
+  become visible once it arrives. So a write of a call lands by its commit deadline or not at
+  all, however the call was held up (a paused worker, a slow or held statement, the COMMIT itself
+  delayed on the way), short of a commit that takes Postgres itself over ``COMMIT_TIME``. A call
+  that commits in several transactions (MLflow's log-batch) may have the first committed and
+  the late one rolled back.
 
 Why: the api keeps a run's claim for a lease that must outlast the last moment MLflow may still
 act on a create the api gave up on. Without the fences that moment is unbounded (a paused or
@@ -22,6 +26,7 @@ milliseconds against a lease of seconds."""
 
 from __future__ import annotations
 
+import math
 import time
 
 from flask import Flask, Response, g, has_request_context, jsonify, request
@@ -33,6 +38,10 @@ from sqlalchemy.orm import Session
 HEADER = "X-Request-Deadline"
 COMMIT_HEADER = "X-Commit-Deadline"
 INT_MAX = 2**31 - 1  # the largest idle_in_transaction_session_timeout Postgres takes, in ms
+# of the settle time, what is kept for the COMMIT itself once Postgres has it (its WAL flush, a
+# synchronous standby's acknowledgement) before other sessions see the write: the COMMIT must
+# reach Postgres this long before the deadline
+COMMIT_TIME = 1.0
 # on Postgres' clock: the ms left before the commit deadline (at least 1: 0 would mean "no timeout"),
 # set as the transaction's idle timeout in the same statement, and whether any time was left
 _ARM = text(
@@ -47,7 +56,9 @@ class CommitTooLate(MlflowException):
     maker rolls back on an MlflowException and its handlers answer it: 504 DEADLINE_EXCEEDED)."""
 
     def __init__(self, by: float) -> None:
-        super().__init__(f"the commit deadline {by:.3f} passed; nothing was written", error_code=DEADLINE_EXCEEDED)
+        super().__init__(
+            f"the commit deadline {by:.3f} passed; this transaction was rolled back", error_code=DEADLINE_EXCEEDED
+        )
 
 
 def seconds(value: str | None) -> float | None:
@@ -56,9 +67,10 @@ def seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        at = float(value)
     except ValueError:
         return None
+    return at if math.isfinite(at) else None
 
 
 def past_deadline(value: str | None, now: float) -> bool:
@@ -97,8 +109,8 @@ def commit_fence(session: Session) -> None:
         return
     session.flush()  # the writes first (a commit flushes only after this hook): then only the COMMIT is left
     if session.get_bind().dialect.name != "postgresql":  # no server-side bound: the host's clock only
-        if time.time() >= by:
+        if time.time() >= by - COMMIT_TIME:
             raise CommitTooLate(by)
         return
-    if not session.execute(_ARM, {"by": by, "int_max": INT_MAX}).one().in_time:
+    if not session.execute(_ARM, {"by": by - COMMIT_TIME, "int_max": INT_MAX}).one().in_time:
         raise CommitTooLate(by)

@@ -51,7 +51,7 @@ def create_held(stack, budgets, commit_in: float, release_after: float) -> tuple
 
 
 def test_a_create_held_past_its_commit_deadline_makes_no_run(fault_stack, budgets):
-    response, runs = create_held(fault_stack, budgets, commit_in=1.0, release_after=2.0)
+    response, runs = create_held(fault_stack, budgets, commit_in=2.0, release_after=2.5)
     assert response.status_code == 504 and response.json()["error_code"] == "DEADLINE_EXCEEDED", response.text
     assert runs == [], "the held create committed after its commit deadline"
 

@@ -1,8 +1,9 @@
 """The commit fence MLflow runs in (``services/mlflow/deadline.py``), on the stack's real Postgres:
-once armed, a COMMIT that reaches Postgres after the commit deadline is not applied, because
-Postgres itself ends the transaction's session when the deadline passes with no COMMIT; one that
-arrives in time is. (The fence's other half, a write already late when it would commit, is proved
-against the real MLflow in ``suites/faults/test_commit_fence.py``.)"""
+once armed, a COMMIT that reaches Postgres after the commit deadline (less the time kept for the
+commit itself) is not applied, because Postgres itself ends the transaction's session when that
+moment passes with no COMMIT; one that arrives in time is. (The fence's other half, a write
+already late when it would commit, is proved against the real MLflow in
+``suites/faults/test_commit_fence.py``.)"""
 
 import time
 import uuid
@@ -48,18 +49,18 @@ def alive(pg_dsn: str, pid: int) -> bool:
 
 def test_a_commit_that_reaches_postgres_after_the_deadline_is_not_applied(pg_dsn, scratch):
     engine, table, app = scratch
-    by = time.time() + 0.5
+    by = time.time() + deadline.COMMIT_TIME + 0.5  # armed for the COMMIT to arrive within ~0.5 s
     with app.test_request_context("/x", method="POST", headers={"X-Commit-Deadline": f"{by:.3f}"}):
         app.preprocess_request()
         with Session(engine) as session:
             pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
             session.execute(text(f"INSERT INTO {table} VALUES (1)"))
-            deadline.commit_fence(session)  # armed: the COMMIT must now reach Postgres within ~0.5 s
+            deadline.commit_fence(session)  # armed
             # the COMMIT is late (held up on the way): Postgres ends the session at the deadline
             wait_until(
                 lambda: alive(pg_dsn, pid), until=lambda up: not up, timeout=5, what="Postgres to end the session"
             )
-            assert time.time() >= by - 0.05, "the session ended before its deadline"
+            assert time.time() >= by - deadline.COMMIT_TIME - 0.05, "the session ended before its deadline"
             with pytest.raises(sqlalchemy.exc.DBAPIError, match="idle-in-transaction timeout"):
                 session.commit()
     assert rows(pg_dsn, table) == 0
