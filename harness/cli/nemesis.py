@@ -18,6 +18,7 @@ from harness.session import Session, reap
 
 if TYPE_CHECKING:  # the run's module starts threads and imports httpx: loaded when a command runs
     from harness.nemesis.run import Run
+    from harness.stack.stack import Stack
 
 
 def replay_command(seed: int, duration: float, runtime: str) -> str:
@@ -38,6 +39,17 @@ def keep(run: Run, out: Path) -> tuple[Path, Path]:
     history.write_text(json.dumps(run.as_json(), indent=1))
     picture.write_text(timeline(run))
     return history, picture
+
+
+def keep_logs(stack: Stack, out: Path, seed: int) -> list[str]:
+    """Each service's log as the failing seed left it (``seed-N-<service>.log``): the stack goes
+    on to the next seed and is removed at the end, its logs with it."""
+    kept = []
+    for name in stack.services:
+        path = out / f"seed-{seed}-{name}.log"
+        path.write_text(stack.logs(name, tail=5000))
+        kept.append(str(path))
+    return kept
 
 
 def cmd_nemesis(args: argparse.Namespace) -> int:
@@ -62,7 +74,7 @@ def cmd_nemesis(args: argparse.Namespace) -> int:
                 line = {"seed": seed, "ok": result.ok, "attempts": len(result.attempts), "history": str(history)}
                 if not result.ok:
                     replay = replay_command(seed, args.duration, runtime_name)
-                    line |= {"violations": result.violations, "replay": replay}
+                    line |= {"violations": result.violations, "replay": replay, "logs": keep_logs(stack, out, seed)}
                     if args.keep_failing:
                         kept = keep_regression(Path(args.keep_failing), seed, args.duration, result.violations, replay)
                         line["kept"] = str(kept)

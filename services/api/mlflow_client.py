@@ -116,6 +116,11 @@ class MlflowClient:
         if response.status_code >= 400:
             body = _json(response)
             body = body if isinstance(body, dict) else {}
+            if body.get("error_code") == "BAD_REQUEST" and _QUOTES_DATABASE.search(str(body.get("message", ""))):
+                # MLflow's session maker answers any database error that is not "operational"
+                # BAD_REQUEST with the error's text (mlflow/store/db/utils.py): its database failed,
+                # nothing was refused, and the call may or may not have taken effect
+                raise _Transient(f"{method} {path}: HTTP 400 BAD_REQUEST from MLflow's database")
             raise MlflowRejected(
                 response.status_code, str(body.get("error_code", "")), str(body.get("message", response.text[:200]))
             )

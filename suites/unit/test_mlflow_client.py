@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from services.api.checks import CheckFailed
-from services.api.mlflow_client import MlflowClient, MlflowRejected, MlflowUnavailable
+from services.api.mlflow_client import MlflowClient, MlflowNotSent, MlflowRejected, MlflowUnavailable
 
 pytestmark = pytest.mark.unit
 
@@ -191,6 +191,22 @@ def announced_deadline(timeout: float, request_ends_in: float | None = None) -> 
 def test_every_call_carries_the_deadline_after_which_mlflow_must_not_start_it():
     started, announced = announced_deadline(0.7)
     assert started + 0.7 - 0.001 <= announced <= time.time() + 0.7 + 0.001  # the header keeps milliseconds
+
+
+def test_a_database_error_mlflow_answers_400_is_unavailability_not_a_refusal():
+    """Found by the nemesis on Docker (seed 2, Postgres paused under a create): MLflow's session
+    maker answers a database error that is not "operational" 400 BAD_REQUEST with SQLAlchemy's
+    text. The api answered 502 "rejected", which tells a client to stop retrying a valid write.
+    It is MLflow's database failing: unavailable (a create's outcome unknown), and a refusal of
+    a value (INVALID_PARAMETER_VALUE, or BAD_REQUEST of MLflow's own) stays a refusal."""
+    db = "(psycopg.errors.InternalError_) cannot execute INSERT\n[SQL: INSERT INTO runs (run_uuid) VALUES (%(x)s)]"
+    script = Script(httpx.Response(400, json={"error_code": "BAD_REQUEST", "message": db}))
+    with pytest.raises(MlflowUnavailable) as caught:
+        asyncio.run(script.client().create_run("1", "n", 1))
+    assert not isinstance(caught.value, MlflowNotSent) and "INSERT" not in str(caught.value)
+    own = Script(httpx.Response(400, json={"error_code": "BAD_REQUEST", "message": "Malformed JSON body"}))
+    with pytest.raises(MlflowRejected):
+        asyncio.run(own.client().create_run("1", "n", 1))
 
 
 def test_every_call_carries_the_commit_deadline_its_settle_time_after_the_attempt_ends():
