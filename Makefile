@@ -69,6 +69,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/startup.py
 	$(PY) bench/simulator_speed.py
 	$(PY) bench/store_pool.py
+	$(PY) bench/write_path.py
 	$(PY) bench/mlflow_capacity.py
 
 up: $(VENV)/.installed
