@@ -130,15 +130,16 @@ class Store:
             await conn.close()
 
     async def _borrow(self) -> psycopg.AsyncConnection[dict[str, Any]] | None:
-        """An idle connection that answered its check, or None."""
-        now = asyncio.get_running_loop().time()
-        while self._idle:
-            conn, since = self._idle.pop()
-            if now - since <= self.IDLE_LIMIT and await self._answers(conn):
-                return conn
-            await conn.close()
-            if now - since <= self.IDLE_LIMIT:
-                await self._drop_idle()  # kept from before Postgres went away, as this one was
+        """The most recently used idle connection, when it answered its check; else None, every
+        idle connection closed: the others are older (idle too long as well), or were kept from
+        before Postgres went away, as this one was."""
+        if not self._idle:
+            return None
+        conn, since = self._idle.pop()
+        if asyncio.get_running_loop().time() - since <= self.IDLE_LIMIT and await self._answers(conn):
+            return conn
+        await conn.close()
+        await self._drop_idle()
         return None
 
     async def _answers(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> bool:
