@@ -10,7 +10,7 @@ LOCK_INPUTS := pyproject.toml services/api/requirements.txt services/mlflow/requ
 # Terraform's AWS provider: the harness finds a filesystem mirror on disk by itself
 # (harness/plan/terraform.py, find_mirror); set TF_PLUGIN_DIR to choose another.
 
-.PHONY: test report load verify up down lint lock schemas bench clean
+.PHONY: test proof proof-extra shard report load verify up down lint lock schemas bench clean
 
 # Every package from the lock, each checked against its hash; then the project itself (editable,
 # no dependencies: the `harness` command).
@@ -29,38 +29,53 @@ lock: $(VENV)/.installed
 
 venv: $(VENV)/.installed
 
-# The load suite and the nemesis (marker `alone`) run after the others, by themselves: they
-# saturate both cores, which stretched the time budgets of fault tests running beside them (the
-# nemesis' MLflow restarts pushed two start-up tests 2 s past theirs). Their own report files;
-# exit 5 (nothing selected) is fine.
-LOAD_SUITE := $(PY) -m pytest -m "load or alone" --html=reports/load-suite.html --self-contained-html \
-	--junitxml=reports/junit-load.xml
+# The stages (harness/pipeline/stages.py, docs/pipeline.md): `make test` is the pull-request
+# stage, `make proof` the full proof (the pull-request stage, then what only the full proof runs:
+# tests marked `proof`). Each stage runs its tests in two phases: on two pytest-xdist workers, then
+# the load suite and the nemesis (markers `load`, `alone`) by themselves: they saturate both cores,
+# which stretched the time budgets of fault tests running beside them. Reports per phase:
+# reports/<stage>.html, junit-<stage>.xml, durations-<stage>.json (-serial for the second phase).
+RUN_STAGE := $(PY) -m harness stage
 
-## test: every suite that runs on this machine (docker-only tests skip with a reason)
+## test: the pull-request stage: static checks, rules, unit, integration, e2e, contract, Terraform,
+## fault scenarios, one rolling rehearsal, a load smoke with its SLO gate (docker-only tests skip
+## with a reason without an engine)
 test: lint
-	$(PY) -m pytest -n 2 --dist loadfile -m "not load and not alone" $(PYTEST_ARGS); s1=$$?; \
-	$(LOAD_SUITE) $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 5 ] && s2=0; \
+	$(RUN_STAGE) pr -- $(PYTEST_ARGS)
+
+## proof-extra: what the full proof adds to the pull-request stage (every rehearsal variant, the
+## whole load suite, the nemesis)
+proof-extra: $(VENV)/.installed
+	$(RUN_STAGE) proof-extra -- $(PYTEST_ARGS)
+
+## proof: the full proof before a deployment: the pull-request stage, then proof-extra
+proof: lint
+	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; $(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; \
 	exit $$(( s1 ? s1 : s2 ))
 
-## report: the main job: every suite, then the smoke load profile on a fresh stack; reports under reports/
-report: $(VENV)/.installed
-	$(PY) -m pytest -n 2 --dist loadfile -m "not load and not alone" $(PYTEST_ARGS); s1=$$?; \
-	$(LOAD_SUITE) $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 5 ] && s2=0; \
+## shard: one pipeline job's share of a stage (STAGE=pr|proof SHARDS=N SHARD=K), planned from
+## the recorded durations (.ci/durations.json; `harness shards` prints the plan)
+shard: $(VENV)/.installed
+	$(RUN_STAGE) "$$STAGE" --shard "$$SHARD/$$SHARDS" -- $(PYTEST_ARGS)
+
+## report: the main job: the full proof, then the smoke load profile on a fresh stack; reports under reports/
+report: lint
+	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; $(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; \
 	$(PY) -m harness load --profile smoke; s3=$$?; \
-	echo "reports: $$(pwd)/reports/report.html  $$(pwd)/reports/junit.xml  $$(pwd)/reports/load-suite.html"; \
-	echo "         $$(pwd)/reports/timings.json  $$(pwd)/reports/load/index.html"; \
+	$(PY) -m harness merge-reports --out reports reports >/dev/null; \
+	echo "reports: $$(pwd)/reports/index.html"; \
 	exit $$(( s1 ? s1 : s2 ? s2 : s3 ))
 
 ## load: one load profile (PROFILE=smoke|steady|step|spike|soak, WORKERS=N, TARGET=url)
 PROFILE ?= smoke
 WORKERS ?= 0
 load: $(VENV)/.installed
-	$(PY) -m harness load --profile $(PROFILE) --workers $(WORKERS) $(if $(TARGET),--target-url $(TARGET))
+	$(PY) -m harness load --profile $(PROFILE) --workers $(WORKERS) $(if $(TARGET),--target-url "$$TARGET")
 
 ## verify: the remote suite against a deployed stack (TARGET=url [MLFLOW=url] [WRITES=1]); starts no stack
 verify: $(VENV)/.installed
 	$(if $(TARGET),,$(error set TARGET=<the deployed api URL>, e.g. make verify TARGET=https://api.staging.example.com))
-	$(PY) -m pytest -m remote --target-url $(TARGET) $(if $(MLFLOW),--mlflow-url $(MLFLOW)) $(if $(WRITES),--allow-writes) \
+	$(PY) -m pytest -m remote --target-url "$$TARGET" $(if $(MLFLOW),--mlflow-url "$$MLFLOW") $(if $(WRITES),--allow-writes) \
 		--html=reports/verify.html --self-contained-html --junitxml=reports/junit-verify.xml $(PYTEST_ARGS)
 
 ## bench: the benchmarks the README's figures come from (several minutes; not tests)

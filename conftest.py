@@ -10,4 +10,5 @@ pytest_plugins = [
     "fixtures.load",
     "fixtures.remote",
     "fixtures.evidence",
+    "fixtures.durations",
 ]

@@ -9,6 +9,10 @@
     timeline   draw a health timeline again from a series a test kept
     load       run a Locust load profile with the SLO gate; load-worker: a worker on another machine
     nemesis    keyed writes under a seeded fault schedule, then both stores checked (exactly once)
+    stage      run a stage of the proof (pr, proof-extra, proof) or a pipeline job's share of it
+    shards     plan a stage's pipeline jobs from the recorded durations (.ci/durations.json)
+    durations  seconds per suite of a run; --record keeps them for the shard planner
+    merge-reports  the pipeline jobs' reports in one junit.xml and index.html
 
 Exit codes, every command: 0 all checks passed; 1 a check failed (a timing rule, an SLO, a
 simulated or rehearsed deployment); 2 the command could not run (bad input, a missing tool);
@@ -20,7 +24,7 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.cli import load, nemesis, plan, rehearsal, simulation, stack
+from harness.cli import load, nemesis, pipeline, plan, rehearsal, simulation, stack
 from harness.cli.stack import schema_document
 from harness.errors import HarnessError
 
@@ -34,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
-    for wing in (stack, plan, simulation, rehearsal, load, nemesis):
+    for wing in (stack, plan, simulation, rehearsal, load, nemesis, pipeline):
         wing.register(sub)
     return top
 

@@ -25,7 +25,7 @@ from harness.plan import observability
 from harness.rehearsal.driver import deploy
 from harness.rehearsal.rehearsal import Rehearsal
 
-pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow]
+pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow, pytest.mark.proof]
 CANARY = "CodeDeployDefault.ECSCanary10Percent5Minutes"
 SCALE = 0.02  # the canary's 5 minutes and the 5-minute termination wait as 6 s each
 

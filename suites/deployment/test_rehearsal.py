@@ -123,6 +123,7 @@ def test_the_simulator_and_the_rehearsal_agree_on_the_staging_plan(staging_fleet
     assert abs(finished - simulated.time) <= AGREEMENT_TOLERANCE, (finished, simulated.time, said)
 
 
+@pytest.mark.proof
 def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(
     docker_client, applied_platform, edit_terraform, tmp_path
 ):
@@ -135,6 +136,7 @@ def test_a_task_the_plan_gives_no_database_fails_in_the_services_own_words(
     assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
 
+@pytest.mark.proof
 def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, applied_platform, tmp_path, attach_picture):
     """The incident: MLflow's checks on / instead of /mlflow/health. The task starts, MLflow serves,
     and still neither the container check nor the target group ever passes."""
@@ -158,6 +160,7 @@ def test_mlflow_checked_on_the_root_never_comes_into_service(docker_client, appl
     assert rehearsal.session_id and leftovers(docker_client, rehearsal.session_id) == []
 
 
+@pytest.mark.proof
 def test_a_start_period_below_the_boot_fails(docker_client, applied_platform, tmp_path):
     """MLflow that takes longer to boot than start period + retries x interval: the container check
     declares it UNHEALTHY before it answers (ECS would replace it). The boot is stretched by 45 s so
@@ -197,6 +200,7 @@ def staging_with(tmp_path, service: str, *edits: tuple[str, str]):
     return var_file
 
 
+@pytest.mark.proof
 @pytest.mark.timeout(600)
 def test_a_new_revision_that_never_serves_trips_the_circuit_breaker_and_the_old_tasks_keep_serving(
     docker_client, applied_platform, tmp_path, attach_picture
@@ -230,6 +234,7 @@ def test_a_new_revision_that_never_serves_trips_the_circuit_breaker_and_the_old_
     assert leftovers(docker_client, rehearsal.session_id) == []
 
 
+@pytest.mark.proof
 def test_a_stop_timeout_below_the_drain_fails_its_rule_and_is_a_forced_stop_in_the_rehearsal(
     docker_client, applied_platform, tmp_path, attach_picture
 ):

@@ -8,7 +8,7 @@ import pytest
 from fixtures.docker import leftovers
 from harness.lifecycle import Step
 
-pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.terraform, pytest.mark.slow]
+pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.terraform, pytest.mark.slow, pytest.mark.proof]
 
 
 @pytest.mark.timeout(600)

@@ -17,7 +17,7 @@ from harness.nemesis.schedule import draw, load_regressions
 from harness.paths import REPO
 
 # alone: its MLflow restarts saturate the machine; `make test` runs it after the others, by itself
-pytestmark = [pytest.mark.faults, pytest.mark.disruptive, pytest.mark.alone]
+pytestmark = [pytest.mark.faults, pytest.mark.disruptive, pytest.mark.alone, pytest.mark.proof]
 DURATION = 15.0
 CI_SEEDS = [(int(s), DURATION) for s in os.environ.get("HARNESS_NEMESIS_SEEDS", "1,2").split(",")]
 # every seed that once found a violation, replayed on every run (python -m harness nemesis --keep-failing)

@@ -49,6 +49,7 @@ def test_smoke_profile_meets_its_slos_and_publishes_reports(run_profile, load_re
     assert outcome.report_dir.name in (load_reports / "load" / "index.html").read_text()
 
 
+@pytest.mark.proof
 def test_two_workers_merge_into_one_report(run_profile):
     outcome = run_profile("smoke", workers=2, time_scale=0.5)
     s = outcome.summary
@@ -59,6 +60,7 @@ def test_two_workers_merge_into_one_report(run_profile):
     assert all((outcome.report_dir / f"locust-worker-{i}.log").exists() for i in (1, 2))
 
 
+@pytest.mark.proof
 def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_profile, harness_session):
     """Across machines the master waits for --remote-workers and each machine runs load-worker;
     here the "other machine" is a second process on loopback."""
@@ -96,6 +98,7 @@ def test_request_cap_stops_the_run(run_profile):
     assert s["duration_s"] < profiles.duration(profiles.read("smoke")), s["duration_s"]
 
 
+@pytest.mark.proof
 def test_health_stays_fast_and_cached_while_clients_saturate_the_api(run_profile, stack, lb_check):
     ttl = api_config(stack.environment("api")).health_cache_ttl
     before = _checks(stack.url("api"))
@@ -125,6 +128,7 @@ LOAD_FAULTS = [
 ]
 
 
+@pytest.mark.proof
 @pytest.mark.parametrize("kind, target, params, scenario_name, hold", LOAD_FAULTS)
 def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_nothing(
     fault_stack, make_model, run_profile, budgets, load_reports, kind, target, params, scenario_name, hold

@@ -1,0 +1,156 @@
+"""The pipeline's commands: run a stage or a pipeline job's share of it, plan the shards, record
+where the time goes, merge the jobs' reports.
+
+    python -m harness stage pr                     # the pull-request stage (make test)
+    python -m harness stage proof --shard 2/4      # job 2 of 4 of the full proof
+    python -m harness shards --stage proof --jobs 4
+    python -m harness durations --record reports/durations*.json
+    python -m harness merge-reports --out reports shard-1/reports shard-2/reports
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.cli.options import existing_file, number
+from harness.errors import ConfigurationError
+from harness.paths import REPO, shown
+from harness.pipeline import durations, reports, shards, stages
+
+
+def shard(raw: str) -> str:
+    """A ``type=`` for ``--shard``: K/N, job K of N."""
+    try:
+        stages.parse_shard(raw)
+    except ConfigurationError:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N (job K of N), got {raw!r}") from None
+    return raw
+
+
+def existing_dir(raw: str) -> str:
+    if not Path(raw).is_dir():
+        raise argparse.ArgumentTypeError(f"expected an existing folder, got {raw!r}")
+    return raw
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    extra = list(args.pytest_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return stages.run(
+        args.name,
+        shard=args.shard,
+        workers=args.workers,
+        pytest_args=extra,
+        reports=Path(args.reports_dir),
+        recorded=Path(args.durations),
+        say=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True),
+    )
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    seconds = durations.read_recorded(Path(args.durations))
+    if not seconds:
+        raise ConfigurationError(f"recorded durations in {args.durations}", "none (harness durations --record)")
+    items = stages.stage_items(stages.stage(args.stage), seconds)
+    jobs = shards.plan(items, args.jobs, args.workers)
+    if args.json:
+        doc = {
+            "stage": args.stage,
+            "workers": args.workers,
+            "jobs": [{"job": j.number, "seconds": round(j.seconds, 1), "tests": j.nodeids} for j in jobs],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"stage {args.stage} in {args.jobs} jobs of {args.workers} workers, by {shown(Path(args.durations))}:")
+        for j in jobs:
+            files = ", ".join(u.name.removeprefix("suites/") for u in j.parallel[:4])
+            more = f" and {len(j.parallel) - 4} more files" if len(j.parallel) > 4 else ""
+            print(
+                f"  job {j.number}: {j.seconds / 60:5.1f} min  {len(j.nodeids):4} tests  "
+                f"({len(j.serial)} serial)  {files}{more}"
+            )
+    over = [j for j in jobs if j.seconds > args.limit * 60]
+    if over:
+        print(f"jobs over {args.limit:g} min: {', '.join(str(j.number) for j in over)}", file=sys.stderr)
+    return 1 if over else 0
+
+
+def cmd_durations(args: argparse.Namespace) -> int:
+    runs = [Path(p) for p in args.runs] or sorted((REPO / "reports").glob("durations*.json"))
+    if not runs:
+        raise ConfigurationError("durations files of a run (reports/durations-*.json)", "none")
+    seconds = durations.read_runs(runs)
+    if args.record:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+        doc = durations.recorded_document(
+            seconds, datetime.date.today().isoformat(), commit, f"from {', '.join(p.name for p in runs)}"
+        )
+        durations.RECORDED.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"recorded {len(seconds)} tests in {shown(durations.RECORDED)}", file=sys.stderr)
+    total = sum(seconds.values())
+    print("| suite | tests | seconds | share |\n|---|---:|---:|---:|")
+    for suite, n, sec in durations.by_suite(seconds):
+        print(f"| {suite} | {n} | {sec:.0f} | {100 * sec / total:.0f} % |")
+    print(f"| all | {len(seconds)} | {total:.0f} | |")
+    return 0
+
+
+def cmd_merge_reports(args: argparse.Namespace) -> int:
+    out = Path(args.reports_dir)
+    total = reports.merge([Path(d) for d in args.dirs], out)
+    print(f"{out / 'index.html'}: {total.tests} tests, {total.failures} failures, {total.errors} errors")
+    return 0 if total.passed else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    recorded = str(durations.RECORDED)
+    workers = number(int, 1, what="pytest-xdist workers")
+    st = sub.add_parser(
+        "stage",
+        help="run one stage of the proof (pr, proof-extra, proof), or a pipeline job's share of it",
+        description=stages.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    st.add_argument("name", choices=list(stages.STAGES), help="the stage")
+    st.add_argument("--shard", type=shard, metavar="K/N", help="run only job K of N (the plan of `harness shards`)")
+    st.add_argument("--workers", type=workers, default=2, help="pytest-xdist workers of the parallel phase (default 2)")
+    st.add_argument("--reports-dir", default=str(REPO / "reports"), help="where the reports go (default reports/)")
+    st.add_argument("--durations", type=existing_file, default=recorded, help="the recorded durations --shard plans by")
+    st.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
+    st.set_defaults(func=cmd_stage)
+
+    sh = sub.add_parser("shards", help="plan a stage's pipeline jobs from the recorded durations")
+    sh.add_argument("--stage", default="proof", choices=list(stages.STAGES), help="the stage (default proof)")
+    sh.add_argument("--jobs", type=number(int, 1, what="pipeline jobs"), default=4, help="how many jobs (default 4)")
+    sh.add_argument("--workers", type=workers, default=2, help="pytest-xdist workers per job (default 2)")
+    sh.add_argument(
+        "--limit",
+        type=number(float, 0, above=True, what="minutes"),
+        default=10.0,
+        help="exit 1 when a job is expected to take longer than this many minutes (default 10)",
+    )
+    sh.add_argument(
+        "--durations", type=existing_file, default=recorded, help="the recorded durations (default .ci/durations.json)"
+    )
+    sh.add_argument("--json", action="store_true", help="every job's tests and expected seconds as JSON")
+    sh.set_defaults(func=cmd_shards)
+
+    du = sub.add_parser("durations", help="seconds per suite from a run's durations files; --record keeps them")
+    du.add_argument(
+        "runs", nargs="*", type=existing_file, help="durations files of runs (default reports/durations*.json)"
+    )
+    du.add_argument("--record", action="store_true", help="write them as the recorded durations (.ci/durations.json)")
+    du.set_defaults(func=cmd_durations)
+
+    mr = sub.add_parser("merge-reports", help="merge the pipeline jobs' report folders: junit.xml and index.html")
+    mr.add_argument("dirs", nargs="+", type=existing_dir, help="the jobs' report folders")
+    mr.add_argument("--reports-dir", default="reports", help="where the merged files go (default reports/)")
+    mr.set_defaults(func=cmd_merge_reports)

@@ -1,0 +1,132 @@
+"""The pipeline's jobs' reports brought back together (``harness merge-reports``): one JUnit file
+with every job's test suites, one ``durations.json`` with every test, and ``index.html`` linking
+each job's HTML reports with the counts and the slowest tests on one screen."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigurationError
+from harness.pipeline.durations import Timed, by_suite, read_runs, run_file
+
+
+@dataclass(frozen=True)
+class Counts:
+    tests: int = 0
+    failures: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.tests + other.tests,
+            self.failures + other.failures,
+            self.errors + other.errors,
+            self.skipped + other.skipped,
+            self.seconds + other.seconds,
+        )
+
+    @property
+    def passed(self) -> bool:
+        return not (self.failures or self.errors)
+
+
+def suites_of(path: Path) -> list[ET.Element]:
+    """The ``<testsuite>`` elements of one JUnit file (pytest writes them under ``<testsuites>``)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise ConfigurationError(f"{path}: a JUnit XML file", str(exc)) from None
+    return [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+
+
+def counts(suite: ET.Element) -> Counts:
+    return Counts(
+        int(suite.get("tests", 0)),
+        int(suite.get("failures", 0)),
+        int(suite.get("errors", 0)),
+        int(suite.get("skipped", 0)),
+        float(suite.get("time", 0.0)),
+    )
+
+
+def merge_junit(paths: Iterable[Path], out: Path) -> Counts:
+    """Every test suite of ``paths`` under one ``<testsuites>`` in ``out``; the totals."""
+    root = ET.Element("testsuites")
+    total = Counts()
+    for path in paths:
+        for suite in suites_of(path):
+            suite.set("name", f"{suite.get('name', 'pytest')} ({path.parent.name}/{path.name})")
+            root.append(suite)
+            total += counts(suite)
+    root.set("tests", str(total.tests))
+    root.set("failures", str(total.failures))
+    root.set("errors", str(total.errors))
+    root.set("skipped", str(total.skipped))
+    root.set("time", f"{total.seconds:.3f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+    return total
+
+
+def merge(dirs: Iterable[Path], out: Path) -> Counts:
+    """The jobs' report folders ``dirs`` merged into ``out`` (``junit.xml``, ``durations.json``,
+    ``index.html``); each folder's HTML reports are linked where they are."""
+    dirs = [Path(d) for d in dirs]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise ConfigurationError("report folders of the pipeline's jobs", f"no such folder: {', '.join(missing)}")
+    junits = sorted(p for d in dirs for p in d.rglob("junit*.xml") if p.resolve() != (out / "junit.xml").resolve())
+    if not junits:
+        raise ConfigurationError(
+            "JUnit files (junit*.xml) in the report folders", f"none in {', '.join(map(str, dirs))}"
+        )
+    total = merge_junit(junits, out / "junit.xml")
+    runs = sorted(p for d in dirs for p in d.rglob("durations-*.json"))
+    seconds = read_runs(runs)
+    (out / "durations.json").write_text(
+        json.dumps(run_file([Timed(k, v) for k, v in seconds.items()], 0.0, "merged"), indent=1) + "\n"
+    )
+    pages = sorted(p for d in dirs for p in d.rglob("*.html") if p.name != "index.html")
+    (out / "index.html").write_text(index_html(junits, pages, seconds, total, out))
+    return total
+
+
+def index_html(junits: list[Path], pages: list[Path], seconds: dict[str, float], total: Counts, out: Path) -> str:
+    verdict = "passed" if total.passed else "FAILED"
+    jobs = "".join(
+        f"<tr><td>{html.escape(str(Path(os.path.relpath(j, out))))}</td><td>{c.tests}</td><td>{c.failures}</td>"
+        f"<td>{c.errors}</td><td>{c.skipped}</td><td>{c.seconds / 60:.1f}</td></tr>"
+        for j in junits
+        for c in [sum((counts(s) for s in suites_of(j)), Counts())]
+    )
+    links = "".join(
+        f'<li><a href="{html.escape(os.path.relpath(p, out))}">{html.escape(os.path.relpath(p, out))}</a></li>'
+        for p in pages
+    )
+    suites = "".join(
+        f"<tr><td>{html.escape(s)}</td><td>{n}</td><td>{sec:.0f}</td></tr>" for s, n, sec in by_suite(seconds)
+    )
+    slow = "".join(
+        f"<tr><td>{v:.1f}</td><td>{html.escape(k)}</td></tr>"
+        for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])[:15]
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>reports</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}</style></head><body>"
+        f"<h1>{verdict}: {total.tests} tests, {total.failures} failed, {total.errors} errors,"
+        f" {total.skipped} skipped</h1>"
+        "<h2>Runs</h2><table><tr><th>JUnit</th><th>tests</th><th>failures</th><th>errors</th><th>skipped</th>"
+        f"<th>minutes</th></tr>{jobs}</table>"
+        f"<h2>Reports</h2><ul>{links}</ul>"
+        f"<h2>Seconds per suite</h2><table><tr><th>suite</th><th>tests</th><th>seconds</th></tr>{suites}</table>"
+        f"<h2>The slowest tests</h2><table><tr><th>seconds</th><th>test</th></tr>{slow}</table>"
+        "</body></html>\n"
+    )

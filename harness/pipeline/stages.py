@@ -1,0 +1,188 @@
+"""The stages of the proof, each with a purpose, and the runner that runs one (``harness stage``).
+
+    pr           the pull-request stage (``make test``): every static check (make lint, before
+                 it), every plan rule, the unit, integration, end-to-end, contract and Terraform
+                 suites, the harness's own tests, the fault scenarios, one rolling rehearsal of the
+                 staging plan, and a short load smoke with its SLO gate
+    proof-extra  what the full proof adds: every other rehearsal variant (blue/green, the circuit
+                 breaker, faults in the middle of a deployment...), the whole load suite, the nemesis
+    proof        the full proof before a deployment (``make proof``): both of the above
+
+A test belongs to ``proof-extra`` by the ``proof`` marker and to ``pr`` otherwise, so every test is
+in exactly one of the two and in ``proof``: nothing proven is proven in no stage. The nightly runs
+(load against staging, the fuzzer with a random seed, many nemesis seeds) are workflows, not test
+selections (docs/pipeline.md).
+
+Each stage runs in two phases, as ``make test`` always has: the tests that share the machine on
+``workers`` pytest-xdist workers (``--dist loadfile``), then those that saturate it (markers
+``load`` and ``alone``) one after another. Each phase writes its own reports:
+``reports/<run>.html``, ``reports/junit-<run>.xml`` and ``reports/durations-<run>.json``, with
+``<run>`` the stage's name, ``-shard-<k>of<n>`` for a pipeline job's share and ``-serial`` for the
+second phase."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigurationError
+from harness.paths import REPO
+from harness.pipeline import shards
+from harness.pipeline.durations import RECORDED, read_recorded
+
+PROOF_MARKER = "proof"  # the tests only the full proof runs
+SERIAL = "load or alone"  # the tests that run by themselves, after the others
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    select: str  # a pytest marker expression ("" selects every test)
+    purpose: str
+
+
+STAGES = {
+    s.name: s
+    for s in (
+        Stage(
+            "pr",
+            f"not {PROOF_MARKER}",
+            "the pull-request stage: static checks, rules, unit, integration, e2e, contract, Terraform, "
+            "fault scenarios, one rolling rehearsal, a load smoke with its SLO gate",
+        ),
+        Stage(
+            "proof-extra",
+            PROOF_MARKER,
+            "what the full proof adds: every rehearsal variant, the whole load suite, the nemesis",
+        ),
+        Stage("proof", "", "the full proof before a deployment: the pull-request stage and everything it leaves out"),
+    )
+}
+
+
+def stage(name: str) -> Stage:
+    if name not in STAGES:
+        raise ConfigurationError(f"a stage, one of {', '.join(STAGES)}", repr(name))
+    return STAGES[name]
+
+
+@dataclass(frozen=True)
+class Phase:
+    suffix: str  # "" or "-serial"
+    expression: str
+    parallel: bool
+
+
+def phases(s: Stage) -> list[Phase]:
+    """The stage's two phases with their marker expressions."""
+    within = f"({s.select}) and " if s.select else ""
+    return [
+        Phase("", f"{within}not ({SERIAL})", parallel=True),
+        Phase("-serial", f"{within}({SERIAL})", parallel=False),
+    ]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4): job 2 of 4, counted from 1 as a pipeline's matrix counts."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigurationError("--shard as K/N, e.g. 2/4 (job 2 of 4)", repr(text)) from None
+    if not 1 <= k <= n:
+        raise ConfigurationError("--shard K/N with 1 <= K <= N", repr(text))
+    return k, n
+
+
+def collect(expression: str, python: str = sys.executable, extra: Sequence[str] = ()) -> list[str]:
+    """The node ids pytest selects with ``-m expression``, in its order (a collection only: nothing runs)."""
+    cmd = [python, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", *extra]
+    if expression:
+        cmd += ["-m", expression]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    if out.returncode not in (0, 5):
+        raise ConfigurationError(
+            "the tests to collect", f"pytest exited {out.returncode}", (out.stdout + out.stderr)[-2000:]
+        )
+    return [line for line in out.stdout.splitlines() if "::" in line and not line.startswith(" ")]
+
+
+def stage_items(s: Stage, seconds: dict[str, float], python: str = sys.executable) -> list[shards.Item]:
+    """Every test of the stage as an item to place, with its phase and expected seconds."""
+    parallel, serial = (collect(p.expression, python) for p in phases(s))
+    return shards.items_of([*parallel, *serial], set(serial), seconds)
+
+
+def run_name(s: Stage, shard: tuple[int, int] | None, phase: Phase) -> str:
+    at = f"-shard-{shard[0]}of{shard[1]}" if shard else ""
+    return f"{s.name}{at}{phase.suffix}"
+
+
+def run(
+    name: str,
+    *,
+    shard: str | None = None,
+    workers: int = 2,
+    pytest_args: Sequence[str] = (),
+    reports: Path = REPO / "reports",
+    python: str = sys.executable,
+    recorded: Path = RECORDED,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Run stage ``name`` (or job K of N of it), phase by phase; the first failing phase's exit code
+    (pytest's 5, nothing selected, counts as success: a shard may have no serial test)."""
+    s = stage(name)
+    where = parse_shard(shard) if shard else None
+    chosen: list[shards.Item] | None = None
+    if where:
+        jobs = shards.plan(stage_items(s, read_recorded(recorded), python), where[1], workers)
+        job = jobs[where[0] - 1]
+        chosen = [i for u in (*job.parallel, *job.serial) for i in u.items]
+        say(f"stage {s.name}, job {where[0]} of {where[1]}: {len(chosen)} tests, expected {job.seconds / 60:.1f} min")
+    codes = []
+    for phase in phases(s):
+        ids: list[str] = []
+        if chosen is not None:
+            ids = [i.nodeid for i in chosen if i.serial != phase.parallel]
+            if not ids:
+                continue
+        run_id = run_name(s, where, phase)
+        cmd = [python, "-m", "pytest", "-m", phase.expression]
+        if phase.parallel and workers > 1:
+            cmd += ["-n", str(workers), "--dist", "loadfile"]
+        cmd += [
+            f"--html={reports / (run_id + '.html')}",
+            "--self-contained-html",
+            f"--junitxml={reports / ('junit-' + run_id + '.xml')}",
+            *pytest_args,
+            *ids,
+        ]
+        say(f"stage {s.name}: {run_id} ({'parallel' if phase.parallel else 'serial'}): -m {phase.expression!r}")
+        code = follow(cmd, cwd=REPO)
+        if code == 130:
+            return 130
+        codes.append(0 if code == 5 else code)
+    return next((c for c in codes if c), 0)
+
+
+def follow(cmd: list[str], cwd: Path) -> int:
+    """Run ``cmd`` in its own process group and wait for it; Ctrl-C or SIGTERM to us reaches it once
+    (as SIGINT or SIGTERM) and we wait for its teardown, so nothing of its run is left behind."""
+    child = subprocess.Popen(cmd, cwd=cwd, process_group=0)
+    interrupted = []
+
+    def forward(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return 130 if interrupted or code in (-signal.SIGINT, -signal.SIGTERM) else code

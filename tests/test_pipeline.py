@@ -1,0 +1,321 @@
+"""The stages, the shard planner, the durations each run keeps, and the merge of the pipeline
+jobs' reports (harness/pipeline, fixtures/durations.py)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.paths import REPO
+from harness.pipeline import reports, shards, stages
+from harness.pipeline.durations import read_recorded
+
+pytestmark = [pytest.mark.harness, pytest.mark.unit]
+
+
+def item(nodeid: str, seconds: float, serial: bool = False) -> shards.Item:
+    return shards.Item(nodeid, seconds, serial)
+
+
+# ---- the stages ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def selections():
+    """Node ids of each stage's phases, as pytest collects them."""
+    return {
+        name: [set(stages.collect(p.expression)) for p in stages.phases(stages.stage(name))] for name in stages.STAGES
+    }
+
+
+def test_every_test_is_in_exactly_one_of_the_pull_request_stage_and_what_the_proof_adds(selections):
+    everything = set(stages.collect(""))
+    pr, extra, proof = (set().union(*selections[n]) for n in ("pr", "proof-extra", "proof"))
+    assert pr | extra == everything, sorted(everything - pr - extra)[:10]  # nothing proven in no stage
+    assert not pr & extra, sorted(pr & extra)[:10]
+    assert proof == everything
+    for name in stages.STAGES:  # and each test in one phase of its stage
+        parallel, serial = selections[name]
+        assert not parallel & serial
+
+
+def test_the_pull_request_stage_runs_what_the_issue_names_and_leaves_the_rest_to_the_proof(selections):
+    pr, extra = (set().union(*selections[n]) for n in ("pr", "proof-extra"))
+    files = {n.split("::")[0] for n in pr}
+    for suite in ("unit", "integration", "e2e", "remote", "terraform", "faults"):
+        assert any(f.startswith(f"suites/{suite}/") for f in files), suite
+    scenarios = {n for n in pr | extra if n.startswith("suites/faults/test_scenarios.py")}
+    assert scenarios and scenarios <= pr  # every fault scenario
+    assert (
+        "suites/deployment/test_rehearsal.py::"
+        "test_the_staging_plan_comes_into_service_and_a_rolling_replacement_loses_nothing" in pr
+    )  # one rolling rehearsal
+    smoke = "suites/load/test_load.py::test_smoke_profile_meets_its_slos_and_publishes_reports"
+    gate = "suites/load/test_load.py::test_an_impossible_slo_fails_the_gate_with_a_readable_message"
+    assert {smoke, gate} <= selections["pr"][1]  # the load smoke and its SLO gate, by themselves
+    assert any("test_nemesis" in n for n in extra) and any("test_blue_green" in n for n in extra)
+    assert any("test_rollout_faults" in n for n in extra)
+
+
+def fake_ci(tmp_path: Path, make_exit: dict[str, int]) -> tuple[Path, dict]:
+    """A copy of .ci/run in a folder of its own, with stand-ins for make and the machine's tools:
+    make records its arguments and exits as ``make_exit`` says for its first one."""
+    root = tmp_path / "repo"
+    (root / ".ci").mkdir(parents=True)
+    shutil.copy(REPO / ".ci" / "run", root / ".ci" / "run")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "make.log"
+    codes = " ".join(f"{k}) exit {v};;" for k, v in make_exit.items())
+    tools = {
+        "make": f'echo "$*" >> {log}\ncase "$1" in {codes} *) exit 0;; esac',
+        "docker": "exit 0",  # `docker info` answers: no engine is started
+        "docker-compose": "exit 0",
+        "dockerd": "exit 1",
+        "debootstrap": "exit 0",
+        "initdb": "exit 0",
+    }
+    for name, body in tools.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    return root, {"env": env, "log": log}
+
+
+@pytest.mark.parametrize(
+    "make_exit, expected",
+    [({}, 0), ({"test": 2}, 2), ({"proof-extra": 1}, 1), ({"test": 2, "proof-extra": 1}, 2)],
+    ids=["green", "pr-stage-fails", "proof-fails", "both-fail"],
+)
+def test_ci_runs_the_pull_request_stage_then_what_the_proof_adds_whatever_the_first_says(tmp_path, make_exit, expected):
+    root, fake = fake_ci(tmp_path, make_exit)
+    done = subprocess.run(["sh", str(root / ".ci" / "run")], env=fake["env"], capture_output=True, text=True)
+    assert done.returncode == expected, done.stderr
+    assert fake["log"].read_text().splitlines() == ["test", "proof-extra"]
+
+
+def test_ci_with_arguments_runs_a_pipeline_jobs_make_target_instead(tmp_path):
+    root, fake = fake_ci(tmp_path, {})
+    args = ["shard", "STAGE=proof", "SHARDS=4", "SHARD=2"]
+    done = subprocess.run(["sh", str(root / ".ci" / "run"), *args], env=fake["env"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert fake["log"].read_text().splitlines() == [" ".join(args)]
+
+
+def test_the_make_targets_run_their_stages():
+    def recipe(*target: str) -> str:
+        return subprocess.run(["make", "-n", *target], cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+    assert "harness stage pr" in recipe("test") and "proof-extra" not in recipe("test")
+    assert "harness stage proof-extra" in recipe("proof-extra")
+    proof = recipe("proof")
+    assert proof.index("harness stage pr ") < proof.index("harness stage proof-extra")
+    assert 'harness stage "$STAGE" --shard "$SHARD/$SHARDS"' in recipe("shard", "STAGE=pr", "SHARDS=4", "SHARD=1")
+
+
+def test_make_verify_passes_the_target_to_pytest_as_one_quoted_word(tmp_path):
+    """A URL with shell syntax in it reaches pytest as text and runs nothing."""
+    marker = tmp_path / "ran"
+    target = f'http://x"; touch {marker}; echo "'
+    fake_py = tmp_path / "py"
+    fake_py.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done > "$OUT"\n')
+    fake_py.chmod(0o755)
+    out = tmp_path / "argv"
+    subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "verify", f"TARGET={target}", f"PY={fake_py}"],
+        cwd=REPO,
+        env={**os.environ, "OUT": str(out)},
+        check=True,
+        capture_output=True,
+    )
+    argv = out.read_text().splitlines()
+    assert not marker.exists()
+    assert argv[argv.index("--target-url") + 1] == target
+
+
+# ---- the shard planner -------------------------------------------------------------------------
+
+
+def test_a_files_parallel_tests_stay_in_one_job_and_serial_tests_run_after_them():
+    items = [
+        item("suites/a/test_a.py::t1", 100),
+        item("suites/a/test_a.py::t2", 50),
+        item("suites/b/test_b.py::t1", 120),
+        item("suites/c/test_c.py::t1", 30),
+        item("suites/load/test_load.py::smoke", 60, serial=True),
+        item("suites/load/test_load.py::gate", 20, serial=True),
+    ]
+    jobs = shards.plan(items, 2, workers=2)
+    where = {n: j.number for j in jobs for n in j.nodeids}
+    assert where["suites/a/test_a.py::t1"] == where["suites/a/test_a.py::t2"]
+    assert sorted(where) == sorted(i.nodeid for i in items)  # each test in one job
+    for j in jobs:  # a job: its longest worker, then its serial tests one after another
+        assert j.seconds == max(j.worker_loads, default=0) + sum(u.seconds for u in j.serial)
+    assert shards.plan(items, 2, workers=2)[0].nodeids == jobs[0].nodeids  # the same plan every time
+
+
+def test_jobs_come_out_about_equal_and_no_shorter_than_their_longest_piece():
+    items = [item(f"suites/x/test_{k}.py::t", s) for k, s in enumerate([300, 200, 200, 100, 100, 100, 50, 50])]
+    jobs = shards.plan(items, 3, workers=1)
+    lengths = sorted(j.seconds for j in jobs)
+    assert sum(lengths) == 1100
+    assert lengths[-1] <= 400 and lengths[0] >= 300, lengths
+    two = shards.plan(items, 1, workers=2)[0]
+    assert two.seconds == 550  # two workers: 300+100+100+50, 200+200+100+50
+
+
+def test_a_test_without_a_recorded_duration_is_planned_like_its_neighbours():
+    recorded = {"suites/a/test_a.py::t1": 10.0, "suites/a/test_a.py::t2": 30.0, "suites/b/test_b.py::t": 100.0}
+    (new,) = shards.items_of(["suites/a/test_a.py::t3"], set(), recorded)
+    assert new.seconds == 20.0
+    (other,) = shards.items_of(["suites/z/test_z.py::t"], set(), recorded)
+    assert other.seconds == 30.0
+
+
+def test_the_recorded_durations_cover_every_test_but_the_newest():
+    recorded = read_recorded()
+    assert len(recorded) > 900
+    everything = set(stages.collect(""))
+    missing = everything - set(recorded)
+    assert len(missing) < 0.05 * len(everything), sorted(missing)[:10]
+
+
+def test_the_plan_for_four_pipeline_jobs_keeps_each_within_ten_minutes():
+    """The done-when of the pipeline: a proof split into 4 jobs of 2 workers, none expected over 10 min."""
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "shards", "--stage", "proof", "--jobs", "4", "--limit", "10"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- what a run keeps, and the merge ----------------------------------------------------------
+
+
+def test_a_run_keeps_each_tests_seconds_and_its_report_says_where_the_time_went(tmp_path):
+    target = "tests/test_pipeline.py::test_a_test_without_a_recorded_duration_is_planned_like_its_neighbours"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            target,
+            f"--junitxml={tmp_path / 'junit-x.xml'}",
+            f"--html={tmp_path / 'x.html'}",
+            "--self-contained-html",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HARNESS_REPORTS_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    kept = json.loads((tmp_path / "durations-x.json").read_text())
+    assert kept["run"] == "x" and kept["tests"][target]["outcome"] == "passed"
+    assert kept["tests"][target]["seconds"] >= kept["tests"][target]["call"] >= 0
+    page = (tmp_path / "x.html").read_text()
+    assert "Where the time went" in page and "test_a_test_without_a_recorded_duration" in page
+
+
+def test_a_collection_writes_no_report(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_pipeline.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HARNESS_REPORTS_DIR": str(tmp_path / "reports")},
+    )
+    assert done.returncode == 0, done.stdout
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+
+def junit(path: Path, name: str, tests: int, failures: int) -> None:
+    cases = "".join(f'<testcase classname="m" name="{name}{k}" time="1.5"/>' for k in range(tests - failures))
+    cases += "".join(
+        f'<testcase classname="m" name="{name}f{k}" time="2"><failure message="no"/></testcase>'
+        for k in range(failures)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="{tests}" failures="{failures}" '
+        f'errors="0" skipped="0" time="{tests * 2}">{cases}</testsuite></testsuites>'
+    )
+
+
+def test_the_jobs_reports_merge_into_one_junit_file_and_an_index_that_links_them(tmp_path):
+    one, two, out = tmp_path / "shard-1", tmp_path / "shard-2", tmp_path / "merged"
+    junit(one / "junit-proof-shard-1of2.xml", "a", 3, 0)
+    (one / "proof-shard-1of2.html").write_text("<html></html>")
+    (one / "durations-proof-shard-1of2.json").write_text(
+        json.dumps({"tests": {"suites/x/test_x.py::a": {"seconds": 9}}})
+    )
+    junit(two / "junit-proof-shard-2of2.xml", "b", 2, 1)
+    (two / "proof-shard-2of2.html").write_text("<html></html>")
+    total = reports.merge([one, two], out)
+    assert (total.tests, total.failures) == (5, 1) and not total.passed
+    merged = (out / "junit.xml").read_text()
+    assert merged.count("<testcase") == 5 and 'tests="5"' in merged
+    index = (out / "index.html").read_text()
+    assert index.startswith("<!doctype html>") and "FAILED" in index
+    assert "../shard-1/proof-shard-1of2.html" in index and "../shard-2/proof-shard-2of2.html" in index
+    assert "suites/x/test_x.py::a" in index
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "merge-reports", "--reports-dir", str(out), str(one)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr  # only the passing job: exit 0
+
+
+def test_merge_reports_without_junit_files_names_what_it_expected(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "merge-reports", str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "JUnit files" in done.stderr, done.stderr
+
+
+# ---- the runner --------------------------------------------------------------------------------
+
+
+def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_path):
+    """The runner puts pytest in a process group of its own and forwards one SIGINT to it: pytest
+    tears down once (a second SIGINT would cut its teardown short), and no later phase starts."""
+    child = tmp_path / "child.py"
+    child.write_text(
+        textwrap.dedent(
+            f"""
+            import signal, sys, time
+            seen = []
+            signal.signal(signal.SIGINT, lambda *a: seen.append(1))
+            open({str(tmp_path / "ready")!r}, "w").close()
+            while not seen:
+                time.sleep(0.05)
+            time.sleep(0.3)  # teardown; a second SIGINT would land here
+            open({str(tmp_path / "count")!r}, "w").write(str(len(seen)))
+            sys.exit(2)  # pytest's exit code when interrupted
+            """
+        )
+    )
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from harness.pipeline.stages import follow; from pathlib import Path;"
+            f"sys.exit(follow([sys.executable, {str(child)!r}], Path('.')))",
+        ],
+        cwd=REPO,
+    )
+    from harness.wait import wait_until
+
+    wait_until(lambda: (tmp_path / "ready").exists(), timeout=20, what="the child to start")
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=20) == 130
+    assert (tmp_path / "count").read_text() == "1"
