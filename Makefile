@@ -109,7 +109,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/hadolint services/*/Dockerfile
 	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck .github/workflows/*.yml
 	$(VENV)/bin/check-jsonschema --schemafile docs/schemas/scenario.schema.json scenarios/faults/*.yaml scenarios/rollouts/*.yaml
 	$(VENV)/bin/check-jsonschema --schemafile docs/schemas/slo.schema.json scenarios/slo.yaml
 	@if command -v terraform >/dev/null; then env -u TF_CLI_CONFIG_FILE terraform fmt -check -recursive terraform && echo "terraform fmt: ok"; \

@@ -38,7 +38,14 @@ def test_shell_scripts_pass_shellcheck_and_an_unquoted_variable_does_not(tmp_pat
 
 def test_workflows_match_the_github_schema_and_a_job_without_a_runner_does_not(tmp_path):
     workflows = sorted(REPO.glob(".github/workflows/*.yml"))
-    assert {w.name for w in workflows} == {"test.yml", "nightly-load.yml", "nightly-nemesis.yml", "verify.yml"}
+    assert {w.name for w in workflows} == {
+        "test.yml",
+        "deploy.yml",
+        "verify.yml",
+        "nightly-load.yml",
+        "nightly-nemesis.yml",
+        "nightly-fuzz.yml",
+    }
     schema = ("--builtin-schema", "vendor.github-workflows")
     assert run(BIN / "check-jsonschema", *schema, *workflows).returncode == 0
     bad = tmp_path / "bad.yml"
@@ -70,7 +77,9 @@ def test_terraform_is_formatted_and_a_misaligned_file_is_not(tmp_path, pytestcon
 
 def test_workflows_pass_actionlint_and_an_undefined_matrix_value_does_not(tmp_path):
     workflows = sorted(REPO.glob(".github/workflows/*.yml"))
-    done = run(BIN / "actionlint", *workflows)
+    # with shellcheck beside it: actionlint checks every `run:` script with it, and silently
+    # skips that check when shellcheck is not on PATH
+    done = run(BIN / "actionlint", "-shellcheck", BIN / "shellcheck", *workflows)
     assert done.returncode == 0, done.stdout
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     bad = tmp_path / ".github" / "workflows" / "bad.yml"

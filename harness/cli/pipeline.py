@@ -40,8 +40,6 @@ def existing_dir(raw: str) -> str:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     extra = list(args.pytest_args)
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
     return stages.run(
         args.name,
         shard=args.shard,
@@ -124,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--workers", type=workers, default=2, help="pytest-xdist workers of the parallel phase (default 2)")
     st.add_argument("--reports-dir", default=str(REPO / "reports"), help="where the reports go (default reports/)")
     st.add_argument("--durations", type=existing_file, default=recorded, help="the recorded durations --shard plans by")
-    st.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
+    st.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
     st.set_defaults(func=cmd_stage)
 
     sh = sub.add_parser("shards", help="plan a stage's pipeline jobs from the recorded durations")
