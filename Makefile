@@ -10,7 +10,7 @@ LOCK_INPUTS := pyproject.toml services/api/requirements.txt services/mlflow/requ
 # Terraform's AWS provider: the harness finds a filesystem mirror on disk by itself
 # (harness/plan/terraform.py, find_mirror); set TF_PLUGIN_DIR to choose another.
 
-.PHONY: test proof proof-extra shard report load verify up down lint lock schemas bench clean
+.PHONY: test proof proof-extra shard fuzz report load verify up down lint lock schemas bench clean
 
 # Every package from the lock, each checked against its hash; then the project itself (editable,
 # no dependencies: the `harness` command).
@@ -77,6 +77,15 @@ verify: $(VENV)/.installed
 	$(if $(TARGET),,$(error set TARGET=<the deployed api URL>, e.g. make verify TARGET=https://api.staging.example.com))
 	$(PY) -m pytest -m remote --target-url "$$TARGET" $(if $(MLFLOW),--mlflow-url "$$MLFLOW") $(if $(WRITES),--allow-writes) \
 		--html=reports/verify.html --self-contained-html --junitxml=reports/junit-verify.xml $(PYTEST_ARGS)
+
+## fuzz: the contract fuzzer alone against a fresh stack (FUZZ_SEED=N FUZZ_EXAMPLES=N; nightly: a
+## random seed and 500 examples)
+FUZZ_SEED ?= 1
+FUZZ_EXAMPLES ?= 25
+export FUZZ_SEED FUZZ_EXAMPLES
+fuzz: $(VENV)/.installed
+	HARNESS_FUZZ_SEED="$$FUZZ_SEED" HARNESS_FUZZ_EXAMPLES="$$FUZZ_EXAMPLES" $(PY) -m pytest -p no:xdist \
+		suites/remote/test_contract.py --html=reports/fuzz.html --self-contained-html --junitxml=reports/junit-fuzz.xml $(PYTEST_ARGS)
 
 ## bench: the benchmarks the README's figures come from (several minutes; not tests)
 bench: $(VENV)/.installed

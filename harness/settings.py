@@ -61,6 +61,17 @@ def parse_workers(raw: str | int) -> int:
     return value
 
 
+def parse_count(raw: str | int) -> int:
+    """A whole number, 1 or more (a seed, a number of examples)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a whole number of 1 or more, got {raw!r}")
+    return value
+
+
 REQUIRABLE = ("docker", "terraform")
 
 
@@ -115,6 +126,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout_multiplier", 1.0, parse_multiplier, "scale every named budget (slow machines: 2-3)"),
     Option("reports_dir", "reports", str, "where reports, logs and timings.json go"),
     Option("mlflow_workers", 1, parse_workers, "MLflow uvicorn workers (1: ~0.4 GB; 4: ~1-3 GB, slower start)"),
+    Option("fuzz_seed", 1, parse_count, "the contract fuzzer's seed (the nightly run draws a new one)"),
+    Option(
+        "fuzz_examples",
+        25,
+        parse_count,
+        "the contract fuzzer's cases per operation and phase; its time limit grows with them",
+    ),
     Option(
         "require",
         (),
@@ -135,6 +153,8 @@ class Settings:
     timeout_multiplier: float = 1.0
     reports_dir: str = "reports"
     mlflow_workers: int = 1
+    fuzz_seed: int = 1
+    fuzz_examples: int = 25
     require: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -4,8 +4,10 @@ sequences that follow the links, ``POST /runs`` then ``GET /runs/{run_id}``) and
 on each answer: no server error, documented status codes, media types, headers and bodies,
 invalid requests rejected, valid ones accepted, a created run readable.
 
-Bounded: a fixed seed, at most ``MAX_EXAMPLES`` cases per operation and phase, ``MAX_TIME``
-seconds in all. Against a ``--target-url`` without ``--allow-writes`` only the reads are tested.
+Bounded: a fixed seed (setting ``fuzz_seed``, 1), at most ``fuzz_examples`` cases per operation
+and phase (25) and ``MAX_TIME`` seconds in all, which grows in proportion to the examples: the
+nightly fuzz run (``make fuzz``) draws a seed and asks for 500. Against a ``--target-url`` without
+``--allow-writes`` only the reads are tested.
 The run's JUnit file and its requests (HAR) land in ``reports/contract/``."""
 
 import re
@@ -16,18 +18,21 @@ import pytest
 
 from harness.process import run_lines
 from harness.progress import step
+from harness.settings import Settings
 
 pytestmark = [pytest.mark.remote, pytest.mark.slow]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 25
-MAX_TIME = 45  # seconds: fuzzing and stateful sequences repeat until it is spent
+MAX_TIME = 45  # seconds for the default examples: fuzzing and stateful sequences repeat until it is spent
 READ_ONLY_TIME = 20  # the reads alone: two operations
-SEED = 1
 
 
 def test_the_api_answers_as_its_openapi_description_says(target, harness_settings, pytestconfig, tmp_path):
     reports = Path(pytestconfig.rootpath, harness_settings.reports_dir, "contract")
     reports.mkdir(parents=True, exist_ok=True)
+    seed, examples = harness_settings.fuzz_seed, harness_settings.fuzz_examples
+    scale = max(1.0, examples / Settings.fuzz_examples)
+    max_time = round(MAX_TIME * scale)
+    print(f"schemathesis seed {seed}, {examples} examples, {max_time} s")  # the replay, in the report
     argv = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--no-color",
@@ -38,13 +43,13 @@ def test_the_api_answers_as_its_openapi_description_says(target, harness_setting
         "--checks",
         "all",
         "--max-examples",
-        str(MAX_EXAMPLES),
+        str(examples),
         "--max-time",
-        str(MAX_TIME),
+        str(max_time),
         "--workers",
         "1",
         "--seed",
-        str(SEED),
+        str(seed),
         "--request-timeout",
         "15",
         "--report",
@@ -57,7 +62,8 @@ def test_the_api_answers_as_its_openapi_description_says(target, harness_setting
     else:  # the reads alone: no run to create, so no stateful sequence and no example to send
         phases = ["coverage", "fuzzing"]
         argv += ["--include-method", "GET"]
-        argv[argv.index("--max-time") + 1] = str(READ_ONLY_TIME)
+        max_time = round(READ_ONLY_TIME * scale)
+        argv[argv.index("--max-time") + 1] = str(max_time)
     argv += ["--phases", ",".join(phases)]
     lines: list[str] = []
     with step(f"contract test of {target.api}") as s:
@@ -68,7 +74,7 @@ def test_the_api_answers_as_its_openapi_description_says(target, harness_setting
                 s.update(line.strip()[:100])
 
         # in a fresh folder: no example database from an earlier run changes what this one sends
-        code, _ = run_lines(argv, None, MAX_TIME + 120, on_line, cwd=tmp_path)
+        code, _ = run_lines(argv, None, max_time + 120, on_line, cwd=tmp_path)
     output = "".join(lines)
     (reports / "output.txt").write_text(output)
     summary = output[output.rfind("SUMMARY") :] if "SUMMARY" in output else output[-3000:]
