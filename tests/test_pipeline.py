@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import ConfigurationError
 from harness.paths import REPO
 from harness.pipeline import reports, shards, stages
 from harness.pipeline.durations import read_recorded
@@ -27,15 +28,53 @@ def item(nodeid: str, seconds: float, serial: bool = False) -> shards.Item:
 
 
 @pytest.fixture(scope="module")
-def selections():
-    """Node ids of each stage's phases, as pytest collects them."""
+def collected() -> dict[str, set[str]]:
+    """Every test with its markers, as pytest collects them."""
+    return stages.collect()
+
+
+@pytest.fixture(scope="module")
+def selections(collected):
+    """Node ids of each stage's phases."""
     return {
-        name: [set(stages.collect(p.expression)) for p in stages.phases(stages.stage(name))] for name in stages.STAGES
+        name: [
+            {n for n, m in collected.items() if stages.selects(p.expression, m)}
+            for p in stages.phases(stages.stage(name))
+        ]
+        for name in stages.STAGES
     }
 
 
-def test_every_test_is_in_exactly_one_of_the_pull_request_stage_and_what_the_proof_adds(selections):
-    everything = set(stages.collect(""))
+def test_marker_expressions_select_as_pytest_does(tmp_path):
+    """The planner's reading of ``-m`` agrees with pytest's own on the stages' expressions."""
+    expressions = [p.expression for s in stages.STAGES.values() for p in stages.phases(s)] + ["remote or e2e"]
+    tests = stages.collect(extra=["tests/test_pipeline.py", "suites/load", "suites/remote"])
+    for expression in expressions:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--co",
+                "-q",
+                "-m",
+                expression,
+                "tests/test_pipeline.py",
+                "suites/load",
+                "suites/remote",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        theirs = {line for line in done.stdout.splitlines() if "::" in line}
+        assert {n for n, m in tests.items() if stages.selects(expression, m)} == theirs, expression
+    with pytest.raises(ConfigurationError):
+        stages.selects("__import__('os')", set())
+
+
+def test_every_test_is_in_exactly_one_of_the_pull_request_stage_and_what_the_proof_adds(collected, selections):
+    everything = set(collected)
     pr, extra, proof = (set().union(*selections[n]) for n in ("pr", "proof-extra", "proof"))
     assert pr | extra == everything, sorted(everything - pr - extra)[:10]  # nothing proven in no stage
     assert not pr & extra, sorted(pr & extra)[:10]
@@ -178,10 +217,10 @@ def test_a_test_without_a_recorded_duration_is_planned_like_its_neighbours():
     assert other.seconds == 30.0
 
 
-def test_the_recorded_durations_cover_every_test_but_the_newest():
+def test_the_recorded_durations_cover_every_test_but_the_newest(collected):
     recorded = read_recorded()
     assert len(recorded) > 900
-    everything = set(stages.collect(""))
+    everything = set(collected)
     missing = everything - set(recorded)
     assert len(missing) < 0.05 * len(everything), sorted(missing)[:10]
 

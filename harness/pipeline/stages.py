@@ -22,9 +22,12 @@ second phase."""
 
 from __future__ import annotations
 
+import ast
+import json
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,23 +100,49 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def collect(expression: str, python: str = sys.executable, extra: Sequence[str] = ()) -> list[str]:
-    """The node ids pytest selects with ``-m expression``, in its order (a collection only: nothing runs)."""
-    cmd = [python, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", *extra]
-    if expression:
-        cmd += ["-m", expression]
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-    if out.returncode not in (0, 5):
-        raise ConfigurationError(
-            "the tests to collect", f"pytest exited {out.returncode}", (out.stdout + out.stderr)[-2000:]
-        )
-    return [line for line in out.stdout.splitlines() if "::" in line and not line.startswith(" ")]
+def collect(python: str = sys.executable, extra: Sequence[str] = ()) -> dict[str, set[str]]:
+    """Every test pytest collects, in its order, with its markers' names (one collection; nothing
+    runs): what ``selects`` tells each stage's and phase's tests apart by."""
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp, "markers.json")
+        cmd = [python, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", f"--list-markers={listing}", *extra]
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+        if out.returncode not in (0, 5) or not listing.exists():
+            raise ConfigurationError(
+                "the tests to collect", f"pytest exited {out.returncode}", (out.stdout + out.stderr)[-2000:]
+            )
+        return {nodeid: set(markers) for nodeid, markers in json.loads(listing.read_text())}
+
+
+def selects(expression: str, markers: set[str]) -> bool:
+    """Whether pytest's ``-m expression`` selects a test with these markers (``and``, ``or``,
+    ``not``, parentheses and marker names, as pytest reads them)."""
+    if not expression:
+        return True
+    tree = ast.parse(expression, mode="eval")
+    allowed = (ast.Expression, ast.BoolOp, ast.UnaryOp, ast.And, ast.Or, ast.Not, ast.Name, ast.Load)
+    for node in ast.walk(tree):
+        if not isinstance(node, allowed):
+            raise ConfigurationError("a marker expression (names, and, or, not, parentheses)", repr(expression))
+
+    def value(node: ast.expr) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id in markers
+        if isinstance(node, ast.UnaryOp):
+            return not value(node.operand)
+        assert isinstance(node, ast.BoolOp)
+        results = [value(v) for v in node.values]
+        return all(results) if isinstance(node.op, ast.And) else any(results)
+
+    return value(tree.body)
 
 
 def stage_items(s: Stage, seconds: dict[str, float], python: str = sys.executable) -> list[shards.Item]:
     """Every test of the stage as an item to place, with its phase and expected seconds."""
-    parallel, serial = (collect(p.expression, python) for p in phases(s))
-    return shards.items_of([*parallel, *serial], set(serial), seconds)
+    parallel, serial = phases(s)
+    tests = collect(python)
+    chosen = [n for n, m in tests.items() if selects(parallel.expression, m) or selects(serial.expression, m)]
+    return shards.items_of(chosen, {n for n in chosen if selects(serial.expression, tests[n])}, seconds)
 
 
 def run_name(s: Stage, shard: tuple[int, int] | None, phase: Phase) -> str:
