@@ -358,3 +358,25 @@ def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=20) == 130
     assert (tmp_path / "count").read_text() == "1"
+
+
+def test_the_files_that_share_the_applied_platform_run_on_one_worker_as_the_planner_places_them(
+    pytestconfig, monkeypatch
+):
+    """The run's xdist scheduler (fixtures/durations.py) and the shard planner group alike: one
+    work unit for the files that share the platform applied to moto, one per file otherwise."""
+    from fixtures.durations import pytest_xdist_make_scheduler
+
+    monkeypatch.setattr(pytestconfig.option, "dist", "loadfile")
+    monkeypatch.setattr(pytestconfig.option, "numprocesses", 2)
+    monkeypatch.setattr(pytestconfig.option, "tx", ["2*popen"], raising=False)
+    scheduler = pytest_xdist_make_scheduler(pytestconfig, None)
+    apply_check = "suites/deployment/test_moto_apply.py::test_x"
+    rehearsal = "suites/deployment/test_rehearsal.py::test_y"
+    other = "suites/deployment/test_blue_green.py::test_z"
+    assert scheduler._split_scope(apply_check) == scheduler._split_scope(rehearsal) == shards.scope_of(rehearsal)
+    assert scheduler._split_scope(other) == "suites/deployment/test_blue_green.py"
+    (unit,) = [u for u in shards.units([item(apply_check, 100), item(rehearsal, 200)])]
+    assert unit.seconds == 300
+    monkeypatch.setattr(pytestconfig.option, "dist", "load")
+    assert pytest_xdist_make_scheduler(pytestconfig, None) is None  # other modes keep xdist's own

@@ -16,6 +16,19 @@ from dataclasses import dataclass, field
 
 from harness.pipeline.durations import estimate, file_of
 
+# Files whose tests share one costly session fixture and so run on one worker, as one file would:
+# the platform applied to moto (about 100 s of the AWS provider's waits each time a worker first
+# needs it) serves the pull-request stage's rehearsal and the apply checks.
+SHARED_SCOPES = {
+    "suites/deployment/test_moto_apply.py": "the applied platform",
+    "suites/deployment/test_rehearsal.py": "the applied platform",
+}
+
+
+def scope_of(nodeid: str) -> str:
+    """What a test is placed with: its file's tests, or every test of the files sharing its scope."""
+    return SHARED_SCOPES.get(file_of(nodeid), file_of(nodeid))
+
 
 @dataclass(frozen=True)
 class Item:
@@ -78,14 +91,15 @@ def worker_loads(seconds: Iterable[float], workers: int) -> list[float]:
 
 
 def units(items: Iterable[Item]) -> list[Unit]:
-    """Parallel tests grouped by file (``--dist loadfile``), each serial test on its own, longest first."""
+    """Parallel tests grouped by scope (their file, or the files sharing a fixture: ``scope_of``,
+    as the run's xdist scheduler groups them), each serial test on its own, longest first."""
     files: dict[str, list[Item]] = defaultdict(list)
     out: list[Unit] = []
     for item in items:
         if item.serial:
             out.append(Unit(item.nodeid, (item,), serial=True))
         else:
-            files[file_of(item.nodeid)].append(item)
+            files[scope_of(item.nodeid)].append(item)
     out += [Unit(name, tuple(group), serial=False) for name, group in files.items()]
     return sorted(out, key=lambda u: (-u.seconds, u.name))
 
