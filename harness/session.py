@@ -32,10 +32,16 @@ REGISTRY = TMP / "harness-sessions"
 
 
 def _start_time(pid: int) -> str | None:
+    """The process's start time (what tells it from a later one with the same pid); None once it
+    has exited, including as a zombie its parent has not waited for yet (a script's background
+    `harness up` stays one until the script reaps it: `down` waited 60 s for such an owner)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
 
 
 @dataclass

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -122,8 +123,12 @@ def test_down_stops_what_up_started():
     try:
         session = lines[0]["session"]
         # --session: only this test's `up` (a user's own `up` on this machine stays up)
+        # `up` stays a zombie after it stops (this test reaps it only below): `down` knows it has
+        # exited, and does not wait out its 60 s for it
+        started = time.monotonic()
         done = harness("down", "--session", session, timeout=120)
         assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 30, "down waited for an owner that had exited"
         report = json.loads(done.stdout)
         assert report["stopped"] == [session]
         assert up.wait(timeout=30) == 0  # it stopped its own stack, as on Ctrl-C
