@@ -105,6 +105,11 @@ class ReapReport:
         return self.__dict__.copy()
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie has exited: it only waits to be reaped)."""
+    return _start_time(pid) is not None
+
+
 def _owner_alive(entry: dict) -> bool:
     pid = entry.get("owner_pid")
     return isinstance(pid, int) and _start_time(pid) is not None and _start_time(pid) == entry.get("owner_start")

@@ -36,6 +36,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 from harness.errors import HarnessError
@@ -82,6 +83,7 @@ class FaultProxy:
         self.port = 0
         self.toxics: dict[str, Toxic] = {}
         self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
+        self._born: dict[asyncio.StreamWriter, float] = {}  # client side -> when it was accepted (monotonic)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"proxy {name}", daemon=True)
         self._server: asyncio.Future | None = None
@@ -115,6 +117,14 @@ class FaultProxy:
     def live(self) -> int:
         """Connections open through the proxy right now."""
         return len(self._conns)
+
+    def live_since(self, t: float) -> int:
+        """Connections open right now that were accepted at ``t`` (``time.monotonic()``) or later:
+        a fresh connection of an operation in flight, not a client's kept idle ones."""
+        return self._call(self._live_since(t))
+
+    async def _live_since(self, t: float) -> int:
+        return sum(1 for client, _ in self._conns if self._born.get(client, 0.0) >= t)
 
     # -- toxics ------------------------------------------------------------------
     def add(self, toxic: Toxic) -> None:
@@ -261,6 +271,7 @@ class FaultProxy:
             return
         entry: tuple = (writer, None)
         self._conns.add(entry)
+        self._born[writer] = time.monotonic()
         try:
             blackhole = self.toxics.get("blackhole")
             if isinstance(blackhole, Blackhole) and blackhole.claims():
@@ -299,6 +310,7 @@ class FaultProxy:
             )
         finally:
             self._conns.discard(entry)
+            self._born.pop(writer, None)
 
     async def _pipe(
         self,

@@ -42,12 +42,15 @@ INT_MAX = 2**31 - 1  # the largest idle_in_transaction_session_timeout Postgres 
 # synchronous standby's acknowledgement) before other sessions see the write: the COMMIT must
 # reach Postgres this long before the deadline
 COMMIT_TIME = 1.0
-# on Postgres' clock: the ms left before the commit deadline (at least 1: 0 would mean "no timeout"),
-# set as the transaction's idle timeout in the same statement, and whether any time was left
+# on Postgres' clock, in one statement: whether any time is left before the commit deadline and, if
+# so, the ms left (at least 1: 0 would mean "no timeout") set as the transaction's idle timeout. A
+# transaction with no time left is not armed: it is rolled back at once, and a 1 ms timeout would
+# end the session before a loaded client's ROLLBACK arrived (the rollback then failed, and MLflow
+# answered 500 instead of 504).
 _ARM = text(
-    "SELECT set_config('idle_in_transaction_session_timeout', LEAST(:int_max, GREATEST(1, CEIL(EXTRACT(EPOCH FROM"
-    " to_timestamp(:by) - clock_timestamp()) * 1000)))::bigint::text, true) AS ms,"
-    " clock_timestamp() < to_timestamp(:by) AS in_time"
+    "SELECT in_time, CASE WHEN in_time THEN set_config('idle_in_transaction_session_timeout', ms::text, true) END"
+    " FROM (SELECT clock_timestamp() < to_timestamp(:by) AS in_time, LEAST(:int_max, GREATEST(1, CEIL(EXTRACT("
+    "EPOCH FROM to_timestamp(:by) - clock_timestamp()) * 1000)))::bigint AS ms) AS left_"
 )
 
 

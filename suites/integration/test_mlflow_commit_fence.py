@@ -85,3 +85,20 @@ def test_a_commit_in_time_is_applied_and_a_late_one_is_refused_before_it_is_sent
             session.execute(text(f"INSERT INTO {table} VALUES (3)"))
             session.commit()
     assert rows(pg_dsn, table) == 2
+
+
+def test_a_commit_with_no_time_left_rolls_back_cleanly_however_slow_the_client(pg_dsn, scratch):
+    """No time left: the transaction is not armed, so a loaded client's ROLLBACK (50 ms later here)
+    still finds its session; with a 1 ms timeout armed, Postgres ended the session first, the
+    rollback failed and MLflow answered 500 instead of 504 (seen under a loaded CI run)."""
+    engine, table, app = scratch
+    with app.test_request_context("/x", method="POST", headers={"X-Commit-Deadline": f"{time.time() - 0.01:.3f}"}):
+        app.preprocess_request()
+        with Session(engine) as session:
+            session.execute(text(f"INSERT INTO {table} VALUES (4)"))
+            with pytest.raises(deadline.CommitTooLate):
+                session.commit()
+            time.sleep(0.05)  # the client is slow to send its ROLLBACK (a loaded machine), not a wait for a state
+            session.rollback()
+            assert session.execute(text("SELECT 1")).scalar_one() == 1  # the same session, still usable
+    assert rows(pg_dsn, table) == 0
