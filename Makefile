@@ -50,8 +50,8 @@ proof-extra: $(VENV)/.installed
 
 ## proof: the full proof before a deployment: the pull-request stage, then proof-extra
 proof: lint
-	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; $(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; \
-	exit $$(( s1 ? s1 : s2 ))
+	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; [ $$s1 -eq 130 ] && exit 130; \
+	$(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; exit $$(( s1 ? s1 : s2 ))
 
 ## shard: one pipeline job's share of a stage (STAGE=pr|proof SHARDS=N SHARD=K), planned from
 ## the recorded durations (.ci/durations.json; `harness shards` prints the plan)
@@ -60,9 +60,11 @@ shard: $(VENV)/.installed
 
 ## report: the main job: the full proof, then the smoke load profile on a fresh stack; reports under reports/
 report: lint
-	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; $(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; \
+	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; [ $$s1 -eq 130 ] && exit 130; \
+	$(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 130 ] && exit 130; \
 	$(PY) -m harness load --profile smoke; s3=$$?; \
-	$(PY) -m harness merge-reports --out reports reports >/dev/null; \
+	$(PY) -m harness merge-reports --reports-dir reports reports >/dev/null; \
+	[ $$? -eq 2 ] && echo "report: the reports could not be merged (see above)" >&2; \
 	echo "reports: $$(pwd)/reports/index.html"; \
 	exit $$(( s1 ? s1 : s2 ? s2 : s3 ))
 
@@ -70,12 +72,14 @@ report: lint
 PROFILE ?= smoke
 WORKERS ?= 0
 load: $(VENV)/.installed
-	$(PY) -m harness load --profile $(PROFILE) --workers $(WORKERS) $(if $(TARGET),--target-url "$$TARGET")
+	$(PY) -m harness load --profile $(PROFILE) --workers $(WORKERS) $(if $(value TARGET),--target-url "$$TARGET")
 
-## verify: the remote suite against a deployed stack (TARGET=url [MLFLOW=url] [WRITES=1]); starts no stack
+## verify: the remote suite against a deployed stack (TARGET=url [MLFLOW=url] [WRITES=1]); starts no stack.
+## A pipeline passes them in the environment, never on make's command line: make reads a
+## command-line value as make code ($(shell ...) would run), an environment value as text.
 verify: $(VENV)/.installed
-	$(if $(TARGET),,$(error set TARGET=<the deployed api URL>, e.g. make verify TARGET=https://api.staging.example.com))
-	$(PY) -m pytest -m remote --target-url "$$TARGET" $(if $(MLFLOW),--mlflow-url "$$MLFLOW") $(if $(WRITES),--allow-writes) \
+	$(if $(value TARGET),,$(error set TARGET=<the deployed api URL>, e.g. make verify TARGET=https://api.staging.example.com))
+	$(PY) -m pytest -m remote --target-url "$$TARGET" $(if $(value MLFLOW),--mlflow-url "$$MLFLOW") $(if $(value WRITES),--allow-writes) \
 		--html=reports/verify.html --self-contained-html --junitxml=reports/junit-verify.xml $(PYTEST_ARGS)
 
 ## fuzz: the contract fuzzer alone against a fresh stack (FUZZ_SEED=N FUZZ_EXAMPLES=N; nightly: a

@@ -48,7 +48,8 @@ def selections(collected):
 def test_marker_expressions_select_as_pytest_does(tmp_path):
     """The planner's reading of ``-m`` agrees with pytest's own on the stages' expressions."""
     expressions = [p.expression for s in stages.STAGES.values() for p in stages.phases(s)] + ["remote or e2e"]
-    tests = stages.collect(extra=["tests/test_pipeline.py", "suites/load", "suites/remote"])
+    sample = ["tests/test_pipeline.py", "suites/load", "suites/remote", "suites/faults/test_nemesis.py"]
+    tests = stages.collect(extra=sample)
     for expression in expressions:
         done = subprocess.run(
             [
@@ -59,9 +60,7 @@ def test_marker_expressions_select_as_pytest_does(tmp_path):
                 "-q",
                 "-m",
                 expression,
-                "tests/test_pipeline.py",
-                "suites/load",
-                "suites/remote",
+                *sample,
             ],
             cwd=REPO,
             capture_output=True,
@@ -155,27 +154,73 @@ def test_the_make_targets_run_their_stages():
     assert "harness stage proof-extra" in recipe("proof-extra")
     proof = recipe("proof")
     assert proof.index("harness stage pr ") < proof.index("harness stage proof-extra")
-    assert 'harness stage "$STAGE" --shard "$SHARD/$SHARDS"' in recipe("shard", "STAGE=pr", "SHARDS=4", "SHARD=1")
+    assert 'harness stage "$STAGE" --shard "$SHARD/$SHARDS" --' in recipe("shard", "STAGE=pr", "SHARDS=4", "SHARD=1")
 
 
-def test_make_verify_passes_the_target_to_pytest_as_one_quoted_word(tmp_path):
-    """A URL with shell syntax in it reaches pytest as text and runs nothing."""
+def test_a_pipeline_jobs_argument_list_runs_its_share_of_the_stage(monkeypatch, tmp_path):
+    """The argument list `make shard` gives (options after the stage's name, then --) parses, and
+    the job's tests reach pytest as node ids, each in its phase."""
+    from harness.cli import main
+
+    calls = []
+    monkeypatch.setattr(stages, "follow", lambda cmd, cwd: calls.append(cmd) or 0)
+    assert main(["stage", "proof", "--shard", "4/4", "--reports-dir", str(tmp_path), "--"]) == 0
+    planned = shards.plan(stages.stage_items(stages.stage("proof"), read_recorded()), 4)[3]
+    ran = [a for cmd in calls for a in cmd if "::" in a]
+    assert sorted(ran) == sorted(planned.nodeids) and ran
+    assert all("junit-proof-shard-4of4" in " ".join(cmd) for cmd in calls)
+
+
+def test_a_stage_passes_pytests_arguments_and_narrows_by_a_users_marker_expression(monkeypatch, tmp_path):
+    """What follows -- goes to pytest; a -m among it narrows the stage's selection (pytest keeps
+    only the last -m: it would replace it); a stage whose every phase selected nothing fails (5)."""
+    from harness.cli import main
+
+    calls = []
+
+    def fake_follow(cmd, cwd):
+        calls.append(cmd)
+        return 5 if "nothing" in " ".join(cmd) else 0
+
+    monkeypatch.setattr(stages, "follow", fake_follow)
+    argv = ["stage", "pr", "--workers", "3", "--reports-dir", str(tmp_path), "--", "-x", "-m", "integration"]
+    assert main(argv) == 0
+    parallel, serial = calls
+    def markexpr(cmd):  # [python, -m, pytest, -m, EXPR, ...]
+        assert cmd[1:4] == ["-m", "pytest", "-m"] and cmd.count("-m") == 2, cmd  # one -m for pytest
+        return cmd[4]
+
+    assert markexpr(parallel) == "((not proof) and not (load or alone)) and ((integration))"
+    assert markexpr(serial) == "((not proof) and (load or alone)) and ((integration))"
+    assert "-x" in parallel and parallel[parallel.index("-n") + 1] == "3"
+    assert "-n" not in serial
+    assert main(["stage", "pr", "--reports-dir", str(tmp_path), "--", "-k", "nothing"]) == 5
+    with pytest.raises(SystemExit) as refused:  # a command without pytest's arguments refuses them
+        main(["timings", "--", "-x"])
+    assert refused.value.code == 2
+
+
+@pytest.mark.parametrize("kind", ["shell", "make"])
+def test_make_verify_passes_the_target_from_the_environment_to_pytest_as_text(tmp_path, kind):
+    """A URL with shell syntax or make syntax in it, passed as the workflow passes it (in the
+    environment), reaches pytest as text and runs nothing."""
     marker = tmp_path / "ran"
-    target = f'http://x"; touch {marker}; echo "'
+    target = {"shell": f'http://x"; touch {marker}; echo "', "make": f"http://x/$(shell touch {marker})"}[kind]
     fake_py = tmp_path / "py"
     fake_py.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done > "$OUT"\n')
     fake_py.chmod(0o755)
     out = tmp_path / "argv"
     subprocess.run(
-        ["make", "-s", "-o", ".venv/.installed", "verify", f"TARGET={target}", f"PY={fake_py}"],
+        ["make", "-s", "-o", ".venv/.installed", "verify", f"PY={fake_py}"],
         cwd=REPO,
-        env={**os.environ, "OUT": str(out)},
+        env={**os.environ, "OUT": str(out), "TARGET": target, "MLFLOW": target, "WRITES": ""},
         check=True,
         capture_output=True,
     )
     argv = out.read_text().splitlines()
     assert not marker.exists()
-    assert argv[argv.index("--target-url") + 1] == target
+    assert argv[argv.index("--target-url") + 1] == target and argv[argv.index("--mlflow-url") + 1] == target
+    assert "--allow-writes" not in argv
 
 
 # ---- the shard planner -------------------------------------------------------------------------
@@ -325,8 +370,8 @@ def test_merge_reports_without_junit_files_names_what_it_expected(tmp_path):
 
 
 def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_path):
-    """The runner puts pytest in a process group of its own and forwards one SIGINT to it: pytest
-    tears down once (a second SIGINT would cut its teardown short), and no later phase starts."""
+    """Ctrl-C reaches the whole foreground process group, pytest included: the runner only notes it
+    (a second SIGINT would cut pytest's teardown short), waits for the teardown, and says 130."""
     child = tmp_path / "child.py"
     child.write_text(
         textwrap.dedent(
@@ -351,11 +396,12 @@ def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_
             f"sys.exit(follow([sys.executable, {str(child)!r}], Path('.')))",
         ],
         cwd=REPO,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
     )
     from harness.wait import wait_until
 
     wait_until(lambda: (tmp_path / "ready").exists(), timeout=20, what="the child to start")
-    runner.send_signal(signal.SIGINT)
+    os.killpg(runner.pid, signal.SIGINT)  # what Ctrl-C does
     assert runner.wait(timeout=20) == 130
     assert (tmp_path / "count").read_text() == "1"
 

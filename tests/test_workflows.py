@@ -112,8 +112,8 @@ def test_the_verify_step_of_the_workflow_passes_against_the_sessions_stack(stack
     (step,) = [s for _, _, s in steps(verify) if s.get("name") == "The remote suite"]
     inputs = {"target-url": stack.url("api"), "allow-writes": False, "environment": "staging"}
     env = {k: evaluate(v, inputs) for k, v in step["env"].items()}
-    assert env == {"TARGET_URL": stack.url("api"), "ALLOW_WRITES": ""}
-    assert {k: evaluate(v, {**inputs, "allow-writes": True}) for k, v in step["env"].items()}["ALLOW_WRITES"] == "1"
+    assert env == {"TARGET": stack.url("api"), "WRITES": ""}
+    assert {k: evaluate(v, {**inputs, "allow-writes": True}) for k, v in step["env"].items()}["WRITES"] == "1"
     junit = tmp_path / "junit-verify.xml"
     extra = f"-p no:xdist -k 'not contract' --reports-dir={tmp_path} --junitxml={junit} --html={tmp_path / 'v.html'}"
     done = subprocess.run(

@@ -44,7 +44,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest: list[str] = []
+    if "--" in argv:  # what follows is another program's (``stage``: pytest's): argparse leaves it alone
+        argv, rest = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    top = parser()
+    args = top.parse_args(argv)
+    if rest:
+        if not hasattr(args, "pytest_args"):
+            top.error(f"{args.command} takes no arguments after --: {' '.join(rest)}")
+        args.pytest_args = rest
     try:
         return args.func(args)
     except HarnessError as exc:  # bad input or a missing tool: the command could not run

@@ -3,9 +3,10 @@ where the time goes, merge the jobs' reports.
 
     python -m harness stage pr                     # the pull-request stage (make test)
     python -m harness stage proof --shard 2/4      # job 2 of 4 of the full proof
+    python -m harness stage pr -- -x -k health     # pytest's own arguments after --
     python -m harness shards --stage proof --jobs 4
     python -m harness durations --record reports/durations*.json
-    python -m harness merge-reports --out reports shard-1/reports shard-2/reports
+    python -m harness merge-reports --reports-dir reports shard-1/reports shard-2/reports
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         workers=args.workers,
         pytest_args=extra,
         reports=Path(args.reports_dir),
-        recorded=Path(args.durations),
+        recorded=Path(args.durations) if args.durations else durations.RECORDED,
         say=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True),
     )
 
@@ -80,7 +81,10 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_durations(args: argparse.Namespace) -> int:
-    runs = [Path(p) for p in args.runs] or sorted((REPO / "reports").glob("durations*.json"))
+    # by default the stages' own runs (not a verify, fuzz or merged file: they would skew the figures)
+    runs = [Path(p) for p in args.runs] or sorted(
+        p for p in (REPO / "reports").glob("durations-*.json") if p.stem.split("-")[1] in ("pr", "proof")
+    )
     if not runs:
         raise ConfigurationError("durations files of a run (reports/durations-*.json)", "none")
     seconds = durations.read_runs(runs)
@@ -121,9 +125,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--shard", type=shard, metavar="K/N", help="run only job K of N (the plan of `harness shards`)")
     st.add_argument("--workers", type=workers, default=2, help="pytest-xdist workers of the parallel phase (default 2)")
     st.add_argument("--reports-dir", default=str(REPO / "reports"), help="where the reports go (default reports/)")
-    st.add_argument("--durations", type=existing_file, default=recorded, help="the recorded durations --shard plans by")
-    st.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
-    st.set_defaults(func=cmd_stage)
+    st.add_argument(
+        "--durations",
+        type=existing_file,
+        default=None,
+        help=f"the recorded durations --shard plans by (default {recorded})",
+    )
+    # after --, pytest's own arguments (``main`` splits them off: argparse would take them for ours)
+    st.set_defaults(func=cmd_stage, pytest_args=[])
 
     sh = sub.add_parser("shards", help="plan a stage's pipeline jobs from the recorded durations")
     sh.add_argument("--stage", default="proof", choices=list(stages.STAGES), help="the stage (default proof)")

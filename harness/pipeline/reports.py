@@ -83,18 +83,20 @@ def merge(dirs: Iterable[Path], out: Path) -> Counts:
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise ConfigurationError("report folders of the pipeline's jobs", f"no such folder: {', '.join(missing)}")
-    junits = sorted(p for d in dirs for p in d.rglob("junit*.xml") if p.resolve() != (out / "junit.xml").resolve())
+    # the stage runner's own files, at the top of each folder (not schemathesis's under contract/,
+    # not what an earlier merge wrote)
+    junits = sorted(p for d in dirs for p in d.glob("junit-*.xml"))
     if not junits:
         raise ConfigurationError(
             "JUnit files (junit*.xml) in the report folders", f"none in {', '.join(map(str, dirs))}"
         )
     total = merge_junit(junits, out / "junit.xml")
-    runs = sorted(p for d in dirs for p in d.rglob("durations-*.json"))
+    runs = sorted(p for d in dirs for p in d.glob("durations-*.json"))
     seconds = read_runs(runs)
     (out / "durations.json").write_text(
         json.dumps(run_file([Timed(k, v) for k, v in seconds.items()], 0.0, "merged"), indent=1) + "\n"
     )
-    pages = sorted(p for d in dirs for p in d.rglob("*.html") if p.name != "index.html")
+    pages = sorted(p for d in dirs for p in d.glob("*.html") if p.name != "index.html")
     (out / "index.html").write_text(index_html(junits, pages, seconds, total, out))
     return total
 

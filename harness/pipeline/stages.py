@@ -165,6 +165,7 @@ def run(
     (pytest's 5, nothing selected, counts as success: a shard may have no serial test)."""
     s = stage(name)
     where = parse_shard(shard) if shard else None
+    pytest_args, narrowed = without_markexpr(pytest_args)
     chosen: list[shards.Item] | None = None
     if where:
         jobs = shards.plan(stage_items(s, read_recorded(recorded), python), where[1], workers)
@@ -179,7 +180,8 @@ def run(
             if not ids:
                 continue
         run_id = run_name(s, where, phase)
-        cmd = [python, "-m", "pytest", "-m", phase.expression]
+        expression = f"({phase.expression}) and ({narrowed})" if narrowed else phase.expression
+        cmd = [python, "-m", "pytest", "-m", expression]
         if phase.parallel and workers > 1:
             cmd += ["-n", str(workers), "--dist", "loadfile"]
         cmd += [
@@ -189,23 +191,42 @@ def run(
             *pytest_args,
             *ids,
         ]
-        say(f"stage {s.name}: {run_id} ({'parallel' if phase.parallel else 'serial'}): -m {phase.expression!r}")
+        say(f"stage {s.name}: {run_id} ({'parallel' if phase.parallel else 'serial'}): -m {expression!r}")
         code = follow(cmd, cwd=REPO)
         if code == 130:
             return 130
-        codes.append(0 if code == 5 else code)
-    return next((c for c in codes if c), 0)
+        codes.append(code)
+    if codes and all(c == 5 for c in codes):
+        return 5  # pytest's "no tests ran": a selection that matched nothing is not a pass
+    return next((c for c in codes if c not in (0, 5)), 0)  # a phase may select nothing (a shard's serial one)
+
+
+def without_markexpr(args: Sequence[str]) -> tuple[list[str], str]:
+    """``args`` without pytest's ``-m EXPR`` (pytest keeps only the last ``-m``: a user's would
+    replace the stage's selection instead of narrowing it), and the expressions taken out, joined."""
+    rest, taken = [], []
+    it = iter(args)
+    for a in it:
+        if a == "-m":
+            taken.append(next(it, ""))
+        elif a.startswith("-m") and not a.startswith("--"):
+            taken.append(a[2:].lstrip("="))
+        else:
+            rest.append(a)
+    return rest, " and ".join(f"({t})" for t in taken if t)
 
 
 def follow(cmd: list[str], cwd: Path) -> int:
-    """Run ``cmd`` in its own process group and wait for it; Ctrl-C or SIGTERM to us reaches it once
-    (as SIGINT or SIGTERM) and we wait for its teardown, so nothing of its run is left behind."""
-    child = subprocess.Popen(cmd, cwd=cwd, process_group=0)
+    """Run ``cmd`` in our own process group (the terminal's: Ctrl-C reaches pytest and its xdist
+    workers directly, ``--pdb`` keeps the terminal, and whoever kills the group kills the run) and
+    wait for its teardown. We only note a Ctrl-C (pytest got it already: a second one would cut its
+    teardown short) and pass SIGTERM on to pytest, which tears down as on Ctrl-C."""
+    child = subprocess.Popen(cmd, cwd=cwd)
     interrupted = []
 
     def forward(signum: int, frame: object) -> None:
         interrupted.append(signum)
-        if child.poll() is None:
+        if signum == signal.SIGTERM and child.poll() is None:
             child.send_signal(signum)
 
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -44,13 +44,14 @@ INT_MAX = 2**31 - 1  # the largest idle_in_transaction_session_timeout Postgres 
 COMMIT_TIME = 1.0
 # on Postgres' clock, in one statement: whether any time is left before the commit deadline and, if
 # so, the ms left (at least 1: 0 would mean "no timeout") set as the transaction's idle timeout. A
-# transaction with no time left is not armed: it is rolled back at once, and a 1 ms timeout would
-# end the session before a loaded client's ROLLBACK arrived (the rollback then failed, and MLflow
-# answered 500 instead of 504).
+# transaction with less than LEAST_ARMED left is not armed: it is rolled back at once (504), where
+# a timeout of a few ms would end the session before a loaded client's ROLLBACK or COMMIT arrived
+# (the rollback then failed, and MLflow answered 500 instead of 504).
+LEAST_ARMED = 0.05  # seconds
 _ARM = text(
     "SELECT in_time, CASE WHEN in_time THEN set_config('idle_in_transaction_session_timeout', ms::text, true) END"
-    " FROM (SELECT clock_timestamp() < to_timestamp(:by) AS in_time, LEAST(:int_max, GREATEST(1, CEIL(EXTRACT("
-    "EPOCH FROM to_timestamp(:by) - clock_timestamp()) * 1000)))::bigint AS ms) AS left_"
+    " FROM (SELECT clock_timestamp() < to_timestamp(:by) - make_interval(secs => :least) AS in_time,"
+    " LEAST(:int_max, CEIL(EXTRACT(EPOCH FROM to_timestamp(:by) - clock_timestamp()) * 1000))::bigint AS ms) AS left_"
 )
 
 
@@ -115,5 +116,5 @@ def commit_fence(session: Session) -> None:
         if time.time() >= by - COMMIT_TIME:
             raise CommitTooLate(by)
         return
-    if not session.execute(_ARM, {"by": by - COMMIT_TIME, "int_max": INT_MAX}).one().in_time:
+    if not session.execute(_ARM, {"by": by - COMMIT_TIME, "int_max": INT_MAX, "least": LEAST_ARMED}).one().in_time:
         raise CommitTooLate(by)
