@@ -186,6 +186,7 @@ def test_a_stage_passes_pytests_arguments_and_narrows_by_a_users_marker_expressi
     argv = ["stage", "pr", "--workers", "3", "--reports-dir", str(tmp_path), "--", "-x", "-m", "integration"]
     assert main(argv) == 0
     parallel, serial = calls
+
     def markexpr(cmd):  # [python, -m, pytest, -m, EXPR, ...]
         assert cmd[1:4] == ["-m", "pytest", "-m"] and cmd.count("-m") == 2, cmd  # one -m for pytest
         return cmd[4]
