@@ -110,13 +110,3 @@ def by_suite(seconds: Mapping[str, float]) -> list[tuple[str, int, float]]:
         count[suite_of(nodeid)] += 1
         total[suite_of(nodeid)] += s
     return sorted(((k, count[k], total[k]) for k in total), key=lambda row: (-row[2], row[0]))
-
-
-def by_file(seconds: Mapping[str, float]) -> list[tuple[str, int, float]]:
-    """(file, tests, seconds) per test file, the longest first."""
-    count: dict[str, int] = defaultdict(int)
-    total: dict[str, float] = defaultdict(float)
-    for nodeid, s in seconds.items():
-        count[file_of(nodeid)] += 1
-        total[file_of(nodeid)] += s
-    return sorted(((k, count[k], total[k]) for k in total), key=lambda row: (-row[2], row[0]))
