@@ -12,14 +12,18 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from harness.errors import DependencyMissing, HarnessError
 from harness.paths import TERRAFORM_DIR
+from harness.plan.plancache import PlanCache, digest_folder, plan_key
 from harness.process import run_lines
 from harness.progress import step
 
 PLUGIN_ENV = "TF_PLUGIN_DIR"
+T = TypeVar("T")
 
 
 def terraform_binary() -> str:
@@ -85,6 +89,7 @@ class Terraform:
         self.env = {k: v for k, v in os.environ.items() if not (k == "TF_CLI_CONFIG_FILE" and not Path(v).exists())}
         self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
         self._initialised = False
+        self.plans = PlanCache.configured()
 
     def use_source(self, source: Path) -> None:
         """Replace the configuration in the working directory with ``source``'s, keeping the state,
@@ -151,17 +156,40 @@ class Terraform:
         return args
 
     def plan(self, var_file: str | None = None, **variables: object) -> dict:
-        """``terraform plan`` to a file, then ``show -json`` of it."""
-        self.init()
-        out = self.workdir / "tfplan"
-        self.run("plan", "-input=false", "-refresh=false", f"-out={out}", *self.var_args(var_file, variables))
-        return json.loads(self.run("show", "-json", str(out)).stdout)
+        """``terraform plan`` to a file, then ``show -json`` of it (from the plan cache when the same
+        inputs were planned before: see ``harness.plan.plancache``)."""
+        args = self.var_args(var_file, variables)
+
+        def make() -> dict:
+            self.init()
+            out = self.workdir / "tfplan"
+            self.run("plan", "-input=false", "-refresh=false", f"-out={out}", *args)
+            return json.loads(self.run("show", "-json", str(out)).stdout)
+
+        return self.cached("plan", args, make)
 
     def plan_error(self, var_file: str | None = None, **variables: object) -> str | None:
         """The error text when the plan is rejected (a failing validation block), else None."""
-        self.init()
-        result = self.run("plan", "-input=false", "-refresh=false", *self.var_args(var_file, variables), check=False)
-        return None if result.returncode == 0 else (result.stderr or result.stdout)
+        args = self.var_args(var_file, variables)
+
+        def make() -> str | None:
+            self.init()
+            result = self.run("plan", "-input=false", "-refresh=false", *args, check=False)
+            return None if result.returncode == 0 else (result.stderr or result.stdout)
+
+        return self.cached("plan-error", args, make)
+
+    def cached(self, kind: str, args: list[str], make: Callable[[], T]) -> T:
+        if self.plans is None:
+            return make()
+        mirror = plugin_dir()
+        if mirror:
+            providers = digest_folder(Path(mirror), contents=False)
+        else:  # the registry: the lock file init writes names the providers' versions and hashes
+            self.init()
+            providers = (self.workdir / ".terraform.lock.hcl").read_text()
+        key = plan_key(kind, self.binary, providers, self.workdir, args, self.env)
+        return self.plans.get_or_make(key, make)  # type: ignore[return-value]
 
     def apply(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
         self.init()

@@ -1,0 +1,57 @@
+"""What the plan cache relies on, checked against the real Terraform: the same inputs plan the
+same (so a kept plan stands for a new one), and a changed input is planned again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.paths import environment_file
+from harness.plan.plancache import PlanCache
+from harness.plan.terraform import Terraform
+
+pytestmark = pytest.mark.terraform
+
+
+UNORDERED = {"references", "relevant_attributes"}  # Terraform lists these in map order
+
+
+def comparable(value: object, key: str = "") -> object:
+    """A plan without what differs between two plans of the same inputs: when it was made, and the
+    order Terraform happens to list references in (the rules read them as sets)."""
+    if isinstance(value, dict):
+        return {k: comparable(v, k) for k, v in value.items() if k != "timestamp"}
+    if isinstance(value, list):
+        items = [comparable(v) for v in value]
+        return sorted(items, key=json.dumps) if key in UNORDERED else items
+    return value
+
+
+def test_a_kept_plan_is_the_plan_terraform_makes_again_and_a_changed_input_is_planned_anew(
+    terraform: Terraform, harness_session, tmp_path
+):
+    tfvars = str(environment_file("staging"))
+    cache = PlanCache(tmp_path / "plans")
+    first = Terraform(harness_session.mkdtemp("tf-cache-first"))
+    first.plans = cache
+    kept = first.plan(tfvars, offline=True)
+    later = Terraform(harness_session.mkdtemp("tf-cache-later"))
+    later.plans = cache
+    assert later.plan(tfvars, offline=True) == kept
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert not (later.workdir / ".terraform").exists(), "a kept plan needs no init"
+
+    fresh = Terraform(harness_session.mkdtemp("tf-cache-fresh"))
+    fresh.plans = None
+    assert comparable(fresh.plan(tfvars, offline=True)) == comparable(kept)
+
+    changed = later.plan(tfvars, offline=True, log_retention_days=60)
+    assert cache.misses == 2
+    retention = {
+        r["values"]["retention_in_days"]
+        for r in changed["planned_values"]["root_module"].get("resources", [])
+        + [r for m in changed["planned_values"]["root_module"].get("child_modules", []) for r in m.get("resources", [])]
+        if r["type"] == "aws_cloudwatch_log_group"
+    }
+    assert retention == {60}
