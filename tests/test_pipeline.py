@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.durations import LongestFirst
 from harness.errors import ConfigurationError
 from harness.paths import REPO
 from harness.pipeline import reports, shards, stages
@@ -412,7 +413,7 @@ def test_the_files_that_share_the_applied_platform_run_on_one_worker_as_the_plan
 ):
     """The run's xdist scheduler (fixtures/durations.py) and the shard planner group alike: one
     work unit for the files that share the platform applied to moto, one per file otherwise."""
-    from fixtures.durations import pytest_xdist_make_scheduler
+    from fixtures.durations import LongestFirst, pytest_xdist_make_scheduler
 
     monkeypatch.setattr(pytestconfig.option, "dist", "loadfile")
     monkeypatch.setattr(pytestconfig.option, "numprocesses", 2)
@@ -425,5 +426,17 @@ def test_the_files_that_share_the_applied_platform_run_on_one_worker_as_the_plan
     assert scheduler._split_scope(other) == "suites/deployment/test_blue_green.py"
     (unit,) = [u for u in shards.units([item(apply_check, 100), item(rehearsal, 200)])]
     assert unit.seconds == 300
+    assert isinstance(scheduler.workqueue, LongestFirst)
     monkeypatch.setattr(pytestconfig.option, "dist", "load")
     assert pytest_xdist_make_scheduler(pytestconfig, None) is None  # other modes keep xdist's own
+
+
+def test_a_free_worker_takes_the_longest_unit_left_by_the_recorded_durations():
+    """xdist ordered units by their number of tests: the rehearsal's few long tests ran last."""
+    queue = LongestFirst({"a.py::t1": 1.0, "a.py::t2": 1.0, "a.py::t3": 1.0, "b.py::long": 250.0, "c.py::t": 9.0})
+    queue["a.py"] = {"a.py::t1": False, "a.py::t2": False, "a.py::t3": False}
+    queue["c.py"] = {"c.py::t": False, "c.py::new": False}  # a new test: estimated like its file's
+    queue["b.py"] = {"b.py::long": False}
+    assert [queue.popitem(last=False)[0] for _ in range(3)] == ["b.py", "c.py", "a.py"]
+    queue["a.py"], queue["b.py"] = {}, {}
+    assert queue.popitem()[0] == "b.py"  # last=True keeps its meaning
