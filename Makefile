@@ -13,12 +13,14 @@ LOCK_INPUTS := pyproject.toml services/api/requirements.txt services/mlflow/requ
 .PHONY: test proof proof-extra shard fuzz report load verify up down lint lock schemas bench clean
 
 # Every package from the lock, each checked against its hash; then the project itself (editable,
-# no dependencies: the `harness` command).
+# no dependencies: the `harness` command). pip installs uv alone, by the lock's own pin and hashes;
+# uv installs the rest (from a fresh clone: 5 s with its cache warm, 90 s through pip).
 $(VENV)/.installed: $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip==25.3
-	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	awk '/^uv==/ { p = 1 } p { print } p && !/\\$$/ { exit }' requirements.txt > $(VENV)/uv-lock.txt
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r $(VENV)/uv-lock.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes -r requirements.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
 ## lock: requirements.txt again from pyproject.toml and the services' lists (after changing a pin)
