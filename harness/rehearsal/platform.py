@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from harness.paths import TERRAFORM_DIR
+from harness.plan.plancache import digest_folder
 from harness.plan.terraform import Terraform
 from harness.plan.timing import plan_resources
 from harness.rehearsal.certificate import import_certificate
@@ -17,12 +18,9 @@ from harness.session import Session
 
 
 def digest_of(var_file: Path, source: Path) -> str:
-    """What an apply depends on: the tfvars and every Terraform file of the source, by content."""
-    h = hashlib.sha256(Path(var_file).read_bytes())
-    for f in sorted(Path(source).rglob("*.tf")):
-        if ".terraform" not in f.parts:
-            h.update(str(f.relative_to(source)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+    """What an apply depends on: the tfvars and every file of the Terraform source, by content
+    (the plan cache's digest of a configuration: ``harness.plan.plancache.digest_folder``)."""
+    return hashlib.sha256(Path(var_file).read_bytes() + digest_folder(Path(source)).encode()).hexdigest()
 
 
 class Platform:
