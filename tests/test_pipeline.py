@@ -440,3 +440,8 @@ def test_a_free_worker_takes_the_longest_unit_left_by_the_recorded_durations():
     assert [queue.popitem(last=False)[0] for _ in range(3)] == ["b.py", "c.py", "a.py"]
     queue["a.py"], queue["b.py"] = {}, {}
     assert queue.popitem()[0] == "b.py"  # last=True keeps its meaning
+    # a unit handed back after a worker crashed is costed by what it has left to run
+    queue = LongestFirst({"b.py::long": 250.0, "b.py::short": 1.0, "c.py::t": 9.0})
+    queue["b.py"] = {"b.py::long": True, "b.py::short": False}
+    queue["c.py"] = {"c.py::t": False}
+    assert queue.popitem(last=False)[0] == "c.py"

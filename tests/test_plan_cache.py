@@ -26,14 +26,12 @@ def config(tmp_path: Path) -> dict:
     (work / "modules" / "service" / "main.tf").write_text('resource "x" "y" {}\n')
     tfvars = tmp_path / "staging.tfvars"
     tfvars.write_text("desired_count = 3\n")
-    binary = tmp_path / "terraform"
-    binary.write_text("#!/bin/sh\n")
-    return {"work": work, "tfvars": tfvars, "binary": binary}
+    return {"work": work, "tfvars": tfvars, "version": "1.11.4 linux_amd64"}
 
 
 def key(config: dict, args: tuple[str, ...] = (), env: dict | None = None, kind: str = "plan", providers="p1") -> str:
     return plan_key(
-        kind, str(config["binary"]), providers, config["work"], [f"-var-file={config['tfvars']}", *args], env or {}
+        kind, config["version"], providers, config["work"], [f"-var-file={config['tfvars']}", *args], env or {}
     )
 
 
@@ -44,18 +42,29 @@ def test_the_key_changes_with_every_input_of_a_plan(config: dict) -> None:
     assert key(config, providers="p2") != base
     assert key(config, ("-var=desired_count=2",)) != base
     assert key(config, env={"TF_VAR_desired_count": "2"}) != base
+    assert key(config, env={"TF_CLI_ARGS_plan": "-var=desired_count=2"}) != base
+    assert key({**config, "version": "1.12.0 linux_amd64"}) != base  # a version manager's shim switched
     (config["work"] / "modules" / "service" / "main.tf").write_text('resource "x" "z" {}\n')
     changed_module = key(config)
     assert changed_module != base
     config["tfvars"].write_text("desired_count = 2\n")
     assert key(config) != changed_module
-    before_binary = key(config)
-    config["binary"].write_text("#!/bin/sh\n# another version\n")
-    assert key(config) != before_binary
+
+
+def test_the_key_reads_the_cli_configuration_a_provider_override_lives_in(config: dict, tmp_path: Path) -> None:
+    rc = tmp_path / "terraform.rc"
+    env = {"TF_CLI_CONFIG_FILE": str(rc), "HOME": str(tmp_path)}
+    without = key(config, env=env)
+    rc.write_text('provider_installation { dev_overrides { "hashicorp/aws" = "/src/aws" } }\n')
+    assert key(config, env=env) != without
+    home = {"HOME": str(tmp_path)}
+    plain = key(config, env=home)
+    (tmp_path / ".terraformrc").write_text('plugin_cache_dir = "/tmp/p"\n')
+    assert key(config, env=home) != plain
 
 
 def test_the_key_ignores_what_terraform_writes_and_where_the_inputs_lie(config: dict, tmp_path: Path) -> None:
-    base = key(config, env={"HOME": "/root"})
+    base = key(config, env={"HOME": "/nonexistent", "TF_LOG": ""})
     work = config["work"]
     (work / ".terraform" / "providers").mkdir(parents=True)
     (work / ".terraform" / "providers" / "aws").write_text("a provider")
@@ -64,7 +73,7 @@ def test_the_key_ignores_what_terraform_writes_and_where_the_inputs_lie(config: 
     (work / "terraform.tfstate").write_text("{}")
     moved = tmp_path / "elsewhere.tfvars"
     moved.write_text(config["tfvars"].read_text())
-    assert key({**config, "tfvars": moved}, env={"HOME": "/home/someone"}) == base
+    assert key({**config, "tfvars": moved}, env={"HOME": "/nonexistent-too", "TF_LOG": "DEBUG"}) == base
 
 
 def test_a_plan_is_made_once_and_read_back_by_a_later_cache(tmp_path: Path) -> None:
@@ -89,6 +98,10 @@ def test_a_torn_entry_is_made_again(tmp_path: Path) -> None:
     assert cache.get_or_make("k", lambda: {"v": 2}) == {"v": 2}
     (tmp_path / "k.json.gz").write_bytes(b"not gzip")
     assert cache.get_or_make("k", lambda: {"v": 3}) == {"v": 3}
+    body = bytearray((tmp_path / "k.json.gz").read_bytes())
+    body[len(body) // 2] ^= 0xFF  # a flipped bit inside the deflate stream: zlib.error
+    (tmp_path / "k.json.gz").write_bytes(bytes(body))
+    assert cache.get_or_make("k", lambda: {"v": 4}) == {"v": 4}
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -127,14 +140,42 @@ def test_a_second_asker_waits_for_the_first_plan_instead_of_making_it_again(tmp_
     assert results == {"first": {"by": "first"}, "second": {"by": "first"}}
 
 
-def test_the_folder_keeps_the_newest_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_folder_keeps_the_newest_entries_and_their_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plancache, "KEEP", 2)
     cache = PlanCache(tmp_path)
-    for i, name in enumerate(["a", "b", "c"]):
+    for i, name in enumerate(["a", "b"]):
         cache.get_or_make(name, lambda: {})
         os.utime(tmp_path / f"{name}.json.gz", ns=(i * 10**9, i * 10**9))
-    cache.get_or_make("a", lambda: {})  # made again: the oldest was pruned; now the newest
+    cache.get_or_make("a", lambda: {"never": "made"})  # a hit: now the newest
+    cache.get_or_make("c", lambda: {})  # b, the least recently used, goes
     assert sorted(p.name for p in tmp_path.glob("*.json.gz")) == ["a.json.gz", "c.json.gz"]
+    assert {p.name for p in tmp_path.glob("*.lock")} >= {"a.lock", "c.lock"}
+
+
+def test_leftover_locks_and_temp_files_go_once_stale(tmp_path: Path) -> None:
+    cache = PlanCache(tmp_path)
+    cache.get_or_make("kept", lambda: {})
+    old = [tmp_path / "orphan.lock", tmp_path / "killed-writer.tmp"]
+    for path in old:
+        path.write_text("")
+        os.utime(path, (1, 1))
+    fresh = tmp_path / "being-written.tmp"
+    fresh.write_text("")
+    os.utime(tmp_path / "kept.lock", (1, 1))
+    cache.get_or_make("another", lambda: {})
+    assert not any(p.exists() for p in old)
+    assert fresh.exists() and (tmp_path / "kept.lock").exists()
+
+
+def test_only_a_value_worth_keeping_is_kept(tmp_path: Path) -> None:
+    cache = PlanCache(tmp_path)
+
+    def transient() -> str:
+        return "Error: Failed to load plugin schemas"
+
+    assert cache.get_or_make("k", transient, keep=lambda error: "Invalid value" in error) == transient()
+    assert cache.get_or_make("k", lambda: None) is None  # made again: nothing was kept
+    assert cache.misses == 2
 
 
 def test_the_cache_folder_is_configured_or_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -22,11 +22,14 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CACHE_ENV = "HARNESS_PLAN_CACHE"
 KEEP = 1000  # about 40 KB each: a staging plan's JSON is 230 KB, 40 KB gzipped
+STALE_S = 3600.0  # a lock without an entry, or a temp file, older than this is a leftover
 SKIPPED_PARTS = {".terraform", ".terraform.lock.hcl", "tfplan"}  # made by init and plan
 SKIPPED_SUFFIXES = (".tfstate", ".tfstate.backup")
 
@@ -63,17 +66,40 @@ def digest_folder(folder: Path, contents: bool = True) -> str:
     return h.hexdigest()
 
 
-def plan_key(kind: str, binary: str, providers: str, workdir: Path, args: list[str], env: dict[str, str]) -> str:
-    """The key of one plan: ``kind`` (a plan or its error), the binary, the providers' digest, the
-    configuration in ``workdir``, the arguments (a ``-var-file``'s content, not its path) and the
-    environment's ``TF_VAR_*``."""
-    st = Path(binary).stat()
-    parts = [kind, f"{Path(binary).resolve()}:{st.st_size}:{st.st_mtime_ns}", providers, digest_folder(workdir)]
+# Terraform's own settings that change nothing a plan says (the others, TF_CLI_ARGS* among them, are
+# keyed); TF_PLUGIN_DIR is the harness's, and the providers' digest covers what it names
+UNKEYED_ENV = {
+    "TF_IN_AUTOMATION",
+    "TF_INPUT",
+    "TF_PLUGIN_DIR",
+    "TF_LOG",
+    "TF_LOG_PATH",
+    "TF_LOG_CORE",
+    "TF_LOG_PROVIDER",
+}
+
+
+def keyed_env(env: dict[str, str]) -> list[str]:
+    """The environment a plan depends on: every ``TF_*`` but ``UNKEYED_ENV``, and the content of the
+    CLI configuration (``TF_CLI_CONFIG_FILE`` or ``~/.terraformrc``: provider ``dev_overrides``)."""
+    parts = sorted(f"{k}={v}" for k, v in env.items() if k.startswith("TF_") and k not in UNKEYED_ENV)
+    rc = Path(env.get("TF_CLI_CONFIG_FILE") or Path(env.get("HOME") or Path.home()) / ".terraformrc")
+    if rc.is_file():
+        parts.append("cli-config:" + hashlib.sha256(rc.read_bytes()).hexdigest())
+    return parts
+
+
+def plan_key(kind: str, version: str, providers: str, workdir: Path, args: list[str], env: dict[str, str]) -> str:
+    """The key of one plan: ``kind`` (a plan or its error), Terraform's version (as ``terraform
+    version -json`` says it: a version manager's shim keeps its path and size across versions), the
+    providers' digest, the configuration in ``workdir``, the arguments (a ``-var-file``'s content,
+    not its path) and the environment (``keyed_env``)."""
+    parts = [kind, version, providers, digest_folder(workdir)]
     for arg in args:
         if arg.startswith("-var-file="):
             arg = "-var-file:" + hashlib.sha256(Path(arg.split("=", 1)[1]).read_bytes()).hexdigest()
         parts.append(arg)
-    parts += sorted(f"{k}={v}" for k, v in env.items() if k.startswith("TF_VAR_"))
+    parts += keyed_env(env)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -88,8 +114,11 @@ class PlanCache:
         folder = cache_dir()
         return cls(folder) if folder else None
 
-    def get_or_make(self, key: str, make: Callable[[], object]) -> object:
-        """The value kept under ``key``, else ``make()``'s, kept. One maker per key at a time."""
+    def get_or_make(
+        self, key: str, make: Callable[[], object], keep: Callable[[object], bool] = lambda value: True
+    ) -> object:
+        """The value kept under ``key``, else ``make()``'s, kept when ``keep`` says so (an answer of
+        the inputs alone, not of a bad moment). One maker per key at a time."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{key}.json.gz"
         with self._locked(key):
@@ -100,7 +129,8 @@ class PlanCache:
                 return found["value"]
             self.misses += 1
             value = make()
-            self._write(path, {"value": value})
+            if keep(value):
+                self._write(path, {"value": value})
         self._prune()
         return value
 
@@ -120,7 +150,7 @@ class PlanCache:
         try:
             with gzip.open(path, "rt") as f:
                 found = json.load(f)
-        except (OSError, EOFError, ValueError):
+        except (OSError, EOFError, ValueError, zlib.error):
             return None
         return found if isinstance(found, dict) and "value" in found else None
 
@@ -129,12 +159,17 @@ class PlanCache:
         try:
             with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as f:
                 f.write(json.dumps(entry).encode())
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would lock out another user sharing the folder
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def _prune(self) -> None:
+        """Keep the newest ``KEEP`` entries (a hit touches its entry). Lock files stay while their
+        entry does (deleting one that a process holds would let a second maker in); a lock without
+        an entry and a killed writer's temp file go after ``STALE_S``."""
+
         def touched(path: Path) -> int:
             try:
                 return path.stat().st_mtime_ns
@@ -144,4 +179,8 @@ class PlanCache:
         entries = sorted(self.folder.glob("*.json.gz"), key=touched, reverse=True)
         for old in entries[KEEP:]:
             old.unlink(missing_ok=True)
-            (self.folder / old.name.replace(".json.gz", ".lock")).unlink(missing_ok=True)
+        stale = time.time_ns() - int(STALE_S * 1e9)
+        for leftover in [*self.folder.glob("*.tmp"), *self.folder.glob("*.lock")]:
+            kept = leftover.suffix == ".lock" and (self.folder / leftover.name.replace(".lock", ".json.gz")).exists()
+            if not kept and 0 < touched(leftover) < stale:
+                leftover.unlink(missing_ok=True)

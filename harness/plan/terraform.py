@@ -23,6 +23,7 @@ from harness.process import run_lines
 from harness.progress import step
 
 PLUGIN_ENV = "TF_PLUGIN_DIR"
+VALIDATION_ERROR = "Invalid value for variable"  # how Terraform reports a failed validation block
 T = TypeVar("T")
 
 
@@ -35,6 +36,12 @@ def terraform_binary() -> str:
             "install Terraform; the terraform and deployment suites skip without it",
         )
     return found
+
+
+@functools.cache
+def terraform_version(binary: str) -> str:
+    found = json.loads(subprocess.run([binary, "version", "-json"], capture_output=True, text=True, check=True).stdout)
+    return f"{found['terraform_version']} {found.get('platform', '')}"
 
 
 # where filesystem mirrors of providers usually live (Terraform's own implied mirror directories
@@ -177,10 +184,16 @@ class Terraform:
             result = self.run("plan", "-input=false", "-refresh=false", *args, check=False)
             return None if result.returncode == 0 else (result.stderr or result.stdout)
 
-        return self.cached("plan-error", args, make)
+        # kept only when the inputs answered: a plan or a variable's validation (not a provider that
+        # failed to start on a loaded machine, or a full disk)
+        return self.cached("plan-error", args, make, lambda error: error is None or VALIDATION_ERROR in error)
 
-    def cached(self, kind: str, args: list[str], make: Callable[[], T]) -> T:
-        if self.plans is None:
+    def cached(self, kind: str, args: list[str], make: Callable[[], T], keep: Callable[[T], bool] | None = None) -> T:
+        """``make()``, or the kept answer of the same inputs. Only an offline plan of a configuration
+        without state is kept: one that asks AWS (or moto) depends on more than its inputs, and one
+        with state plans changes against it."""
+        offline = "-var=offline=true" in args and not any(a.startswith("-var=aws_endpoint=") for a in args)
+        if self.plans is None or not offline or (self.workdir / "terraform.tfstate").exists():
             return make()
         mirror = plugin_dir()
         if mirror:
@@ -188,8 +201,12 @@ class Terraform:
         else:  # the registry: the lock file init writes names the providers' versions and hashes
             self.init()
             providers = (self.workdir / ".terraform.lock.hcl").read_text()
-        key = plan_key(kind, self.binary, providers, self.workdir, args, self.env)
-        return self.plans.get_or_make(key, make)  # type: ignore[return-value]
+        key = plan_key(kind, self.version(), providers, self.workdir, args, self.env)
+        return self.plans.get_or_make(key, make, keep or (lambda value: True))  # type: ignore[return-value,arg-type]
+
+    def version(self) -> str:
+        """``terraform version -json``'s version and platform (once per binary and process)."""
+        return terraform_version(self.binary)
 
     def apply(self, var_file: str | None = None, timeout: float = 900, **variables: object) -> None:
         self.init()

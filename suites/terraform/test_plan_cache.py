@@ -39,8 +39,33 @@ def test_a_kept_plan_is_the_plan_terraform_makes_again(terraform: Terraform, har
     later.plans = cache
     assert later.plan(tfvars, offline=True) == kept
     assert (cache.hits, cache.misses) == (1, 1)
-    assert not (later.workdir / ".terraform").exists(), "a kept plan needs no init"
+    assert not (later.workdir / "tfplan").exists(), "a kept plan is not planned again"
 
     fresh = Terraform(harness_session.mkdtemp("tf-cache-fresh"))
     fresh.plans = None
     assert comparable(fresh.plan(tfvars, offline=True)) == comparable(kept)
+
+
+def test_only_offline_plans_without_state_are_kept_and_the_key_reads_the_instances_environment(
+    terraform: Terraform, harness_session, tmp_path
+):
+    """A plan that asks AWS or moto, or plans against state, depends on more than its inputs."""
+    tf = Terraform(harness_session.mkdtemp("tf-cache-which"))
+    tf.plans = PlanCache(tmp_path / "plans")
+    made: list[str] = []
+
+    def make() -> dict:
+        made.append("made")
+        return {"planned": len(made)}
+
+    offline = tf.var_args(None, {"offline": True})
+    assert tf.cached("plan", offline, make) == tf.cached("plan", offline, make) == {"planned": 1}
+    tf.cached("plan", tf.var_args(None, {}), make)  # asks AWS
+    tf.cached("plan", tf.var_args(None, {"offline": True, "aws_endpoint": "http://127.0.0.1:5000"}), make)
+    assert len(made) == 3
+    tf.env["TF_VAR_desired_count"] = "9"
+    assert tf.cached("plan", offline, make) == {"planned": 4}
+    (tf.workdir / "terraform.tfstate").write_text("{}")
+    tf.cached("plan", offline, make)
+    tf.cached("plan", offline, make)
+    assert len(made) == 6
