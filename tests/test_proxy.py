@@ -184,3 +184,34 @@ def test_toxics_compose(proxy):
     with proxy.toxic(Latency(ms=200)), proxy.toxic(Bandwidth(kbps=1024)):
         got, took = roundtrip(proxy)
     assert got == b"ping" and took >= 0.2
+
+
+def test_a_reset_of_a_tls_connection_that_closed_meanwhile_does_not_raise():
+    """Seen in CI: a cut (``_cut_all``) met a TLS client connection that had closed twice; CPython's
+    TLS transport then drops its protocol and ``get_extra_info`` raises AttributeError, which
+    escaped from the toxic's installation and broke every later scenario of the worker."""
+    import asyncio
+    import asyncio.sslproto
+
+    from harness.stack.proxy import _rst
+
+    class TlsProtocol:  # what the transport calls on its protocol
+        def _start_shutdown(self):
+            pass
+
+        def _abort(self, exc):
+            raise AssertionError("a closed connection was aborted again")
+
+        def _get_extra_info(self, name, default=None):
+            return default
+
+    loop = asyncio.new_event_loop()
+    try:
+        transport = asyncio.sslproto._SSLProtocolTransport(loop, TlsProtocol())
+        writer = asyncio.StreamWriter(transport, asyncio.Protocol(), None, loop)
+        transport.close()
+        transport.close()  # the second close forgets the protocol
+        _rst(writer)
+        assert transport.is_closing()
+    finally:
+        loop.close()

@@ -61,7 +61,13 @@ CHUNK = 16384
 
 
 def _rst(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+    """Cut a client's connection with a reset (SO_LINGER 0, then abort). A TLS connection that
+    closed meanwhile has lost its protocol: asking its transport for the socket raises
+    AttributeError (CPython's _SSLProtocolTransport), and there is nothing left to reset."""
+    try:
+        sock = writer.get_extra_info("socket")
+    except AttributeError:
+        sock = None
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
