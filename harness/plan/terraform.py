@@ -188,7 +188,9 @@ class Terraform:
         # failed to start on a loaded machine, or a full disk)
         return self.cached("plan-error", args, make, lambda error: error is None or VALIDATION_ERROR in error)
 
-    def cached(self, kind: str, args: list[str], make: Callable[[], T], keep: Callable[[T], bool] | None = None) -> T:
+    def cached(
+        self, kind: str, args: list[str], make: Callable[[], T], keep: Callable[[T], bool] = lambda _: True
+    ) -> T:
         """``make()``, or the kept answer of the same inputs. Only an offline plan of a configuration
         without state is kept: one that asks AWS (or moto) depends on more than its inputs, and one
         with state plans changes against it."""
@@ -202,7 +204,7 @@ class Terraform:
             self.init()
             providers = (self.workdir / ".terraform.lock.hcl").read_text()
         key = plan_key(kind, self.version(), providers, self.workdir, args, self.env)
-        return self.plans.get_or_make(key, make, keep or (lambda value: True))  # type: ignore[return-value,arg-type]
+        return self.plans.get_or_make(key, make, keep)  # type: ignore[return-value,arg-type]
 
     def version(self) -> str:
         """``terraform version -json``'s version and platform (once per binary and process)."""
