@@ -1,5 +1,6 @@
-"""MLflow entrypoint: validate configuration, wait for Postgres (bounded), exec ``mlflow server``
-(through ``services.mlflow.serve``: one JSON line per request, with its X-Request-ID).
+"""MLflow entrypoint: validate configuration, wait for Postgres (bounded), then run ``mlflow server``
+in the same process (through ``services.mlflow.serve``: one JSON line per request, with its
+X-Request-ID).
 
 Run as ``python -m services.mlflow.entrypoint``; with ``--check-config`` it only validates the
 environment: prints the effective settings as JSON and exits 0, or the problem and exits 2.
@@ -227,6 +228,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"invalid mlflow configuration: {exc}", file=sys.stderr)
         return 2
     log("starting", {"backend": safe_dsn(env["MLFLOW_BACKEND_STORE_URI"]), "argv": argv[2:]})
+    # the server's environment before MLflow is first imported (some settings are read on import)
+    os.environ.update(child_env(env))
     try:
         wait_for_postgres(env["MLFLOW_BACKEND_STORE_URI"], startup)
     except DependencyTimeout as exc:
@@ -239,8 +242,20 @@ def main(args: list[str] | None = None) -> int:
         return 1
     log("schema ready", {"created_here": created})
     sys.stdout.flush()
-    os.execve(argv[0], argv, child_env(env))
-    return 0  # pragma: no cover - exec does not return
+    return serve(argv)
+
+
+def serve(argv: list[str]) -> int:
+    """``python -m services.mlflow.serve ...`` (``argv``), in this process: MLflow is imported
+    already (``prepare_schema``), and a new interpreter would import it again, about 1.5 CPU-seconds
+    of every start (docs/mlflow.md). Its exit status is the server's."""
+    from services.mlflow import serve as server
+
+    try:
+        server.main(argv[3:])
+    except SystemExit as exc:  # click ends the command this way
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":
