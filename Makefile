@@ -39,7 +39,8 @@ venv: $(VENV)/.installed
 
 # The stages (harness/pipeline/stages.py, docs/pipeline.md): `make test` is the pull-request
 # stage, `make proof` the full proof (the pull-request stage, then what only the full proof runs:
-# tests marked `proof`). Each stage runs its tests in two phases: on two pytest-xdist workers, then
+# tests marked `proof`). Each stage runs its tests in two phases: on pytest-xdist workers (the
+# pull-request stage on three, the rest on two: docs/measured.md, "Workers per stage"), then
 # the load suite and the nemesis (markers `load`, `alone`) by themselves: they saturate both cores,
 # which stretched the time budgets of fault tests running beside them. Reports per phase:
 # reports/<stage>.html, junit-<stage>.xml, durations-<stage>.json (-serial for the second phase).

@@ -172,6 +172,21 @@ def test_a_pipeline_jobs_argument_list_runs_its_share_of_the_stage(monkeypatch, 
     assert all("junit-proof-shard-4of4" in " ".join(cmd) for cmd in calls)
 
 
+def test_each_stage_runs_on_its_own_number_of_workers_unless_told(monkeypatch, tmp_path):
+    """The pull-request stage on three workers (its tests mostly wait), the full proof's on two (four
+    fleets side by side missed a detection budget): docs/measured.md, "Workers per stage"."""
+    from harness.cli import main
+
+    calls = []
+    monkeypatch.setattr(stages, "follow", lambda cmd, cwd: calls.append(cmd) or 0)
+    for name, workers in (("pr", "3"), ("proof-extra", "2"), ("proof", "2")):
+        calls.clear()
+        assert main(["stage", name, "--reports-dir", str(tmp_path), "--"]) == 0
+        parallel, serial = calls
+        assert parallel[parallel.index("-n") + 1] == workers, name
+        assert "-n" not in serial
+
+
 def test_a_stage_passes_pytests_arguments_and_narrows_by_a_users_marker_expression(monkeypatch, tmp_path):
     """What follows -- goes to pytest; a -m among it narrows the stage's selection (pytest keeps
     only the last -m: it would replace it); a stage whose every phase selected nothing fails (5)."""

@@ -56,7 +56,9 @@ def cmd_shards(args: argparse.Namespace) -> int:
     seconds = durations.read_recorded(Path(args.durations))
     if not seconds:
         raise ConfigurationError(f"recorded durations in {args.durations}", "none (harness durations --record)")
-    items = stages.stage_items(stages.stage(args.stage), seconds)
+    s = stages.stage(args.stage)
+    args.workers = args.workers or s.workers
+    items = stages.stage_items(s, seconds)
     jobs = shards.plan(items, args.jobs, args.workers)
     if args.json:
         doc = {
@@ -123,7 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("name", choices=list(stages.STAGES), help="the stage")
     st.add_argument("--shard", type=shard, metavar="K/N", help="run only job K of N (the plan of `harness shards`)")
-    st.add_argument("--workers", type=workers, default=2, help="pytest-xdist workers of the parallel phase (default 2)")
+    own = ", ".join(f"{n} {s.workers}" for n, s in stages.STAGES.items())
+    st.add_argument(
+        "--workers", type=workers, default=None, help=f"pytest-xdist workers of the parallel phase (default: {own})"
+    )
     st.add_argument("--reports-dir", default=str(REPO / "reports"), help="where the reports go (default reports/)")
     st.add_argument(
         "--durations",
@@ -137,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sh = sub.add_parser("shards", help="plan a stage's pipeline jobs from the recorded durations")
     sh.add_argument("--stage", default="proof", choices=list(stages.STAGES), help="the stage (default proof)")
     sh.add_argument("--jobs", type=number(int, 1, what="pipeline jobs"), default=4, help="how many jobs (default 4)")
-    sh.add_argument("--workers", type=workers, default=2, help="pytest-xdist workers per job (default 2)")
+    sh.add_argument("--workers", type=workers, default=None, help=f"pytest-xdist workers per job (default: {own})")
     sh.add_argument(
         "--limit",
         type=number(float, 0, above=True, what="minutes"),

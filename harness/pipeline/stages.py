@@ -46,6 +46,10 @@ class Stage:
     name: str
     select: str  # a pytest marker expression ("" selects every test)
     purpose: str
+    # pytest-xdist workers of the parallel phase unless asked otherwise (docs/measured.md, "Workers
+    # per stage": the pull-request stage's tests wait more than they compute; the full proof's
+    # rehearsals missed a detection budget with four fleets side by side)
+    workers: int = 2
 
 
 STAGES = {
@@ -56,6 +60,7 @@ STAGES = {
             f"not {PROOF_MARKER}",
             "the pull-request stage: static checks, rules, unit, integration, e2e, contract, Terraform, "
             "fault scenarios, one rolling rehearsal, a load smoke with its SLO gate",
+            workers=3,
         ),
         Stage(
             "proof-extra",
@@ -154,16 +159,18 @@ def run(
     name: str,
     *,
     shard: str | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     pytest_args: Sequence[str] = (),
     reports: Path = REPO / "reports",
     python: str = sys.executable,
     recorded: Path = RECORDED,
     say: Callable[[str], None] = print,
 ) -> int:
-    """Run stage ``name`` (or job K of N of it), phase by phase; the first failing phase's exit code
-    (pytest's 5, nothing selected, counts as success: a shard may have no serial test)."""
+    """Run stage ``name`` (or job K of N of it), phase by phase, on ``workers`` (default: the
+    stage's own); the first failing phase's exit code (pytest's 5, nothing selected, counts as
+    success: a shard may have no serial test)."""
     s = stage(name)
+    workers = workers or s.workers
     where = parse_shard(shard) if shard else None
     pytest_args, narrowed = without_markexpr(pytest_args)
     chosen: list[shards.Item] | None = None
