@@ -1,6 +1,7 @@
 """The stages, the shard planner, the durations each run keeps, and the merge of the pipeline
 jobs' reports (harness/pipeline, fixtures/durations.py)."""
 
+import html
 import json
 import os
 import shutil
@@ -374,6 +375,33 @@ def test_the_jobs_reports_merge_into_one_junit_file_and_an_index_that_links_them
         text=True,
     )
     assert done.returncode == 0, done.stderr  # only the passing job: exit 0
+
+
+def test_the_merge_fails_when_the_jobs_reports_miss_a_test_of_the_stage(collected, monkeypatch, tmp_path, capsys):
+    """Each job passes on its own; only the merge sees that together they ran less than the stage
+    (a job planned from other inputs, a file its runner did not collect)."""
+    from harness.cli import main
+
+    monkeypatch.setattr(stages, "collect", lambda *a, **k: collected)  # the module's collection
+    tests = stages.stage_tests(stages.stage("pr"), collected)
+    for k, share in enumerate([tests[: len(tests) // 2], tests[len(tests) // 2 :]], 1):
+        cases = "".join(
+            '<testcase classname="{}" name="{}" time="0.1"/>'.format(
+                *(html.escape(x, quote=True) for x in reports.junit_id(n))
+            )
+            for n in share
+        )
+        (tmp_path / f"shard-{k}").mkdir()
+        (tmp_path / f"shard-{k}" / f"junit-pr-shard-{k}of2.xml").write_text(
+            f'<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="{len(share)}" failures="0" '
+            f'errors="0" skipped="0" time="1">{cases}</testsuite></testsuites>'
+        )
+    both = [str(tmp_path / "shard-1"), str(tmp_path / "shard-2")]
+    assert main(["merge-reports", "--reports-dir", str(tmp_path / "merged"), "--stage", "pr", *both]) == 0
+    missing = tests[len(tests) // 2]
+    assert main(["merge-reports", "--reports-dir", str(tmp_path / "merged"), "--stage", "pr", both[0]]) == 1
+    err = capsys.readouterr().err
+    assert f"{len(tests) - len(tests) // 2} of its {len(tests)} tests are in no job's report" in err and missing in err
 
 
 def test_merge_reports_without_junit_files_names_what_it_expected(tmp_path):

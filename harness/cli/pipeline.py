@@ -109,9 +109,20 @@ def cmd_durations(args: argparse.Namespace) -> int:
 
 def cmd_merge_reports(args: argparse.Namespace) -> int:
     out = Path(args.reports_dir)
-    total = reports.merge([Path(d) for d in args.dirs], out)
+    dirs = [Path(d) for d in args.dirs]
+    total = reports.merge(dirs, out)
     print(f"{out / 'index.html'}: {total.tests} tests, {total.failures} failures, {total.errors} errors")
-    return 0 if total.passed else 1
+    lost: list[str] = []
+    if args.stage:
+        expected = stages.stage_tests(stages.stage(args.stage), stages.collect())
+        lost = reports.not_reported(reports.junit_files(dirs), expected)
+        if lost:
+            listed = "\n  ".join(lost[:20]) + (f"\n  ... and {len(lost) - 20} more" if len(lost) > 20 else "")
+            print(
+                f"stage {args.stage}: {len(lost)} of its {len(expected)} tests are in no job's report:\n  {listed}",
+                file=sys.stderr,
+            )
+    return 0 if total.passed and not lost else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -165,4 +176,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     mr = sub.add_parser("merge-reports", help="merge the pipeline jobs' report folders: junit.xml and index.html")
     mr.add_argument("dirs", nargs="+", type=existing_dir, help="the jobs' report folders")
     mr.add_argument("--reports-dir", default="reports", help="where the merged files go (default reports/)")
+    mr.add_argument(
+        "--stage",
+        choices=list(stages.STAGES),
+        help="exit 1 unless the jobs' JUnit files report every test of this stage (as this checkout collects it)",
+    )
     mr.set_defaults(func=cmd_merge_reports)

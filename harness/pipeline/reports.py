@@ -76,6 +76,27 @@ def merge_junit(paths: Iterable[Path], out: Path) -> Counts:
     return total
 
 
+def junit_files(dirs: Iterable[Path]) -> list[Path]:
+    """The stage runner's own JUnit files, at the top of each folder (not schemathesis's under
+    contract/, not what an earlier merge wrote)."""
+    return sorted(p for d in dirs for p in Path(d).glob("junit-*.xml"))
+
+
+def junit_id(nodeid: str) -> tuple[str, str]:
+    """The classname and name pytest's JUnit file gives a test: ``suites/a/test_b.py::C::t[x]`` is
+    ``("suites.a.test_b.C", "t[x]")``."""
+    path, *rest = nodeid.split("::")
+    return ".".join([path.removesuffix(".py").replace("/", "."), *rest[:-1]]), rest[-1]
+
+
+def not_reported(junits: Iterable[Path], nodeids: Iterable[str]) -> list[str]:
+    """The tests of ``nodeids`` that no test case of ``junits`` reports: a job that ran less than
+    its share (a plan computed from other inputs, a test file its runner did not collect) passes
+    on its own, and only the merge can tell."""
+    reported = {(c.get("classname"), c.get("name")) for j in junits for s in suites_of(j) for c in s.iter("testcase")}
+    return [n for n in nodeids if junit_id(n) not in reported]
+
+
 def merge(dirs: Iterable[Path], out: Path) -> Counts:
     """The jobs' report folders ``dirs`` merged into ``out`` (``junit.xml``, ``durations.json``,
     ``index.html``); each folder's HTML reports are linked where they are."""
@@ -83,9 +104,7 @@ def merge(dirs: Iterable[Path], out: Path) -> Counts:
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise ConfigurationError("report folders of the pipeline's jobs", f"no such folder: {', '.join(missing)}")
-    # the stage runner's own files, at the top of each folder (not schemathesis's under contract/,
-    # not what an earlier merge wrote)
-    junits = sorted(p for d in dirs for p in d.glob("junit-*.xml"))
+    junits = junit_files(dirs)
     if not junits:
         raise ConfigurationError(
             "JUnit files (junit*.xml) in the report folders", f"none in {', '.join(map(str, dirs))}"

@@ -142,11 +142,17 @@ def selects(expression: str, markers: set[str]) -> bool:
     return value(tree.body)
 
 
+def stage_tests(s: Stage, tests: dict[str, set[str]]) -> list[str]:
+    """The node ids of ``tests`` (node id -> markers, as ``collect`` gives them) the stage runs."""
+    parallel, serial = phases(s)
+    return [n for n, m in tests.items() if selects(parallel.expression, m) or selects(serial.expression, m)]
+
+
 def stage_items(s: Stage, seconds: dict[str, float], python: str = sys.executable) -> list[shards.Item]:
     """Every test of the stage as an item to place, with its phase and expected seconds."""
-    parallel, serial = phases(s)
     tests = collect(python)
-    chosen = [n for n, m in tests.items() if selects(parallel.expression, m) or selects(serial.expression, m)]
+    chosen = stage_tests(s, tests)
+    serial = phases(s)[1]
     return shards.items_of(chosen, {n for n in chosen if selects(serial.expression, tests[n])}, seconds)
 
 
