@@ -180,11 +180,16 @@ def test_each_stage_runs_on_its_own_number_of_workers_unless_told(monkeypatch, t
 
     calls = []
     monkeypatch.setattr(stages, "follow", lambda cmd, cwd: calls.append(cmd) or 0)
-    for name, workers in (("pr", "3"), ("proof-extra", "2"), ("proof", "2")):
+    for name, workers, asked in (
+        ("pr", "3", []),
+        ("proof-extra", "2", []),
+        ("proof", "2", []),
+        ("pr", "2", ["--workers", "2"]),
+    ):
         calls.clear()
-        assert main(["stage", name, "--reports-dir", str(tmp_path), "--"]) == 0
+        assert main(["stage", name, *asked, "--reports-dir", str(tmp_path), "--"]) == 0
         parallel, serial = calls
-        assert parallel[parallel.index("-n") + 1] == workers, name
+        assert parallel[parallel.index("-n") + 1] == workers, (name, asked)
         assert "-n" not in serial
 
 
@@ -402,6 +407,40 @@ def test_the_merge_fails_when_the_jobs_reports_miss_a_test_of_the_stage(collecte
     assert main(["merge-reports", "--reports-dir", str(tmp_path / "merged"), "--stage", "pr", both[0]]) == 1
     err = capsys.readouterr().err
     assert f"{len(tests) - len(tests) // 2} of its {len(tests)} tests are in no job's report" in err and missing in err
+
+
+def test_the_merge_names_each_test_as_pytests_own_junit_file_does(tmp_path):
+    """Nested classes, and parameters holding ``::``, ``/``, ``.py`` or brackets: the test ids
+    the merge expects are the names pytest's junitxml writes, read from a real run."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "test_sample.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            class TestOuter:
+                class TestInner:
+                    def test_nested(self):
+                        pass
+
+            @pytest.mark.parametrize("x", ["a::b", "c/d.py", "e[f]"])
+            def test_params(x):
+                pass
+
+            def test_plain():
+                pass
+            """
+        )
+    )
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-c", "/dev/null"]
+    base += ["--rootdir", str(tmp_path), "pkg/test_sample.py"]
+    listed = subprocess.run([*base, "--collect-only"], cwd=tmp_path, capture_output=True, text=True)
+    nodeids = [line for line in listed.stdout.splitlines() if "::" in line]
+    assert len(nodeids) == 5, listed.stdout + listed.stderr
+    junit_file = tmp_path / "junit-sample.xml"
+    ran = subprocess.run([*base, f"--junitxml={junit_file}", "-k", "not plain"], cwd=tmp_path, capture_output=True)
+    assert ran.returncode == 0, ran.stdout
+    assert reports.not_reported([junit_file], nodeids) == ["pkg/test_sample.py::test_plain"]
 
 
 def test_merge_reports_without_junit_files_names_what_it_expected(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,9 +85,11 @@ def junit_files(dirs: Iterable[Path]) -> list[Path]:
 
 def junit_id(nodeid: str) -> tuple[str, str]:
     """The classname and name pytest's JUnit file gives a test: ``suites/a/test_b.py::C::t[x]`` is
-    ``("suites.a.test_b.C", "t[x]")``."""
-    path, *rest = nodeid.split("::")
-    return ".".join([path.removesuffix(".py").replace("/", "."), *rest[:-1]]), rest[-1]
+    ``("suites.a.test_b.C", "t[x]")``. As pytest's junitxml does it (``mangle_test_address``): the
+    parameters are set aside first, so a ``::`` or ``/`` among them splits nothing."""
+    address, bracket, params = nodeid.partition("[")
+    path, *rest = address.split("::")
+    return ".".join([re.sub(r"\.py$", "", path.replace("/", ".")), *rest[:-1]]), rest[-1] + bracket + params
 
 
 def not_reported(junits: Iterable[Path], nodeids: Iterable[str]) -> list[str]:
