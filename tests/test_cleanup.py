@@ -36,6 +36,9 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+# In the full proof, not the pull-request stage (docs/pipeline.md, "Stages"): each case starts a
+# pytest session with a stack of its own, about 20 s.
+@pytest.mark.proof
 @pytest.mark.parametrize(
     "signum, background",
     [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],

@@ -105,6 +105,7 @@ def start_up(**popen) -> tuple[subprocess.Popen, list[dict]]:
     return up, lines
 
 
+@pytest.mark.proof  # in the full proof (docs/pipeline.md, "Stages"): a stack of its own, about 15 s
 def test_up_prints_a_dsn_that_connects_and_a_scripts_sigint_stops_it():
     # started as a background job of a script would be: SIGINT ignored when it starts
     up, services = start_up(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
@@ -121,6 +122,7 @@ def test_up_prints_a_dsn_that_connects_and_a_scripts_sigint_stops_it():
             up.wait()
 
 
+@pytest.mark.proof  # in the full proof (docs/pipeline.md, "Stages"): a stack of its own, about 15 s
 def test_down_stops_what_up_started():
     up, lines = start_up()
     try:

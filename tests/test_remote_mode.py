@@ -52,6 +52,7 @@ def test_target_url_runs_the_remote_suite_without_a_stack_of_its_own(stack, tmp_
     assert not (reports / "timings.json").exists(), "a stack of its own was started (it recorded its start times)"
 
 
+@pytest.mark.proof  # in the full proof (docs/pipeline.md, "Stages"): a nested remote session, about 27 s
 def test_without_allow_writes_a_target_is_read_only(stack, tmp_path):
     result = subprocess.run(
         [
