@@ -159,11 +159,12 @@ def test_the_make_targets_run_their_stages():
     assert 'harness stage "$STAGE" --shard "$SHARD/$SHARDS" --' in recipe("shard", "STAGE=pr", "SHARDS=4", "SHARD=1")
 
 
-def test_a_pipeline_jobs_argument_list_runs_its_share_of_the_stage(monkeypatch, tmp_path):
+def test_a_pipeline_jobs_argument_list_runs_its_share_of_the_stage(collected, monkeypatch, tmp_path):
     """The argument list `make shard` gives (options after the stage's name, then --) parses, and
     the job's tests reach pytest as node ids, each in its phase."""
     from harness.cli import main
 
+    monkeypatch.setattr(stages, "collect", lambda *a, **k: collected)  # the module's one collection
     calls = []
     monkeypatch.setattr(stages, "follow", lambda cmd, cwd: calls.append(cmd) or 0)
     assert main(["stage", "proof", "--shard", "4/4", "--reports-dir", str(tmp_path), "--"]) == 0
