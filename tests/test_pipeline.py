@@ -175,8 +175,9 @@ def test_a_pipeline_jobs_argument_list_runs_its_share_of_the_stage(collected, mo
 
 
 def test_each_stage_runs_on_its_own_number_of_workers_unless_told(monkeypatch, tmp_path):
-    """The pull-request stage on three workers (its tests mostly wait), the full proof's on two (four
-    fleets side by side missed a detection budget): docs/measured.md, "Workers per stage"."""
+    """The pull-request stage on three workers (a third of the CPU sat idle on two), the full
+    proof's on two (four fleets side by side missed a detection budget): docs/measured.md,
+    "Workers per stage"."""
     from harness.cli import main
 
     calls = []

@@ -49,7 +49,8 @@ class Stage:
     select: str  # a pytest marker expression ("" selects every test)
     purpose: str
     # pytest-xdist workers of the parallel phase unless asked otherwise (docs/measured.md, "Workers
-    # per stage": the pull-request stage's tests wait more than they compute; the full proof's
+    # per stage": on two, a third of the CPU sat idle in the pull-request stage; four saturated
+    # both cores and brought detections within half a second of their budgets; the full proof's
     # rehearsals missed a detection budget with four fleets side by side)
     workers: int = 2
 
