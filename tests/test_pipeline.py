@@ -346,8 +346,14 @@ def test_a_collection_writes_no_report(tmp_path):
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
 
 
-def junit(path: Path, name: str, tests: int, failures: int) -> None:
-    cases = "".join(f'<testcase classname="m" name="{name}{k}" time="1.5"/>' for k in range(tests - failures))
+def junit(path: Path, name: str, tests: int, failures: int, ids: list[tuple[str, str]] | None = None) -> None:
+    """A JUnit file as pytest writes one: ``tests`` cases named ``name<k>`` (the last ``failures``
+    of them failed), or one passing case per (classname, name) of ``ids``."""
+    passing = ids or [("m", f"{name}{k}") for k in range(tests - failures)]
+    cases = "".join(
+        '<testcase classname="{}" name="{}" time="1.5"/>'.format(*(html.escape(x, quote=True) for x in case))
+        for case in passing
+    )
     cases += "".join(
         f'<testcase classname="m" name="{name}f{k}" time="2"><failure message="no"/></testcase>'
         for k in range(failures)
@@ -392,17 +398,8 @@ def test_the_merge_fails_when_the_jobs_reports_miss_a_test_of_the_stage(collecte
     monkeypatch.setattr(stages, "collect", lambda *a, **k: collected)  # the module's collection
     tests = stages.stage_tests(stages.stage("pr"), collected)
     for k, share in enumerate([tests[: len(tests) // 2], tests[len(tests) // 2 :]], 1):
-        cases = "".join(
-            '<testcase classname="{}" name="{}" time="0.1"/>'.format(
-                *(html.escape(x, quote=True) for x in reports.junit_id(n))
-            )
-            for n in share
-        )
-        (tmp_path / f"shard-{k}").mkdir()
-        (tmp_path / f"shard-{k}" / f"junit-pr-shard-{k}of2.xml").write_text(
-            f'<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="{len(share)}" failures="0" '
-            f'errors="0" skipped="0" time="1">{cases}</testsuite></testsuites>'
-        )
+        ids = [reports.junit_id(n) for n in share]
+        junit(tmp_path / f"shard-{k}" / f"junit-pr-shard-{k}of2.xml", "", len(share), 0, ids)
     both = [str(tmp_path / "shard-1"), str(tmp_path / "shard-2")]
     assert main(["merge-reports", "--reports-dir", str(tmp_path / "merged"), "--stage", "pr", *both]) == 0
     missing = tests[len(tests) // 2]
