@@ -45,12 +45,15 @@ venv: $(VENV)/.installed
 # which stretched the time budgets of fault tests running beside them. Reports per phase:
 # reports/<stage>.html, junit-<stage>.xml, durations-<stage>.json (-serial for the second phase).
 RUN_STAGE := $(PY) -m harness stage
+# The static checks run beside the pull-request stage's tests, not before them (their 20 s overlap
+# the tests' first seconds, which wait on containers); a failure fails the stage, its output shown.
+LINT_BESIDE := --beside "$(MAKE) --no-print-directory lint"
 
 ## test: the pull-request stage: static checks, rules, unit, integration, e2e, contract, Terraform,
 ## fault scenarios, one rolling rehearsal, a load smoke with its SLO gate (docker-only tests skip
 ## with a reason without an engine)
-test: lint
-	$(RUN_STAGE) pr -- $(PYTEST_ARGS)
+test: $(VENV)/.installed
+	$(RUN_STAGE) pr $(LINT_BESIDE) -- $(PYTEST_ARGS)
 
 ## proof-extra: what the full proof adds to the pull-request stage (every rehearsal variant, the
 ## whole load suite, the nemesis)
@@ -58,8 +61,8 @@ proof-extra: $(VENV)/.installed
 	$(RUN_STAGE) proof-extra -- $(PYTEST_ARGS)
 
 ## proof: the full proof before a deployment: the pull-request stage, then proof-extra
-proof: lint
-	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; [ $$s1 -eq 130 ] && exit 130; \
+proof: $(VENV)/.installed
+	$(RUN_STAGE) pr $(LINT_BESIDE) -- $(PYTEST_ARGS); s1=$$?; [ $$s1 -eq 130 ] && exit 130; \
 	$(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; exit $$(( s1 ? s1 : s2 ))
 
 ## shard: one pipeline job's share of a stage (STAGE=pr|proof SHARDS=N SHARD=K), planned from
@@ -68,8 +71,8 @@ shard: $(VENV)/.installed
 	$(RUN_STAGE) "$$STAGE" --shard "$$SHARD/$$SHARDS" -- $(PYTEST_ARGS)
 
 ## report: the main job: the full proof, then the smoke load profile on a fresh stack; reports under reports/
-report: lint
-	$(RUN_STAGE) pr -- $(PYTEST_ARGS); s1=$$?; [ $$s1 -eq 130 ] && exit 130; \
+report: $(VENV)/.installed
+	$(RUN_STAGE) pr $(LINT_BESIDE) -- $(PYTEST_ARGS); s1=$$?; [ $$s1 -eq 130 ] && exit 130; \
 	$(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 130 ] && exit 130; \
 	$(PY) -m harness load --profile smoke; s3=$$?; \
 	$(PY) -m harness merge-reports --reports-dir reports reports >/dev/null; \
@@ -119,7 +122,7 @@ down: $(VENV)/.installed
 schemas: $(VENV)/.installed
 	for n in scenario slo profile; do $(PY) -m harness schema $$n > docs/schemas/$$n.schema.json; done
 
-## lint: the static checks, fast, before the tests: Python (ruff lint and format, mypy), import
+## lint: the static checks (make test runs them beside its tests): Python (ruff lint and format, mypy), import
 ## contracts, Dockerfiles (hadolint), shell scripts (shellcheck), pipeline files (the GitHub workflow
 ## schema and actionlint), Terraform format
 SHELL_SCRIPTS := .ci/run services/base/build.sh services/postgres/entrypoint.sh services/common/certs/update.sh

@@ -165,6 +165,8 @@ def test_the_make_targets_run_their_stages():
         return subprocess.run(["make", "-n", *target], cwd=REPO, capture_output=True, text=True, check=True).stdout
 
     assert "harness stage pr" in recipe("test") and "proof-extra" not in recipe("test")
+    for target in ("test", "proof", "report"):  # the static checks beside the pull-request stage's tests
+        assert 'harness stage pr --beside "make --no-print-directory lint" --' in recipe(target), target
     assert "harness stage proof-extra" in recipe("proof-extra")
     proof = recipe("proof")
     assert proof.index("harness stage pr ") < proof.index("harness stage proof-extra")
@@ -205,6 +207,96 @@ def test_each_stage_runs_on_its_own_number_of_workers_unless_told(monkeypatch, t
         parallel, serial = calls
         assert parallel[parallel.index("-n") + 1] == workers, (name, asked)
         assert "-n" not in serial
+
+
+@pytest.mark.parametrize(
+    "tests_exit, beside_exit, expected",
+    [(0, 0, 0), (0, 3, 3), (1, 0, 1), (1, 3, 1)],
+    ids=["both-pass", "beside-fails", "tests-fail", "both-fail"],
+)
+def test_a_command_beside_the_tests_runs_while_they_run_and_its_failure_fails_the_stage(
+    monkeypatch, tmp_path, tests_exit, beside_exit, expected
+):
+    """``make test`` runs the static checks beside the tests: both run at once (the tests' phase
+    sees the command's mark), and a failing command fails the stage, its output shown and kept."""
+    from harness.cli import main
+
+    started, said = tmp_path / "beside-started", []
+    beside = f"sh -c 'touch {started}; echo the checks say $((6 * 7)); exit {beside_exit}'"
+
+    def fake_follow(cmd, cwd):
+        from harness.wait import wait_until
+
+        wait_until(started.exists, timeout=20, what="the command beside the tests to start")
+        return tests_exit
+
+    monkeypatch.setattr(stages, "follow", fake_follow)
+    monkeypatch.setattr("builtins.print", lambda *a, **k: said.append(" ".join(map(str, a))))
+    argv = ["stage", "pr", "--reports-dir", str(tmp_path), "--beside", beside, "--"]
+    assert main(argv) == expected
+    log = (tmp_path / "pr-beside.log").read_text()
+    assert log == "the checks say 42\n"
+    shown = "\n".join(said)
+    if beside_exit:
+        assert f"FAILED (exit {beside_exit})" in shown and "the checks say 42" in shown, shown
+    else:
+        assert "passed in" in shown and "the checks say 42" not in shown, shown
+
+
+def test_ctrl_c_stops_the_command_beside_the_tests_and_leaves_nothing_running(tmp_path):
+    """The command beside the tests has a process group of its own (Ctrl-C at the terminal does
+    not reach it): the stage stops it, and whatever it started, when interrupted."""
+    import psutil
+
+    pids = tmp_path / "pids"
+    child = tmp_path / "child.py"
+    child.write_text(
+        textwrap.dedent(
+            f"""
+            import signal, sys, time
+            seen = []
+            signal.signal(signal.SIGINT, lambda *a: seen.append(1))
+            open({str(tmp_path / "ready")!r}, "w").close()
+            while not seen:
+                time.sleep(0.05)
+            sys.exit(2)
+            """
+        )
+    )
+    beside = f"sh -c 'sleep 300 & echo $$ $! > {pids}; wait'"
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, shlex; from pathlib import Path; from harness.pipeline import stages;"
+            f"stages._phases = lambda *a: stages.follow([sys.executable, {str(child)!r}], Path('.'));"
+            f"sys.exit(stages.run('pr', reports=Path({str(tmp_path)!r}), beside=shlex.split({beside!r})))",
+        ],
+        cwd=REPO,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )
+    from harness.wait import wait_until
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    wait_until(
+        lambda: (tmp_path / "ready").exists() and pids.exists() and pids.read_text().strip(),
+        timeout=20,
+        what="the stage's pytest and the command beside it to start",
+    )
+    shell, sleeper = (int(p) for p in pids.read_text().split())
+    assert running(sleeper)
+    os.killpg(runner.pid, signal.SIGINT)  # what Ctrl-C does: the stage's group, not the command's
+    assert runner.wait(timeout=30) == 130
+    wait_until(
+        lambda: not any(running(p) for p in (shell, sleeper)),
+        timeout=15,
+        what="the command beside the tests and its child to be gone",
+    )
 
 
 def test_a_stage_passes_pytests_arguments_and_narrows_by_a_users_marker_expression(monkeypatch, tmp_path):

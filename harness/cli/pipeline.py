@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         reports=Path(args.reports_dir),
         recorded=Path(args.durations) if args.durations else durations.RECORDED,
         say=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True),
+        beside=shlex.split(args.beside) if args.beside else (),
     )
 
 
@@ -141,6 +143,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers", type=workers, default=None, help=f"pytest-xdist workers of the parallel phase (default: {own})"
     )
     st.add_argument("--reports-dir", default=str(REPO / "reports"), help="where the reports go (default reports/)")
+    st.add_argument(
+        "--beside",
+        metavar="CMD",
+        help="a command to run beside the tests, e.g. 'make lint' (make test does): in a process group of its "
+        "own, stopped with the stage; its output in <reports>/<stage>-beside.log, shown if it fails; "
+        "its failure fails the stage",
+    )
     st.add_argument(
         "--durations",
         type=existing_file,

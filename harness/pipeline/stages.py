@@ -1,7 +1,7 @@
 """The stages of the proof, each with a purpose, and the runner that runs one (``harness stage``).
 
-    pr           the pull-request stage (``make test``): every static check (make lint, before
-                 it), every plan rule, the unit, integration, end-to-end, contract and Terraform
+    pr           the pull-request stage (``make test``): every static check (make lint, beside
+                 its tests: ``--beside``), every plan rule, the unit, integration, end-to-end, contract and Terraform
                  suites, the harness's own tests, the fault scenarios, one rolling rehearsal of the
                  staging plan, and a short load smoke with its SLO gate
     proof-extra  what the full proof adds: every other rehearsal variant (blue/green, the circuit
@@ -19,17 +19,25 @@ Each stage runs in two phases, as ``make test`` always has: the tests that share
 ``load`` and ``alone``) one after another. Each phase writes its own reports:
 ``reports/<run>.html``, ``reports/junit-<run>.xml`` and ``reports/durations-<run>.json``, with
 ``<run>`` the stage's name, ``-shard-<k>of<n>`` for a pipeline job's share and ``-serial`` for the
-second phase."""
+second phase.
+
+``--beside CMD`` runs a command beside the phases (``make test``: the static checks, ``make lint``;
+they took 20 s before the tests, while the tests' first seconds wait on containers). It runs in a
+process group of its own, stopped with the stage on Ctrl-C; its output goes to
+``reports/<stage>-beside.log``, shown when it fails; its failure fails the stage."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,11 +185,41 @@ def run(
     python: str = sys.executable,
     recorded: Path = RECORDED,
     say: Callable[[str], None] = print,
+    beside: Sequence[str] = (),
 ) -> int:
     """Run stage ``name`` (or job K of N of it), phase by phase, on ``workers`` (default: the
-    stage's own); the first failing phase's exit code (pytest's 5, nothing selected, counts as
-    success: a shard may have no serial test)."""
+    stage's own), with the command ``beside`` (if any) running alongside; the first failing
+    phase's exit code, else ``beside``'s (pytest's 5, nothing selected, counts as success: a shard
+    may have no serial test)."""
     s = stage(name)
+    if not beside:
+        return _phases(s, shard, workers, pytest_args, reports, python, recorded, say)
+    reports.mkdir(parents=True, exist_ok=True)
+    side = Beside(list(beside), reports / f"{s.name}-beside.log", say)
+    try:
+        code = _phases(s, shard, workers, pytest_args, reports, python, recorded, say)
+    except BaseException:
+        side.stop()
+        raise
+    if code == 130:
+        side.stop()
+        return 130
+    side_code = side.wait()
+    if side_code == 130:
+        return 130
+    return code or side_code
+
+
+def _phases(
+    s: Stage,
+    shard: str | None,
+    workers: int | None,
+    pytest_args: Sequence[str],
+    reports: Path,
+    python: str,
+    recorded: Path,
+    say: Callable[[str], None],
+) -> int:
     workers = workers or s.workers
     where = parse_shard(shard) if shard else None
     pytest_args, narrowed = without_markexpr(pytest_args)
@@ -218,6 +256,69 @@ def run(
     if codes and all(c == 5 for c in codes):
         return 5  # pytest's "no tests ran": a selection that matched nothing is not a pass
     return next((c for c in codes if c not in (0, 5)), 0)  # a phase may select nothing (a shard's serial one)
+
+
+class Beside:
+    """A command running beside the stage, in a process group of its own (Ctrl-C at the terminal
+    does not reach it: the stage stops it, so nothing is left running), its output in ``log``;
+    says when it ends, with the output's tail when it failed."""
+
+    TAIL = 60  # lines of a failed command's output shown
+
+    def __init__(self, cmd: list[str], log: Path, say: Callable[[str], None]) -> None:
+        self.cmd, self.log, self.say = cmd, log, say
+        self.started = time.monotonic()
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        say(f"beside the tests: {shlex.join(cmd)} (output in {log})")
+        self.watcher = threading.Thread(target=self._report, daemon=True)
+        self.watcher.start()
+
+    def _report(self) -> None:
+        code = self.proc.wait()
+        took = f"{time.monotonic() - self.started:.0f} s"
+        if code == 0:
+            self.say(f"beside the tests: {shlex.join(self.cmd)} passed in {took}")
+        elif code > 0:
+            tail = self.log.read_text(errors="replace").splitlines()[-self.TAIL :]
+            self.say(
+                f"beside the tests: {shlex.join(self.cmd)} FAILED (exit {code}) in {took}; the stage will "
+                f"fail when its tests end. Its output ({self.log}):\n" + "\n".join(tail)
+            )
+
+    def wait(self) -> int:
+        """Its exit code once it ends (130 if we are interrupted meanwhile: it is stopped)."""
+        interrupted: list[int] = []
+
+        def note(signum: int, frame: object) -> None:
+            interrupted.append(signum)
+            self._signal(signal.SIGTERM)
+
+        old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            code = self.proc.wait()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        self.watcher.join(timeout=5)
+        return 130 if interrupted else code
+
+    def stop(self) -> None:
+        """Stop it and whatever it started (its process group), and wait for it."""
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass  # already gone
 
 
 def without_markexpr(args: Sequence[str]) -> tuple[list[str], str]:
