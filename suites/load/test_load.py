@@ -1,5 +1,6 @@
-"""Load profiles against the real stack: the SLO gate passes when it should and fails when it must,
-/health stays fast and cached under load, and a frozen database under load keeps the fleet in
+"""Load profiles against the real stack: the SLO gate passes when it should (that it fails when it
+must, and the request cap, are the runner's own: tests/test_load_gate.py), /health stays fast and
+cached under load, and a frozen database under load keeps the fleet in
 service while monitoring sees it and clients get clear 503s. Reports of every run:
 reports/load-suite/ (index.html lists them)."""
 
@@ -12,7 +13,6 @@ import threading
 import time
 
 import pytest
-import yaml
 
 from fixtures.faults import budget_names
 from harness.faults import scenarios
@@ -86,16 +86,6 @@ def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_prof
     assert len(s["workers"]) == 2 and all(n > 0 for n in s["workers"].values()), s["workers"]
     assert sum(s["workers"].values()) == s["endpoints"][TOTAL]["requests"]
     assert remote_rc == 0, remote.stderr.read()[-2000:]
-
-
-def test_request_cap_stops_the_run(run_profile):
-    cap = 60
-    outcome = run_profile("smoke", max_requests=cap)
-    s = outcome.summary
-    assert s["stop_reason"] == f"the request cap ({cap}) was reached"
-    total = s["endpoints"][TOTAL]["requests"]
-    assert cap <= total <= cap + 30, total  # the checker looks twice a second
-    assert s["duration_s"] < profiles.duration(profiles.read("smoke")), s["duration_s"]
 
 
 @pytest.mark.proof
@@ -262,38 +252,6 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
     # the gate: the load balancer's health SLO held; the clients' errors are what broke the run
     verdicts = outcome.summary["verdicts"]
     assert all(v["ok"] for v in verdicts if v["endpoint"] == HEALTH_ENDPOINT), verdicts
-
-
-def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_check, tmp_path):
-    slo_file = tmp_path / "impossible.yaml"
-    slo_file.write_text(yaml.safe_dump({"objectives": {HEALTH_ENDPOINT: {"p99_ms": 0.001}}}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "load",
-            "--profile",
-            "smoke",
-            "--time-scale",
-            "0.2",
-            "--slo",
-            str(slo_file),
-            "--target-url",
-            api_url,
-            "--lb-timeout",
-            str(lb_check.timeout),
-            "--reports-dir",
-            str(tmp_path / "reports"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1, result.stderr[-2000:]
-    line = next((x for x in result.stderr.splitlines() if "BREACH" in x), "")
-    assert f"{HEALTH_ENDPOINT} p99" in line and "> 0.00 ms (over by" in line, result.stderr[-2000:]
-    assert "FAILED (exit 1)" in result.stderr
 
 
 def _checks(api: str) -> float:
