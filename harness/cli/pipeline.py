@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,17 @@ def existing_dir(raw: str) -> str:
     return raw
 
 
+def command_line(raw: str) -> list[str]:
+    """A command to run (``--beside``): shell words whose first is a program on PATH."""
+    try:
+        words = shlex.split(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a command in shell words, got {raw!r} ({exc})") from None
+    if not words or shutil.which(words[0]) is None:
+        raise argparse.ArgumentTypeError(f"expected a command whose program is on PATH, got {raw!r}")
+    return words
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
     extra = list(args.pytest_args)
     return stages.run(
@@ -50,7 +62,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         reports=Path(args.reports_dir),
         recorded=Path(args.durations) if args.durations else durations.RECORDED,
         say=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True),
-        beside=shlex.split(args.beside) if args.beside else (),
+        beside=args.beside or (),
     )
 
 
@@ -146,6 +158,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument(
         "--beside",
         metavar="CMD",
+        type=command_line,
         help="a command to run beside the tests, e.g. 'make lint' (make test does): in a process group of its "
         "own, stopped with the stage; its output in <reports>/<stage>-beside.log, shown if it fails; "
         "its failure fails the stage",
