@@ -44,9 +44,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(json.dumps(entry), flush=True)
             record_timings(settings.reports_path / "timings.json", runtime_name, stack.ready_s)
             print("ready", flush=True)
-            threading.Event().wait()  # until Ctrl-C or SIGTERM
+            threading.Event().wait()  # until Ctrl-C or SIGTERM (`harness down` sends it)
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr, flush=True)
+        return 130  # interrupted, as every command says it (after the stack is down: finally)
     finally:
         session.close()
     return 0
