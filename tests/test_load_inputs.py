@@ -325,3 +325,35 @@ def test_the_command_line_rejects_an_unknown_profile_and_a_bad_slo_file(tmp_path
     )
     assert wrong.returncode == 2, wrong.stderr
     assert "objectives.GET /health [lb].p99_ms" in wrong.stderr and not (tmp_path / "r" / "load").exists()
+
+
+def test_lb_from_plan_without_a_plan_fails_naming_the_plan_where_the_default_falls_back(monkeypatch, tmp_path):
+    """The nightly run against staging judges staging's own check: with --lb-from-plan, a plan
+    that cannot be made stops the run (exit 2) instead of falling back to the SLO file's figure."""
+    from harness.errors import DependencyMissing
+    from harness.load import runner
+    from harness.plan import timing
+
+    def no_plan(*args, **kwargs):
+        raise DependencyMissing("terraform on PATH", "not found", "install Terraform 1.11")
+
+    monkeypatch.setattr(timing, "planned", no_plan)
+    fallback = runner.load_balancer(LoadTest("smoke", reports_dir=tmp_path))
+    assert fallback.timeout == slo.load(slo.SLO_FILE).names["alb_timeout"]
+    assert "no plan: expected terraform on PATH" in fallback.source
+    with pytest.raises(ConfigurationError) as err:
+        runner.load_balancer(LoadTest("smoke", reports_dir=tmp_path, lb_from_plan=True))
+    assert err.value.expected == "the api's ALB health check from the Terraform plan of staging.tfvars (--lb-from-plan)"
+    assert "terraform on PATH" in err.value.seen
+
+
+def test_lb_from_plan_and_a_typed_check_are_refused_together():
+    with pytest.raises(ConfigurationError, match="--lb-from-plan alone, or --lb-timeout/--lb-matcher alone"):
+        LoadTest("smoke", lb_from_plan=True, lb_timeout=5).validate()
+    both = subprocess.run(
+        [sys.executable, "-m", "harness", "load", "--profile", "smoke", "--lb-from-plan", "--lb-matcher", "200"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 2 and "--lb-from-plan alone" in both.stderr, both.stderr

@@ -91,6 +91,26 @@ def test_a_pull_request_runs_the_pull_request_stage_and_main_the_full_proof():
     assert "rollback" in deploy["jobs"] and "failure()" in deploy["jobs"]["rollback"]["if"]
 
 
+@pytest.mark.unit
+def test_the_nightly_load_fails_loudly_without_a_target_and_reads_the_balancers_check_from_the_plan():
+    """Without STAGING_API_URL the harness would load a local stack and record it as staging's
+    night; and the balancer's timeout and matcher are staging's own, read from its plan."""
+    nightly = load(REPO / ".github" / "workflows" / "nightly-load.yml")
+    job = nightly["jobs"]["load"]
+    check = next(s for _, _, s in steps(nightly) if s.get("name") == "Check the target")
+    env = {**os.environ, **{k: "" for k in job["env"]}}
+    empty = subprocess.run(["bash", "-c", check["run"]], env=env, capture_output=True, text=True)
+    assert empty.returncode == 1 and "::error::" in empty.stdout and "STAGING_API_URL" in empty.stdout
+    given = subprocess.run(
+        ["bash", "-c", check["run"]], env={**env, "TARGET_URL": "https://api.example.com"}, capture_output=True
+    )
+    assert given.returncode == 0
+    run = next(s["run"] for _, _, s in steps(nightly) if "harness load" in s.get("run", ""))
+    assert "--lb-from-plan" in run and "--env staging" in run
+    assert "--lb-timeout" not in run and "--lb-matcher" not in run  # no figure typed by hand
+    assert any(s.get("uses", "").startswith("hashicorp/setup-terraform@") for _, _, s in steps(nightly))
+
+
 def evaluate(expression: str, inputs: dict) -> str:
     """The two forms of expression the verify step's `env:` uses, as GitHub evaluates them:
     ``${{ inputs.x }}`` and ``${{ inputs.x && 'a' || 'b' }}``."""

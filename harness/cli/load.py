@@ -73,6 +73,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 env=args.env,
                 lb_timeout=args.lb_timeout,
                 lb_matcher=args.lb_matcher,
+                lb_from_plan=args.lb_from_plan,
                 max_requests=args.max_requests,
                 request_log=args.request_log,
                 remote_workers=args.remote_workers,
@@ -166,6 +167,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lb-timeout", type=_bounded("lb_timeout"), help="the ALB health-check timeout, s (skips the Terraform plan)"
     )
     load.add_argument("--lb-matcher", type=_matcher, help="the ALB matcher, e.g. 200 or 200-299")
+    load.add_argument(
+        "--lb-from-plan",
+        action="store_true",
+        help="the ALB check must come from the Terraform plan of --env: exit 2 when it cannot be planned "
+        "(default: the SLO file's fallback then); the nightly run against staging uses it",
+    )
     load.add_argument(
         "--max-requests",
         type=_bounded("max_requests", int),

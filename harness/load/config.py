@@ -55,6 +55,9 @@ class LoadTest:
     lb_timeout: float | None = None
     lb_matcher: str | None = None
     lb_source: str = "the command line"
+    # the check must come from the plan of ``env``: no plan is an error, not the SLO file's fallback
+    # (a nightly run against staging measures staging's own check)
+    lb_from_plan: bool = False
     max_requests: int | None = None
     request_log: bool = False
     remote_workers: int = 0  # workers on other machines: `python -m harness load-worker --master HOST:PORT`
@@ -74,6 +77,12 @@ class LoadTest:
                 flag = "--" + name.replace("_", "-")
                 span = f"of at least {low:g}" if high is None else f"between {low:g} and {high:g}"
                 raise ConfigurationError(f"{flag} {span}", repr(value), BOUND_HINTS.get(name, ""))
+        if self.lb_from_plan and (self.lb_timeout is not None or self.lb_matcher is not None):
+            raise ConfigurationError(
+                "--lb-from-plan alone, or --lb-timeout/--lb-matcher alone",
+                "both",
+                "--lb-from-plan reads the timeout and the matcher from the plan of --env",
+            )
         if self.master_bind:
             parse_address(self.master_bind, "--master-bind")
         if self.lb_matcher is not None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from harness import slo
 from harness.budgets import Budgets
-from harness.errors import HarnessError
+from harness.errors import ConfigurationError, HarnessError
 from harness.load import profile as profiles
 from harness.load import report as loadreport
 from harness.load.config import LoadBalancerCheck, LoadTest
@@ -49,7 +49,7 @@ class Target:
 
 def load_balancer(test: LoadTest) -> LoadBalancerCheck:
     """The api target group's health-check timeout and matcher: given, else from the Terraform plan
-    of ``test.env``, else the SLO file's fallback (and "200"), saying which."""
+    of ``test.env``, else (unless ``lb_from_plan``) the SLO file's fallback (and "200"), saying which."""
     if test.lb_timeout is not None:
         return LoadBalancerCheck(test.lb_timeout, test.lb_matcher or "200", test.lb_source)
     from harness.paths import environment_file
@@ -64,8 +64,15 @@ def load_balancer(test: LoadTest) -> LoadBalancerCheck:
             float(api.alb.timeout), test.lb_matcher or api.alb.matcher, f"terraform plan of {var_file.name}"
         )
     except (HarnessError, OSError, subprocess.SubprocessError) as exc:
-        fallback = slo.load(test.slo_file).names.get("alb_timeout", 5.0)
         first = " ".join(line.strip() for line in str(exc).splitlines()[:3] if line.strip())[:200]
+        if test.lb_from_plan:
+            raise ConfigurationError(
+                f"the api's ALB health check from the Terraform plan of {var_file.name} (--lb-from-plan)",
+                first,
+                "install terraform (and its AWS provider, or let it reach the registry), or pass "
+                "--lb-timeout and --lb-matcher instead",
+            ) from exc
+        fallback = slo.load(test.slo_file).names.get("alb_timeout", 5.0)
         return LoadBalancerCheck(fallback, test.lb_matcher or "200", f"{test.slo_file.name} names (no plan: {first})")
 
 
