@@ -3,9 +3,8 @@ against the scenario's budgets. A new scenario file needs no new code."""
 
 import pytest
 
-from fixtures.faults import budget_names
-from harness.faults.exercise import exercise
-from harness.faults.judge import draw, figures, judge
+from fixtures.faults import configured_for, run_scenario
+from harness.faults.judge import draw, figures
 from harness.faults.scenarios import load_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
@@ -15,22 +14,14 @@ SCENARIOS = load_all()  # a wrong file fails collection with the file, the field
 @pytest.fixture
 def scenario_stack(request, fault_stack):
     """The fault stack, with the api reconfigured when the scenario asks for it (restored after)."""
-    scenario = request.param
-    original = fault_stack.config
-    if scenario.api_env:
-        fault_stack.replace_api(original.with_api_env(**scenario.api_env))
-    yield fault_stack, scenario
-    if scenario.api_env:
-        fault_stack.replace_api(original)
+    with configured_for(fault_stack, request.param) as stack:
+        yield stack, request.param
 
 
 @pytest.mark.parametrize("scenario_stack", [pytest.param(s, id=s.id) for s in SCENARIOS], indirect=True)
 def test_scenario(scenario_stack, budgets, keep_figures):
     stack, scenario = scenario_stack
-    names = budget_names(stack, budgets)
-    settle = (scenario.budget("recover_within", names) or 10.0) + budgets.detect
-    observation = exercise(stack, scenario, settle=settle)
-    verdicts = judge(observation, names)
+    observation, verdicts = run_scenario(stack, scenario, budgets)
     draw(observation, verdicts)  # the report's picture: fault window, detection and recovery against budgets
     observation.sampler.name = f"faults/{scenario.id}-{stack.runtime.name}"
     measured = figures(observation, verdicts, stack.runtime.name)
