@@ -1,12 +1,13 @@
 """The stages of the proof, each with a purpose, and the runner that runs one (``harness stage``).
 
     pr           the pull-request stage (``make test``): every static check (make lint, beside
-                 its tests: ``--beside``), every plan rule, the unit, integration, end-to-end, contract and Terraform
-                 suites, the harness's own tests, the fault scenarios, one rolling rehearsal of the
-                 staging plan, and a short load smoke with its SLO gate
+                 its tests: ``--beside``), every plan rule, the unit, integration, end-to-end,
+                 contract and Terraform suites, the harness's own tests, the fault scenarios, one
+                 rolling rehearsal of the staging plan, and a short load smoke with its SLO gate
     proof-extra  what the full proof adds: every other rehearsal variant (blue/green, the circuit
                  breaker, faults in the middle of a deployment...), the whole load suite, the
-                 nemesis, and the harness's own tests that start a stack or session of their own
+                 nemesis, the harness's own tests that start a stack or session of their own,
+                 and the docs' examples that disrupt a stack
     proof        the full proof before a deployment (``make proof``): both of the above
 
 A test belongs to ``proof-extra`` by the ``proof`` marker and to ``pr`` otherwise, so every test is
