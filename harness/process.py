@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.errors import HarnessError, ServiceFailed
 from harness.paths import REPO
 from harness.ports import release
-from harness.session import ENV_VAR, Session, tree
+from harness.session import Session, tree
 from harness.wait import wait_until
 
 _PR_SET_PDEATHSIG = 1
@@ -87,7 +87,7 @@ class ChildProcess:
             raise HarnessError(
                 f"{self.name} stopped before start", f"pid {self.pid} running", "call stop() or kill() first"
             )
-        env = {**self.env, ENV_VAR: self.session.id}
+        env = {**self.env, **self.session.env()}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it; closed below
         try:
             self.proc = _FORKER.submit(

@@ -1,18 +1,25 @@
 """Sessions, their registry, and the reaper.
 
 A session is one harness process's ownership of what it starts (a pytest process, an xdist
-worker, ``python -m harness up``). Everything a session starts carries its id: child processes
-have ``HARNESS_SESSION_ID`` in their environment (inherited by grandchildren such as Postgres
+worker, ``python -m harness up``). Everything a session starts carries its id and its owner (the
+process that holds it, as ``<pid>:<start time>``): child processes have ``HARNESS_SESSION_ID`` and
+``HARNESS_SESSION_OWNER`` in their environment (inherited by grandchildren such as Postgres
 backends and MLflow workers), temp dirs are named ``harness-<id>-*``, containers, networks and
-volumes carry the label ``harness.session-id``. A session registers itself in
-``<tmp>/harness-sessions/<id>.json`` with its owner pid; the reaper removes whatever belongs to
-sessions whose owner is gone (or to all sessions, forced).
+volumes carry the labels ``harness.session-id`` and ``harness.session-owner``. A session registers
+itself in ``<tmp>/harness-sessions/<id>.json`` with its owner; the reaper removes whatever belongs
+to sessions whose owner is gone (or to all sessions, forced).
+
+What a process or container carries decides, not only this run's registry: a run with another
+temp dir (``TMPDIR``) registers elsewhere, and its processes are still live while their owner
+runs. A session id is ``h`` and 8 hex digits; anything else found in an environment or a label is
+not ours, and is never used in a path or a pattern.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -26,7 +33,10 @@ from pathlib import Path
 from harness import ports
 
 ENV_VAR = "HARNESS_SESSION_ID"
+OWNER_VAR = "HARNESS_SESSION_OWNER"
 LABEL = "harness.session-id"
+OWNER_LABEL = "harness.session-owner"
+SESSION_ID = re.compile(r"h[0-9a-f]{8}")
 TMP = Path(tempfile.gettempdir())
 REGISTRY = TMP / "harness-sessions"
 
@@ -44,6 +54,29 @@ def _start_time(pid: int) -> str | None:
     return fields[19]
 
 
+def session_labels(labels: dict) -> dict[str, str]:
+    """The session's labels among ``labels`` (a network's, for the containers started on it)."""
+    return {k: v for k, v in labels.items() if k in (LABEL, OWNER_LABEL)}
+
+
+def valid_id(value: object) -> bool:
+    """Whether ``value`` is a session id as sessions make them (never a path or a pattern)."""
+    return isinstance(value, str) and SESSION_ID.fullmatch(value) is not None
+
+
+def owner_mark(pid: int) -> str:
+    """``<pid>:<start time>``: what tells a live owner from a later process with its pid."""
+    return f"{pid}:{_start_time(pid)}"
+
+
+def _mark_alive(mark: object) -> bool:
+    """Whether the owner ``<pid>:<start time>`` still runs."""
+    if not isinstance(mark, str) or ":" not in mark:
+        return False
+    pid, start = mark.split(":", 1)
+    return pid.isdigit() and start != "None" and _start_time(int(pid)) == start
+
+
 @dataclass
 class Session:
     """This process's session: an id, its temp dirs, and its registry entry."""
@@ -53,8 +86,19 @@ class Session:
     kind: str = "run"  # "up": a stack started by `python -m harness up`, which `down` stops
 
     def __post_init__(self) -> None:
+        if not valid_id(self.id):
+            raise ValueError(f"a session id is h and 8 hex digits, got {self.id!r}")
+        self.owner = owner_mark(os.getpid())
         REGISTRY.mkdir(mode=0o755, exist_ok=True)
         self._write()
+
+    def env(self) -> dict[str, str]:
+        """What every child process of the session carries in its environment."""
+        return {ENV_VAR: self.id, OWNER_VAR: self.owner}
+
+    def labels(self) -> dict[str, str]:
+        """What every container, network and volume of the session carries."""
+        return {LABEL: self.id, OWNER_LABEL: self.owner}
 
     @property
     def registry_file(self) -> Path:
@@ -209,15 +253,17 @@ def stale_sessions(force: bool = False, exclude: Collection[str] = frozenset()) 
         return []
     out = []
     for f in REGISTRY.glob("*.json"):
+        if not valid_id(f.stem):
+            continue  # not a file a session wrote
         try:
             entry = json.loads(f.read_text())
         except (OSError, ValueError):
             out.append(f.stem)
             continue
-        if entry.get("session_id") in exclude:
+        if f.stem in exclude:
             continue
-        if force or not _owner_alive(entry):
-            out.append(entry.get("session_id", f.stem))
+        if force or entry.get("session_id") != f.stem or not _owner_alive(entry):
+            out.append(f.stem)
     return out
 
 
@@ -231,11 +277,13 @@ def reap(
     # processes are scanned first and the registry read after: a session registers before it starts
     # a process, so one that registers during the scan is seen as live, never reaped as an orphan
     # (the other order killed a test run beside it, the whole process group of its owner)
-    marked = {pid: _session_id_of(pid) for pid in processes_of(None)}
+    # A process whose session is in no registry here is an orphan only if the owner it carries has
+    # gone too: a run with another TMPDIR registers in another folder, and its processes are live.
+    marked = {pid: _marks_of(pid) for pid in processes_of(None)}
     live_ids = {f.stem for f in REGISTRY.glob("*.json")} if REGISTRY.exists() else set()
     orphans: set[str] = set()
-    for rid in marked.values():
-        if rid and rid not in exclude and (rid in gone or rid not in live_ids):
+    for rid, owner in marked.values():
+        if rid and rid not in exclude and (rid in gone or (rid not in live_ids and not _mark_alive(owner))):
             orphans.add(rid)
     gone |= orphans
     if gone:
@@ -267,6 +315,8 @@ def _kill(pids: list[int]) -> list[int]:
 
 def reap_session(session_id: str) -> ReapReport:
     """Remove one session's processes and dirs, whatever state its owner is in."""
+    if not valid_id(session_id):
+        raise ValueError(f"a session id is h and 8 hex digits, got {session_id!r}")
     report = ReapReport(sessions=[session_id], processes=_kill(processes_of({session_id})))
     for d in TMP.glob(f"harness-{session_id}-*"):
         shutil.rmtree(d, ignore_errors=True)
@@ -275,14 +325,22 @@ def reap_session(session_id: str) -> ReapReport:
     return report
 
 
-def _session_id_of(pid: int) -> str | None:
+def _marks_of(pid: int) -> tuple[str | None, str | None]:
+    """The session id (None unless a valid one) and the owner a process carries in its environment."""
+    found: dict[bytes, str] = {}
     try:
         for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            if item.startswith(ENV_VAR.encode() + b"="):
-                return item.split(b"=", 1)[1].decode(errors="replace")
+            key, _, value = item.partition(b"=")
+            if key in (ENV_VAR.encode(), OWNER_VAR.encode()):
+                found[key] = value.decode(errors="replace")
     except OSError:
-        return None
-    return None
+        return None, None
+    rid = found.get(ENV_VAR.encode())
+    return (rid if valid_id(rid) else None), found.get(OWNER_VAR.encode())
+
+
+def _session_id_of(pid: int) -> str | None:
+    return _marks_of(pid)[0]
 
 
 def _reap_docker(client, gone: set[str] | None, exclude: Collection[str], report: ReapReport) -> None:
@@ -294,11 +352,11 @@ def _reap_docker(client, gone: set[str] | None, exclude: Collection[str], report
         project = labels.get("com.docker.compose.project", "")
         if rid is None and project.startswith("harness-h"):
             rid = project.removeprefix("harness-")  # the compose project of a session
-        return (
-            rid is not None
-            and rid not in exclude
-            and (gone is None or rid in gone or not (REGISTRY / f"{rid}.json").exists())
-        )
+        if not valid_id(rid) or rid in exclude:
+            return False
+        if gone is None or rid in gone:
+            return True
+        return not (REGISTRY / f"{rid}.json").exists() and not _mark_alive(labels.get(OWNER_LABEL))
 
     for key in (LABEL, "com.docker.compose.project"):
         for c in client.containers.list(all=True, filters={"label": key}):

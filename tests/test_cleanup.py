@@ -210,19 +210,118 @@ def test_the_reaper_never_takes_a_session_that_registers_while_it_scans(tmp_path
     registry.mkdir()
     monkeypatch.setattr(session_module, "REGISTRY", registry)
     monkeypatch.setattr(session_module, "TMP", tmp_path)
-    child = 4_000_000  # a pid no process has
+    child, new = 4_000_000, "h0000abcd"  # a pid no process has; a session id
 
     def scan(ids):
         if ids is None:  # the scan of every process: the new run registers meanwhile
-            (registry / "hnew.json").write_text(json.dumps({"session_id": "hnew", "owner_pid": os.getpid()}))
+            (registry / f"{new}.json").write_text(json.dumps({"session_id": new, "owner_pid": os.getpid()}))
             return [child]
-        return [child] if "hnew" in ids else []
+        return [child] if new in ids else []
 
     killed: list[list[int]] = []
     monkeypatch.setattr(session_module, "processes_of", scan)
-    monkeypatch.setattr(session_module, "_session_id_of", lambda pid: "hnew" if pid == child else None)
+    monkeypatch.setattr(session_module, "_marks_of", lambda pid: (new, None) if pid == child else (None, None))
     monkeypatch.setattr(session_module, "_kill", lambda pids: killed.append(pids) or pids)
     monkeypatch.setattr(session_module.ports, "sweep", lambda: [])
     report = session_module.reap()
     assert killed == [] and report.sessions == [], (killed, report)
-    assert (registry / "hnew.json").exists()
+    assert (registry / f"{new}.json").exists()
+
+
+# Another run: its session, a temp dir and a child carrying its marks, until its stdin closes.
+OTHER_RUN = """
+import os, subprocess, sys
+from harness.session import Session
+s = Session()
+d = s.mkdtemp("keep")
+child = subprocess.Popen(["sleep", "300"], env={**os.environ, **s.env()})
+print(child.pid, d, flush=True)
+sys.stdin.read()
+child.kill(); child.wait(); s.close()
+"""
+
+
+def test_a_run_with_another_temp_dir_is_live_to_the_reaper(tmp_path):
+    """A run with another TMPDIR registers in another folder: what its processes carry (their
+    owner, alive) says they are live, not the absence of a registry entry here."""
+    other_tmp = tmp_path / "other-tmp"
+    other_tmp.mkdir()
+    run = subprocess.Popen(
+        [sys.executable, "-c", OTHER_RUN],
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(other_tmp)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid, workdir = run.stdout.readline().split()
+        assert Path(workdir).is_relative_to(other_tmp)
+        reap()  # what the start of every run here does
+        assert alive(int(pid)), "the reaper killed a live run's child: it took the run for an orphan"
+        assert Path(workdir).exists()
+    finally:
+        run.stdin.close()
+        assert run.wait(timeout=20) == 0
+
+
+def test_a_session_id_that_is_not_ours_is_never_a_path_or_a_pattern(tmp_path, monkeypatch):
+    """An id in some process's environment that no session made (``*``, ``../x``) is not ours: the
+    reaper neither kills that process nor globs or joins a path with it."""
+    import harness.session as session_module
+
+    monkeypatch.setattr(session_module, "TMP", tmp_path)  # the reaper's dirs: contained here
+    live = Session()
+    kept = tmp_path / f"harness-{live.id}-keep"
+    kept.mkdir()
+    strangers = [
+        subprocess.Popen(["sleep", "300"], env={**os.environ, ENV_VAR: bad}, start_new_session=True)
+        for bad in ("*", "../x", "h*")
+    ]
+    try:
+        report = session_module.reap()
+        assert kept.exists(), "a live session's dir was removed by a pattern made from a stranger's id"
+        assert all(p.poll() is None for p in strangers), "the reaper killed a process that is not ours"
+        assert not {"*", "../x", "h*"} & set(report.sessions)
+    finally:
+        for p in strangers:
+            p.kill()
+            p.wait()
+        live.close()
+    with pytest.raises(ValueError, match="h and 8 hex digits"):
+        reap_session("*")
+
+
+# One run as every run starts: reap, register, start a child, reap again (a run beside it starts
+# meanwhile); report each round in which its own child or dir was lost.
+ROUNDS = """
+import json, os, subprocess, sys
+from harness.session import Session, alive, reap
+lost = []
+for i in range(int(sys.argv[1])):
+    reap()
+    s = Session()
+    d = s.mkdtemp("work")
+    child = subprocess.Popen(["sleep", "60"], env={**os.environ, **s.env()})
+    reap()
+    if not alive(child.pid) or not d.exists():
+        lost.append(i)
+    child.kill(); child.wait(); s.close()
+print(json.dumps(lost))
+"""
+
+
+@pytest.mark.parametrize("tmpdirs", ["same", "different"])
+def test_two_runs_side_by_side_reap_repeatedly_and_neither_loses_anything(tmp_path, tmpdirs):
+    rounds = 100
+    runs = []
+    for i in range(2):
+        env = dict(os.environ)
+        if tmpdirs == "different":
+            (tmp_path / f"tmp{i}").mkdir()
+            env["TMPDIR"] = str(tmp_path / f"tmp{i}")
+        cmd = [sys.executable, "-c", ROUNDS, str(rounds)]
+        runs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True))
+    outs = [r.communicate(timeout=120)[0] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outs
+    assert [json.loads(o.splitlines()[-1]) for o in outs] == [[], []], "rounds in which a run lost its own"

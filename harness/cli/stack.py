@@ -11,7 +11,7 @@ import threading
 
 from harness.cli.options import STACK_SETTINGS, settings_options, stack_settings
 from harness.process import terminate_as_interrupt
-from harness.session import Session, reap, reap_session, stop_up_sessions
+from harness.session import Session, reap, reap_session, stop_up_sessions, valid_id
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -51,6 +51,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         session.close()
     return 0
+
+
+def session_id(raw: str) -> str:
+    if not valid_id(raw):
+        raise argparse.ArgumentTypeError(f"expected a session id as `up` prints it (h and 8 hex digits), got {raw!r}")
+    return raw
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -130,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "runs left behind (processes, dirs, containers)",
     )
     down.add_argument("--all", action="store_true", help="also test runs whose owner is still alive (kills them)")
-    down.add_argument("--session", help="only this session (the id `up` printed)")
+    down.add_argument("--session", type=session_id, help="only this session (the id `up` printed: h and 8 hex digits)")
     down.set_defaults(func=cmd_down)
     tl = sub.add_parser(
         "timeline",

@@ -50,7 +50,7 @@ from harness.rehearsal.moto import MotoServer
 from harness.rehearsal.platform import Platform
 from harness.rehearsal.rolling import replace
 from harness.rehearsal.tasks import Launcher, RunningTask, task_key
-from harness.session import LABEL, Session
+from harness.session import Session, session_labels
 from harness.stack.api import ApiConfig
 from harness.stack.proxy import FaultProxy
 from harness.stack.runtime.docker import DockerService
@@ -168,7 +168,7 @@ class Rehearsal:
             moto = platform.moto
             secrets, namespace = moto.client("secretsmanager"), moto.client("servicediscovery")
             namespace = namespace.list_namespaces()["Namespaces"][0]["Name"]
-            net = client.networks.create(f"harness-{session.id}-rehearsal", labels={LABEL: session.id})
+            net = client.networks.create(f"harness-{session.id}-rehearsal", labels=session.labels())
             cleanup.callback(_remove, net)
             authority = Authority()  # the database stand-in's certificate; the tasks verify it
             bundle = authority.write(session.mkdtemp("tls"))
@@ -264,7 +264,7 @@ class Rehearsal:
             detach=True,
             name=f"{net.name}-database",
             environment=env,
-            labels={LABEL: net.attrs["Labels"][LABEL]},
+            labels=session_labels(net.attrs["Labels"]),
             network=net.name,
             ports={"5432/tcp": ("127.0.0.1", port)},
         )

@@ -22,7 +22,7 @@ from harness.ports import free_port, release
 from harness.process import delayed
 from harness.rehearsal.balancer import TargetPoller
 from harness.rehearsal.definitions import engine_healthcheck, secret_value
-from harness.session import LABEL
+from harness.session import session_labels
 from harness.stack.runtime.docker import trusted_paths
 from harness.wait import wait_until
 
@@ -191,7 +191,7 @@ class Launcher:
     def _run(self, containers: list[dict], running: RunningTask, env_extra: dict) -> None:
         """The task's containers in dependsOn order (an essential=false one must exit 0 first)."""
         service, net = running.service, self.net
-        label = {LABEL: net.attrs["Labels"][LABEL], "harness.service": service}
+        label = {**session_labels(net.attrs["Labels"]), "harness.service": service}
         suffix = _suffix(running.key, service)
         for d in sorted(containers, key=lambda c: c["name"] == service):
             env = {e["name"]: e["value"] for e in d.get("environment", [])} | env_extra

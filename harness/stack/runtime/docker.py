@@ -18,7 +18,7 @@ import time
 from harness.errors import ServiceFailed
 from harness.ports import free_port, release
 from harness.process import delayed
-from harness.session import LABEL, Session
+from harness.session import Session
 from harness.stack.config import StackConfig
 from harness.stack.images import ensure_images
 from harness.stack.runtime.base import Runtime, Service
@@ -156,7 +156,7 @@ class DockerRuntime(Runtime):
         self.stack_id = secrets.token_hex(2)  # several stacks of one session may coexist
         self.client = docker.from_env()
         self.tags, self.build_s, self.base = ensure_images(self.client)
-        self.network = Network(docker_network_kw={"labels": {LABEL: session.id}}).create()
+        self.network = Network(docker_network_kw={"labels": session.labels()}).create()
         self._gateway: str | None = None
         self._bundles: dict[str, str] = {}
 
@@ -174,7 +174,7 @@ class DockerRuntime(Runtime):
         # the api reaches a service by name, or through a fault proxy on the network's gateway
         env = spec.environment(config, links, reached_as=(self.proxy_host(),))
         port = free_port()
-        kwargs: dict = {"labels": {LABEL: self.session.id, "harness.service": spec.name}}
+        kwargs: dict = {"labels": {**self.session.labels(), "harness.service": spec.name}}
         if healthcheck is not None:
             kwargs["healthcheck"] = healthcheck
         c = (

@@ -11,7 +11,7 @@ from pathlib import Path
 from harness.errors import ServiceFailed
 from harness.ports import free_port, release
 from harness.process import ChildProcess, delayed
-from harness.session import ENV_VAR, Session
+from harness.session import Session
 from harness.stack.config import StackConfig
 from harness.stack.runtime.base import Runtime, Service
 from harness.stack.spec import Address, Links, ServiceSpec
@@ -79,7 +79,7 @@ class LocalRuntime(Runtime):
 
     def _setup(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, user: str | None) -> None:
         result = subprocess.run(
-            argv, env={**env, ENV_VAR: self.session.id}, cwd=cwd, user=user, capture_output=True, text=True, timeout=120
+            argv, env={**env, **self.session.env()}, cwd=cwd, user=user, capture_output=True, text=True, timeout=120
         )
         if result.returncode != 0:
             raise ServiceFailed(
