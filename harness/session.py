@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import psutil
+
 from harness import ports
 
 ENV_VAR = "HARNESS_SESSION_ID"
@@ -46,12 +48,12 @@ def _start_time(pid: int) -> str | None:
     has exited, including as a zombie its parent has not waited for yet (a script's background
     `harness up` stays one until the script reaps it: `down` waited 60 s for such an owner)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+        return f"{proc.create_time():.2f}"
+    except psutil.Error:
         return None
-    if len(fields) < 20 or fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
 
 
 def session_labels(labels: dict) -> dict[str, str]:
@@ -159,22 +161,15 @@ def _owner_alive(entry: dict) -> bool:
     return isinstance(pid, int) and _start_time(pid) is not None and _start_time(pid) == entry.get("owner_start")
 
 
-def _stat(pid: str) -> tuple[int, int] | None:
-    """(ppid, pgrp) of a process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[2])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every process (psutil: the same on every system it
+    supports; reading /proc by hand was as fast, 2 ms against 3 for 70 processes, and Linux's only)."""
     table = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            st = _stat(proc.name)
-            if st is not None:
-                table[int(proc.name)] = st
+    for proc in psutil.process_iter(["ppid"]):
+        try:
+            table[proc.pid] = (proc.info["ppid"], os.getpgid(proc.pid))
+        except (ProcessLookupError, psutil.Error):
+            continue  # exited meanwhile
     return table
 
 
@@ -327,16 +322,12 @@ def reap_session(session_id: str) -> ReapReport:
 
 def _marks_of(pid: int) -> tuple[str | None, str | None]:
     """The session id (None unless a valid one) and the owner a process carries in its environment."""
-    found: dict[bytes, str] = {}
     try:
-        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            key, _, value = item.partition(b"=")
-            if key in (ENV_VAR.encode(), OWNER_VAR.encode()):
-                found[key] = value.decode(errors="replace")
-    except OSError:
+        env = psutil.Process(pid).environ()
+    except psutil.Error:  # gone, or another user's
         return None, None
-    rid = found.get(ENV_VAR.encode())
-    return (rid if valid_id(rid) else None), found.get(OWNER_VAR.encode())
+    rid = env.get(ENV_VAR)
+    return (rid if valid_id(rid) else None), env.get(OWNER_VAR)
 
 
 def _session_id_of(pid: int) -> str | None:

@@ -152,9 +152,9 @@ def test_a_pipeline_example_calls_a_workflow_with_the_inputs_it_declares(example
 
 
 @pytest.mark.unit
-def test_no_install_hint_names_a_platform_the_harness_does_not_run_on():
-    """The harness finds its processes in /proc: a Homebrew line would send a macOS user down a
-    path that ends in an error."""
+def test_no_install_hint_names_a_platform_the_harness_is_not_tested_on():
+    """The harness is built and tested on Linux only (Debian's packages, debootstrap): a Homebrew
+    line would send a macOS user down a path no one has walked."""
     for path in DOCS:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert "brew install" not in line, f"{shown(path)}:{number}: {line.strip()}"
