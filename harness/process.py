@@ -107,6 +107,10 @@ class ChildProcess:
         self.paused = False
         self.starts += 1
 
+    @property
+    def log_ref(self) -> str:
+        return str(self.log_path)
+
     def logs(self, tail: int = 200) -> str:
         try:
             lines = self.log_path.read_text(errors="replace").splitlines()

@@ -86,6 +86,7 @@ class Session:
     id: str = field(default_factory=lambda: "h" + secrets.token_hex(4))
     dirs: list[Path] = field(default_factory=list)
     kind: str = "run"  # "up": a stack started by `python -m harness up`, which `down` stops
+    info: dict = field(default_factory=dict)  # what `status` and `logs` read (an `up`'s services)
 
     def __post_init__(self) -> None:
         if not valid_id(self.id):
@@ -114,10 +115,17 @@ class Session:
             "created": time.time(),
             "dirs": [str(d) for d in self.dirs],
             "kind": self.kind,
+            "info": self.info,
         }
         tmp = self.registry_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(self.registry_file)
+
+    def note(self, **info: object) -> None:
+        """Keep ``info`` in the registry entry, for other processes to read (no secrets: the
+        entry is readable by every user of the machine)."""
+        self.info.update(info)
+        self._write()
 
     def mkdtemp(self, purpose: str) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"harness-{self.id}-{purpose}-"))
@@ -241,6 +249,19 @@ def stop_up_sessions(timeout: float = 60.0, only: set[str] | None = None) -> lis
             pass  # the reaper kills what is left
         stopped.append(entry.get("session_id", f.stem))
     return stopped
+
+
+def live_up_sessions() -> list[dict]:
+    """The registry entries of every `harness up` whose owner still runs, oldest first."""
+    entries = []
+    for f in sorted(REGISTRY.glob("*.json")) if REGISTRY.exists() else []:
+        try:
+            entry = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if valid_id(f.stem) and entry.get("kind") == "up" and _owner_alive(entry):
+            entries.append(entry)
+    return sorted(entries, key=lambda e: e.get("created", 0))
 
 
 def stale_sessions(force: bool = False, exclude: Collection[str] = frozenset()) -> list[str]:

@@ -123,6 +123,36 @@ def test_up_prints_a_dsn_that_connects_and_a_scripts_sigint_stops_it():
 
 
 @pytest.mark.proof  # in the full proof (docs/pipeline.md, "Stages"): a stack of its own, about 15 s
+def test_up_detach_status_logs_and_down_work_from_a_script():
+    """`up --detach` returns once the stack is ready, printing what `up` prints; `status` lists it
+    (URLs masked), `logs` shows a service's log, `down` stops it and `status` no longer lists it."""
+    from harness.session import alive
+
+    started = harness("up", "--detach", "--runtime", "local")
+    assert started.returncode == 0, started.stderr[-2000:]
+    lines = started.stdout.splitlines()
+    assert lines[-1] == "ready", lines
+    session = json.loads(lines[0])["session"]
+    owner = None
+    try:
+        assert [json.loads(x)["name"] for x in lines[1:-1]] == ["postgres", "mlflow", "api"]
+        status = harness("status", "--json")
+        assert status.returncode == 0, status.stderr
+        (mine,) = [s for s in json.loads(status.stdout)["stacks"] if s["session"] == session]
+        owner = mine["pid"]
+        assert mine["state"] == "ready" and [s["name"] for s in mine["services"]] == ["postgres", "mlflow", "api"]
+        assert ":***@" in mine["services"][0]["url"]  # the registry is readable by every user: masked
+        logs = harness("logs", "--session", session, "--service", "api", "--tail", "5")
+        assert logs.returncode == 0, logs.stderr
+        assert logs.stdout.startswith("==> api <==") and '"service":"api"' in logs.stdout, logs.stdout
+    finally:
+        down = harness("down", "--session", session, timeout=120)
+    assert down.returncode == 0 and json.loads(down.stdout)["stopped"] == [session], down.stdout
+    assert owner is not None and not alive(owner)
+    assert session not in harness("status", "--json").stdout
+
+
+@pytest.mark.proof  # in the full proof (docs/pipeline.md, "Stages"): a stack of its own, about 15 s
 def test_down_stops_what_up_started():
     up, lines = start_up()
     try:
@@ -176,3 +206,12 @@ def test_rehearse_refuses_a_wrong_blue_green_setting_before_it_starts_anything()
     done = harness("rehearse", "--termination-wait", "-5")
     assert done.returncode == 2 and "--termination-wait: expected a number 0 or more" in done.stderr, done.stderr
     assert "applying" not in done.stderr  # refused before the plan was applied
+
+
+def test_logs_and_status_say_when_no_stack_is_up():
+    logs = harness("logs", "--session", "h00000000")
+    assert logs.returncode == 2, logs.stderr
+    assert "expected a running `harness up` with session h00000000" in logs.stderr
+    status = harness("status", "--json")
+    assert status.returncode in (0, 1) and "h00000000" not in status.stdout
+    assert (status.returncode == 1) == (json.loads(status.stdout)["stacks"] == [])

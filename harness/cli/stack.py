@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+import time
+from pathlib import Path
 
-from harness.cli.options import STACK_SETTINGS, settings_options, stack_settings
+from harness.cli.options import STACK_SETTINGS, number, settings_options, stack_settings
 from harness.process import terminate_as_interrupt
-from harness.session import Session, reap, reap_session, stop_up_sessions, valid_id
+from harness.session import Session, live_up_sessions, reap, reap_session, stop_up_sessions, valid_id
+from harness.stack.images import SERVICES
+
+DETACHED = "HARNESS_UP_DETACHED"  # set for the `up` that `up --detach` starts in the background
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -20,6 +26,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from harness.stack.runtime import make_runtime
     from harness.stack.stack import Stack, record_timings
 
+    if args.detach:
+        return _detach(args)
     settings, runtime_name = stack_settings(args)
     terminate_as_interrupt()
     # a background job of a script starts with SIGINT ignored; Ctrl-C's signal must still stop `up`
@@ -27,6 +35,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     reap()
     session = Session(kind="up")
     try:
+        if os.environ.get(DETACHED):
+            _into_log(session)
         from harness.stack.config import StackConfig
 
         stack = Stack(
@@ -43,6 +53,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             for entry in stack.describe(reveal=True):  # the user's own stack: its DSN must connect
                 print(json.dumps(entry), flush=True)
             record_timings(settings.reports_path / "timings.json", runtime_name, stack.ready_s)
+            # for `status` and `logs` (URLs masked: the registry is readable by every user)
+            services = [{**d, "logs": stack.services[d["name"]].log_ref} for d in stack.describe()]
+            session.note(services=services, runtime=runtime_name, ready=time.time())
             print("ready", flush=True)
             threading.Event().wait()  # until Ctrl-C or SIGTERM (`harness down` sends it)
     except KeyboardInterrupt:
@@ -51,6 +64,152 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         session.close()
     return 0
+
+
+def _into_log(session: Session) -> None:
+    """The detached `up`: say its session and log to the `up --detach` that waits for it (on the
+    pipe it was given), then write everything to that log (in its session's temp dir: private,
+    removed with the stack)."""
+    log = session.mkdtemp("up") / "up.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    print(json.dumps({"session": session.id, "log": str(log)}), flush=True)
+    os.dup2(fd, sys.stdout.fileno())
+    os.dup2(fd, sys.stderr.fileno())
+    os.close(fd)
+    session.note(log=str(log))
+
+
+def _detach(args: argparse.Namespace) -> int:
+    """``up --detach``: start `up` in the background, in a session of its own (the terminal's
+    Ctrl-C does not reach it; `harness down` stops it), print what it prints up to ``ready``,
+    and return; or, if it fails first, its log's end and its exit code."""
+    import subprocess
+
+    from harness.settings import OPTIONS
+    from harness.wait import wait_until
+
+    forwarded = [
+        a
+        for o in OPTIONS
+        if o.name in STACK_SETTINGS and getattr(args, o.name) is not None
+        for a in (o.flag, str(getattr(args, o.name)))
+    ]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "harness", "up", *forwarded],
+        env={**os.environ, DETACHED: "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    child.stdout.close()
+    if not first.startswith("{"):
+        print(f"up --detach: the stack's process exited ({child.wait()}) before it started", file=sys.stderr)
+        return child.returncode or 2
+    hello = json.loads(first)
+    log = Path(hello["log"])
+    print(f"up --detach: starting session {hello['session']} in the background (log {log})", file=sys.stderr)
+
+    def lines() -> list[str]:
+        try:
+            return log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def progress() -> str | int:
+        if "ready" in lines():
+            return "ready"
+        code = child.poll()
+        return code if code is not None else "starting"
+
+    state = wait_until(
+        progress,
+        until=lambda s: s != "starting",
+        timeout=900,
+        interval=0.2,
+        what=f"the background `up` (session {hello['session']}) to print ready",
+    )
+    if state != "ready":
+        print("\n".join(lines()[-40:]), file=sys.stderr)
+        return int(state) or 2
+    for line in lines():
+        if line.startswith("{") or line == "ready":
+            print(line, flush=True)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The stacks `up` keeps running (exit 1 when there is none)."""
+    stacks = [
+        {
+            "session": e["session_id"],
+            "pid": e.get("owner_pid"),
+            "runtime": e.get("info", {}).get("runtime"),
+            "state": "ready" if e.get("info", {}).get("ready") else "starting",
+            "services": [
+                {k: s.get(k) for k in ("name", "url", "ready_s")} for s in e.get("info", {}).get("services", [])
+            ],
+            "log": e.get("info", {}).get("log"),
+        }
+        for e in live_up_sessions()
+    ]
+    if args.json:
+        print(json.dumps({"stacks": stacks}, indent=2))
+    elif not stacks:
+        print("no stack is up (python -m harness up [--detach] starts one)")
+    for st in stacks if not args.json else ():
+        print(f"{st['session']}  {st['state']}  {st['runtime'] or '?'}  pid {st['pid']}")
+        for svc in st["services"]:
+            print(f"  {svc['name']:<9} {svc['url']}  ready in {svc['ready_s']} s")
+    return 0 if stacks else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """The last lines of each service's log of a stack `up` keeps running."""
+    from harness.errors import ConfigurationError
+
+    live = live_up_sessions()
+    chosen = [e for e in live if args.session in (None, e["session_id"])]
+    if not chosen:
+        raise ConfigurationError(
+            f"a running `harness up`{' with session ' + args.session if args.session else ''}",
+            "none" if not live else ", ".join(e["session_id"] for e in live),
+            "start one with python -m harness up --detach; harness status lists them",
+        )
+    if len(chosen) > 1:
+        raise ConfigurationError(
+            "--session naming one stack",
+            f"{len(chosen)} stacks are up: " + ", ".join(e["session_id"] for e in chosen),
+            "harness status lists them",
+        )
+    services = chosen[0].get("info", {}).get("services", [])
+    for svc in services:
+        if args.service in (None, svc["name"]):
+            print(f"==> {svc['name']} <==")
+            print(_log_tail(svc["logs"], args.tail))
+    return 0
+
+
+def _log_tail(ref: str, tail: int) -> str:
+    if ref.startswith("docker:"):
+        import docker
+
+        try:
+            return (
+                docker.from_env(timeout=10)
+                .containers.get(ref.removeprefix("docker:"))
+                .logs(tail=tail)
+                .decode(errors="replace")
+            )
+        except Exception as exc:  # noqa: BLE001 - a removed container, an engine gone
+            return f"(no logs: {exc})"
+    try:
+        return "\n".join(Path(ref).read_text(errors="replace").splitlines()[-tail:])
+    except OSError as exc:
+        return f"(no logs: {exc})"
 
 
 def session_id(raw: str) -> str:
@@ -129,7 +288,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start the stack, print one JSON line per service, then 'ready'; Ctrl-C stops")
     settings_options(up, STACK_SETTINGS)
+    up.add_argument(
+        "--detach",
+        action="store_true",
+        help="start it in the background and return once it is ready (harness status, logs and down then)",
+    )
     up.set_defaults(func=cmd_up)
+    status = sub.add_parser("status", help="the stacks `up` keeps running, with their services (exit 1: none)")
+    status.add_argument("--json", action="store_true", help="one JSON document: {stacks: [...]}")
+    status.set_defaults(func=cmd_status)
+    logs = sub.add_parser("logs", help="the last lines of each service's log of a stack `up` keeps running")
+    logs.add_argument("--session", type=session_id, help="which stack (default: the only one up)")
+    logs.add_argument("--service", choices=SERVICES, help="one service (default: each)")
+    logs.add_argument(
+        "--tail", type=number(int, 1, 100_000, what="lines"), default=50, help="lines per service (default 50)"
+    )
+    logs.set_defaults(func=cmd_logs)
     down = sub.add_parser(
         "down",
         help="stop what `up` started (SIGTERM, its teardown runs) and remove what crashed "

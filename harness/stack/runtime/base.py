@@ -80,6 +80,11 @@ class Service(ABC):
     def describe(self) -> dict:
         return {"name": self.name, "url": self.url, "id": self.ident}
 
+    @property
+    def log_ref(self) -> str:
+        """Where its log is, for another process (``harness logs``): a file, or ``docker:<id>``."""
+        raise NotImplementedError
+
 
 class Runtime(ABC):
     name: str

@@ -64,6 +64,10 @@ class DockerService(Service):
         entries = (self._state().get("Health") or {}).get("Log") or []
         return "\n".join(f"exit {e.get('ExitCode')}: {e.get('Output', '').strip()[:300]}" for e in entries[-last:])
 
+    @property
+    def log_ref(self) -> str:
+        return f"docker:{self.raw.id}"
+
     def logs(self, tail: int = 200) -> str:
         try:
             return self.raw.logs(tail=tail).decode(errors="replace")
