@@ -15,7 +15,17 @@ pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
 # Options whose value is free text by nature: a name, a title, an output path, a directory to write
 # into, an id. Anything else must be checked when the command line is parsed.
-FREE_TEXT = {"--title", "--svg", "--reports-dir", "--timings", "--images", "series", "--keep-failing"}
+FREE_TEXT = {
+    "--master-host",
+    "--master-bind-host",
+    "--title",
+    "--svg",
+    "--reports-dir",
+    "--timings",
+    "--images",
+    "series",
+    "--keep-failing",
+}
 # What no value of each kind can be
 BAD = {"number": ["abc", "-1"], "choice": ["no-such-choice"], "file": ["/nonexistent/file.tfvars"], "text": ["x"]}
 

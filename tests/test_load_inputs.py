@@ -357,3 +357,20 @@ def test_lb_from_plan_and_a_typed_check_are_refused_together():
         timeout=60,
     )
     assert both.returncode == 2 and "--lb-from-plan alone" in both.stderr, both.stderr
+
+
+def test_the_distributed_flags_are_named_as_locust_names_them():
+    """A Locust user's flags work: --master-host/--master-port on a worker (default port 5557, as
+    Locust's), --master-bind-host/--master-bind-port on the master."""
+    from harness.cli import parser
+    from harness.cli.load import _bind
+
+    worker = parser().parse_args(["load-worker", "--profile", "smoke", "--master-host", "10.0.0.5"])
+    assert (worker.master_host, worker.master_port) == ("10.0.0.5", 5557)
+    load = parser().parse_args(["load", "--profile", "smoke", "--master-bind-host", "0.0.0.0"])
+    assert _bind(load) == "0.0.0.0:5557"
+    assert _bind(parser().parse_args(["load", "--profile", "smoke"])) == ""  # local: a free port
+    both = parser().parse_args(["load", "--profile", "smoke", "--master-bind-port", "6000"])
+    assert _bind(both) == "127.0.0.1:6000"
+    with pytest.raises(SystemExit):
+        parser().parse_args(["load-worker", "--profile", "smoke", "--master", "10.0.0.5:5557"])

@@ -22,16 +22,21 @@ def _matcher(raw: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _address(raw: str) -> str:
-    """HOST:PORT, checked as the runner checks it; the raw text goes on."""
-    from harness.errors import ConfigurationError
-    from harness.load.config import parse_address
+LOCUST_MASTER_PORT = 5557  # Locust's own default for --master-port and --master-bind-port
 
-    try:
-        parse_address(raw, "the address")
-    except ConfigurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace("\n", " ")) from None
+
+def _host(raw: str) -> str:
+    """A host name or address (what Locust's --master-host and --master-bind-host take)."""
+    if not raw or any(c.isspace() or c in "/:@" for c in raw):
+        raise argparse.ArgumentTypeError(f"expected a host name or an IPv4 address, got {raw!r}")
     return raw
+
+
+def _bind(args: argparse.Namespace) -> str:
+    """The master's HOST:PORT from --master-bind-host/--master-bind-port ("": local, a free port)."""
+    if args.master_bind_host is None and args.master_bind_port is None:
+        return ""
+    return f"{args.master_bind_host or '127.0.0.1'}:{args.master_bind_port or LOCUST_MASTER_PORT}"
 
 
 def _bounded(name: str, kind: type = float):
@@ -77,7 +82,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 max_requests=args.max_requests,
                 request_log=args.request_log,
                 remote_workers=args.remote_workers,
-                master_bind=args.master_bind or "",
+                master_bind=_bind(args),
                 runtime=settings.runtime,
                 mlflow_workers=settings.mlflow_workers,
                 timeout_multiplier=settings.timeout_multiplier,
@@ -130,12 +135,12 @@ def cmd_load_worker(args: argparse.Namespace) -> int:
     exits when the master quits."""
     from harness.errors import HarnessError
     from harness.load import profile as profiles
-    from harness.load.config import parse_address
+    from harness.load.config import Address
     from harness.load.locust_process import run_worker
 
     try:
         profiles.read(args.profile)
-        address = parse_address(args.master, "--master")
+        address = Address(args.master_host, args.master_port)
     except (HarnessError, profiles.ProfileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -186,11 +191,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also wait for N workers on other machines (`python -m harness load-worker`)",
     )
     load.add_argument(
-        "--master-bind", type=_address, help="HOST:PORT the Locust master listens on (default 127.0.0.1, a free port)"
+        "--master-bind-host",
+        type=_host,
+        help="where the Locust master listens for workers, as Locust names it (default 127.0.0.1; 0.0.0.0 "
+        "for workers on other machines)",
+    )
+    load.add_argument(
+        "--master-bind-port",
+        type=number(int, 1, 65535, what="a TCP port"),
+        help=f"its port (default: a free one on 127.0.0.1, else Locust's {LOCUST_MASTER_PORT})",
     )
     settings_options(load, ("runtime", "timeout_multiplier", "mlflow_workers", "target_url", "reports_dir"))
     load.set_defaults(func=cmd_load)
     worker = sub.add_parser("load-worker", help="a Locust worker for `load --remote-workers` on another machine")
     worker.add_argument("--profile", required=True, choices=profile_names(), help="the master's profile")
-    worker.add_argument("--master", required=True, type=_address, help="HOST:PORT of the master (its --master-bind)")
+    worker.add_argument(
+        "--master-host",
+        required=True,
+        type=_host,
+        help="the master's host, as Locust names it (its --master-bind-host)",
+    )
+    worker.add_argument(
+        "--master-port",
+        type=number(int, 1, 65535, what="a TCP port"),
+        default=LOCUST_MASTER_PORT,
+        help=f"the master's port (its --master-bind-port; default Locust's {LOCUST_MASTER_PORT})",
+    )
     worker.set_defaults(func=cmd_load_worker)

@@ -60,7 +60,7 @@ class LoadTest:
     lb_from_plan: bool = False
     max_requests: int | None = None
     request_log: bool = False
-    remote_workers: int = 0  # workers on other machines: `python -m harness load-worker --master HOST:PORT`
+    remote_workers: int = 0  # workers on other machines: `python -m harness load-worker --master-host HOST`
     master_bind: str = ""  # HOST:PORT the master listens on (default 127.0.0.1 and a free port)
     report_dir: Path | None = None  # default: <reports_dir>/load/<profile>-<UTC timestamp>
     runtime: str = "auto"
@@ -84,7 +84,7 @@ class LoadTest:
                 "--lb-from-plan reads the timeout and the matcher from the plan of --env",
             )
         if self.master_bind:
-            parse_address(self.master_bind, "--master-bind")
+            parse_address(self.master_bind, "--master-bind-host and --master-bind-port")
         if self.lb_matcher is not None:
             try:
                 parse_matcher(self.lb_matcher)

@@ -117,7 +117,8 @@ def drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: Loa
         if test.remote_workers:
             print(
                 f"load: waiting up to {STARTUP:.0f} s for {test.remote_workers} remote workers: on each machine run "
-                f"`python -m harness load-worker --profile {test.profile} --master <this host>:{master.port}`",
+                f"`python -m harness load-worker --profile {test.profile} --master-host <this host> "
+                f"--master-port {master.port}`",
                 file=test.out,
                 flush=True,
             )

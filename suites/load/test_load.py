@@ -25,7 +25,6 @@ from harness.load.live import dependency_checks
 from harness.load.results import RequestLog
 from harness.pictures import Window
 from harness.ports import free_port, release
-from harness.session import ENV_VAR
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 from harness.stack.api import api_config
 from harness.wait import wait_until
@@ -65,9 +64,12 @@ def test_a_worker_on_another_machine_joins_with_the_load_worker_command(run_prof
     """Across machines the master waits for --remote-workers and each machine runs load-worker;
     here the "other machine" is a second process on loopback."""
     port = free_port()
-    env = {**os.environ, ENV_VAR: harness_session.id}
+    env = {**os.environ, **harness_session.env()}
     remote = subprocess.Popen(
-        [sys.executable, "-m", "harness", "load-worker", "--profile", "smoke", "--master", f"127.0.0.1:{port}"],
+        [
+            *(sys.executable, "-m", "harness", "load-worker", "--profile", "smoke"),
+            *("--master-host", "127.0.0.1", "--master-port", str(port)),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
