@@ -3,8 +3,10 @@ and an SLO no stack can meet fails the gate with a message that names the breach
 light enough to run beside other tests (the load suite's runs, which judge the platform's
 latencies, run by themselves)."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -46,6 +48,7 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
             str(lb_check.timeout),
             "--reports-dir",
             str(tmp_path / "reports"),
+            "--json",
         ],
         capture_output=True,
         text=True,
@@ -55,3 +58,7 @@ def test_an_impossible_slo_fails_the_gate_with_a_readable_message(api_url, lb_ch
     line = next((x for x in result.stderr.splitlines() if "BREACH" in x), "")
     assert f"{HEALTH_ENDPOINT} p99" in line and "> 0.00 ms (over by" in line, result.stderr[-2000:]
     assert "FAILED (exit 1)" in result.stderr
+    doc = json.loads(result.stdout)  # --json: the same verdict for a script, on stdout alone
+    assert doc["passed"] is False and doc["exit_code"] == 1
+    (breach,) = [v for v in doc["summary"]["verdicts"] if not v["ok"]]
+    assert breach["endpoint"] == HEALTH_ENDPOINT and Path(doc["report"]).exists()

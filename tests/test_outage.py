@@ -3,6 +3,8 @@ outage of 10 minutes against two api tasks, under the incident's health design a
 one. Timings: ALB every 10 s, unhealthy after 2 failures, healthy again after 3 passes, grace 60 s,
 RUNNING 20 s after launch, the app answering 5 s after that; the outage from t = 5 s to 605 s."""
 
+import json
+
 import pytest
 
 from harness.simulation.outage import OutageConfig, compare, outage
@@ -69,3 +71,17 @@ def test_a_task_launched_with_no_provisioning_time_still_registers():
     cfg = OutageConfig(**{**BASE.__dict__, "provisioning": 0})
     r = outage(cfg, "incident", START, MINUTES)
     assert r.full_service_s is not None and r.full_service_s < 60, r.events[-5:]
+
+
+@pytest.mark.terraform
+def test_the_outage_command_prints_its_comparison_as_json(capsys):
+    from harness.cli import main
+
+    assert main(["outage", "--env", "staging", "--minutes", "5", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["outage"] == {"dependency": "mlflow", "start_s": 5, "minutes": 5.0}
+    designs = {row["design"]: row for row in doc["designs"]}
+    assert set(designs) == {"incident", "fleet-safe"}
+    assert designs["fleet-safe"]["tasks_replaced"] == 0 and designs["fleet-safe"]["minutes_no_healthy_target"] == 0
+    assert designs["incident"]["tasks_replaced"] > 0  # the shared outage drained the incident's fleet
+    assert doc["api"]["desired"] >= 1 and doc["plan"].endswith("staging.tfvars")

@@ -4,6 +4,7 @@ Locust worker on another machine)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -86,16 +87,18 @@ def cmd_load(args: argparse.Namespace) -> int:
                 runtime=settings.runtime,
                 mlflow_workers=settings.mlflow_workers,
                 timeout_multiplier=settings.timeout_multiplier,
-            )
+            ),
+            as_json=args.json,
         )
     except KeyboardInterrupt:
         print("load: interrupted; everything it started was stopped", file=sys.stderr)
         return 130
 
 
-def run_load(test) -> int:  # test: harness.load.config.LoadTest
+def run_load(test, as_json: bool = False) -> int:  # test: harness.load.config.LoadTest
     """One load test, its verdict printed: the SLO gate, the health cache, the change against the
-    previous run of the profile and where the reports are. Exit: the gate's, or 2 if it could not run."""
+    previous run of the profile and where the reports are (on ``test.out``; with ``as_json`` also one
+    JSON document on stdout). Exit: the gate's, or 2 if it could not run."""
     from harness import slo
     from harness.errors import HarnessError
     from harness.load import report as loadreport
@@ -127,6 +130,17 @@ def run_load(test) -> int:  # test: harness.load.config.LoadTest
         file=out,
         flush=True,
     )
+    if as_json:
+        doc = {
+            "passed": outcome.exit_code == 0,
+            "exit_code": outcome.exit_code,
+            "report": str(outcome.report_dir / "report.html"),
+            "summary_md": str(outcome.report_dir / "summary.md"),
+            "index": str(outcome.report_dir.parent / loadreport.INDEX),
+            "changes": loadreport.changes(outcome.history_line, outcome.previous),
+            "summary": summary,
+        }
+        print(json.dumps(doc, indent=2, default=str), flush=True)
     return outcome.exit_code
 
 
@@ -184,6 +198,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="stop after this many requests (default: the profile's cap)",
     )
     load.add_argument("--request-log", action="store_true", help="also write requests.jsonl, one line per request")
+    load.add_argument(
+        "--json", action="store_true", help="also the verdict, the summary and the reports' paths as JSON on stdout"
+    )
     load.add_argument(
         "--remote-workers",
         type=_bounded("remote_workers", int),

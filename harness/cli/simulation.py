@@ -100,14 +100,24 @@ def cmd_outage(args: argparse.Namespace) -> int:
         database=args.dependency == "postgres",
         retire=tuple(args.retire),
     )
+    rows = [r.row() for r in compare(cfg, args.start, args.minutes)]
+    if args.json:
+        fleet = {k: getattr(cfg, k) for k in ("desired", "alb_interval", "healthy_threshold", "unhealthy_threshold")}
+        doc = {
+            "plan": str(model.source),
+            "api": {**fleet, "grace_s": cfg.grace, "boot_s": cfg.boot, "startup_timeout_s": cfg.startup_timeout},
+            "outage": {"dependency": args.dependency, "start_s": args.start, "minutes": args.minutes},
+            "designs": rows,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
     print(
         f"api of {model.source}: {cfg.desired} tasks, ALB every {cfg.alb_interval}s (H {cfg.healthy_threshold}, "
         f"U {cfg.unhealthy_threshold}), grace {cfg.grace}s, boot {cfg.boot}s; {args.dependency} down for "
         f"{args.minutes:g} min from t = {args.start}s"
     )
     print(f"{'design':12} {'tasks replaced':>15} {'min with no healthy target':>27} {'full service after':>19}")
-    for r in compare(cfg, args.start, args.minutes):
-        row = r.row()
+    for row in rows:
         after = "never" if row["full_service_after_s"] is None else f"{row['full_service_after_s']} s"
         print(f"{row['design']:12} {row['tasks_replaced']:>15} {row['minutes_no_healthy_target']:>27} {after:>19}")
     return 0
@@ -168,5 +178,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a virtual second at which one healthy task is replaced anyway (churn); repeatable",
     )
     out.add_argument("--desired", type=COUNT, help="override the desired count")
+    out.add_argument("--json", action="store_true", help="the fleet, the outage and each design's figures as JSON")
     plan_options(out)
     out.set_defaults(func=cmd_outage)
