@@ -36,7 +36,7 @@ def test_version_and_the_top_level_help_name_every_command():
     done = harness("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"harness {__version__}"
     helptext = harness("--help").stdout
-    for command in ("up", "down", "timings", "simulate", "outage", "rehearse", "timeline", "load"):
+    for command in ("up", "down", "status", "logs", "timings", "simulate", "outage", "rehearse", "timeline", "load"):
         assert re.search(rf"^\s+{command}\s", helptext, re.M), command
     assert "Exit codes" in helptext
 

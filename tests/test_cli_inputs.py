@@ -95,3 +95,13 @@ def test_a_new_environment_file_works_in_every_command_that_takes_one(tmp_path, 
     (tmp_path / "qa.tfvars").unlink()
     with pytest.raises(SystemExit):
         commands()["timings"].parse_args(["--env", "qa"])
+
+
+def test_every_option_and_argument_of_every_command_has_its_help():
+    missing = [
+        f"{name} {action.option_strings[0] if action.option_strings else action.dest}"
+        for name, command in commands().items()
+        for action in command._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert missing == [], "give each a help= (what it is, its default)"

@@ -324,5 +324,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     schema = sub.add_parser(
         "schema", help="print the JSON Schema of a scenario, SLO or load profile file (for editors)"
     )
-    schema.add_argument("name", choices=sorted(SCHEMAS))
+    schema.add_argument("name", choices=sorted(SCHEMAS), help="which file's schema")
     schema.set_defaults(func=cmd_schema)
