@@ -479,6 +479,31 @@ def test_the_jobs_reports_merge_into_one_junit_file_and_an_index_that_links_them
     )
     junit(two / "junit-proof-shard-2of2.xml", "b", 2, 1)
     (two / "proof-shard-2of2.html").write_text("<html></html>")
+    made = {  # what a run leaves besides its pytest-html page: each linked from the index
+        "load-suite/load/index.html": "<html></html>",
+        "faults/postgres-frozen-docker.svg": "<svg/>",
+        "deployment/rolling/fleet.svg": "<svg/>",
+        "timings.svg": "<svg/>",
+        "contract/junit-1.xml": "<testsuites/>",
+        "faults.json": json.dumps(
+            [
+                {
+                    "scenario": "postgres-frozen",
+                    "runtime": "docker",
+                    "detected_s": 2.14,
+                    "detect_budget_s": 5.05,
+                    "recovered_s": 0.08,
+                    "recover_budget_s": 5.05,
+                    "slowest_s": 1.0,
+                    "slowest_budget_s": 1.75,
+                    "passed": True,
+                }
+            ]
+        ),
+    }
+    for name, text in made.items():
+        (two / name).parent.mkdir(parents=True, exist_ok=True)
+        (two / name).write_text(text)
     total = reports.merge([one, two], out)
     assert (total.tests, total.failures) == (5, 1) and not total.passed
     merged = (out / "junit.xml").read_text()
@@ -487,6 +512,13 @@ def test_the_jobs_reports_merge_into_one_junit_file_and_an_index_that_links_them
     assert index.startswith("<!doctype html>") and "FAILED" in index
     assert "../shard-1/proof-shard-1of2.html" in index and "../shard-2/proof-shard-2of2.html" in index
     assert "suites/x/test_x.py::a" in index
+    for name in made:
+        assert f"../shard-2/{name}" in index, name
+    assert "<td>postgres-frozen</td><td>docker</td><td>2.14 / 5.05</td><td>0.08 / 5.05</td>" in index
+    summary = (out / "summary.md").read_text()  # the same first screen for CI's job summary
+    assert (
+        summary.startswith("## FAILED: 5 tests, 1 failed") and "| postgres-frozen | docker | 2.14 / 5.05 |" in summary
+    )
     done = subprocess.run(
         [sys.executable, "-m", "harness", "merge-reports", "--reports-dir", str(out), str(one)],
         capture_output=True,

@@ -84,6 +84,8 @@ def test_a_pull_request_runs_the_pull_request_stage_and_main_the_full_proof():
     shard = next(s for _, _, s in steps(test) if "shard" in s.get("run", "") and ".ci/run" in s.get("run", ""))
     assert '.ci/run shard STAGE="$STAGE" SHARDS="$SHARDS" SHARD="$SHARD"' in shard["run"]
     assert test["jobs"]["merge"]["needs"] == ["lint", "shards"]
+    merge = next(st["run"] for _, _, st in steps(test) if "merge-reports" in st.get("run", ""))
+    assert 'cat reports/summary.md >> "$GITHUB_STEP_SUMMARY"' in merge  # the index's first screen on the run page
     deploy = load(REPO / ".github" / "workflows" / "deploy.yml")
     assert deploy["jobs"]["proof"]["uses"] == "./.github/workflows/test.yml"
     assert deploy["jobs"]["proof"]["with"]["stage"] == "proof"

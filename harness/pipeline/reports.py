@@ -1,6 +1,9 @@
 """The pipeline's jobs' reports brought back together (``harness merge-reports``): one JUnit file
-with every job's test suites, one ``durations.json`` with every test, and ``index.html`` linking
-each job's HTML reports with the counts and the slowest tests on one screen."""
+with every job's test suites, one ``durations.json`` with every test, and ``index.html``, the run's
+front door: the verdict and counts, each fault scenario's measured figures against its budgets and
+the slowest tests on one screen, then a link to every report the run made (the pytest-html pages,
+the load runs' index, the fault, deployment and health pictures, the timings, the contract
+results). ``summary.md`` says the same screen in Markdown (CI's job summary)."""
 
 from __future__ import annotations
 
@@ -119,11 +122,92 @@ def merge(dirs: Iterable[Path], out: Path) -> Counts:
         json.dumps(run_file([Timed(k, v) for k, v in seconds.items()], 0.0, "merged"), indent=1) + "\n"
     )
     pages = sorted(p for d in dirs for p in d.glob("*.html") if p.name != "index.html")
-    (out / "index.html").write_text(index_html(junits, pages, seconds, total, out))
+    found = artifacts(dirs, out)
+    faults = fault_figures(dirs)
+    (out / "index.html").write_text(index_html(junits, pages, seconds, total, out, found, faults))
+    (out / "summary.md").write_text(summary_md(total, faults, seconds))
     return total
 
 
-def index_html(junits: list[Path], pages: list[Path], seconds: dict[str, float], total: Counts, out: Path) -> str:
+# What a run leaves besides its pytest-html pages, by kind: (title, glob under a report folder)
+ARTIFACTS = (
+    ("Load runs", "load*/**/index.html"),
+    ("Fault scenarios: health timelines", "faults/*.svg"),
+    ("Deployments: rollouts and fleets", "deployment/**/*.svg"),
+    ("Health timelines of other tests", "timelines/*.svg"),
+    ("Times to ready", "timings.svg"),
+    ("Figures", "*.json"),
+    ("Contract (schemathesis)", "contract/*.xml"),
+)
+
+
+def artifacts(dirs: list[Path], out: Path) -> dict[str, list[Path]]:
+    """Every file of ``ARTIFACTS`` in the report folders, by title (``out``'s own outputs left out)."""
+    own = {out / "junit.xml", out / "durations.json"}
+    found: dict[str, list[Path]] = {}
+    for title, pattern in ARTIFACTS:
+        paths = sorted({p for d in dirs for p in d.glob(pattern) if p.is_file() and p not in own})
+        if paths:
+            found[title] = paths
+    return found
+
+
+def fault_figures(dirs: list[Path]) -> list[dict]:
+    """Each fault scenario's measured figures (faults.json of each folder; unreadable ones skipped)."""
+    rows: dict[tuple, dict] = {}
+    for d in dirs:
+        try:
+            data = json.loads((d / "faults.json").read_text())
+        except (OSError, ValueError):
+            continue
+        for r in data if isinstance(data, list) else []:
+            if isinstance(r, dict) and "scenario" in r:
+                rows[(r["scenario"], r.get("runtime"))] = r
+    return [rows[k] for k in sorted(rows, key=str)]
+
+
+BUDGET_OF = {"detected": "detect", "recovered": "recover", "slowest": "slowest"}  # faults.json's keys
+
+
+def _figure(row: dict, key: str) -> str:
+    value, budget = row.get(f"{key}_s"), row.get(f"{BUDGET_OF[key]}_budget_s")
+    if value is None:
+        return "-"
+    return f"{value:g} / {budget:g}" if budget is not None else f"{value:g}"
+
+
+def summary_md(total: Counts, faults: list[dict], seconds: dict[str, float]) -> str:
+    """The index's first screen in Markdown, for CI's job summary."""
+    lines = [
+        f"## {'passed' if total.passed else 'FAILED'}: {total.tests} tests, {total.failures} failed, "
+        f"{total.errors} errors, {total.skipped} skipped",
+        "",
+    ]
+    if faults:
+        lines += [
+            "| scenario | runtime | detected s / budget | recovered s / budget | passed |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['scenario']} | {r.get('runtime', '')} | {_figure(r, 'detected')} | {_figure(r, 'recovered')} | "
+            f"{'yes' if r.get('passed') else 'NO'} |"
+            for r in faults
+        ]
+        lines.append("")
+    lines += ["| seconds | slowest tests |", "|---:|---|"]
+    lines += [f"| {v:.1f} | `{k}` |" for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])[:10]]
+    return "\n".join(lines) + "\n"
+
+
+def index_html(
+    junits: list[Path],
+    pages: list[Path],
+    seconds: dict[str, float],
+    total: Counts,
+    out: Path,
+    found: dict[str, list[Path]] | None = None,
+    faults: list[dict] | None = None,
+) -> str:
     verdict = "passed" if total.passed else "FAILED"
     jobs = "".join(
         f"<tr><td>{html.escape(str(Path(os.path.relpath(j, out))))}</td><td>{c.tests}</td><td>{c.failures}</td>"
@@ -142,6 +226,28 @@ def index_html(junits: list[Path], pages: list[Path], seconds: dict[str, float],
         f"<tr><td>{v:.1f}</td><td>{html.escape(k)}</td></tr>"
         for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])[:15]
     )
+
+    def link(p: Path) -> str:
+        rel = html.escape(os.path.relpath(p, out))
+        return f'<li><a href="{rel}">{rel}</a></li>'
+
+    more = "".join(
+        f"<h3>{html.escape(title)}</h3><ul>{''.join(link(p) for p in paths)}</ul>"
+        for title, paths in (found or {}).items()
+    )
+    figures = "".join(
+        f"<tr><td>{html.escape(str(r['scenario']))}</td><td>{html.escape(str(r.get('runtime', '')))}</td>"
+        f"<td>{_figure(r, 'detected')}</td><td>{_figure(r, 'recovered')}</td><td>{_figure(r, 'slowest')}</td>"
+        f"<td>{'yes' if r.get('passed') else '<b>NO</b>'}</td></tr>"
+        for r in faults or []
+    )
+    fault_table = (
+        "<h2>Fault scenarios: measured against budgets (seconds)</h2><table><tr><th>scenario</th><th>runtime</th>"
+        f"<th>detected / budget</th><th>recovered / budget</th><th>slowest answer / budget</th><th>passed</th></tr>"
+        f"{figures}</table>"
+        if figures
+        else ""
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>reports</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}</style></head><body>"
@@ -149,7 +255,8 @@ def index_html(junits: list[Path], pages: list[Path], seconds: dict[str, float],
         f" {total.skipped} skipped</h1>"
         "<h2>Runs</h2><table><tr><th>JUnit</th><th>tests</th><th>failures</th><th>errors</th><th>skipped</th>"
         f"<th>minutes</th></tr>{jobs}</table>"
-        f"<h2>Reports</h2><ul>{links}</ul>"
+        f"{fault_table}"
+        f"<h2>Reports</h2><ul>{links}</ul>{more}"
         f"<h2>Seconds per suite</h2><table><tr><th>suite</th><th>tests</th><th>seconds</th></tr>{suites}</table>"
         f"<h2>The slowest tests</h2><table><tr><th>seconds</th><th>test</th></tr>{slow}</table>"
         "</body></html>\n"
