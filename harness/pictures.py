@@ -299,9 +299,10 @@ class Panel:
 
 
 def charts(panels: Sequence[Panel], *, title: str, xlabel: str, windows: Sequence[Window] = ()) -> str:
-    """One panel per figure over a shared x axis (seconds, or dates), each with its limit as a line."""
+    """One panel per figure over a shared x axis (seconds, or dates), each with its limit as a line;
+    ``windows`` shaded on every panel, each labelled on the first."""
     fig, axes = _figure(0.7 + 1.6 * max(1, len(panels)), max(1, len(panels)))
-    for ax, p in zip(axes, panels, strict=False):
+    for index, (ax, p) in enumerate(zip(axes, panels, strict=False)):
         xs: list = []
         for name, points in p.lines.items():
             xs += [pt[0] for pt in points]
@@ -341,6 +342,18 @@ def charts(panels: Sequence[Panel], *, title: str, xlabel: str, windows: Sequenc
         for w in windows:
             span = ax.axvspan(w.start, w.end, color="#000000", alpha=0.06, linewidth=0)
             span.set_gid(f"{w.gid}-{_slug(p.label)}")
+            if index == 0:
+                note = ax.annotate(
+                    w.label,
+                    xy=(w.start, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, -3),
+                    textcoords="offset points",
+                    va="top",
+                    fontsize=7,
+                    wrap=True,
+                )
+                note.set_gid(f"{w.gid}-label")
         if xs and isinstance(xs[0], datetime):
             import matplotlib.dates as mdates
 

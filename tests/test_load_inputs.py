@@ -267,6 +267,25 @@ def test_history_index_and_comparison_with_the_previous_run(tmp_path):
     assert ">requests/s<" in run and ">users<" in run and "seconds since the run started" in run
 
 
+def test_a_planned_outage_is_marked_on_its_runs_picture_with_the_answers_it_was_meant_to_bring(tmp_path):
+    """A run under a planned outage shows failures/s in its window: the picture shades the window and
+    says it was planned and what answers were expected, and so does its summary.md."""
+    report_dir = tmp_path / "load" / "steady-postgres-killed"
+    report_dir.mkdir(parents=True)
+    (report_dir / "stats_stats_history.csv").write_text(HISTORY_CSV)
+    loadreport.publish(tmp_path / "load", summary(p99=50.0, passed=True, day=21), report_dir)
+    plain = (report_dir / "run.svg").read_text()
+    assert "planned" not in plain
+    outage = loadreport.Outage(1795983415.0, 1795983416.0, "postgres killed (a shared outage)", "clients get 503")
+    loadreport.mark_outage(report_dir, {**summary(p99=50.0, passed=True, day=21), "started": 1795983414}, outage)
+    run = (report_dir / "run.svg").read_text()
+    ids = {el.get("id") for el in ET.fromstring(run).iter() if el.get("id")}
+    assert {"outage-throughput", "outage-failures", "outage-label"} <= ids, ids
+    assert "planned: postgres killed (a shared outage); expected: clients get 503" in run
+    said = (report_dir / "summary.md").read_text()
+    assert "**Planned outage** from 1 s to 2 s: postgres killed (a shared outage). Expected: clients get 503." in said
+
+
 def test_request_log_reads_only_complete_lines(tmp_path):
     path = tmp_path / "requests.jsonl"
     row = {"t": 1.0, "name": "GET /health [lb]", "status": 503, "ms": 3.0, "error": "unhealthy"}

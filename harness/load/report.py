@@ -12,12 +12,14 @@ import base64
 import fcntl
 import html
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
 from harness.load import locust_csv
-from harness.pictures import Panel, charts
+from harness.pictures import Panel, Window, charts
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 
 
@@ -239,8 +241,9 @@ def trend_svg(profile: str, runs: list[dict]) -> str:
     return charts(panels, title=f"{profile}: the last {len(runs)} runs", xlabel="run started (UTC)")
 
 
-def run_svg(summary: dict, history_csv: Path) -> str | None:
-    """Requests/s (with the users), p95 and failures/s over one run, from Locust's per-second history."""
+def run_svg(summary: dict, history_csv: Path, outages: Sequence[Outage] = ()) -> str | None:
+    """Requests/s (with the users), p95 and failures/s over one run, from Locust's per-second
+    history; each planned outage shaded, with what it was and the answers it was meant to bring."""
     try:
         rows = [r for r in locust_csv.rows(history_csv) if r["Name"] == "Aggregated"]
     except OSError:
@@ -257,11 +260,37 @@ def run_svg(summary: dict, history_csv: Path) -> str | None:
         Panel("p95", {"all requests": series("95%")}, unit="ms"),
         Panel("failures", {"failures/s": series("Failures/s")}, unit="per s"),
     ]
+    windows = [
+        Window("outage", o.start - t0, o.end - t0, f"planned: {o.what}; expected: {o.expected}") for o in outages
+    ]
     return charts(
         panels,
         title=f"{summary.get('profile')} run started {summary.get('started_iso')}",
         xlabel="seconds since the run started",
+        windows=windows,
     )
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A planned outage during a load run (epoch seconds), and what it was meant to bring."""
+
+    start: float
+    end: float
+    what: str  # "postgres killed"
+    expected: str  # "clients get 503 with Retry-After; /health stays 200 warn"
+
+
+def mark_outage(report_dir: Path, summary: dict, outage: Outage) -> None:
+    """Draw the run's picture again with the planned outage on it, and say it in its summary.md:
+    without it, a chart full of failures reads as a broken run, not the intended answers."""
+    picture = run_svg(summary, report_dir / locust_csv.HISTORY, [outage])
+    if picture is not None:
+        (report_dir / RUN_SVG).write_text(picture)
+    t0 = summary.get("started")
+    at = f" from {outage.start - t0:.0f} s to {outage.end - t0:.0f} s" if isinstance(t0, (int, float)) else ""
+    with open(report_dir / "summary.md", "a") as f:
+        f.write(f"\n**Planned outage**{at}: {outage.what}. Expected: {outage.expected}.\n")
 
 
 def _img(svg: str, alt: str) -> str:

@@ -21,6 +21,7 @@ from harness.faults.kinds import fault
 from harness.faults.sampler import Sampler
 from harness.faults.writer import Writer, exactly_once
 from harness.load import profile as profiles
+from harness.load import report as loadreport
 from harness.load.live import dependency_checks
 from harness.load.results import RequestLog
 from harness.pictures import Window
@@ -218,6 +219,17 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
         thread.join(timeout=profiles.duration(profiles.read("steady"), time_scale) + 120)
     assert "error" not in result, result.get("error")
     outcome = result["outcome"]
+    # the run's own picture says the failures in its window were the outage's intended answers
+    loadreport.mark_outage(
+        outcome.report_dir,
+        outcome.summary,
+        loadreport.Outage(
+            down_wall,
+            up_wall,
+            f"{target} {kind} (a shared outage)",
+            "clients get 503 with Retry-After, /health stays 200 warn, /health/deep 503",
+        ),
+    )
     seen = detected(
         sampler.series("/health/deep"), down_at, detect, lambda s: s.status == 503, "/health/deep saw the outage"
     )
