@@ -226,12 +226,8 @@ def stop_up_sessions(timeout: float = 60.0, only: set[str] | None = None) -> lis
     from harness.wait import wait_until
 
     stopped = []
-    for f in sorted(REGISTRY.glob("*.json")) if REGISTRY.exists() else []:
-        try:
-            entry = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if entry.get("kind") != "up" or not _owner_alive(entry) or (only and entry.get("session_id") not in only):
+    for entry in live_up_sessions():
+        if only and entry.get("session_id") not in only:
             continue
         try:
             os.kill(entry["owner_pid"], signal.SIGTERM)
@@ -247,7 +243,7 @@ def stop_up_sessions(timeout: float = 60.0, only: set[str] | None = None) -> lis
             )
         except WaitTimeout:
             pass  # the reaper kills what is left
-        stopped.append(entry.get("session_id", f.stem))
+        stopped.append(entry["session_id"])
     return stopped
 
 
@@ -259,7 +255,7 @@ def live_up_sessions() -> list[dict]:
             entry = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        if valid_id(f.stem) and entry.get("kind") == "up" and _owner_alive(entry):
+        if valid_id(f.stem) and entry.get("session_id") == f.stem and entry.get("kind") == "up" and _owner_alive(entry):
             entries.append(entry)
     return sorted(entries, key=lambda e: e.get("created", 0))
 

@@ -250,20 +250,7 @@ def test_ctrl_c_stops_the_command_beside_the_tests_and_leaves_nothing_running(tm
     import psutil
 
     pids = tmp_path / "pids"
-    child = tmp_path / "child.py"
-    child.write_text(
-        textwrap.dedent(
-            f"""
-            import signal, sys, time
-            seen = []
-            signal.signal(signal.SIGINT, lambda *a: seen.append(1))
-            open({str(tmp_path / "ready")!r}, "w").close()
-            while not seen:
-                time.sleep(0.05)
-            sys.exit(2)
-            """
-        )
-    )
+    child = pytest_stand_in(tmp_path)
     beside = f"sh -c 'sleep 300 & echo $$ $! > {pids}; wait'"
     runner = subprocess.Popen(
         [
@@ -589,9 +576,10 @@ def test_merge_reports_without_junit_files_names_what_it_expected(tmp_path):
 # ---- the runner --------------------------------------------------------------------------------
 
 
-def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_path):
-    """Ctrl-C reaches the whole foreground process group, pytest included: the runner only notes it
-    (a second SIGINT would cut pytest's teardown short), waits for the teardown, and says 130."""
+def pytest_stand_in(tmp_path: Path) -> Path:
+    """A script that behaves as an interrupted pytest does: it says it is ready (file ``ready``),
+    takes SIGINT, tears down for 0.3 s (a second SIGINT would land there), writes how many SIGINTs
+    it saw (file ``count``) and exits 2."""
     child = tmp_path / "child.py"
     child.write_text(
         textwrap.dedent(
@@ -602,12 +590,19 @@ def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_
             open({str(tmp_path / "ready")!r}, "w").close()
             while not seen:
                 time.sleep(0.05)
-            time.sleep(0.3)  # teardown; a second SIGINT would land here
+            time.sleep(0.3)
             open({str(tmp_path / "count")!r}, "w").write(str(len(seen)))
-            sys.exit(2)  # pytest's exit code when interrupted
+            sys.exit(2)
             """
         )
     )
+    return child
+
+
+def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_path):
+    """Ctrl-C reaches the whole foreground process group, pytest included: the runner only notes it
+    (a second SIGINT would cut pytest's teardown short), waits for the teardown, and says 130."""
+    child = pytest_stand_in(tmp_path)
     runner = subprocess.Popen(
         [
             sys.executable,
