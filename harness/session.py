@@ -51,7 +51,10 @@ def _start_time(pid: int) -> str | None:
         proc = psutil.Process(pid)
         if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return None
-        return f"{proc.create_time():.2f}"
+        # seconds after boot, not a wall-clock time: psutil derives create_time() from the boot
+        # time, which moves when the clock is set (NTP, a resumed VM); a live owner whose mark
+        # moved would be taken for dead and its run killed. The difference does not move.
+        return f"{proc.create_time() - psutil.boot_time():.2f}"
     except psutil.Error:
         return None
 
@@ -304,12 +307,23 @@ def reap(
         for d in TMP.glob(f"harness-{rid}-*"):
             shutil.rmtree(d, ignore_errors=True)
             report.dirs.append(str(d))
+        _remove_log(REGISTRY / f"{rid}.json")
         (REGISTRY / f"{rid}.json").unlink(missing_ok=True)
     report.sessions = sorted(gone)
     report.ports = ports.sweep()
     if docker_client is not None:
         _reap_docker(docker_client, gone if not force else None, exclude, report)
     return report
+
+
+def _remove_log(entry_file: Path) -> None:
+    """A detached `up`'s log (``harness-up-*.log`` in the temp dir), named by its registry entry."""
+    try:
+        log = Path(json.loads(entry_file.read_text()).get("info", {}).get("log") or "")
+    except (OSError, ValueError, AttributeError):
+        return
+    if log.name.startswith("harness-up-") and log.suffix == ".log" and log.parent == TMP:
+        log.unlink(missing_ok=True)
 
 
 def _kill(pids: list[int]) -> list[int]:

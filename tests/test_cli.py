@@ -8,7 +8,9 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -215,3 +217,20 @@ def test_logs_and_status_say_when_no_stack_is_up():
     status = harness("status", "--json")
     assert status.returncode in (0, 1) and "h00000000" not in status.stdout
     assert (status.returncode == 1) == (json.loads(status.stdout)["stacks"] == [])
+
+
+def test_up_detach_that_cannot_start_shows_why_and_leaves_nothing(tmp_path):
+    """The background `up` fails before its stack exists: `up --detach` shows the end of its log
+    (the error naming the setting) and its exit code, and removes the log."""
+    before = set(Path(tempfile.gettempdir()).glob("harness-up-*.log"))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "up", "--detach", "--runtime", "local"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HARNESS_TIMEOUT_MULTIPLIER": "abc"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "HARNESS_TIMEOUT_MULTIPLIER" in done.stderr and "did not come up (exit 2)" in done.stderr, done.stderr
+    assert set(Path(tempfile.gettempdir()).glob("harness-up-*.log")) <= before

@@ -244,6 +244,17 @@ def test_a_command_beside_the_tests_runs_while_they_run_and_its_failure_fails_th
         assert "passed in" in shown and "the checks say 42" not in shown, shown
 
 
+def test_a_command_beside_the_tests_killed_by_a_signal_fails_the_stage_saying_so(monkeypatch, tmp_path):
+    from harness.cli import main
+
+    said: list[str] = []
+    monkeypatch.setattr(stages, "follow", lambda cmd, cwd: 0)
+    monkeypatch.setattr("builtins.print", lambda *a, **k: said.append(" ".join(map(str, a))))
+    argv = ["stage", "pr", "--reports-dir", str(tmp_path), "--beside", "sh -c 'kill -9 $$'", "--"]
+    assert main(argv) == 128 + 9
+    assert any("was killed by signal 9" in line for line in said), said
+
+
 def test_ctrl_c_stops_the_command_beside_the_tests_and_leaves_nothing_running(tmp_path):
     """The command beside the tests has a process group of its own (Ctrl-C at the terminal does
     not reach it): the stage stops it, and whatever it started, when interrupted."""
@@ -502,6 +513,7 @@ def test_the_jobs_reports_merge_into_one_junit_file_and_an_index_that_links_them
     for name in made:
         assert f"../shard-2/{name}" in index, name
     assert "<td>postgres-frozen</td><td>docker</td><td>2.14 / 5.05</td><td>0.08 / 5.05</td>" in index
+    assert reports._cell("IS TRUE|FALSE `x`") == "IS TRUE\\|FALSE \\`x\\`"  # a cell stays one cell
     summary = (out / "summary.md").read_text()  # the same first screen for CI's job summary
     assert (
         summary.startswith("## FAILED: 5 tests, 1 failed") and "| postgres-frozen | docker | 2.14 / 5.05 |" in summary

@@ -17,7 +17,7 @@ from harness.process import terminate_as_interrupt
 from harness.session import Session, live_up_sessions, reap, reap_session, stop_up_sessions, valid_id
 from harness.stack.images import SERVICES
 
-DETACHED = "HARNESS_UP_DETACHED"  # set for the `up` that `up --detach` starts in the background
+DETACHED_LOG = "HARNESS_UP_LOG"  # the log of the `up` that `up --detach` starts in the background
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -34,9 +34,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     reap()
     session = Session(kind="up")
+    log = os.environ.get(DETACHED_LOG)
+    ready = False
     try:
-        if os.environ.get(DETACHED):
-            _into_log(session)
         from harness.stack.config import StackConfig
 
         stack = Stack(
@@ -55,36 +55,30 @@ def cmd_up(args: argparse.Namespace) -> int:
             record_timings(settings.reports_path / "timings.json", runtime_name, stack.ready_s)
             # for `status` and `logs` (URLs masked: the registry is readable by every user)
             services = [{**d, "logs": stack.services[d["name"]].log_ref} for d in stack.describe()]
-            session.note(services=services, runtime=runtime_name, ready=time.time())
+            session.note(services=services, runtime=runtime_name, ready=time.time(), log=log)
             print("ready", flush=True)
+            ready = True
             threading.Event().wait()  # until Ctrl-C or SIGTERM (`harness down` sends it)
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr, flush=True)
         return 130  # interrupted, as every command says it (after the stack is down: finally)
     finally:
         session.close()
+        if log and ready:  # a detached `up` that came up owns its log; before that, `up --detach` reads it
+            Path(log).unlink(missing_ok=True)
     return 0
-
-
-def _into_log(session: Session) -> None:
-    """The detached `up`: say its session and log to the `up --detach` that waits for it (on the
-    pipe it was given), then write everything to that log (in its session's temp dir: private,
-    removed with the stack)."""
-    log = session.mkdtemp("up") / "up.log"
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    print(json.dumps({"session": session.id, "log": str(log)}), flush=True)
-    os.dup2(fd, sys.stdout.fileno())
-    os.dup2(fd, sys.stderr.fileno())
-    os.close(fd)
-    session.note(log=str(log))
 
 
 def _detach(args: argparse.Namespace) -> int:
     """``up --detach``: start `up` in the background, in a session of its own (the terminal's
-    Ctrl-C does not reach it; `harness down` stops it), print what it prints up to ``ready``,
-    and return; or, if it fails first, its log's end and its exit code."""
+    Ctrl-C does not reach it; `harness down` stops it), its output in a log readable by this user
+    alone (it holds the Postgres URL with its password); print what it prints up to ``ready``, and
+    return. If it exits first: its log's end, and its exit code. Interrupted or out of time: it is
+    stopped, and said so."""
     import subprocess
+    import tempfile
 
+    from harness.errors import WaitTimeout
     from harness.settings import OPTIONS
     from harness.wait import wait_until
 
@@ -94,24 +88,18 @@ def _detach(args: argparse.Namespace) -> int:
         if o.name in STACK_SETTINGS and getattr(args, o.name) is not None
         for a in (o.flag, str(getattr(args, o.name)))
     ]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "harness", "up", *forwarded],
-        env={**os.environ, DETACHED: "1"},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        text=True,
-    )
-    assert child.stdout is not None
-    first = child.stdout.readline()
-    child.stdout.close()
-    if not first.startswith("{"):
-        print(f"up --detach: the stack's process exited ({child.wait()}) before it started", file=sys.stderr)
-        return child.returncode or 2
-    hello = json.loads(first)
-    log = Path(hello["log"])
-    print(f"up --detach: starting session {hello['session']} in the background (log {log})", file=sys.stderr)
+    fd, name = tempfile.mkstemp(prefix="harness-up-", suffix=".log")  # mode 0600
+    log = Path(name)
+    with os.fdopen(fd, "wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "harness", "up", *forwarded],
+            env={**os.environ, DETACHED_LOG: str(log)},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    print(f"up --detach: starting the stack in the background (pid {child.pid}, log {log})", file=sys.stderr)
 
     def lines() -> list[str]:
         try:
@@ -119,22 +107,33 @@ def _detach(args: argparse.Namespace) -> int:
         except OSError:
             return []
 
-    def progress() -> str | int:
+    def state() -> str | int:
         if "ready" in lines():
             return "ready"
         code = child.poll()
         return code if code is not None else "starting"
 
-    state = wait_until(
-        progress,
-        until=lambda s: s != "starting",
-        timeout=900,
-        interval=0.2,
-        what=f"the background `up` (session {hello['session']}) to print ready",
-    )
-    if state != "ready":
+    try:
+        now = wait_until(
+            state,
+            until=lambda s: s != "starting",
+            timeout=900,
+            interval=0.2,
+            what=f"the background `up` (pid {child.pid}) to print ready",
+        )
+    except (KeyboardInterrupt, WaitTimeout) as exc:
+        os.killpg(child.pid, signal.SIGTERM)  # its own teardown stops what it started
+        print(
+            f"up --detach: {'interrupted' if isinstance(exc, KeyboardInterrupt) else exc}; stopping it", file=sys.stderr
+        )
+        child.wait(timeout=120)
+        log.unlink(missing_ok=True)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 2
+    if now != "ready":
         print("\n".join(lines()[-40:]), file=sys.stderr)
-        return int(state) or 2
+        print(f"up --detach: the stack did not come up (exit {now})", file=sys.stderr)
+        log.unlink(missing_ok=True)
+        return int(now) or 2
     for line in lines():
         if line.startswith("{") or line == "ready":
             print(line, flush=True)

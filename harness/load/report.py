@@ -284,13 +284,20 @@ class Outage:
 def mark_outage(report_dir: Path, summary: dict, outage: Outage) -> None:
     """Draw the run's picture again with the planned outage on it, and say it in its summary.md:
     without it, a chart full of failures reads as a broken run, not the intended answers."""
-    picture = run_svg(summary, report_dir / locust_csv.HISTORY, [outage])
+    history = report_dir / locust_csv.HISTORY
+    picture = run_svg(summary, history, [outage])
     if picture is not None:
         (report_dir / RUN_SVG).write_text(picture)
-    t0 = summary.get("started")
-    at = f" from {outage.start - t0:.0f} s to {outage.end - t0:.0f} s" if isinstance(t0, (int, float)) else ""
-    with open(report_dir / "summary.md", "a") as f:
-        f.write(f"\n**Planned outage**{at}: {outage.what}. Expected: {outage.expected}.\n")
+    try:  # the picture's zero: the first second of Locust's history
+        t0: float | None = int(next(r for r in locust_csv.rows(history) if r["Name"] == "Aggregated")["Timestamp"])
+    except (OSError, StopIteration, KeyError, ValueError):
+        t0 = None
+    at = f" from {outage.start - t0:.0f} s to {outage.end - t0:.0f} s" if t0 is not None else ""
+    note = f"**Planned outage**{at}: {outage.what}. Expected: {outage.expected}."
+    md = report_dir / "summary.md"
+    said = md.read_text() if md.exists() else ""
+    if note not in said:  # marked once, however often asked
+        md.write_text(said + f"\n{note}\n")
 
 
 def _img(svg: str, alt: str) -> str:

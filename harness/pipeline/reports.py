@@ -176,6 +176,11 @@ def _figure(row: dict, key: str) -> str:
     return f"{value:g} / {budget:g}" if budget is not None else f"{value:g}"
 
 
+def _cell(text: object) -> str:
+    """Text for a Markdown table cell: a ``|`` would end the cell, a backtick open code."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+
+
 def summary_md(total: Counts, faults: list[dict], seconds: dict[str, float]) -> str:
     """The index's first screen in Markdown, for CI's job summary."""
     lines = [
@@ -189,13 +194,14 @@ def summary_md(total: Counts, faults: list[dict], seconds: dict[str, float]) -> 
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['scenario']} | {r.get('runtime', '')} | {_figure(r, 'detected')} | {_figure(r, 'recovered')} | "
+            f"| {_cell(r['scenario'])} | {_cell(r.get('runtime', ''))} | {_figure(r, 'detected')} | "
+            f"{_figure(r, 'recovered')} | "
             f"{'yes' if r.get('passed') else 'NO'} |"
             for r in faults
         ]
         lines.append("")
     lines += ["| seconds | slowest tests |", "|---:|---|"]
-    lines += [f"| {v:.1f} | `{k}` |" for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])[:10]]
+    lines += [f"| {v:.1f} | {_cell(k)} |" for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])[:10]]
     return "\n".join(lines) + "\n"
 
 

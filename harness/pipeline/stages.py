@@ -197,11 +197,16 @@ def run(
         return _phases(s, shard, workers, pytest_args, reports, python, recorded, say)
     reports.mkdir(parents=True, exist_ok=True)
     side = Beside(list(beside), reports / f"{s.name}-beside.log", say)
+    # a SIGTERM outside a phase's pytest (between phases, before the first) must stop the command
+    # beside too: its process group is its own, so nothing else would
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = _phases(s, shard, workers, pytest_args, reports, python, recorded, say)
     except BaseException:
         side.stop()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code == 130:
         side.stop()
         return 130
@@ -259,6 +264,10 @@ def _phases(
     return next((c for c in codes if c not in (0, 5)), 0)  # a phase may select nothing (a shard's serial one)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the stage's teardown runs: the command beside is stopped
+
+
 class Beside:
     """A command running beside the stage, in a process group of its own (Ctrl-C at the terminal
     does not reach it: the stage stops it, so nothing is left running), its output in ``log``;
@@ -269,6 +278,7 @@ class Beside:
     def __init__(self, cmd: list[str], log: Path, say: Callable[[str], None]) -> None:
         self.cmd, self.log, self.say = cmd, log, say
         self.started = time.monotonic()
+        self.stopping = False
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -282,6 +292,8 @@ class Beside:
         took = f"{time.monotonic() - self.started:.0f} s"
         if code == 0:
             self.say(f"beside the tests: {shlex.join(self.cmd)} passed in {took}")
+        elif code < 0 and not self.stopping:
+            self.say(f"beside the tests: {shlex.join(self.cmd)} was killed by signal {-code} after {took}")
         elif code > 0:
             tail = self.log.read_text(errors="replace").splitlines()[-self.TAIL :]
             self.say(
@@ -290,24 +302,32 @@ class Beside:
             )
 
     def wait(self) -> int:
-        """Its exit code once it ends (130 if we are interrupted meanwhile: it is stopped)."""
+        """Its exit code once it ends (128 + the signal that killed it; 130 if we are interrupted
+        meanwhile: it is stopped)."""
         interrupted: list[int] = []
 
         def note(signum: int, frame: object) -> None:
             interrupted.append(signum)
-            self._signal(signal.SIGTERM)
 
         old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            code = self.proc.wait()
+            while True:
+                try:
+                    code = self.proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if interrupted:
+                        self.stop()
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
         self.watcher.join(timeout=5)
-        return 130 if interrupted else code
+        return 130 if interrupted else (128 - code if code < 0 else code)
 
     def stop(self) -> None:
-        """Stop it and whatever it started (its process group), and wait for it."""
+        """Stop it and whatever it started (its process group), and wait for it: SIGTERM, then
+        SIGKILL after 10 s."""
+        self.stopping = True
         self._signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
