@@ -370,7 +370,7 @@ def _reap_docker(client, gone: set[str] | None, exclude: Collection[str], report
 
     def wanted(labels: dict | None) -> bool:
         labels = labels or {}
-        rid = labels.get(LABEL)
+        rid = labels.get(LABEL) or None  # empty: a compose project started by hand
         project = labels.get("com.docker.compose.project", "")
         if rid is None and project.startswith("harness-h"):
             rid = project.removeprefix("harness-")  # the compose project of a session

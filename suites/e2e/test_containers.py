@@ -5,6 +5,7 @@ import httpx
 import pytest
 
 from harness.plan.dockerfile import service_healthcheck
+from harness.session import reap
 from harness.stack.compose import ComposeStack
 from harness.wait import wait_until
 
@@ -87,12 +88,22 @@ def test_compose_file_brings_the_stack_up_healthy_and_down_removes_it(
     docker_stack, docker_client, harness_session, budgets
 ):
     images = docker_stack.runtime.tags
-    with ComposeStack(harness_session.id, images) as compose:
+    with ComposeStack(harness_session.id, images, env=harness_session.env()) as compose:
         states = compose.wait_healthy(budgets.mlflow_ready + budgets.api_ready)
         assert states == {"postgres": "healthy", "mlflow": "healthy", "api": "healthy"}
         r = httpx.get(f"http://127.0.0.1:{compose.ports['api']}/health", timeout=5)
         assert r.status_code == 200 and r.json()["status"] == "pass", r.text
         project = compose.project
+        # the session's marks on every container, network and volume: the reaper of a run beside,
+        # even one with another TMPDIR, sees a live owner and leaves the project alone
+        marks = {"harness.session-id": harness_session.id, "harness.session-owner": harness_session.owner}
+        own = {"label": f"com.docker.compose.project={project}"}
+        labelled = [c.labels for c in docker_client.containers.list(all=True, filters=own)]
+        labelled += [n.attrs["Labels"] for n in docker_client.networks.list(filters=own)]
+        labelled += [v.attrs["Labels"] for v in docker_client.volumes.list(filters=own)]
+        assert len(labelled) == 5 and all(marks.items() <= (x or {}).items() for x in labelled), labelled
+        reaped = reap(docker_client=docker_client)  # what `harness down` does: the live project stays
+        assert not [c for c in reaped.containers if project in c], reaped.containers
     label = f"com.docker.compose.project={project}"
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
     assert docker_client.volumes.list(filters={"label": label}) == []
