@@ -125,6 +125,7 @@ def test_up_prints_a_dsn_that_connects_and_a_scripts_sigint_stops_it():
 
 
 @pytest.mark.proof  # in the full proof (docs/pipeline.md, "Stages"): a stack of its own, about 15 s
+@pytest.mark.alone  # after the rehearsals: a stack's boot beside one crowds its detection budgets
 def test_up_detach_status_logs_and_down_work_from_a_script():
     """`up --detach` returns once the stack is ready, printing what `up` prints; `status` lists it
     (URLs masked), `logs` shows a service's log, `down` stops it and `status` no longer lists it."""

@@ -95,6 +95,7 @@ def test_the_docs_show_each_kind_of_example_this_module_runs():
 
 
 @pytest.mark.proof  # a stack's fault each (about 20 s): in the full proof, which CI runs on every change
+@pytest.mark.alone  # its own faults stack: beside a blue/green rehearsal, green detected 6.42 s of 6.05
 @pytest.mark.disruptive
 @pytest.mark.parametrize("example", FAULT_SCENARIOS, ids=ids(FAULT_SCENARIOS))
 def test_a_scenario_example_runs_and_meets_its_budgets(example, fault_stack, budgets, tmp_path):
@@ -124,6 +125,7 @@ def test_a_rollout_scenario_example_is_the_file_the_proof_rehearses(example, tmp
 
 
 @pytest.mark.proof  # disrupts the session's stack: in the full proof, as above
+@pytest.mark.alone  # and its session stack's boot, after the rehearsals, as above
 @pytest.mark.disruptive
 @pytest.mark.parametrize("example", PYTHON_TESTS, ids=ids(PYTHON_TESTS))
 def test_a_python_test_example_passes_as_written(example, request):
