@@ -26,14 +26,14 @@ $(VENV)/.installed: $(REQS)
 	touch $@
 
 ## lock: requirements.txt again from pyproject.toml and the services' lists, and checkov's lock
-## (requirements-checkov.txt from requirements-checkov.in), after changing a pin
+## (pytest_harness/requirements-checkov.txt from its .in), after changing a pin
 lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" \
 		--refresh-package ml-deploy-harness -o requirements.txt
-	$(VENV)/bin/uv pip compile requirements-checkov.in --generate-hashes --python-version 3.11 \
+	$(VENV)/bin/uv pip compile pytest_harness/requirements-checkov.in --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "make lock" \
-		-o requirements-checkov.txt
+		-o pytest_harness/requirements-checkov.txt
 
 venv: $(VENV)/.installed
 

@@ -1,14 +1,4 @@
-"""The one place plugins are listed (suites -> fixtures -> harness)."""
+"""This repository's own rule on top of the installed plugin (pytest_harness, loaded by its entry
+point): where a test lives is what it judges (tests/ for the harness, suites/<suite>/ for the platform)."""
 
-pytest_plugins = [
-    "fixtures.settings",
-    "fixtures.layout",
-    "fixtures.stack",
-    "fixtures.docker",
-    "fixtures.faults",
-    "fixtures.terraform",
-    "fixtures.load",
-    "fixtures.remote",
-    "fixtures.evidence",
-    "fixtures.durations",
-]
+pytest_plugins = ["pytest_harness.layout"]

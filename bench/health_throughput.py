@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from closed_loop import closed_loop, percentile_ms  # noqa: E402
 
 from harness.load.live import dependency_checks  # noqa: E402
-from harness.paths import REPO  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 from harness.process import ChildProcess, python_env  # noqa: E402
 from harness.session import Session  # noqa: E402
@@ -79,7 +78,7 @@ def bare_server(session: Session) -> tuple[ChildProcess, str]:
     port = free_port()
     proc = ChildProcess(
         "bare",
-        [sys.executable, str(REPO / "bench" / "bare_app.py"), str(port)],
+        [sys.executable, str(Path(__file__).with_name("bare_app.py")), str(port)],
         env=python_env(session.mkdtemp("bare-tmp")),
         cwd=session.mkdtemp("bare"),
         url=f"http://127.0.0.1:{port}",

@@ -1,30 +1,163 @@
-"""Where things are in this repository: the one definition of its root and its main folders."""
+"""Where things are: the platform under test (a project, found through its ``[tool.harness]``
+table) and the harness's own files.
+
+A project is the folder of a ``pyproject.toml`` with a ``[tool.harness]`` table; every key is
+optional and relative to that folder (docs/plugin.md)::
+
+    [tool.harness]
+    services_dir = "services"                        # one folder per service, each with its Dockerfile
+    compose_file = "services/docker-compose.yml"
+    terraform_dir = "terraform"
+    environments_dir = "terraform/environments"      # one <name>.tfvars per environment
+    scenarios_dir = "scenarios"                      # faults/, rollouts/
+    slo_file = "scenarios/slo.yaml"
+    loadtests_dir = "loadtests"                      # Locust's files: locustfile.py, profiles/
+
+The project is the one pytest's plugin was configured with (its rootdir, or a parent folder),
+else ``HARNESS_PROJECT`` (a folder), else the nearest such ``pyproject.toml`` at or above the
+current folder. Everything asks :func:`project` when it needs a path, never at import, so an
+installed harness finds the project of the run that uses it."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SERVICES_DIR = REPO / "services"  # the system under test: reached as a black box
-COMPOSE_FILE = SERVICES_DIR / "docker-compose.yml"
-TERRAFORM_DIR = REPO / "terraform"
-SCENARIOS_DIR = REPO / "scenarios"
-LOADTESTS_DIR = REPO / "loadtests"  # what Locust runs
+from harness.errors import ConfigurationError
+
+PACKAGE = Path(__file__).resolve().parent  # the harness's own files, wherever it is installed
+PROJECT_ENV = "HARNESS_PROJECT"
+TABLE = "tool.harness"
+DEFAULTS = {
+    "services_dir": "services",
+    "compose_file": "services/docker-compose.yml",
+    "terraform_dir": "terraform",
+    "environments_dir": "terraform/environments",
+    "scenarios_dir": "scenarios",
+    "slo_file": "scenarios/slo.yaml",
+    "loadtests_dir": "loadtests",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    """A platform's folders, absolute; ``source`` says where they were read from."""
+
+    root: Path
+    services_dir: Path
+    compose_file: Path
+    terraform_dir: Path
+    environments_dir: Path
+    scenarios_dir: Path
+    slo_file: Path
+    loadtests_dir: Path
+    source: str
+
+    @property
+    def pythonpath(self) -> str:
+        """PYTHONPATH for the project's own Python children: the services (``services.api``, ...)
+        and Locust's files import from the folders that hold them."""
+        roots = dict.fromkeys(str(p.parent) for p in (self.services_dir, self.loadtests_dir))
+        return os.pathsep.join(roots)
+
+
+def read(root: Path) -> Project:
+    """The project of ``root``'s ``pyproject.toml`` (its ``[tool.harness]`` table; an empty or
+    missing table means the defaults)."""
+    root = root.resolve()
+    pyproject = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(pyproject.read_text()) if pyproject.is_file() else {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"{pyproject} to be readable TOML", str(exc), "fix its syntax") from None
+    table = data.get("tool", {}).get("harness", {})
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"[{TABLE}] in {pyproject} to be a table", repr(table), "make it a table")
+    unknown = sorted(set(table) - set(DEFAULTS))
+    if unknown:
+        raise ConfigurationError(
+            f"[{TABLE}] in {pyproject} to have only the keys {', '.join(DEFAULTS)}",
+            ", ".join(unknown),
+            "remove or rename them",
+        )
+    values: dict[str, Path] = {}
+    for key, default in DEFAULTS.items():
+        raw = table.get(key, default)
+        if not isinstance(raw, str) or not raw.strip():
+            raise ConfigurationError(
+                f"[{TABLE}] {key} in {pyproject} to be a path (a string, relative to {root})",
+                repr(raw),
+                f"give a path such as {default!r}",
+            )
+        values[key] = (root / raw).resolve()
+    where = f"[{TABLE}] of {pyproject}" if table else f"the defaults, relative to {root}"
+    return Project(root=root, source=where, **values)
+
+
+def find(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` whose ``pyproject.toml`` has a ``[tool.harness]`` table."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                if "harness" in tomllib.loads(pyproject.read_text()).get("tool", {}):
+                    return folder
+            except (OSError, tomllib.TOMLDecodeError):
+                continue
+    return None
+
+
+_configured: Project | None = None
+
+
+def configure(start: Path) -> Project:
+    """Use the project at or above ``start`` (``HARNESS_PROJECT`` first) from now on in this process."""
+    global _configured
+    _configured = discover(start)
+    return _configured
+
+
+def discover(start: Path) -> Project:
+    explicit = os.environ.get(PROJECT_ENV)
+    if explicit:
+        folder = Path(explicit).expanduser()
+        if not folder.is_dir():
+            raise ConfigurationError(f"{PROJECT_ENV} to be a folder", explicit, "give the folder of the pyproject.toml")
+        return read(folder)
+    found = find(start)
+    if found is None:
+        raise ConfigurationError(
+            f"a pyproject.toml with a [{TABLE}] table in {start.resolve()} or a folder above it",
+            "none",
+            f"add the table (docs/plugin.md), run from the project's folder, or set {PROJECT_ENV}",
+        )
+    return read(found)
+
+
+def project() -> Project:
+    """The platform under test (see the module's docstring for how it is found)."""
+    global _configured
+    if _configured is None:
+        _configured = discover(Path.cwd())
+    return _configured
 
 
 def shown(path: Path) -> str:
-    """``path`` relative to the repository when inside it, for messages."""
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-ENVIRONMENTS_DIR = TERRAFORM_DIR / "environments"  # one <name>.tfvars per environment: the plan's inputs
+    """``path`` relative to the project when inside it, for messages."""
+    try:
+        root = project().root
+    except ConfigurationError:
+        return str(path)
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def environments() -> list[str]:
     """Every environment the plan has, one ``<name>.tfvars`` each: adding a file needs no code."""
-    return sorted(p.stem for p in ENVIRONMENTS_DIR.glob("*.tfvars"))
+    return sorted(p.stem for p in project().environments_dir.glob("*.tfvars"))
 
 
 def environment_file(env: str) -> Path:
     """The tfvars file of environment ``env`` (it may not exist: callers say what they expected)."""
-    return ENVIRONMENTS_DIR / f"{env}.tfvars"
+    return project().environments_dir / f"{env}.tfvars"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError, ServiceFailed
-from harness.paths import REPO
+from harness.paths import project
 from harness.ports import release
 from harness.session import Session, tree
 from harness.wait import wait_until
@@ -39,9 +39,9 @@ def _die_with_parent() -> None:
 
 
 def python_env(workdir: Path) -> dict[str, str]:
-    """A clean environment for a Python child of the harness: this repo importable, temp files in ``workdir``."""
+    """A clean environment for a Python child of the harness: the project importable, temp files in ``workdir``."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE")}
-    return {**keep, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)}
+    return {**keep, "PYTHONPATH": project().pythonpath, "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)}
 
 
 class ChildProcess:

@@ -211,11 +211,11 @@ def ini_values(path: Path | None = None) -> dict[str, str]:
     reads them itself): the same four layers, whichever door the user comes in by."""
     import configparser
 
-    from harness.paths import REPO
+    from harness.paths import project
 
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path or REPO / "pytest.ini")
+        parser.read(path or project().root / "pytest.ini")
     except configparser.Error as exc:
         raise ConfigurationError("pytest.ini to be readable", str(exc).splitlines()[0], "fix its syntax") from None
     if not parser.has_section("pytest"):

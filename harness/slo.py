@@ -21,9 +21,14 @@ import yaml
 
 from harness.budgets import evaluate
 from harness.errors import ConfigurationError
-from harness.paths import SCENARIOS_DIR, shown
+from harness.paths import project, shown
 
-SLO_FILE = SCENARIOS_DIR / "slo.yaml"
+
+def slo_file() -> Path:
+    """The project's SLO file (``slo_file`` of its [tool.harness] table)."""
+    return project().slo_file
+
+
 HEALTH_ENDPOINT = "GET /health [lb]"  # the load-balancer poller's requests (loadtests/users/health_poller.py)
 TOTAL = "total"
 LIMIT = {"type": ["number", "string"], "description": "a number, or an expression such as alb_timeout * 1000"}
@@ -148,13 +153,14 @@ class Slo:
 
 
 def load(
-    path: Path = SLO_FILE,
+    path: Path | None = None,
     profile: str | None = None,
     names: Mapping[str, float] | None = None,
     sources: Mapping[str, str] | None = None,
 ) -> Slo:
     """Read and validate the file; ``names`` (e.g. alb_timeout from the plan) override its fallbacks;
     a profile's section overrides the common objectives field by field."""
+    path = path or slo_file()
     rel = shown(path)
     try:
         data = yaml.safe_load(path.read_text())

@@ -25,7 +25,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness.errors import ConfigurationError
 from harness.load.matcher import parse_matcher
-from harness.slo import SLO_FILE, TOTAL, Figures, breaches, gate_lines, judge, load, verdicts_json
+from harness.slo import TOTAL, Figures, breaches, gate_lines, judge, load, verdicts_json
 
 STATE: dict = {"stop_reason": "the profile's last stage ended", "workers": Counter(), "log": None}
 
@@ -33,7 +33,11 @@ STATE: dict = {"stop_reason": "the profile's last stage ended", "workers": Count
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     group = parser.add_argument_group("harness", "set by `python -m harness load`; sent to workers by the master")
-    group.add_argument("--slo-file", default=str(SLO_FILE), help="the SLO YAML the gate judges by")
+    group.add_argument(
+        "--slo-file",
+        default="",
+        help="the SLO YAML the gate judges by (default: the project's, [tool.harness] slo_file)",
+    )
     group.add_argument("--profile-name", default="", help="the profile's name (selects its SLO overrides)")
     group.add_argument("--summary-file", default="", help="where the gate writes its JSON summary")
     group.add_argument("--lb-timeout", type=float, default=5.0, help="target group health-check timeout, s")
@@ -133,7 +137,7 @@ def _verdict(environment: Environment, **_: object) -> None:
     measured[TOTAL] = figures(stats.total)
     try:
         slo = load(
-            Path(options.slo_file),
+            Path(options.slo_file) if options.slo_file else None,
             profile=options.profile_name or None,
             names={"alb_timeout": options.lb_timeout},
             sources={"alb_timeout": options.lb_source},

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.stack import local_postgres
 from harness.errors import ServiceFailed
-from harness.paths import REPO
 from harness.ports import free_port, is_listening
 from harness.session import (
     ENV_VAR,
@@ -28,6 +26,8 @@ from harness.session import (
     tree,
 )
 from harness.wait import wait_until
+from pytest_harness.stack import local_postgres
+from tests import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.slow]
 

@@ -16,9 +16,10 @@ import psycopg
 import pytest
 
 from harness import __version__
-from harness.paths import REPO, environment_file
+from harness.paths import environment_file
 from harness.settings import ini_values, resolve
 from harness.wait import wait_until
+from tests import REPO
 
 pytestmark = pytest.mark.harness
 

@@ -2,6 +2,7 @@
 the environments are the tfvars files present: a new one works in every command without code."""
 
 import argparse
+import dataclasses
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 import harness.paths
 from harness.cli import main, parser
 from harness.cli.options import var_file
-from harness.paths import environment_file
+from harness.paths import environment_file, project
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
@@ -84,7 +85,7 @@ def test_a_new_environment_file_works_in_every_command_that_takes_one(tmp_path, 
     for env in harness.paths.environments():
         shutil.copy(environment_file(env), tmp_path / f"{env}.tfvars")
     shutil.copy(environment_file("staging"), tmp_path / "qa.tfvars")
-    monkeypatch.setattr(harness.paths, "ENVIRONMENTS_DIR", tmp_path)
+    monkeypatch.setattr(harness.paths, "_configured", dataclasses.replace(project(), environments_dir=tmp_path))
     taking = [name for name, flag, _ in valued_options() if flag == "--env"]
     assert set(taking) >= {"timings", "simulate", "outage", "rehearse", "load"}
     for name in taking:

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fixtures.faults import configured_for, run_scenario
 from harness.faults import scenarios
-from harness.paths import REPO, shown
+from harness.paths import shown
+from pytest_harness.faults import configured_for, run_scenario
+from tests import REPO
 
 pytestmark = pytest.mark.harness
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -113,7 +114,7 @@ def test_a_scenario_example_runs_and_meets_its_budgets(example, fault_stack, bud
 @pytest.mark.parametrize("example", ROLLOUT_SCENARIOS, ids=ids(ROLLOUT_SCENARIOS))
 def test_a_rollout_scenario_example_is_the_file_the_proof_rehearses(example, tmp_path):
     shownd = data(example)
-    committed = scenarios.ROLLOUTS_DIR / f"{shownd['name']}.yaml"
+    committed = scenarios.rollouts_dir() / f"{shownd['name']}.yaml"
     assert committed.exists(), f"{example.id}: no scenarios/rollouts/{shownd['name']}.yaml to rehearse it"
     real = yaml.safe_load(committed.read_text())
     if "description" not in shownd:

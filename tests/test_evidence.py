@@ -12,12 +12,12 @@ from html import unescape
 
 import pytest
 
-from harness.paths import REPO
+from tests import REPO
 
 pytestmark = pytest.mark.harness
 
 CONFTEST = """
-pytest_plugins = ["fixtures.settings", "fixtures.stack", "fixtures.load", "fixtures.faults", "fixtures.evidence"]
+# the harness plugin loads itself (its pytest11 entry point)
 
 
 def pytest_configure(config):
@@ -30,7 +30,7 @@ import threading
 
 import pytest
 
-from fixtures.stack import ACTIVE
+from pytest_harness.stack import ACTIVE
 from harness.faults.sampler import Sampler
 from harness.pictures import Window
 from harness.wait import wait_until

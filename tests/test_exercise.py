@@ -12,10 +12,10 @@ import pytest
 
 from harness.faults.exercise import exercise
 from harness.faults.judge import figures, judge
-from harness.faults.scenarios import FAULTS_DIR, load
+from harness.faults.scenarios import faults_dir, load
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
-FROZEN = load(FAULTS_DIR / "postgres-frozen.yaml")
+FROZEN = load(faults_dir() / "postgres-frozen.yaml")
 SLOW_PAUSE = 0.8  # seconds the stand-in engine takes to pause; the detect budget is 2.75 s
 
 

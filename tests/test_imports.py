@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import REPO
+from tests import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 LINT = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("harness", "services", "loadtests", "fixtures", "suites", "tests")
+PACKAGES = ("harness", "services", "loadtests", "pytest_harness", "suites", "tests")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
@@ -41,7 +41,7 @@ def test_every_contract_is_kept():
         ("harness/stack/api.py", "import services.api.config", "black box"),
         ("harness/load/report.py", "import loadtests.gate", "black box"),
         ("services/api/app.py", "import harness.wait", "The services import nothing"),
-        ("fixtures/stack.py", "import suites.integration.test_stack", "Fixtures never import"),
+        ("pytest_harness/stack.py", "import suites.integration.test_stack", "The plugin never imports"),
         ("harness/rehearsal/driver.py", "import harness.simulation.simulator", "The CLI stands on the wings"),
         ("harness/simulation/simulator.py", "import harness.rehearsal.balancer", "The CLI stands on the wings"),
         ("harness/plan/rules.py", "import harness.rehearsal.platform", "The CLI stands on the wings"),
@@ -59,7 +59,7 @@ def test_every_contract_is_kept():
         "harness->services",
         "harness->loadtests",
         "services->harness",
-        "fixtures->suites",
+        "plugin->suites",
         "rehearsal->simulation",
         "simulation->rehearsal",
         "plan->rehearsal",

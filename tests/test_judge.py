@@ -8,11 +8,11 @@ from harness.faults.exercise import Observation
 from harness.faults.judge import detected, figures, judge, recovered
 from harness.faults.kinds import KINDS
 from harness.faults.sampler import Sample
-from harness.faults.scenarios import FAULTS_DIR, load
+from harness.faults.scenarios import faults_dir, load
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 NAMES = {"ttl": 1.0, "db_timeout": 1.0, "slack": 0.75, "health_budget": 3.3, "mlflow_budget": 3.3}
-FROZEN = load(FAULTS_DIR / "postgres-frozen.yaml")  # fault 4 s; detect 2.75; recover 5.05; max latency 1.75
+FROZEN = load(faults_dir() / "postgres-frozen.yaml")  # fault 4 s; detect 2.75; recover 5.05; max latency 1.75
 
 
 def series(points, endpoint="/health"):
@@ -89,7 +89,7 @@ def test_liveness_touched_by_the_fault_fails():
 
 
 def test_a_toxic_that_never_took_effect_proves_nothing():
-    sc = load(FAULTS_DIR / "mlflow-transient-503.yaml")
+    sc = load(faults_dir() / "mlflow-transient-503.yaml")
     ok = [(t / 2, 200, "pass", 0.01) for t in range(12)]
     for applied, passes in ((1, True), (0, False), (2, False)):  # limit 1: exactly one answer replaced
         v = verdicts_by_name(Observation(sc, 1.0, 4.0, series(ok), applied=applied))
@@ -123,7 +123,7 @@ def fleet(b_detects: bool = True, outage: bool = False, late_blind: bool = False
     B answer throughout (B's cache says pass a second longer than A's), D leaves (drained) before the
     detection budget ends, E joins during the fault (and detects 1.5 s after), C joins after the
     fault; ``outage``: once, no target in service."""
-    from harness.faults.scenarios import ROLLOUTS_DIR
+    from harness.faults.scenarios import rollouts_dir
 
     def answers(source, points, endpoint):
         return [Sample(endpoint, t, st, 0.01, h, source=source) for t, st, h in points]
@@ -151,7 +151,7 @@ def fleet(b_detects: bool = True, outage: bool = False, late_blind: bool = False
         )
         + ([Sample("/health/deep", 5.0, None, 30.0, error="ReadTimeout")] if lost else [])
     )
-    scenario = load(ROLLOUTS_DIR / "rolling-postgres-frozen.yaml")
+    scenario = load(rollouts_dir() / "rolling-postgres-frozen.yaml")
     return Observation(scenario, fault_start=1.0, fault_end=13.0, samples=samples)
 
 

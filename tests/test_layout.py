@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fixtures.layout import misplaced, pytest_collection_modifyitems
-from harness.paths import REPO
+from pytest_harness.layout import misplaced, pytest_collection_modifyitems
+from tests import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.harness, pytest.mark.unit]
     ],
 )
 def test_the_rule(path, markers, broken):
-    why = misplaced(REPO / path, markers)
+    why = misplaced(REPO / path, markers, REPO)
     assert (why is None) if broken is None else (broken in why), why
 
 
@@ -33,6 +33,7 @@ def item(path: str, *markers: str) -> SimpleNamespace:
 
 def test_collection_stops_naming_the_misplaced_test():
     good = [item("tests/test_wait.py", "harness"), item("suites/e2e/test_containers.py", "e2e", "docker")]
-    pytest_collection_modifyitems(None, good)  # nothing to say
+    config = SimpleNamespace(rootpath=REPO)
+    pytest_collection_modifyitems(config, good)  # nothing to say
     with pytest.raises(pytest.UsageError, match=r"suites/load/test_x.py::test_x: .*marker `load`"):
-        pytest_collection_modifyitems(None, [*good, item("suites/load/test_x.py", "unit")])
+        pytest_collection_modifyitems(config, [*good, item("suites/load/test_x.py", "unit")])

@@ -360,7 +360,7 @@ def test_lb_from_plan_without_a_plan_fails_naming_the_plan_where_the_default_fal
 
     monkeypatch.setattr(timing, "planned", no_plan)
     fallback = runner.load_balancer(LoadTest("smoke", reports_dir=tmp_path))
-    assert fallback.timeout == slo.load(slo.SLO_FILE).names["alb_timeout"]
+    assert fallback.timeout == slo.load(slo.slo_file()).names["alb_timeout"]
     assert "no plan: expected terraform on PATH" in fallback.source
     with pytest.raises(ConfigurationError) as err:
         runner.load_balancer(LoadTest("smoke", reports_dir=tmp_path, lb_from_plan=True))

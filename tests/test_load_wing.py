@@ -20,7 +20,7 @@ from harness.load.live import bulkheads, live_figures, postgres_checks
 from harness.load.locust_process import locust_argv
 from harness.load.results import RunFacts, read_summary, summarise
 from harness.load.runner import execute, load_balancer
-from harness.paths import REPO
+from tests import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 DEPLOYMENT = ("harness.plan", "harness.rehearsal", "harness.simulation")
@@ -102,7 +102,7 @@ def wing_files() -> list[Path]:
     return [
         *(REPO / "harness" / "load").glob("*.py"),
         *(REPO / "loadtests").rglob("*.py"),
-        REPO / "fixtures" / "load.py",
+        REPO / "pytest_harness" / "load.py",
         *(REPO / "suites" / "load").glob("*.py"),
     ]
 

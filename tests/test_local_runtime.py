@@ -7,11 +7,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from fixtures.stack import local_postgres
 from harness.budgets import Budgets
 from harness.errors import WaitTimeout
 from harness.session import processes_of
 from harness.wait import wait_until
+from pytest_harness.stack import local_postgres
 
 pytestmark = [pytest.mark.harness, pytest.mark.disruptive]
 

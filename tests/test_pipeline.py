@@ -1,5 +1,5 @@
 """The stages, the shard planner, the durations each run keeps, and the merge of the pipeline
-jobs' reports (harness/pipeline, fixtures/durations.py)."""
+jobs' reports (harness/pipeline, pytest_harness/durations.py)."""
 
 import html
 import json
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.durations import LongestFirst
 from harness.errors import ConfigurationError
-from harness.paths import REPO
 from harness.pipeline import reports, shards, stages
 from harness.pipeline.durations import read_recorded
+from pytest_harness.durations import LongestFirst
+from tests import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 
@@ -636,9 +636,9 @@ def test_ctrl_c_reaches_the_stages_pytest_once_and_the_stage_stops_with_130(tmp_
 def test_the_files_that_share_the_applied_platform_run_on_one_worker_as_the_planner_places_them(
     pytestconfig, monkeypatch
 ):
-    """The run's xdist scheduler (fixtures/durations.py) and the shard planner group alike: one
+    """The run's xdist scheduler (pytest_harness/durations.py) and the shard planner group alike: one
     work unit for the files that share the platform applied to moto, one per file otherwise."""
-    from fixtures.durations import LongestFirst, pytest_xdist_make_scheduler
+    from pytest_harness.durations import LongestFirst, pytest_xdist_make_scheduler
 
     monkeypatch.setattr(pytestconfig.option, "dist", "loadfile")
     monkeypatch.setattr(pytestconfig.option, "numprocesses", 2)

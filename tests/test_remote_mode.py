@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.paths import REPO
+from tests import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.slow]
 

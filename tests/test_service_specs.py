@@ -6,12 +6,13 @@ import pytest
 import yaml
 
 from harness.errors import ConfigurationError
-from harness.paths import COMPOSE_FILE, REPO
+from harness.paths import project
 from harness.stack.api import api_config
 from harness.stack.compose import check_compose_file, depends_on_problems
 from harness.stack.config import StackConfig
 from harness.stack.mlflow import mlflow_config
 from harness.stack.stack import ORDER, SPECS
+from tests import REPO
 
 pytestmark = pytest.mark.harness
 
@@ -21,7 +22,7 @@ def compose_defaults(value: str) -> str:
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
 
 
-COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+COMPOSE = yaml.safe_load(project().compose_file.read_text())["services"]
 PASSWORD = compose_defaults("${POSTGRES_PASSWORD:-change-me-locally}")
 # how the services reach each other in the compose project: by name, on the spec's port
 LINKS = {name: (name, spec.port) for name, spec in SPECS.items()}
@@ -69,7 +70,7 @@ def test_compose_waits_on_each_dependency_as_the_harness_does():
 
 
 def test_a_dependency_compose_only_starts_fails_naming_the_service_and_field(tmp_path):
-    text = COMPOSE_FILE.read_text()
+    text = project().compose_file.read_text()
     broken = text.replace("mlflow: {condition: service_healthy}", "mlflow: {condition: service_started}")
     assert broken != text, "the compose file no longer writes the api's dependency on mlflow this way"
     path = tmp_path / "docker-compose.yml"

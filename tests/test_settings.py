@@ -64,7 +64,7 @@ def test_require_lists_what_must_not_skip_and_ci_requires_both():
 
 MISSING_TERRAFORM = """
 import pytest
-from fixtures.settings import missing
+from pytest_harness.settings import missing
 
 pytestmark = pytest.mark.terraform
 
@@ -88,11 +88,10 @@ def test_a_missing_dependency_skips_unless_the_run_requires_it(tmp_path, env, ou
     import subprocess
     import sys
 
-    from harness.paths import REPO
+    from tests import REPO
 
     (tmp_path / "conftest.py").write_text(
-        'pytest_plugins = ["fixtures.settings"]\n\n\ndef pytest_configure(config):\n'
-        '    config.addinivalue_line("markers", "terraform: x")\n'
+        'def pytest_configure(config):\n    config.addinivalue_line("markers", "terraform: x")\n'
     )
     (tmp_path / "test_it.py").write_text(MISSING_TERRAFORM)
     base = {k: v for k, v in os.environ.items() if k not in ("CI", "HARNESS_REQUIRE")}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.settings import missing
-from harness.paths import REPO
+from pytest_harness.settings import missing
+from tests import REPO
 
 pytestmark = pytest.mark.harness
 BIN = Path(sys.executable).parent

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.paths import REPO
+from tests import REPO
 
 pytestmark = [pytest.mark.harness]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))

@@ -9,6 +9,7 @@ import os
 import sys
 
 from harness.cli.options import env_option, existing_file, number, settings_options
+from harness.errors import ConfigurationError
 from harness.process import terminate_as_interrupt
 from harness.session import reap
 from harness.settings import ini_values, resolve
@@ -53,6 +54,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.load.config import LoadTest
+    from harness.slo import slo_file
 
     settings = resolve(
         {
@@ -74,7 +76,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 target_url=settings.target_url,
                 workers=args.workers,
                 time_scale=args.time_scale,
-                slo_file=Path(args.slo),
+                slo_file=Path(args.slo) if args.slo else slo_file(),
                 reports_dir=settings.reports_path,
                 env=args.env,
                 lb_timeout=args.lb_timeout,
@@ -167,10 +169,13 @@ def cmd_load_worker(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from harness.load.profile import names as profile_names
-    from harness.slo import SLO_FILE
 
     load = sub.add_parser("load", help="run a Locust load profile with the SLO gate; reports under reports/load/")
-    load.add_argument("--profile", required=True, choices=profile_names(), help="loadtests/profiles/<name>.py")
+    try:
+        choices: list[str] | None = profile_names()
+    except ConfigurationError:  # no project here: `harness load` says so when it runs
+        choices = None
+    load.add_argument("--profile", required=True, choices=choices, help="loadtests/profiles/<name>.py")
     load.add_argument(
         "--workers",
         type=_bounded("workers", int),
@@ -180,7 +185,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument(
         "--time-scale", type=_bounded("time_scale"), default=1.0, help="multiply every stage's end (0.5: half as long)"
     )
-    load.add_argument("--slo", type=existing_file, default=str(SLO_FILE), help="the SLO file the gate judges by")
+    load.add_argument(
+        "--slo",
+        type=existing_file,
+        default=None,
+        help="the SLO file the gate judges by (default: [tool.harness] slo_file)",
+    )
     env_option(load, "whose planned ALB health check (timeout, matcher) the poller and the SLOs use")
     load.add_argument(
         "--lb-timeout", type=_bounded("lb_timeout"), help="the ALB health-check timeout, s (skips the Terraform plan)"
@@ -221,7 +231,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     settings_options(load, ("runtime", "timeout_multiplier", "mlflow_workers", "target_url", "reports_dir"))
     load.set_defaults(func=cmd_load)
     worker = sub.add_parser("load-worker", help="a Locust worker for `load --remote-workers` on another machine")
-    worker.add_argument("--profile", required=True, choices=profile_names(), help="the master's profile")
+    worker.add_argument("--profile", required=True, choices=choices, help="the master's profile")
     worker.add_argument(
         "--master-host",
         required=True,

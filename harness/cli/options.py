@@ -62,9 +62,12 @@ def existing_file(raw: str) -> str:
 
 
 def env_option(parser: argparse.ArgumentParser, help: str = "the environment planned (its tfvars file)") -> None:
-    names = environments()
+    try:
+        names = environments()
+    except ConfigurationError:  # no project here: the command says so when it runs
+        names = []
     default = "staging" if "staging" in names else (names[0] if names else None)
-    parser.add_argument("--env", default=default, choices=names, help=f"{help}; default {default}")
+    parser.add_argument("--env", default=default, choices=names or None, help=f"{help}; default {default}")
 
 
 def plan_options(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.cli.options import existing_file, number
 from harness.errors import ConfigurationError
-from harness.paths import REPO, shown
+from harness.paths import project, shown
 from harness.pipeline import durations, reports, shards, stages
 
 
@@ -59,17 +59,18 @@ def cmd_stage(args: argparse.Namespace) -> int:
         shard=args.shard,
         workers=args.workers,
         pytest_args=extra,
-        reports=Path(args.reports_dir),
-        recorded=Path(args.durations) if args.durations else durations.RECORDED,
+        reports=Path(args.reports_dir) if args.reports_dir else None,
+        recorded=Path(args.durations) if args.durations else None,
         say=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True),
         beside=args.beside or (),
     )
 
 
 def cmd_shards(args: argparse.Namespace) -> int:
-    seconds = durations.read_recorded(Path(args.durations))
+    path = Path(args.durations) if args.durations else durations.recorded_file()
+    seconds = durations.read_recorded(path)
     if not seconds:
-        raise ConfigurationError(f"recorded durations in {args.durations}", "none (harness durations --record)")
+        raise ConfigurationError(f"recorded durations in {shown(path)}", "none (harness durations --record)")
     s = stages.stage(args.stage)
     args.workers = args.workers or s.workers
     items = stages.stage_items(s, seconds)
@@ -82,7 +83,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2))
     else:
-        print(f"stage {args.stage} in {args.jobs} jobs of {args.workers} workers, by {shown(Path(args.durations))}:")
+        print(f"stage {args.stage} in {args.jobs} jobs of {args.workers} workers, by {shown(path)}:")
         for j in jobs:
             files = ", ".join(u.name.removeprefix("suites/") for u in j.parallel[:4])
             more = f" and {len(j.parallel) - 4} more files" if len(j.parallel) > 4 else ""
@@ -99,20 +100,20 @@ def cmd_shards(args: argparse.Namespace) -> int:
 def cmd_durations(args: argparse.Namespace) -> int:
     # by default the stages' own runs (not a verify, fuzz or merged file: they would skew the figures)
     runs = [Path(p) for p in args.runs] or sorted(
-        p for p in (REPO / "reports").glob("durations-*.json") if p.stem.split("-")[1] in ("pr", "proof")
+        p for p in (project().root / "reports").glob("durations-*.json") if p.stem.split("-")[1] in ("pr", "proof")
     )
     if not runs:
         raise ConfigurationError("durations files of a run (reports/durations-*.json)", "none")
     seconds = durations.read_runs(runs)
     if args.record:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+            ["git", "rev-parse", "--short", "HEAD"], cwd=project().root, capture_output=True, text=True, check=False
         ).stdout.strip()
         doc = durations.recorded_document(
             seconds, datetime.date.today().isoformat(), commit, f"from {', '.join(p.name for p in runs)}"
         )
-        durations.RECORDED.write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"recorded {len(seconds)} tests in {shown(durations.RECORDED)}", file=sys.stderr)
+        durations.recorded_file().write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"recorded {len(seconds)} tests in {shown(durations.recorded_file())}", file=sys.stderr)
     total = sum(seconds.values())
     print("| suite | tests | seconds | share |\n|---|---:|---:|---:|")
     for suite, n, sec in durations.by_suite(seconds):
@@ -140,7 +141,7 @@ def cmd_merge_reports(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    recorded = str(durations.RECORDED)
+    recorded = ".ci/durations.json"
     workers = number(int, 1, what="pytest-xdist workers")
     st = sub.add_parser(
         "stage",
@@ -154,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument(
         "--workers", type=workers, default=None, help=f"pytest-xdist workers of the parallel phase (default: {own})"
     )
-    st.add_argument("--reports-dir", default=str(REPO / "reports"), help="where the reports go (default reports/)")
+    st.add_argument("--reports-dir", default=None, help="where the reports go (default: the project's reports/)")
     st.add_argument(
         "--beside",
         metavar="CMD",
@@ -183,7 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="exit 1 when a job is expected to take longer than this many minutes (default 10)",
     )
     sh.add_argument(
-        "--durations", type=existing_file, default=recorded, help="the recorded durations (default .ci/durations.json)"
+        "--durations", type=existing_file, default=None, help=f"the recorded durations (default {recorded})"
     )
     sh.add_argument("--json", action="store_true", help="every job's tests and expected seconds as JSON")
     sh.set_defaults(func=cmd_shards)

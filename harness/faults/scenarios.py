@@ -16,13 +16,23 @@ import yaml
 from harness.budgets import evaluate
 from harness.errors import ConfigurationError
 from harness.faults.kinds import KINDS, LINKS, SERVICES
-from harness.paths import SCENARIOS_DIR, shown
+from harness.paths import project, shown
 from harness.plan.codedeploy import TRAFFIC
 from harness.rehearsal.tasks import MOMENTS
 
-FAULTS_DIR = SCENARIOS_DIR / "faults"
-ROLLOUTS_DIR = SCENARIOS_DIR / "rollouts"  # faults in the middle of a rehearsed deployment
 ROLLOUT_TARGETS = ("postgres", "api->mlflow")
+
+
+def faults_dir() -> Path:
+    """The project's fault scenarios: ``faults/`` of its scenarios folder."""
+    return project().scenarios_dir / "faults"
+
+
+def rollouts_dir() -> Path:
+    """Faults in the middle of a rehearsed deployment: ``rollouts/`` of the scenarios folder."""
+    return project().scenarios_dir / "rollouts"
+
+
 PROCESS_KINDS = [k.name for k in KINDS.values() if not k.on_link]
 NETWORK_KINDS = [k.name for k in KINDS.values() if k.on_link]
 BUDGET = {"type": ["number", "string"], "description": "seconds, or an expression such as db_timeout + 0.5"}
@@ -207,5 +217,5 @@ def load(path: Path) -> Scenario:
     )
 
 
-def load_all(folder: Path = FAULTS_DIR) -> list[Scenario]:
-    return [load(p) for p in sorted(folder.glob("*.yaml"))]
+def load_all(folder: Path | None = None) -> list[Scenario]:
+    return [load(p) for p in sorted((folder or faults_dir()).glob("*.yaml"))]

@@ -49,7 +49,7 @@ class LoadTest:
     target_url: str | None = None
     workers: int = 0
     time_scale: float = 1.0
-    slo_file: Path = slo.SLO_FILE
+    slo_file: Path = field(default_factory=slo.slo_file)
     reports_dir: Path = Path("reports")
     env: str = "staging"
     lb_timeout: float | None = None

@@ -15,14 +15,13 @@ from harness.load import profile as profiles
 from harness.load.config import Address, LoadBalancerCheck, LoadTest, parse_address
 from harness.load.live import live_figures
 from harness.load.locust_csv import HISTORY
-from harness.paths import LOADTESTS_DIR, REPO
+from harness.paths import project
 from harness.ports import free_port, release
 from harness.process import ChildProcess, python_env
 from harness.progress import step
 from harness.session import Session
 from harness.wait import wait_until
 
-LOCUSTFILE = LOADTESTS_DIR / "locustfile.py"
 STARTUP = 60.0  # seconds for Locust (and its workers) to start and for the last reports to be written
 STOP_GRACE = 20.0  # after SIGTERM, for Locust to write its reports
 LOOPBACK = Address("127.0.0.1", 0)
@@ -35,7 +34,7 @@ def _locust(profile: str) -> list[str]:
         "-m",
         "locust",
         "-f",
-        f"{LOCUSTFILE},{profiles.path_of(profile)}",
+        f"{project().loadtests_dir / 'locustfile.py'},{profiles.path_of(profile)}",
         "--headless",
         "--loglevel",
         "WARNING",
@@ -188,5 +187,5 @@ def _follow(test: LoadTest, main: ChildProcess, report_dir: Path, bound: float) 
 
 def run_worker(profile: str, master: Address) -> int:
     """One Locust worker in the foreground, for a master on another machine; its exit code."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(worker_argv(profile, master), env=env, cwd=REPO).returncode
+    env = {**os.environ, "PYTHONPATH": project().pythonpath}
+    return subprocess.run(worker_argv(profile, master), env=env, cwd=project().root).returncode

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.paths import LOADTESTS_DIR
+from harness.paths import project
 
-PROFILES_DIR = LOADTESTS_DIR / "profiles"
+
+def profiles_dir() -> Path:
+    return project().loadtests_dir / "profiles"
+
 
 SCHEMA = {
     "type": "object",
@@ -100,14 +103,14 @@ def validate(data: object, where: str) -> dict:
 
 
 def path_of(name: str) -> Path:
-    path = PROFILES_DIR / f"{name}.py"
+    path = profiles_dir() / f"{name}.py"
     if not path.is_file() or name.startswith("_"):
-        raise ProfileError(f"profile {name!r}: expected one of {', '.join(names())} (files in {PROFILES_DIR})")
+        raise ProfileError(f"profile {name!r}: expected one of {', '.join(names())} (files in {profiles_dir()})")
     return path
 
 
 def names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.py") if not p.stem.startswith("_"))
+    return sorted(p.stem for p in profiles_dir().glob("*.py") if not p.stem.startswith("_"))
 
 
 def read(name: str) -> dict:

@@ -33,7 +33,7 @@ from harness.load.config import LoadBalancerCheck, LoadTest
 from harness.load.live import MetricsRecorder, dependency_checks
 from harness.load.locust_process import STARTUP, drive
 from harness.load.results import API_METRICS, LoadResult, RunFacts, new_report_dir, summarise
-from harness.paths import REPO
+from harness.paths import project
 from harness.session import Session
 
 
@@ -80,7 +80,7 @@ def _commit() -> str:
     try:
         return (
             subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+                ["git", "rev-parse", "--short", "HEAD"], cwd=project().root, capture_output=True, text=True, timeout=5
             ).stdout.strip()
             or "unknown"
         )

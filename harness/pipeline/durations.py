@@ -1,5 +1,5 @@
 """How long each test took: what a run measured (``reports/durations-<run>.json``, written by the
-pytest plugin ``fixtures/durations.py``), and the durations recorded in the repository
+pytest plugin ``pytest_harness/durations.py``), and the durations recorded in the repository
 (``.ci/durations.json``) that the shard planner reads.
 
 A test's time is its setup, call and teardown together, as the worker that ran it measured them:
@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigurationError
-from harness.paths import REPO
+from harness.paths import project
 
-RECORDED = REPO / ".ci" / "durations.json"  # the repository's recorded durations (the shard planner's input)
+
+def recorded_file() -> Path:
+    """The project's recorded durations (the shard planner's input): ``.ci/durations.json``."""
+    return project().root / ".ci" / "durations.json"
 
 
 def file_of(nodeid: str) -> str:
@@ -71,8 +74,14 @@ def read_runs(paths: Iterable[Path]) -> dict[str, float]:
     return seconds
 
 
-def read_recorded(path: Path = RECORDED) -> dict[str, float]:
-    """The recorded durations (node id -> seconds); an empty mapping when none were recorded."""
+def read_recorded(path: Path | None = None) -> dict[str, float]:
+    """The recorded durations (node id -> seconds); an empty mapping when none were recorded (or
+    outside a project, when no ``path`` is given)."""
+    if path is None:
+        try:
+            path = recorded_file()
+        except ConfigurationError:
+            return {}
     if not path.exists():
         return {}
     try:

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigurationError
-from harness.paths import REPO
+from harness.paths import project
 from harness.pipeline import shards
-from harness.pipeline.durations import RECORDED, read_recorded
+from harness.pipeline.durations import read_recorded, recorded_file
 
 PROOF_MARKER = "proof"  # the tests only the full proof runs
 SERIAL = "load or alone"  # the tests that run by themselves, after the others
@@ -126,7 +126,7 @@ def collect(python: str = sys.executable, extra: Sequence[str] = ()) -> dict[str
         # a listing runs nothing: no engine or Terraform is required for it (where CI=true would
         # require them, a runner without Docker, as the merge job may be, could not list the tests)
         env = {**os.environ, "HARNESS_REQUIRE": "none"}
-        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        out = subprocess.run(cmd, cwd=project().root, env=env, capture_output=True, text=True, check=False)
         if out.returncode not in (0, 5) or not listing.exists():
             raise ConfigurationError(
                 "the tests to collect", f"pytest exited {out.returncode}", (out.stdout + out.stderr)[-2000:]
@@ -182,9 +182,9 @@ def run(
     shard: str | None = None,
     workers: int | None = None,
     pytest_args: Sequence[str] = (),
-    reports: Path = REPO / "reports",
+    reports: Path | None = None,
     python: str = sys.executable,
-    recorded: Path = RECORDED,
+    recorded: Path | None = None,
     say: Callable[[str], None] = print,
     beside: Sequence[str] = (),
 ) -> int:
@@ -193,6 +193,8 @@ def run(
     phase's exit code, else ``beside``'s (pytest's 5, nothing selected, counts as success: a shard
     may have no serial test)."""
     s = stage(name)
+    reports = reports or project().root / "reports"
+    recorded = recorded or recorded_file()
     if not beside:
         return _phases(s, shard, workers, pytest_args, reports, python, recorded, say)
     reports.mkdir(parents=True, exist_ok=True)
@@ -255,7 +257,7 @@ def _phases(
             *ids,
         ]
         say(f"stage {s.name}: {run_id} ({'parallel' if phase.parallel else 'serial'}): -m {expression!r}")
-        code = follow(cmd, cwd=REPO)
+        code = follow(cmd, cwd=project().root)
         if code == 130:
             return 130
         codes.append(code)
@@ -281,7 +283,12 @@ class Beside:
         self.stopping = False
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                cwd=project().root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         say(f"beside the tests: {shlex.join(cmd)} (output in {log})")
         self.watcher = threading.Thread(target=self._report, daemon=True)

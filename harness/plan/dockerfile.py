@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from harness.errors import ConfigurationError
-from harness.paths import SERVICES_DIR, shown
+from harness.paths import project, shown
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
@@ -114,4 +114,4 @@ def healthcheck(dockerfile: Path) -> HealthCheck:
 
 
 def service_healthcheck(service: str) -> HealthCheck:
-    return healthcheck(SERVICES_DIR / service / "Dockerfile")
+    return healthcheck(project().services_dir / service / "Dockerfile")

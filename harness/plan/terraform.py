@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from harness.errors import DependencyMissing, HarnessError
-from harness.paths import TERRAFORM_DIR
+from harness.paths import project
 from harness.plan.plancache import PlanCache, digest_folder, plan_key
 from harness.process import run_lines
 from harness.progress import step
@@ -86,8 +86,9 @@ def plugin_dir() -> str | None:
 
 
 class Terraform:
-    def __init__(self, workdir: Path, source: Path = TERRAFORM_DIR) -> None:
+    def __init__(self, workdir: Path, source: Path | None = None) -> None:
         self.binary = terraform_binary()
+        source = source or project().terraform_dir
         self.workdir = workdir / "terraform"
         if not self.workdir.exists():
             shutil.copytree(

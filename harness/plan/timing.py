@@ -20,7 +20,7 @@ import yaml
 
 from harness import slo
 from harness.errors import ConfigurationError
-from harness.paths import COMPOSE_FILE
+from harness.paths import project
 from harness.plan.boot import BootEstimate, BootInputs
 from harness.plan.dockerfile import HealthCheck, service_healthcheck
 from harness.stack.api import ApiConfig, api_config
@@ -180,7 +180,7 @@ class TimingModel:
     log_retention: dict[str, int | None]
     dockerfile: dict[str, HealthCheck]
     compose_checks: dict[str, dict]
-    slo_file: Path = slo.SLO_FILE
+    slo_file: Path = field(default_factory=slo.slo_file)
     resources: list[dict] = field(default_factory=list)  # every planned resource: address, type, values, unknown
     variables: dict = field(default_factory=dict)  # the plan's input variables
     outputs: dict = field(default_factory=dict)  # the plan's root outputs, as far as known
@@ -253,7 +253,7 @@ def _service_of(address: str) -> str | None:
     return None
 
 
-def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = COMPOSE_FILE) -> TimingModel:
+def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path | None = None) -> TimingModel:
     found: dict[str, dict] = {name: {} for name in SERVICES}
     retention: dict[str, int | None] = {}
     for res in plan_resources(plan.get("planned_values", {}).get("root_module", {})):
@@ -336,6 +336,7 @@ def from_plan(plan: dict, source: str, boot: BootInputs, compose_file: Path = CO
                 for name in (cfg.get("alarms") or [])
             ),
         )
+    compose_file = compose_file or project().compose_file
     compose = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {"services": {}}
     return TimingModel(
         source,

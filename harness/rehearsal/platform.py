@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from harness.paths import TERRAFORM_DIR
+from harness.paths import project
 from harness.plan.plancache import digest_folder
 from harness.plan.terraform import Terraform
 from harness.plan.timing import plan_resources
@@ -50,8 +50,10 @@ class Platform:
     def __exit__(self, *exc: object) -> None:
         self.moto.__exit__(*exc)
 
-    def apply(self, var_file: Path, source: Path = TERRAFORM_DIR, again: bool = False) -> None:
-        """Move the platform to ``var_file`` on ``source`` (``again``: even if the state holds them)."""
+    def apply(self, var_file: Path, source: Path | None = None, again: bool = False) -> None:
+        """Move the platform to ``var_file`` on ``source`` (default: the project's Terraform;
+        ``again``: even if the state holds them)."""
+        source = source or project().terraform_dir
         digest = digest_of(var_file, source)
         if digest == self._applied and not again:
             return

@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 from harness.certificates import Authority
 from harness.errors import ConfigurationError, DependencyMissing, ServiceFailed
 from harness.lifecycle import Rollout, Step
-from harness.paths import TERRAFORM_DIR, environment_file
+from harness.paths import environment_file, project
 from harness.plan.boot import inputs
 from harness.plan.codedeploy import traffic_steps
 from harness.plan.timing import ServiceTiming, TimingModel, planned
@@ -100,7 +100,9 @@ class Rehearsal:
     env: str = "staging"
     services: tuple[str, ...] = ("api", "mlflow")
     reports_dir: Path = Path("reports")
-    source: Path = TERRAFORM_DIR  # the Terraform to rehearse (a test may give an edited copy)
+    source: Path = field(
+        default_factory=lambda: project().terraform_dir
+    )  # the Terraform to rehearse (a test may give an edited copy)
     var_file: Path | None = None  # default: the environment's tfvars
     out: TextIO = sys.stderr
     replacement: bool = True  # after the tasks are in service, replace the api's under client traffic

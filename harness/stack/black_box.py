@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 
 from harness.errors import ConfigurationError, HarnessError
-from harness.paths import REPO
+from harness.paths import project
 
 KEEP = ("PATH", "LANG", "LC_ALL", "HOME")
 
@@ -28,11 +28,11 @@ def _check(module: str, env: tuple[tuple[str, str], ...], where: str) -> tuple[t
     base = {k: v for k, v in os.environ.items() if k in KEEP}
     result = subprocess.run(
         [sys.executable, "-m", module, "--check-config"],
-        cwd=REPO,
+        cwd=project().root,
         capture_output=True,
         text=True,
         timeout=60,
-        env={**base, **dict(env), "PYTHONPATH": str(REPO)},
+        env={**base, **dict(env), "PYTHONPATH": project().pythonpath},
     )
     if result.returncode == 2:
         raise ConfigurationError(

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import ConfigurationError, DependencyMissing, HarnessError, ServiceFailed
-from harness.paths import COMPOSE_FILE, shown
+from harness.paths import project, shown
 from harness.ports import free_port, release
 from harness.stack.stack import SPECS
 from harness.wait import wait_until
@@ -26,7 +26,7 @@ def depends_on_problems(
     services: Mapping[str, object],
     edges: Mapping[str, Sequence[str]],
     one_shot: Collection[str] = (),
-    source: str = shown(COMPOSE_FILE),
+    source: str = "the compose file",
 ) -> list[str]:
     """Each dependency edge the harness knows (``edges``: service -> the services it depends on, the
     specs' ``depends_on``) in the compose file's ``services`` with the condition that makes compose
@@ -56,9 +56,10 @@ def depends_on_problems(
     return out
 
 
-def check_compose_file(path: Path = COMPOSE_FILE) -> None:
+def check_compose_file(path: Path | None = None) -> None:
     """The compose file waits on each dependency as the harness does (``depends_on_problems`` over
     every service spec), else a ConfigurationError naming each service and field."""
+    path = path or project().compose_file
     services = (yaml.safe_load(path.read_text()) or {}).get("services") or {}
     problems = depends_on_problems(services, {n: s.depends_on for n, s in SPECS.items()}, source=shown(path))
     if problems:
@@ -100,7 +101,7 @@ class ComposeStack:
 
     def _run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [*self.cmd, "-p", self.project, "-f", str(COMPOSE_FILE), *args],
+            [*self.cmd, "-p", self.project, "-f", str(project().compose_file), *args],
             env=self.env,
             capture_output=True,
             text=True,

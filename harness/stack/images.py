@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DependencyMissing, HarnessError
-from harness.paths import REPO
+from harness.paths import project
 from harness.process import run_lines
 from harness.progress import step
 
@@ -35,9 +35,17 @@ class BaseChoice:
     why: str
 
 
+def _context() -> Path:
+    """The build context: the folder that holds the services' folder (the Dockerfiles copy
+    ``services/...`` from it), with its .dockerignore."""
+    return project().services_dir.parent
+
+
 def _inputs(service: str) -> list[Path]:
-    files = [REPO / "services" / service / "Dockerfile", REPO / "services" / "__init__.py", REPO / ".dockerignore"]
-    for folder in (REPO / "services" / service, REPO / "services" / "common"):
+    services = project().services_dir
+    files = [services / service / "Dockerfile", services / "__init__.py"]
+    files += [p for p in (_context() / ".dockerignore",) if p.exists()]
+    for folder in (services / service, services / "common"):
         files += [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     return sorted(set(files))
 
@@ -47,7 +55,7 @@ def content_tag(service: str, base: BaseChoice | None = None) -> str:
     known): an immutable name, as the plan requires (rule images-immutable)."""
     h = hashlib.sha256(f"{base.image}|{base.offline}".encode() if base else b"source")
     for path in _inputs(service):
-        h.update(str(path.relative_to(REPO)).encode())
+        h.update(str(path.relative_to(_context())).encode())
         h.update(path.read_bytes())
     return f"mlplatform-{service}:{h.hexdigest()[:12]}"
 
@@ -72,7 +80,7 @@ def choose_base(client) -> BaseChoice:
 
 def wheelhouse_current() -> bool:
     """Whether services/base/wheelhouse was made for today's requirements (build.sh's stamp)."""
-    base = REPO / "services"
+    base = project().services_dir
     want = hashlib.sha256(b"".join((base / s / "requirements.txt").read_bytes() for s in ("api", "mlflow")))
     try:
         return (base / "base" / "wheelhouse" / ".requirements.sha256").read_text().strip() == want.hexdigest()
@@ -93,7 +101,7 @@ def ensure_offline_base(client) -> float:
     t0 = time.monotonic()
     with step(f"offline base image {OFFLINE_BASE} (debootstrap and wheelhouse, minutes on a fresh machine)") as s:
         code, tail = run_lines(
-            ["sh", str(REPO / "services" / "base" / "build.sh")],
+            ["sh", str(project().services_dir / "base" / "build.sh")],
             {**os.environ, "PYTHON": sys.executable},
             1800,
             s.update,
@@ -145,9 +153,9 @@ def _build(client, service: str, tag: str, base: BaseChoice) -> None:
     with step(f"image {tag}") as s:
         try:
             for chunk in client.api.build(
-                path=str(REPO),
+                path=str(_context()),
                 tag=tag,
-                dockerfile=f"services/{service}/Dockerfile",
+                dockerfile=str((project().services_dir / service / "Dockerfile").relative_to(_context())),
                 buildargs={"BASE_IMAGE": base.image, "PIP_OFFLINE": "1" if base.offline else "0"},
                 rm=True,
                 labels={"harness.image": service},

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.paths import SERVICES_DIR
+from harness.paths import project
 from harness.stack.config import StackConfig
 
 Address = tuple[str, int]
@@ -51,7 +51,7 @@ class ServiceSpec(ABC):
 
     @property
     def dockerfile(self) -> Path:
-        return SERVICES_DIR / self.name / "Dockerfile"
+        return project().services_dir / self.name / "Dockerfile"
 
     @abstractmethod
     def environment(self, config: StackConfig, links: Links, reached_as: tuple[str, ...] = ()) -> dict[str, str]:

@@ -3,8 +3,8 @@
 
 import pytest
 
-from fixtures.terraform import moto_platform
 from harness.paths import environment_file
+from pytest_harness.terraform import moto_platform
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,13 @@ import json
 
 import pytest
 
-from fixtures.docker import leftovers
 from harness.errors import ConfigurationError
 from harness.gantt import rollout_svg
 from harness.lifecycle import Milestone, Step
 from harness.plan import observability
 from harness.rehearsal.driver import deploy
 from harness.rehearsal.rehearsal import Rehearsal
+from pytest_harness.docker import leftovers
 
 pytestmark = [pytest.mark.deployment, pytest.mark.terraform, pytest.mark.slow, pytest.mark.proof]
 CANARY = "CodeDeployDefault.ECSCanary10Percent5Minutes"

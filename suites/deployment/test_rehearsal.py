@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from fixtures.docker import leftovers
 from harness.gantt import rollout_svg
 from harness.lifecycle import Step, disagreements, timeline
 from harness.rehearsal.rehearsal import Rehearsal
 from harness.simulation.replay import replay
 from harness.simulation.simulator import SimConfig, simulation_svg
+from pytest_harness.docker import leftovers
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow]
 

@@ -4,12 +4,12 @@ timeout below the drain is a forced stop."""
 
 import pytest
 
-from fixtures.docker import leftovers
 from harness.faults.rollout import deployment_verdicts
 from harness.gantt import rollout_svg
 from harness.lifecycle import Step
 from harness.plan.rules import check
 from harness.rehearsal.rehearsal import Rehearsal
+from pytest_harness.docker import leftovers
 from suites.deployment.test_rehearsal import role
 from suites.deployment.test_rehearsal_variants import staging_with
 

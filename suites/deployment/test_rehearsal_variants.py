@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from fixtures.docker import leftovers
 from harness.gantt import rollout_svg
 from harness.lifecycle import Step
 from harness.paths import environment_file
 from harness.rehearsal.rehearsal import Rehearsal
+from pytest_harness.docker import leftovers
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.slow, pytest.mark.proof]
 API_WITHOUT_DATABASE = {

@@ -5,8 +5,8 @@ Gantt chart (the fault's window on it) and its health timeline in the report."""
 
 import pytest
 
-from fixtures.docker import leftovers
 from harness.lifecycle import Step
+from pytest_harness.docker import leftovers
 
 pytestmark = [pytest.mark.deployment, pytest.mark.docker, pytest.mark.terraform, pytest.mark.slow, pytest.mark.proof]
 

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.stack import restore
 from harness.budgets import Budgets
+from pytest_harness.stack import restore
 
 
 @pytest.fixture(autouse=True)

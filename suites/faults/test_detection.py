@@ -10,12 +10,12 @@ import time
 import httpx
 import pytest
 
-from fixtures.faults import budget_names
 from harness.faults.sampler import Sampler
 from harness.pictures import Mark, Window
 from harness.stack.api import api_config
 from harness.stack.toxics import Hold
 from harness.wait import wait_until
+from pytest_harness.faults import budget_names
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
 SEARCH = b"/api/2.0/mlflow/experiments/search"  # the part of MLflow's check that reaches its database

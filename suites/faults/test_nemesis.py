@@ -14,14 +14,14 @@ import pytest
 from harness.cli.nemesis import keep, replay_command
 from harness.nemesis.run import run
 from harness.nemesis.schedule import draw, load_regressions
-from harness.paths import REPO
+from harness.paths import project
 
 # alone: its MLflow restarts saturate the machine; `make test` runs it after the others, by itself
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive, pytest.mark.alone, pytest.mark.proof]
 DURATION = 15.0
 CI_SEEDS = [(int(s), DURATION) for s in os.environ.get("HARNESS_NEMESIS_SEEDS", "1,2").split(",")]
 # every seed that once found a violation, replayed on every run (python -m harness nemesis --keep-failing)
-KEPT = [(r.seed, r.duration) for r in load_regressions(REPO / "scenarios" / "nemesis")]
+KEPT = [(r.seed, r.duration) for r in load_regressions(project().scenarios_dir / "nemesis")]
 
 
 @pytest.mark.parametrize(("seed", "duration"), CI_SEEDS + KEPT, ids=[f"seed-{s}" for s, _ in CI_SEEDS + KEPT])

@@ -3,9 +3,9 @@ against the scenario's budgets. A new scenario file needs no new code."""
 
 import pytest
 
-from fixtures.faults import configured_for, run_scenario
 from harness.faults.judge import draw, figures
 from harness.faults.scenarios import load_all
+from pytest_harness.faults import configured_for, run_scenario
 
 pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
 SCENARIOS = load_all()  # a wrong file fails collection with the file, the field and what was expected

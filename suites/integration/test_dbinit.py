@@ -9,9 +9,9 @@ import sys
 import psycopg
 import pytest
 
-from fixtures.stack import local_postgres
 from harness.certificates import Authority
-from harness.paths import REPO
+from harness.paths import project
+from pytest_harness.stack import local_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def base_env(svc, config, timeout: int = 10) -> dict[str, str]:
     """What every task's dbinit is given: the server and its master credentials."""
     return {
         "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": project().pythonpath,
         "DBINIT_HOST": "127.0.0.1",
         "DBINIT_PORT": str(svc.host_port),
         "DBINIT_MASTER_USER": config.user,
@@ -231,7 +231,7 @@ def test_mlflow_tasks_started_together_create_its_tables_once(server, round_):
     name = f"mlflow_fresh_{round_}"
     with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": project().pythonpath}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CREATE_SCHEMA, f"{admin}/{name}"],

@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from fixtures.faults import budget_names
 from harness.faults import scenarios
 from harness.faults.judge import detected, mark, recovered
 from harness.faults.kinds import fault
@@ -29,6 +28,7 @@ from harness.ports import free_port, release
 from harness.slo import HEALTH_ENDPOINT, TOTAL
 from harness.stack.api import api_config
 from harness.wait import wait_until
+from pytest_harness.faults import budget_names
 
 pytestmark = pytest.mark.load
 CLIENTS = {"POST /runs", "GET /runs/{id}", "GET /runs/{id} (missing)"}
@@ -133,7 +133,7 @@ def test_a_shared_outage_under_steady_load_keeps_the_fleet_in_service_and_loses_
     and everything recovers."""
     stack = fault_stack
     cfg = api_config(stack.environment("api"))
-    scenario = scenarios.load(scenarios.FAULTS_DIR / f"{scenario_name}.yaml")
+    scenario = scenarios.load(scenarios.faults_dir() / f"{scenario_name}.yaml")
     names = budget_names(stack, budgets)
     detect, recover = scenario.budget("detect_within", names), scenario.budget("recover_within", names)
     alb = make_model("staging").services["api"].alb

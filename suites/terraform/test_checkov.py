@@ -5,14 +5,24 @@ import subprocess
 
 import pytest
 
-from harness.paths import TERRAFORM_DIR
+from harness.paths import project
 
 pytestmark = pytest.mark.terraform
 
 
 def test_checkov_finds_nothing_unwaived(checkov):
     out = subprocess.run(
-        [str(checkov), "-d", str(TERRAFORM_DIR), "--framework", "terraform", "--quiet", "--compact", "-o", "json"],
+        [
+            str(checkov),
+            "-d",
+            str(project().terraform_dir),
+            "--framework",
+            "terraform",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -5,12 +5,13 @@ import dataclasses
 
 import pytest
 
-from fixtures.terraform import ENVIRONMENTS, TYPICAL
-from harness.paths import environment_file
+from harness.paths import environment_file, environments
 from harness.plan.rules import RULES, check
 from harness.plan.timing import from_plan
+from pytest_harness.terraform import TYPICAL
 
 pytestmark = pytest.mark.terraform
+ENVIRONMENTS = tuple(environments())  # every rule runs on every environment file present
 NEW_RULES = [
     "containers-pass-their-config-check",
     "private-tasks-have-egress",

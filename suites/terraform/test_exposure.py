@@ -4,13 +4,13 @@ fails its rule naming the file and field."""
 
 import pytest
 
-from fixtures.terraform import ENVIRONMENTS
-from harness.paths import environment_file
+from harness.paths import environment_file, environments
 from harness.plan import policies, privilege, transit
 from harness.plan.exposure import RULES
 from harness.plan.rules import check
 
 pytestmark = pytest.mark.terraform
+ENVIRONMENTS = tuple(environments())  # every rule runs on every environment file present
 
 # The plan as the review found it: MLflow routed from anywhere, HTTP only on port 80, the topic
 # under AWS's key, no TLS-only bucket policy and no public access block, images by mutable tag,
@@ -273,8 +273,8 @@ POOL = {
 
 
 def test_mlflow_behind_the_balancers_sign_in_is_public_and_passes(terraform):
-    from fixtures.terraform import TYPICAL
     from harness.plan.timing import from_plan
+    from pytest_harness.terraform import TYPICAL
 
     plan = terraform.plan(str(environment_file("staging")), offline=True, mlflow_sign_in=POOL)
     model = from_plan(plan, "staging.tfvars", TYPICAL)
@@ -285,9 +285,9 @@ def test_mlflow_behind_the_balancers_sign_in_is_public_and_passes(terraform):
 
 
 def test_a_sign_in_that_lets_everyone_through_or_cannot_reach_its_provider_fails(harness_session, edit_terraform):
-    from fixtures.terraform import TYPICAL
     from harness.plan.terraform import Terraform
     from harness.plan.timing import from_plan
+    from pytest_harness.terraform import TYPICAL
 
     source = edit_terraform(
         {

@@ -7,16 +7,19 @@ import subprocess
 
 import pytest
 
-from fixtures.terraform import ENVIRONMENTS, QUICK, SLOW, TYPICAL
-from harness.paths import TERRAFORM_DIR, environment_file
+from harness.paths import environment_file, environments, project
 from harness.plan.rules import RULES, check
+from pytest_harness.terraform import QUICK, SLOW, TYPICAL
 
 pytestmark = pytest.mark.terraform
+ENVIRONMENTS = tuple(environments())  # every rule runs on every environment file present
 
 
 def test_fmt_is_clean(terraform):
     result = subprocess.run(
-        [terraform.binary, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM_DIR)], capture_output=True, text=True
+        [terraform.binary, "fmt", "-check", "-recursive", "-diff", str(project().terraform_dir)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout
 
@@ -108,7 +111,7 @@ def test_incident_value_fails_its_rule(make_model, service, edits, rule, boot):
 
 
 def test_alb_timeout_not_below_interval_is_rejected_by_plan_and_rule(make_model, terraform):
-    from fixtures.terraform import edited
+    from pytest_harness.terraform import edited
 
     var_file = edited(
         environment_file("staging"),
@@ -254,10 +257,9 @@ def test_an_slo_that_accepts_health_checks_slower_than_the_alb_timeout_fails_its
 
 def test_the_runbook_states_each_alarms_time_to_fire_as_the_plans_give_it(make_plan, make_model):
     """docs/runbook.md's table is what the plans' alarms and check intervals give."""
-    from harness.paths import REPO
     from harness.plan.observability import time_to_alarm
 
-    runbook = (REPO / "docs" / "runbook.md").read_text()
+    runbook = (project().root / "docs" / "runbook.md").read_text()
     rows: dict[str, list[str]] = {}
     for env in ("staging", "prod"):
         plan, model = make_plan(env), make_model(env)
@@ -355,7 +357,6 @@ def test_deployment_md_states_each_environments_strategy_with_the_simulators_fig
     (blue/green with the plan's traffic, termination wait and test listener): a deployment that
     passes, one whose checks never pass, and, for blue/green, one whose unhealthy-host alarm fires at
     its worst case after the shift."""
-    from harness.paths import REPO
     from harness.plan.dockerfile import service_healthcheck
     from harness.plan.observability import time_to_alarm
     from harness.simulation.blue_green import simulate_blue_green
@@ -368,7 +369,7 @@ def test_deployment_md_states_each_environments_strategy_with_the_simulators_fig
             return f"rolled back at {r.time:.0f} s"
         return f"no verdict by {r.time:.0f} s ({r.replaced} tasks replaced)"
 
-    doc = (REPO / "docs" / "deployment.md").read_text()
+    doc = (project().root / "docs" / "deployment.md").read_text()
     missing = []
     for env in ENVIRONMENTS:
         plan, model = make_plan(env), make_model(env)
