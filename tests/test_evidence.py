@@ -106,7 +106,8 @@ def run(tmp_path_factory):
     where = tmp_path_factory.mktemp("evidence")
     (where / "conftest.py").write_text(CONFTEST)
     (where / "test_stand_in.py").write_text(TESTS)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # the stand-ins run in another folder, on this repository's platform (its [tool.harness])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_PROJECT": str(REPO)}
     env.pop("PYTEST_XDIST_WORKER", None)
     done = subprocess.run(
         [

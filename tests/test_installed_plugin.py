@@ -16,7 +16,8 @@ import pytest
 
 from tests import REPO
 
-pytestmark = [pytest.mark.harness, pytest.mark.slow]
+# the full proof (a packaging check, about a minute of CPU): the pull-request stage stays inside its 10 minutes
+pytestmark = [pytest.mark.harness, pytest.mark.slow, pytest.mark.proof]
 UV = Path(sys.executable).with_name("uv")
 # what the build reads: the packages, the metadata, and the files the optional dependencies name
 BUILD_INPUTS = ("pyproject.toml", "README.md", "requirements-dev.in", "harness", "pytest_harness")
