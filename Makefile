@@ -75,8 +75,8 @@ report: $(VENV)/.installed
 	$(RUN_STAGE) pr $(LINT_BESIDE) -- $(PYTEST_ARGS); s1=$$?; [ $$s1 -eq 130 ] && exit 130; \
 	$(RUN_STAGE) proof-extra -- $(PYTEST_ARGS); s2=$$?; [ $$s2 -eq 130 ] && exit 130; \
 	$(PY) -m harness load --profile smoke; s3=$$?; \
-	$(PY) -m harness merge-reports --reports-dir reports reports >/dev/null; \
-	[ $$? -eq 2 ] && echo "report: the reports could not be merged (see above)" >&2; \
+	$(PY) -m harness archive-reports --reports-dir reports >/dev/null; \
+	[ $$? -eq 2 ] && echo "report: the reports could not be filed (see above)" >&2; \
 	echo "reports: $$(pwd)/reports/index.html"; \
 	exit $$(( s1 ? s1 : s2 ? s2 : s3 ))
 

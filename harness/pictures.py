@@ -360,6 +360,10 @@ def charts(panels: Sequence[Panel], *, title: str, xlabel: str, windows: Sequenc
             locator = mdates.AutoDateLocator(minticks=2, maxticks=7)
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        if xs and all(isinstance(x, int) for x in xs):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # runs are counted, not measured
         if not xs:
             ax.text(0.5, 0.5, "no data yet", transform=ax.transAxes, ha="center", fontsize=8)
     axes[0].set_title(title, fontsize=10, loc="left")

@@ -267,6 +267,22 @@ def test_history_index_and_comparison_with_the_previous_run(tmp_path):
     assert ">requests/s<" in run and ">users<" in run and "seconds since the run started" in run
 
 
+def test_old_load_run_folders_are_pruned_and_the_history_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(loadreport.prune_runs, "__defaults__", (2,))
+    monkeypatch.setattr(loadreport.append_history, "__defaults__", (3,))
+    root = tmp_path / "load"
+    (root / "someone-elses").mkdir(parents=True)  # a folder the history does not name is never touched
+    for i in range(4):
+        report_dir = root / f"smoke-{i}"
+        report_dir.mkdir(parents=True)
+        (report_dir / "stats_stats_history.csv").write_text(HISTORY_CSV)
+        loadreport.publish(root, summary(p99=50.0, passed=True, day=20 + i), report_dir)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["smoke-2", "smoke-3", "someone-elses"]
+    assert [h["report_dir"] for h in loadreport.read_history(root)] == ["smoke-1", "smoke-2", "smoke-3"]
+    page = (root / "index.html").read_text()
+    assert "smoke-3/report.html" in page and "smoke-1/report.html" not in page and "pruned (the newest" in page
+
+
 def test_a_planned_outage_is_marked_on_its_runs_picture_with_the_answers_it_was_meant_to_bring(tmp_path):
     """A run under a planned outage shows failures/s in its window: the picture shades the window and
     says it was planned and what answers were expected, and so does its summary.md."""

@@ -84,8 +84,21 @@ def test_a_pull_request_runs_the_pull_request_stage_and_main_the_full_proof():
     shard = next(s for _, _, s in steps(test) if "shard" in s.get("run", "") and ".ci/run" in s.get("run", ""))
     assert '.ci/run shard STAGE="$STAGE" SHARDS="$SHARDS" SHARD="$SHARD"' in shard["run"]
     assert test["jobs"]["merge"]["needs"] == ["lint", "shards"]
-    merge = next(st["run"] for _, _, st in steps(test) if "merge-reports" in st.get("run", ""))
+    merge = next(st["run"] for _, _, st in steps(test) if "archive-reports" in st.get("run", ""))
     assert 'cat reports/summary.md >> "$GITHUB_STEP_SUMMARY"' in merge  # the index's first screen on the run page
+    assert '--stage "$STAGE"' in merge  # every test of the stage in some shard's report
+    # the history of earlier runs comes from the cache and goes back to it, whatever the outcome
+    merge_steps = test["jobs"]["merge"]["steps"]
+    restore = next(s for s in merge_steps if s.get("id") == "history")
+    save = next(s for s in merge_steps if s.get("name") == "Save the history")
+    assert restore["with"]["path"] == save["with"]["path"] == "reports/history.jsonl"
+    assert save["with"]["key"] == "${{ steps.history.outputs.cache-primary-key }}" and "!cancelled()" in save["if"]
+    names = [s.get("name") for s in merge_steps]
+    assert (
+        names.index("Restore the history of earlier runs")
+        < names.index("Merge the reports")
+        < names.index("Save the history")
+    )
     deploy = load(REPO / ".github" / "workflows" / "deploy.yml")
     assert deploy["jobs"]["proof"]["uses"] == "./.github/workflows/test.yml"
     assert deploy["jobs"]["proof"]["with"]["stage"] == "proof"

@@ -7,6 +7,7 @@ where the time goes, merge the jobs' reports.
     python -m harness shards --stage proof --jobs 4
     python -m harness durations --record reports/durations*.json
     python -m harness merge-reports --reports-dir reports shard-1/reports shard-2/reports
+    python -m harness archive-reports               # file this run under reports/runs/, the front door
 """
 
 from __future__ import annotations
@@ -127,16 +128,37 @@ def cmd_merge_reports(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.dirs]
     total = reports.merge(dirs, out)
     print(f"{out / 'index.html'}: {total.tests} tests, {total.failures} failures, {total.errors} errors")
-    lost: list[str] = []
-    if args.stage:
-        expected = stages.stage_tests(stages.stage(args.stage), stages.collect())
-        lost = reports.not_reported(reports.junit_files(dirs), expected)
-        if lost:
-            listed = "\n  ".join(lost[:20]) + (f"\n  ... and {len(lost) - 20} more" if len(lost) > 20 else "")
-            print(
-                f"stage {args.stage}: {len(lost)} of its {len(expected)} tests are in no job's report:\n  {listed}",
-                file=sys.stderr,
-            )
+    return 0 if total.passed and not _lost(args.stage, reports.junit_files(dirs)) else 1
+
+
+def _lost(stage: str | None, junits: list[Path]) -> list[str]:
+    """The tests of ``stage`` (as this checkout collects it) in none of ``junits``, said on stderr."""
+    if not stage:
+        return []
+    expected = stages.stage_tests(stages.stage(stage), stages.collect())
+    lost = reports.not_reported(junits, expected)
+    if lost:
+        listed = "\n  ".join(lost[:20]) + (f"\n  ... and {len(lost) - 20} more" if len(lost) > 20 else "")
+        print(
+            f"stage {stage}: {len(lost)} of its {len(expected)} tests are in no job's report:\n  {listed}",
+            file=sys.stderr,
+        )
+    return lost
+
+
+def cmd_archive_reports(args: argparse.Namespace) -> int:
+    from harness.pipeline import runs
+
+    out = Path(args.reports_dir)
+    sources = [Path(d) for d in args.dirs] or [out]
+    run_dir, total = runs.archive(out, sources, runs.commit_of(project().root))
+    lost = _lost(args.stage, reports.junit_files([run_dir, *(p for p in run_dir.iterdir() if p.is_dir())]))
+    print(
+        f"{total.tests} tests, {total.failures} failures, {total.errors} errors; "
+        f"filed under {shown(run_dir)} ({shown(out / runs.LATEST)})",
+        file=sys.stderr,
+    )
+    print(out / "index.html")
     return 0 if total.passed and not lost else 1
 
 
@@ -205,3 +227,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="exit 1 unless the jobs' JUnit files report every test of this stage (as this checkout collects it)",
     )
     mr.set_defaults(func=cmd_merge_reports)
+
+    ar = sub.add_parser(
+        "archive-reports",
+        help="file a run's reports under reports/runs/<time>-<commit>/ (latest points at it), add it to the "
+        "history, write the front door reports/index.html; prints its path",
+    )
+    ar.add_argument(
+        "dirs", nargs="*", type=existing_dir, help="the run's report folders (default: --reports-dir itself)"
+    )
+    ar.add_argument("--reports-dir", default="reports", help="where runs/, history.jsonl and index.html are")
+    ar.add_argument(
+        "--stage",
+        choices=list(stages.STAGES),
+        help="exit 1 unless the run's JUnit files report every test of this stage (as this checkout collects it)",
+    )
+    ar.set_defaults(func=cmd_archive_reports)

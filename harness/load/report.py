@@ -12,6 +12,7 @@ import base64
 import fcntl
 import html
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +57,8 @@ HISTORY = "history.jsonl"
 INDEX = "index.html"
 RUN_SVG = "run.svg"  # each run's picture: requests/s, p95 and failures over the run
 CHART_RUNS = 30  # the newest runs per profile drawn in its chart
+KEEP_RUNS = 30  # run folders kept (Locust's CSVs and reports); older ones are removed, their lines stay
+KEEP_LINES = 1000  # history lines kept
 
 
 def report_of(line: dict | None) -> str | None:
@@ -107,11 +110,25 @@ def read_history(root: Path) -> list[dict]:
     return out
 
 
-def append_history(root: Path, line: dict) -> list[dict]:
+def append_history(root: Path, line: dict, keep: int = KEEP_LINES) -> list[dict]:
+    """Add ``line``, keeping the newest ``keep`` (written whole, then renamed)."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / HISTORY, "a") as f:
-        f.write(json.dumps(line) + "\n")
-    return read_history(root)
+    history = [*read_history(root), line][-keep:]
+    tmp = root / (HISTORY + ".tmp")
+    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+    tmp.replace(root / HISTORY)
+    return history
+
+
+def prune_runs(root: Path, history: list[dict], keep: int = KEEP_RUNS) -> list[str]:
+    """Remove the folders under ``root`` of all but the newest ``keep`` runs the history names
+    (a folder the history does not name is never touched); the removed names."""
+    named = [name for name in dict.fromkeys(report_of(h) for h in history) if name and "/" not in name]
+    present = [name for name in named if (root / name).is_dir()]
+    gone = present[:-keep] if keep else present
+    for name in gone:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return gone
 
 
 def previous(history: list[dict], line: dict) -> dict | None:
@@ -312,8 +329,9 @@ figure{margin:0 0 1em 0}
 figcaption{font-size:.85em}"""
 
 
-def index_html(history: list[dict]) -> str:
-    """The page: per profile, one chart per key figure over its newest runs; then every run."""
+def index_html(history: list[dict], root: Path | None = None) -> str:
+    """The page: per profile, one chart per key figure over its newest runs; then every run (a
+    pruned run's folder is gone: its line stays, without links)."""
     profiles = sorted({h.get("profile") or "?" for h in history})
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>Load runs</title><style>{STYLE}</style>"
@@ -339,7 +357,11 @@ def index_html(history: list[dict]) -> str:
             f"<td>{h.get('requests')}</td><td>{_num(h.get('rps'), '')}</td><td>{_num(h.get('health_p99_ms'), 'ms')}"
             f"</td><td>{_num(h.get('write_p95_ms'), 'ms')}</td>"
             f"<td>{html.escape('; '.join(h.get('breaches') or [])) or '-'}</td>"
-            f"<td><a href='{run}/report.html'>Locust</a> <a href='{run}/summary.md'>summary</a></td></tr>"
+            + (
+                f"<td><a href='{run}/report.html'>Locust</a> <a href='{run}/summary.md'>summary</a></td></tr>"
+                if root is None or (root / str(report_of(h))).is_dir()
+                else f"<td>pruned (the newest {KEEP_RUNS} are kept)</td></tr>"
+            )
         )
     parts.append("</table></body></html>\n")
     return "".join(parts)
@@ -358,7 +380,8 @@ def publish(root: Path, summary: dict, report_dir: Path) -> Published:
             (report_dir / RUN_SVG).write_text(picture)
         (report_dir / "summary.md").write_text(markdown(summary, before, line, picture is not None))
         history = append_history(root, line)
+        prune_runs(root, history)
         tmp = root / (INDEX + ".tmp")
-        tmp.write_text(index_html(history))
+        tmp.write_text(index_html(history, root))
         tmp.replace(root / INDEX)
     return Published(line, before)
