@@ -28,6 +28,9 @@ from pathlib import Path
 from harness.errors import ConfigurationError
 
 PACKAGE = Path(__file__).resolve().parent  # the harness's own files, wherever it is installed
+# folders whose Python code is imported by package name: the harness runs ``python -m services.api``,
+# Locust's files import ``loadtests.*``; only the folder that holds them can move
+IMPORTED_AS = {"services_dir": "services", "loadtests_dir": "loadtests"}
 PROJECT_ENV = "HARNESS_PROJECT"
 TABLE = "tool.harness"
 DEFAULTS = {
@@ -92,6 +95,13 @@ def read(root: Path) -> Project:
                 f"give a path such as {default!r}",
             )
         values[key] = (root / raw).resolve()
+        package = IMPORTED_AS.get(key)
+        if package and values[key].name != package:
+            raise ConfigurationError(
+                f"[{TABLE}] {key} in {pyproject} to end in a folder named {package!r} (it is imported as {package}.*)",
+                repr(raw),
+                f"move the folder that holds {package}/ instead, e.g. {('platform/' + package)!r}",
+            )
     where = f"[{TABLE}] of {pyproject}" if table else f"the defaults, relative to {root}"
     return Project(root=root, source=where, **values)
 
@@ -109,14 +119,27 @@ def find(start: Path) -> Path | None:
     return None
 
 
-_configured: Project | None = None
+_configured: Project | ConfigurationError | None = None
 
 
 def configure(start: Path) -> Project:
-    """Use the project at or above ``start`` (``HARNESS_PROJECT`` first) from now on in this process."""
+    """Use the project at or above ``start`` (``HARNESS_PROJECT`` first) from now on in this
+    process. (Its children find it as this process did: from their folder, or ``HARNESS_PROJECT``.)"""
     global _configured
-    _configured = discover(start)
-    return _configured
+    found = discover(start)
+    _configured = found
+    return found
+
+
+def configure_none(start: Path) -> None:
+    """This process has no project (a pytest run whose rootdir ``start`` has no table): asking for
+    one fails, instead of searching from wherever the process happens to be."""
+    global _configured
+    _configured = ConfigurationError(
+        f"a pyproject.toml with a [{TABLE}] table at or above pytest's rootdir {start}",
+        "none",
+        f"add the table (docs/plugin.md) or set {PROJECT_ENV}",
+    )
 
 
 def discover(start: Path) -> Project:
@@ -139,6 +162,8 @@ def discover(start: Path) -> Project:
 def project() -> Project:
     """The platform under test (see the module's docstring for how it is found)."""
     global _configured
+    if isinstance(_configured, ConfigurationError):
+        raise _configured
     if _configured is None:
         _configured = discover(Path.cwd())
     return _configured

@@ -207,15 +207,31 @@ def parse_bool_or_false(raw: str | None) -> bool:
 
 
 def ini_values(path: Path | None = None) -> dict[str, str]:
-    """The ``harness_*`` keys of pytest.ini's [pytest] section, for ``python -m harness`` (pytest
-    reads them itself): the same four layers, whichever door the user comes in by."""
+    """The ``harness_*`` keys of the project's pytest configuration, for ``python -m harness``
+    (pytest reads them itself): the same four layers, whichever door the user comes in by. The
+    project's ``pytest.ini`` when it has one (as pytest prefers it), else its ``pyproject.toml``'s
+    ``[tool.pytest.ini_options]``; none outside a project."""
     import configparser
+    import tomllib
 
     from harness.paths import project
 
+    if path is None:
+        try:
+            root = project().root
+        except ConfigurationError:
+            return {}
+        path = root / "pytest.ini"
+        if not path.exists():
+            try:
+                table = tomllib.loads((root / "pyproject.toml").read_text()).get("tool", {}).get("pytest", {})
+            except (OSError, tomllib.TOMLDecodeError):
+                return {}
+            options = table.get("ini_options", {}) if isinstance(table, dict) else {}
+            return {k: str(v) for k, v in options.items() if k.startswith("harness_")}
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path or project().root / "pytest.ini")
+        parser.read(path)
     except configparser.Error as exc:
         raise ConfigurationError("pytest.ini to be readable", str(exc).splitlines()[0], "fix its syntax") from None
     if not parser.has_section("pytest"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import REPO
+from tests.test_docs_examples import examples
 
 # the full proof (a packaging check, about a minute of CPU): the pull-request stage stays inside its 10 minutes
 pytestmark = [pytest.mark.harness, pytest.mark.slow, pytest.mark.proof]
@@ -23,7 +24,13 @@ UV = Path(sys.executable).with_name("uv")
 BUILD_INPUTS = ("pyproject.toml", "README.md", "requirements-dev.in", "harness", "pytest_harness")
 BUILD_FILES = ("services/api/requirements.txt", "services/mlflow/requirements.txt")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".terraform", "*.tfstate*", ".terraform.lock.hcl")
-PROJECT = """\
+# the pytest configuration docs/plugin.md tells another project to use, as it stands there
+(PYTEST_OPTIONS,) = [
+    e.text
+    for e in examples([REPO / "docs" / "plugin.md"])
+    if e.lang == "toml" and "[tool.pytest.ini_options]" in e.text
+]
+PROJECT = f"""\
 [project]
 name = "another-platform"
 version = "0.1.0"
@@ -32,11 +39,7 @@ version = "0.1.0"
 terraform_dir = "infra"
 environments_dir = "infra/environments"
 
-[tool.pytest.ini_options]
-# locust's own pytest plugin patches the process with gevent at import: off, as in the harness's repository
-addopts = "-ra --strict-markers -p no:cacheprovider -p no:locust"
-timeout = 300
-"""
+{PYTEST_OPTIONS}"""
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:

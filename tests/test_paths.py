@@ -32,10 +32,10 @@ def test_an_empty_table_means_the_defaults_relative_to_its_folder(tmp_path):
 
 
 def test_a_key_moves_only_its_folder(tmp_path):
-    p = paths.read(project_at(tmp_path, '[tool.harness]\nterraform_dir = "infra"\nloadtests_dir = "perf/locust"\n'))
+    p = paths.read(project_at(tmp_path, '[tool.harness]\nterraform_dir = "infra"\nloadtests_dir = "perf/loadtests"\n'))
     assert p.terraform_dir == tmp_path / "infra" and p.services_dir == tmp_path / "services"
     assert p.environments_dir == tmp_path / "terraform" / "environments"  # its own key
-    assert p.pythonpath.split(":") == [str(tmp_path), str(tmp_path / "perf")]
+    assert p.pythonpath.split(":") == [str(tmp_path), str(tmp_path / "perf")]  # loadtests.* imports from perf/
     assert "[tool.harness] of" in p.source
 
 
@@ -47,6 +47,8 @@ def test_a_key_moves_only_its_folder(tmp_path):
         ('[tool.harness]\nterraform_dir = ""\n', "to be a path"),
         ('[tool]\nharness = "x"\n', "to be a table"),
         ("[tool.harness\n", "readable TOML"),
+        ('[tool.harness]\nservices_dir = "platform/svc"\n', "to end in a folder named 'services'"),
+        ('[tool.harness]\nloadtests_dir = "perf/locust"\n', "to end in a folder named 'loadtests'"),
     ],
 )
 def test_a_wrong_table_is_refused_naming_the_key(tmp_path, table, expected):
@@ -97,3 +99,19 @@ def test_the_docs_error_is_the_one_a_wrong_key_gets(tmp_path):
     with pytest.raises(ConfigurationError) as caught:
         paths.read(folder)
     assert "ERROR: " + str(caught.value).replace(str(tmp_path), "") == shown.strip()  # as pytest shows it
+
+
+def test_the_cli_reads_harness_settings_where_pytest_does(tmp_path, monkeypatch):
+    """A project without pytest.ini keeps its pytest options in [tool.pytest.ini_options]: the
+    harness command reads its harness_* keys there; pytest.ini wins when both exist, as in pytest."""
+    from harness.settings import ini_values
+
+    root = project_at(
+        tmp_path, '[tool.harness]\n\n[tool.pytest.ini_options]\nharness_runtime = "local"\naddopts = "-ra"\n'
+    )
+    monkeypatch.setattr(paths, "_configured", paths.read(root))
+    assert ini_values() == {"harness_runtime": "local"}
+    (root / "pytest.ini").write_text("[pytest]\nharness_runtime = docker\n")
+    assert ini_values() == {"harness_runtime": "docker"}
+    monkeypatch.setattr(paths, "_configured", ConfigurationError("a project", "none"))
+    assert ini_values() == {}  # outside a project: no file to read, nothing to say

@@ -106,3 +106,32 @@ def test_a_missing_dependency_skips_unless_the_run_requires_it(tmp_path, env, ou
     assert outcome in done.stdout, done.stdout[-2000:]
     if "failed" in outcome:
         assert "terraform is required here" in done.stdout and "the terraform binary on PATH" in done.stdout
+
+
+def test_outside_a_project_the_plugin_stays_out_of_the_way(tmp_path):
+    """The plugin loads in every pytest run of its virtualenv: in a folder without [tool.harness]
+    it adds no header, no rule, no report, no durations file and no docker skip or requirement
+    (CI=true and no engine would fail a docker-marked test in a project)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_other.py").write_text(
+        "import pytest\n\n\n@pytest.mark.docker\ndef test_marked():\n    pass\n\n\ndef test_unmarked():\n    pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
+    env.update(CI="true", DOCKER_HOST="unix:///nonexistent/docker.sock")
+    junit_file = tmp_path / "out" / "junit-other.xml"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", f"--junitxml={junit_file}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    header = done.stdout.split("collected")[0].replace("ml-deploy-harness-", "")  # (the plugins line names it)
+    assert "harness" not in header, done.stdout[:2000]  # no header lines
+    assert not (tmp_path / "reports").exists()
+    assert sorted(p.name for p in junit_file.parent.iterdir()) == ["junit-other.xml"]  # no durations file
