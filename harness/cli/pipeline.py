@@ -221,11 +221,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mr = sub.add_parser("merge-reports", help="merge the pipeline jobs' report folders: junit.xml and index.html")
     mr.add_argument("dirs", nargs="+", type=existing_dir, help="the jobs' report folders")
     mr.add_argument("--reports-dir", default="reports", help="where the merged files go (default reports/)")
-    mr.add_argument(
-        "--stage",
-        choices=list(stages.STAGES),
-        help="exit 1 unless the jobs' JUnit files report every test of this stage (as this checkout collects it)",
-    )
+    stage_check(mr)
     mr.set_defaults(func=cmd_merge_reports)
 
     ar = sub.add_parser(
@@ -237,9 +233,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dirs", nargs="*", type=existing_dir, help="the run's report folders (default: --reports-dir itself)"
     )
     ar.add_argument("--reports-dir", default="reports", help="where runs/, history.jsonl and index.html are")
-    ar.add_argument(
+    stage_check(ar)
+    ar.set_defaults(func=cmd_archive_reports)
+
+
+def stage_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--stage",
         choices=list(stages.STAGES),
-        help="exit 1 unless the run's JUnit files report every test of this stage (as this checkout collects it)",
+        help="exit 1 unless the JUnit files report every test of this stage (as this checkout collects it)",
     )
-    ar.set_defaults(func=cmd_archive_reports)
