@@ -151,15 +151,17 @@ def cmd_archive_reports(args: argparse.Namespace) -> int:
 
     out = Path(args.reports_dir)
     sources = [Path(d) for d in args.dirs] or [out]
-    run_dir, total = runs.archive(out, sources, runs.commit_of(project().root))
+    since = Path(args.since).stat().st_mtime if args.since else None
+    run_dir, total, ok = runs.archive(out, sources, runs.commit_of(project().root), since=since)
     lost = _lost(args.stage, reports.junit_files([run_dir, *(p for p in run_dir.iterdir() if p.is_dir())]))
     print(
-        f"{total.tests} tests, {total.failures} failures, {total.errors} errors; "
+        f"{total.tests} tests, {total.failures} failures, {total.errors} errors"
+        f"{'' if ok or not total.passed else '; a load run failed its SLO gate'}; "
         f"filed under {shown(run_dir)} ({shown(out / runs.LATEST)})",
         file=sys.stderr,
     )
     print(out / "index.html")
-    return 0 if total.passed and not lost else 1
+    return 0 if ok and not lost else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -233,6 +235,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dirs", nargs="*", type=existing_dir, help="the run's report folders (default: --reports-dir itself)"
     )
     ar.add_argument("--reports-dir", default="reports", help="where runs/, history.jsonl and index.html are")
+    ar.add_argument(
+        "--since",
+        type=existing_file,
+        metavar="FILE",
+        help="file only what was written after FILE was (make report touches reports/.run-started first): "
+        "an earlier run's leftovers stay out",
+    )
     stage_check(ar)
     ar.set_defaults(func=cmd_archive_reports)
 

@@ -123,8 +123,9 @@ def append_history(root: Path, line: dict, keep: int = KEEP_LINES) -> list[dict]
 def prune_runs(root: Path, history: list[dict], keep: int = KEEP_RUNS) -> list[str]:
     """Remove the folders under ``root`` of all but the newest ``keep`` runs the history names
     (a folder the history does not name is never touched); the removed names."""
-    named = [name for name in dict.fromkeys(report_of(h) for h in history) if name and "/" not in name]
-    present = [name for name in named if (root / name).is_dir()]
+    named = [n for n in dict.fromkeys(report_of(h) for h in history) if isinstance(n, str) and n not in ("", ".", "..")]
+    # only folders directly under root (a damaged line never reaches outside it)
+    present = [n for n in named if (root / n).is_dir() and (root / n).resolve().parent == root.resolve()]
     gone = present[:-keep] if keep else present
     for name in gone:
         shutil.rmtree(root / name, ignore_errors=True)
