@@ -181,7 +181,7 @@ def load_runs(reports: Path, since: float | None) -> list[dict]:
 
 
 def record(
-    run_id: str, commit: str, total: Counts, folders: list[Path], junits: list[Path], loads: list[dict] = ()
+    run_id: str, commit: str, total: Counts, folders: list[Path], junits: list[Path], loads: Sequence[dict] = ()
 ) -> dict:
     """The history's line for one run (``url``: the CI run's page, where its reports are kept)."""
     server, repo, ci_run = (os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
