@@ -5,13 +5,14 @@ import dataclasses
 
 import pytest
 
-from harness.paths import environment_file, environments
+from harness.paths import environment_file, environments, shown
 from harness.plan.rules import RULES, check
 from harness.plan.timing import from_plan
 from pytest_harness.terraform import TYPICAL
 
 pytestmark = pytest.mark.terraform
 ENVIRONMENTS = tuple(environments())  # every rule runs on every environment file present
+STAGING = shown(environment_file("staging"))  # as the rules name it
 NEW_RULES = [
     "containers-pass-their-config-check",
     "private-tasks-have-egress",
@@ -45,9 +46,9 @@ def test_the_api_without_its_database_variables_fails_naming_them(make_edited_mo
         },
     )
     violations = check(model)["containers-pass-their-config-check"]
-    assert [v.where for v in violations] == [
-        "terraform/environments/staging.tfvars: services.api, container api (environment and secrets)"
-    ], violations
+    assert [v.where for v in violations] == [f"{STAGING}: services.api, container api (environment and secrets)"], (
+        violations
+    )
     assert "API_DATABASE_URL: required but not set" in str(violations[0])
 
 
@@ -144,9 +145,7 @@ def test_an_alarm_with_its_actions_disabled_fails(make_model):
 def test_awss_default_deregistration_delay_fails(make_model):
     model = make_model("staging", "mlflow", ((r"deregistration_delay\s+= \d+", "deregistration_delay = 300"),))
     violations = check(model)["deregistration-bounded"]
-    assert [v.where for v in violations] == [
-        "terraform/environments/staging.tfvars: services.mlflow.deregistration_delay"
-    ]
+    assert [v.where for v in violations] == [f"{STAGING}: services.mlflow.deregistration_delay"]
 
 
 def test_an_api_task_smaller_than_its_measured_need_fails(make_model):
@@ -171,7 +170,7 @@ def test_an_existing_database_replaces_rds_and_the_tasks_still_pass_their_checks
         "existing": {"host": "pg.corp.internal", "port": 5433, "master_secret_arn": MASTER},
     }
     plan = terraform.plan(str(environment_file("staging")), offline=True, database=existing)
-    model = from_plan(plan, "terraform/environments/staging.tfvars", TYPICAL)
+    model = from_plan(plan, STAGING, TYPICAL)
     assert not model.of_type("aws_db_instance")
     api = model.services["api"]
     assert (api.environment["API_DATABASE_HOST"], api.environment["API_DATABASE_PORT"]) == ("pg.corp.internal", "5433")

@@ -4,13 +4,14 @@ fails its rule naming the file and field."""
 
 import pytest
 
-from harness.paths import environment_file, environments
+from harness.paths import environment_file, environments, shown
 from harness.plan import policies, privilege, transit
 from harness.plan.exposure import RULES
 from harness.plan.rules import check
 
 pytestmark = pytest.mark.terraform
 ENVIRONMENTS = tuple(environments())  # every rule runs on every environment file present
+STAGING = shown(environment_file("staging"))  # as the rules name it
 
 # The plan as the review found it: MLflow routed from anywhere, HTTP only on port 80, the topic
 # under AWS's key, no TLS-only bucket policy and no public access block, images by mutable tag,
@@ -167,17 +168,13 @@ def test_a_bucket_without_its_public_access_block_fails(reviewed):
 
 def test_a_public_listener_serving_plain_http_fails(reviewed):
     (v,) = reviewed["public-listeners-serve-https"]
-    assert (
-        v.where == 'terraform/environments/staging.tfvars: module.alb.aws_lb_listener.this["https"] (port 80).protocol'
-    )
+    assert v.where == f'{STAGING}: module.alb.aws_lb_listener.this["https"] (port 80).protocol'
     assert v.value == "HTTP"
 
 
 def test_the_world_reaching_the_database_port_fails(reviewed):
     (v,) = reviewed["world-reaches-only-listener-ports"]
-    assert v.where.startswith(
-        "terraform/environments/staging.tfvars: module.network.aws_security_group.database.ingress[0]"
-    )
+    assert v.where.startswith(f"{STAGING}: module.network.aws_security_group.database.ingress[0]")
     assert v.value == "tcp 5432-5432 from the internet" and "(80)" in v.expected
 
 

@@ -7,12 +7,13 @@ import subprocess
 
 import pytest
 
-from harness.paths import environment_file, environments, project
+from harness.paths import environment_file, environments, project, shown
 from harness.plan.rules import RULES, check
 from pytest_harness.terraform import QUICK, SLOW, TYPICAL
 
 pytestmark = pytest.mark.terraform
 ENVIRONMENTS = tuple(environments())  # every rule runs on every environment file present
+STAGING = shown(environment_file("staging"))  # as the rules name it
 
 
 def test_fmt_is_clean(terraform):
@@ -43,7 +44,7 @@ def test_a_slow_boot_is_a_finding_not_a_pass(make_model):
     model = make_model("staging", boot=SLOW)
     mlflow = model.services["mlflow"]
     violations = check(model)["boot-within-budget"]
-    assert [v.where for v in violations] == ["terraform/environments/staging.tfvars: services.mlflow.boot_budget"]
+    assert [v.where for v in violations] == [f"{STAGING}: services.mlflow.boot_budget"]
     text = str(violations[0])
     assert f"services.mlflow.boot_budget = {mlflow.boot_budget!r}: expected >= the estimated boot of mlflow" in text
     assert f"= {mlflow.estimate.total:g}s" in text and mlflow.boot == mlflow.estimate.total > mlflow.boot_budget
@@ -107,7 +108,7 @@ def test_incident_value_fails_its_rule(make_model, service, edits, rule, boot):
     violations = check(model)[rule]
     assert violations, f"{rule} did not catch {edits}"
     text = str(violations[0])
-    assert "terraform/environments/staging.tfvars: services." in text and "would pass:" in text
+    assert f"{STAGING}: services." in text and "would pass:" in text
 
 
 def test_alb_timeout_not_below_interval_is_rejected_by_plan_and_rule(make_model, terraform):
@@ -283,7 +284,7 @@ def test_a_task_check_other_than_the_dockerfiles_fails_naming_each_field(make_mo
     )
     model = make_model("staging", "mlflow", edits)
     violations = check(model)["container-check-matches-dockerfile"]
-    where = "terraform/environments/staging.tfvars: services.mlflow."
+    where = f"{STAGING}: services.mlflow."
     assert {v.where: (v.value, v.passing) for v in violations} == {
         where + "container_interval": (20, 10),
         where + "container_timeout": (4, 5),
@@ -302,7 +303,7 @@ def test_a_deregistration_delay_shorter_than_the_request_timeout_fails(make_mode
     assert model.api_settings() is not None and model.api_settings().request_timeout == 10.0
     violations = check(model)["deregistration-covers-requests"]
     assert [(v.where, v.value, v.passing) for v in violations] == [
-        ("terraform/environments/staging.tfvars: services.api.deregistration_delay", 5.0, 10)
+        (f"{STAGING}: services.api.deregistration_delay", 5.0, 10)
     ], [str(v) for v in violations]
     assert "expected >= API_REQUEST_TIMEOUT 10.0s" in str(violations[0])
 
@@ -344,7 +345,7 @@ def test_a_deployment_group_that_does_not_roll_back_on_alarms_fails(make_edited_
     assert {s.deployment_controller for s in model.services.values()} == {"CODE_DEPLOY"}
     violations = check(model)["rollback-alarms-fire-within-termination-wait"]
     assert sorted(v.where for v in violations) == [
-        f'terraform/environments/prod.tfvars: module.service["{svc}"].aws_codedeploy_deployment_group.this[0]'
+        f'{shown(environment_file("prod"))}: module.service["{svc}"].aws_codedeploy_deployment_group.this[0]'
         f".{field} (terraform/modules/ecs_service/codedeploy.tf)"
         for svc in ("api", "mlflow")
     ], [str(v) for v in violations]
