@@ -88,6 +88,9 @@ def file_run(sources: Sequence[Path], run_dir: Path, since: float | None = None)
                 shutil.copy2(entry, target / entry.name)
         if since is not None:
             only_since(target, since)
+            for folder in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
+                if not any(folder.iterdir()):
+                    folder.rmdir()  # held only an earlier run's files
         targets.append(target)
     return targets
 
