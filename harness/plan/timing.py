@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import slo
+from harness import paths, slo
 from harness.errors import ConfigurationError
 from harness.paths import project
 from harness.plan.boot import BootEstimate, BootInputs
@@ -367,8 +367,7 @@ def planned(var_file: Path, boot: BootInputs, source: Path | None = None) -> Tim
     session = Session()
     try:
         tf = Terraform(session.mkdtemp("terraform"), **({"source": source} if source else {}))
-        shown = var_file.resolve()
-        shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
-        return from_plan(tf.plan(str(var_file), offline=True), str(shown), boot)
+        # named as the project has it, from whatever folder the command runs in
+        return from_plan(tf.plan(str(var_file), offline=True), paths.shown(var_file.resolve()), boot)
     finally:
         session.close()
