@@ -200,7 +200,10 @@ def test_a_load_run_that_broke_its_gate_fails_the_run(tmp_path):
 def test_a_damaged_history_line_or_a_latest_folder_does_not_stop_the_filing(tmp_path):
     reports = tmp_path / "reports"
     a_run(reports)
-    damaged = '{"run": "x", "outcomes": {"t": "passed"}}\n{"run": "y", "seconds": "9"}\nnot json\n'
+    damaged = (
+        '{"run": "x", "outcomes": {"t": "passed"}}\n{"run": "y", "seconds": "9"}\nnot json\n'
+        '{"run": "z", "faults": ["x"]}\n{"run": "w", "boot_s": {"docker api": "slow"}}\n'
+    )
     (reports / "history.jsonl").write_text(damaged)
     (reports / "latest").mkdir()  # as an artifact unpacked with its link followed leaves it
     run_dir, _, _ = runs.archive(reports, [reports], "abc1234", at(1))

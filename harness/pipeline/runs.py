@@ -243,8 +243,10 @@ def _well_formed(item: object) -> bool:
         and isinstance(outcomes, dict)
         and all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) for v in outcomes.values())
         and isinstance(item.get("boot_s", {}), dict)
+        and all(isinstance(v, int | float) for v in item.get("boot_s", {}).values())
         and isinstance(item.get("faults", []), list)
         and isinstance(item.get("loads", []), list)
+        and all(isinstance(x, dict) for x in [*item.get("faults", []), *item.get("loads", [])])
     )
 
 
