@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigurationError
+from harness.pipeline import history as kept
 from harness.pipeline import runs
 from tests.test_pipeline import junit
 
@@ -57,7 +58,7 @@ def test_two_runs_in_a_row_keep_both_and_the_front_door_links_the_newest(tmp_pat
     assert f'href="runs/{first.name}/index.html"' in door and f'href="runs/{second.name}/index.html"' in door
     assert 'href="latest/' not in door  # an uploaded artifact or a copy may not keep the link
     assert 'src="trends.svg"' in door and "limit-fault-detection-worst" in (reports / "trends.svg").read_text()
-    history = runs.read_history(reports)
+    history = kept.read_history(reports)
     assert [h["run"] for h in history] == [first.name, second.name]
     assert history[1]["boot_s"] == {"docker api": 12.0} and history[1]["faults"][0]["detected_s"] == 2.0
     assert history[1]["outcomes"]["m::tf0"] == ["failed", 2.0]
@@ -80,7 +81,7 @@ def test_the_command_prints_one_path_the_front_door(tmp_path):
 
 def test_old_runs_are_pruned_and_the_history_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "KEEP_RUNS", 2)
-    monkeypatch.setattr(runs, "KEEP_HISTORY", 3)
+    monkeypatch.setattr(kept, "KEEP_HISTORY", 3)
     reports = tmp_path / "reports"
     filed = []
     for second in range(4):
@@ -89,7 +90,7 @@ def test_old_runs_are_pruned_and_the_history_is_bounded(tmp_path, monkeypatch):
         door = (reports / "index.html").read_text()
         assert all(f'href="runs/{name}/index.html"' not in door for name in filed[:-2])  # no link to a pruned run
     assert sorted(p.name for p in (reports / "runs").iterdir()) == filed[-2:]
-    assert [h["run"] for h in runs.read_history(reports)] == filed[-3:]
+    assert [h["run"] for h in kept.read_history(reports)] == filed[-3:]
     door = (reports / "index.html").read_text()
     assert f"{filed[1]} (pruned)" in door and f'href="runs/{filed[1]}/index.html"' not in door
 
@@ -105,8 +106,8 @@ def test_a_test_whose_outcome_changed_between_runs_is_shown(tmp_path):
             f' time="2">{verdict}</testcase></testsuite></testsuites>'
         )
         runs.archive(reports, [reports], "abc1234", at(second))
-    history = runs.read_history(reports)
-    assert runs.changed(history) == [("m::flaky", {"passed": 2, "failed": 1}, history[1]["run"], "passed", True)]
+    history = kept.read_history(reports)
+    assert kept.changed(history) == [("m::flaky", {"passed": 2, "failed": 1}, history[1]["run"], "passed", True)]
     row = f"<td>m::flaky</td><td>failed 1, passed 2</td><td>{history[1]['run']}</td><td>passed</td><td>yes</td>"
     assert row in (reports / "index.html").read_text()
     assert "m::steady" not in (reports / "index.html").read_text().split("outcome changed")[1]
@@ -118,7 +119,7 @@ def test_changed_tells_flaky_from_broken_and_fixed_and_ignores_steady_tests():
         {"run": "2", "commit": "b", "outcomes": {"a": ["passed", 1], "b": ["failed", 1], "c": ["error", 1]}},
         {"run": "3", "commit": "c", "outcomes": {"a": ["passed", 1], "b": ["passed", 1], "c": ["error", 1]}},
     ]
-    assert runs.changed(history) == [
+    assert kept.changed(history) == [
         ("c", {"passed": 1, "error": 2}, "3", "error", False),  # broken since commit b
         ("b", {"failed": 2, "passed": 1}, "2", "passed", False),  # fixed at commit c
     ]
@@ -177,7 +178,7 @@ def test_with_since_only_what_the_run_wrote_is_filed(tmp_path):
     (reports / "timings.json").write_text(json.dumps({"docker": {"api": timing}}))
     run_dir, total, ok = runs.archive(reports, [reports], "abc1234", at(1), since=since)
     assert ok and total.tests == 4 and not (run_dir / "junit-verify.xml").exists()
-    (line,) = runs.read_history(reports)
+    (line,) = kept.read_history(reports)
     assert [f["scenario"] for f in line["faults"]] == ["postgres-frozen"] and line["boot_s"] == {"docker api": 11.0}
     assert (reports / "junit-verify.xml").exists()  # left where it was: only filing skips it
 
@@ -207,5 +208,5 @@ def test_a_damaged_history_line_or_a_latest_folder_does_not_stop_the_filing(tmp_
     (reports / "history.jsonl").write_text(damaged)
     (reports / "latest").mkdir()  # as an artifact unpacked with its link followed leaves it
     run_dir, _, _ = runs.archive(reports, [reports], "abc1234", at(1))
-    assert [h["run"] for h in runs.read_history(reports)] == [run_dir.name]
+    assert [h["run"] for h in kept.read_history(reports)] == [run_dir.name]
     assert (reports / "latest").is_symlink() and (reports / "latest").resolve() == run_dir.resolve()

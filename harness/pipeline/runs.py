@@ -4,8 +4,7 @@ ends with it).
 A run's reports are filed under ``reports/runs/<UTC time>-<commit>/`` (copied, so the working
 files at the top of ``reports/``, which the plan's boot estimates read, stay where they are), with
 the run's merged JUnit file and its own ``index.html``; ``reports/latest`` points at the newest. A
-line per run goes to ``reports/history.jsonl``: the counts, each test's outcome and seconds, the
-services' times to ready and each fault scenario's figures. ``reports/index.html``, the front door,
+line per run goes to ``reports/history.jsonl`` (``harness.pipeline.history``). ``reports/index.html``, the front door,
 shows the newest run's first screen with links into its folder, then every kept run, the tests
 whose outcome changed between runs (flaky or newly broken), and the trends as a picture. Both are
 bounded: the newest ``KEEP_RUNS`` folders and ``KEEP_HISTORY`` lines stay, older ones go.
@@ -23,20 +22,30 @@ import html
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import ConfigurationError
 from harness.pipeline.durations import read_runs
-from harness.pipeline.reports import Counts, artifacts, fault_figures, index_html, junit_files, merge, suites_of
+from harness.pipeline.history import (
+    HISTORY,
+    KEEP_HISTORY,
+    changed,
+    load_runs,
+    passed,
+    record,
+    trends_svg,
+    with_line,
+    write_atomically,
+    write_history,
+)
+from harness.pipeline.reports import Counts, artifacts, fault_figures, index_html, junit_files, merge
 
 RUNS = "runs"
 LATEST = "latest"
-HISTORY = "history.jsonl"
 TRENDS = "trends.svg"
 KEEP_RUNS = 10  # run folders (a full proof's reports: about 25 MB each)
-KEEP_HISTORY = 50  # lines of the history (about 120 KB each with a full proof's 1,000 outcomes)
 # what stays at the top of reports/ across runs: filed by no run
 STARTED = ".run-started"  # make report touches it before its stages: the run's files are newer
 LONG_LIVED = {RUNS, LATEST, HISTORY, TRENDS, STARTED, "index.html", "summary.md", "junit.xml", "load", "shards"}
@@ -134,138 +143,6 @@ def only_since(folder: Path, since: float) -> None:
             timings.unlink()
 
 
-def outcomes(junits: Iterable[Path]) -> dict[str, list]:
-    """``classname::name`` -> [outcome, seconds] of every test case (passed, failed, error, skipped)."""
-    out: dict[str, list] = {}
-    for path in junits:
-        for suite in suites_of(path):
-            for case in suite.iter("testcase"):
-                kinds = {child.tag for child in case}
-                outcome = next((k for k in ("error", "failure", "skipped") if k in kinds), "passed")
-                outcome = {"failure": "failed"}.get(outcome, outcome)
-                key = f"{case.get('classname', '')}::{case.get('name', '')}"
-                out[key] = [outcome, round(float(case.get("time") or 0), 2)]
-    return out
-
-
-def boot_times(folders: Iterable[Path]) -> dict[str, float]:
-    """'<runtime> <service>' -> the run's worst time to ready, s (timings.json of each folder)."""
-    out: dict[str, float] = {}
-    for folder in folders:
-        try:
-            data = json.loads((folder / "timings.json").read_text())
-        except (OSError, ValueError):
-            continue
-        for runtime, services in (data if isinstance(data, dict) else {}).items():
-            for service, entry in (services if isinstance(services, dict) else {}).items():
-                if isinstance(entry, dict) and isinstance(entry.get("max_s"), int | float):
-                    key = f"{runtime} {service}"
-                    out[key] = max(out.get(key, 0.0), float(entry["max_s"]))
-    return out
-
-
-def load_runs(reports: Path, since: float | None) -> list[dict]:
-    """The load runs of this run (``make report``'s smoke): each ``reports/load/<run>/summary.json``
-    written since ``since`` (none without it: the load history is its own)."""
-    if since is None:
-        return []
-    out = []
-    for summary in sorted((reports / "load").glob("*/summary.json")):
-        if summary.stat().st_mtime < since:
-            continue
-        try:
-            data = json.loads(summary.read_text())
-        except (OSError, ValueError):
-            continue
-        out.append(
-            {"report_dir": summary.parent.name, "profile": data.get("profile"), "passed": bool(data.get("passed"))}
-        )
-    return out
-
-
-def record(
-    run_id: str, commit: str, total: Counts, folders: list[Path], junits: list[Path], loads: Sequence[dict] = ()
-) -> dict:
-    """The history's line for one run (``url``: the CI run's page, where its reports are kept)."""
-    server, repo, ci_run = (os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
-    faults = [
-        {k: r.get(k) for k in ("scenario", "runtime", "detected_s", "detect_budget_s", "recovered_s", "passed")}
-        for r in fault_figures(folders)
-    ]
-    return {
-        "run": run_id,
-        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": commit,
-        "tests": total.tests,
-        "failures": total.failures,
-        "errors": total.errors,
-        "skipped": total.skipped,
-        "seconds": round(total.seconds, 1),
-        "outcomes": outcomes(junits),
-        "boot_s": boot_times(folders),
-        "faults": faults,
-        "loads": list(loads),
-        "url": f"{server}/{repo}/actions/runs/{ci_run}" if server and repo and ci_run else None,
-    }
-
-
-def passed(line: dict) -> bool:
-    return not (line.get("failures") or line.get("errors")) and all(x.get("passed") for x in line.get("loads") or [])
-
-
-def read_history(reports: Path) -> list[dict]:
-    """The kept lines, oldest first; a damaged line is skipped."""
-    try:
-        lines = (reports / HISTORY).read_text().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if _well_formed(item):
-            out.append(item)
-    return out
-
-
-def _well_formed(item: object) -> bool:
-    """A line this module can read: a damaged or foreign one is skipped, never fatal."""
-    if not isinstance(item, dict) or not isinstance(item.get("run"), str):
-        return False
-    numbers = all(
-        isinstance(item.get(k, 0), int | float) for k in ("tests", "failures", "errors", "skipped", "seconds")
-    )
-    outcomes = item.get("outcomes", {})
-    return (
-        numbers
-        and isinstance(outcomes, dict)
-        and all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) for v in outcomes.values())
-        and isinstance(item.get("boot_s", {}), dict)
-        and all(isinstance(v, int | float) for v in item.get("boot_s", {}).values())
-        and isinstance(item.get("faults", []), list)
-        and isinstance(item.get("loads", []), list)
-        and all(isinstance(x, dict) for x in [*item.get("faults", []), *item.get("loads", [])])
-    )
-
-
-def with_line(reports: Path, line: dict, keep: int | None = None) -> list[dict]:
-    """The history with ``line`` added, the newest ``keep`` (default ``KEEP_HISTORY``; not written yet)."""
-    return [*read_history(reports), line][-(KEEP_HISTORY if keep is None else keep) :]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Written whole, then renamed: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def write_history(reports: Path, history: list[dict]) -> None:
-    write_atomically(reports / HISTORY, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
-
-
 def prunable(reports: Path, keep: int | None = None, spare: Path | None = None) -> list[Path]:
     """All but the newest ``keep`` run folders (default ``KEEP_RUNS``; names sort by time), never
     ``spare`` (the run just filed, should the clock have gone back)."""
@@ -293,65 +170,6 @@ def point_latest(reports: Path, run_dir: Path) -> None:
         tmp.unlink()
     tmp.symlink_to(os.path.relpath(run_dir, reports))
     tmp.replace(link)
-
-
-BAD = ("failed", "error")
-
-
-def changed(history: list[dict]) -> list[tuple[str, dict[str, int], str, str, bool]]:
-    """Tests that passed in one kept run and failed (or errored) in another: (test, count per
-    outcome, the last run it failed in, its newest outcome, flaky: both outcomes at one commit),
-    the most recently failed first. Flaky, broken since, or fixed since: the last two columns say."""
-    seen: dict[str, dict[str, int]] = {}
-    last_bad: dict[str, str] = {}
-    now: dict[str, str] = {}
-    by_commit: dict[tuple[str, str], set[str]] = {}
-    for line in history:
-        for test, (outcome, _) in (line.get("outcomes") or {}).items():
-            seen.setdefault(test, {})
-            seen[test][outcome] = seen[test].get(outcome, 0) + 1
-            now[test] = outcome
-            by_commit.setdefault((test, str(line.get("commit"))), set()).add("bad" if outcome in BAD else outcome)
-            if outcome in BAD:
-                last_bad[test] = line["run"]
-    both = [t for t, c in seen.items() if c.get("passed") and any(c.get(b) for b in BAD)]
-    flaky = {t for (t, _), kinds in by_commit.items() if {"passed", "bad"} <= kinds}
-    rows = [(t, seen[t], last_bad[t], now[t], t in flaky) for t in both]
-    return sorted(rows, key=lambda row: (row[2], row[0]), reverse=True)
-
-
-def trends_svg(history: list[dict]) -> str:
-    """Failures, test seconds, the services' worst times to ready and the fault scenarios' worst
-    detection against its budget, one point per kept run (oldest first)."""
-    from harness.pictures import Panel, charts
-
-    xs = list(range(1, len(history) + 1))
-    boot: dict[str, list[tuple[float, float]]] = {}
-    share: dict[str, list[tuple[float, float]]] = {}
-    for x, line in zip(xs, history, strict=True):
-        for key, value in (line.get("boot_s") or {}).items():
-            boot.setdefault(key, []).append((x, value))
-        worst: dict[str, float] = {}
-        for f in line.get("faults") or []:
-            if f.get("detected_s") is not None and f.get("detect_budget_s"):
-                runtime = str(f.get("runtime"))
-                worst[runtime] = max(worst.get(runtime, 0.0), 100.0 * f["detected_s"] / f["detect_budget_s"])
-        for runtime, value in worst.items():
-            share.setdefault(runtime, []).append((x, round(value, 1)))
-    panels = [
-        Panel(
-            "failed + errors",
-            {"tests": [(x, h.get("failures", 0) + h.get("errors", 0)) for x, h in zip(xs, history, strict=True)]},
-        ),
-        Panel(
-            "test time, summed",
-            {"all tests": [(x, h.get("seconds", 0) / 60) for x, h in zip(xs, history, strict=True)]},
-            unit="min",
-        ),
-        Panel("time to ready, worst", boot, unit="s"),
-        Panel("fault detection, worst", share, limit=100.0, unit="% of budget", limit_label="budget"),
-    ]
-    return charts(panels, title=f"The last {len(history)} runs", xlabel="run (oldest first)")
 
 
 def _run_cell(h: dict, kept: set[str]) -> str:
