@@ -11,7 +11,7 @@ optional and relative to that folder (docs/plugin.md)::
     environments_dir = "terraform/environments"      # one <name>.tfvars per environment
     scenarios_dir = "scenarios"                      # faults/, rollouts/
     slo_file = "scenarios/slo.yaml"
-    loadtests_dir = "loadtests"                      # Locust's files: locustfile.py, profiles/
+    loadtests_dir = "loadtests"                      # profiles/: one load profile per file
 
 The project is the one pytest's plugin was configured with (its rootdir, or a parent folder),
 else ``HARNESS_PROJECT`` (a folder), else the nearest such ``pyproject.toml`` at or above the
@@ -28,9 +28,9 @@ from pathlib import Path
 from harness.errors import ConfigurationError
 
 PACKAGE = Path(__file__).resolve().parent  # the harness's own files, wherever it is installed
-# folders whose Python code is imported by package name: the harness runs ``python -m services.api``,
-# Locust's files import ``loadtests.*``; only the folder that holds them can move
-IMPORTED_AS = {"services_dir": "services", "loadtests_dir": "loadtests"}
+# folders whose Python code is imported by package name: the harness runs ``python -m services.api``;
+# only the folder that holds them can move (load profiles are loaded by path, so theirs may have any name)
+IMPORTED_AS = {"services_dir": "services"}
 PROJECT_ENV = "HARNESS_PROJECT"
 TABLE = "tool.harness"
 DEFAULTS = {
@@ -61,9 +61,8 @@ class Project:
     @property
     def pythonpath(self) -> str:
         """PYTHONPATH for the project's own Python children: the services (``services.api``, ...)
-        and Locust's files import from the folders that hold them."""
-        roots = dict.fromkeys(str(p.parent) for p in (self.services_dir, self.loadtests_dir))
-        return os.pathsep.join(roots)
+        import from the folder that holds them."""
+        return str(self.services_dir.parent)
 
 
 def read(root: Path) -> Project:

@@ -1,5 +1,5 @@
 """Service level objectives for the load profiles: one YAML file (``scenarios/slo.yaml``) read by
-the Locust gate (``loadtests/gate.py``), by the load suite and by the timing checks.
+the Locust gate (``harness_locust/gate.py``), by the load suite and by the timing checks.
 
 Limits are numbers or small expressions over named values; ``alb_timeout`` (seconds) comes from
 the Terraform plan when one can be made, else from the file's ``names``. A wrong file fails with
@@ -29,7 +29,7 @@ def slo_file() -> Path:
     return project().slo_file
 
 
-HEALTH_ENDPOINT = "GET /health [lb]"  # the load-balancer poller's requests (loadtests/users/health_poller.py)
+HEALTH_ENDPOINT = "GET /health [lb]"  # the load-balancer poller's requests (harness_locust/users/health_poller.py)
 TOTAL = "total"
 LIMIT = {"type": ["number", "string"], "description": "a number, or an expression such as alb_timeout * 1000"}
 # kind -> (how the measured value compares with the limit, unit)

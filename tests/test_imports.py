@@ -12,7 +12,7 @@ from tests import REPO
 
 pytestmark = [pytest.mark.harness, pytest.mark.unit]
 LINT = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("harness", "services", "loadtests", "pytest_harness", "suites", "tests")
+PACKAGES = ("harness", "services", "harness_locust", "pytest_harness", "suites", "tests")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
@@ -39,7 +39,8 @@ def test_every_contract_is_kept():
         ("harness/stack/stack.py", "import harness.faults.kinds", "The CLI stands on the wings"),
         ("harness/load/runner.py", "import harness.faults.judge", "The CLI stands on the wings"),
         ("harness/stack/api.py", "import services.api.config", "black box"),
-        ("harness/load/report.py", "import loadtests.gate", "black box"),
+        ("harness/load/report.py", "import harness_locust.gate", "black box"),
+        ("harness_locust/shape.py", "import harness.plan.timing", "Locust's files import the harness"),
         ("services/api/app.py", "import harness.wait", "The services import nothing"),
         ("pytest_harness/stack.py", "import suites.integration.test_stack", "The plugin never imports"),
         ("harness/rehearsal/driver.py", "import harness.simulation.simulator", "The CLI stands on the wings"),
@@ -57,7 +58,8 @@ def test_every_contract_is_kept():
         "stack->faults",
         "load<->faults",
         "harness->services",
-        "harness->loadtests",
+        "harness->locust-side",
+        "locust-side->plan",
         "services->harness",
         "plugin->suites",
         "rehearsal->simulation",

@@ -1,11 +1,13 @@
 """The harness as another repository uses it: its wheel, installed into a fresh virtualenv outside
 this checkout, finds a platform through that project's ``[tool.harness]`` table and passes the
-unit and Terraform suites there. The copy puts its Terraform under ``infra/`` instead of
-``terraform/``, so a harness that ignored the table, or found its files next to its own code,
-would not find them."""
+unit and Terraform suites there, and runs a load test with Locust's side as the wheel ships it and
+the project's own profile. The copy puts its Terraform under ``infra/`` instead of ``terraform/``
+and its load profiles under ``perf/profiles/``, so a harness that ignored the table, or found its
+files next to its own code, would not find them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +23,7 @@ from tests.test_docs_examples import examples
 pytestmark = [pytest.mark.harness, pytest.mark.slow, pytest.mark.proof]
 UV = Path(sys.executable).with_name("uv")
 # what the build reads: the packages, the metadata, and the files the optional dependencies name
-BUILD_INPUTS = ("pyproject.toml", "README.md", "requirements-dev.in", "harness", "pytest_harness")
+BUILD_INPUTS = ("pyproject.toml", "README.md", "requirements-dev.in", "harness", "harness_locust", "pytest_harness")
 BUILD_FILES = ("services/api/requirements.txt", "services/mlflow/requirements.txt")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".terraform", "*.tfstate*", ".terraform.lock.hcl")
 # the pytest configuration docs/plugin.md tells another project to use, as it stands there
@@ -30,6 +32,8 @@ IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".terraform", "*.tfstat
     for e in examples([REPO / "docs" / "plugin.md"])
     if e.lang == "toml" and "[tool.pytest.ini_options]" in e.text
 ]
+# the load profile docs/plugin.md shows another project, as it stands there
+(PROFILE,) = [e.text for e in examples([REPO / "docs" / "plugin.md"]) if e.lang == "python" and "StagedShape" in e.text]
 PROJECT = f"""\
 [project]
 name = "another-platform"
@@ -38,6 +42,7 @@ version = "0.1.0"
 [tool.harness]
 terraform_dir = "infra"
 environments_dir = "infra/environments"
+loadtests_dir = "perf"
 
 {PYTEST_OPTIONS}"""
 
@@ -85,13 +90,14 @@ def platform(tmp_path_factory) -> Path:
         ("services", "services"),
         ("terraform", "infra"),
         ("scenarios", "scenarios"),
-        ("loadtests", "loadtests"),
         ("docs", "docs"),
         ("suites/unit", "suites/unit"),
         ("suites/terraform", "suites/terraform"),
     ]:
         shutil.copytree(REPO / name, root / to, ignore=IGNORED)
     shutil.copy(REPO / "suites" / "__init__.py", root / "suites" / "__init__.py")
+    (root / "perf" / "profiles").mkdir(parents=True)
+    (root / "perf" / "profiles" / "ours.py").write_text(PROFILE)  # its own profile; no Locust files of its own
     shutil.copy(REPO / ".dockerignore", root / ".dockerignore")  # the images' build context is the project
     (root / "pyproject.toml").write_text(PROJECT)
     return root
@@ -127,3 +133,18 @@ def test_the_unit_and_terraform_suites_pass_on_another_projects_platform(install
     summary = out.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, out[-3000:]
     assert "skipped" not in summary, f"nothing may be skipped here: {out[-3000:]}"
+
+
+def test_a_load_test_runs_the_wheels_locust_side_with_the_projects_own_profile(installed, platform, api_url, tmp_path):
+    """``harness load`` from the wheel, in the other project, against the session's api: Locust
+    runs the shipped locustfile, users and gate over the project's ``perf/profiles/ours.py``."""
+    argv = [str(installed), "-m", "harness", "load", "--profile", "ours", "--time-scale", "0.2"]
+    argv += ["--target-url", api_url, "--lb-timeout", "5", "--reports-dir", str(tmp_path / "reports"), "--json"]
+    done = subprocess.run(argv, cwd=platform, env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    summary = doc["summary"]
+    assert doc["passed"] is True and summary["profile"] == "ours", summary
+    endpoints = summary["endpoints"]
+    assert endpoints["POST /runs"]["requests"] > 0 and endpoints["GET /health [lb]"]["requests"] > 0
+    assert not list(platform.rglob("harness_locust")), "the project brings no Locust files of its own"

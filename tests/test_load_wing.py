@@ -29,10 +29,15 @@ DEPLOYMENT = ("harness.plan", "harness.rehearsal", "harness.simulation")
 IMPORTS = (
     f"deployment = {DEPLOYMENT!r}\n"
     + """
-import importlib, json, sys
+import importlib, importlib.util, json, pathlib, sys
 seen, brought = set(), {}
 for name in sys.argv[1:]:
-    importlib.import_module(name)
+    if name.endswith(".py"):  # a profile, by path
+        spec = importlib.util.spec_from_file_location(pathlib.Path(name).stem, name)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        name = "profiles." + pathlib.Path(name).stem
+    else:
+        importlib.import_module(name)
     now = {m for m in sys.modules if m in deployment or m.startswith(tuple(d + "." for d in deployment))}
     brought[name] = sorted(now - seen)
     seen |= now
@@ -43,15 +48,17 @@ print(json.dumps({"brought": brought, "harness": harness}))
 
 
 def locust_modules(root: Path) -> list[str]:
-    """Every module of ``loadtests/``: what Locust imports, users, shapes, profiles and the gate."""
-    return sorted(
+    """Every module Locust loads: the shipped side (``harness_locust``: the locustfile, users, shape
+    and gate) by name, then the project's profiles by path, as Locust loads them."""
+    shipped = sorted(
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
-        for p in (root / "loadtests").rglob("*.py")
+        for p in (root / "harness_locust").rglob("*.py")
     )
+    return shipped + sorted(str(p) for p in (root / "loadtests" / "profiles").glob("*.py"))
 
 
 def locust_imports(root: Path) -> dict:
-    """Importing every module of ``loadtests/`` under ``root``: per module the deployment modules it
+    """Importing every module Locust loads under ``root``: per module the deployment modules it
     brought in ("brought"), and the files of the harness it loaded ("harness")."""
     done = subprocess.run(
         [sys.executable, "-c", IMPORTS, *locust_modules(root)],
@@ -77,7 +84,7 @@ def lazy_deployment_imports(files: list[str]) -> dict[str, list[str]]:
 
 def test_locusts_files_import_no_deployment_code():
     found = locust_imports(REPO)
-    assert {"loadtests.locustfile", "loadtests.gate", "loadtests.profiles.smoke"} <= set(found["brought"]), found
+    assert {"harness_locust.locustfile", "harness_locust.gate", "profiles.smoke"} <= set(found["brought"]), found
     assert {name: modules for name, modules in found["brought"].items() if modules} == {}
     assert any(f.endswith("harness/load/matcher.py") for f in found["harness"]), found["harness"]
     # not even inside a function: what Locust loads could run it (the runner's are never loaded there)
@@ -85,7 +92,7 @@ def test_locusts_files_import_no_deployment_code():
 
 
 def test_a_deployment_import_under_a_locust_user_is_caught(tmp_path):
-    for package in ("harness", "loadtests"):
+    for package in ("harness", "harness_locust", "loadtests"):
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     matcher = tmp_path / "harness" / "load" / "matcher.py"
     matcher.write_text(matcher.read_text() + "\nimport harness.plan.timing  # put back by the test\n")
@@ -93,7 +100,7 @@ def test_a_deployment_import_under_a_locust_user_is_caught(tmp_path):
     profile.write_text(profile.read_text() + "\n\ndef later():\n    import harness.rehearsal.moto  # put back\n")
     found = locust_imports(tmp_path)
     first = next(name for name, modules in found["brought"].items() if modules)
-    assert first == "loadtests.gate" and "harness.plan.timing" in found["brought"][first], found
+    assert first == "harness_locust.gate" and "harness.plan.timing" in found["brought"][first], found
     lazy = lazy_deployment_imports(found["harness"])
     assert lazy["matcher.py"] == ["harness.plan.timing"] and lazy["profile.py"] == ["harness.rehearsal.moto"], lazy
 
@@ -101,6 +108,7 @@ def test_a_deployment_import_under_a_locust_user_is_caught(tmp_path):
 def wing_files() -> list[Path]:
     return [
         *(REPO / "harness" / "load").glob("*.py"),
+        *(REPO / "harness_locust").rglob("*.py"),
         *(REPO / "loadtests").rglob("*.py"),
         REPO / "pytest_harness" / "load.py",
         *(REPO / "suites" / "load").glob("*.py"),

@@ -175,7 +175,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices: list[str] | None = profile_names()
     except ConfigurationError:  # no project here: `harness load` says so when it runs
         choices = None
-    load.add_argument("--profile", required=True, choices=choices, help="loadtests/profiles/<name>.py")
+    load.add_argument("--profile", required=True, choices=choices, help="<loadtests_dir>/profiles/<name>.py")
     load.add_argument(
         "--workers",
         type=_bounded("workers", int),

@@ -262,7 +262,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 SCHEMAS = {
     "scenario": ("harness.faults.scenarios", "a fault scenario file (scenarios/faults/*.yaml)"),
     "slo": ("harness.slo", "the SLO file (scenarios/slo.yaml)"),
-    "profile": ("harness.load.profile", "the PROFILE dict of a load profile (loadtests/profiles/*.py)"),
+    "profile": ("harness.load.profile", "the PROFILE dict of a load profile (<loadtests_dir>/profiles/*.py)"),
 }
 
 

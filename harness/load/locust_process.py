@@ -5,12 +5,13 @@ they left. Locust runs as a subprocess because it monkey-patches gevent into wha
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from harness.errors import WaitTimeout
+from harness.errors import ConfigurationError, WaitTimeout
 from harness.load import profile as profiles
 from harness.load.config import Address, LoadBalancerCheck, LoadTest, parse_address
 from harness.load.live import live_figures
@@ -27,14 +28,35 @@ STOP_GRACE = 20.0  # after SIGTERM, for Locust to write its reports
 LOOPBACK = Address("127.0.0.1", 0)
 
 
+def locust_package() -> Path:
+    """The folder of ``harness_locust``, the Locust side shipped with the harness (its locustfile,
+    users, shape and gate), found without importing it: what Locust loads patches gevent into the
+    process that imports it."""
+    spec = importlib.util.find_spec("harness_locust")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError(
+            "the package harness_locust importable beside the harness (it ships in the same wheel)",
+            "not found",
+            "reinstall the harness",
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def locust_env(base: dict[str, str]) -> dict[str, str]:
+    """``base`` with PYTHONPATH for Locust's processes: the folder that holds ``harness_locust``
+    (and ``harness``) first, then the project's own."""
+    roots = dict.fromkeys([str(locust_package().parent), *base.get("PYTHONPATH", "").split(os.pathsep)])
+    return {**base, "PYTHONPATH": os.pathsep.join(r for r in roots if r)}
+
+
 def _locust(profile: str) -> list[str]:
-    """Locust headless over the locustfile and the profile's shape file."""
+    """Locust headless over the harness's locustfile and the project's profile (its shape file)."""
     return [
         sys.executable,
         "-m",
         "locust",
         "-f",
-        f"{project().loadtests_dir / 'locustfile.py'},{profiles.path_of(profile)}",
+        f"{locust_package() / 'locustfile.py'},{profiles.path_of(profile)}",
         "--headless",
         "--loglevel",
         "WARNING",
@@ -106,7 +128,7 @@ def locust_argv(
 def drive(test: LoadTest, session: Session, report_dir: Path, host: str, lb: LoadBalancerCheck, bound: float) -> int:
     """Start Locust (one process, or a master and its workers), wait for it within ``bound`` seconds,
     and stop everything it started, whatever happens."""
-    env = python_env(session.mkdtemp("locust"))
+    env = locust_env(python_env(session.mkdtemp("locust")))
     distributed = bool(test.workers or test.remote_workers)
     port = free_port() if distributed and not test.master_bind else 0
     master = parse_address(test.master_bind, "--master-bind") if test.master_bind else Address("127.0.0.1", port)
@@ -187,5 +209,5 @@ def _follow(test: LoadTest, main: ChildProcess, report_dir: Path, bound: float) 
 
 def run_worker(profile: str, master: Address) -> int:
     """One Locust worker in the foreground, for a master on another machine; its exit code."""
-    env = {**os.environ, "PYTHONPATH": project().pythonpath}
+    env = locust_env({**os.environ, "PYTHONPATH": project().pythonpath})
     return subprocess.run(worker_argv(profile, master), env=env, cwd=project().root).returncode

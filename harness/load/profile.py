@@ -1,4 +1,4 @@
-"""A load profile's data: the ``PROFILE`` dict literal at the top of ``loadtests/profiles/<name>.py``.
+"""A load profile's data: the ``PROFILE`` dict literal at the top of ``<loadtests_dir>/profiles/<name>.py``.
 
 Locust reads it through the shape class in the same file; the runner reads the same literal with
 ``ast`` (it must not import Locust, which monkey-patches the process) to know the bounds before it
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.paths import project
+from harness.paths import project, shown
 
 
 def profiles_dir() -> Path:
@@ -116,7 +116,7 @@ def names() -> list[str]:
 def read(name: str) -> dict:
     """The profile's data without importing its module."""
     path = path_of(name)
-    where = f"loadtests/profiles/{path.name}"
+    where = shown(path)
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PROFILE" for t in node.targets):
             try:

@@ -5,7 +5,7 @@
     python -m harness load --profile smoke --workers 2           # one master, two workers
 
 Locust runs headless as a subprocess (it monkey-patches gevent into whatever imports it), with
-``loadtests/locustfile.py`` and the profile's shape file. A load test writes
+``harness_locust/locustfile.py`` and the profile's shape file. A load test writes
 ``reports/load/<profile>-<UTC timestamp>/``: Locust's ``report.html``, ``stats_*.csv`` and
 ``stats.json``, the gate's ``summary.json`` (figures, SLO verdicts) and ``summary.md``, and the
 Locust logs; then appends to ``reports/load/history.jsonl`` and rewrites ``reports/load/index.html``.

@@ -1,7 +1,7 @@
 """Breakpoint: ramp api clients in steps until the write path breaks its SLO; reports the knee
 (clients and requests/s where p99 or errors cross) and which dependency saturated first."""
 
-from loadtests.shape import StagedShape
+from harness_locust.shape import StagedShape
 
 PROFILE = {
     "description": "4, 8, 12, 16, 24, 32, 48, 64 api clients, 20 s each; 2 poller nodes every 1 s; reports the knee",

@@ -1,6 +1,6 @@
 """Smoke: a few clients and the load balancer's poller for 30 s; every endpoint answered, SLOs met."""
 
-from loadtests.shape import StagedShape
+from harness_locust.shape import StagedShape
 
 PROFILE = {
     "description": "4 api clients and 3 poller nodes for 30 s: proves the stack serves and the gate works",

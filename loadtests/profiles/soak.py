@@ -1,6 +1,6 @@
 """Soak: moderate load for 30 minutes, for leaks and slow drift. Opt-in: run it by name."""
 
-from loadtests.shape import StagedShape
+from harness_locust.shape import StagedShape
 
 PROFILE = {
     "description": "10 api clients and 3 poller nodes (1 s) for 30 minutes; finds leaks and drift",

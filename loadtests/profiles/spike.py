@@ -2,7 +2,7 @@
 graceful degradation: excess is shed fast (503, never a hang), /health holds, and within 10 s of
 the spike's end the write path is back to its normal error rate."""
 
-from loadtests.shape import StagedShape
+from harness_locust.shape import StagedShape
 
 PROFILE = {
     "description": "10 api clients, a spike to 60 for 20 s at t=30 s, back to 10 until 80 s; 3 pollers every 1 s",

@@ -1,6 +1,6 @@
 """Steady: enough clients to keep one api worker busy for two minutes, pollers every 0.25 s."""
 
-from loadtests.shape import StagedShape
+from harness_locust.shape import StagedShape
 
 PROFILE = {
     "description": "ramp to 16 api clients in 8 s, hold to 120 s; 4 poller nodes every 0.25 s",

@@ -1,7 +1,7 @@
 """Step: add clients in steps up to the measured capacity (the breakpoint profile's knee was at 32
 clients, capacity 24, on 2 cores); each step holds 30 s and every step must meet the SLOs."""
 
-from loadtests.shape import StagedShape
+from harness_locust.shape import StagedShape
 
 PROFILE = {
     "description": "4, 8, 12, 16, 20 api clients, 30 s each (within capacity); 3 poller nodes every 1 s",

@@ -11,14 +11,14 @@ from harness.load.matcher import matches, reason
 
 
 class HealthPoller(HttpUser):
-    fixed_count = 3  # the profile's poller.nodes; set on the master before users spawn (loadtests/gate.py)
+    fixed_count = 3  # the profile's poller.nodes; set on the master before users spawn (harness_locust/gate.py)
     weight = 1
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
         profile = self.environment.shape_class.profile
         self.interval = float(profile["poller"]["interval"])
-        self.timeout = float(options.lb_timeout)  # options of loadtests/gate.py, sent by the master
+        self.timeout = float(options.lb_timeout)  # options of harness_locust/gate.py, sent by the master
         self.matcher = options.lb_matcher
         self._started = time.monotonic()
 
