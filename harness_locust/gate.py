@@ -53,7 +53,8 @@ def _bounds(environment: Environment, **_: object) -> None:
     shape = environment.shape_class
     if shape is None or not getattr(shape, "profile", None):
         sys.stderr.write(
-            "harness_locust: no profile shape given; pass -f harness_locust/locustfile.py,loadtests/profiles/NAME.py\n"
+            "harness_locust: no profile shape given; "
+            "pass -f harness_locust/locustfile.py,<loadtests_dir>/profiles/NAME.py\n"
         )
         sys.exit(2)
     for cls in environment.user_classes:

@@ -147,4 +147,3 @@ def test_a_load_test_runs_the_wheels_locust_side_with_the_projects_own_profile(i
     assert doc["passed"] is True and summary["profile"] == "ours", summary
     endpoints = summary["endpoints"]
     assert endpoints["POST /runs"]["requests"] > 0 and endpoints["GET /health [lb]"]["requests"] > 0
-    assert not list(platform.rglob("harness_locust")), "the project brings no Locust files of its own"

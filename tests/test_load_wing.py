@@ -225,7 +225,7 @@ def test_no_summary_is_a_failed_load_test_with_locusts_log(tmp_path):
 
 
 # stands in for Locust at the process boundary: a worker exits, the master (or the only process)
-# writes the gate's summary from its command line, as loadtests/gate.py does, and exits with 0
+# writes the gate's summary from its command line, as harness_locust/gate.py does, and exits with 0
 STAND_IN = """
 import json, sys, time
 a = sys.argv

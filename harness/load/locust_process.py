@@ -43,9 +43,13 @@ def locust_package() -> Path:
 
 
 def locust_env(base: dict[str, str]) -> dict[str, str]:
-    """``base`` with PYTHONPATH for Locust's processes: the folder that holds ``harness_locust``
-    (and ``harness``) first, then the project's own."""
-    roots = dict.fromkeys([str(locust_package().parent), *base.get("PYTHONPATH", "").split(os.pathsep)])
+    """``base`` with PYTHONPATH for Locust's processes: the project's own, after the folder that
+    holds ``harness_locust`` (and ``harness``) when this interpreter does not already import from
+    it (a checkout run without installing; an installed wheel's site-packages must not go ahead of
+    the standard library)."""
+    shipped = str(locust_package().parent)
+    ours = [] if shipped in sys.path else [shipped]
+    roots = dict.fromkeys([*ours, *base.get("PYTHONPATH", "").split(os.pathsep)])
     return {**base, "PYTHONPATH": os.pathsep.join(r for r in roots if r)}
 
 
