@@ -48,6 +48,13 @@ def test_every_held_write_is_sent_again_and_recorded_however_many_wait_their_tur
     assert sorted(sent) == sorted(r.key for r in writes)
 
 
+def test_a_write_is_sent_again_when_its_retry_after_says_not_before():
+    send, sent = held_keys()  # Retry-After: 1 while held for 0.6 s
+    writes = failed_writes(3)
+    assert settle(writes, send, timeout=0.3, interval=0.05, parallel=2, longest=10) == []
+    assert sent == {"k-0": 2, "k-1": 2, "k-2": 2}, sent  # at once, then a second later
+
+
 def test_settle_gives_up_when_the_longest_wait_has_passed_and_says_what_it_last_heard():
     send, _ = held_keys(hold=60)
     writes = failed_writes(3)

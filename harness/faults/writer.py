@@ -149,15 +149,16 @@ def settle(
     longest: float = 300.0,
 ) -> list[WriteResult]:
     """Send every write of ``results`` that was not acknowledged again, with its key, until each
-    is recorded (or ``timeout`` passes): as clients that retry their 503s would, in rounds that
-    send every write still not recorded, ``parallel`` at a time, ``interval`` apart. A write told to
-    come back later (Retry-After: a key held while an earlier create may still land) extends the
-    time to that long and 5 s more, at most ``longest`` seconds in all. Every write is sent in
-    every round, so none waits for another's turn to end (a write per worker until recorded let
-    those queued behind held keys run out of time unsent). Returns those still not recorded."""
+    is recorded (or ``timeout`` passes): as clients that retry their 503s would, ``parallel`` at a
+    time, each when its last answer's Retry-After says (``interval`` at least). A write told to
+    come back later (a key held while an earlier create may still land) extends the time to that
+    long and 5 s more, at most ``longest`` seconds in all. Every write due is sent in each round,
+    so none waits for another's turn to end (a write per worker until recorded let those queued
+    behind held keys run out of time unsent). Returns those still not recorded."""
     started = time.monotonic()
     failed = [r for r in list(results) if r.recorded_id is None]
     deadline = started + timeout
+    due_at = {id(r): started for r in failed}
     extending = threading.Lock()
 
     def retry(result: WriteResult) -> None:
@@ -165,20 +166,27 @@ def settle(
         result.settled = send(client, result)
         result.retries += 1
         result.answers.append(f"{result.settled.status or result.settled.error} {result.settled.detail or ''}")
+        if result.recorded_id is not None:
+            return
         told = result.settled.retry_after
-        if told is not None and result.recorded_id is None:
+        now = time.monotonic()
+        due_at[id(result)] = now + max(interval, told or 0.0)
+        if told is not None:
             with extending:
-                deadline = min(max(deadline, time.monotonic() + told + 5.0), started + longest)
+                deadline = min(max(deadline, now + told + 5.0), started + longest)
 
     limits = httpx.Limits(max_connections=parallel)
     with httpx.Client(timeout=30, limits=limits) as client, ThreadPoolExecutor(parallel) as pool:
         while True:
-            due = [r for r in failed if r.recorded_id is None]
-            if not due or time.monotonic() >= deadline:
+            now = time.monotonic()
+            left = [r for r in failed if r.recorded_id is None]
+            if not left or now >= deadline:
                 break
-            list(pool.map(retry, due))
-            if any(r.recorded_id is None for r in due):
-                time.sleep(interval)  # the clients' pause between retries, not a wait for a state
+            due = [r for r in left if due_at[id(r)] <= now]
+            if due:
+                list(pool.map(retry, due))
+            else:  # the clients' pause until the next write is due, not a wait for a state
+                time.sleep(min(min(due_at[id(r)] for r in left), deadline) - now)
     return [r for r in failed if r.recorded_id is None]
 
 
