@@ -670,3 +670,29 @@ def test_a_free_worker_takes_the_longest_unit_left_by_the_recorded_durations():
     queue["b.py"] = {"b.py::long": True, "b.py::short": False}
     queue["c.py"] = {"c.py::t": False}
     assert queue.popitem(last=False)[0] == "c.py"
+
+
+def test_recorded_durations_name_the_commit_their_runs_measured_not_the_recording_checkout(tmp_path):
+    measured = tmp_path / "ci-clone"
+    (measured / "reports").mkdir(parents=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(measured)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "measured"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    run = measured / "reports" / "durations-pr.json"
+    run.write_text(json.dumps({"run": "pr", "wall_s": 1.0, "tests": {"t.py::a": {"seconds": 1.0}}}))
+    recording = tmp_path / "project"
+    (recording / ".ci").mkdir(parents=True)
+    (recording / "pyproject.toml").write_text("[tool.harness]\n")
+    env = {**os.environ, "HARNESS_PROJECT": str(recording)}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "durations", "--record", str(run)],
+        cwd=recording,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((recording / ".ci" / "durations.json").read_text())
+    assert doc["commit"] == head and doc["tests"] == {"t.py::a": 1.0}, doc

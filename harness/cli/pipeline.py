@@ -107,9 +107,10 @@ def cmd_durations(args: argparse.Namespace) -> int:
         raise ConfigurationError("durations files of a run (reports/durations-*.json)", "none")
     seconds = durations.read_runs(runs)
     if args.record:
+        # the commit the runs measured: that of the checkout their files are in (not this one's)
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=project().root, capture_output=True, text=True, check=False
-        ).stdout.strip()
+            ["git", "rev-parse", "--short", "HEAD"], cwd=runs[0].resolve().parent, capture_output=True, text=True
+        ).stdout.strip() or "unknown (the runs' files are in no checkout)"
         doc = durations.recorded_document(
             seconds, datetime.date.today().isoformat(), commit, f"from {', '.join(p.name for p in runs)}"
         )
