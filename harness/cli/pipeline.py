@@ -108,9 +108,12 @@ def cmd_durations(args: argparse.Namespace) -> int:
     seconds = durations.read_runs(runs)
     if args.record:
         # the commit the runs measured: that of the checkout their files are in (not this one's)
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=runs[0].resolve().parent, capture_output=True, text=True
-        ).stdout.strip() or "unknown (the runs' files are in no checkout)"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=runs[0].resolve().parent, capture_output=True, text=True
+            ).stdout.strip()
+            or "unknown (the runs' files are in no checkout)"
+        )
         doc = durations.recorded_document(
             seconds, datetime.date.today().isoformat(), commit, f"from {', '.join(p.name for p in runs)}"
         )
